@@ -1,0 +1,24 @@
+"""The `sgsim` command line: one click group; each subcommand lives in a module of its own."""
+
+from __future__ import annotations
+
+import click
+
+from sgsim import __version__
+from sgsim.errors import user_errors
+
+
+class _Group(click.Group):
+    """A click group that reports a user's mistake as one line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except user_errors() as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="sgsim")
+def main() -> None:
+    """Sound-guided semantic image manipulation."""

@@ -1,0 +1,18 @@
+"""Errors of the editing toolkit and the tuple of every error the CLI reports as one line."""
+
+
+class SgsimError(Exception):
+    """A user-facing problem in sgsim itself: bad input, bad option, failed run."""
+
+
+class AudioError(SgsimError):
+    """An audio file or waveform cannot be used: missing, corrupt, empty or silent."""
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Every exception type that means the user must change something, across all packages."""
+    from checkpoints.errors import WeightsError
+    from encoders.errors import EncoderError
+    from stylegan2.errors import CheckpointError
+
+    return (SgsimError, CheckpointError, EncoderError, WeightsError)
