@@ -1,0 +1,50 @@
+"""Fixtures shared by the whole suite: the real data beside the project and seeded random weights."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def seeded_state_dict(template: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """Random weights for a state dict, each tensor drawn from a generator seeded by (seed, key).
+
+    The draw depends only on the key, shape and seed, never on module order or init code, so a
+    reference implementation run elsewhere and our own model get bit-identical weights.
+    Weights are scaled by 1/sqrt(fan_in) so deep nets stay finite; batch-norm statistics stay valid.
+    """
+    out = {}
+    for key, value in template.items():
+        gen = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(key.encode())) % 2**63)
+        if not value.is_floating_point():
+            out[key] = value.clone()
+            continue
+        noise = torch.randn(value.shape, generator=gen, dtype=torch.float64)
+        if key.endswith("running_var"):
+            tensor = 1.0 + 0.1 * noise.abs()
+        elif key.endswith(("running_mean", "bias")) or value.dim() <= 1:
+            tensor = 0.1 * noise + (1.0 if key.endswith(("bn.weight", "bn1.weight", "bn2.weight", "bn3.weight")) else 0.0)
+        else:
+            fan_in = max(1, value[0].numel())
+            tensor = noise / fan_in**0.5
+        out[key] = tensor.to(value.dtype)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real audio beside the project (../shared/data)."""
+    assert SHARED_DATA.is_dir(), f"expected the shared data folder at {SHARED_DATA}"
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def random_weights() -> Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]]:
+    """The seeded_state_dict function, for tests that build networks in their real formats."""
+    return seeded_state_dict
