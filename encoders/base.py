@@ -1,0 +1,80 @@
+"""The interface every audio encoder shares: waveform in, L2-normalised embedding in a CLIP space out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import nn
+
+from encoders.errors import EncoderError
+
+
+class AudioEncoder(nn.Module):
+    """An audio encoder whose normalised output lives in the embedding space of one CLIP model.
+
+    Subclasses set the class attributes, build their modules in `__init__` and implement
+    `forward(waveform)`: a batch at `sample_rate` ([B, T], or [B, C, T] when `mono` is False)
+    to unnormalised embeddings [B, embed_dim], preprocessing included, so it runs on the
+    encoder's device. `convert_official` maps the authors' checkpoint keys to ours.
+    """
+
+    name: str = ""
+    description: str = ""
+    sample_rate: int = 44100
+    embed_dim: int = 512
+    mono: bool = True  # False: the encoder consumes every channel itself (AudioCLIP sums them)
+    clip_model: str = "ViT-B-32-quickgelu"  # open_clip model name whose space the output lives in
+    clip_weights: str = "clip-vit-b-32"  # manifest name (or path) of that CLIP model's weights
+
+    @property
+    def device(self) -> torch.device:
+        """The device the encoder's weights live on."""
+        return next(self.parameters()).device
+
+    def encode(self, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """Embed a batch of clips ([T], [B, T] or [B, C, T] at any rate) as L2-normalised [B, embed_dim]."""
+        waveform = torch.as_tensor(waveform, dtype=torch.float32, device=self.device)
+        if waveform.dim() == 1:
+            waveform = waveform[None]
+        if waveform.dim() not in (2, 3):
+            raise EncoderError(f"{self.name}: expected a waveform [T], [B, T] or [B, C, T], got shape {tuple(waveform.shape)}")
+        if self.mono and waveform.dim() == 3:
+            waveform = waveform.mean(dim=1)
+        if not self.mono and waveform.dim() == 2:
+            waveform = waveform[:, None]
+        if sample_rate != self.sample_rate:
+            waveform = torchaudio.functional.resample(waveform, sample_rate, self.sample_rate)
+        return F.normalize(self(waveform).float(), dim=-1)
+
+    def encode_file(self, path: str | Path) -> torch.Tensor:
+        """Embed one audio file, decoded and resampled by the toolkit's one audio loader, as [embed_dim]."""
+        from sgsim.audio import load_audio
+
+        waveform, rate = load_audio(path, sample_rate=self.sample_rate, mono=self.mono)
+        return self.encode(torch.from_numpy(waveform)[None], rate)[0]
+
+    def convert_official(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Map the authors' released state dict to this module's keys (identity unless overridden)."""
+        return state_dict
+
+    def load_official(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
+        """Load the authors' checkpoint strictly: a wrong or foreign file is an error, never a partial load."""
+        state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+        converted = self.convert_official(state_dict)
+        own = self.state_dict()
+        missing = sorted(set(own) - set(converted))
+        unexpected = sorted(set(converted) - set(own))
+        wrong_shape = sorted(k for k in set(own) & set(converted) if own[k].shape != converted[k].shape)
+        if missing or unexpected or wrong_shape:
+            def first(keys: list[str]) -> str:
+                return ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")
+
+            raise EncoderError(
+                f"{source} is not a {self.name} checkpoint: {len(missing)} keys missing ({first(missing)}), "
+                f"{len(unexpected)} unexpected ({first(unexpected)}), {len(wrong_shape)} of the wrong shape "
+                f"({first(wrong_shape)}); pass the file released for {self.name}"
+            )
+        self.load_state_dict(converted, strict=True)
