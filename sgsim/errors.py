@@ -9,6 +9,14 @@ class AudioError(SgsimError):
     """An audio file or waveform cannot be used: missing, corrupt, empty or silent."""
 
 
+class ImageError(SgsimError):
+    """An image file cannot be used: missing, a folder, empty, truncated or not an image."""
+
+
+class NetworkFileError(SgsimError):
+    """A weights file for a helper network (identity, LPIPS) is not in the format that network expects."""
+
+
 def user_errors() -> tuple[type[Exception], ...]:
     """Every exception type that means the user must change something, across all packages."""
     from checkpoints.errors import WeightsError
