@@ -1,5 +1,21 @@
 """The manifest of official weights, the local cache and the downloader."""
 
+from checkpoints.cache import cache_dir, resolve, weights_dir
+from checkpoints.download import VerifyResult, download, import_file, verify
 from checkpoints.errors import MissingWeightsError, WeightsError
+from checkpoints.manifest import WeightsEntry, entries, entry
 
-__all__ = ["MissingWeightsError", "WeightsError"]
+__all__ = [
+    "MissingWeightsError",
+    "VerifyResult",
+    "WeightsEntry",
+    "WeightsError",
+    "cache_dir",
+    "download",
+    "entries",
+    "entry",
+    "import_file",
+    "resolve",
+    "verify",
+    "weights_dir",
+]

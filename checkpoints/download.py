@@ -1,0 +1,253 @@
+"""Fetch, import and verify weights files: resumable streamed downloads, format and checksum checks, atomic placement."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import http.client
+import os
+import shutil
+import socket
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tqdm import tqdm
+
+from checkpoints.cache import cached_path, record_checksum, recorded_checksums, resolve
+from checkpoints.errors import WeightsError
+from checkpoints.formats import check_format
+from checkpoints.manifest import WeightsEntry, entry
+
+DEFAULT_TIMEOUT_S = 10.0  # per connect and per read: an offline user hears within seconds, not minutes
+MAX_RESUMES = 3  # a transfer that breaks off is resumed from its .part this many times before giving up on a mirror
+_CHUNK = 1 << 20
+_USER_AGENT = "sgsim-weights/0.1"
+
+
+class _MirrorFailed(Exception):
+    """One URL could not deliver the file; the next mirror may."""
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of re-hashing a cached file."""
+
+    name: str
+    path: Path
+    sha256: str
+    size: int
+    status: str  # "ok": matches the manifest or the recorded checksum; "recorded": first hash, now remembered
+
+
+def sha256_file(path: Path) -> str:
+    """The lowercase hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(name: str, *, force: bool = False, progress: bool = True, timeout: float = DEFAULT_TIMEOUT_S) -> Path:
+    """Fetch the manifest file `name` into the cache (mirrors in order, resuming a .part) and return its path."""
+    item = entry(name)
+    target = cached_path(item)
+    if target.is_file() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    failures = []
+    for url in item.urls:
+        try:
+            _fetch(url, part, item, timeout=timeout, progress=progress)
+            sha256 = _check_file(part, item, source=url)
+        except _MirrorFailed as exc:
+            failures.append(f"{url}: {exc}")
+            continue
+        os.replace(part, target)
+        if item.sha256 is None:
+            record_checksum(name, sha256, target.stat().st_size)
+        return target
+    raise WeightsError(
+        f"could not download {name} ({item.filename}): {'; '.join(failures)}. If this machine is offline, "
+        f"download the file elsewhere and run `sgsim weights import FILE --name {name}`"
+    )
+
+
+def import_file(path: str | os.PathLike, name: str) -> Path:
+    """Copy a file fetched by other means into the cache as `name`, after checking its format and checksum."""
+    item = entry(name)
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise WeightsError(f"no such file to import: {source}")
+    try:
+        sha256 = _check_file(source, item, source=str(source))
+    except _MirrorFailed as exc:
+        raise WeightsError(f"cannot import {source} as {name}: {exc}") from None
+    target = cached_path(item)
+    if not (target.is_file() and target.samefile(source)):
+        _copy_atomic(source, target)
+    if item.sha256 is None:
+        record_checksum(name, sha256, target.stat().st_size)
+    return target
+
+
+def verify(name: str) -> VerifyResult:
+    """Re-hash the cached file `name` against the manifest or the checksum recorded at first download or import."""
+    item = entry(name)
+    path = resolve(name)  # raises the actionable "not in the cache" error
+    sha256, size = sha256_file(path), path.stat().st_size
+    expected = item.sha256 or recorded_checksums().get(name, {}).get("sha256")
+    if expected is None:
+        record_checksum(name, sha256, size)
+        return VerifyResult(name, path, sha256, size, "recorded")
+    if sha256 != expected or (item.size is not None and size != item.size):
+        origin = "the manifest" if item.sha256 else "the checksum recorded when it was first fetched"
+        raise WeightsError(
+            f"{path} has changed or is damaged: sha256 {sha256} ({size} bytes) differs from {origin} ({expected}); "
+            f"delete it and run `sgsim weights download {name}` again"
+        )
+    return VerifyResult(name, path, sha256, size, "ok")
+
+
+def _check_file(path: Path, item: WeightsEntry, source: str) -> str:
+    """Check a fetched or imported file's format, size and sha256 against `item`; return its sha256.
+
+    A failed check deletes a .part (its bytes are wrong, resuming cannot fix them) and raises _MirrorFailed.
+    """
+    try:
+        check_format(path, item.format, what=f"the {item.name} entry")
+        size = path.stat().st_size
+        if item.size is not None and size != item.size:
+            raise WeightsError(f"{path} has {size} bytes, the manifest says {item.size}")
+        sha256 = sha256_file(path)
+        if item.sha256 is not None and sha256 != item.sha256:
+            raise WeightsError(f"sha256 mismatch: got {sha256}, the manifest says {item.sha256}")
+    except WeightsError as exc:
+        if path.name.endswith(".part"):
+            path.unlink(missing_ok=True)
+        raise _MirrorFailed(str(exc)) from None
+    return sha256
+
+
+def _fetch(url: str, part: Path, item: WeightsEntry, *, timeout: float, progress: bool) -> None:
+    """Stream `url` into `part`, resuming what is already there with an HTTP Range request."""
+    for _ in range(MAX_RESUMES + 1):
+        offset = part.stat().st_size if part.exists() else 0
+        if item.size is not None and offset >= item.size:
+            if offset == item.size:
+                return
+            part.unlink()
+            offset = 0
+        response = _open(url, offset, timeout)
+        if response is None:  # the server says our .part is not a prefix of its file: start over
+            part.unlink(missing_ok=True)
+            continue
+        with response:
+            start, total = _body_span(response, offset)
+            if start != offset:  # the server ignored or misread the Range: restart from byte 0
+                part.unlink(missing_ok=True)
+                if start != 0:
+                    continue
+            if _copy_body(response, part, start, total, item.name, progress) and (total is None or part.stat().st_size >= total):
+                return
+    raise _MirrorFailed(
+        f"the transfer broke off {MAX_RESUMES + 1} times; run the download again to resume from the "
+        f"{part.stat().st_size if part.exists() else 0} bytes kept in {part}"
+    )
+
+
+def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse | None:
+    """Send the GET (with a Range from `offset` when resuming); None when the server rejects the Range (HTTP 416)."""
+    headers = {"User-Agent": _USER_AGENT}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:
+            return None
+        raise _MirrorFailed(_http_message(exc.code, exc.reason)) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise _MirrorFailed(_network_message(exc, url, timeout)) from None
+
+
+def _body_span(response: http.client.HTTPResponse, offset: int) -> tuple[int, int | None]:
+    """(first byte the body holds, total file size or None) from the status and Content-Range/Content-Length."""
+    length = response.headers.get("Content-Length")
+    if response.status == 206:
+        content_range = response.headers.get("Content-Range", "")  # "bytes START-END/TOTAL"
+        try:
+            span, total = content_range.split(" ", 1)[1].split("/")
+            start = int(span.split("-")[0])
+            return start, (None if total == "*" else int(total))
+        except (IndexError, ValueError):
+            return -1, None
+    return 0, (int(length) if length is not None else None)
+
+
+def _copy_body(response: http.client.HTTPResponse, part: Path, start: int, total: int | None, label: str, progress: bool) -> bool:
+    """Append the body to `part` (truncating it first when `start` is 0); False when the transfer broke off."""
+    bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress)
+    try:
+        with part.open("ab" if start else "wb") as out, bar:
+            while True:
+                try:
+                    chunk = response.read(_CHUNK)
+                except (http.client.IncompleteRead, ConnectionError, TimeoutError):
+                    return False
+                if not chunk:
+                    return True
+                out.write(chunk)
+                bar.update(len(chunk))
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        have = part.stat().st_size if part.exists() else 0
+        need = f"{(total - have) / 2**20:.0f} MiB more" if total is not None else "more"
+        free = shutil.disk_usage(part.parent).free
+        raise WeightsError(
+            f"disk full while writing {part}: {need} space is needed ({free / 2**20:.0f} MiB free). Free some space "
+            f"(or point SGSIM_HOME at a bigger disk) and run `sgsim weights download {label}` again: "
+            f"the {have} bytes already fetched are kept and the download resumes"
+        ) from None
+
+
+def _http_message(code: int, reason: str) -> str:
+    """A user-facing reading of an HTTP error status."""
+    meaning = {
+        403: "the server refuses access (an expired link, or a host that wants a login or blocks scripts)",
+        404: "the file is not at this address (moved or removed)",
+        410: "the file was removed from this address",
+    }.get(code, "the server could not deliver the file")
+    return f"HTTP {code} {reason}: {meaning}"
+
+
+def _network_message(exc: BaseException, url: str, timeout: float) -> str:
+    """A user-facing reading of a failure to reach a host at all."""
+    host = urlsplit(url).hostname or url
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, socket.gaierror):
+        return f"cannot resolve {host} (no network or no DNS: is this machine offline?)"
+    if isinstance(reason, ConnectionRefusedError):
+        return f"{host} refused the connection (offline, a proxy or firewall, or the server is down)"
+    if isinstance(reason, TimeoutError):
+        return f"no answer from {host} within {timeout:g} s (offline, or a very slow network)"
+    return f"cannot reach {host}: {reason}"
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    """Copy `source` to `target` through a temp file in the target's folder and os.replace."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            shutil.copyfileobj(src, out, _CHUNK)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
