@@ -22,3 +22,8 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="sgsim")
 def main() -> None:
     """Sound-guided semantic image manipulation."""
+
+
+from sgsim.cli.weights import weights  # noqa: E402  (registered once the group exists)
+
+main.add_command(weights)

@@ -1,0 +1,97 @@
+"""`sgsim weights`: list, download, import, verify, locate and convert the official weights files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+import checkpoints
+from checkpoints.errors import WeightsError
+
+
+def _human_size(size: int | None) -> str:
+    """Bytes as MiB or GiB for the table; '-' when unknown."""
+    if size is None:
+        return "-"
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+@click.group("weights")
+def weights() -> None:
+    """Official weights: list, download, import, verify, locate, convert."""
+
+
+@weights.command("list")
+def list_command() -> None:
+    """Show every official weights file, whether it is cached, its size, kind and purpose."""
+    rows = [("NAME", "PRESENT", "SIZE", "KIND", "DESCRIPTION")]
+    for item in checkpoints.entries():
+        path = checkpoints.weights_dir() / item.filename
+        present = path.is_file()
+        rows.append((item.name, "yes" if present else "no", _human_size(path.stat().st_size if present else item.size), item.kind, item.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+    click.echo(f"cache: {checkpoints.weights_dir()}")
+
+
+@weights.command("download")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Fetch again even when the file is already cached.")
+def download_command(names: tuple[str, ...], force: bool) -> None:
+    """Download weights by name into the cache (resumes interrupted downloads)."""
+    for name in names:
+        checkpoints.entry(name)  # a typo fails before any transfer starts
+    for name in names:
+        click.echo(checkpoints.download(name, force=force))
+
+
+@weights.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="The manifest name this file is (see `sgsim weights list`).")
+def import_command(file: Path, name: str) -> None:
+    """Copy a file downloaded elsewhere into the cache, after checking its format and checksum."""
+    click.echo(checkpoints.import_file(file, name))
+
+
+@weights.command("verify")
+@click.argument("names", nargs=-1)
+def verify_command(names: tuple[str, ...]) -> None:
+    """Re-hash cached files (all present ones when no NAME is given) against the manifest or recorded checksums."""
+    if not names:
+        names = tuple(item.name for item in checkpoints.entries() if (checkpoints.weights_dir() / item.filename).is_file())
+        if not names:
+            click.echo(f"no weights in the cache {checkpoints.weights_dir()}")
+            return
+    failed = 0
+    for name in names:
+        try:
+            result = checkpoints.verify(name)
+        except WeightsError as exc:
+            failed += 1
+            click.echo(f"{name}: FAILED: {exc}", err=True)
+            continue
+        click.echo(f"{name}: {result.status} sha256 {result.sha256} ({result.size} bytes)")
+    if failed:
+        raise WeightsError(f"{failed} of {len(names)} weights files failed verification (see above)")
+
+
+@weights.command("path")
+@click.argument("name")
+def path_command(name: str) -> None:
+    """Print the local path of cached weights (fails with instructions when they are missing)."""
+    click.echo(checkpoints.resolve(name))
+
+
+@weights.command("convert")
+@click.argument("source")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def convert_command(source: str, out: Path) -> None:
+    """Convert a generator checkpoint (any supported format, by name or path) to a plain .safetensors file."""
+    if out.suffix != ".safetensors":
+        raise click.BadParameter(f"{out} must end in .safetensors", param_hint="OUT")
+    from stylegan2 import load_generator, save_generator
+
+    save_generator(load_generator(checkpoints.resolve(source)), out)
+    click.echo(out)
