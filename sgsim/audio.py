@@ -1,0 +1,145 @@
+"""The toolkit's one audio loader: any file a user has, decoded, mixed down and resampled as librosa.load does.
+
+Every encoder and every dataset reads audio through `load_audio`, so preprocessing cannot drift between
+training, evaluation and editing. Files are read only as far as needed (seek + frame count).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile
+
+from sgsim.errors import AudioError
+
+SILENCE_DBFS = -90.0  # below this RMS level a clip carries no usable sound
+RESAMPLE_TYPE = "soxr_hq"  # librosa.load's default res_type (librosa >= 0.10)
+
+
+def _check_file(path: Path) -> None:
+    """Reject paths that cannot hold audio before any decoder sees them."""
+    if not path.exists():
+        raise AudioError(f"{path}: no such audio file; check the path")
+    if path.is_dir():
+        raise AudioError(f"{path} is a directory, not an audio file; pass a .wav, .flac, .ogg or .mp3 file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path} is empty (0 bytes); the file was not written completely, record or copy it again")
+
+
+def _frame_count(seconds: float, rate: int) -> int:
+    """Seconds to a whole number of frames, rounded as librosa.load rounds offset and duration."""
+    return int(np.round(seconds * rate))
+
+
+def _read_soundfile(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
+    """Decode [C, T] float32 with libsndfile, seeking to `offset` and reading only `duration`."""
+    with soundfile.SoundFile(str(path)) as audio_file:
+        rate = audio_file.samplerate
+        start = _frame_count(offset, rate)
+        if start > 0:
+            if start >= audio_file.frames:
+                return np.zeros((audio_file.channels, 0), np.float32), rate
+            audio_file.seek(start)
+        frames = -1 if duration is None else _frame_count(duration, rate)
+        data = audio_file.read(frames, dtype="float32", always_2d=True)
+    return data.T, rate
+
+
+def _read_audioread(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
+    """Decode [C, T] float32 with the system decoders audioread finds (ffmpeg, GStreamer, Core Audio)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # librosa announces its audioread fallback as deprecated
+        data, rate = librosa.load(str(path), sr=None, mono=False, offset=offset, duration=duration)
+    return np.atleast_2d(data), int(rate)
+
+
+def _decode(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
+    """Decode with libsndfile (wav, flac, ogg, mp3 from libsndfile 1.1) and fall back to audioread."""
+    try:
+        return _read_soundfile(path, offset, duration)
+    except soundfile.LibsndfileError as sndfile_error:
+        try:
+            return _read_audioread(path, offset, duration)
+        except Exception as fallback_error:
+            raise AudioError(
+                f"{path} cannot be decoded as audio (libsndfile: {sndfile_error}; audioread: "
+                f"{type(fallback_error).__name__} {fallback_error or 'no system decoder such as ffmpeg'}); "
+                f"the file is corrupt or not audio, "
+                f"convert it to WAV or FLAC"
+            ) from sndfile_error
+
+
+def audio_duration(path: str | Path) -> float:
+    """Length of an audio file in seconds, read from its header without decoding it."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        info = soundfile.info(str(path))
+        return info.frames / info.samplerate
+    except soundfile.LibsndfileError:
+        pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(librosa.get_duration(path=str(path)))
+    except Exception as error:
+        raise AudioError(f"{path}: cannot read the length of the audio ({error}); convert it to WAV or FLAC") from error
+
+
+def load_audio(
+    path: str | Path,
+    sample_rate: int | None = None,
+    mono: bool = True,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> tuple[np.ndarray, int]:
+    """Read `duration` seconds from `offset` of an audio file as float32 in [-1, 1], [T] if mono else [C, T].
+
+    Same result as librosa.load(path, sr=sample_rate, mono=mono, offset=offset, duration=duration):
+    channels averaged, then resampled with soxr_hq. `sample_rate` None keeps the file's rate.
+    """
+    path = Path(path)
+    _check_file(path)
+    if offset < 0 or not math.isfinite(offset):
+        raise AudioError(f"{path}: offset must be a finite number of seconds >= 0, got {offset}")
+    if duration is not None and (duration <= 0 or not math.isfinite(duration)):
+        raise AudioError(f"{path}: duration must be a finite number of seconds > 0 or None, got {duration}")
+    waveform, rate = _decode(path, offset, duration)
+    if waveform.shape[-1] == 0:
+        where = f" after {offset} s" if offset else ""
+        raise AudioError(f"{path} has no audio samples{where}; pass a recording that contains sound")
+    if not np.isfinite(waveform).all():
+        raise AudioError(f"{path} contains NaN or infinite samples; the file is corrupt, export it again")
+    if mono:
+        waveform = waveform.mean(axis=0)
+    if sample_rate is not None and sample_rate != rate:
+        waveform = librosa.resample(waveform, orig_sr=rate, target_sr=sample_rate, res_type=RESAMPLE_TYPE)
+        rate = sample_rate
+    return np.ascontiguousarray(waveform, dtype=np.float32), rate
+
+
+def rms_dbfs(waveform) -> float:
+    """Root-mean-square level of a waveform (numpy array or tensor) in dB relative to full scale."""
+    if hasattr(waveform, "detach"):
+        waveform = waveform.detach().cpu().numpy()
+    samples = np.asarray(waveform, dtype=np.float64)
+    rms = math.sqrt(float(np.mean(np.square(samples)))) if samples.size else 0.0
+    return 20.0 * math.log10(rms) if rms > 0 else -math.inf
+
+
+def is_silent(waveform) -> bool:
+    """True for an all-zero waveform or one whose RMS level is below -90 dBFS."""
+    return rms_dbfs(waveform) < SILENCE_DBFS
+
+
+def check_not_silent(waveform, path: str | Path) -> None:
+    """Raise AudioError when a clip is silent: it would steer an edit by nothing but noise."""
+    if is_silent(waveform):
+        raise AudioError(
+            f"{path}: the sound is silent (RMS {rms_dbfs(waveform):.1f} dBFS, below {SILENCE_DBFS:.0f} dBFS); "
+            f"pass a recording with audible sound"
+        )
