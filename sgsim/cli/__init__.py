@@ -27,3 +27,8 @@ def main() -> None:
 from sgsim.cli.weights import weights  # noqa: E402  (registered once the group exists)
 
 main.add_command(weights)
+
+from sgsim.cli.edit import edit_command, generate_command  # noqa: E402
+
+main.add_command(edit_command)
+main.add_command(generate_command)

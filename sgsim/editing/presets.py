@@ -1,0 +1,29 @@
+"""Loss weights per generator, as data: faces keep their identity, scenes and paintings may change more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EditPreset:
+    """Default loss weights of one family of generators; every value can be overridden per edit."""
+
+    lambda_latent: float  # weight of ||w - w_src||^2, the sum of squares over W+ (SGSIM's lambda_similarity)
+    lambda_id: float  # weight of the ArcFace identity loss; 0 never loads the identity network
+
+
+# SGSIM paper, section 4 / REFERENCE.md section 6: FFHQ 0.008 and 0.004; LSUN (and art) 0.002 and 0.
+FACES = EditPreset(lambda_latent=0.008, lambda_id=0.004)
+SCENES = EditPreset(lambda_latent=0.002, lambda_id=0.0)
+
+# Keyed by checkpoints-manifest name of the generator.
+PRESETS: dict[str, EditPreset] = {
+    "ffhq": FACES,
+    "landscape": SCENES,
+    "wikiart": SCENES,
+}
+
+# A generator loaded from a path or passed as an object: the scene weights, because they need no
+# identity network and suit any domain; pass preset="ffhq" (or lambda_id) for a face model.
+DEFAULT_PRESET = SCENES

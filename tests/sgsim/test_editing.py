@@ -1,0 +1,98 @@
+"""The pure pieces of editing: layer-wise mixing, strength sweeps, loudness scale, latent sources, staged output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sgsim.cli.output_dir import staged_output_dir
+from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
+from sgsim.editing.optimise import free_rows
+from sgsim.editing.sources import as_w_plus, read_latent_file
+from sgsim.editing.targets import REFERENCE_DBFS, loudness_scale
+from sgsim.errors import SgsimError
+
+
+@pytest.mark.parametrize("num_ws, split", [(18, 9), (16, 8), (14, 7), (8, 4)])
+def test_layer_split_is_the_papers_nine_of_eighteen_scaled(num_ws, split):
+    assert coarse_rows(num_ws) == split
+
+
+def test_mix_layers_takes_coarse_rows_from_sound_and_the_rest_from_text():
+    sound = torch.zeros(2, 18, 4)
+    text = torch.ones(2, 18, 4)
+    mixed = mix_layers(sound, text)
+    assert torch.equal(mixed[:, :9], sound[:, :9])
+    assert torch.equal(mixed[:, 9:], text[:, 9:])
+
+
+def test_strength_sweep_interpolates_and_extrapolates_along_the_edit():
+    source = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    edited = source + torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(1))
+    swept = sweep_strengths(source, edited, torch.tensor([[0.0, 0.5, 1.0, 2.0]] * 2))
+    assert swept.shape == (2, 4, 6, 4)
+    torch.testing.assert_close(swept[:, 0], source.expand(2, -1, -1))
+    torch.testing.assert_close(swept[:, 2], edited)
+    torch.testing.assert_close(swept[:, 1], (source + edited) / 2)
+    distances = (swept - source).flatten(2).norm(dim=2)
+    assert (distances.diff(dim=1) > 0).all()
+
+
+def test_loudness_scale_doubles_every_ten_decibels_within_its_clamp():
+    assert loudness_scale(REFERENCE_DBFS) == pytest.approx(1.0)
+    assert loudness_scale(REFERENCE_DBFS - 10) == pytest.approx(0.5)
+    assert loudness_scale(REFERENCE_DBFS + 10) == pytest.approx(2.0)
+    assert loudness_scale(REFERENCE_DBFS + 40) == 2.0
+    assert loudness_scale(REFERENCE_DBFS - 60) == 0.25
+    assert loudness_scale(None) == 1.0
+
+
+def test_w_and_w_plus_latents_of_every_accepted_shape():
+    w = np.arange(5, dtype=np.float32)
+    assert torch.equal(as_w_plus(w, 4, 5), torch.from_numpy(w).repeat(4, 1))
+    assert torch.equal(as_w_plus(w[None], 4, 5), torch.from_numpy(w).repeat(4, 1))
+    w_plus = torch.randn(1, 4, 5)
+    assert torch.equal(as_w_plus(w_plus, 4, 5), w_plus[0])
+    with pytest.raises(SgsimError, match=r"W\+ \[4, 5\].*\[3, 5\]"):
+        as_w_plus(torch.zeros(3, 5), 4, 5)
+
+
+def test_latent_files_are_read_by_key_or_as_their_only_array(tmp_path):
+    np.savez(tmp_path / "edit.npz", source=np.ones((4, 5)), edited=np.zeros((2, 4, 5)))
+    np.savez(tmp_path / "projected_w.npz", w=np.full((1, 4, 5), 2.0))
+    np.savez(tmp_path / "single.npz", anything=np.full(5, 3.0))
+    np.savez(tmp_path / "two.npz", a=np.zeros(5), b=np.zeros(5))
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    assert read_latent_file(tmp_path / "edit.npz").sum() == 20
+    assert read_latent_file(tmp_path / "projected_w.npz").shape == (1, 4, 5)
+    assert read_latent_file(tmp_path / "single.npz")[0] == 3.0
+    with pytest.raises(SgsimError, match="none of them named"):
+        read_latent_file(tmp_path / "two.npz")
+    with pytest.raises(SgsimError, match="broken.npz is not a readable"):
+        read_latent_file(tmp_path / "broken.npz")
+    with pytest.raises(SgsimError, match="not found"):
+        read_latent_file(tmp_path / "missing.npz")
+
+
+def test_free_rows_are_checked_against_num_ws():
+    assert free_rows(None, 4).tolist() == [0, 1, 2, 3]
+    assert free_rows([3, 1, 1], 4).tolist() == [1, 3]
+    for bad in ([4], [-1], []):
+        with pytest.raises(SgsimError, match="0..3"):
+            free_rows(bad, 4)
+
+
+def test_staged_output_appears_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        with staged_output_dir(out) as staging:
+            (staging / "a.png").write_bytes(b"partial")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    with staged_output_dir(out) as staging:
+        (staging / "a.png").write_bytes(b"first")
+    with staged_output_dir(out) as staging:
+        (staging / "b.png").write_bytes(b"second")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {"a.png": b"first", "b.png": b"second"}
