@@ -1,0 +1,167 @@
+"""CLIP for guidance: texts and generator images to L2-normalised embeddings, with weights from local files only.
+
+open_clip is imported only when a model is built, so `import encoders` stays cheap and an offline
+user without cached weights hears so before any model code loads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import checkpoints
+from checkpoints.formats import sniff_container
+from encoders.errors import EncoderError
+
+# Manifest names of OpenAI's own weights for the open_clip models that reproduce them (quick-GELU variants).
+OPENAI_WEIGHTS = {"ViT-B-32-quickgelu": "clip-vit-b-32", "RN50-quickgelu": "clip-rn50"}
+
+# OpenAI CLIP's image normalisation (openai/CLIP clip.py `_transform`; REFERENCE.md section 3).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# Top-level CLIP parameters in OpenAI's (and open_clip's CLIP class) layout; AudioCLIP files hold these beside audio.*.
+_CLIP_KEY_PREFIXES = ("visual.", "transformer.", "token_embedding.", "ln_final.")
+_CLIP_KEYS = ("positional_embedding", "text_projection", "logit_scale")
+
+
+class ClipModel(nn.Module):
+    """A frozen open_clip CLIP model and its tokenizer, taking generator output in [-1, 1] at any resolution."""
+
+    def __init__(
+        self,
+        model: nn.Module,  # an open_clip CLIP model (OpenAI layout: encode_text, encode_image, text_projection)
+        tokenizer: Callable[[list[str]], torch.Tensor],  # texts -> token ids [N, context_length]
+        mean: Sequence[float] = CLIP_MEAN,  # per-channel image mean the model was trained with
+        std: Sequence[float] = CLIP_STD,  # per-channel image std the model was trained with
+    ):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)  # guidance differentiates w.r.t. images, never CLIP itself
+        self.tokenizer = tokenizer
+        size = model.visual.image_size
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        projection = model.text_projection
+        self.embed_dim = int(projection.shape[1] if isinstance(projection, torch.Tensor) else projection.out_features)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    @classmethod
+    def from_open_clip(cls, model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor] | None = None) -> "ClipModel":
+        """Wrap an already built open_clip model; the default tokenizer is CLIP's BPE at the model's context length."""
+        if tokenizer is None:
+            from open_clip.tokenizer import SimpleTokenizer
+
+            tokenizer = SimpleTokenizer(context_length=model.context_length)
+        return cls(model, tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        """The device the CLIP weights live on."""
+        return self.mean.device
+
+    def extra_repr(self) -> str:
+        return f"image_size={self.image_size}, embed_dim={self.embed_dim}"
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embed texts as L2-normalised [N, embed_dim]."""
+        if isinstance(texts, str) or not texts:
+            raise EncoderError(f"encode_text takes a non-empty list of strings, got {texts!r}")
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        return F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Embed generator output (NCHW RGB in [-1, 1], any size) as L2-normalised [N, embed_dim]; differentiable."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise EncoderError(f"encode_image takes NCHW RGB images, got shape {tuple(images.shape)}")
+        pixels = (images.to(self.device, torch.float32).clamp(-1, 1) + 1) / 2
+        pixels = resize_and_center_crop(pixels, self.image_size)
+        pixels = (pixels - self.mean) / self.std
+        dtype = next(self.model.parameters()).dtype
+        return F.normalize(self.model.encode_image(pixels.to(dtype)).float(), dim=-1)
+
+
+def resize_and_center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Scale the short side to `size` and crop the centre square, as CLIP's own preprocessing does; differentiable.
+
+    The resize is antialiased bicubic, the filter of the PIL resize CLIP was trained behind. The SGSIM
+    and StyleCLIP references instead upsample x7 (nearest) and average-pool by size // 32: an exact box
+    filter for sizes that are multiples of 32, but through a 49x larger intermediate (a 1024 px batch
+    becomes 7168 px) and only for those sizes; antialiased bicubic needs neither.
+    """
+    height, width = images.shape[-2:]
+    if (height, width) != (size, size):
+        scale = size / min(height, width)
+        new_size = (max(size, round(height * scale)), max(size, round(width * scale)))
+        images = F.interpolate(images, size=new_size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        top, left = (new_size[0] - size) // 2, (new_size[1] - size) // 2
+        images = images[..., top : top + size, left : left + size]
+    return images
+
+
+def load_clip(name: str = "ViT-B-32-quickgelu", pretrained: str | os.PathLike = "openai", device: str | torch.device = "cpu") -> ClipModel:
+    """Build the open_clip model `name` with weights from a local file: 'openai', a manifest name or a path.
+
+    'openai' means the manifest's copy of OpenAI's weights for `name`. An AudioCLIP checkpoint for
+    RN50-quickgelu gives its CLIP towers. Nothing is fetched: missing weights fail at once with instructions.
+    """
+    source = OPENAI_WEIGHTS.get(name) if str(pretrained) == "openai" else pretrained
+    if source is None:
+        raise EncoderError(f"no OpenAI weights are registered for {name!r} (known: {', '.join(OPENAI_WEIGHTS)}); pass pretrained=<file>")
+    path = checkpoints.resolve(source)
+    state_dict = _read_clip_state_dict(path)
+
+    import open_clip
+
+    if name not in open_clip.list_models():
+        raise EncoderError(f"unknown open_clip model {name!r}; use one of {', '.join(OPENAI_WEIGHTS)} or another name from open_clip.list_models()")
+    model = open_clip.create_model(name, pretrained=None, device="cpu")
+    _load_strict(model, state_dict, path)
+    return ClipModel(model, open_clip.get_tokenizer(name)).to(device)
+
+
+def _read_clip_state_dict(path: os.PathLike) -> dict[str, torch.Tensor]:
+    """The CLIP tensors of a safetensors or torch.save file; an AudioCLIP file contributes its CLIP keys only."""
+    container = sniff_container(path)
+    if container == "safetensors":
+        from safetensors.torch import load_file
+
+        state_dict = load_file(str(path))
+    elif container in ("torch-zip", "torch-legacy"):
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
+            state_dict = state_dict["state_dict"]
+    elif container == "torchscript":
+        raise EncoderError(
+            f"{path} is a TorchScript archive (OpenAI's own .pt), which runs code when loaded; "
+            f"use `sgsim weights download clip-vit-b-32` (or clip-rn50) for the same weights as safetensors"
+        )
+    else:
+        raise EncoderError(f"{path} is not a CLIP checkpoint: its bytes are a {container} file, expected safetensors or torch.save")
+    if not isinstance(state_dict, dict):
+        raise EncoderError(f"{path} holds a {type(state_dict).__name__}, not a state dict of CLIP weights")
+    state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
+    if any(key.startswith("audio.") for key in state_dict):  # AudioCLIP: audio head + logit_scale_a* beside CLIP
+        state_dict = {key: value for key, value in state_dict.items() if key.startswith(_CLIP_KEY_PREFIXES) or key in _CLIP_KEYS}
+    return state_dict
+
+
+def _load_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], path: os.PathLike) -> None:
+    """Load every weight or none: a wrong file names what is missing, extra or misshapen."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    wrong_shape = sorted(k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
+    if missing or unexpected or wrong_shape:
+        def first(keys: list[str]) -> str:
+            return ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")
+
+        raise EncoderError(
+            f"{path} does not fit this CLIP model: {len(missing)} keys missing ({first(missing)}), "
+            f"{len(unexpected)} unexpected ({first(unexpected)}), {len(wrong_shape)} of the wrong shape "
+            f"({first(wrong_shape)}); pass weights for this model name"
+        )
+    model.load_state_dict(state_dict, strict=True)

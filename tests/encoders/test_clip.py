@@ -1,0 +1,154 @@
+"""The CLIP wrapper: a tiny open_clip model saved in open_clip's format and loaded through load_clip."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from checkpoints.errors import MissingWeightsError
+from encoders import clip as clip_module
+from encoders.clip import ClipModel, load_clip, resize_and_center_crop
+from encoders.errors import EncoderError
+
+# REFERENCE.md section 3: a CLIP that builds in milliseconds; vocab 49408 so the bundled BPE tokenizer fits.
+TINY_CONFIG = {
+    "embed_dim": 32,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+TINY_NAME = "sgsim-test-tiny-clip"
+
+
+@pytest.fixture(scope="module")
+def tiny_name(tmp_path_factory) -> str:
+    config = tmp_path_factory.mktemp("clip_config") / f"{TINY_NAME}.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    open_clip.add_model_config(config)
+    return TINY_NAME
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tiny_name, random_weights) -> dict[str, torch.Tensor]:
+    template = open_clip.create_model(tiny_name, pretrained=None).state_dict()
+    weights = random_weights(template, seed=3)
+    weights["logit_scale"] = torch.tensor(4.6052)
+    return weights
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tiny_weights, tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip_weights") / "tiny.safetensors"
+    save_file(tiny_weights, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tiny_name, tiny_file) -> ClipModel:
+    return load_clip(tiny_name, pretrained=str(tiny_file))
+
+
+def test_loads_the_exact_weights(clip, tiny_weights):
+    loaded = clip.model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in tiny_weights.items())
+    assert (clip.embed_dim, clip.image_size) == (32, 32)
+
+
+def test_encode_text_shape_and_unit_norm(clip):
+    emb = clip.encode_text(["the sound of rain", "a dog barking", "fire crackling"])
+    assert emb.shape == (3, 32)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(3))
+    assert not torch.allclose(emb[0], emb[1])
+
+
+@pytest.mark.parametrize("size", [(32, 32), (64, 64), (17, 17), (48, 80)])
+def test_encode_image_any_resolution_unit_norm_and_gradient(clip, size):
+    images = (torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(0)) * 2 - 1).requires_grad_(True)
+    emb = clip.encode_image(images)
+    assert emb.shape == (2, 32)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
+    emb[:, 0].sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in clip.model.parameters())
+
+
+def test_encode_image_preprocessing_matches_a_hand_computed_pipeline(clip):
+    images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2.4 - 1.2  # some out of range
+    pixels = (images.clamp(-1, 1) + 1) / 2
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    expected = F.normalize(clip.model.encode_image((pixels - mean) / std), dim=-1)
+    torch.testing.assert_close(clip.encode_image(images), expected)
+
+
+def test_resize_keeps_a_constant_image_constant_and_crops_the_centre():
+    flat = torch.full((1, 3, 100, 100), 0.3)
+    torch.testing.assert_close(resize_and_center_crop(flat, 32), torch.full((1, 3, 32, 32), 0.3))
+    wide = torch.zeros(1, 3, 32, 96)
+    wide[..., 32:64] = 1.0  # the centre third is white: after a crop to the centre square, all white
+    assert resize_and_center_crop(wide, 32).min() == 1.0
+    downscaled = resize_and_center_crop(torch.rand(1, 3, 256, 256), 32)
+    assert downscaled.shape == (1, 3, 32, 32) and 0 <= downscaled.min() and downscaled.max() <= 1
+
+
+def test_bad_image_shape_is_an_encoder_error(clip):
+    with pytest.raises(EncoderError, match="NCHW RGB"):
+        clip.encode_image(torch.zeros(3, 32, 32))
+
+
+def test_from_open_clip_wraps_a_built_model(tiny_weights):
+    model = open_clip.CLIP(embed_dim=32, vision_cfg=TINY_CONFIG["vision_cfg"], text_cfg=TINY_CONFIG["text_cfg"], quick_gelu=True)
+    model.load_state_dict(tiny_weights)
+    wrapped = ClipModel.from_open_clip(model)
+    assert wrapped.encode_text(["rain"]).shape == (1, 32)
+
+
+def test_audioclip_file_gives_its_clip_part(tiny_name, tiny_weights, clip, tmp_path):
+    audioclip = dict(tiny_weights)
+    audioclip["audio.fc.weight"] = torch.zeros(4, 8)
+    audioclip["audio.fbsp.m"] = torch.zeros(3)
+    audioclip["logit_scale_ai"] = torch.tensor(4.6)
+    audioclip["logit_scale_at"] = torch.tensor(4.6)
+    path = tmp_path / "AudioCLIP-Partial-Training.pt"
+    torch.save(audioclip, path)
+    loaded = load_clip(tiny_name, pretrained=path)
+    torch.testing.assert_close(loaded.encode_text(["a siren"]), clip.encode_text(["a siren"]))
+
+
+def test_a_file_for_another_model_is_refused(tiny_name, tiny_weights, tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({k: v for k, v in tiny_weights.items() if k != "ln_final.weight"} | {"extra.weight": torch.ones(1)}, path)
+    with pytest.raises(EncoderError, match=r"other\.pt does not fit.*1 keys missing \(ln_final\.weight\).*1 unexpected \(extra\.weight\)"):
+        load_clip(tiny_name, pretrained=path)
+
+
+def test_torchscript_file_is_refused_without_running_it(tiny_name, tmp_path):
+    path = tmp_path / "ViT-B-32.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
+    with pytest.raises(EncoderError, match="TorchScript.*sgsim weights download clip-vit-b-32"):
+        load_clip(tiny_name, pretrained=path)
+
+
+def test_offline_without_cached_weights_fails_fast_naming_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty"))
+    start = time.monotonic()
+    with pytest.raises(MissingWeightsError, match=r"clip-vit-b-32-openai\.safetensors.*sgsim weights download clip-vit-b-32"):
+        load_clip()
+    with pytest.raises(MissingWeightsError, match=r"clip-rn50-openai\.safetensors"):
+        load_clip("RN50-quickgelu", pretrained="openai")
+    assert time.monotonic() - start < 2.0
+
+
+def test_openai_resolves_through_the_manifest_and_cache(tiny_name, tiny_file, clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path))
+    monkeypatch.setitem(clip_module.OPENAI_WEIGHTS, tiny_name, "clip-vit-b-32")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "clip-vit-b-32-openai.safetensors").write_bytes(tiny_file.read_bytes())
+    loaded = load_clip(tiny_name, pretrained="openai")
+    torch.testing.assert_close(loaded.encode_text(["thunder"]), clip.encode_text(["thunder"]))
