@@ -1,0 +1,157 @@
+"""ArcFace IR-SE50 face embeddings and the identity-preservation loss of the edit loop.
+
+Layout and state-dict key names follow TreB1eN/InsightFace_Pytorch (`model_ir_se50.pth`, also used by
+StyleCLIP), so the released file loads strictly into this module.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sgsim.errors import NetworkFileError
+
+
+@dataclass(frozen=True)
+class IrSeConfig:
+    """Widths and depths of an IR-SE backbone; the default is IR-SE50 for 112 px faces."""
+
+    stem_channels: int = 64  # Output channels of the 3x3 input convolution.
+    stages: tuple[tuple[int, int], ...] = ((64, 3), (128, 4), (256, 14), (512, 3))  # (channels, units); each stage halves the size.
+    se_reduction: int = 16  # Squeeze-excitation bottleneck ratio.
+    input_size: int = 112  # Face crop side in pixels.
+    embedding_dim: int = 512  # Size of the identity embedding.
+
+
+IR_SE50 = IrSeConfig()
+
+# The face crop StyleCLIP applies to a 256 px FFHQ-aligned image (rows 35:223, columns 32:220)
+# before pooling to the network's 112 px (criteria/id_loss.py).
+_ALIGNED_SIZE = 256
+_FACE_ROWS = slice(35, 223)
+_FACE_COLS = slice(32, 220)
+
+
+class SqueezeExcitation(nn.Module):
+    """Channel gates from globally pooled features (keys fc1, fc2: bias-free 1x1 convolutions)."""
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, channels // reduction, 1, bias=False)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3), keepdim=True)))))
+        return x * gate
+
+
+class BottleneckIrSe(nn.Module):
+    """Pre-activation residual unit: BN, 3x3 conv, PReLU, 3x3 conv (strided), BN, SE; plus a shortcut."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int, se_reduction: int):
+        super().__init__()
+        if in_channels == channels:
+            self.shortcut_layer = nn.MaxPool2d(1, stride)  # parameter-free subsampling
+        else:
+            self.shortcut_layer = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride, bias=False),
+                nn.BatchNorm2d(channels),
+            )
+        self.res_layer = nn.Sequential(
+            nn.BatchNorm2d(in_channels),
+            nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False),
+            nn.PReLU(channels),
+            nn.Conv2d(channels, channels, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            SqueezeExcitation(channels, se_reduction),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res_layer(x) + self.shortcut_layer(x)
+
+
+class ArcFace(nn.Module):
+    """IR-SE face-recognition backbone: a [N, 3, 112, 112] face crop in [-1, 1] to an L2-normalised embedding."""
+
+    def __init__(self, config: IrSeConfig = IR_SE50):
+        super().__init__()
+        self.config = config
+        self.input_layer = nn.Sequential(
+            nn.Conv2d(3, config.stem_channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(config.stem_channels),
+            nn.PReLU(config.stem_channels),
+        )
+        units = []
+        in_channels = config.stem_channels
+        for channels, count in config.stages:
+            for index in range(count):
+                units.append(BottleneckIrSe(in_channels, channels, 2 if index == 0 else 1, config.se_reduction))
+                in_channels = channels
+        self.body = nn.Sequential(*units)
+        final_size = config.input_size // 2 ** len(config.stages)
+        self.output_layer = nn.Sequential(
+            nn.BatchNorm2d(in_channels),
+            nn.Dropout(),  # inactive in eval mode; kept so the Linear sits at key index 3
+            nn.Flatten(),
+            nn.Linear(in_channels * final_size * final_size, config.embedding_dim),
+            nn.BatchNorm1d(config.embedding_dim),
+        )
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.output_layer(self.body(self.input_layer(faces))), dim=1)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Identity embeddings [N, D] of FFHQ-aligned images [N, 3, H, W] in [-1, 1], any resolution."""
+        if images.shape[2] != _ALIGNED_SIZE:
+            images = F.adaptive_avg_pool2d(images, _ALIGNED_SIZE)
+        faces = images[:, :, _FACE_ROWS, _FACE_COLS]
+        return self(F.adaptive_avg_pool2d(faces, self.config.input_size))
+
+
+class IdentityLoss:
+    """1 - cos(ArcFace(images), ArcFace(source)) per image; the gradient flows to `images`, the source is a constant.
+
+    (StyleCLIP's edit loop passes these two the other way round, so its identity term sends no gradient.)
+    """
+
+    def __init__(self, net: ArcFace):
+        self.net = net
+
+    def __call__(self, images: torch.Tensor, source_images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            source = self.net.embed(source_images)
+        return 1.0 - (self.net.embed(images) * source).sum(dim=1)
+
+
+def read_arcface(path: str | os.PathLike, config: IrSeConfig = IR_SE50) -> ArcFace:
+    """Build ArcFace from a TreB1eN-layout state dict file (torch.save, read with weights_only=True), in eval mode."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a foreign or damaged file
+        raise NetworkFileError(
+            f"{path} is not a readable ArcFace state dict ({type(exc).__name__}: {exc}); "
+            f"expected TreB1eN's model_ir_se50.pth, re-download it with `sgsim weights download arcface-ir-se50`"
+        ) from None
+    if not isinstance(state, dict):
+        raise NetworkFileError(f"{path} holds a {type(state).__name__}, not an ArcFace state dict (model_ir_se50.pth)")
+    net = ArcFace(config)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise NetworkFileError(
+            f"{path} does not match the ArcFace IR-SE50 layout (TreB1eN model_ir_se50.pth): {str(exc)[:400]}"
+        ) from None
+    return net.eval().requires_grad_(False)
+
+
+def load_identity(name_or_path: str | os.PathLike = "arcface-ir-se50") -> ArcFace:
+    """ArcFace IR-SE50 with weights from the cache (by manifest name) or a file path; wrap it in IdentityLoss."""
+    from checkpoints import resolve
+
+    return read_arcface(resolve(name_or_path))

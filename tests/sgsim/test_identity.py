@@ -1,0 +1,115 @@
+"""sgsim.identity: ArcFace IR-SE50 loads TreB1eN's key layout strictly, and the identity loss sends gradient to the edit."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sgsim.errors import NetworkFileError
+from sgsim.identity import IR_SE50, ArcFace, IdentityLoss, IrSeConfig, read_arcface
+
+# A narrow network with the IR-SE50 structure, for fast forward/backward checks.
+TINY = IrSeConfig(stem_channels=8, stages=((8, 1), (16, 2), (16, 1), (32, 1)), se_reduction=4, embedding_dim=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_net(random_weights):
+    net = ArcFace(TINY)
+    net.load_state_dict(random_weights(net.state_dict(), 7))
+    for module in net.modules():  # unit BatchNorm gains, so random features still depend on the input
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.weight.data.fill_(1.0)
+    return net.eval().requires_grad_(False)
+
+
+def test_ir_se50_has_the_treb1en_key_layout():
+    state = ArcFace(IR_SE50).state_dict()
+    # 7 stem keys, 24 units x 15 keys, 3 projection shortcuts x 6 keys, 12 output keys.
+    assert len(state) == 7 + 24 * 15 + 3 * 6 + 12
+    expected_shapes = {
+        "input_layer.0.weight": (64, 3, 3, 3),
+        "input_layer.2.weight": (64,),
+        "body.0.res_layer.1.weight": (64, 64, 3, 3),
+        "body.0.res_layer.5.fc1.weight": (4, 64, 1, 1),
+        "body.0.res_layer.5.fc2.weight": (64, 4, 1, 1),
+        "body.3.shortcut_layer.0.weight": (128, 64, 1, 1),
+        "body.3.shortcut_layer.1.running_var": (128,),
+        "body.7.shortcut_layer.0.weight": (256, 128, 1, 1),
+        "body.21.shortcut_layer.0.weight": (512, 256, 1, 1),
+        "body.23.res_layer.3.weight": (512, 512, 3, 3),
+        "output_layer.0.running_mean": (512,),
+        "output_layer.3.weight": (512, 512 * 7 * 7),
+        "output_layer.4.running_var": (512,),
+    }
+    for key, shape in expected_shapes.items():
+        assert tuple(state[key].shape) == shape, key
+    assert not any(key.startswith("body.0.shortcut_layer") for key in state)  # same width: parameter-free max-pool
+
+
+def test_released_layout_loads_strictly_and_embeds_unit_vectors(tmp_path, random_weights):
+    weights = random_weights(ArcFace(IR_SE50).state_dict(), 0)
+    torch.save(weights, tmp_path / "model_ir_se50.pth")
+    net = read_arcface(tmp_path / "model_ir_se50.pth")
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+    assert torch.equal(net.state_dict()["body.10.res_layer.3.weight"], weights["body.10.res_layer.3.weight"])
+    with torch.no_grad():
+        embedding = net(torch.zeros(1, 3, 112, 112))
+    assert embedding.shape == (1, 512)
+    torch.testing.assert_close(embedding.norm(dim=1), torch.ones(1))
+
+
+def test_file_without_batch_counters_still_loads(tmp_path, random_weights):
+    """Files saved before PyTorch 0.4.1 have no num_batches_tracked; BatchNorm fills it in."""
+    net = ArcFace(TINY)
+    weights = {k: v for k, v in random_weights(net.state_dict(), 1).items() if "num_batches_tracked" not in k}
+    torch.save(weights, tmp_path / "old.pth")
+    assert read_arcface(tmp_path / "old.pth", TINY)
+
+
+def test_foreign_state_dict_is_a_clear_error(tmp_path):
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "resnet.pth")
+    with pytest.raises(NetworkFileError, match="resnet.pth.*ArcFace IR-SE50 layout"):
+        read_arcface(tmp_path / "resnet.pth")
+
+
+def test_non_checkpoint_and_code_carrying_files_are_refused(tmp_path):
+    (tmp_path / "notes.pth").write_text("not a checkpoint")
+    with pytest.raises(NetworkFileError, match="notes.pth"):
+        read_arcface(tmp_path / "notes.pth")
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps(Payload(), protocol=2))
+    with pytest.raises(NetworkFileError, match="evil.pth"):
+        read_arcface(tmp_path / "evil.pth")
+
+
+def test_embed_pools_to_256_crops_the_face_and_pools_to_112(tiny_net):
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    aligned = F.adaptive_avg_pool2d(images, 256)
+    expected = tiny_net(F.adaptive_avg_pool2d(aligned[:, :, 35:223, 32:220], 112))
+    torch.testing.assert_close(tiny_net.embed(images), expected)
+
+
+def test_identity_loss_is_zero_for_the_source_and_bounded(tiny_net):
+    gen = torch.Generator().manual_seed(1)
+    source = torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1
+    other = torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1
+    loss = IdentityLoss(tiny_net)
+    torch.testing.assert_close(loss(source, source), torch.zeros(2), atol=1e-6, rtol=0)
+    values = loss(other, source)
+    assert values.shape == (2,) and bool(((values > 0.05) & (values <= 2)).all())
+
+
+def test_gradient_flows_to_the_edited_image_only(tiny_net):
+    gen = torch.Generator().manual_seed(2)
+    edited = (torch.rand(1, 3, 32, 32, generator=gen) * 2 - 1).requires_grad_(True)
+    source = (torch.rand(1, 3, 32, 32, generator=gen) * 2 - 1).requires_grad_(True)
+    IdentityLoss(tiny_net)(edited, source).sum().backward()
+    assert edited.grad is not None and float(edited.grad.abs().sum()) > 0
+    assert source.grad is None
