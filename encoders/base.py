@@ -28,6 +28,9 @@ class AudioEncoder(nn.Module):
     mono: bool = True  # False: the encoder consumes every channel itself (AudioCLIP sums them)
     clip_model: str = "ViT-B-32-quickgelu"  # open_clip model name whose space the output lives in
     clip_weights: str = "clip-vit-b-32"  # manifest name (or path) of that CLIP model's weights
+    # Longest excerpt encode_file decodes: the centred `input_seconds` of a longer file, so an hour-long
+    # recording is never read whole. Encoders look at ~10 s; set it to what the encoder actually uses.
+    input_seconds: float = 60.0
 
     @property
     def device(self) -> torch.device:
@@ -45,15 +48,20 @@ class AudioEncoder(nn.Module):
             waveform = waveform.mean(dim=1)
         if not self.mono and waveform.dim() == 2:
             waveform = waveform[:, None]
+        if not torch.isfinite(waveform).all():
+            raise EncoderError(f"{self.name}: the waveform contains NaN or infinite samples; check how it was produced")
         if sample_rate != self.sample_rate:
             waveform = torchaudio.functional.resample(waveform, sample_rate, self.sample_rate)
         return F.normalize(self(waveform).float(), dim=-1)
 
     def encode_file(self, path: str | Path) -> torch.Tensor:
-        """Embed one audio file, decoded and resampled by the toolkit's one audio loader, as [embed_dim]."""
-        from sgsim.audio import load_audio
+        """Embed one audio file as [embed_dim]: its centred `input_seconds` at most, read by the one audio loader."""
+        from sgsim.audio import audio_duration, load_audio
 
-        waveform, rate = load_audio(path, sample_rate=self.sample_rate, mono=self.mono)
+        offset = max(0.0, (audio_duration(path) - self.input_seconds) / 2)
+        waveform, rate = load_audio(
+            path, sample_rate=self.sample_rate, mono=self.mono, offset=offset, duration=self.input_seconds
+        )
         return self.encode(torch.from_numpy(waveform)[None], rate)[0]
 
     def convert_official(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

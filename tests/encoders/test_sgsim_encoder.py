@@ -1,0 +1,155 @@
+"""The SGSIM encoder reproduces the reference preprocessing and network (tests/data/encoders/README.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from encoders.errors import EncoderError
+from encoders.sgsim_encoder import LogMelFrontEnd, SgsimEncoder
+from sgsim.audio import load_audio
+
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "encoders" / "sgsim_resnet18_reference.npz"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    with np.load(REFERENCE) as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="module")
+def seeded_encoder(reference, random_weights):
+    encoder = SgsimEncoder("resnet18")
+    encoder.load_official(random_weights(encoder.state_dict(), int(reference["seed"])), source="seeded")
+    return encoder.eval()
+
+
+def reference_waveform(shared_data: Path, name: str) -> np.ndarray:
+    """The 44.1 kHz mono waveform the golden file was computed from."""
+    if name == "raining+wind":
+        parts = [load_audio(shared_data / "audio" / part, 44100)[0] for part in ("raining.wav", "wind.wav")]
+        return np.concatenate(parts)
+    return load_audio(shared_data / name, 44100)[0]
+
+
+def test_mel_filterbank_is_librosas():
+    expected = librosa.filters.mel(sr=44100, n_fft=2048, n_mels=128, fmin=0.0, fmax=22050.0, htk=False, norm="slaney")
+    np.testing.assert_allclose(LogMelFrontEnd().mel_basis.numpy(), expected, rtol=0, atol=1e-6)
+
+
+def test_log_mel_matches_librosa_with_reflect_padding(shared_data):
+    waveform, _ = load_audio(shared_data / "audio" / "explosion.wav", 44100)
+    ours = LogMelFrontEnd().log_mel(torch.from_numpy(waveform)[None])[0].numpy()
+    power = librosa.feature.melspectrogram(y=waveform, sr=44100, n_mels=128, pad_mode="reflect")
+    expected = librosa.power_to_db(power, ref=np.max) / 80.0 + 1.0
+    assert ours.shape == expected.shape == (128, 1 + len(waveform) // 512)
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=5e-5)
+    assert ours.min() >= 0.0 and ours.max() == pytest.approx(1.0)
+
+
+def test_front_end_matches_reference_network_input(shared_data, reference):
+    waveform, _ = load_audio(shared_data / "audio" / "drill.wav", 44100)
+    image = LogMelFrontEnd()(torch.from_numpy(waveform)[None])
+    assert image.shape == (1, 1, 128, 512)
+    diff = np.abs(image[0, 0].numpy() - reference["drill_image"]).max()
+    assert diff < 1e-5, f"front end differs from the reference by {diff}"
+
+
+def test_embeddings_match_reference_implementation(shared_data, reference, seeded_encoder):
+    with torch.no_grad():
+        ours = np.stack(
+            [seeded_encoder(torch.from_numpy(reference_waveform(shared_data, str(name)))[None])[0].numpy() for name in reference["names"]]
+        )
+    expected = reference["embeddings"]
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+    assert cosine(ours, expected).min() >= 0.9999
+    # Random weights map every clip near one common direction (clips differ at cosine ~0.999), so also compare
+    # what tells clips apart: a wrong resize or a transpose passes the raw cosine but fails this one.
+    centre = expected.mean(axis=0)
+    assert cosine(ours - centre, expected - centre).min() >= 0.9999
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5)
+
+
+def test_short_clips_are_padded_after_the_db_step_and_long_clips_centre_cropped():
+    front_end = LogMelFrontEnd()
+    columns = torch.arange(1000.0).expand(1, 128, 1000)
+    np.testing.assert_array_equal(front_end.fit_frames(columns)[0, 0].numpy(), np.arange(68.0, 932.0))
+    short = front_end.fit_frames(torch.full((1, 128, 100), 0.5))
+    assert short.shape == (1, 128, 864)
+    assert (short[..., :100] == 0.5).all() and (short[..., 100:] == 0).all()
+
+
+def test_resize_is_half_pixel_bilinear_without_antialias_then_reshape():
+    front_end = LogMelFrontEnd()
+    ramp = torch.arange(864.0).expand(1, 128, 864)  # value = column index
+    image = front_end.to_image(ramp)
+    # OpenCV INTER_LINEAR: output column c samples input column (c + 0.5) * 864 / 128 - 0.5, with no averaging.
+    expected_row = (np.arange(128) + 0.5) * (864 / 128) - 0.5
+    assert image.shape == (1, 1, 128, 512)
+    np.testing.assert_allclose(image.reshape(512, 128).numpy(), np.tile(expected_row, (512, 1)), atol=1e-3)
+
+
+def test_silent_and_tiny_clips_give_finite_embeddings(seeded_encoder):
+    with torch.no_grad():
+        log_mel = seeded_encoder.front_end.log_mel(torch.zeros(1, 44100))
+        embedding = seeded_encoder.encode(torch.zeros(1, 44100), 44100)
+        quiet = seeded_encoder.encode(torch.full((1, 44100), 1e-30), 44100)
+    assert torch.isfinite(log_mel).all() and (log_mel == 1.0).all()  # ref=max of an all-zero clip is amin: 0 dB
+    assert torch.isfinite(embedding).all() and torch.isfinite(quiet).all()
+    assert embedding.norm().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_too_short_clip_is_an_error(seeded_encoder):
+    with pytest.raises(EncoderError, match="1024 samples is too short"):
+        seeded_encoder.encode(torch.ones(1, 1024), 44100)
+
+
+def test_a_batch_embeds_each_clip_as_alone(seeded_encoder):
+    clips = torch.randn(2, 44100, generator=torch.Generator().manual_seed(0))
+    clips[1] *= 0.01  # a quieter clip: the dB reference is each clip's own maximum
+    with torch.no_grad():
+        together = seeded_encoder(clips)
+        alone = torch.cat([seeded_encoder(clips[i : i + 1]) for i in range(2)])
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
+
+
+def test_encode_file_reads_the_centred_window_the_encoder_uses(tmp_path, seeded_encoder):
+    rng = np.random.default_rng(1)
+    waveform = (0.1 * rng.standard_normal(30 * 44100) * np.linspace(0.1, 1.0, 30 * 44100)).astype(np.float32)
+    path = tmp_path / "long.wav"
+    soundfile.write(path, waveform, 44100, subtype="FLOAT")
+    window = round(seeded_encoder.input_seconds * 44100)
+    start = round((30 - seeded_encoder.input_seconds) / 2 * 44100)
+    with torch.no_grad():
+        from_file = seeded_encoder.encode_file(path)
+        expected = seeded_encoder.encode(torch.from_numpy(waveform[start : start + window])[None], 44100)[0]
+    torch.testing.assert_close(from_file, expected, rtol=0, atol=1e-5)
+    assert window == 864 * 512
+
+
+def test_state_dict_layout_of_both_backbones():
+    small, large = SgsimEncoder("resnet18").state_dict(), SgsimEncoder("resnet50").state_dict()
+    for state in (small, large):
+        assert {key.split(".")[0] for key in state} == {"conv", "feature_extractor"}
+        assert state["conv.weight"].shape == (3, 1, 3, 3) and state["conv.bias"].shape == (3,)
+    assert small["feature_extractor.fc.weight"].shape == (512, 512)
+    assert large["feature_extractor.fc.weight"].shape == (512, 2048)
+    timm = pytest.importorskip("timm")  # the reference builds its backbone with timm.create_model
+    for name, state in (("resnet18", small), ("resnet50", large)):
+        expected = timm.create_model(name, num_classes=512, pretrained=False).state_dict()
+        ours = {key.removeprefix("feature_extractor."): value.shape for key, value in state.items() if key.startswith("f")}
+        assert ours == {key: value.shape for key, value in expected.items()}
+
+
+def test_unknown_backbone_is_an_error():
+    with pytest.raises(EncoderError, match="unknown backbone 'resnet34'"):
+        SgsimEncoder("resnet34")
