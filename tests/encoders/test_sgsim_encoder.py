@@ -1,4 +1,4 @@
-"""The SGSIM encoder reproduces the reference preprocessing and network (tests/data/encoders/README.md)."""
+"""The SGSIM encoder reproduces the reference preprocessing and network (provenance: tests/data/encoders/sgsim_resnet18_reference.md)."""
 
 from __future__ import annotations
 
