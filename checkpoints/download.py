@@ -32,6 +32,14 @@ class _MirrorFailed(Exception):
     """One URL could not deliver the file; the next mirror may."""
 
 
+class _RangeRejected(Exception):
+    """HTTP 416: the .part is not shorter than the server's file, whose size (if sent) is `total`."""
+
+    def __init__(self, total: int | None):
+        super().__init__(total)
+        self.total = total
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     """The outcome of re-hashing a cached file."""
@@ -143,8 +151,11 @@ def _fetch(url: str, part: Path, item: WeightsEntry, *, timeout: float, progress
                 return
             part.unlink()
             offset = 0
-        response = _open(url, offset, timeout)
-        if response is None:  # the server says our .part is not a prefix of its file: start over
+        try:
+            response = _open(url, offset, timeout)
+        except _RangeRejected as exc:
+            if exc.total == offset:  # fetched whole by an earlier run that stopped before checking it
+                return
             part.unlink(missing_ok=True)
             continue
         with response:
@@ -161,8 +172,8 @@ def _fetch(url: str, part: Path, item: WeightsEntry, *, timeout: float, progress
     )
 
 
-def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse | None:
-    """Send the GET (with a Range from `offset` when resuming); None when the server rejects the Range (HTTP 416)."""
+def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
+    """Send the GET, with a Range from `offset` when resuming; raise _RangeRejected on HTTP 416."""
     headers = {"User-Agent": _USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
@@ -170,7 +181,8 @@ def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse | N
         return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
-            return None
+            total = exc.headers.get("Content-Range", "").rpartition("/")[2]  # "bytes */TOTAL"
+            raise _RangeRejected(int(total) if total.isdigit() else None) from None
         raise _MirrorFailed(_http_message(exc.code, exc.reason)) from None
     except (urllib.error.URLError, OSError) as exc:
         raise _MirrorFailed(_network_message(exc, url, timeout)) from None

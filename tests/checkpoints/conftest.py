@@ -58,7 +58,10 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             if requested and path not in server.ignore_range:
                 start = int(requested.removeprefix("bytes=").split("-")[0])
                 if start >= len(body):
-                    self.send_error(416, "Range Not Satisfiable")
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(body)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 self.send_response(206)
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")

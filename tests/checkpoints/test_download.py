@@ -57,6 +57,26 @@ def test_leftover_part_is_resumed(sgsim_home, file_server, test_manifest, state_
     assert file_server.requests == [("/tiny.pt", "bytes=1000-")]
 
 
+def test_complete_part_is_checked_not_fetched_again(sgsim_home, file_server, test_manifest, state_dict_bytes):
+    file_server.files["/tiny.pt"] = state_dict_bytes
+    test_manifest([_entry(file_server)])
+    part = sgsim_home / "weights" / "tiny.pt.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(state_dict_bytes)
+    assert checkpoints.download("tiny", progress=False).read_bytes() == state_dict_bytes
+    assert file_server.requests == [("/tiny.pt", f"bytes={len(state_dict_bytes)}-")]
+
+
+def test_longer_part_is_discarded(sgsim_home, file_server, test_manifest, state_dict_bytes):
+    file_server.files["/tiny.pt"] = state_dict_bytes
+    test_manifest([_entry(file_server)])
+    part = sgsim_home / "weights" / "tiny.pt.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(state_dict_bytes + b"junk")
+    assert checkpoints.download("tiny", progress=False).read_bytes() == state_dict_bytes
+    assert [r for _, r in file_server.requests] == [f"bytes={len(state_dict_bytes) + 4}-", None]
+
+
 def test_server_ignoring_range_restarts(sgsim_home, file_server, test_manifest, state_dict_bytes):
     file_server.files["/tiny.pt"] = state_dict_bytes
     file_server.ignore_range.add("/tiny.pt")
@@ -112,6 +132,19 @@ def test_offline_fails_fast(sgsim_home, test_manifest):
     with pytest.raises(WeightsError, match="refused the connection"):
         checkpoints.download("tiny", progress=False)
     assert time.monotonic() - start < 2.0
+
+
+def test_silent_server_times_out_quickly(sgsim_home, test_manifest):
+    with socket.socket() as silent:  # accepts connections (the backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        test_manifest([{"name": "tiny", "filename": "tiny.pt", "urls": [f"http://127.0.0.1:{port}/tiny.pt"],
+                        "format": "torch-state-dict", "kind": "generator"}])
+        start = time.monotonic()
+        with pytest.raises(WeightsError, match=r"no answer from 127\.0\.0\.1 within 0\.3 s"):
+            checkpoints.download("tiny", progress=False, timeout=0.3)
+        assert time.monotonic() - start < 2.0
 
 
 def test_disk_full_keeps_the_part_and_says_how_much(sgsim_home, file_server, test_manifest, state_dict_bytes, monkeypatch):
