@@ -28,8 +28,8 @@ _CHUNK = 1 << 20
 _USER_AGENT = "sgsim-weights/0.1"
 
 
-class _MirrorFailed(Exception):
-    """One URL could not deliver the file; the next mirror may."""
+class _SourceFailed(Exception):
+    """A URL or file did not give the right bytes; for a download, the next mirror may."""
 
 
 class _RangeRejected(Exception):
@@ -73,7 +73,7 @@ def download(name: str, *, force: bool = False, progress: bool = True, timeout: 
         try:
             _fetch(url, part, item, timeout=timeout, progress=progress)
             sha256 = _check_file(part, item, source=url)
-        except _MirrorFailed as exc:
+        except _SourceFailed as exc:
             failures.append(f"{url}: {exc}")
             continue
         os.replace(part, target)
@@ -94,7 +94,7 @@ def import_file(path: str | os.PathLike, name: str) -> Path:
         raise WeightsError(f"no such file to import: {source}")
     try:
         sha256 = _check_file(source, item, source=str(source))
-    except _MirrorFailed as exc:
+    except _SourceFailed as exc:
         raise WeightsError(f"cannot import {source} as {name}: {exc}") from None
     target = cached_path(item)
     if not (target.is_file() and target.samefile(source)):
@@ -125,7 +125,7 @@ def verify(name: str) -> VerifyResult:
 def _check_file(path: Path, item: WeightsEntry, source: str) -> str:
     """Check a fetched or imported file's format, size and sha256 against `item`; return its sha256.
 
-    A failed check deletes a .part (its bytes are wrong, resuming cannot fix them) and raises _MirrorFailed.
+    A failed check deletes a .part (its bytes are wrong, resuming cannot fix them) and raises _SourceFailed.
     """
     try:
         check_format(path, item.format, what=f"the {item.name} entry")
@@ -138,7 +138,7 @@ def _check_file(path: Path, item: WeightsEntry, source: str) -> str:
     except WeightsError as exc:
         if path.name.endswith(".part"):
             path.unlink(missing_ok=True)
-        raise _MirrorFailed(str(exc)) from None
+        raise _SourceFailed(str(exc)) from None
     return sha256
 
 
@@ -166,7 +166,7 @@ def _fetch(url: str, part: Path, item: WeightsEntry, *, timeout: float, progress
                     continue
             if _copy_body(response, part, start, total, item.name, progress) and (total is None or part.stat().st_size >= total):
                 return
-    raise _MirrorFailed(
+    raise _SourceFailed(
         f"the transfer broke off {MAX_RESUMES + 1} times; run the download again to resume from the "
         f"{part.stat().st_size if part.exists() else 0} bytes kept in {part}"
     )
@@ -183,9 +183,9 @@ def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
         if exc.code == 416 and offset:
             total = exc.headers.get("Content-Range", "").rpartition("/")[2]  # "bytes */TOTAL"
             raise _RangeRejected(int(total) if total.isdigit() else None) from None
-        raise _MirrorFailed(_http_message(exc.code, exc.reason)) from None
+        raise _SourceFailed(_http_message(exc.code, exc.reason)) from None
     except (urllib.error.URLError, OSError) as exc:
-        raise _MirrorFailed(_network_message(exc, url, timeout)) from None
+        raise _SourceFailed(_network_message(exc, url, timeout)) from None
 
 
 def _body_span(response: http.client.HTTPResponse, offset: int) -> tuple[int, int | None]:
