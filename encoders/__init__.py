@@ -1,6 +1,8 @@
 """Audio encoders aligned to CLIP and the CLIP wrapper. Knows nothing of StyleGAN."""
 
+from encoders.base import AudioEncoder
 from encoders.clip import ClipModel, load_clip
 from encoders.errors import EncoderError
+from encoders.registry import EncoderInfo, available, load_audio_encoder
 
-__all__ = ["ClipModel", "EncoderError", "load_clip"]
+__all__ = ["AudioEncoder", "ClipModel", "EncoderError", "EncoderInfo", "available", "load_audio_encoder", "load_clip"]

@@ -1,0 +1,169 @@
+"""Every audio encoder the toolkit knows, as data: name -> how to build it, which weights, which CLIP space.
+
+Adding an encoder is adding an entry. Builders are import paths resolved only when that encoder is
+built, so listing encoders imports no model code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+import checkpoints
+from encoders.base import AudioEncoder
+from encoders.errors import EncoderError
+
+# Keys under which training scripts nest a state dict; the released SGSIM, AudioCLIP and Wav2CLIP files are flat.
+STATE_DICT_CONTAINERS = ("state_dict", "model")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How to build one registered audio encoder."""
+
+    builder: str | Callable[..., AudioEncoder]  # "module:attribute" (imported on build) or the callable itself
+    description: str  # one line for `sgsim encoders list`
+    weights: str | None  # checkpoints manifest name of the released weights; None: only checkpoint= works
+    clip_model: str  # open_clip model name of the CLIP space the embeddings live in
+    kwargs: Mapping[str, Any] = field(default_factory=dict)  # passed to the builder
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What a user needs to choose an encoder."""
+
+    name: str
+    description: str
+    weights: str | None
+    clip_model: str
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    "sgsim-resnet18": EncoderSpec(
+        builder="encoders.sgsim_encoder:SgsimEncoder",
+        kwargs={"backbone": "resnet18"},
+        weights="sgsim-resnet18",
+        clip_model="ViT-B-32-quickgelu",
+        description="SGSIM (CVPR 2022) log-mel ResNet18, the released resnet18_57.pth; OpenAI CLIP ViT-B/32 space",
+    ),
+    "sgsim-resnet50": EncoderSpec(
+        builder="encoders.sgsim_encoder:SgsimEncoder",
+        kwargs={"backbone": "resnet50"},
+        weights=None,
+        clip_model="ViT-B-32-quickgelu",
+        description="SGSIM recipe with a ResNet50 backbone; no published weights: pass a checkpoint from `sgsim train-encoder`",
+    ),
+    "audioclip-partial": EncoderSpec(
+        builder="encoders.audioclip:AudioClipEncoder",
+        kwargs={"variant": "partial"},
+        weights="audioclip-partial",
+        clip_model="RN50-quickgelu",
+        description="AudioCLIP ESResNeXt-fbsp audio head aligned to vanilla OpenAI CLIP RN50 (partial training)",
+    ),
+    "audioclip-full": EncoderSpec(
+        builder="encoders.audioclip:AudioClipEncoder",
+        kwargs={"variant": "full"},
+        weights="audioclip-full",
+        clip_model="RN50-quickgelu",
+        description="AudioCLIP with all towers fine-tuned (full training); use its own CLIP image and text towers",
+    ),
+    "wav2clip": EncoderSpec(
+        builder="encoders.wav2clip:Wav2ClipEncoder",
+        weights="wav2clip",
+        clip_model="ViT-B-32-quickgelu",
+        description="Wav2CLIP ResNet18 on a 16 kHz log spectrogram, distilled into OpenAI CLIP ViT-B/32 image space",
+    ),
+}
+
+
+def available() -> list[EncoderInfo]:
+    """Every registered audio encoder, in registry order."""
+    return [EncoderInfo(name, spec.description, spec.weights, spec.clip_model) for name, spec in ENCODERS.items()]
+
+
+def _spec(name: str) -> EncoderSpec:
+    """The registry entry for `name`, or an error listing the names that exist."""
+    if name not in ENCODERS:
+        raise EncoderError(f"unknown audio encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+    return ENCODERS[name]
+
+
+def _builder(name: str, spec: EncoderSpec) -> Callable[..., AudioEncoder]:
+    """Import the builder of a registered encoder."""
+    if callable(spec.builder):
+        return spec.builder
+    module_name, _, attribute = spec.builder.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise EncoderError(f"audio encoder {name!r} is registered but {spec.builder} cannot be imported: {error}") from error
+
+
+def build_audio_encoder(name: str) -> AudioEncoder:
+    """A registered encoder with random weights (for training or for loading a state dict yourself)."""
+    spec = _spec(name)
+    encoder = _builder(name, spec)(**spec.kwargs)
+    encoder.name = name  # the registry name, so results and messages tell variants apart
+    return encoder
+
+
+def _load_failure(error: Exception) -> str:
+    """The telling line of a torch.load error (torch wraps the unpickler's reason in paragraphs of advice)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    telling = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    return f"{type(error).__name__}: {(telling or lines or ['no detail'])[0]}"
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a flat tensor state dict from a torch file without executing anything in it (weights_only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EncoderError(f"{path}: no such checkpoint file; check the path or run `sgsim weights download`")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        detail = _load_failure(error)
+        if isinstance(error, pickle.UnpicklingError) and "GLOBAL" in detail:
+            raise EncoderError(
+                f"{path} holds Python objects beyond tensors, which weights_only loading refuses to execute "
+                f"({detail}); pass a plain state dict saved with torch.save(model.state_dict())"
+            ) from error
+        raise EncoderError(
+            f"{path} is not a readable PyTorch checkpoint (empty, truncated or another format: {detail}); download it again"
+        ) from error
+    if isinstance(content, dict):
+        for key in STATE_DICT_CONTAINERS:
+            if isinstance(content.get(key), dict):
+                content = content[key]
+                break
+    if not isinstance(content, dict) or not all(isinstance(v, torch.Tensor) for v in content.values()):
+        raise EncoderError(f"{path} is a PyTorch file but not a state dict of tensors; pass the encoder's weights file")
+    return content
+
+
+def load_audio_encoder(
+    name: str,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> AudioEncoder:
+    """A registered encoder with its weights, in eval mode on `device`.
+
+    `checkpoint` None loads the released weights from the cache (checkpoints.resolve raises
+    MissingWeightsError with download instructions when they are absent); a path loads that file.
+    """
+    spec = _spec(name)
+    if checkpoint is None:
+        if spec.weights is None:
+            raise EncoderError(
+                f"audio encoder {name!r} has no published weights; pass checkpoint=PATH (a file from `sgsim train-encoder`)"
+            )
+        checkpoint = checkpoints.resolve(spec.weights)
+    state_dict = read_state_dict(checkpoint)
+    encoder = build_audio_encoder(name)
+    encoder.load_official(state_dict, source=str(checkpoint))
+    return encoder.to(device).eval()
