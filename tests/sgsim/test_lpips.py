@@ -1,0 +1,180 @@
+"""sgsim.lpips: NVIDIA's TorchScript vgg16.pt format is read without running its code, and the distance is LPIPS."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+import zipfile
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sgsim.errors import NetworkFileError
+from sgsim.lpips import LpipsDistance, read_lpips, read_torchscript_tensors
+
+WIDTHS = (4, 8, 8, 16, 16)  # a narrow VGG16 with the real layer count and names
+STAGES = (2, 2, 3, 3, 3)
+
+
+class _VggLayers(nn.Module):
+    """Holds conv1..conv13 and fc1..fc3 under the attribute names of NVIDIA's vgg16.pt."""
+
+    def __init__(self):
+        super().__init__()
+        in_channels, index = 3, 1
+        for width, count in zip(WIDTHS, STAGES):
+            for _ in range(count):
+                setattr(self, f"conv{index}", nn.Conv2d(in_channels, width, 3, padding=1))
+                in_channels, index = width, index + 1
+        self.fc1 = nn.Linear(16, 8)
+        self.fc2 = nn.Linear(8, 8)
+        self.fc3 = nn.Linear(8, 4)
+
+
+class _ReferenceVgg16(nn.Module):
+    """A stand-in for vgg16.pt: forward(img in [0, 255], resize_images, return_lpips) like NVIDIA's signature.
+
+    Written as LPIPS is published: sum over stages of the spatial mean of sum_c w_c (unit(f0) - unit(f1))^2,
+    here returned as per-image features whose squared distance is that sum.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.layers = _VggLayers()
+        gen = torch.Generator().manual_seed(5)
+        self.lpips0 = nn.Parameter(torch.rand(WIDTHS[0], 1, 1, generator=gen))
+        self.lpips1 = nn.Parameter(torch.rand(WIDTHS[1], 1, 1, generator=gen))
+        self.lpips2 = nn.Parameter(torch.rand(WIDTHS[2], 1, 1, generator=gen))
+        self.lpips3 = nn.Parameter(torch.rand(WIDTHS[3], 1, 1, generator=gen))
+        self.lpips4 = nn.Parameter(torch.rand(WIDTHS[4], 1, 1, generator=gen))
+
+    def forward(self, img: torch.Tensor, resize_images: bool = False, return_lpips: bool = True) -> torch.Tensor:
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        x = (img / 255.0 - mean) / std
+        L = self.layers
+        x = F.relu(L.conv2(F.relu(L.conv1(x))))
+        f1 = x
+        x = F.relu(L.conv4(F.relu(L.conv3(F.max_pool2d(x, 2)))))
+        f2 = x
+        x = F.relu(L.conv7(F.relu(L.conv6(F.relu(L.conv5(F.max_pool2d(x, 2)))))))
+        f3 = x
+        x = F.relu(L.conv10(F.relu(L.conv9(F.relu(L.conv8(F.max_pool2d(x, 2)))))))
+        f4 = x
+        x = F.relu(L.conv13(F.relu(L.conv12(F.relu(L.conv11(F.max_pool2d(x, 2)))))))
+        f5 = x
+        out = []
+        for f, w in [(f1, self.lpips0), (f2, self.lpips1), (f3, self.lpips2), (f4, self.lpips3), (f5, self.lpips4)]:
+            f = f / (torch.linalg.vector_norm(f, 2.0, [1], True) + 1e-10)
+            out.append((f * w.sqrt() / float(f.shape[2] * f.shape[3]) ** 0.5).flatten(1))
+        return torch.cat(out, dim=1)
+
+
+def _published_lpips(reference: _ReferenceVgg16, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """LPIPS in its published form (spatial mean of channel-weighted squared unit-feature differences)."""
+    fa = reference(((a + 1) * 127.5))
+    fb = reference(((b + 1) * 127.5))
+    return (fa - fb).square().sum(dim=1)
+
+
+@pytest.fixture(scope="module")
+def reference_file(tmp_path_factory, random_weights):
+    reference = _ReferenceVgg16()
+    state = random_weights(reference.state_dict(), 3)
+    state.update({k: v.abs() for k, v in state.items() if k.startswith("lpips")})  # LPIPS weights are non-negative
+    reference.load_state_dict(state)
+    path = tmp_path_factory.mktemp("lpips") / "vgg16.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, but vgg16.pt was made with it
+        torch.jit.script(reference.eval()).save(str(path))
+    return reference, path
+
+
+def test_reader_recovers_every_tensor_of_a_torchscript_archive(reference_file):
+    reference, path = reference_file
+    tensors = read_torchscript_tensors(path, lambda name: True)
+    expected = reference.state_dict()
+    assert set(tensors) == set(expected)
+    for name, value in expected.items():
+        assert torch.equal(tensors[name], value), name
+
+
+def test_loading_never_calls_torch_jit_load(reference_file, monkeypatch):
+    _, path = reference_file
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.jit.load would run code from the file")
+
+    monkeypatch.setattr(torch.jit, "load", refuse)
+    net = read_lpips(path)
+    assert isinstance(net, LpipsDistance) and not net.training
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_classifier_layers_are_not_loaded(reference_file):
+    _, path = reference_file
+    assert not any(name.startswith("layers.fc") for name in read_lpips(path).state_dict())
+
+
+def test_distance_matches_the_reference_module(reference_file):
+    reference, path = reference_file
+    net = read_lpips(path)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 3, 32, 32, generator=gen) * 2 - 1
+    b = torch.rand(3, 3, 32, 32, generator=gen) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(net(a, b), _published_lpips(reference, a, b), rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(net.features(a), reference((a + 1) * 127.5), rtol=1e-5, atol=1e-7)
+
+
+def test_distance_is_zero_for_identical_images_and_symmetric(reference_file):
+    net = read_lpips(reference_file[1])
+    gen = torch.Generator().manual_seed(1)
+    a = torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1
+    b = torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1
+    assert torch.equal(net(a, a), torch.zeros(2))
+    assert torch.equal(net(a, b), net(b, a))
+    assert bool((net(a, b) > 0).all())
+
+
+def test_gradient_reaches_the_image(reference_file):
+    net = read_lpips(reference_file[1])
+    gen = torch.Generator().manual_seed(2)
+    a = (torch.rand(1, 3, 32, 32, generator=gen) * 2 - 1).requires_grad_(True)
+    net(a, torch.zeros(1, 3, 32, 32)).sum().backward()
+    assert float(a.grad.abs().sum()) > 0
+
+
+def test_archive_naming_a_foreign_global_is_refused_without_running_it(tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('code from the file ran')",))
+
+    path = tmp_path / "evil.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("evil/data.pkl", pickle.dumps(Payload(), protocol=2))
+    with pytest.raises(NetworkFileError, match=r"evil.pt names the global .*exec"):
+        read_lpips(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"plain text", "not a readable TorchScript archive"), (None, "not found")],
+    ids=["not-a-zip", "missing"],
+)
+def test_unusable_files_are_errors_naming_them(tmp_path, content, message):
+    path = tmp_path / "vgg16.pt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(NetworkFileError, match=message):
+        read_lpips(path)
+
+
+def test_torchscript_without_lpips_weights_is_a_clear_error(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(nn.Linear(2, 2)).save(str(tmp_path / "linear.pt"))
+    with pytest.raises(NetworkFileError, match="linear.pt has no LPIPS weights"):
+        read_lpips(tmp_path / "linear.pt")
