@@ -1,0 +1,100 @@
+"""NVIDIA PyTorch pickles (StyleGAN2-ADA, StyleGAN3's networks_stylegan2) read without running their code.
+
+Each network in the pickled dict is a torch_utils.persistence object; its state is the module's __dict__.
+The state dict is collected from the nested `_parameters`, `_buffers` and `_modules`, and the architecture
+from `_init_kwargs` (nested mapping_kwargs/synthesis_kwargs in ADA, flattened synthesis kwargs in SG3).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from stylegan2.errors import CheckpointError
+from stylegan2.loading.checkpoint import GeneratorCheckpoint, generator_kwargs
+from stylegan2.loading.safe_pickle import PersistentObject
+
+TOP_LEVEL_KWARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
+
+# Where SG3's networks_stylegan2 defaults differ from ADA's (NVlabs/stylegan3 training/networks_stylegan2.py).
+SG3_MAPPING_DEFAULTS = {"w_avg_beta": 0.998}
+SG3_SYNTHESIS_DEFAULTS = {"num_fp16_res": 4, "conv_clamp": 256}
+
+# Synthesis options that change speed, not output (SG3's fused_modconv_default).
+IGNORED_SYNTHESIS_KWARGS = frozenset({"fused_modconv_default"})
+# Synthesis options our Generator supports at one value only; ADA's legacy converter writes activation out.
+FIXED_SYNTHESIS_KWARGS = {"activation": "lrelu"}
+
+
+def flatten_module_state(obj: PersistentObject, source: str, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The state dict of a pickled module: its parameters and persistent buffers, then its submodules'."""
+    state = obj.state
+    non_persistent = set(state.get("_non_persistent_buffers_set") or ())
+    tensors: dict[str, torch.Tensor] = {}
+    entries = [*state.get("_parameters", {}).items(),
+               *((name, value) for name, value in state.get("_buffers", {}).items() if name not in non_persistent)]
+    for name, value in entries:
+        if value is None:
+            continue
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{source}: {prefix}{name} is a {type(value).__name__}, expected a tensor")
+        tensors[prefix + name] = value.detach()
+    for name, child in state.get("_modules", {}).items():
+        if child is None:
+            continue
+        if not isinstance(child, PersistentObject):
+            raise CheckpointError(f"{source}: submodule {prefix}{name} is a {type(child).__name__}, "
+                                  "expected a torch_utils.persistence object")
+        tensors.update(flatten_module_state(child, source, f"{prefix}{name}."))
+    return tensors
+
+
+def _drop_inert(synthesis: dict[str, Any], source: str) -> dict[str, Any]:
+    kept = {key: value for key, value in synthesis.items() if key not in IGNORED_SYNTHESIS_KWARGS}
+    for key, supported in FIXED_SYNTHESIS_KWARGS.items():
+        if key in kept and kept.pop(key) != supported:
+            raise CheckpointError(f"{source}: synthesis {key}={synthesis[key]!r} is not supported (only {supported!r})")
+    return kept
+
+
+def contract_kwargs(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Map ADA's nested or SG3's flattened Generator kwargs to our Generator's init kwargs."""
+    kwargs = dict(raw)
+    missing = [key for key in TOP_LEVEL_KWARGS if key not in kwargs]
+    if missing:
+        raise CheckpointError(f"{source}: the generator's init kwargs lack {', '.join(missing)}")
+    top = {key: kwargs.pop(key) for key in TOP_LEVEL_KWARGS}
+    mapping = dict(kwargs.pop("mapping_kwargs", None) or {})
+    if "synthesis_kwargs" in kwargs:  # ADA: Generator(..., mapping_kwargs={}, synthesis_kwargs={})
+        synthesis = dict(kwargs.pop("synthesis_kwargs") or {})
+        if kwargs:
+            raise CheckpointError(f"{source}: unknown generator init kwargs {', '.join(sorted(kwargs))}")
+    else:  # SG3 networks_stylegan2: Generator(..., mapping_kwargs={}, **synthesis_kwargs)
+        mapping = {**SG3_MAPPING_DEFAULTS, **mapping}
+        synthesis = {**SG3_SYNTHESIS_DEFAULTS, **kwargs}
+    return generator_kwargs(source, **top, mapping=mapping, synthesis=_drop_inert(synthesis, source))
+
+
+def read_nvidia_pickle(data: Any, network: str, source: str) -> GeneratorCheckpoint:
+    """The generator `network` ('G_ema', 'G', ...) of an unpickled NVIDIA snapshot dict."""
+    networks = sorted(key for key, value in data.items() if isinstance(value, PersistentObject))
+    if network not in data:
+        raise CheckpointError(f"{source} has no network {network!r}; it holds {', '.join(networks) or 'no networks'}")
+    obj = data[network]
+    if not isinstance(obj, PersistentObject) or obj.class_name != "Generator":
+        kind = obj.class_name if isinstance(obj, PersistentObject) else type(obj).__name__
+        raise CheckpointError(f"{source}: {network!r} is a {kind}, not a generator; choose one of "
+                              f"{', '.join(name for name in networks if data[name].class_name == 'Generator')}")
+    state_dict = flatten_module_state(obj, source)
+    if "synthesis.b4.const" not in state_dict:
+        synthesis = obj.state.get("_modules", {}).get("synthesis")
+        layers = ", ".join(sorted(synthesis.state.get("_modules", {}))[:4]) if synthesis else "missing"
+        raise CheckpointError(
+            f"{source}: {network!r} is not a StyleGAN2 generator (its synthesis layers are {layers}, ...); "
+            "StyleGAN3 generators (stylegan3-t, stylegan3-r) are not supported, use a StyleGAN2 or StyleGAN2-ADA pickle"
+        )
+    if obj.state.get("_init_args"):
+        raise CheckpointError(f"{source}: {network!r} was built with positional arguments; expected keyword arguments")
+    init_kwargs = contract_kwargs(obj.state.get("_init_kwargs") or {}, source)
+    return GeneratorCheckpoint(init_kwargs, state_dict, "nvidia-pickle")

@@ -1,0 +1,161 @@
+"""A pickle reader that resolves only whitelisted globals, so a hostile checkpoint can never run code.
+
+NVIDIA's own loaders exec the Python source stored inside their pickles (torch_utils.persistence,
+dnnlib.tflib.network). Here every global a pickle names goes through `find_class`; the few that a
+generator pickle needs map to inert stand-ins or to tensor rebuilders, anything else raises
+`UnsafeCheckpointError` before it is called.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import collections
+import io
+import pickle
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable
+
+import numpy as np
+import torch
+
+from stylegan2.errors import CheckpointError, UnsafeCheckpointError
+
+try:  # numpy >= 2 keeps the pickle helpers in numpy._core; numpy.core is a deprecated alias there.
+    from numpy._core import multiarray as _np_multiarray
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core import multiarray as _np_multiarray
+
+
+@dataclass
+class PersistentObject:
+    """What `torch_utils.persistence._reconstruct_persistent_obj(meta)` stood for: a class name and its state.
+
+    The meta's `module_src` (the networks' Python source) is kept as text and never executed.
+    """
+
+    class_name: str
+    state: dict
+    module_src: str = field(repr=False, default="")
+
+
+class PickledEasyDict(dict):
+    """Stand-in for `dnnlib.util.EasyDict`: a plain dict that also accepts the (empty) BUILD state."""
+
+    def __setstate__(self, state: Any) -> None:
+        if state:
+            self.update(state)
+
+
+class TFNetworkState:
+    """Stand-in for `dnnlib.tflib.network.Network`: keeps the pickled state dict and builds no graph."""
+
+    state: dict
+
+    def __setstate__(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise CheckpointError(f"a TensorFlow network's state is a {type(state).__name__}, expected a dict")
+        self.state = state
+
+
+def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
+    """Record the persistence meta instead of exec'ing its module source."""
+    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict):
+        raise CheckpointError("a torch_utils.persistence object has no 'class' meta with a state dict")
+    return PersistentObject(str(meta.get("class_name")), meta["state"], str(meta.get("module_src", "")))
+
+
+def _load_storage_from_bytes(data: Any) -> Any:
+    """Storages inside plain pickles are torch.save bytes; read them with torch's weights-only loader."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise CheckpointError(f"torch.storage._load_from_bytes got a {type(data).__name__}, expected bytes")
+    try:
+        return torch.load(io.BytesIO(data), weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCheckpointError(f"a pickled storage was refused by torch's weights-only loader: {error}") from None
+
+
+def _rebuild_tensor(storage: Any, offset: int, size: Any, stride: Any, requires_grad: bool,
+                    backward_hooks: Any, metadata: Any = None) -> torch.Tensor:
+    """torch._utils._rebuild_tensor_v2, refusing anything but a storage and dropping (empty) hooks."""
+    if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
+        raise CheckpointError(f"a tensor is rebuilt from a {type(storage).__name__}, expected a torch storage")
+    if backward_hooks:
+        raise UnsafeCheckpointError("a pickled tensor carries backward hooks; a generator checkpoint never does")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise CheckpointError(f"a tensor's metadata is a {type(metadata).__name__}, expected a dict")
+    return torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, collections.OrderedDict(), metadata)
+
+
+def _rebuild_parameter(data: Any, requires_grad: bool, backward_hooks: Any) -> torch.nn.Parameter:
+    """torch._utils._rebuild_parameter without hooks."""
+    if not isinstance(data, torch.Tensor) or backward_hooks:
+        raise CheckpointError("a pickled parameter does not wrap a plain tensor")
+    return torch.nn.Parameter(data, requires_grad=bool(requires_grad))
+
+
+def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
+    """Protocol 2 stores bytes as _codecs.encode(str, 'latin1'); no other codec is accepted."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise CheckpointError(f"a pickle encodes bytes with codec {encoding!r}, expected 'latin1'")
+    return text.encode("latin1")
+
+
+_NUMPY_GLOBALS: dict[str, Any] = {"scalar": _np_multiarray.scalar, "_reconstruct": _np_multiarray._reconstruct}
+
+# Every global a StyleGAN2 checkpoint pickle names (REFERENCE.md section 5), and what it becomes here.
+ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+    ("dnnlib.util", "EasyDict"): PickledEasyDict,
+    ("dnnlib.tflib.network", "Network"): TFNetworkState,
+    ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("_codecs", "encode"): _latin1_bytes,
+    ("builtins", "set"): set,  # pickle protocols 2 and 3 store Module._non_persistent_buffers_set this way
+    ("builtins", "frozenset"): frozenset,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): np.ndarray,
+    **{(module, name): value for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+       for name, value in _NUMPY_GLOBALS.items()},
+}
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickler whose globals come only from ALLOWED_GLOBALS; it records every global the pickle names."""
+
+    def __init__(self, file: BinaryIO, source: str) -> None:
+        super().__init__(file)
+        self.source = source
+        self.globals_named: set[str] = set()
+
+    def find_class(self, module: str, name: str) -> Any:
+        # Protocol 2 writes Python 2 names (__builtin__.set); map them as pickle's own find_class does.
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        self.globals_named.add(f"{module}.{name}")
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise UnsafeCheckpointError(
+                f"{self.source} names the global {module}.{name}, which a generator checkpoint never needs; "
+                "refusing to load it (nothing from the file was executed). Use a checkpoint from a trusted source."
+            ) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafeCheckpointError(
+            f"{self.source} uses a pickle persistent id ({str(pid)[:60]!r}), which no generator pickle holds; "
+            "refusing to load it (nothing from the file was executed)."
+        )
+
+
+def safe_load(file: BinaryIO, source: str) -> tuple[Any, set[str]]:
+    """Unpickle `file` with the whitelist; returns the object and the globals it named (for format detection)."""
+    unpickler = SafeUnpickler(file, source)
+    try:
+        return unpickler.load(), unpickler.globals_named
+    except CheckpointError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            RuntimeError, MemoryError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{source} is a truncated or corrupt pickle ({type(error).__name__}: {error})") from None
