@@ -150,8 +150,8 @@ def read_arcface(path: str | os.PathLike, config: IrSeConfig = IR_SE50) -> ArcFa
     return net.eval().requires_grad_(False)
 
 
-def load_identity(name_or_path: str | os.PathLike = "arcface-ir-se50") -> ArcFace:
-    """ArcFace IR-SE50 with weights from the cache (by manifest name) or a file path; wrap it in IdentityLoss."""
+def load_identity(name_or_path: str | os.PathLike = "arcface-ir-se50") -> IdentityLoss:
+    """The identity loss with ArcFace IR-SE50 weights from the cache (by manifest name) or a file path."""
     from checkpoints import resolve
 
-    return read_arcface(resolve(name_or_path))
+    return IdentityLoss(read_arcface(resolve(name_or_path)))
