@@ -9,12 +9,16 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import librosa
 import numpy as np
 import soundfile
 
 from sgsim.errors import AudioError
+
+if TYPE_CHECKING:
+    import torch
 
 SILENCE_DBFS = -90.0  # below this RMS level a clip carries no usable sound
 RESAMPLE_TYPE = "soxr_hq"  # librosa.load's default res_type (librosa >= 0.10)
@@ -122,7 +126,7 @@ def load_audio(
     return np.ascontiguousarray(waveform, dtype=np.float32), rate
 
 
-def rms_dbfs(waveform) -> float:
+def rms_dbfs(waveform: np.ndarray | torch.Tensor) -> float:
     """Root-mean-square level of a waveform (numpy array or tensor) in dB relative to full scale."""
     if hasattr(waveform, "detach"):
         waveform = waveform.detach().cpu().numpy()
@@ -131,12 +135,12 @@ def rms_dbfs(waveform) -> float:
     return 20.0 * math.log10(rms) if rms > 0 else -math.inf
 
 
-def is_silent(waveform) -> bool:
+def is_silent(waveform: np.ndarray | torch.Tensor) -> bool:
     """True for an all-zero waveform or one whose RMS level is below -90 dBFS."""
     return rms_dbfs(waveform) < SILENCE_DBFS
 
 
-def check_not_silent(waveform, path: str | Path) -> None:
+def check_not_silent(waveform: np.ndarray | torch.Tensor, path: str | Path) -> None:
     """Raise AudioError when a clip is silent: it would steer an edit by nothing but noise."""
     if is_silent(waveform):
         raise AudioError(
