@@ -10,6 +10,7 @@ import torchaudio
 from torch import nn
 
 from encoders.errors import EncoderError
+from encoders.strict_load import load_strict
 
 
 class AudioEncoder(nn.Module):
@@ -71,18 +72,9 @@ class AudioEncoder(nn.Module):
     def load_official(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
         """Load the authors' checkpoint strictly: a wrong or foreign file is an error, never a partial load."""
         state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
-        converted = self.convert_official(state_dict)
-        own = self.state_dict()
-        missing = sorted(set(own) - set(converted))
-        unexpected = sorted(set(converted) - set(own))
-        wrong_shape = sorted(k for k in set(own) & set(converted) if own[k].shape != converted[k].shape)
-        if missing or unexpected or wrong_shape:
-            def first(keys: list[str]) -> str:
-                return ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")
-
-            raise EncoderError(
-                f"{source} is not a {self.name} checkpoint: {len(missing)} keys missing ({first(missing)}), "
-                f"{len(unexpected)} unexpected ({first(unexpected)}), {len(wrong_shape)} of the wrong shape "
-                f"({first(wrong_shape)}); pass the file released for {self.name}"
-            )
-        self.load_state_dict(converted, strict=True)
+        load_strict(
+            self,
+            self.convert_official(state_dict),
+            mismatch=f"{source} is not a {self.name} checkpoint",
+            advice=f"pass the file released for {self.name}",
+        )

@@ -16,6 +16,7 @@ from torch import nn
 import checkpoints
 from checkpoints.formats import sniff_container
 from encoders.errors import EncoderError
+from encoders.strict_load import load_strict
 
 # Manifest names of OpenAI's own weights for the open_clip models that reproduce them (quick-GELU variants).
 OPENAI_WEIGHTS = {"ViT-B-32-quickgelu": "clip-vit-b-32", "RN50-quickgelu": "clip-rn50"}
@@ -119,7 +120,7 @@ def load_clip(name: str = "ViT-B-32-quickgelu", pretrained: str | os.PathLike = 
     if name not in open_clip.list_models():
         raise EncoderError(f"unknown open_clip model {name!r}; use one of {', '.join(OPENAI_WEIGHTS)} or another name from open_clip.list_models()")
     model = open_clip.create_model(name, pretrained=None, device="cpu")
-    _load_strict(model, state_dict, path)
+    load_strict(model, state_dict, mismatch=f"{path} does not fit this CLIP model", advice="pass weights for this model name")
     return ClipModel(model, open_clip.get_tokenizer(name)).to(device)
 
 
@@ -147,21 +148,3 @@ def _read_clip_state_dict(path: os.PathLike) -> dict[str, torch.Tensor]:
     if any(key.startswith("audio.") for key in state_dict):  # AudioCLIP: audio head + logit_scale_a* beside CLIP
         state_dict = {key: value for key, value in state_dict.items() if key.startswith(_CLIP_KEY_PREFIXES) or key in _CLIP_KEYS}
     return state_dict
-
-
-def _load_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], path: os.PathLike) -> None:
-    """Load every weight or none: a wrong file names what is missing, extra or misshapen."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    wrong_shape = sorted(k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
-    if missing or unexpected or wrong_shape:
-        def first(keys: list[str]) -> str:
-            return ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")
-
-        raise EncoderError(
-            f"{path} does not fit this CLIP model: {len(missing)} keys missing ({first(missing)}), "
-            f"{len(unexpected)} unexpected ({first(unexpected)}), {len(wrong_shape)} of the wrong shape "
-            f"({first(wrong_shape)}); pass weights for this model name"
-        )
-    model.load_state_dict(state_dict, strict=True)

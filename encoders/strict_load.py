@@ -1,0 +1,28 @@
+"""Strict state-dict loading shared by the audio encoders and CLIP: every weight or none."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from encoders.errors import EncoderError
+
+
+def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], mismatch: str, advice: str) -> None:
+    """Load `state_dict` into `module`, or raise naming what is missing, extra or misshapen.
+
+    `mismatch` opens the message ("FILE is not a NAME checkpoint"), `advice` closes it with what to do.
+    """
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    wrong_shape = sorted(k for k in set(own) & set(state_dict) if own[k].shape != state_dict[k].shape)
+    if missing or unexpected or wrong_shape:
+        def first(keys: list[str]) -> str:
+            return ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")
+
+        raise EncoderError(
+            f"{mismatch}: {len(missing)} keys missing ({first(missing)}), {len(unexpected)} unexpected "
+            f"({first(unexpected)}), {len(wrong_shape)} of the wrong shape ({first(wrong_shape)}); {advice}"
+        )
+    module.load_state_dict(state_dict, strict=True)
