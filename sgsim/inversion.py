@@ -1,0 +1,205 @@
+"""GAN inversion: the W+ latent (and noise) whose StyleGAN2 image matches a photo, as NVIDIA's ADA projector finds it.
+
+Start at the mean of 10000 mapped z, optimise one w (broadcast to every layer) and every noise buffer with
+Adam on LPIPS-VGG16 at <= 256 px plus a noise autocorrelation penalty. Without LPIPS weights a pixel
+pyramid loss stands in, which reconstructs less faithfully.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sgsim.errors import SgsimError
+from sgsim.lpips import LpipsDistance
+from sgsim.schedule import ramped_lr
+
+# Settings of the ADA projector (NVlabs/stylegan2-ada-pytorch projector.py).
+W_AVG_SAMPLES = 10000  # mapped z averaged for the starting w
+W_AVG_SEED = 123  # numpy RandomState seed of those z
+INITIAL_NOISE_FACTOR = 0.05  # w exploration noise at step 0, in units of the w spread
+NOISE_RAMP_LENGTH = 0.75  # fraction of the steps over which that noise fades out (quadratically)
+REGULARIZE_NOISE_WEIGHT = 1e5  # weight of the noise autocorrelation penalty
+ADAM_BETAS = (0.9, 0.999)
+LPIPS_MAX_SIZE = 256  # larger images are area-downsampled to this before VGG16
+NOISE_PYRAMID_FLOOR = 8  # the noise penalty looks at every octave down to this many pixels
+
+MAPPING_BATCH = 1000  # z mapped at once while estimating the w statistics
+
+StepCallback = Callable[[int, float], None]
+
+
+@dataclass
+class InversionResult:
+    """What `invert` found; tensors live on the generator's device."""
+
+    w_plus: torch.Tensor  # [1, num_ws, w_dim]: the optimised w repeated for every layer
+    image: torch.Tensor  # [1, 3, R, R] in [-1, 1]: G.synthesis(w_plus) with the optimised noise
+    losses: list[float]  # total loss before each step
+    used_lpips: bool  # False: the pixel pyramid loss stood in for LPIPS
+    noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise_const buffers under G.synthesis, by name
+
+
+def w_statistics(G, samples: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED) -> tuple[torch.Tensor, float]:
+    """Mean w [1, 1, w_dim] and spread (RMS distance to the mean) of `samples` mapped z from RandomState(seed)."""
+    device = _device_of(G)
+    z = np.random.RandomState(seed).randn(samples, G.z_dim)
+    with torch.no_grad():
+        ws = torch.cat([
+            G.mapping(torch.from_numpy(chunk).to(device, torch.float32), None)[:, :1, :]
+            for chunk in np.array_split(z, max(1, samples // MAPPING_BATCH))
+        ])
+    w_avg = ws.mean(dim=0, keepdim=True)
+    w_std = float((ws - w_avg).square().sum() / samples) ** 0.5
+    return w_avg, w_std
+
+
+def noise_regularization(noise: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Sum over buffers and octaves of squared one-pixel autocorrelations (horizontal and vertical): 0 for white noise."""
+    total = torch.zeros(())
+    for buffer in noise:
+        x = buffer[None, None]
+        while True:
+            total = total + (x * torch.roll(x, shifts=1, dims=3)).mean() ** 2
+            total = total + (x * torch.roll(x, shifts=1, dims=2)).mean() ** 2
+            if x.shape[2] <= NOISE_PYRAMID_FLOOR:
+                break
+            x = F.avg_pool2d(x, kernel_size=2)
+    return total
+
+
+@contextlib.contextmanager
+def swapped_noise(G, noise: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Use these tensors as G's noise buffers inside the block (e.g. to re-render an inversion); restore G's own after."""
+    modules = dict(G.synthesis.named_modules())
+    originals = {}
+    try:
+        for name, value in noise.items():
+            owner, _, attribute = name.rpartition(".")
+            if owner not in modules or attribute not in modules[owner]._buffers:
+                raise SgsimError(f"the generator has no noise buffer {name!r}; this noise belongs to another generator")
+            originals[name] = getattr(modules[owner], attribute)
+            setattr(modules[owner], attribute, value)
+        yield
+    finally:
+        for name, value in originals.items():
+            owner, _, attribute = name.rpartition(".")
+            setattr(modules[owner], attribute, value)
+
+
+@contextlib.contextmanager
+def _frozen_parameters(G) -> Iterator[None]:
+    """No gradient into G's weights inside the block; each parameter's requires_grad flag is restored after."""
+    flags = [(p, p.requires_grad) for p in G.parameters()]
+    G.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
+def _device_of(G) -> torch.device:
+    return next(G.parameters()).device
+
+
+def _lpips_loss(lpips: LpipsDistance, target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Squared distance of LPIPS feature vectors to the target's, both area-downsampled to at most 256 px."""
+
+    def shrink(images: torch.Tensor) -> torch.Tensor:
+        if images.shape[2] > LPIPS_MAX_SIZE:
+            return F.interpolate(images, size=(LPIPS_MAX_SIZE, LPIPS_MAX_SIZE), mode="area")
+        return images
+
+    with torch.no_grad():
+        target_features = lpips.features(shrink(target))
+    return lambda images: (lpips.features(shrink(images)) - target_features).square().sum()
+
+
+def _pixel_pyramid_loss(target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Mean squared error summed over octaves (full size down to 8 px), so coarse structure weighs as much as detail."""
+
+    def pyramid(images: torch.Tensor) -> list[torch.Tensor]:
+        levels = [images]
+        while levels[-1].shape[2] > NOISE_PYRAMID_FLOOR:
+            levels.append(F.avg_pool2d(levels[-1], kernel_size=2))
+        return levels
+
+    targets = pyramid(target)
+    return lambda images: sum(F.mse_loss(level, goal) for level, goal in zip(pyramid(images), targets))
+
+
+def invert(
+    G,                                          # stylegan2.Generator (unconditional); left as it was found
+    target: torch.Tensor,                       # [1, 3, R, R] in [-1, 1], R = G.img_resolution (see sgsim.images.read_image)
+    steps: int = 1000,                          # Adam steps
+    lr: float = 0.1,                            # peak learning rate of the ramped schedule
+    lpips: Optional[LpipsDistance] = None,      # perceptual distance; None: pixel pyramid loss, with a warning
+    seed: int = 0,                              # seeds the initial noise and the w exploration noise
+    callback: Optional[StepCallback] = None,    # called as callback(step, loss) after every step
+) -> InversionResult:
+    """Find the W+ latent and noise whose image matches `target` (NVIDIA ADA projector). Deterministic per seed on CPU.
+
+    G's noise buffers are swapped for optimised copies only during the run and G's parameters get no gradient,
+    so G is unchanged afterwards; `lpips` is moved to G's device. Re-render with `swapped_noise(G, result.noise)`.
+    """
+    resolution = G.img_resolution
+    if target.dim() != 4 or tuple(target.shape) != (1, 3, resolution, resolution):
+        raise SgsimError(f"target must be one image shaped [1, 3, {resolution}, {resolution}], got {list(target.shape)}; "
+                         f"read it with sgsim.images.read_image(path, {resolution})")
+    if steps < 1 or not lr > 0:
+        raise SgsimError(f"inversion needs steps >= 1 and lr > 0, got steps={steps}, lr={lr}")
+    if getattr(G, "c_dim", 0):
+        raise SgsimError(f"inversion supports unconditional generators only; this one takes a {G.c_dim}-d label")
+
+    device = _device_of(G)
+    target = target.to(device, torch.float32)
+    if lpips is None:
+        warnings.warn("inverting without LPIPS-VGG16 weights (`sgsim weights download lpips-vgg16`): "
+                      "a pixel loss stands in and the reconstruction is less faithful", stacklevel=2)
+        distance = _pixel_pyramid_loss(target)
+    else:
+        distance = _lpips_loss(lpips.to(device), target)
+
+    rng = torch.Generator().manual_seed(seed)  # CPU draws, so a seed gives the same start on every device
+    w_avg, w_std = w_statistics(G)
+    w_opt = w_avg.clone().requires_grad_(True)
+    noise = {
+        name: torch.randn(buffer.shape, generator=rng).to(device).requires_grad_(True)
+        for name, buffer in G.synthesis.named_buffers() if name.endswith("noise_const")
+    }
+    optimizer = torch.optim.Adam([w_opt, *noise.values()], betas=ADAM_BETAS, lr=lr)
+    losses: list[float] = []
+
+    with _frozen_parameters(G), swapped_noise(G, noise):
+        for step in range(steps):
+            t = step / steps
+            for group in optimizer.param_groups:
+                group["lr"] = ramped_lr(step, steps, lr)
+            w_noise_scale = w_std * INITIAL_NOISE_FACTOR * max(0.0, 1.0 - t / NOISE_RAMP_LENGTH) ** 2
+            w_noise = torch.randn(w_opt.shape, generator=rng).to(device) * w_noise_scale
+            images = G.synthesis((w_opt + w_noise).repeat(1, G.num_ws, 1), noise_mode="const")
+            loss = distance(images) + REGULARIZE_NOISE_WEIGHT * noise_regularization(noise.values()).to(device)
+            value = float(loss.detach())
+            if not np.isfinite(value):
+                raise SgsimError(f"inversion diverged at step {step} (loss {value}); lower lr (now {lr})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(value)
+            with torch.no_grad():
+                for buffer in noise.values():
+                    buffer -= buffer.mean()
+                    buffer *= buffer.square().mean().rsqrt()
+            if callback is not None:
+                callback(step, value)
+        w_plus = w_opt.detach().repeat(1, G.num_ws, 1)
+        with torch.no_grad():
+            image = G.synthesis(w_plus, noise_mode="const")
+    return InversionResult(w_plus, image, losses, lpips is not None, {name: b.detach() for name, b in noise.items()})

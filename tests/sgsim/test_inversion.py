@@ -1,0 +1,142 @@
+"""sgsim.inversion: the ADA projector on a tiny generator reconstructs a reachable image, is seeded, and leaves G as it was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sgsim.errors import SgsimError
+from sgsim.inversion import invert, noise_regularization, swapped_noise, w_statistics
+from sgsim.lpips import LpipsDistance
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These tensors are tiny: on a busy machine, waiting for a second thread costs 50x the arithmetic."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_G(random_weights):
+    from stylegan2 import Generator
+
+    G = Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
+                  mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 128, "channel_max": 16})
+    G.load_state_dict(random_weights(G.state_dict(), 4))
+    return G.eval()
+
+
+@pytest.fixture(scope="module")
+def reachable_target(tiny_G):
+    """An image the generator can make exactly: a w off the mean, rendered with the generator's own noise."""
+    w_avg, _ = w_statistics(tiny_G)
+    with torch.no_grad():
+        w = w_avg + 0.5 * torch.randn(1, 1, 16, generator=torch.Generator().manual_seed(9))
+        return tiny_G.synthesis(w.repeat(1, tiny_G.num_ws, 1), noise_mode="const")
+
+
+@pytest.fixture(scope="module")
+def tiny_lpips(random_weights):
+    net = LpipsDistance(channels=(4, 8, 8, 8, 8))
+    state = random_weights(net.state_dict(), 6)
+    state.update({k: v.abs() for k, v in state.items() if k.startswith("lpips")})
+    net.load_state_dict(state)
+    return net.eval().requires_grad_(False)
+
+
+def _pixel_inversion(G, target, steps, seed=0):
+    with pytest.warns(UserWarning, match="without LPIPS"):
+        return invert(G, target, steps=steps, seed=seed)
+
+
+def _start_image(G):
+    """Where the projector starts (w_avg), rendered with the generator's own noise, i.e. the target's noise."""
+    with torch.no_grad():
+        return G.synthesis(w_statistics(G)[0].repeat(1, G.num_ws, 1), noise_mode="const")
+
+
+@pytest.fixture(scope="module")
+def pixel_run(tiny_G, reachable_target):
+    """The generator's state and flags before one 80-step inversion without LPIPS, and that inversion's result."""
+    before = {k: v.clone() for k, v in tiny_G.state_dict().items()}
+    flags = [p.requires_grad for p in tiny_G.parameters()]
+    return before, flags, _pixel_inversion(tiny_G, reachable_target, steps=80)
+
+
+def test_pixel_loss_inversion_reduces_the_loss_substantially(tiny_G, reachable_target, pixel_run):
+    result = pixel_run[2]
+    assert len(result.losses) == 80 and not result.used_lpips
+    assert min(result.losses[-3:]) < 0.01 * result.losses[0]
+    start_error = float((_start_image(tiny_G) - reachable_target).square().mean())
+    assert float((result.image - reachable_target).square().mean()) < 0.2 * start_error
+
+
+def test_lpips_inversion_reduces_the_loss(tiny_G, reachable_target, tiny_lpips):
+    steps = []
+    result = invert(tiny_G, reachable_target, steps=60, lpips=tiny_lpips, callback=lambda step, loss: steps.append((step, loss)))
+    assert result.used_lpips
+    assert steps == list(enumerate(result.losses))
+    assert min(result.losses[-3:]) < 0.01 * result.losses[0]
+    assert float(tiny_lpips(result.image, reachable_target)) < 0.5 * float(tiny_lpips(_start_image(tiny_G), reachable_target))
+
+
+def test_result_shapes_and_re_rendering_with_the_returned_noise(tiny_G, pixel_run):
+    result = pixel_run[2]
+    assert result.w_plus.shape == (1, tiny_G.num_ws, 16)
+    assert torch.equal(result.w_plus, result.w_plus[:, :1].expand_as(result.w_plus))  # one w broadcast to all layers
+    assert result.image.shape == (1, 3, 16, 16)
+    names = {name for name, _ in tiny_G.synthesis.named_buffers() if name.endswith("noise_const")}
+    assert set(result.noise) == names
+    for buffer in result.noise.values():  # renormalised after every step
+        assert abs(float(buffer.mean())) < 1e-5 and abs(float(buffer.square().mean()) - 1) < 1e-4
+    with torch.no_grad(), swapped_noise(tiny_G, result.noise):
+        torch.testing.assert_close(tiny_G.synthesis(result.w_plus, noise_mode="const"), result.image)
+
+
+def test_generator_is_left_as_it_was(tiny_G, pixel_run):
+    before, flags, _ = pixel_run
+    after = tiny_G.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert [p.requires_grad for p in tiny_G.parameters()] == flags
+    assert all(p.grad is None for p in tiny_G.parameters())
+
+
+def test_deterministic_per_seed(tiny_G, reachable_target):
+    first = _pixel_inversion(tiny_G, reachable_target, steps=4, seed=3)
+    again = _pixel_inversion(tiny_G, reachable_target, steps=4, seed=3)
+    other = _pixel_inversion(tiny_G, reachable_target, steps=4, seed=4)
+    assert torch.equal(first.w_plus, again.w_plus) and first.losses == again.losses
+    assert all(torch.equal(first.noise[k], again.noise[k]) for k in first.noise)
+    assert not torch.equal(first.w_plus, other.w_plus)
+
+
+def test_w_statistics_follow_the_projector_recipe(tiny_G):
+    z = torch.from_numpy(np.random.RandomState(123).randn(500, 16)).float()
+    with torch.no_grad():
+        w = tiny_G.mapping(z, None)[:, 0]
+    w_avg, w_std = w_statistics(tiny_G, samples=500)
+    torch.testing.assert_close(w_avg, w.mean(0).view(1, 1, 16))
+    assert w_std == pytest.approx(float(((w - w.mean(0)) ** 2).sum(1).mean()) ** 0.5, rel=1e-5)
+
+
+def test_noise_regularization_penalises_correlated_noise_only():
+    # A constant buffer has autocorrelation 1 at every shift and octave: 16 px and 8 px, two directions each.
+    assert float(noise_regularization([torch.ones(16, 16)])) == pytest.approx(4.0)
+    white = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
+    assert float(noise_regularization([white])) < 0.01
+
+
+def test_swapped_noise_rejects_names_of_another_generator(tiny_G):
+    with pytest.raises(SgsimError, match="no noise buffer"):
+        with swapped_noise(tiny_G, {"b1024.conv0.noise_const": torch.zeros(1)}):
+            pass
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 16), (1, 3, 32, 32), (2, 3, 16, 16)])
+def test_target_of_the_wrong_shape_is_an_error(tiny_G, shape):
+    with pytest.raises(SgsimError, match=r"\[1, 3, 16, 16\]"):
+        invert(tiny_G, torch.zeros(shape), steps=1)
