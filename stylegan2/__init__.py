@@ -2,5 +2,6 @@
 
 from stylegan2.errors import CheckpointError, UnsafeCheckpointError
 from stylegan2.loading import load_generator, save_generator
+from stylegan2.networks import Generator
 
-__all__ = ["CheckpointError", "UnsafeCheckpointError", "load_generator", "save_generator"]
+__all__ = ["CheckpointError", "Generator", "UnsafeCheckpointError", "load_generator", "save_generator"]
