@@ -12,7 +12,7 @@ import _compat_pickle
 import collections
 import io
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
@@ -30,12 +30,11 @@ except ImportError:  # pragma: no cover - numpy 1.x
 class PersistentObject:
     """What `torch_utils.persistence._reconstruct_persistent_obj(meta)` stood for: a class name and its state.
 
-    The meta's `module_src` (the networks' Python source) is kept as text and never executed.
+    The meta's `module_src` (the networks' Python source) is dropped, never executed.
     """
 
     class_name: str
     state: dict
-    module_src: str = field(repr=False, default="")
 
 
 class PickledEasyDict(dict):
@@ -61,7 +60,7 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
     """Record the persistence meta instead of exec'ing its module source."""
     if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict):
         raise CheckpointError("a torch_utils.persistence object has no 'class' meta with a state dict")
-    return PersistentObject(str(meta.get("class_name")), meta["state"], str(meta.get("module_src", "")))
+    return PersistentObject(str(meta.get("class_name")), meta["state"])
 
 
 def _load_storage_from_bytes(data: Any) -> Any:

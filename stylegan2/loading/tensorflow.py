@@ -109,7 +109,7 @@ def convert_variables(variables: dict[str, np.ndarray], source: str) -> dict[str
             match = re.fullmatch(pattern, name)
             if match:
                 key, array = rule(match, value)
-                state_dict[key] = torch.from_numpy(np.ascontiguousarray(array))
+                state_dict[key] = torch.from_numpy(np.array(array, order="C"))  # a copy: flips leave negative strides
                 break
         else:
             raise CheckpointError(f"{source}: TensorFlow variable {name!r} has no StyleGAN2 counterpart; "
