@@ -249,3 +249,13 @@ def load_lpips(name_or_path: str | os.PathLike = "lpips-vgg16") -> LpipsDistance
     from checkpoints import resolve
 
     return read_lpips(resolve(name_or_path))
+
+
+def load_lpips_if_present(name_or_path: str | os.PathLike = "lpips-vgg16") -> LpipsDistance | None:
+    """LPIPS-VGG16, or None when those weights are not in the cache (inversion then warns and uses a pixel loss)."""
+    from checkpoints import MissingWeightsError
+
+    try:
+        return load_lpips(name_or_path)
+    except MissingWeightsError:
+        return None

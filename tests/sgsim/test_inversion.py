@@ -140,3 +140,55 @@ def test_swapped_noise_rejects_names_of_another_generator(tiny_G):
 def test_target_of_the_wrong_shape_is_an_error(tiny_G, shape):
     with pytest.raises(SgsimError, match=r"\[1, 3, 16, 16\]"):
         invert(tiny_G, torch.zeros(shape), steps=1)
+
+
+# `sgsim invert`
+
+
+def test_cli_writes_source_inverted_and_latent(tmp_path, monkeypatch, tiny_generator_file):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from sgsim.cli import main
+    from sgsim.editing.sources import read_latent_file
+
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))  # no LPIPS weights: the pixel loss, with a warning
+    Image.new("RGB", (48, 40), (200, 120, 40)).save(tmp_path / "photo.jpg")
+    out = tmp_path / "run"
+    args = ["invert", "--image", str(tmp_path / "photo.jpg"), "--out", str(out),
+            "--generator", str(tiny_generator_file), "--steps", "3", "--device", "cpu"]
+    with pytest.warns(UserWarning, match="without LPIPS"):
+        result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["inverted.png", "latent.npz", "source.png"]
+    with Image.open(out / "source.png") as source, Image.open(out / "inverted.png") as inverted:
+        assert source.size == inverted.size == (32, 32)
+    w = read_latent_file(out / "latent.npz")
+    assert w.shape == (1, 8, 32)  # 32 px: 2 * log2(32) - 2 W+ rows
+    with np.load(out / "latent.npz") as stored:
+        assert any(key.startswith("noise.") for key in stored)
+
+
+def test_cli_reports_a_bad_image_in_one_line(tmp_path, tiny_generator_file):
+    from click.testing import CliRunner
+
+    from sgsim.cli import main
+
+    (tmp_path / "notes.png").write_text("not an image")
+    args = ["invert", "--image", str(tmp_path / "notes.png"), "--out", str(tmp_path / "run"),
+            "--generator", str(tiny_generator_file), "--steps", "1", "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert "notes.png is not an image" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_missing_generator_weights_is_the_one_line_checkpoints_message(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from sgsim.cli import main
+
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))
+    args = ["invert", "--image", str(tmp_path / "x.png"), "--out", str(tmp_path / "run"), "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and "ffhq" in result.output and "Traceback" not in result.output
