@@ -32,3 +32,7 @@ from sgsim.cli.edit import edit_command, generate_command  # noqa: E402
 
 main.add_command(edit_command)
 main.add_command(generate_command)
+
+from sgsim.cli.compare_encoders import compare_encoders_command  # noqa: E402
+
+main.add_command(compare_encoders_command)

@@ -2,51 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 
 import numpy as np
 import pytest
-import soundfile
 
 from sgsim.audio import load_audio
 from sgsim.datasets import DatasetError, open_dataset, read_class_folders, read_csv_dataset, read_esc50, read_urbansound8k, read_vggsound
-
-US8K_CLASSES = ["air_conditioner", "car_horn", "children_playing", "dog_bark"]
-# (fold, classID, rate, channels, subtype): the mixed formats of UrbanSound8K's slices.
-US8K_SLICES = [
-    (1, 0, 44100, 2, "PCM_16"),
-    (1, 1, 22050, 1, "PCM_24"),
-    (2, 2, 48000, 2, "FLOAT"),
-    (2, 3, 11025, 1, "PCM_U8"),
-    (3, 0, 96000, 1, "PCM_16"),
-    (3, 3, 16000, 2, "PCM_16"),
-]
-
-
-def write_tone(path, rate, channels, subtype, frequency, seconds=0.5):
-    t = np.arange(int(rate * seconds)) / rate
-    tone = 0.5 * np.sin(2 * np.pi * frequency * t)
-    soundfile.write(path, np.stack([tone] * channels, axis=1), rate, subtype=subtype)
-
-
-def make_urbansound8k(root, missing=()):
-    """An UrbanSound8K-layout folder: metadata CSV with the official columns and audio/fold{N}/ slices."""
-    (root / "metadata").mkdir(parents=True)
-    rows = []
-    for number, (fold, class_id, rate, channels, subtype) in enumerate(US8K_SLICES):
-        name = f"{1000 + number}-{class_id}-0-0.wav"
-        folder = root / "audio" / f"fold{fold}"
-        folder.mkdir(parents=True, exist_ok=True)
-        if name not in missing:
-            write_tone(folder / name, rate, channels, subtype, 200.0 * (class_id + 1))
-        rows.append([name, 1000 + number, 0.0, 0.5, 1, fold, class_id, US8K_CLASSES[class_id]])
-    with open(root / "metadata" / "UrbanSound8K.csv", "w", newline="") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class"])
-        writer.writerows(rows)
-    return root
-
 
 def test_esc50_mini_reads_unchanged(shared_data):
     dataset = open_dataset(shared_data / "esc50-mini")
@@ -70,8 +32,9 @@ def test_esc50_missing_file_is_reported_and_the_rest_kept(shared_data, tmp_path)
     assert "dog" in dataset.classes  # the class list comes from the metadata, not from the files found
 
 
-def test_urbansound8k_layout_with_mixed_rates_and_channels(tmp_path):
-    dataset = open_dataset(make_urbansound8k(tmp_path / "UrbanSound8K"))
+def test_urbansound8k_layout_with_mixed_rates_and_channels(tmp_path, synthetic):
+    US8K_CLASSES, US8K_SLICES = synthetic.us8k_classes, synthetic.us8k_slices
+    dataset = open_dataset(synthetic.make_urbansound8k(tmp_path / "UrbanSound8K"))
     assert dataset.name == "urbansound8k" and dataset.classes == US8K_CLASSES
     assert dataset.folds == [1, 2, 3]
     assert [(c.path.parent.name, c.label, c.fold) for c in dataset.clips] == [
@@ -84,15 +47,15 @@ def test_urbansound8k_layout_with_mixed_rates_and_channels(tmp_path):
         assert abs(np.argmax(spectrum) * 44100 / len(waveform) - 200.0 * (class_id + 1)) < 5
 
 
-def test_urbansound8k_missing_slice_reported(tmp_path):
-    dataset = read_urbansound8k(make_urbansound8k(tmp_path / "us8k", missing={"1001-1-0-0.wav"}))
+def test_urbansound8k_missing_slice_reported(tmp_path, synthetic):
+    dataset = read_urbansound8k(synthetic.make_urbansound8k(tmp_path / "us8k", missing={"1001-1-0-0.wav"}))
     assert len(dataset.clips) == 5
     assert dataset.problems[0].path.endswith("fold1/1001-1-0-0.wav") and dataset.problems[0].reason == "file not found"
 
 
-def test_csv_dataset_with_folds_and_images(tmp_path):
-    write_tone(tmp_path / "a.wav", 16000, 1, "PCM_16", 300)
-    write_tone(tmp_path / "b.wav", 16000, 1, "PCM_16", 600)
+def test_csv_dataset_with_folds_and_images(tmp_path, synthetic):
+    synthetic.write_tone(tmp_path / "a.wav", 16000, 1, "PCM_16", 300)
+    synthetic.write_tone(tmp_path / "b.wav", 16000, 1, "PCM_16", 600)
     (tmp_path / "list.csv").write_text("path,label,fold,image\na.wav,rain,1,a.png\nb.wav,dog bark,2,\ngone.wav,rain,2,\n")
     dataset = read_csv_dataset(tmp_path / "list.csv")
     assert dataset.classes == ["dog bark", "rain"]
@@ -109,10 +72,10 @@ def test_csv_without_required_columns_names_them(tmp_path):
         read_csv_dataset(tmp_path / "bad.csv")
 
 
-def test_class_folders(tmp_path):
+def test_class_folders(tmp_path, synthetic):
     for label in ("rain", "wind"):
         (tmp_path / label).mkdir()
-        write_tone(tmp_path / label / "x.wav", 8000, 1, "PCM_16", 100)
+        synthetic.write_tone(tmp_path / label / "x.wav", 8000, 1, "PCM_16", 100)
     (tmp_path / "rain" / "notes.txt").write_text("not audio")
     dataset = open_dataset(tmp_path)
     assert dataset.classes == ["rain", "wind"]
@@ -124,11 +87,11 @@ def test_empty_folder_is_an_error(tmp_path):
         read_class_folders(tmp_path)
 
 
-def test_vggsound_csv_over_extracted_clips_and_frames(tmp_path):
+def test_vggsound_csv_over_extracted_clips_and_frames(tmp_path, synthetic):
     (tmp_path / "audio").mkdir()
     (tmp_path / "frames").mkdir()
-    write_tone(tmp_path / "audio" / "abc_000030.wav", 16000, 1, "PCM_16", 440)
-    write_tone(tmp_path / "audio" / "xyz_000005.flac", 16000, 1, "PCM_16", 880)
+    synthetic.write_tone(tmp_path / "audio" / "abc_000030.wav", 16000, 1, "PCM_16", 440)
+    synthetic.write_tone(tmp_path / "audio" / "xyz_000005.flac", 16000, 1, "PCM_16", 880)
     (tmp_path / "frames" / "abc_000030.jpg").write_bytes(b"")
     (tmp_path / "vggsound.csv").write_text("abc,30,dog barking,train\nxyz,5,playing piano,test\nmissing,1,dog barking,train\n")
     dataset = read_vggsound(tmp_path / "vggsound.csv", frame_dir=tmp_path / "frames")

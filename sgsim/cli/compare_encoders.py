@@ -1,0 +1,105 @@
+"""`sgsim compare-encoders`: zero-shot and linear-probe accuracy of audio encoders on labelled datasets."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+
+from sgsim.evaluation.prompts import PROMPT_TEMPLATES
+
+
+def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str | None]]:
+    """`NAME` or `NAME=VALUE` items of a repeated option as (name, value or None)."""
+    pairs = []
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not name or (sep and not rest):
+            raise click.UsageError(f"{option} {value!r}: expected NAME or NAME=PATH")
+        pairs.append((name, rest or None))
+    return pairs
+
+
+def _clip_choices(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
+    """`--clip PATH` (every encoder) and `--clip ENCODER=PATH` (one encoder) into a default and per-encoder table."""
+    default, per_encoder = None, {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if sep and rest:
+            per_encoder[name] = rest
+        else:
+            default = value
+    return default, per_encoder
+
+
+def default_device(device: str | None) -> str:
+    """The requested torch device, else cuda when present, else cpu."""
+    import torch
+
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@click.command("compare-encoders")
+@click.argument("datasets", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--encoder", "encoders", multiple=True, help="NAME or NAME=CHECKPOINT (repeat); default: every encoder whose weights are present.")
+@click.option("--clip", "clips", multiple=True, help="CLIP weights for every encoder (PATH) or one (ENCODER=PATH); default: each encoder's own.")
+@click.option("--prompts", type=click.Choice(list(PROMPT_TEMPLATES)), default="sound", show_default=True, help="Zero-shot prompt set.")
+@click.option("--linear-probe/--no-linear-probe", default=True, show_default=True, help="Also fit a logistic regression per held-out fold.")
+@click.option("--with-paper", is_flag=True, help="Show the paper's published numbers beside ours.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("out/compare-encoders"), show_default=True, help="Report folder.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Embedding cache (default: <SGSIM_HOME>/embeddings).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write cached embeddings.")
+@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=min(4, os.cpu_count() or 1), show_default=True, help="Audio decoding processes.")
+def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, with_paper, out, cache_dir, no_cache, device,
+                             batch_size, workers) -> None:
+    """Zero-shot and linear-probe accuracy of audio encoders, per official fold and averaged."""
+    from tqdm import tqdm
+
+    import checkpoints
+    from sgsim.datasets import open_dataset
+    from sgsim.evaluation.compare import EncoderChoice, compare_encoders, default_choices
+    from sgsim.evaluation.report import write_reports
+
+    started = time.perf_counter()
+    clip_default, clip_per_encoder = _clip_choices(clips)
+    if encoders:
+        choices, skipped = [EncoderChoice(name, Path(path) if path else None) for name, path in _pairs(encoders, "--encoder")], []
+    else:
+        choices, skipped = default_choices()
+    choices = [EncoderChoice(c.name, c.checkpoint, clip_per_encoder.get(c.name, clip_default)) for c in choices]
+    for name, reason in skipped:
+        click.echo(f"skipping {name}: {reason}", err=True)
+    loaded = [open_dataset(path) for path in datasets]
+    for dataset in loaded:
+        for problem in dataset.problems:
+            click.echo(f"{dataset.root.name}: leaving out {problem.path}: {problem.reason}", err=True)
+    cache_root = None if no_cache else (cache_dir or checkpoints.cache_dir() / "embeddings")
+    bars = []
+
+    def progress_factory(description: str, total: int):
+        bar = tqdm(total=total, desc=description, unit="clip")
+        bars.append(bar)
+        return bar.update
+
+    comparison = compare_encoders(
+        choices, loaded, prompts, linear_probe, cache_root, default_device(device), batch_size, workers, progress_factory
+    )
+    for bar in bars:
+        bar.close()
+    for name, reason in comparison.skipped:
+        click.echo(f"skipping {name}: {reason}", err=True)
+    comparison.skipped[:0] = skipped
+    reported = {problem.path for dataset in loaded for problem in dataset.problems}
+    for result in comparison.results:
+        for problem in result.problems:
+            if problem.path not in reported:
+                click.echo(f"{result.encoder} on {result.dataset}: left out {problem.path}: {problem.reason}", err=True)
+    if not comparison.results:
+        raise click.ClickException("no encoder could be evaluated; see the reasons above, download weights or pass --encoder NAME=CHECKPOINT")
+    paths = write_reports(comparison, out, with_paper)
+    click.echo((out / "encoders.md").read_text(encoding="utf-8"))
+    click.echo(f"wrote {', '.join(p.name for p in paths)} to {out} in {time.perf_counter() - started:.1f} s")

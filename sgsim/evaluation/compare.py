@@ -1,0 +1,142 @@
+"""Compare audio encoders on labelled datasets: zero-shot and linear-probe accuracy per fold, for every encoder and dataset."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import checkpoints
+from checkpoints.errors import WeightsError
+from encoders import available, load_audio_encoder, load_clip
+from encoders.errors import EncoderError
+from sgsim.datasets import AudioDataset, Problem
+from sgsim.evaluation.embeddings import embed_dataset
+from sgsim.evaluation.prompts import class_embeddings, templates_for
+from sgsim.evaluation.scoring import ProtocolResult, evaluation_folds, linear_probe_scores, score_by_fold, zero_shot_scores
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """An encoder to evaluate: its registry name, its weights file (None: the released ones) and its CLIP weights."""
+
+    name: str
+    checkpoint: Path | None = None
+    clip: str | None = None  # CLIP weights (path or manifest name); None: the encoder's own clip_weights
+
+
+@dataclass
+class DatasetResult:
+    """One encoder on one dataset."""
+
+    encoder: str
+    dataset: str  # the dataset's folder name, as the user knows it
+    layout: str  # "esc50", "urbansound8k", ...: the key of the paper's numbers
+    clips: int  # clips evaluated
+    problems: list[Problem]  # clips left out, with the reason
+    protocols: list[ProtocolResult]
+    encoded: int  # clips run through the encoder (the rest came from the cache)
+    seconds: float  # wall time of embedding and scoring
+
+
+@dataclass
+class Comparison:
+    """Everything a compare-encoders run measured, and the encoders it could not run."""
+
+    results: list[DatasetResult] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (encoder name, reason)
+    prompts: str = "sound"
+
+
+def _weights_present(name: str, weights: str | None) -> str | None:
+    """Why an encoder's released weights cannot be used, or None when they are in the cache."""
+    if weights is None:
+        return "no published weights; pass --encoder NAME=CHECKPOINT"
+    try:
+        checkpoints.resolve(weights)
+    except WeightsError as error:
+        return str(error)
+    return None
+
+
+def default_choices() -> tuple[list[EncoderChoice], list[tuple[str, str]]]:
+    """Every registered encoder whose released weights are in the cache, and a reason for each of the others."""
+    chosen, skipped = [], []
+    for info in available():
+        reason = _weights_present(info.name, info.weights)
+        if reason is None:
+            chosen.append(EncoderChoice(info.name))
+        else:
+            skipped.append((info.name, reason))
+    return chosen, skipped
+
+
+def evaluate_encoder(
+    encoder,
+    clip,
+    dataset: AudioDataset,
+    prompts: str = "sound",
+    linear_probe: bool = True,
+    cache_root: str | Path | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> DatasetResult:
+    """Zero-shot (and linear-probe) accuracy of one loaded encoder on one dataset, per fold and averaged."""
+    start = time.perf_counter()
+    embedded = embed_dataset(encoder, dataset, cache_root, batch_size, workers, progress)
+    folds = evaluation_folds(embedded.folds)
+    protocols = []
+    if len(embedded.labels):
+        text = class_embeddings(clip, dataset.classes, templates_for(prompts)).cpu()
+        scores = zero_shot_scores(embedded.embeddings, text)
+        protocols.append(score_by_fold("zero-shot", scores, embedded.labels, folds, dataset.classes))
+        if linear_probe and len(set(folds)) > 1:
+            scores = linear_probe_scores(embedded.embeddings, embedded.labels, folds, len(dataset.classes))
+            protocols.append(score_by_fold("linear-probe", scores, embedded.labels, folds, dataset.classes))
+    return DatasetResult(
+        encoder=encoder.name,
+        dataset=dataset.root.name,
+        layout=dataset.name,
+        clips=len(embedded.labels),
+        problems=embedded.problems,
+        protocols=protocols,
+        encoded=embedded.encoded,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def compare_encoders(
+    choices: list[EncoderChoice],
+    datasets: list[AudioDataset],
+    prompts: str = "sound",
+    linear_probe: bool = True,
+    cache_root: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+    workers: int = 2,
+    progress_factory: Callable[[str, int], Callable[[int], None]] | None = None,
+) -> Comparison:
+    """Run every chosen encoder on every dataset; an encoder that cannot be loaded is skipped with its reason.
+
+    `progress_factory(description, total)` returns the progress callback of one encoder on one dataset.
+    """
+    templates_for(prompts)  # an unknown prompt set fails before any model loads
+    comparison = Comparison(prompts=prompts)
+    for choice in choices:
+        try:
+            encoder = load_audio_encoder(choice.name, checkpoint=choice.checkpoint, device=device)
+            clip = load_clip(encoder.clip_model, pretrained=choice.clip or encoder.clip_weights, device=device)
+        except (EncoderError, WeightsError) as error:
+            comparison.skipped.append((choice.name, str(error)))
+            continue
+        for dataset in datasets:
+            progress = progress_factory(f"{choice.name} on {dataset.root.name}", len(dataset.clips)) if progress_factory else None
+            comparison.results.append(
+                evaluate_encoder(encoder, clip, dataset, prompts, linear_probe, cache_root, batch_size, workers, progress)
+            )
+        del encoder, clip
+    return comparison

@@ -1,0 +1,178 @@
+"""Embed every clip of a dataset with an audio encoder: parallel decoding, batched encoding, an on-disk cache.
+
+The cache key of a clip is (file content sha256, encoder name, weights sha256), so renaming a file costs
+nothing and changing a file or the weights re-encodes exactly what changed. Clips whose file cannot be
+decoded or encoded are reported as problems and left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from encoders.errors import EncoderError
+from sgsim.atomic import atomic_output
+from sgsim.audio import audio_duration, load_audio
+from sgsim.datasets import AudioDataset, Problem
+from sgsim.errors import AudioError
+
+HASH_CHUNK = 1 << 20
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_sha256(encoder: torch.nn.Module) -> str:
+    """Hex sha256 of an encoder's state dict (names, shapes, dtypes and bytes): identifies the weights whatever file they came from."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(encoder.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class EmbeddingCache:
+    """One `.npy` per (encoder, weights, file content) under `root/{encoder}-{weights hash}/{content hash}.npy`."""
+
+    def __init__(self, root: str | Path, encoder_name: str, weights_hash: str):
+        self.folder = Path(root) / f"{encoder_name}-{weights_hash[:16]}"
+
+    def _path(self, content_hash: str) -> Path:
+        return self.folder / f"{content_hash}.npy"
+
+    def get(self, content_hash: str) -> np.ndarray | None:
+        """The cached embedding of a file content, or None (also for a damaged entry, which is recomputed)."""
+        path = self._path(content_hash)
+        if not path.is_file():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError):
+            return None
+
+    def put(self, content_hash: str, embedding: np.ndarray) -> None:
+        """Store an embedding atomically, so a killed run never leaves half an entry."""
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(embedding, dtype=np.float32), allow_pickle=False)
+        with atomic_output(self._path(content_hash)) as stream:
+            stream.write(buffer.getvalue())
+
+
+@dataclass
+class EmbeddedDataset:
+    """Unit embeddings of the clips that could be used, aligned with their class index and fold."""
+
+    embeddings: torch.Tensor  # [N, D] float32, L2-normalised
+    labels: torch.Tensor  # [N] class index into the dataset's classes
+    folds: list[int | None]  # [N] official fold of each clip
+    paths: list[str]  # [N]
+    problems: list[Problem]  # clips left out (the dataset's own problems included)
+    encoded: int  # clips run through the encoder in this call (the others came from the cache)
+
+
+class _DecodedClips(Dataset):
+    """Decodes clips in DataLoader workers exactly as AudioEncoder.encode_file does: the centred window it looks at."""
+
+    def __init__(self, paths: list[Path], sample_rate: int, mono: bool, seconds: float):
+        self.paths, self.sample_rate, self.mono, self.seconds = paths, sample_rate, mono, seconds
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str | None]:
+        path = self.paths[index]
+        try:
+            offset = max(0.0, (audio_duration(path) - self.seconds) / 2)
+            waveform, _ = load_audio(path, self.sample_rate, self.mono, offset=offset, duration=self.seconds)
+        except AudioError as error:
+            return index, None, str(error)
+        return index, waveform, None
+
+
+def _first(items: list) -> list:
+    """Collate that keeps a DataLoader batch as the list of items."""
+    return items
+
+
+def embed_dataset(
+    encoder,
+    dataset: AudioDataset,
+    cache_root: str | Path | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> EmbeddedDataset:
+    """Embed every clip of `dataset` with `encoder` (an AudioEncoder), reading from and filling the cache.
+
+    Clips of one shape are encoded together (the encoders' front ends need equal lengths per batch), so
+    fixed-length datasets such as ESC-50 run in full batches. `progress(n)` is told of every n clips done.
+    """
+    advance = progress or (lambda n: None)
+    cache = EmbeddingCache(cache_root, encoder.name, weights_sha256(encoder)) if cache_root is not None else None
+    hashes = [file_sha256(clip.path) for clip in dataset.clips]
+    found: dict[int, np.ndarray] = {}
+    for index, content_hash in enumerate(hashes):
+        cached = cache.get(content_hash) if cache is not None else None
+        if cached is not None:
+            found[index] = cached
+    advance(len(found))
+    todo = [index for index in range(len(dataset.clips)) if index not in found]
+    problems: list[Problem] = []
+    if todo:
+        decoded = _DecodedClips([dataset.clips[i].path for i in todo], encoder.sample_rate, encoder.mono, encoder.input_seconds)
+        loader = DataLoader(decoded, batch_size=batch_size, num_workers=workers, collate_fn=_first)
+        buckets: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = defaultdict(list)
+
+        def flush(shape: tuple[int, ...]) -> None:
+            batch = buckets.pop(shape)
+            indices = [todo[position] for position, _ in batch]
+            try:
+                with torch.no_grad():
+                    vectors = encoder.encode(torch.from_numpy(np.stack([w for _, w in batch])), encoder.sample_rate)
+            except EncoderError as error:
+                problems.extend(Problem(str(dataset.clips[i].path), str(error)) for i in indices)
+            else:
+                for index, vector in zip(indices, vectors.cpu().numpy()):
+                    found[index] = vector
+                    if cache is not None:
+                        cache.put(hashes[index], vector)
+            advance(len(batch))
+
+        for items in loader:
+            for position, waveform, error in items:
+                if waveform is None:
+                    problems.append(Problem(str(dataset.clips[todo[position]].path), error))
+                    advance(1)
+                    continue
+                buckets[waveform.shape].append((position, waveform))
+                if len(buckets[waveform.shape]) >= batch_size:
+                    flush(waveform.shape)
+        for shape in list(buckets):
+            flush(shape)
+    kept = sorted(found)
+    clips = [dataset.clips[i] for i in kept]
+    dim = getattr(encoder, "embed_dim", 0)
+    embeddings = torch.from_numpy(np.stack([found[i] for i in kept])) if kept else torch.zeros(0, dim)
+    return EmbeddedDataset(
+        embeddings=embeddings.float(),
+        labels=torch.tensor([dataset.class_index(clip.label) for clip in clips], dtype=torch.long),
+        folds=[clip.fold for clip in clips],
+        paths=[str(clip.path) for clip in clips],
+        problems=dataset.problems + problems,
+        encoded=len(todo) - len(problems),
+    )

@@ -1,0 +1,66 @@
+"""`sgsim compare-encoders` end to end on real ESC-50 clips, a seeded SGSIM checkpoint and a tiny CLIP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from sgsim.cli import main
+
+CLIPS = ["1-115545-A-48.wav", "1-13572-A-46.wav", "2-109374-A-16.wav", "2-77346-A-46.wav", "3-139109-A-46.wav", "5-160614-C-48.wav"]
+
+
+@pytest.fixture()
+def small_esc50(shared_data, tmp_path):
+    """Six esc50-mini clips (3 classes, folds 1, 2, 3, 5) in ESC-50's layout."""
+    root = tmp_path / "esc50-six"
+    (root / "audio").mkdir(parents=True)
+    (root / "meta").mkdir()
+    lines = (shared_data / "esc50-mini" / "meta" / "esc50.csv").read_text().splitlines()
+    (root / "meta" / "esc50.csv").write_text("\n".join([lines[0]] + [l for l in lines[1:] if l.split(",")[0] in CLIPS]) + "\n")
+    for name in CLIPS:
+        shutil.copy(shared_data / "esc50-mini" / "audio" / name, root / "audio" / name)
+    return root
+
+
+def test_compare_encoders_writes_reports_and_reuses_the_cache(small_esc50, tmp_path, encoder_checkpoint_file, tiny_clip_space, monkeypatch):
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "home"))
+    args = [
+        "compare-encoders", str(small_esc50), "--encoder", f"sgsim-resnet18={encoder_checkpoint_file}",
+        "--clip", f"sgsim-resnet18={tiny_clip_space}", "--out", str(tmp_path / "report"), "--workers", "0", "--with-paper",
+    ]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "sgsim-resnet18 on esc50-six: 6 clips evaluated, 0 left out, 6 encoded" in first.output
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["encoders.csv", "encoders.json", "encoders.md", "encoders.png"]
+    rows = list(csv.DictReader((tmp_path / "report" / "encoders.csv").open()))
+    ours = {(r["protocol"], r["fold"]) for r in rows if r["source"] == "ours"}
+    assert ours == {(p, f) for p in ("zero-shot", "linear-probe") for f in ("1", "2", "3", "5", "mean")}
+    assert any(r["source"] == "paper" for r in rows)
+    report = json.loads((tmp_path / "report" / "encoders.json").read_text())
+    assert report["results"][0]["clips"] == 6 and report["prompts"] == "sound"
+    assert list((tmp_path / "home" / "embeddings").iterdir())  # the default cache lives under SGSIM_HOME
+
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 0, second.output
+    assert "6 clips evaluated, 0 left out, 0 encoded" in second.output
+    assert json.loads((tmp_path / "report" / "encoders.json").read_text())["results"][0]["protocols"] == report["results"][0]["protocols"]
+
+
+def test_default_encoders_are_skipped_with_reasons_when_no_weights_are_present(small_esc50, tmp_path, monkeypatch):
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-home"))
+    result = CliRunner().invoke(main, ["compare-encoders", str(small_esc50), "--out", str(tmp_path / "report")])
+    assert result.exit_code != 0
+    assert "skipping sgsim-resnet18: the sgsim-resnet18 weights" in result.output and "sgsim weights download" in result.output
+    assert "skipping sgsim-resnet50: no published weights; pass --encoder NAME=CHECKPOINT" in result.output
+    assert "no encoder could be evaluated" in result.output
+    assert not (tmp_path / "report").exists()
+
+
+def test_bad_encoder_option_is_a_usage_error(small_esc50):
+    result = CliRunner().invoke(main, ["compare-encoders", str(small_esc50), "--encoder", "sgsim-resnet18="])
+    assert result.exit_code == 2 and "expected NAME or NAME=PATH" in result.output
