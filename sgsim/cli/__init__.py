@@ -36,3 +36,7 @@ main.add_command(generate_command)
 from sgsim.cli.compare_encoders import compare_encoders_command  # noqa: E402
 
 main.add_command(compare_encoders_command)
+
+from sgsim.cli.invert import invert_command  # noqa: E402
+
+main.add_command(invert_command)
