@@ -22,11 +22,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from stylegan2 import CheckpointError, load_generator, save_generator
-from stylegan2.loading import read_checkpoint
-from stylegan2.loading import native
-
-Generator = pytest.importorskip("stylegan2.networks").Generator
+from stylegan2 import CheckpointError, Generator, load_generator, save_generator
+from stylegan2.loading import native, read_checkpoint
 
 KWARGS = {
     "z_dim": 32, "c_dim": 0, "w_dim": 32, "img_resolution": 16, "img_channels": 3,
@@ -389,10 +386,12 @@ def rosinality_state(state_dict: dict) -> dict:
     return out
 
 
-def test_rosinality_converted_checkpoint(tmp_path, random_weights):
+@pytest.mark.parametrize("zip_format", [True, False])  # torch.save before 1.6 wrote the legacy non-zip format
+def test_rosinality_converted_checkpoint(tmp_path, random_weights, zip_format):
     G = make_generator(random_weights, 6)
     path = tmp_path / "landscape.pt"
-    torch.save({"g_ema": rosinality_state(G.state_dict()), "latent_avg": G.state_dict()["mapping.w_avg"]}, path)
+    torch.save({"g_ema": rosinality_state(G.state_dict()), "latent_avg": G.state_dict()["mapping.w_avg"]}, path,
+               _use_new_zipfile_serialization=zip_format)
     checkpoint = read_checkpoint(path)
     assert checkpoint.format == "rosinality"
     kwargs = checkpoint.init_kwargs

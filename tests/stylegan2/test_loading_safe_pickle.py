@@ -113,6 +113,16 @@ def test_allowed_globals_rebuild_tensors_and_numpy(tmp_path):
         assert "torch.storage._load_from_bytes" in names
 
 
+def test_numpy_1_module_names_are_accepted():
+    # Pickles written with numpy 1.x (every NVIDIA checkpoint) name numpy.core.multiarray, numpy 2 numpy._core.
+    data = pickle.dumps({"gain": np.float64(0.5), "a": np.arange(3, dtype=np.float32)}, protocol=3)
+    old = data.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    assert old != data
+    loaded, names = safe_load(io.BytesIO(old), "numpy1")
+    assert loaded["gain"] == 0.5 and np.array_equal(loaded["a"], np.arange(3, dtype=np.float32))
+    assert "numpy.core.multiarray.scalar" in names
+
+
 def write_png(path: Path) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
 
