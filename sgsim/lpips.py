@@ -230,6 +230,8 @@ def read_lpips(path: str | os.PathLike) -> LpipsDistance:
     path = Path(path)
     tensors = read_torchscript_tensors(path, _is_lpips_tensor)
     try:
+        for stage in range(len(_CONVS_PER_STAGE)):  # [C, 1, 1] in vgg16.pt; accept [1, C, 1, 1] (a conv weight) too
+            tensors[f"lpips{stage}"] = tensors[f"lpips{stage}"].reshape(-1, 1, 1)
         channels = tuple(tensors[f"lpips{stage}"].shape[0] for stage in range(len(_CONVS_PER_STAGE)))
     except KeyError:
         raise NetworkFileError(

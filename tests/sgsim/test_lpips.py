@@ -129,6 +129,19 @@ def test_distance_matches_the_reference_module(reference_file):
         torch.testing.assert_close(net.features(a), reference((a + 1) * 127.5), rtol=1e-5, atol=1e-7)
 
 
+def test_lpips_weights_stored_as_conv_kernels_are_accepted(reference_file, tmp_path):
+    reference, _ = reference_file
+    kernels = _ReferenceVgg16()
+    kernels.load_state_dict(reference.state_dict())
+    for stage in range(5):
+        setattr(kernels, f"lpips{stage}", nn.Parameter(getattr(reference, f"lpips{stage}").detach()[None]))  # [1, C, 1, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(kernels.eval()).save(str(tmp_path / "kernels.pt"))
+    loaded = read_lpips(tmp_path / "kernels.pt")
+    assert torch.equal(loaded.lpips3, reference.lpips3.detach())
+
+
 def test_distance_is_zero_for_identical_images_and_symmetric(reference_file):
     net = read_lpips(reference_file[1])
     gen = torch.Generator().manual_seed(1)
