@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import zipfile
 from pathlib import Path
 
 from stylegan2.errors import CheckpointError
@@ -28,6 +29,19 @@ def expected_formats() -> str:
     return "; ".join(FORMATS.values())
 
 
+def _check_torch_zip(path: Path) -> None:
+    """A zip must be complete and a torch.save archive; TorchScript archives hold code (<root>/code/)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile as error:
+        raise CheckpointError(f"{path} is a truncated or corrupt zip/torch.save file ({error}); "
+                              "download or convert it again") from None
+    if any(name.split("/")[1:2] == ["code"] for name in names):
+        raise CheckpointError(f"{path} is a TorchScript archive (it contains code), not a generator checkpoint; "
+                              f"expected one of: {expected_formats()}")
+
+
 def sniff_container(path: Path) -> str:
     """'safetensors', 'torch' (torch.save zip or legacy) or 'pickle'; anything else raises CheckpointError."""
     if not path.exists():
@@ -39,7 +53,10 @@ def sniff_container(path: Path) -> str:
         raise CheckpointError(f"{path} is empty; download or convert it again")
     with path.open("rb") as stream:
         head = stream.read(16)
-    if head.startswith(ZIP_MAGIC) or head.startswith(TORCH_LEGACY_MAGIC):
+    if head.startswith(ZIP_MAGIC):
+        _check_torch_zip(path)
+        return "torch"
+    if head.startswith(TORCH_LEGACY_MAGIC):
         return "torch"
     if head[0] == PICKLE_PROTO and len(head) > 1 and 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
         return "pickle"

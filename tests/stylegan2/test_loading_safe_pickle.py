@@ -7,6 +7,7 @@ import os
 import pickle
 import struct
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,13 @@ def write_truncated_safetensors(path: Path) -> None:
     path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 4)
 
 
+def write_torchscript_like_zip(path: Path) -> None:
+    """The layout torch.jit.save writes: <root>/data.pkl beside <root>/code/ with the module's source."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("model/data.pkl", pickle.dumps({}, protocol=2))
+        archive.writestr("model/code/__torch__/linear.py", "def forward(self, x): return x\n")
+
+
 def write_random_state_dict(path: Path) -> None:
     torch.save({"weight": torch.randn(3, 3), "bias": torch.zeros(3)}, path)
 
@@ -162,7 +170,8 @@ CORRUPT_FILES = {
     "json": (lambda path: path.write_text('{"z_dim": 512}'), "not a generator checkpoint"),
     "text": (lambda path: path.write_text("hello"), "not a generator checkpoint"),
     "truncated-pickle": (write_truncated_pickle, "truncated or corrupt pickle"),
-    "truncated-zip": (write_truncated_zip, "truncated or corrupt torch.save"),
+    "truncated-zip": (write_truncated_zip, "truncated or corrupt zip/torch.save"),
+    "torchscript": (write_torchscript_like_zip, "TorchScript archive"),
     "truncated-safetensors": (write_truncated_safetensors, "truncated.*safetensors"),
     "truncated-safetensors-header": (lambda path: path.write_bytes(struct.pack("<Q", 4096) + b'{"x": '),
                                      "truncated safetensors"),
