@@ -6,7 +6,7 @@ import argparse
 import os
 import pickle
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -18,9 +18,7 @@ from stylegan2.loading.nvidia import read_nvidia_pickle
 from stylegan2.loading.rosinality import read_rosinality
 from stylegan2.loading.safe_pickle import PersistentObject, TFNetworkState, safe_load
 from stylegan2.loading.tensorflow import read_tensorflow_pickle
-
-if TYPE_CHECKING:
-    from stylegan2.networks import Generator
+from stylegan2.networks import Generator
 
 # rosinality's generate.py estimates the mean W from 4096 samples when a checkpoint has no latent_avg.
 W_AVG_SAMPLES = 4096
@@ -79,8 +77,6 @@ def _mean_w(G: Generator) -> torch.Tensor:
 
 def build_generator(checkpoint: GeneratorCheckpoint, source: str) -> Generator:
     """Generator(**init_kwargs) with the checkpoint's state loaded strictly; filter buffers come from the build."""
-    from stylegan2.networks import Generator
-
     try:
         G = Generator(**checkpoint.init_kwargs)
     except (TypeError, ValueError, AssertionError, KeyError) as error:

@@ -7,16 +7,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from stylegan2.errors import CheckpointError
 from stylegan2.loading.checkpoint import GeneratorCheckpoint
-
-if TYPE_CHECKING:
-    from stylegan2.networks import Generator
+from stylegan2.networks import Generator
 
 FORMAT_NAME = "sgsim-stylegan2"
 FORMAT_VERSION = "1"
