@@ -18,6 +18,12 @@ FORMAT_NAME = "sgsim-stylegan2"
 FORMAT_VERSION = "1"
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_generator(G: Generator, path: str | os.PathLike) -> Path:
     """Write G's state dict and init kwargs to a safetensors file, atomically (temp file beside it, then rename)."""
     target = Path(path)
@@ -33,6 +39,7 @@ def save_generator(G: Generator, path: str | os.PathLike) -> Path:
     os.close(handle)
     try:
         save_file(tensors, temp_name, metadata=metadata)
+        os.chmod(temp_name, 0o666 & ~_current_umask())  # mkstemp creates 0600; give the usual file mode
         os.replace(temp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

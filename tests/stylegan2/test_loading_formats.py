@@ -11,6 +11,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import pickle
 import sys
 import types
@@ -433,6 +434,9 @@ def test_native_round_trip_is_bit_identical(tmp_path, random_weights):
     assert_same_state(loaded.state_dict(), G.state_dict())
     assert torch.equal(render(loaded), render(G))
     assert sorted(p.name for p in path.parent.iterdir()) == ["ffhq.safetensors"]  # no temp file left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 def test_native_save_is_atomic(tmp_path, random_weights, monkeypatch):
