@@ -13,7 +13,7 @@ from sgsim.lpips import LpipsDistance
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """These tensors are tiny: on a busy machine, waiting for a second thread costs 50x the arithmetic."""
+    """These tensors are small: on a busy machine, waiting for a second thread costs 10x the arithmetic."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
