@@ -522,16 +522,14 @@ class Generator(torch.nn.Module):
             "mapping_kwargs": _effective_kwargs(MappingNetwork, mapping_kwargs or {}, skip=("z_dim", "c_dim", "w_dim", "num_ws")),
             "synthesis_kwargs": _effective_kwargs(SynthesisNetwork, synthesis_kwargs or {}, skip=("w_dim", "img_resolution", "img_channels")),
         }
-        mapping_kwargs = dict(mapping_kwargs or {})
-        synthesis_kwargs = dict(synthesis_kwargs or {})
         self.z_dim = z_dim
         self.c_dim = c_dim
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **synthesis_kwargs)
+        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **(synthesis_kwargs or {}))
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
+        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **(mapping_kwargs or {}))
 
     def forward(
         self,
@@ -557,10 +555,13 @@ def _effective_kwargs(cls: type, given: dict[str, Any], skip: Sequence[str]) -> 
     unknown = sorted(set(given) - set(parameters) | set(given) & set(skip))
     if unknown:
         raise NetworkConfigError(f"{cls.__name__}: unexpected keyword arguments {unknown}; allowed: {sorted(set(parameters) - set(skip) - {'self'})}")
-    effective = {}
-    for name, parameter in parameters.items():
-        if name == "self" or name in skip:
-            continue
-        value = given.get(name, parameter.default)
-        effective[name] = list(value) if isinstance(value, tuple) else value
-    return effective
+    return {name: _plain(given.get(name, p.default)) for name, p in parameters.items() if name != "self" and name not in skip}
+
+
+def _plain(value: Any) -> Any:
+    """Sequences as lists and numpy/torch scalars (as checkpoints carry them) as Python numbers, for JSON."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, tensors
+        return value.tolist()
+    return value

@@ -1,4 +1,6 @@
 // Python binding and argument checks for the fused bias + activation kernel.
+#include <torch/extension.h>
+
 #include "bias_act.h"
 
 static torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor dy, torch::Tensor ddx,

@@ -1,6 +1,9 @@
 // Elementwise kernel: bias, activation, gain and clamp, plus the first and second derivatives used by autograd.
 // Written for sgsim; the activations and their defaults follow StyleGAN2's bias_act specification.
+#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -94,15 +97,15 @@ __global__ void bias_act_kernel(const scalar_t* __restrict__ x, const scalar_t* 
 }
 
 template <typename T>
-const T* optional_data(const torch::Tensor& t) { return t.numel() ? t.data_ptr<T>() : nullptr; }
+const T* optional_data(const at::Tensor& t) { return t.numel() ? t.data_ptr<T>() : nullptr; }
 
 }  // namespace
 
-torch::Tensor bias_act_launch(torch::Tensor x, torch::Tensor b, torch::Tensor dy, torch::Tensor ddx,
+at::Tensor bias_act_launch(at::Tensor x, at::Tensor b, at::Tensor dy, at::Tensor ddx,
                               int mode, int act, double alpha, double gain, double clamp, int dim)
 {
     const at::cuda::OptionalCUDAGuard device_guard(x.device());
-    torch::Tensor out = torch::empty_like(x);  // keeps x's dense layout, so the bias index below stays valid
+    at::Tensor out = at::empty_like(x);  // keeps x's dense layout, so the bias index below stays valid
     const int64_t count = x.numel();
     if (count == 0)
         return out;

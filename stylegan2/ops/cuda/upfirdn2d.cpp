@@ -1,4 +1,6 @@
 // Python binding and argument checks for the upsample-FIR-downsample kernel.
+#include <torch/extension.h>
+
 #include "upfirdn2d.h"
 
 static torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t up_x, int64_t up_y, int64_t down_x, int64_t down_y,

@@ -1,6 +1,9 @@
 // Direct upfirdn2d kernel: one thread per output pixel, visiting only the filter taps that land on input samples.
 // Written for sgsim; semantics match the pure-PyTorch reference in upfirdn2d.py.
+#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -49,7 +52,7 @@ __global__ void upfirdn2d_kernel(const scalar_t* __restrict__ x, const float* __
 
 }  // namespace
 
-torch::Tensor upfirdn2d_launch(torch::Tensor x, torch::Tensor f, const Upfirdn2dGeometry& g)
+at::Tensor upfirdn2d_launch(at::Tensor x, at::Tensor f, const Upfirdn2dGeometry& g)
 {
     const at::cuda::OptionalCUDAGuard device_guard(x.device());
     const int n = (int)x.size(0), c = (int)x.size(1), in_h = (int)x.size(2), in_w = (int)x.size(3);
@@ -57,7 +60,7 @@ torch::Tensor upfirdn2d_launch(torch::Tensor x, torch::Tensor f, const Upfirdn2d
     const int out_h = (in_h * g.up_y + g.pad_y0 + g.pad_y1 - f_h) / g.down_y + 1;
     const int out_w = (in_w * g.up_x + g.pad_x0 + g.pad_x1 - f_w) / g.down_x + 1;
     TORCH_CHECK(out_h >= 1 && out_w >= 1, "upfirdn2d: the padding and filter leave no output pixels");
-    torch::Tensor y = torch::empty({n, c, out_h, out_w}, x.options());
+    at::Tensor y = at::empty({n, c, out_h, out_w}, x.options());
     const int64_t count = y.numel();
     if (count == 0)
         return y;

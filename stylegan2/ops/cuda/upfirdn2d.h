@@ -1,6 +1,6 @@
 // Upsample-FIR-downsample kernel of sgsim's StyleGAN2 ops: launcher declaration shared by the .cpp binding and the .cu kernel.
 #pragma once
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>  // not torch/extension.h: keeps the nvcc compile of the .cu short
 
 struct Upfirdn2dGeometry {
     int up_x, up_y, down_x, down_y;
@@ -10,4 +10,4 @@ struct Upfirdn2dGeometry {
 };
 
 // x: contiguous [N, C, H, W]; f: contiguous float32 [fh, fw]; returns [N, C, out_h, out_w].
-torch::Tensor upfirdn2d_launch(torch::Tensor x, torch::Tensor f, const Upfirdn2dGeometry& g);
+at::Tensor upfirdn2d_launch(at::Tensor x, at::Tensor f, const Upfirdn2dGeometry& g);
