@@ -101,6 +101,13 @@ def reference_file(tmp_path_factory, random_weights):
     return reference, path
 
 
+def test_feature_vector_has_the_length_nvidia_vgg16_returns():
+    """vgg16.pt(img, resize_images=False, return_lpips=True) on a 32 px image gives [1, 124928] (a printed shape in a
+    public projector fork): every ReLU stage output at full size, 64*32^2 + 128*16^2 + 256*8^2 + 512*4^2 + 512*2^2."""
+    with torch.no_grad():
+        assert LpipsDistance().features(torch.zeros(1, 3, 32, 32)).shape == (1, 124928)
+
+
 def test_reader_recovers_every_tensor_of_a_torchscript_archive(reference_file):
     reference, path = reference_file
     tensors = read_torchscript_tensors(path, lambda name: True)
