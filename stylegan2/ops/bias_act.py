@@ -42,6 +42,7 @@ _PLUGIN = CudaPlugin(
     ExtensionSpec(
         name="sgsim_bias_act",
         sources=tuple(Path(__file__).parent / "cuda" / name for name in ("bias_act.cpp", "bias_act.cu")),
+        headers=(Path(__file__).parent / "cuda" / "bias_act.h",),
     )
 )
 

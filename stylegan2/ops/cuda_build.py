@@ -43,10 +43,11 @@ def extensions_root() -> Path:
 
 @dataclass(frozen=True)
 class ExtensionSpec:
-    """What to compile: a module name, its sources and extra compiler flags."""
+    """What to compile: a module name, its sources, the headers they include (for the cache key) and extra flags."""
 
     name: str
     sources: tuple[Path, ...]
+    headers: tuple[Path, ...] = ()
     extra_cflags: tuple[str, ...] = ("-O3",)
     extra_cuda_cflags: tuple[str, ...] = ("-O3",)
     with_cuda: bool = True
@@ -67,7 +68,7 @@ def build_key(spec: ExtensionSpec) -> str:
     digest = hashlib.sha256()
     for part in (torch.__version__, str(torch.version.cuda), sys.version.split()[0], _target_arch(spec), *spec.extra_cflags, "|", *spec.extra_cuda_cflags):
         digest.update(part.encode() + b"\0")
-    for source in spec.sources:
+    for source in (*spec.sources, *spec.headers):
         digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 

@@ -17,6 +17,7 @@ _PLUGIN = CudaPlugin(
     ExtensionSpec(
         name="sgsim_upfirdn2d",
         sources=tuple(Path(__file__).parent / "cuda" / name for name in ("upfirdn2d.cpp", "upfirdn2d.cu")),
+        headers=(Path(__file__).parent / "cuda" / "upfirdn2d.h",),
     )
 )
 

@@ -90,10 +90,17 @@ def test_successful_build_happens_once(spec):
     assert build.calls == 1
 
 
-def test_build_key_follows_sources_and_flags(spec):
+def test_build_key_follows_sources_headers_and_flags(spec):
     key = build_key(spec)
     assert key == build_key(spec)
     assert build_key(ExtensionSpec(spec.name, spec.sources, extra_cflags=("-O2",), with_cuda=False)) != key
+    header = spec.sources[0].with_name("tiny.h")
+    header.write_text("#pragma once\n")
+    with_header = ExtensionSpec(spec.name, spec.sources, headers=(header,), with_cuda=False)
+    header_key = build_key(with_header)
+    assert header_key != key
+    header.write_text("#pragma once\n// changed\n")
+    assert build_key(with_header) != header_key
     spec.sources[0].write_text(spec.sources[0].read_text() + "// changed\n")
     assert build_key(spec) != key
 
