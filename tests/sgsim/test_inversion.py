@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sgsim.errors import SgsimError
 from sgsim.inversion import invert, noise_regularization, swapped_noise, w_statistics
@@ -112,6 +113,18 @@ def test_deterministic_per_seed(tiny_G, reachable_target):
     assert torch.equal(first.w_plus, again.w_plus) and first.losses == again.losses
     assert all(torch.equal(first.noise[k], again.noise[k]) for k in first.noise)
     assert not torch.equal(first.w_plus, other.w_plus)
+
+
+def test_lpips_sees_large_images_area_downsampled_to_256(tiny_lpips):
+    from sgsim.inversion import _lpips_loss
+
+    gen = torch.Generator().manual_seed(5)
+    target = torch.rand(1, 3, 512, 512, generator=gen) * 2 - 1
+    image = torch.rand(1, 3, 512, 512, generator=gen) * 2 - 1
+    loss = _lpips_loss(tiny_lpips, target)
+    expected = tiny_lpips(F.avg_pool2d(image, 2), F.avg_pool2d(target, 2))  # 'area' halving is 2x2 averaging
+    torch.testing.assert_close(loss(image), expected[0])
+    assert float(loss(target)) == 0.0
 
 
 def test_w_statistics_follow_the_projector_recipe(tiny_G):
