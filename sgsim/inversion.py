@@ -84,7 +84,10 @@ def swapped_noise(G, noise: dict[str, torch.Tensor]) -> Iterator[None]:
             owner, _, attribute = name.rpartition(".")
             if owner not in modules or attribute not in modules[owner]._buffers:
                 raise SgsimError(f"the generator has no noise buffer {name!r}; this noise belongs to another generator")
-            originals[name] = getattr(modules[owner], attribute)
+            original = getattr(modules[owner], attribute)
+            if tuple(value.shape) != tuple(original.shape):
+                raise SgsimError(f"noise {name!r} is shaped {list(value.shape)} but the generator's is {list(original.shape)}")
+            originals[name] = original
             setattr(modules[owner], attribute, value)
         yield
     finally:

@@ -143,10 +143,16 @@ def test_noise_regularization_penalises_correlated_noise_only():
     assert float(noise_regularization([white])) < 0.01
 
 
-def test_swapped_noise_rejects_names_of_another_generator(tiny_G):
+def test_swapped_noise_rejects_noise_of_another_generator(tiny_G):
     with pytest.raises(SgsimError, match="no noise buffer"):
         with swapped_noise(tiny_G, {"b1024.conv0.noise_const": torch.zeros(1)}):
             pass
+    originals = (tiny_G.synthesis.b8.conv0.noise_const, tiny_G.synthesis.b4.conv1.noise_const)
+    with pytest.raises(SgsimError, match="shaped"):
+        with swapped_noise(tiny_G, {"b8.conv0.noise_const": torch.zeros(8, 8), "b4.conv1.noise_const": torch.zeros(5, 5)}):
+            pass
+    assert tiny_G.synthesis.b8.conv0.noise_const is originals[0]  # the swap made before the error is undone
+    assert tiny_G.synthesis.b4.conv1.noise_const is originals[1]
 
 
 @pytest.mark.parametrize("shape", [(3, 16, 16), (1, 3, 32, 32), (2, 3, 16, 16)])
