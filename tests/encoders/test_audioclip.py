@@ -1,0 +1,163 @@
+"""AudioCLIP's audio head: parity with the authors' code on real clips, its front end, stereo summing, strict loading.
+
+The golden numbers come from AndreyGuzhov/AudioCLIP run with seeded weights (tests/data/encoders/README.md).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+
+from encoders.audioclip import (
+    AudioClipEncoder,
+    LinearFBSP,
+    blackman_harris,
+    frame_signal,
+    int16_to_unit_range,
+)
+from encoders.errors import EncoderError
+
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "encoders" / "audioclip_reference.npz"
+# A subset keeps the suite fast (ResNeXt-50 on the CPU); every clip in the golden file was checked when it was made.
+PARITY_CLIPS = ("audio/drill.wav", "audio/giggling.wav", "esc50/1-22694-A-20.wav")  # stereo 48 kHz, stereo, mono
+EMBEDDING_ATOL = 1e-3  # measured 3e-6; two different clips differ by >= 0.09
+NOISE_FLOOR_DB = -120.0  # below this the float32 rounding of either implementation decides the dB value
+
+
+def load_clip(shared_data: Path, name: str, duration: float) -> torch.Tensor:
+    """[C, T] at 44.1 kHz, channels kept, decoded as the golden run decoded it (librosa.load)."""
+    folder = shared_data / ("audio" if name.startswith("audio/") else "esc50-mini/audio")
+    waveform, _ = librosa.load(folder / name.split("/")[1], sr=44100, mono=False, duration=duration)
+    return torch.from_numpy(np.atleast_2d(waveform))
+
+
+def released_layout(encoder: AudioClipEncoder) -> dict[str, torch.Tensor]:
+    """The encoder's own weights under the released file's audio keys, its empty `audio.fbsp.bias` included."""
+    return dict(encoder.state_dict(), **{"audio.fbsp.bias": torch.zeros(0)})
+
+
+def official_weights(encoder: AudioClipEncoder, random_weights, seed: int) -> dict[str, torch.Tensor]:
+    """Seeded weights under the released file's audio keys, with the special values the golden run used."""
+    weights = random_weights(released_layout(encoder), seed)
+    weights["audio.window"] = blackman_harris(1654)
+    weights["audio.fbsp.m"] = 1.0 + weights["audio.fbsp.m"]  # m > 0: sinc^m of a negative sinc is complex
+    weights["audio.fbsp.fb"] = 1.0 + 5.0 * weights["audio.fbsp.fb"].abs()
+    weights["audio.fbsp.fc"] = torch.arange(1025, dtype=torch.float32) + weights["audio.fbsp.fc"]
+    return weights
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, np.ndarray]:
+    with np.load(GOLDEN) as data:
+        return dict(data)
+
+
+@pytest.fixture(scope="module")
+def encoder(golden, random_weights) -> AudioClipEncoder:
+    model = AudioClipEncoder()
+    model.load_official(official_weights(model, random_weights, int(golden["seed"])), "seeded AudioCLIP weights")
+    return model
+
+
+def test_int16_mapping_is_audioclips_affine_map():
+    samples = torch.tensor([-32768.0, 32767.0, 0.0])
+    expected = torch.tensor([-1.0, 1.0, 1.0 / 65535.0])
+    torch.testing.assert_close(int16_to_unit_range(samples), expected, rtol=0, atol=1e-7)
+
+
+def test_window_is_scipys_periodic_blackman_harris():
+    expected = torch.from_numpy(scipy.signal.get_window("blackmanharris", 1654, fftbins=True)).float()
+    torch.testing.assert_close(blackman_harris(1654), expected, rtol=0, atol=1e-7)
+
+
+def test_frames_of_a_5s_clip_are_centred_with_zero_padding():
+    signal = torch.arange(1, 220501, dtype=torch.float32)[None]
+    frames = frame_signal(signal, 1654, 561)
+    assert frames.shape == (1, 392, 1654)  # 1 + ceil((220500 - 1654) / 561)
+    padding = 391 * 561 + 1654 - 220500  # 505 zeros: 252 before, 253 after
+    assert torch.all(frames[0, 0, : padding // 2] == 0) and frames[0, 0, padding // 2] == 1
+    assert frames[0, -1, -(padding - padding // 2) - 1] == 220500 and torch.all(frames[0, -1, -253:] == 0)
+
+
+def test_fbsp_at_initialisation_is_a_normalised_dft():
+    frames = torch.randn(4, 2048, generator=torch.Generator().manual_seed(0))
+    t = np.pi * np.linspace(-1.0, 1.0, 2048)
+    basis = np.exp(-1j * np.arange(1025)[:, None] * t[None]) / np.sqrt(2048)
+    expected = np.abs(frames.double().numpy() @ basis.T) ** 2
+    np.testing.assert_allclose(LinearFBSP(1025)(frames).detach().numpy(), expected, rtol=1e-3, atol=1e-3)
+
+
+@torch.no_grad()
+def test_front_end_matches_reference_spectrogram(encoder, golden, shared_data):
+    reference = golden["spectrogram"]
+    bands = encoder.audio.spectrogram(load_clip(shared_data, "audio/raining.wav", 0.25)[None])[0].numpy()
+    assert bands.shape == reference.shape == (2, 3, 341, 18)
+    audible = reference > NOISE_FLOOR_DB
+    assert audible.mean() > 0.5
+    np.testing.assert_allclose(bands[audible], reference[audible], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(bands, reference, rtol=0, atol=0.5)
+
+
+@pytest.mark.parametrize("clip", PARITY_CLIPS)
+@torch.no_grad()
+def test_embedding_matches_reference(encoder, golden, shared_data, clip):
+    reference = golden["embeddings"][list(golden["names"]).index(clip)]
+    embedding = encoder(load_clip(shared_data, clip, 5.0)[None])[0].numpy()
+    cosine = embedding @ reference / (np.linalg.norm(embedding) * np.linalg.norm(reference))
+    assert cosine >= 0.9999
+    np.testing.assert_allclose(embedding, reference, rtol=0, atol=EMBEDDING_ATOL)
+
+
+def test_golden_embeddings_tell_clips_apart(golden):
+    embeddings = golden["embeddings"]
+    pairwise = np.abs(embeddings[:, None] - embeddings[None]).max(axis=-1)
+    np.fill_diagonal(pairwise, np.inf)
+    assert pairwise.min() > 50 * EMBEDDING_ATOL
+
+
+@torch.no_grad()
+def test_stereo_features_are_summed_over_channels(encoder, shared_data):
+    stereo = load_clip(shared_data, "audio/raining.wav", 0.25)
+    assert stereo.shape[0] == 2
+    per_channel = [encoder.audio.pooled_features(encoder.audio.spectrogram(channel[None, None])[:, 0]) for channel in stereo]
+    expected = encoder.audio.fc(per_channel[0] + per_channel[1])
+    torch.testing.assert_close(encoder(stereo[None]), expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(encoder(stereo.flip(0)[None]), expected, rtol=1e-4, atol=1e-4)
+    mono = encoder.encode(stereo[:1], 44100)
+    torch.testing.assert_close(mono, torch.nn.functional.normalize(encoder(stereo[None, :1]), dim=-1))
+
+
+def test_variants_name_their_clip_towers():
+    assert AudioClipEncoder("partial").clip_weights == "audioclip-partial"
+    full = AudioClipEncoder("full")
+    assert (full.clip_weights, full.clip_model, full.embed_dim, full.mono) == ("audioclip-full", "RN50-quickgelu", 1024, False)
+    with pytest.raises(EncoderError, match="variant 'half'"):
+        AudioClipEncoder("half")
+
+
+def test_a_file_without_the_audio_head_is_refused(encoder):
+    clip_only = {"visual.conv1.weight": torch.zeros(32, 3, 3, 3), "logit_scale": torch.zeros(()), "logit_scale_at": torch.zeros(())}
+    with pytest.raises(EncoderError, match=r"clip\.pt .* 369 keys missing"):
+        encoder.load_official(clip_only, "clip.pt")
+
+
+def test_wrong_shapes_and_a_real_fbsp_bias_are_refused(encoder):
+    weights = dict(released_layout(encoder), **{"audio.fc.weight": torch.zeros(512, 2048)})
+    with pytest.raises(EncoderError, match=r"1 of the wrong shape \(audio\.fc\.weight\)"):
+        encoder.load_official(weights, "other.pt")
+    weights = dict(released_layout(encoder), **{"audio.fbsp.bias": torch.zeros(1025, 2)})
+    with pytest.raises(EncoderError, match=r"1 unexpected \(audio\.fbsp\.bias\)"):
+        encoder.load_official(weights, "other.pt")
+
+
+def test_clip_towers_and_logit_scales_in_the_file_are_left_out(encoder):
+    weights = {key: value.clone() for key, value in released_layout(encoder).items()}
+    weights.update({"visual.conv1.weight": torch.zeros(32, 3, 3, 3), "logit_scale_at": torch.tensor(math.log(100))})
+    assert set(encoder.convert_official(weights)) == set(encoder.state_dict())
+    encoder.load_official(weights, "AudioCLIP-Partial-Training.pt")
