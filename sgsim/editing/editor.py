@@ -16,6 +16,7 @@ from sgsim.editing.optimise import StepCallback, optimise_latents
 from sgsim.editing.presets import DEFAULT_PRESET, PRESETS, EditPreset
 from sgsim.editing.sources import as_w_plus, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale
+from sgsim.inversion import swapped_noise
 from sgsim.errors import SgsimError
 
 MIX_MODES = ("weighted", "layers")
@@ -141,11 +142,15 @@ class Editor:
 
     def source_latent(self, source: Source, seed: int = 0, invert_steps: int = 1000) -> torch.Tensor:
         """W+ [num_ws, w_dim] on the device for a seed, a W / W+ latent, or an image (path or [1, 3, H, W] in [-1, 1])."""
+        return self._start(source, seed, invert_steps)[0]
+
+    def _start(self, source: Source, seed: int, invert_steps: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The source's W+ latent and, for an inverted image, the noise buffers the inversion fitted with it."""
         G = self.generator
         if isinstance(source, (bool, np.bool_)):
             raise SgsimError(f"source must be a seed, a latent or an image, got {source!r}")
         if isinstance(source, (int, np.integer)):
-            return seed_latent(G, int(source))
+            return seed_latent(G, int(source)), {}
         if isinstance(source, (str, Path)):
             from sgsim.images import read_image
 
@@ -153,12 +158,14 @@ class Editor:
         array = torch.as_tensor(source if torch.is_tensor(source) else np.asarray(source))
         if array.dim() >= 3 and array.shape[-3] == 3 and array.shape[-1] != G.w_dim:
             return self._invert(array.reshape(-1, *array.shape[-3:]), seed, invert_steps)
-        return as_w_plus(array, G.num_ws, G.w_dim).to(self.device)
+        return as_w_plus(array, G.num_ws, G.w_dim).to(self.device), {}
 
-    def _invert(self, image: torch.Tensor, seed: int, steps: int) -> torch.Tensor:
+    def _invert(self, image: torch.Tensor, seed: int, steps: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         from sgsim.inversion import invert
+        from sgsim.lpips import load_lpips_if_present
 
-        return invert(self.generator, image.to(self.device), steps=steps, seed=seed).w_plus.reshape(self.generator.num_ws, -1)
+        result = invert(self.generator, image.to(self.device), steps=steps, lpips=load_lpips_if_present(), seed=seed)
+        return result.w_plus[0], result.noise
 
     @torch.no_grad()
     def render(self, latents: torch.Tensor) -> torch.Tensor:
@@ -205,7 +212,7 @@ class Editor:
             lambda_id = 0.0
 
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
-        w_source = self.source_latent(source, seed=seed, invert_steps=invert_steps)
+        w_source, noise = self._start(source, seed, invert_steps)
         if mix == "weighted":
             directions = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)])
             guides = [t.label for t in targets]
@@ -213,28 +220,29 @@ class Editor:
             directions = torch.stack([e.sound for e in embeddings] + [e.text for e in embeddings])
             guides = [f"{t.label} (sound)" for t in targets] + [f"{t.text} (text)" for t in targets]
 
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), swapped_noise(self.generator, noise):
             torch.manual_seed(seed)
             optimised = optimise_latents(
                 self.generator, self.clip, w_source.expand(len(guides), -1, -1), directions.to(self.device),
                 steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id, identity=identity,
                 layers=layers, callback=callback, record_every=record_every,
             )
-        edited = optimised.latents
-        if mix == "layers":
-            edited = mix_layers(edited[: len(targets)], edited[len(targets):])
+            edited = optimised.latents
+            if mix == "layers":
+                edited = mix_layers(edited[: len(targets)], edited[len(targets):])
 
-        scales = [loudness_scale(e.loudness_dbfs) if loudness_strength else 1.0 for e in embeddings]
-        applied = torch.tensor(scales)[:, None] * torch.tensor(strengths)[None, :]
-        swept = sweep_strengths(w_source.cpu(), edited.cpu(), applied)
-        flat = self.render(swept.flatten(0, 1))
-        images = flat.reshape(*swept.shape[:2], *flat.shape[1:])
+            scales = [loudness_scale(e.loudness_dbfs) if loudness_strength else 1.0 for e in embeddings]
+            applied = torch.tensor(scales)[:, None] * torch.tensor(strengths)[None, :]
+            swept = sweep_strengths(w_source.cpu(), edited.cpu(), applied)
+            flat = self.render(swept.flatten(0, 1))
+            images = flat.reshape(*swept.shape[:2], *flat.shape[1:])
+            source_image = self.render(w_source[None])[0]
         return EditResult(
             images=images,
             latents=swept,
             edited_latents=edited.cpu(),
             source_latent=w_source.cpu(),
-            source_image=self.render(w_source[None])[0],
+            source_image=source_image,
             strengths=applied,
             losses=optimised.losses,
             guides=guides,

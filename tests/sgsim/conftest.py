@@ -1,0 +1,75 @@
+"""Tiny networks in their real file formats for the editing tests: a generator, a CLIP and an SGSIM audio encoder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import torch
+
+TINY_CLIP = "sgsim-test-tiny-clip"
+# REFERENCE.md section 3's tiny CLIP, with embed_dim 512 so it shares the SGSIM encoder's output size.
+TINY_CLIP_CONFIG = {
+    "embed_dim": 512,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_file(tmp_path_factory) -> Path:
+    """A 32 px StyleGAN2-ADA generator (8 W+ rows of 32), saved by stylegan2.save_generator.
+
+    Weights come from the networks' own seeded initialisation (unit-variance weights under equalised
+    learning rate, affine biases 1): its images respond to w as a trained generator's do, which the
+    fan-in-scaled `random_weights` would flatten to a constant image.
+    """
+    from stylegan2 import save_generator
+    from stylegan2.networks import Generator
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        G = Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3,
+                      mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 256, "channel_max": 32})
+    return save_generator(G, tmp_path_factory.mktemp("generator") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_file(tmp_path_factory) -> Path:
+    """The tiny CLIP with open_clip's seeded initialisation as a torch.save state dict; its config is registered as TINY_CLIP."""
+    import open_clip
+
+    folder = tmp_path_factory.mktemp("clip")
+    (folder / f"{TINY_CLIP}.json").write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(folder / f"{TINY_CLIP}.json")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        model = open_clip.create_model(TINY_CLIP, pretrained=None)
+    path = folder / "tiny_clip.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def encoder_checkpoint_file(tmp_path_factory, random_weights) -> Path:
+    """An sgsim-resnet18 checkpoint with seeded weights, in the released file's key layout (torch.save)."""
+    from encoders.registry import build_audio_encoder
+
+    encoder = build_audio_encoder("sgsim-resnet18")
+    path = tmp_path_factory.mktemp("encoder") / "resnet18_random.pth"
+    torch.save(random_weights(encoder.state_dict(), 3), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_clip_space(tiny_clip_file) -> Iterator[Path]:
+    """Make the SGSIM encoder's CLIP space the tiny CLIP (for one test module), so the Editor and the CLI pick it by default."""
+    from encoders.sgsim_encoder import SgsimEncoder
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SgsimEncoder, "clip_model", TINY_CLIP)
+        patch.setattr(SgsimEncoder, "clip_weights", str(tiny_clip_file))
+        yield tiny_clip_file
