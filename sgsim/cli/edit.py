@@ -106,6 +106,7 @@ def _check_out(out: Path) -> None:
 @click.option("--image", type=click.Path(path_type=Path), default=None, help="Source image to invert and edit.")
 @click.option("--seed", type=int, default=None, help="Source: the generator's image of this seed (truncation 0.7).")
 @click.option("--latent", type=click.Path(path_type=Path), default=None, help="Source: a W or W+ latent (.npz from sgsim edit/generate or the ADA projector).")
+@click.option("--invert-steps", type=click.IntRange(min=1), default=1000, show_default=True, help="Inversion steps for --image.")
 @click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
 @click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name.")
 @click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None, help="Audio encoder weights (default: the encoder's released weights).")
@@ -120,7 +121,7 @@ def _check_out(out: Path) -> None:
 @click.option("--loudness-strength", is_flag=True, help="Scale each strength by the sound's loudness (-20 dBFS = 1).")
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--save-video", is_flag=True, help="Also write optimisation.gif.")
-def edit_command(audio, text, image, seed, latent, generator, encoder, encoder_checkpoint, clip_weights, out,
+def edit_command(audio, text, image, seed, latent, invert_steps, generator, encoder, encoder_checkpoint, clip_weights, out,
                  steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength, device, save_video) -> None:
     """Edit an image so that it shows a sound."""
     from tqdm import tqdm
@@ -151,7 +152,7 @@ def edit_command(audio, text, image, seed, latent, generator, encoder, encoder_c
         result = editor.edit(
             source, targets, steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id,
             callback=on_step, mix=mix, strengths=strengths, loudness_strength=loudness_strength,
-            record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0,
+            record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0, invert_steps=invert_steps,
         )
     edited = time.perf_counter()
 
@@ -177,7 +178,7 @@ def edit_command(audio, text, image, seed, latent, generator, encoder, encoder_c
             outputs.append("optimisation.gif")
         write_json(staging / "run.json", {
             "command": "edit",
-            "source": {"seed": seed, "image": image, "latent": latent},
+            "source": {"seed": seed, "image": image, "latent": latent, "invert_steps": invert_steps if image else None},
             "targets": [{"audio": str(path), "text": text} for path in audio],
             "generator": generator, "encoder": encoder, "encoder_checkpoint": encoder_checkpoint, "clip": clip_weights,
             "settings": result.settings,

@@ -1,0 +1,115 @@
+"""`sgsim edit` and `sgsim generate` end to end on tiny real-format networks and real sounds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from click.testing import CliRunner
+from PIL import Image
+
+from sgsim.cli import main
+
+STEPS = "4"
+
+
+@pytest.fixture(scope="module")
+def run(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space):
+    """Invoke the CLI with the tiny networks; returns click's Result."""
+    def invoke(*args: str, networks: bool = True):
+        extra = ["--generator", str(tiny_generator_file)] if networks else []
+        if networks and args[0] == "edit":
+            extra += ["--encoder-checkpoint", str(encoder_checkpoint_file), "--device", "cpu", "--steps", STEPS]
+        return CliRunner().invoke(main, [*args, *extra], catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture(scope="module")
+def sounds(shared_data):
+    return shared_data / "audio" / "raining.wav", shared_data / "audio" / "fire.wav"
+
+
+def test_edit_writes_every_output_and_records_the_run(run, sounds, tmp_path, tiny_generator_file):
+    out = tmp_path / "rain"
+    result = run("edit", "--audio", str(sounds[0]), "--audio", str(sounds[1]), "--seed", "3", "--out", str(out),
+                 "--strength", "0.5,1", "--save-video")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted([
+        "source.png", "raining_s0.5.png", "raining_s1.png", "fire_s0.5.png", "fire_s1.png",
+        "comparison.png", "latents.npz", "optimisation.gif", "run.json",
+    ])
+    assert [p.name for p in tmp_path.iterdir()] == ["rain"]  # no staging folder left behind
+    assert Image.open(out / "raining_s1.png").size == (32, 32)
+    assert Image.open(out / "comparison.png").width == 5 * 32
+    latents = np.load(out / "latents.npz")
+    assert latents["source"].shape == (8, 32) and latents["edited"].shape == (2, 8, 32)
+    assert latents["swept"].shape == (2, 2, 8, 32)
+    np.testing.assert_allclose(latents["swept"][:, 1], latents["edited"], atol=1e-6)
+    report = json.loads((out / "run.json").read_text())
+    assert report["weights"]["generator"]["sha256"] == hashlib.sha256(tiny_generator_file.read_bytes()).hexdigest()
+    assert set(report["weights"]) == {"generator", "audio_encoder", "clip"}
+    assert report["settings"]["steps"] == int(STEPS) and report["settings"]["strengths"] == [0.5, 1.0]
+    assert set(report["final_losses"]) == {"raining.wav", "fire.wav"}
+    assert report["versions"]["torch"] and report["timings_s"]["edit"] > 0
+
+
+def test_same_seed_writes_identical_files(run, sounds, tmp_path):
+    for name in ("a", "b"):
+        assert run("edit", "--audio", str(sounds[1]), "--seed", "5", "--out", str(tmp_path / name)).exit_code == 0
+    for name in ("source.png", "fire_s1.png", "comparison.png", "latents.npz"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_generate_then_edit_its_latent_and_its_image(run, sounds, tmp_path):
+    assert run("generate", "--seed", "3", "--seed", "4", "--out", str(tmp_path / "gen")).exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == ["seed0003.npz", "seed0003.png", "seed0004.npz", "seed0004.png"]
+    by_latent = run("edit", "--audio", str(sounds[0]), "--latent", str(tmp_path / "gen" / "seed0003.npz"), "--out", str(tmp_path / "l"))
+    by_seed = run("edit", "--audio", str(sounds[0]), "--seed", "3", "--out", str(tmp_path / "s"))
+    assert by_latent.exit_code == 0 and by_seed.exit_code == 0
+    source = (tmp_path / "gen" / "seed0003.png").read_bytes()
+    assert (tmp_path / "l" / "source.png").read_bytes() == source == (tmp_path / "s" / "source.png").read_bytes()
+    by_image = run("edit", "--audio", str(sounds[0]), "--image", str(tmp_path / "gen" / "seed0004.png"),
+                   "--invert-steps", "2", "--mix", "layers", "--text", "a snowy mountain", "--out", str(tmp_path / "i"))
+    assert by_image.exit_code == 0, by_image.output
+    report = json.loads((tmp_path / "i" / "run.json").read_text())
+    assert report["settings"]["mix"] == "layers" and report["source"]["invert_steps"] == 2
+
+
+def _one_line_error(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code != 0 and len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("silent", "the sound is silent"),
+    ("corrupt", "corrupt.wav"),
+    ("missing", "no such audio file"),
+    ("seed and image", "exactly one source"),
+    ("no source", "exactly one source"),
+    ("bad strength", "comma-separated list of numbers"),
+    ("nan strength", "finite"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(run, sounds, tmp_path, case, expected):
+    silent, corrupt = tmp_path / "silent.wav", tmp_path / "corrupt.wav"
+    soundfile.write(silent, np.zeros(44100, dtype=np.float32), 44100)
+    corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(20))
+    audio = {"silent": silent, "corrupt": corrupt, "missing": tmp_path / "missing.wav"}.get(case, sounds[0])
+    source = {"seed and image": ["--seed", "1", "--image", str(tmp_path / "x.png")], "no source": []}.get(case, ["--seed", "1"])
+    strength = {"bad strength": "0.5,,x", "nan strength": "1,nan"}.get(case, "1")
+    out = tmp_path / "out"
+    result = run("edit", "--audio", str(audio), *source, "--strength", strength, "--out", str(out))
+    assert expected in _one_line_error(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.wav", "silent.wav"]
+
+
+def test_missing_weights_give_the_download_instruction(sounds, tmp_path, monkeypatch):
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))
+    result = CliRunner().invoke(main, ["edit", "--audio", str(sounds[0]), "--seed", "1", "--out", str(tmp_path / "out")])
+    assert "sgsim weights download ffhq" in _one_line_error(result)
+    assert not (tmp_path / "out").exists()
