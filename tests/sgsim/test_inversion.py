@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,8 @@ import torch.nn.functional as F
 from sgsim.errors import SgsimError
 from sgsim.inversion import invert, noise_regularization, swapped_noise, w_statistics
 from sgsim.lpips import LpipsDistance
+
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -83,6 +87,20 @@ def test_lpips_inversion_reduces_the_loss(tiny_G, reachable_target, tiny_lpips):
     assert steps == list(enumerate(result.losses))
     assert min(result.losses[-3:]) < 0.01 * result.losses[0]
     assert float(tiny_lpips(result.image, reachable_target)) < 0.5 * float(tiny_lpips(_start_image(tiny_G), reachable_target))
+
+
+def test_matches_nvidia_projector_on_the_ada_parity_generator(random_weights):
+    """NVIDIA's projector, run on ada_skip32 with a seeded LPIPS stand-in (tests/data/inversion/README.md)."""
+    from stylegan2 import load_generator
+
+    golden = np.load(DATA / "inversion" / "ada_projector_skip32.npz")
+    G = load_generator(DATA / "stylegan2" / "ada_skip32.pkl")
+    lpips = LpipsDistance(channels=(4, 8, 8, 16, 16))
+    state = random_weights(lpips.state_dict(), 3)
+    state.update({k: v.abs() for k, v in state.items() if k.startswith("lpips")})
+    lpips.load_state_dict(state)
+    result = invert(G, torch.from_numpy(golden["target"]), steps=int(golden["steps"]), lpips=lpips.eval(), seed=int(golden["seed"]))
+    torch.testing.assert_close(result.w_plus[0, 0], torch.from_numpy(golden["w"]), atol=2e-4, rtol=0)
 
 
 def test_result_shapes_and_re_rendering_with_the_returned_noise(tiny_G, pixel_run):
