@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -99,6 +101,24 @@ def test_non_checkpoint_and_code_carrying_files_are_refused(tmp_path):
     (tmp_path / "evil.pth").write_bytes(pickle.dumps(Payload(), protocol=2))
     with pytest.raises(NetworkFileError, match="evil.pth"):
         read_arcface(tmp_path / "evil.pth")
+
+
+def test_embeddings_match_styleclip_arcface_on_seeded_weights(random_weights):
+    """StyleCLIP's Backbone + IDLoss.extract_feats on the same weights and inputs (tests/data/identity/README.md)."""
+    golden = np.load(Path(__file__).resolve().parents[1] / "data" / "identity" / "styleclip_arcface_seed11.npz")
+    net = ArcFace(IR_SE50)
+    state = random_weights(net.state_dict(), 11)
+    for key, value in state.items():
+        if key.endswith("weight") and value.dim() == 1 and key.replace("weight", "running_var") in state:
+            state[key] = torch.ones_like(value)
+    net.load_state_dict(state)
+    net.eval()
+    gen = torch.Generator().manual_seed(0)
+    faces256 = torch.rand(2, 3, 256, 256, generator=gen) * 2 - 1
+    faces64 = torch.rand(1, 3, 64, 64, generator=gen) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(net.embed(faces256), torch.from_numpy(golden["embeddings256"]), atol=1e-5, rtol=0)
+        torch.testing.assert_close(net.embed(faces64), torch.from_numpy(golden["embeddings64"]), atol=1e-5, rtol=0)
 
 
 def test_embed_pools_to_256_crops_the_face_and_pools_to_112(tiny_net):
