@@ -145,3 +145,11 @@ def test_gradient_flows_to_the_edited_image_only(tiny_net):
     IdentityLoss(tiny_net)(edited, source).sum().backward()
     assert edited.grad is not None and float(edited.grad.abs().sum()) > 0
     assert source.grad is None
+
+
+def test_load_identity_by_path_gives_the_loss(tmp_path):
+    from sgsim.identity import load_identity
+
+    torch.save(ArcFace(IR_SE50).state_dict(), tmp_path / "model_ir_se50.pth")
+    loss = load_identity(tmp_path / "model_ir_se50.pth")
+    assert isinstance(loss, IdentityLoss) and isinstance(loss.net, ArcFace)

@@ -207,3 +207,15 @@ def test_torchscript_without_lpips_weights_is_a_clear_error(tmp_path):
         torch.jit.script(nn.Linear(2, 2)).save(str(tmp_path / "linear.pt"))
     with pytest.raises(NetworkFileError, match="linear.pt has no LPIPS weights"):
         read_lpips(tmp_path / "linear.pt")
+
+
+def test_named_weights_come_from_the_cache_and_absence_means_none(reference_file, tmp_path, monkeypatch):
+    import shutil
+
+    from sgsim.lpips import load_lpips_if_present
+
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path))
+    assert load_lpips_if_present() is None
+    (tmp_path / "weights").mkdir()
+    shutil.copy(reference_file[1], tmp_path / "weights" / "lpips-vgg16.pt")  # the manifest's file name
+    assert isinstance(load_lpips_if_present(), LpipsDistance)
