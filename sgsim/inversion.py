@@ -29,6 +29,7 @@ REGULARIZE_NOISE_WEIGHT = 1e5  # weight of the noise autocorrelation penalty
 ADAM_BETAS = (0.9, 0.999)
 LPIPS_MAX_SIZE = 256  # larger images are area-downsampled to this before VGG16
 NOISE_PYRAMID_FLOOR = 8  # the noise penalty looks at every octave down to this many pixels
+PIXEL_PYRAMID_FLOOR = 8  # the stand-in pixel loss compares every octave down to this many pixels (our choice)
 
 MAPPING_BATCH = 1000  # z mapped at once while estimating the w statistics
 
@@ -130,7 +131,7 @@ def _pixel_pyramid_loss(target: torch.Tensor) -> Callable[[torch.Tensor], torch.
 
     def pyramid(images: torch.Tensor) -> list[torch.Tensor]:
         levels = [images]
-        while levels[-1].shape[2] > NOISE_PYRAMID_FLOOR:
+        while levels[-1].shape[2] > PIXEL_PYRAMID_FLOOR:
             levels.append(F.avg_pool2d(levels[-1], kernel_size=2))
         return levels
 
