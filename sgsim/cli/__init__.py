@@ -40,3 +40,7 @@ main.add_command(compare_encoders_command)
 from sgsim.cli.invert import invert_command  # noqa: E402
 
 main.add_command(invert_command)
+
+from sgsim.cli.train_encoder import train_encoder_command  # noqa: E402
+
+main.add_command(train_encoder_command)

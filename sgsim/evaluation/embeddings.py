@@ -124,10 +124,10 @@ def embed_dataset(
     """
     advance = progress or (lambda n: None)
     cache = EmbeddingCache(cache_root, encoder.name, weights_sha256(encoder)) if cache_root is not None else None
-    hashes = [file_sha256(clip.path) for clip in dataset.clips]
+    hashes = [file_sha256(clip.path) for clip in dataset.clips] if cache is not None else []
     found: dict[int, np.ndarray] = {}
     for index, content_hash in enumerate(hashes):
-        cached = cache.get(content_hash) if cache is not None else None
+        cached = cache.get(content_hash)
         if cached is not None:
             found[index] = cached
     advance(len(found))

@@ -1,0 +1,342 @@
+"""Train an SGSIM audio encoder into a frozen CLIP space: the published recipe with its bugs fixed, resumable bit for bit.
+
+Every random draw of step s (crop offsets, text and SpecAugment) comes from generators seeded by
+(seed, s), and the data order of epoch e from (seed, e), so the state to save is the step counter
+beside the weights, optimiser and scheduler: a run resumed from any checkpoint repeats exactly what an
+uninterrupted run of the same seed does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from encoders.registry import build_audio_encoder
+from sgsim.atomic import atomic_output
+from sgsim.audio import audio_duration, load_audio
+from sgsim.datasets import AudioDataset
+from sgsim.errors import AudioError, SgsimError
+from sgsim.evaluation.embeddings import embed_dataset
+from sgsim.evaluation.prompts import class_embeddings, class_text
+from sgsim.evaluation.scoring import evaluation_folds, score_by_fold, zero_shot_scores
+from sgsim.training.contrastive import LogitScale, symmetric_info_nce
+from sgsim.training.spec_augment import spec_augment
+from sgsim.training.text_augment import augment_text
+
+STATE_FILE = "last.pt"  # resumable training state
+BEST_FILE = "best.pth"  # encoder weights (official key layout) of the best validation epoch
+FINAL_FILE = "encoder.pth"  # encoder weights at the end of training
+LOG_FILE = "train.json"
+STATE_FORMAT = "sgsim-train-state-1"
+# Settings that may change on resume: more epochs extend a run; the others never change its results.
+RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "workers")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; saved in each checkpoint and compared on resume."""
+
+    encoder: str = "sgsim-resnet18"  # registered encoder to train: sgsim-resnet18 or sgsim-resnet50
+    epochs: int = 50  # REFERENCE.md section 1
+    batch_size: int = 320  # 320 in the reference code, 384 in the paper
+    lr: float = 1e-3  # SGD peak learning rate (paper and code)
+    lr_min: float = 1e-4  # low end of the cyclic schedule
+    cycle_epochs: float = 2.0  # length of one up-and-down learning-rate cycle, in epochs
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # reference code; the paper says 1e-4
+    temperature: float = 0.07  # initial (or fixed) softmax temperature: logits * 1/0.07, not * exp(0.07)
+    learn_temperature: bool = True
+    text_weight: float = 1.0  # audio <-> label text
+    image_weight: float = 1.0  # audio <-> video frame, when the dataset has frames
+    audio_weight: float = 1.0  # audio <-> SpecAugmented audio (self-supervision); 0 switches it off
+    text_augment: float = 0.5  # probability of one EDA operation on a label
+    prompt: str = "{}"  # template the label is put in, for training and validation
+    seed: int = 0
+    checkpoint_every: int = 500  # steps between resumable checkpoints (one is always written at the end)
+    workers: int = 2  # audio decoding processes
+    amp: bool = True  # bfloat16 autocast on CUDA (ignored on the CPU)
+    front_end: dict = field(default_factory=dict)  # LogMelFrontEnd overrides (small inputs for tests); {} = the released preprocessing
+
+
+@dataclass
+class TrainResult:
+    """Where the outputs are and what validation said."""
+
+    out_dir: Path
+    steps: int
+    best_accuracy: float | None  # best validation zero-shot top-1 (%), None without a validation set
+    history: list[dict]  # one entry per epoch: mean losses, lr, validation accuracy
+
+
+def _generator(*numbers: int) -> torch.Generator:
+    """A CPU generator seeded by a tuple of integers (seed, epoch or step, ...)."""
+    seed = 0
+    for number in numbers:
+        seed = (seed * 1_000_003 + number + 1) % 2**63
+    return torch.Generator().manual_seed(seed)
+
+
+class _TrainingClips(Dataset):
+    """Fixed-length waveform crops: a random window of long clips (seeded per epoch and clip), short ones zero-padded."""
+
+    def __init__(self, dataset: AudioDataset, sample_rate: int, samples: int, seed: int):
+        self.clips, self.sample_rate, self.samples, self.seed = dataset.clips, sample_rate, samples, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+        path = self.clips[index].path
+        seconds = self.samples / self.sample_rate
+        spare = max(0.0, audio_duration(path) - seconds)
+        offset = spare * float(torch.rand((), generator=_generator(self.seed, self.epoch, index)))
+        try:
+            waveform, _ = load_audio(path, self.sample_rate, mono=True, offset=offset, duration=seconds)
+        except AudioError as error:
+            raise SgsimError(f"training clip {path} cannot be read ({error}); remove it from the dataset") from error
+        waveform = np.pad(waveform[: self.samples], (0, max(0, self.samples - len(waveform))))
+        return index, torch.from_numpy(waveform)
+
+
+def train_val_split(dataset: AudioDataset, val_fold: int | None = None) -> tuple[AudioDataset, AudioDataset]:
+    """Training and validation clips: VGGSound's own split, else one official fold held out (default: the last),
+    else every fifth clip (the round-robin folds of sgsim.evaluation.scoring)."""
+    clips = dataset.clips
+    if val_fold is None and any(clip.split for clip in clips):
+        held_out = [clip.split == "test" for clip in clips]
+    else:
+        folds = evaluation_folds([clip.fold for clip in clips])
+        fold = max(folds) if val_fold is None else val_fold
+        if fold not in folds:
+            raise SgsimError(f"{dataset.root}: there is no fold {fold} to validate on (folds: {sorted(set(folds))})")
+        held_out = [f == fold for f in folds]
+    train = [clip for clip, out in zip(clips, held_out) if not out]
+    val = [clip for clip, out in zip(clips, held_out) if out]
+    return (AudioDataset(dataset.name, dataset.root, dataset.classes, train, dataset.problems),
+            AudioDataset(dataset.name, dataset.root, dataset.classes, val))
+
+
+class EncoderTrainer:
+    """Owns the encoder, its optimiser and schedule, the frozen CLIP and the data; `run` trains and checkpoints."""
+
+    def __init__(self, config: TrainConfig, train: AudioDataset, clip, out_dir: str | Path, val: AudioDataset | None = None,
+                 device: str | torch.device = "cpu"):
+        if len(train.clips) < max(2, config.batch_size):
+            raise SgsimError(f"{train.root}: {len(train.clips)} training clips, fewer than one batch of {config.batch_size}; lower --batch-size")
+        self.config, self.train, self.val, self.clip = config, train, val, clip
+        self.out_dir, self.device = Path(out_dir), torch.device(device)
+        torch.manual_seed(config.seed)
+        self.encoder = build_audio_encoder(config.encoder)
+        if config.front_end:
+            from encoders.sgsim_encoder import LogMelFrontEnd
+
+            self.encoder.front_end = LogMelFrontEnd(**{"sample_rate": self.encoder.sample_rate, **config.front_end})
+        front = self.encoder.front_end
+        self.encoder.input_seconds = front.frames * front.hop_length / front.sample_rate
+        self.encoder.to(self.device)
+        if clip.embed_dim != self.encoder.embed_dim:
+            raise SgsimError(f"the CLIP model embeds in {clip.embed_dim}-d but {config.encoder} outputs {self.encoder.embed_dim}-d; pick the CLIP model of its space")
+        self.scale = LogitScale(config.temperature, config.learn_temperature).to(self.device)
+        self.optimiser = torch.optim.SGD(
+            [*self.encoder.parameters(), *self.scale.parameters()], lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        self.steps_per_epoch = len(train.clips) // config.batch_size
+        self.schedule = torch.optim.lr_scheduler.CyclicLR(
+            self.optimiser, base_lr=config.lr_min, max_lr=config.lr,
+            step_size_up=max(1, round(config.cycle_epochs * self.steps_per_epoch / 2)), cycle_momentum=False,
+        )
+        self.samples = front.hop_length * (front.frames - 1)  # the waveform length that gives exactly `frames` columns
+        self.clips = _TrainingClips(train, front.sample_rate, self.samples, config.seed)
+        self.labels = [config.prompt.format(class_text(clip.label)) for clip in train.clips]
+        self.text_cache: dict[str, torch.Tensor] = {}
+        self.image_cache: dict[int, torch.Tensor] = {}
+        self.step, self.best, self.history = 0, None, []
+        self.epoch_sums: dict[str, float] = {}  # loss sums of the epoch in progress, for its history entry
+        self.epoch_seconds = 0.0
+
+    # --- checkpoints -------------------------------------------------------------------------------------------
+
+    def _save(self, path: Path, content) -> None:
+        with atomic_output(path) as stream:
+            torch.save(content, stream)
+
+    def save_state(self) -> None:
+        """The resumable state, written atomically to last.pt."""
+        self._save(self.out_dir / STATE_FILE, {
+            "format": STATE_FORMAT,
+            "config": asdict(self.config),
+            "step": self.step,
+            "encoder": self.encoder.state_dict(),
+            "log_scale": self.scale.log_scale.detach().cpu(),
+            "optimiser": self.optimiser.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "best": self.best,
+            "history": self.history,
+            "epoch_sums": self.epoch_sums,
+            "epoch_seconds": self.epoch_seconds,
+            "torch_rng": torch.get_rng_state(),
+        })
+
+    def resume(self) -> bool:
+        """Continue from last.pt in the output folder when there is one; False when starting afresh."""
+        path = self.out_dir / STATE_FILE
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise SgsimError(f"{path} is not a training state of this version; move it away to start afresh")
+        mine = asdict(self.config)
+        saved = state["config"]
+        changed = sorted(k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k])
+        if changed:
+            differences = ", ".join(f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in changed)
+            raise SgsimError(
+                f"{path} was written with other settings ({differences}); "
+                f"resume with the same settings or use another --out"
+            )
+        self.encoder.load_state_dict(state["encoder"])
+        with torch.no_grad():
+            self.scale.log_scale.copy_(state["log_scale"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.step, self.best, self.history = state["step"], state["best"], state["history"]
+        self.epoch_sums, self.epoch_seconds = state["epoch_sums"], state["epoch_seconds"]
+        torch.set_rng_state(state["torch_rng"])
+        return True
+
+    def save_weights(self, name: str) -> Path:
+        """The encoder alone, in the released file's key layout (conv.*, feature_extractor.*), for load_audio_encoder."""
+        path = self.out_dir / name
+        self._save(path, {key: value.detach().cpu() for key, value in self.encoder.state_dict().items()})
+        return path
+
+    # --- one step ----------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _texts(self, texts: list[str]) -> torch.Tensor:
+        """CLIP text embeddings, each computed alone and cached: a text's vector must not depend on its batch-mates,
+        or a resumed run (with an emptier cache) would see other numbers."""
+        for text in texts:
+            if text not in self.text_cache:
+                self.text_cache[text] = self.clip.encode_text([text])[0].cpu()
+        return torch.stack([self.text_cache[text] for text in texts]).to(self.device)
+
+    @torch.no_grad()
+    def _images(self, indices: list[int]) -> torch.Tensor | None:
+        """CLIP image embeddings of the clips' frames, or None when any clip of the batch has no frame."""
+        clips = self.train.clips
+        if any(clips[i].image is None for i in indices):
+            return None
+        from sgsim.images import read_image
+
+        for i in indices:
+            if i not in self.image_cache:
+                self.image_cache[i] = self.clip.encode_image(read_image(clips[i].image, self.clip.image_size).to(self.device))[0].cpu()
+        return torch.stack([self.image_cache[i] for i in indices]).to(self.device)
+
+    def _losses(self, indices: list[int], waveform: torch.Tensor) -> dict[str, torch.Tensor]:
+        config, front = self.config, self.encoder.front_end
+        generator = _generator(config.seed, self.step, 1)
+        texts = [augment_text(self.labels[i], generator, config.text_augment) for i in indices]
+        text_ids = {text: number for number, text in enumerate(dict.fromkeys(texts))}
+        groups = torch.tensor([text_ids[text] for text in texts], device=self.device)
+        log_mel = front.fit_frames(front.log_mel(waveform.to(self.device)))
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=config.amp and self.device.type == "cuda")
+        with autocast:
+            audio = self.encoder.embed_image(front.to_image(log_mel)).float()
+            scale = self.scale()
+            losses = {"text": symmetric_info_nce(audio, self._texts(texts), scale, groups) * config.text_weight}
+            images = self._images(indices) if config.image_weight else None
+            if images is not None:
+                losses["image"] = symmetric_info_nce(audio, images, scale) * config.image_weight
+            if config.audio_weight:
+                augmented = self.encoder.embed_image(front.to_image(spec_augment(log_mel, generator))).float()
+                losses["audio"] = symmetric_info_nce(audio, augmented, scale) * config.audio_weight
+        return losses
+
+    # --- the loop ----------------------------------------------------------------------------------------------
+
+    def _epoch_batches(self, epoch: int, skip: int) -> list[list[int]]:
+        """The batches of an epoch in its seeded order, without the first `skip` (already trained before a resume)."""
+        order = torch.randperm(len(self.train.clips), generator=_generator(self.config.seed, epoch, 0)).tolist()
+        size = self.config.batch_size
+        return [order[b * size : (b + 1) * size] for b in range(skip, self.steps_per_epoch)]
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        """Zero-shot top-1 (%) on the validation clips with the training prompt, or None without them."""
+        if self.val is None or not self.val.clips:
+            return None
+        self.encoder.eval()
+        embedded = embed_dataset(self.encoder, self.val, None, batch_size=self.config.batch_size, workers=self.config.workers)
+        text = class_embeddings(self.clip, self.val.classes, (self.config.prompt,)).cpu()
+        result = score_by_fold("zero-shot", zero_shot_scores(embedded.embeddings, text), embedded.labels, [0] * len(embedded.labels), self.val.classes)
+        self.encoder.train()
+        return result.top1
+
+    def run(self, max_steps: int | None = None, progress: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+        """Train to the configured epochs (or stop after `max_steps` steps in total, as an interruption would).
+
+        Writes last.pt every `checkpoint_every` steps and at the end, best.pth whenever validation improves,
+        encoder.pth and train.json at the end.
+        """
+        config = self.config
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        total = config.epochs * self.steps_per_epoch
+        self.encoder.train()
+        while self.step < total:
+            epoch, skip = divmod(self.step, self.steps_per_epoch)
+            self.clips.epoch = epoch
+            loader = DataLoader(self.clips, batch_sampler=self._epoch_batches(epoch, skip), num_workers=config.workers)
+            for indices, waveform in loader:
+                if max_steps is not None and self.step >= max_steps:
+                    return TrainResult(self.out_dir, self.step, self.best, self.history)
+                started = time.perf_counter()
+                losses = self._losses(indices.tolist(), waveform)
+                loss = sum(losses.values())
+                if not torch.isfinite(loss):
+                    raise SgsimError(f"step {self.step}: the loss is {float(loss)}; lower --lr or check the data")
+                self.optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimiser.step()
+                self.schedule.step()
+                self.step += 1
+                values = {name: float(value.detach()) for name, value in losses.items()}
+                for name, value in values.items():
+                    self.epoch_sums[name] = self.epoch_sums.get(name, 0.0) + value
+                self.epoch_seconds += time.perf_counter() - started
+                if progress:
+                    progress(self.step, {**values, "scale": float(self.scale().detach())})
+                if self.step % self.steps_per_epoch == 0:
+                    self._end_epoch(epoch)
+                if self.step % config.checkpoint_every == 0 and self.step < total:
+                    self.save_state()
+        self.save_state()
+        self.save_weights(FINAL_FILE)
+        with atomic_output(self.out_dir / LOG_FILE) as stream:
+            stream.write(json.dumps({"config": asdict(config), "history": self.history, "best_accuracy": self.best}, indent=2).encode())
+        return TrainResult(self.out_dir, self.step, self.best, self.history)
+
+    def _end_epoch(self, epoch: int) -> None:
+        """Validate, keep the best weights, record the epoch."""
+        accuracy = self.validate()
+        if accuracy is not None and (self.best is None or accuracy > self.best):
+            self.best = accuracy
+            self.save_weights(BEST_FILE)
+        self.history.append({
+            "epoch": epoch + 1,
+            "losses": {name: total / self.steps_per_epoch for name, total in self.epoch_sums.items()},
+            "lr": self.schedule.get_last_lr()[0],
+            "logit_scale": float(self.scale().detach()),
+            "val_top1": accuracy,
+            "train_seconds": self.epoch_seconds,
+        })
+        self.epoch_sums, self.epoch_seconds = {}, 0.0

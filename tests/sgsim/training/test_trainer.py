@@ -1,0 +1,106 @@
+"""Encoder training: it really learns, it resumes bit for bit, and its output is an ordinary sgsim-resnet18 checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from encoders import load_audio_encoder
+from sgsim.cli import main
+from sgsim.datasets import AudioDataset, Clip
+from sgsim.errors import SgsimError
+from sgsim.training.trainer import BEST_FILE, FINAL_FILE, STATE_FILE, EncoderTrainer
+
+
+def weights(path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def full_run(small_run, tmp_path_factory):
+    """An uninterrupted 8-epoch run on the synthetic sound classes, with the untrained encoder's validation accuracy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = EncoderTrainer(small_run.config(), small_run.train, small_run.clip, tmp_path_factory.mktemp("full"), small_run.val)
+        before = trainer.validate()
+        result = trainer.run()
+    finally:
+        torch.set_num_threads(threads)
+    return before, result
+
+
+def test_training_lifts_zero_shot_accuracy_from_chance_to_twice_chance(full_run, small_run):
+    before, result = full_run
+    chance = 100.0 / len(small_run.labels)
+    assert before <= 1.5 * chance  # the untrained encoder guesses
+    assert result.best_accuracy >= 2 * chance, [entry["val_top1"] for entry in result.history]
+    assert [entry["epoch"] for entry in result.history] == list(range(1, 9))
+    assert set(result.history[0]["losses"]) == {"text", "audio"}  # no frames in this dataset: no image loss
+
+
+def test_output_is_an_sgsim_resnet18_checkpoint_in_the_official_layout(full_run):
+    _, result = full_run
+    saved = weights(result.out_dir / BEST_FILE)
+    assert {key.split(".")[0] for key in saved} == {"conv", "feature_extractor"}
+    encoder = load_audio_encoder("sgsim-resnet18", checkpoint=result.out_dir / BEST_FILE)
+    assert encoder.encode(torch.randn(1, 44100) * 0.1, 44100).shape == (1, 512)
+    load_audio_encoder("sgsim-resnet18", checkpoint=result.out_dir / FINAL_FILE)
+
+
+def test_interrupted_run_resumes_to_the_same_weights_bit_for_bit(small_run, tmp_path, one_thread):
+    config = small_run.config(epochs=2, checkpoint_every=2)  # 3 steps per epoch: checkpoints at steps 2 and 4
+    reference = EncoderTrainer(config, small_run.train, small_run.clip, tmp_path / "reference", small_run.val).run()
+
+    interrupted = EncoderTrainer(config, small_run.train, small_run.clip, tmp_path / "resumed", small_run.val)
+    assert interrupted.run(max_steps=5).steps == 5  # killed after step 5, mid-epoch: the last checkpoint is step 4
+    assert not (tmp_path / "resumed" / FINAL_FILE).exists()
+    resumed = EncoderTrainer(config, small_run.train, small_run.clip, tmp_path / "resumed", small_run.val)
+    assert resumed.resume() and resumed.step == 4
+    result = resumed.run()
+
+    expected, actual = weights(tmp_path / "reference" / FINAL_FILE), weights(tmp_path / "resumed" / FINAL_FILE)
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[key], actual[key]) for key in expected)
+    assert result.history == [{**entry, "train_seconds": got["train_seconds"]} for entry, got in zip(reference.history, result.history)]
+    state = weights(tmp_path / "resumed" / STATE_FILE)
+    assert state["step"] == 6 and torch.equal(state["log_scale"], weights(tmp_path / "reference" / STATE_FILE)["log_scale"])
+
+
+def test_resume_with_other_settings_is_refused(small_run, tmp_path, one_thread):
+    EncoderTrainer(small_run.config(epochs=1), small_run.train, small_run.clip, tmp_path, small_run.val).run()
+    other = EncoderTrainer(small_run.config(epochs=1, lr=0.01), small_run.train, small_run.clip, tmp_path, small_run.val)
+    with pytest.raises(SgsimError, match=r"other settings \(lr=0.05 \(now 0.01\)\)"):
+        other.resume()
+
+
+def test_a_frame_per_clip_adds_the_audio_image_loss(small_run, tmp_path, one_thread):
+    from PIL import Image
+
+    clips = []
+    for number, clip in enumerate(small_run.train.clips):
+        frame = tmp_path / f"{number}.png"
+        Image.new("RGB", (40, 40), (60 * small_run.labels.index(clip.label), 90, 30)).save(frame)
+        clips.append(Clip(clip.path, clip.label, clip.fold, frame))
+    train = AudioDataset("frames", tmp_path, small_run.train.classes, clips)
+    seen = []
+    trainer = EncoderTrainer(small_run.config(epochs=1), train, small_run.clip, tmp_path / "out", None)
+    trainer.run(max_steps=1, progress=lambda step, losses: seen.append(losses))
+    assert set(seen[0]) == {"text", "image", "audio", "scale"} and all(torch.isfinite(torch.tensor(v)) for v in seen[0].values())
+    assert seen[0]["scale"] == pytest.approx(1 / 0.07, rel=0.01)  # CLIP's temperature, not exp(0.07)
+
+
+def test_train_encoder_command_writes_a_loadable_encoder_and_resumes(small_run, tmp_path, one_thread):
+    args = [
+        "train-encoder", str(small_run.csv), "--out", str(tmp_path / "run"), "--clip-model", small_run.clip_name,
+        "--clip", str(small_run.clip_file), "--epochs", "1", "--batch-size", "8", "--lr", "0.05", "--workers", "0", "--device", "cpu",
+        *[f"--front-end={key}={value}" for key, value in small_run.front_end.items()],
+    ]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "epoch 1: validation zero-shot top-1" in first.output and (tmp_path / "run" / BEST_FILE).is_file()
+    again = CliRunner().invoke(main, args[:-3] + ["--epochs", "2"] + args[-3:])
+    assert again.exit_code == 0, again.output
+    assert "resuming at step 3" in again.output and "epoch 2: validation" in again.output
+    load_audio_encoder("sgsim-resnet18", checkpoint=tmp_path / "run" / FINAL_FILE)
