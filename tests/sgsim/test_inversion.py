@@ -187,7 +187,6 @@ def test_cli_writes_source_inverted_and_latent(tmp_path, monkeypatch, tiny_gener
     from PIL import Image
 
     from sgsim.cli import main
-    from sgsim.editing.sources import read_latent_file
 
     monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))  # no LPIPS weights: the pixel loss, with a warning
     Image.new("RGB", (48, 40), (200, 120, 40)).save(tmp_path / "photo.jpg")
@@ -200,10 +199,12 @@ def test_cli_writes_source_inverted_and_latent(tmp_path, monkeypatch, tiny_gener
     assert sorted(p.name for p in out.iterdir()) == ["inverted.png", "latent.npz", "source.png"]
     with Image.open(out / "source.png") as source, Image.open(out / "inverted.png") as inverted:
         assert source.size == inverted.size == (32, 32)
-    w = read_latent_file(out / "latent.npz")
-    assert w.shape == (1, 8, 32)  # 32 px: 2 * log2(32) - 2 W+ rows
     with np.load(out / "latent.npz") as stored:
-        assert any(key.startswith("noise.") for key in stored)
+        assert stored["w"].shape == (1, 8, 32)  # 32 px: 2 * log2(32) - 2 W+ rows
+        noise = {key.removeprefix("noise."): stored[key].shape for key in stored if key.startswith("noise.")}
+    assert noise == {"b4.conv1.noise_const": (4, 4), "b8.conv0.noise_const": (8, 8), "b8.conv1.noise_const": (8, 8),
+                     "b16.conv0.noise_const": (16, 16), "b16.conv1.noise_const": (16, 16),
+                     "b32.conv0.noise_const": (32, 32), "b32.conv1.noise_const": (32, 32)}
 
 
 def test_cli_reports_a_bad_image_in_one_line(tmp_path, tiny_generator_file):
