@@ -50,6 +50,8 @@ def _open_fully(path: Path) -> Image.Image:
             image.load()
     except UnidentifiedImageError:
         raise ImageError(f"{path} is not an image Pillow can read; convert it to PNG or JPEG") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path} is too large to decode safely ({exc}); downscale it first") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"image file {path} is truncated or corrupt ({exc}); re-export or re-download it") from None
     if image.width == 0 or image.height == 0:

@@ -150,6 +150,13 @@ def test_unusable_paths_are_errors_naming_the_file(tmp_path, make, message):
     assert "face.png" in str(caught.value)
 
 
+def test_decompression_bomb_is_an_error_naming_the_file(tmp_path, monkeypatch):
+    Image.new("RGB", (32, 32)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses images over twice this many pixels
+    with pytest.raises(ImageError, match="huge.png is too large"):
+        read_image(tmp_path / "huge.png", 16)
+
+
 def test_to_uint8_matches_nvidia_rounding():
     values = torch.tensor([-1.5, -1.0, 0.0, 1.0, 1.5]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
     np.testing.assert_array_equal(to_uint8(values)[0, 0, :, 0], [0, 0, 128, 255, 255])
