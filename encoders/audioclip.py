@@ -130,7 +130,8 @@ class Attention2d(nn.Module):
 class ESResNeXtFBSP(ResNet):
     """AudioCLIP's audio network: waveform -> FBSP log-power bands -> gated ResNeXt-50 32x4d -> 1024-d.
 
-    Attribute names follow the released checkpoint's `audio.*` keys, so loading is a prefix strip.
+    Attribute names follow the released checkpoint: its `audio.*` keys are this module's keys under
+    `AudioClipEncoder.audio`, so loading renames nothing.
     """
 
     def __init__(self, embed_dim: int = EMBED_DIM):
@@ -154,7 +155,8 @@ class ESResNeXtFBSP(ResNet):
     def pooled_features(self, bands: torch.Tensor) -> torch.Tensor:
         """dB bands [N, 3, 341, frames] -> gated, average-pooled features [N, 2048]."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(bands))))
-        for layer, gate in zip((self.layer1, self.layer2, self.layer3, self.layer4), (self.att1, self.att2, self.att3, self.att4)):
+        stages = (self.layer1, self.layer2, self.layer3, self.layer4)
+        for layer, gate in zip(stages, (self.att1, self.att2, self.att3, self.att4)):
             out = layer(x)
             x = out * gate(x, out.shape[-2:])
         pooled = self.avgpool(x)
@@ -177,12 +179,15 @@ class AudioClipEncoder(AudioEncoder):
     embed_dim = EMBED_DIM
     mono = False  # stereo files: each channel through the network, features summed
     clip_model = "RN50-quickgelu"
+    clip_weights = VARIANT_WEIGHTS["partial"]  # the instance's variant decides; this is the default one
     input_seconds = 5.0  # AudioCLIP was trained on 5 s ESC-50 / 4 s UrbanSound8K clips
 
     def __init__(self, variant: str = "partial"):
         super().__init__()
         if variant not in VARIANT_WEIGHTS:
-            raise EncoderError(f"AudioCLIP variant {variant!r} does not exist; pass variant= one of {sorted(VARIANT_WEIGHTS)}")
+            raise EncoderError(
+                f"AudioCLIP variant {variant!r} does not exist; pass variant= one of {sorted(VARIANT_WEIGHTS)}"
+            )
         self.variant = variant
         self.clip_weights = VARIANT_WEIGHTS[variant]
         self.audio = ESResNeXtFBSP(EMBED_DIM)

@@ -125,7 +125,8 @@ def test_golden_embeddings_tell_clips_apart(golden):
 def test_stereo_features_are_summed_over_channels(encoder, shared_data):
     stereo = load_clip(shared_data, "audio/raining.wav", 0.25)
     assert stereo.shape[0] == 2
-    per_channel = [encoder.audio.pooled_features(encoder.audio.spectrogram(channel[None, None])[:, 0]) for channel in stereo]
+    bands = [encoder.audio.spectrogram(channel[None, None])[:, 0] for channel in stereo]
+    per_channel = [encoder.audio.pooled_features(channel_bands) for channel_bands in bands]
     expected = encoder.audio.fc(per_channel[0] + per_channel[1])
     torch.testing.assert_close(encoder(stereo[None]), expected, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(encoder(stereo.flip(0)[None]), expected, rtol=1e-4, atol=1e-4)
@@ -136,13 +137,16 @@ def test_stereo_features_are_summed_over_channels(encoder, shared_data):
 def test_variants_name_their_clip_towers():
     assert AudioClipEncoder("partial").clip_weights == "audioclip-partial"
     full = AudioClipEncoder("full")
-    assert (full.clip_weights, full.clip_model, full.embed_dim, full.mono) == ("audioclip-full", "RN50-quickgelu", 1024, False)
+    assert (full.clip_weights, full.clip_model) == ("audioclip-full", "RN50-quickgelu")
+    assert (full.sample_rate, full.embed_dim, full.mono) == (44100, 1024, False)
     with pytest.raises(EncoderError, match="variant 'half'"):
         AudioClipEncoder("half")
 
 
 def test_a_file_without_the_audio_head_is_refused(encoder):
-    clip_only = {"visual.conv1.weight": torch.zeros(32, 3, 3, 3), "logit_scale": torch.zeros(()), "logit_scale_at": torch.zeros(())}
+    clip_only = {
+        "visual.conv1.weight": torch.zeros(32, 3, 3, 3), "logit_scale": torch.zeros(()), "logit_scale_at": torch.ones(()),
+    }
     with pytest.raises(EncoderError, match=r"clip\.pt .* 369 keys missing"):
         encoder.load_official(clip_only, "clip.pt")
 

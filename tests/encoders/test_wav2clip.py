@@ -1,4 +1,5 @@
-"""Wav2CLIP: parity with the authors' code on real clips, its front end, batch vs single-clip statistics, strict loading.
+"""Wav2CLIP: parity with the authors' code on real clips, its front end, batch vs single-clip statistics,
+strict loading.
 
 The golden numbers come from descriptinc/lyrebird-wav2clip run with seeded weights (tests/data/encoders/README.md).
 """
