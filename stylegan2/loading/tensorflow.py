@@ -90,6 +90,10 @@ _VARIABLE_RULES: list[tuple[str, Callable[[re.Match, np.ndarray], tuple[str, np.
 ]
 
 
+# G_main's progressive-growing level of detail: StyleGAN2 keeps it at 0 and has no PyTorch counterpart.
+_IGNORED_VARIABLES = {"lod": 0.0}
+
+
 def collect_variables(net: TFNetworkState, source: str, prefix: str = "") -> dict[str, np.ndarray]:
     """All variables of a network and its components, named `component/.../variable`."""
     variables = {prefix + name: np.asarray(value) for name, value in net.state.get("variables", [])}
@@ -105,6 +109,11 @@ def convert_variables(variables: dict[str, np.ndarray], source: str) -> dict[str
     """TF variables -> NVIDIA PyTorch state dict; an unknown variable raises."""
     state_dict = {}
     for name, value in variables.items():
+        if name in _IGNORED_VARIABLES:
+            if not np.all(value == _IGNORED_VARIABLES[name]):
+                raise CheckpointError(f"{source}: TensorFlow variable {name!r} is {value}, expected "
+                                      f"{_IGNORED_VARIABLES[name]}; a progressive-growing snapshot is not a StyleGAN2 generator")
+            continue
         for pattern, rule in _VARIABLE_RULES:
             match = re.fullmatch(pattern, name)
             if match:

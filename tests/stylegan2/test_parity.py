@@ -15,9 +15,6 @@ from stylegan2 import load_generator
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "stylegan2"
 MANIFEST = json.loads((DATA / "fixtures.json").read_text())
-# Open loader bugs, marked strict so that the fix turns these into failures and the entry gets removed.
-LOD_REJECTED = "stylegan2/loading/tensorflow.py rejects G_main's 'lod' variable, which every TF StyleGAN2 pickle has"
-KNOWN_FAILURES = {"tf_skip32.pkl": LOD_REJECTED, "tf_cond32.pkl": LOD_REJECTED}
 WS_TOLERANCE = 1e-5  # mapping is a few small matmuls; fp32 rounding stays near 1e-6
 IMAGE_TOLERANCE = 1e-4  # images span a few units; NVIDIA quotes ~1e-5 between fp32 implementations
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
@@ -25,8 +22,7 @@ PLACEHOLDER = b"# NVIDIA source omitted from sgsim test data (licence)"
 
 
 def case_param(case: dict) -> object:
-    marks = [pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[case["file"]])] if case["file"] in KNOWN_FAILURES else []
-    return pytest.param(case, id=f"{case['file']}:{case['network']}", marks=marks)
+    return pytest.param(case, id=f"{case['file']}:{case['network']}")
 
 
 CASES = [case_param(case) for case in MANIFEST["cases"]]
