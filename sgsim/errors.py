@@ -21,6 +21,6 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Every exception type that means the user must change something, across all packages."""
     from checkpoints.errors import WeightsError
     from encoders.errors import EncoderError
-    from stylegan2.errors import CheckpointError
+    from stylegan2.errors import CheckpointError, CudaOpsError, NetworkConfigError
 
-    return (SgsimError, CheckpointError, EncoderError, WeightsError)
+    return (SgsimError, CheckpointError, CudaOpsError, NetworkConfigError, EncoderError, WeightsError)
