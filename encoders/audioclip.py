@@ -89,6 +89,7 @@ class LinearFBSP(nn.Module):
         x = fb * t / (m + FBSP_EPS)
         sinc = torch.where(x == 0, torch.ones_like(x), torch.sin(x) / x)
         # sinc^m for a real m, as the reference's complex power: magnitude |sinc|^m, phase m*pi where sinc < 0.
+        # (At an exact zero of the sinc the reference computes 0 * log(0) = NaN; this gives the limit, 0.)
         magnitude = (sinc * sinc) ** (0.5 * m)
         phase = m * torch.where(sinc < 0, math.pi, 0.0)
         window_real, window_imag = magnitude * torch.cos(phase), magnitude * torch.sin(phase)
