@@ -127,7 +127,7 @@ def edit_command(audio, text, image, seed, latent, invert_steps, generator, enco
     from tqdm import tqdm
 
     from sgsim.editing import Editor, Target
-    from sgsim.editing.sources import read_latent_file
+    from sgsim.editing.sources import NOISE_PREFIX, read_latent_file
     from sgsim.images import write_grid, write_png
 
     sources = {"--seed": seed, "--image": image, "--latent": latent}
@@ -142,7 +142,7 @@ def edit_command(audio, text, image, seed, latent, invert_steps, generator, enco
     started = time.perf_counter()
     editor = Editor(generator, encoder, clip=clip_weights, device=device, audio_checkpoint=encoder_checkpoint)
     loaded = time.perf_counter()
-    source = seed if seed is not None else image if image is not None else read_latent_file(latent)
+    source, noise = (seed, None) if seed is not None else (image, None) if image is not None else read_latent_file(latent)
     targets = [Target(audio=path, text=text) for path in audio]
     with tqdm(total=steps, desc="edit", unit="step", leave=False) as bar:
         def on_step(step: int, losses: dict[str, float]) -> None:
@@ -152,7 +152,7 @@ def edit_command(audio, text, image, seed, latent, invert_steps, generator, enco
         result = editor.edit(
             source, targets, steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id,
             callback=on_step, mix=mix, strengths=strengths, loudness_strength=loudness_strength,
-            record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0, invert_steps=invert_steps,
+            record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0, invert_steps=invert_steps, noise=noise,
         )
     edited = time.perf_counter()
 
@@ -171,6 +171,7 @@ def edit_command(audio, text, image, seed, latent, invert_steps, generator, enco
         write_npz(
             staging / "latents.npz", source=result.source_latent.numpy(), edited=result.edited_latents.numpy(),
             strengths=result.strengths.numpy(), swept=result.latents.numpy(),
+            **{f"{NOISE_PREFIX}{name}": value.numpy() for name, value in result.noise.items()},
         )
         outputs += ["comparison.png", "latents.npz"]
         if save_video:

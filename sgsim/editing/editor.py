@@ -41,6 +41,7 @@ class EditResult:
     targets: list[Target]
     settings: dict  # every setting of the run, with the defaults filled in
     frames: list[torch.Tensor] = field(default_factory=list)  # [len(guides), 3, H, W] every `record_every` steps
+    noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise buffers the images were made with, if not G's own
 
 
 def _default_device() -> torch.device:
@@ -192,6 +193,7 @@ class Editor:
         loudness_strength: bool = False,
         record_every: int = 0,
         invert_steps: int = 1000,
+        noise: Optional[dict[str, torch.Tensor]] = None,
     ) -> EditResult:
         """Edit `source` toward every target at once (one batch, same result as one by one).
 
@@ -201,6 +203,8 @@ class Editor:
         text separately and takes the first half of W+ (paper: layers 1-9 of 18) from the sound.
         `strengths` rescale the edit along w_src -> w_edit without re-optimising; with
         `loudness_strength` each strength is multiplied by the sound's loudness scale.
+        `noise`: noise buffers (name -> tensor) fitted with a latent source, as sgsim invert saves them;
+        an image source uses those of its own inversion. `record_every` > 0 keeps snapshots in `frames`.
         Raises EditDiverged (an SgsimError carrying the last finite latents) on a NaN loss.
         """
         targets = self._check_targets(targets, mix)
@@ -212,7 +216,8 @@ class Editor:
             lambda_id = 0.0
 
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
-        w_source, noise = self._start(source, seed, invert_steps)
+        w_source, fitted_noise = self._start(source, seed, invert_steps)
+        noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
         if mix == "weighted":
             directions = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)])
             guides = [t.label for t in targets]
@@ -256,6 +261,7 @@ class Editor:
                 "preset": asdict(self.preset), "device": str(self.device),
             },
             frames=optimised.frames,
+            noise={name: value.cpu() for name, value in noise.items()},
         )
 
     @staticmethod

@@ -65,6 +65,7 @@ def test_same_seed_writes_identical_files(run, sounds, tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
+@pytest.mark.filterwarnings("ignore:inverting without LPIPS")
 def test_generate_then_edit_its_latent_and_its_image(run, sounds, tmp_path):
     assert run("generate", "--seed", "3", "--seed", "4", "--out", str(tmp_path / "gen")).exit_code == 0
     assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == ["seed0003.npz", "seed0003.png", "seed0004.npz", "seed0004.png"]
@@ -78,6 +79,18 @@ def test_generate_then_edit_its_latent_and_its_image(run, sounds, tmp_path):
     assert by_image.exit_code == 0, by_image.output
     report = json.loads((tmp_path / "i" / "run.json").read_text())
     assert report["settings"]["mix"] == "layers" and report["source"]["invert_steps"] == 2
+    assert any(key.startswith("noise.") for key in np.load(tmp_path / "i" / "latents.npz"))  # the inversion's noise
+
+
+@pytest.mark.filterwarnings("ignore:inverting without LPIPS")
+def test_edit_of_an_inverted_latent_starts_from_the_inverted_image(run, sounds, tmp_path):
+    assert run("generate", "--seed", "4", "--out", str(tmp_path / "gen")).exit_code == 0
+    inverted = run("invert", "--image", str(tmp_path / "gen" / "seed0004.png"), "--steps", "2", "--out", str(tmp_path / "inv"))
+    assert inverted.exit_code == 0, inverted.output
+    edited = run("edit", "--audio", str(sounds[0]), "--latent", str(tmp_path / "inv" / "latent.npz"), "--out", str(tmp_path / "e"))
+    assert edited.exit_code == 0, edited.output
+    # Same W+ and the inversion's fitted noise: the edit's source is exactly the inverted image.
+    assert (tmp_path / "e" / "source.png").read_bytes() == (tmp_path / "inv" / "inverted.png").read_bytes()
 
 
 def _one_line_error(result) -> str:

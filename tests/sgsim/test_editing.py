@@ -60,13 +60,14 @@ def test_w_and_w_plus_latents_of_every_accepted_shape():
 
 def test_latent_files_are_read_by_key_or_as_their_only_array(tmp_path):
     np.savez(tmp_path / "edit.npz", source=np.ones((4, 5)), edited=np.zeros((2, 4, 5)))
-    np.savez(tmp_path / "projected_w.npz", w=np.full((1, 4, 5), 2.0))
+    np.savez(tmp_path / "projected_w.npz", w=np.full((1, 4, 5), 2.0), **{"noise.b4.conv1.noise_const": np.ones((4, 4))})
     np.savez(tmp_path / "single.npz", anything=np.full(5, 3.0))
     np.savez(tmp_path / "two.npz", a=np.zeros(5), b=np.zeros(5))
     (tmp_path / "broken.npz").write_bytes(b"not a zip")
-    assert read_latent_file(tmp_path / "edit.npz").sum() == 20
-    assert read_latent_file(tmp_path / "projected_w.npz").shape == (1, 4, 5)
-    assert read_latent_file(tmp_path / "single.npz")[0] == 3.0
+    assert read_latent_file(tmp_path / "edit.npz")[0].sum() == 20
+    latent, noise = read_latent_file(tmp_path / "projected_w.npz")
+    assert latent.shape == (1, 4, 5) and list(noise) == ["b4.conv1.noise_const"]
+    assert read_latent_file(tmp_path / "single.npz")[0][0] == 3.0
     with pytest.raises(SgsimError, match="none of them named"):
         read_latent_file(tmp_path / "two.npz")
     with pytest.raises(SgsimError, match="broken.npz is not a readable"):
