@@ -63,12 +63,13 @@ def main() -> None:
     editor.edit(0, Target(args.audio), steps=args.steps, callback=on_step)
     done = time.perf_counter()
     per_step = (step_times[-1] - step_times[0]) / max(1, len(step_times) - 1)  # steady state: the first step warms up
-    first_step = step_times[0] - built
+    first_step = step_times[0] - built  # sound embedding, source latent and the first (warm-up) step
+    render = done - step_times[-1]  # the final images
     print(json.dumps({
         "device": args.device, "threads": torch.get_num_threads(), "steps_run": args.steps,
         "build_s": round(built - started, 2), "edit_s": round(done - built, 2),
-        "first_step_s": round(first_step, 2), "per_step_s": round(per_step, 3),
-        "estimated_s_for_total_steps": round(first_step + per_step * (args.total_steps - 1), 1),
+        "first_step_s": round(first_step, 2), "per_step_s": round(per_step, 3), "render_s": round(render, 2),
+        "estimated_s_for_total_steps": round(first_step + per_step * (args.total_steps - 1) + render, 1),
         "total_steps": args.total_steps,
     }))
 

@@ -19,6 +19,7 @@ from sgsim.cli.output_dir import staged_output_dir
 RECORDED_PACKAGES = ("sgsim", "torch", "torchvision", "torchaudio", "open_clip_torch", "numpy", "librosa", "soundfile", "pillow")
 VIDEO_FRAMES = 50  # about this many optimisation snapshots go into --save-video's GIF
 VIDEO_FRAME_MS = 80
+SEED_MAX = 2**32 - 1  # numpy RandomState seeds, as NVIDIA's generate.py draws z
 
 
 def parse_strengths(text: str) -> list[float]:
@@ -104,7 +105,7 @@ def _check_out(out: Path) -> None:
 @click.option("--audio", "audio", multiple=True, type=click.Path(path_type=Path), help="Sound to edit toward (repeat for several).")
 @click.option("--text", default=None, help="Text mixed with every sound (see --mix).")
 @click.option("--image", type=click.Path(path_type=Path), default=None, help="Source image to invert and edit.")
-@click.option("--seed", type=int, default=None, help="Source: the generator's image of this seed (truncation 0.7).")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=None, help="Source: the generator's image of this seed (truncation 0.7).")
 @click.option("--latent", type=click.Path(path_type=Path), default=None, help="Source: a W or W+ latent (.npz from sgsim edit/generate or the ADA projector).")
 @click.option("--invert-steps", type=click.IntRange(min=1), default=1000, show_default=True, help="Inversion steps for --image.")
 @click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
@@ -194,7 +195,7 @@ def edit_command(audio, text, image, seed, latent, invert_steps, generator, enco
 
 
 @click.command("generate")
-@click.option("--seed", "seeds", type=int, multiple=True, required=True, help="Seed to draw (repeat for several).")
+@click.option("--seed", "seeds", type=click.IntRange(0, SEED_MAX), multiple=True, required=True, help="Seed to draw (repeat for several).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
 @click.option("--truncation", type=float, default=0.7, show_default=True, help="psi toward w_avg (1 = none); 0.7 matches sgsim edit --seed.")

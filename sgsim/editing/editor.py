@@ -13,7 +13,7 @@ import torch
 
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
 from sgsim.editing.optimise import StepCallback, optimise_latents
-from sgsim.editing.presets import DEFAULT_PRESET, PRESETS, EditPreset
+from sgsim.editing.presets import EditPreset, choose_preset
 from sgsim.editing.sources import as_w_plus, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale
 from sgsim.inversion import swapped_noise
@@ -72,7 +72,7 @@ class Editor:
         self.generator = self._load_generator(generator)
         self.audio_encoder = self._load_audio_encoder(audio_encoder, audio_checkpoint)
         self.clip = self._load_clip(clip)
-        self.preset = self._choose_preset(preset, generator)
+        self.preset = choose_preset(preset, generator)
         self._identity = identity  # an IdentityLoss, a weights name/path to load on first use, or None
         self._identity_missing = False
         if hasattr(identity, "net"):
@@ -110,15 +110,6 @@ class Editor:
         weights = self._resolve("clip", clip if clip is not None else self.audio_encoder.clip_weights)
         model = load_clip(self.audio_encoder.clip_model, pretrained=str(weights), device=self.device)
         return model.eval().requires_grad_(False)
-
-    @staticmethod
-    def _choose_preset(preset, generator) -> EditPreset:
-        if isinstance(preset, EditPreset):
-            return preset
-        name = preset if preset is not None else (generator if isinstance(generator, str) else None)
-        if preset is not None and preset not in PRESETS:
-            raise SgsimError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)} or pass an EditPreset")
-        return PRESETS.get(name, DEFAULT_PRESET)
 
     def _identity_distance(self):
         """The identity loss, loaded on first use; None (after one warning) when no weights were given and the default ones are absent."""
@@ -271,6 +262,9 @@ class Editor:
         targets = [t if isinstance(t, Target) else Target(audio=t) for t in targets]
         if not targets:
             raise SgsimError("no targets: pass at least one Target (a sound, a text or both)")
+        bad_weights = [t.weight for t in targets if not (math.isfinite(t.weight) and t.weight >= 0)]
+        if bad_weights:
+            raise SgsimError(f"a target's text weight must be a finite number >= 0, got {bad_weights[0]}")
         if mix == "layers" and any(t.audio is None or not t.text for t in targets):
             raise SgsimError("mix='layers' mixes a sound-guided and a text-guided edit: every target needs both audio and text")
         return targets

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+from sgsim.errors import SgsimError
 
 
 @dataclass(frozen=True)
@@ -27,3 +31,16 @@ PRESETS: dict[str, EditPreset] = {
 # A generator loaded from a path or passed as an object: the scene weights, because they need no
 # identity network and suit any domain; pass preset="ffhq" (or lambda_id) for a face model.
 DEFAULT_PRESET = SCENES
+
+
+def choose_preset(preset: Union[str, EditPreset, None], generator: object) -> EditPreset:
+    """The preset asked for (a name in PRESETS or an EditPreset), else the one of the generator's manifest
+    name, else DEFAULT_PRESET (a generator passed as a path or an object)."""
+    if isinstance(preset, EditPreset):
+        return preset
+    if preset is not None:
+        if preset not in PRESETS:
+            raise SgsimError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)} or pass an EditPreset")
+        return PRESETS[preset]
+    name = generator if isinstance(generator, (str, Path)) else None
+    return PRESETS.get(str(name), DEFAULT_PRESET)

@@ -105,6 +105,7 @@ def _one_line_error(result) -> str:
     ("missing", "no such audio file"),
     ("seed and image", "exactly one source"),
     ("no source", "exactly one source"),
+    ("negative seed", "not in the range"),
     ("bad strength", "comma-separated list of numbers"),
     ("nan strength", "finite"),
 ])
@@ -113,7 +114,8 @@ def test_bad_input_is_one_line_and_writes_nothing(run, sounds, tmp_path, case, e
     soundfile.write(silent, np.zeros(44100, dtype=np.float32), 44100)
     corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(20))
     audio = {"silent": silent, "corrupt": corrupt, "missing": tmp_path / "missing.wav"}.get(case, sounds[0])
-    source = {"seed and image": ["--seed", "1", "--image", str(tmp_path / "x.png")], "no source": []}.get(case, ["--seed", "1"])
+    source = {"seed and image": ["--seed", "1", "--image", str(tmp_path / "x.png")], "no source": [],
+              "negative seed": ["--seed", "-1"]}.get(case, ["--seed", "1"])
     strength = {"bad strength": "0.5,,x", "nan strength": "1,nan"}.get(case, "1")
     out = tmp_path / "out"
     result = run("edit", "--audio", str(audio), *source, "--strength", strength, "--out", str(out))

@@ -9,6 +9,7 @@ import torch
 from sgsim.cli.output_dir import staged_output_dir
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
 from sgsim.editing.optimise import free_rows
+from sgsim.editing.presets import DEFAULT_PRESET, FACES, SCENES, EditPreset, choose_preset
 from sgsim.editing.sources import as_w_plus, read_latent_file
 from sgsim.editing.targets import REFERENCE_DBFS, loudness_scale
 from sgsim.errors import SgsimError
@@ -97,3 +98,14 @@ def test_staged_output_appears_whole_or_not_at_all(tmp_path):
         (staging / "b.png").write_bytes(b"second")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {"a.png": b"first", "b.png": b"second"}
+
+
+def test_presets_follow_the_generator_name_unless_one_is_asked_for(tmp_path):
+    assert choose_preset(None, "ffhq") == FACES == EditPreset(lambda_latent=0.008, lambda_id=0.004)
+    assert choose_preset(None, "landscape") == choose_preset(None, "wikiart") == SCENES == EditPreset(0.002, 0.0)
+    assert choose_preset(None, tmp_path / "ffhq-finetuned.pkl") == DEFAULT_PRESET
+    assert choose_preset(None, object()) == DEFAULT_PRESET
+    assert choose_preset("ffhq", tmp_path / "g.pkl") == FACES
+    assert choose_preset(EditPreset(1.0, 2.0), "ffhq") == EditPreset(1.0, 2.0)
+    with pytest.raises(SgsimError, match="unknown preset 'faces'; choose one of ffhq, landscape, wikiart"):
+        choose_preset("faces", "ffhq")
