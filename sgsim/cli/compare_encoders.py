@@ -47,6 +47,8 @@ def default_device(device: str | None) -> str:
 @click.option("--clip", "clips", multiple=True, help="CLIP weights for every encoder (PATH) or one (ENCODER=PATH); default: each encoder's own.")
 @click.option("--prompts", type=click.Choice(list(PROMPT_TEMPLATES)), default="sound", show_default=True, help="Zero-shot prompt set.")
 @click.option("--linear-probe/--no-linear-probe", default=True, show_default=True, help="Also fit a logistic regression per held-out fold.")
+@click.option("--baseline-resnet50", is_flag=True, help="Also train the paper's supervised log-mel ResNet50 on the other folds (slow: one training per fold).")
+@click.option("--baseline-epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Epochs of each baseline training.")
 @click.option("--with-paper", is_flag=True, help="Show the paper's published numbers beside ours.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("out/compare-encoders"), show_default=True, help="Report folder.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Embedding cache (default: <SGSIM_HOME>/embeddings).")
@@ -54,7 +56,7 @@ def default_device(device: str | None) -> str:
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=min(4, os.cpu_count() or 1), show_default=True, help="Audio decoding processes.")
-def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, with_paper, out, cache_dir, no_cache, device,
+def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, baseline_resnet50, baseline_epochs, with_paper, out, cache_dir, no_cache, device,
                              batch_size, workers) -> None:
     """Zero-shot and linear-probe accuracy of audio encoders, per official fold and averaged."""
     from tqdm import tqdm
@@ -63,6 +65,7 @@ def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, w
     from sgsim.datasets import open_dataset
     from sgsim.evaluation.compare import EncoderChoice, compare_encoders, default_choices
     from sgsim.evaluation.report import write_reports
+    from sgsim.evaluation.supervised import SupervisedConfig
 
     started = time.perf_counter()
     clip_default, clip_per_encoder = _clip_choices(clips)
@@ -85,8 +88,9 @@ def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, w
         bars.append(bar)
         return bar.update
 
+    supervised = SupervisedConfig(epochs=baseline_epochs, batch_size=batch_size) if baseline_resnet50 else None
     comparison = compare_encoders(
-        choices, loaded, prompts, linear_probe, cache_root, default_device(device), batch_size, workers, progress_factory
+        choices, loaded, prompts, linear_probe, cache_root, default_device(device), batch_size, workers, progress_factory, supervised
     )
     for bar in bars:
         bar.close()

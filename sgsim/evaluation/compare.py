@@ -17,6 +17,7 @@ from sgsim.datasets import AudioDataset, Problem
 from sgsim.evaluation.embeddings import embed_dataset
 from sgsim.evaluation.prompts import class_embeddings, templates_for
 from sgsim.evaluation.scoring import ProtocolResult, evaluation_folds, linear_probe_scores, score_by_fold, zero_shot_scores
+from sgsim.evaluation.supervised import BASELINE_NAME, SupervisedConfig, network_inputs, supervised_scores
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,30 @@ def evaluate_encoder(
     )
 
 
+def evaluate_supervised(
+    dataset: AudioDataset,
+    config: SupervisedConfig,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> DatasetResult:
+    """The supervised log-mel ResNet baseline on one dataset, trained on the other folds for each held-out fold."""
+    from encoders.sgsim_encoder import LogMelFrontEnd
+
+    start = time.perf_counter()
+    device = torch.device(device)
+    images, kept, problems = network_inputs(dataset, LogMelFrontEnd(**config.front_end).to(device), device)
+    clips = [dataset.clips[i] for i in kept]
+    labels = torch.tensor([dataset.class_index(clip.label) for clip in clips], dtype=torch.long)
+    folds = evaluation_folds([clip.fold for clip in clips])
+    protocols = []
+    if len(set(folds)) > 1:
+        scores = supervised_scores(images, labels, folds, len(dataset.classes), config, device, progress)
+        protocols.append(score_by_fold("supervised", scores, labels, folds, dataset.classes))
+    name = BASELINE_NAME if config.backbone == "resnet50" else f"{config.backbone}-supervised"
+    return DatasetResult(name, dataset.root.name, dataset.name, len(clips), dataset.problems + problems, protocols,
+                         encoded=len(clips), seconds=time.perf_counter() - start)
+
+
 def compare_encoders(
     choices: list[EncoderChoice],
     datasets: list[AudioDataset],
@@ -119,10 +144,12 @@ def compare_encoders(
     batch_size: int = 32,
     workers: int = 2,
     progress_factory: Callable[[str, int], Callable[[int], None]] | None = None,
+    supervised: SupervisedConfig | None = None,
 ) -> Comparison:
-    """Run every chosen encoder on every dataset; an encoder that cannot be loaded is skipped with its reason.
+    """Run every chosen encoder (and, given `supervised`, the supervised baseline) on every dataset.
 
-    `progress_factory(description, total)` returns the progress callback of one encoder on one dataset.
+    An encoder that cannot be loaded is skipped with its reason. `progress_factory(description, total)`
+    returns the progress callback of one encoder on one dataset.
     """
     templates_for(prompts)  # an unknown prompt set fails before any model loads
     comparison = Comparison(prompts=prompts)
@@ -139,4 +166,8 @@ def compare_encoders(
                 evaluate_encoder(encoder, clip, dataset, prompts, linear_probe, cache_root, batch_size, workers, progress)
             )
         del encoder, clip
+    if supervised is not None:
+        for dataset in datasets:
+            progress = progress_factory(f"supervised {supervised.backbone} on {dataset.root.name}", len(dataset.clips)) if progress_factory else None
+            comparison.results.append(evaluate_supervised(dataset, supervised, device, progress))
     return comparison
