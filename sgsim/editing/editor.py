@@ -16,8 +16,8 @@ from sgsim.editing.optimise import StepCallback, optimise_latents
 from sgsim.editing.presets import EditPreset, choose_preset
 from sgsim.editing.sources import as_w_plus, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale
-from sgsim.inversion import swapped_noise
 from sgsim.errors import SgsimError
+from sgsim.inversion import invert, swapped_noise
 
 MIX_MODES = ("weighted", "layers")
 IDENTITY_WEIGHTS = "arcface-ir-se50"  # manifest name of the identity network used when none is given
@@ -153,7 +153,6 @@ class Editor:
         return as_w_plus(array, G.num_ws, G.w_dim).to(self.device), {}
 
     def _invert(self, image: torch.Tensor, seed: int, steps: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        from sgsim.inversion import invert
         from sgsim.lpips import load_lpips_if_present
 
         result = invert(self.generator, image.to(self.device), steps=steps, lpips=load_lpips_if_present(), seed=seed)
@@ -188,7 +187,8 @@ class Editor:
     ) -> EditResult:
         """Edit `source` toward every target at once (one batch, same result as one by one).
 
-        `source`: a seed, a W / W+ latent, or an image (inverted first, seeded by `seed`).
+        `source`: a seed, a W / W+ latent, or an image (inverted first, seeded by `seed`; the edit itself
+        has no randomness, so equal arguments give identical results on the CPU).
         `targets`: Target objects (a bare path means Target(audio=path)). mix='weighted' aims at the
         normalised sum of sound and text embeddings; mix='layers' edits toward the sound and the
         text separately and takes the first half of W+ (paper: layers 1-9 of 18) from the sound.
@@ -202,6 +202,8 @@ class Editor:
         strengths = self._check_settings(steps, lr, mix, strengths)
         lambda_latent = self.preset.lambda_latent if lambda_latent is None else float(lambda_latent)
         lambda_id = self.preset.lambda_id if lambda_id is None else float(lambda_id)
+        if not all(math.isfinite(v) and v >= 0 for v in (lambda_latent, lambda_id)):
+            raise SgsimError(f"lambda_latent and lambda_id must be finite numbers >= 0, got {lambda_latent} and {lambda_id}")
         identity = self._identity_distance() if lambda_id > 0 else None
         if identity is None:
             lambda_id = 0.0
@@ -216,8 +218,7 @@ class Editor:
             directions = torch.stack([e.sound for e in embeddings] + [e.text for e in embeddings])
             guides = [f"{t.label} (sound)" for t in targets] + [f"{t.text} (text)" for t in targets]
 
-        with torch.random.fork_rng(devices=[]), swapped_noise(self.generator, noise):
-            torch.manual_seed(seed)
+        with swapped_noise(self.generator, noise):
             optimised = optimise_latents(
                 self.generator, self.clip, w_source.expand(len(guides), -1, -1), directions.to(self.device),
                 steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id, identity=identity,

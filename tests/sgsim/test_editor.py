@@ -158,5 +158,9 @@ def test_bad_inputs_are_errors_that_name_the_problem(editor, sounds, tmp_path):
         editor.edit(0, Target(sounds["fire"]), steps=2, mix="layers")
     with pytest.raises(SgsimError, match="unknown mix"):
         editor.edit(0, Target(sounds["fire"]), steps=2, mix="average")
+    with pytest.raises(SgsimError, match="lambda_latent and lambda_id must be finite numbers >= 0"):
+        editor.edit(0, Target(sounds["fire"]), steps=2, lambda_latent=-1.0)
+    with pytest.raises(SgsimError, match="text weight"):
+        editor.edit(0, Target(sounds["fire"], text="fire", weight=float("inf")), steps=2)
     with pytest.raises(SgsimError, match="strengths"):
         editor.edit(0, Target(sounds["fire"]), steps=2, strengths=(float("nan"),))
