@@ -96,6 +96,23 @@ def write_gif(path: Path, frames: list) -> None:
         pictures[0].save(stream, format="GIF", save_all=True, append_images=pictures[1:], duration=VIDEO_FRAME_MS, loop=0)
 
 
+def write_edit_images(folder: Path, result, audio: list[Path], strengths: list[float]) -> list[str]:
+    """source.png, <sound stem>_s<strength>.png per target and strength, and comparison.png (all side by side,
+    labelled with the sound's file name); returns the file names written."""
+    from sgsim.images import write_grid, write_png
+
+    write_png(folder / "source.png", result.source_image)
+    names, images, labels = ["source.png"], [result.source_image], ["source"]
+    for t, (stem, path) in enumerate(zip(file_stems(audio), audio)):
+        for s, strength in enumerate(strengths):
+            names.append(f"{stem}_s{strength:g}.png")
+            write_png(folder / names[-1], result.images[t, s])
+            images.append(result.images[t, s])
+            labels.append(f"{path.name} x{strength:g}")
+    write_grid(folder / "comparison.png", images, labels)
+    return names + ["comparison.png"]
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise click.UsageError(f"--out {out} is a file; pass a folder")
@@ -128,8 +145,8 @@ def edit_command(audio, text, image, seed, latent, invert_steps, generator, enco
     from tqdm import tqdm
 
     from sgsim.editing import Editor, Target
+    from sgsim.audio import audio_duration
     from sgsim.editing.sources import NOISE_PREFIX, read_latent_file
-    from sgsim.images import write_grid, write_png
 
     sources = {"--seed": seed, "--image": image, "--latent": latent}
     given = [flag for flag, value in sources.items() if value is not None]
@@ -139,6 +156,8 @@ def edit_command(audio, text, image, seed, latent, invert_steps, generator, enco
         raise click.UsageError("pass at least one --audio FILE")
     out = out if out is not None else Path("out") / file_stems([audio[0]])[0]
     _check_out(out)
+    for path in audio:
+        audio_duration(path)  # a missing or unreadable sound fails now, before the networks load
 
     started = time.perf_counter()
     editor = Editor(generator, encoder, clip=clip_weights, device=device, audio_checkpoint=encoder_checkpoint)
@@ -157,24 +176,14 @@ def edit_command(audio, text, image, seed, latent, invert_steps, generator, enco
         )
     edited = time.perf_counter()
 
-    stems = file_stems(list(audio))
     with staged_output_dir(out) as staging:
-        write_png(staging / "source.png", result.source_image)
-        images, labels, outputs = [result.source_image], ["source"], ["source.png"]
-        for t, (stem, path) in enumerate(zip(stems, audio)):
-            for s, strength in enumerate(strengths):
-                name = f"{stem}_s{strength:g}.png"
-                write_png(staging / name, result.images[t, s])
-                images.append(result.images[t, s])
-                labels.append(f"{path.name} x{strength:g}")
-                outputs.append(name)
-        write_grid(staging / "comparison.png", images, labels)
+        outputs = write_edit_images(staging, result, list(audio), strengths)
         write_npz(
             staging / "latents.npz", source=result.source_latent.numpy(), edited=result.edited_latents.numpy(),
             strengths=result.strengths.numpy(), swept=result.latents.numpy(),
             **{f"{NOISE_PREFIX}{name}": value.numpy() for name, value in result.noise.items()},
         )
-        outputs += ["comparison.png", "latents.npz"]
+        outputs.append("latents.npz")
         if save_video:
             write_gif(staging / "optimisation.gif", result.frames)
             outputs.append("optimisation.gif")
