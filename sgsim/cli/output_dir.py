@@ -10,6 +10,13 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it, so it is put straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def staged_output_dir(out: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh staging folder beside `out`; on success its files land in `out`, on any failure it vanishes.
@@ -21,6 +28,7 @@ def staged_output_dir(out: str | os.PathLike) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
     try:
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's folder is private (0700); the result is an ordinary folder
         yield staging
         if not out.exists():
             os.rename(staging, out)

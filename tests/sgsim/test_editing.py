@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -98,6 +100,13 @@ def test_staged_output_appears_whole_or_not_at_all(tmp_path):
         (staging / "b.png").write_bytes(b"second")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {"a.png": b"first", "b.png": b"second"}
+    assert out.stat().st_mode & 0o777 == 0o777 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_presets_follow_the_generator_name_unless_one_is_asked_for(tmp_path):
