@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from sgsim.errors import SgsimError
+from sgsim.schedule import ramped_lr
 
 LOSS_NAMES = ("total", "clip", "latent", "id")
 
@@ -70,9 +71,7 @@ def optimise_latents(
 ) -> OptimisedLatents:
     """Adam on W+ minimising, per sample, (1 - cos(CLIP(G(w)), target)) + lambda_latent ||w - w_src||^2
     + lambda_id identity(G(w), G(w_src)). The batch loss is the sum of per-sample losses, so each
-    sample follows exactly the path it would follow alone."""
-    from sgsim.schedule import ramped_lr
-
+    sample follows the path it would follow alone (up to float rounding)."""
     source = source.detach()
     rows = free_rows(layers, source.shape[1]).to(source.device)
     free = source[:, rows].clone().requires_grad_(True)
