@@ -118,3 +118,17 @@ def test_presets_follow_the_generator_name_unless_one_is_asked_for(tmp_path):
     assert choose_preset(EditPreset(1.0, 2.0), "ffhq") == EditPreset(1.0, 2.0)
     with pytest.raises(SgsimError, match="unknown preset 'faces'; choose one of ffhq, landscape, wikiart"):
         choose_preset("faces", "ffhq")
+
+
+def test_the_editing_api_is_exported_lazily():
+    import subprocess
+    import sys
+
+    import sgsim
+    import sgsim.editing
+
+    assert (sgsim.Editor, sgsim.Target, sgsim.EditResult) == (sgsim.editing.Editor, sgsim.editing.Target, sgsim.editing.EditResult)
+    probe = "import sys, sgsim, sgsim.errors; print('sgsim.editing' in sys.modules, 'torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split() == ["False", "False"]
+    with pytest.raises(AttributeError, match="no attribute 'Edtor'"):
+        sgsim.Edtor
