@@ -14,7 +14,7 @@ from checkpoints.errors import WeightsError
 from encoders import available, load_audio_encoder, load_clip
 from encoders.errors import EncoderError
 from sgsim.datasets import AudioDataset, Problem
-from sgsim.evaluation.embeddings import embed_dataset
+from sgsim.evaluation.embeddings import EmbeddingCache, embed_dataset, weights_sha256
 from sgsim.evaluation.prompts import class_embeddings, templates_for
 from sgsim.evaluation.scoring import ProtocolResult, evaluation_folds, linear_probe_scores, score_by_fold, zero_shot_scores
 from sgsim.evaluation.supervised import BASELINE_NAME, SupervisedConfig, network_inputs, supervised_scores
@@ -92,7 +92,8 @@ def evaluate_encoder(
     folds = evaluation_folds(embedded.folds)
     protocols = []
     if len(embedded.labels):
-        text = class_embeddings(clip, dataset.classes, templates_for(prompts)).cpu()
+        text_cache = EmbeddingCache(cache_root, f"text-{encoder.clip_model}", weights_sha256(clip.model)) if cache_root is not None else None
+        text = class_embeddings(clip, dataset.classes, templates_for(prompts), text_cache)
         scores = zero_shot_scores(embedded.embeddings, text)
         protocols.append(score_by_fold("zero-shot", scores, embedded.labels, folds, dataset.classes))
         if linear_probe and len(set(folds)) > 1:

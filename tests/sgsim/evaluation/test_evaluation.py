@@ -47,6 +47,7 @@ class FixedTextClip:
 
     def __init__(self, table: dict[str, torch.Tensor]):
         self.table = table
+        self.model = nn.Identity()  # no weights: one text cache for every table
 
     def encode_text(self, texts):
         return torch.stack([self.table[text] for text in texts])
@@ -166,3 +167,18 @@ def test_reports_in_four_formats_with_the_paper_beside(tmp_path, shared_data):
     assert content["results"][0]["protocols"][0]["confusion"]["rain"]["mistaken_for"] == [["dog", 1]]
     assert (tmp_path / "report" / "encoders.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "(paper)" not in markdown(comparison, with_paper=False)
+
+
+def test_class_text_embeddings_are_cached_by_text(tmp_path):
+    from sgsim.evaluation.embeddings import EmbeddingCache
+
+    directions = F.normalize(torch.randn(2, 8, generator=torch.Generator().manual_seed(5)), dim=-1)
+    clip = FixedTextClip({"the sound of dog": directions[0], "the sound of rain": directions[1]})
+    asked = []
+    original = clip.encode_text
+    clip.encode_text = lambda texts: asked.append(list(texts)) or original(texts)
+    cache = EmbeddingCache(tmp_path, "text-test", "0" * 64)
+    first = class_embeddings(clip, ["dog", "rain"], ["the sound of {}"], cache)
+    second = class_embeddings(clip, ["rain", "dog"], ["the sound of {}"], cache)
+    assert asked == [["the sound of dog", "the sound of rain"]]  # the second call reads the cache
+    torch.testing.assert_close(second, first.flip(0))
