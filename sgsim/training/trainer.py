@@ -133,8 +133,9 @@ class EncoderTrainer:
             raise SgsimError(f"{train.root}: {len(train.clips)} training clips, fewer than one batch of {config.batch_size}; lower --batch-size")
         self.config, self.train, self.val, self.clip = config, train, val, clip
         self.out_dir, self.device = Path(out_dir), torch.device(device)
-        torch.manual_seed(config.seed)
-        self.encoder = build_audio_encoder(config.encoder)
+        with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the caller's RNG
+            torch.manual_seed(config.seed)
+            self.encoder = build_audio_encoder(config.encoder)
         if config.front_end:
             from encoders.sgsim_encoder import LogMelFrontEnd
 
@@ -182,7 +183,6 @@ class EncoderTrainer:
             "history": self.history,
             "epoch_sums": self.epoch_sums,
             "epoch_seconds": self.epoch_seconds,
-            "torch_rng": torch.get_rng_state(),
         })
 
     def resume(self) -> bool:
@@ -209,7 +209,6 @@ class EncoderTrainer:
         self.schedule.load_state_dict(state["schedule"])
         self.step, self.best, self.history = state["step"], state["best"], state["history"]
         self.epoch_sums, self.epoch_seconds = state["epoch_sums"], state["epoch_seconds"]
-        torch.set_rng_state(state["torch_rng"])
         return True
 
     def save_weights(self, name: str) -> Path:
