@@ -104,3 +104,15 @@ def test_train_encoder_command_writes_a_loadable_encoder_and_resumes(small_run, 
     assert again.exit_code == 0, again.output
     assert "resuming at step 3" in again.output and "epoch 2: validation" in again.output
     load_audio_encoder("sgsim-resnet18", checkpoint=tmp_path / "run" / FINAL_FILE)
+
+
+def test_a_trained_encoder_drives_sgsim_edit(full_run, small_run, tiny_generator_file, tiny_clip_space, tmp_path):
+    _, result = full_run
+    audio = small_run.train.clips[0].path
+    args = [
+        "edit", "--audio", str(audio), "--seed", "1", "--generator", str(tiny_generator_file),
+        "--encoder-checkpoint", str(result.out_dir / BEST_FILE), "--steps", "2", "--out", str(tmp_path / "edit"), "--device", "cpu",
+    ]
+    outcome = CliRunner().invoke(main, args)
+    assert outcome.exit_code == 0, outcome.output
+    assert (tmp_path / "edit" / "comparison.png").is_file()
