@@ -147,7 +147,11 @@ class EncoderTrainer:
             raise SgsimError(f"the CLIP model embeds in {clip.embed_dim}-d but {config.encoder} outputs {self.encoder.embed_dim}-d; pick the CLIP model of its space")
         self.scale = LogitScale(config.temperature, config.learn_temperature).to(self.device)
         self.optimiser = torch.optim.SGD(
-            [*self.encoder.parameters(), *self.scale.parameters()], lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            [
+                {"params": list(self.encoder.parameters())},
+                {"params": list(self.scale.parameters()), "weight_decay": 0.0},  # decay would drag the scale toward 1, as CLIP avoids
+            ],
+            lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
         )
         self.steps_per_epoch = len(train.clips) // config.batch_size
         self.schedule = torch.optim.lr_scheduler.CyclicLR(
