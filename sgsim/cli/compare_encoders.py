@@ -73,6 +73,9 @@ def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, b
         choices, skipped = [EncoderChoice(name, Path(path) if path else None) for name, path in _pairs(encoders, "--encoder")], []
     else:
         choices, skipped = default_choices()
+    unknown = sorted(set(clip_per_encoder) - {c.name for c in choices} - {name for name, _ in skipped})
+    if unknown:
+        raise click.UsageError(f"--clip {unknown[0]}=...: {unknown[0]} is not among the encoders compared")
     choices = [EncoderChoice(c.name, c.checkpoint, clip_per_encoder.get(c.name, clip_default)) for c in choices]
     for name, reason in skipped:
         click.echo(f"skipping {name}: {reason}", err=True)
@@ -84,16 +87,17 @@ def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, b
     bars = []
 
     def progress_factory(description: str, total: int):
-        bar = tqdm(total=total, desc=description, unit="clip")
-        bars.append(bar)
-        return bar.update
+        if bars:
+            bars[-1].close()  # one bar per encoder and dataset, each finished before the next starts
+        bars.append(tqdm(total=total, desc=description, unit="clip"))
+        return bars[-1].update
 
     supervised = SupervisedConfig(epochs=baseline_epochs, batch_size=batch_size) if baseline_resnet50 else None
     comparison = compare_encoders(
         choices, loaded, prompts, linear_probe, cache_root, default_device(device), batch_size, workers, progress_factory, supervised
     )
-    for bar in bars:
-        bar.close()
+    if bars:
+        bars[-1].close()
     for name, reason in comparison.skipped:
         click.echo(f"skipping {name}: {reason}", err=True)
     comparison.skipped[:0] = skipped

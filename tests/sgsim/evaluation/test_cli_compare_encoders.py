@@ -64,3 +64,10 @@ def test_default_encoders_are_skipped_with_reasons_when_no_weights_are_present(s
 def test_bad_encoder_option_is_a_usage_error(small_esc50):
     result = CliRunner().invoke(main, ["compare-encoders", str(small_esc50), "--encoder", "sgsim-resnet18="])
     assert result.exit_code == 2 and "expected NAME or NAME=PATH" in result.output
+
+
+def test_clip_for_an_encoder_not_compared_is_a_usage_error(small_esc50, encoder_checkpoint_file):
+    result = CliRunner().invoke(main, [
+        "compare-encoders", str(small_esc50), "--encoder", f"sgsim-resnet18={encoder_checkpoint_file}", "--clip", "wav2clip=x.pt",
+    ])
+    assert result.exit_code == 2 and "wav2clip is not among the encoders compared" in result.output
