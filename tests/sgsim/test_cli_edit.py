@@ -108,6 +108,7 @@ def _one_line_error(result) -> str:
     ("negative seed", "not in the range"),
     ("bad strength", "comma-separated list of numbers"),
     ("nan strength", "finite"),
+    ("layers without text", "every target needs both audio and text"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(run, sounds, tmp_path, case, expected):
     silent, corrupt = tmp_path / "silent.wav", tmp_path / "corrupt.wav"
@@ -118,7 +119,8 @@ def test_bad_input_is_one_line_and_writes_nothing(run, sounds, tmp_path, case, e
               "negative seed": ["--seed", "-1"]}.get(case, ["--seed", "1"])
     strength = {"bad strength": "0.5,,x", "nan strength": "1,nan"}.get(case, "1")
     out = tmp_path / "out"
-    result = run("edit", "--audio", str(audio), *source, "--strength", strength, "--out", str(out))
+    mix = ["--mix", "layers"] if case == "layers without text" else []
+    result = run("edit", "--audio", str(audio), *source, "--strength", strength, *mix, "--out", str(out))
     assert expected in _one_line_error(result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.wav", "silent.wav"]
 
