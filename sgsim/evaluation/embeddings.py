@@ -85,6 +85,13 @@ class EmbeddedDataset:
     encoded: int  # clips run through the encoder in this call (the others came from the cache)
 
 
+def load_centred_window(path: str | Path, sample_rate: int, mono: bool, seconds: float) -> np.ndarray:
+    """The centred `seconds` of an audio file (all of a shorter one), as AudioEncoder.encode_file reads it."""
+    offset = max(0.0, (audio_duration(path) - seconds) / 2)
+    waveform, _ = load_audio(path, sample_rate, mono, offset=offset, duration=seconds)
+    return waveform
+
+
 class _DecodedClips(Dataset):
     """Decodes clips in DataLoader workers exactly as AudioEncoder.encode_file does: the centred window it looks at."""
 
@@ -97,14 +104,13 @@ class _DecodedClips(Dataset):
     def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str | None]:
         path = self.paths[index]
         try:
-            offset = max(0.0, (audio_duration(path) - self.seconds) / 2)
-            waveform, _ = load_audio(path, self.sample_rate, self.mono, offset=offset, duration=self.seconds)
+            waveform = load_centred_window(path, self.sample_rate, self.mono, self.seconds)
         except AudioError as error:
             return index, None, str(error)
         return index, waveform, None
 
 
-def _first(items: list) -> list:
+def _as_list(items: list) -> list:
     """Collate that keeps a DataLoader batch as the list of items."""
     return items
 
@@ -135,7 +141,7 @@ def embed_dataset(
     problems: list[Problem] = []
     if todo:
         decoded = _DecodedClips([dataset.clips[i].path for i in todo], encoder.sample_rate, encoder.mono, encoder.input_seconds)
-        loader = DataLoader(decoded, batch_size=batch_size, num_workers=workers, collate_fn=_first)
+        loader = DataLoader(decoded, batch_size=batch_size, num_workers=workers, collate_fn=_as_list)
         buckets: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = defaultdict(list)
 
         def flush(shape: tuple[int, ...]) -> None:

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.sgsim_encoder import LogMelFrontEnd, build_backbone
-from sgsim.audio import audio_duration, load_audio
 from sgsim.datasets import AudioDataset, Problem
 from sgsim.errors import AudioError
+from sgsim.evaluation.embeddings import load_centred_window
 
 BASELINE_NAME = "resnet50-supervised"
 
@@ -54,8 +54,7 @@ def network_inputs(dataset: AudioDataset, front_end: LogMelFrontEnd, device: tor
     images, kept, problems = [], [], []
     for position, clip in enumerate(dataset.clips):
         try:
-            offset = max(0.0, (audio_duration(clip.path) - seconds) / 2)
-            waveform, _ = load_audio(clip.path, front_end.sample_rate, mono=True, offset=offset, duration=seconds)
+            waveform = load_centred_window(clip.path, front_end.sample_rate, True, seconds)
         except AudioError as error:
             problems.append(Problem(str(clip.path), str(error)))
             continue
