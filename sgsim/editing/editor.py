@@ -21,6 +21,7 @@ from sgsim.inversion import invert, swapped_noise
 
 MIX_MODES = ("weighted", "layers")
 IDENTITY_WEIGHTS = "arcface-ir-se50"  # manifest name of the identity network used when none is given
+LPIPS_WEIGHTS = "lpips-vgg16"  # manifest name of the perceptual distance for inverting an image source
 SYNTHESIS_BATCH = 8  # images rendered at once after the optimisation
 
 Source = Union[int, str, Path, np.ndarray, torch.Tensor]
@@ -153,9 +154,14 @@ class Editor:
         return as_w_plus(array, G.num_ws, G.w_dim).to(self.device), {}
 
     def _invert(self, image: torch.Tensor, seed: int, steps: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        from sgsim.lpips import load_lpips_if_present
+        from checkpoints.errors import MissingWeightsError
+        from sgsim.lpips import read_lpips
 
-        result = invert(self.generator, image.to(self.device), steps=steps, lpips=load_lpips_if_present(), seed=seed)
+        try:
+            lpips = read_lpips(self._resolve("lpips", LPIPS_WEIGHTS))
+        except MissingWeightsError:
+            lpips = None  # invert warns and fits pixels instead
+        result = invert(self.generator, image.to(self.device), steps=steps, lpips=lpips, seed=seed)
         return result.w_plus[0], result.noise
 
     @torch.no_grad()
