@@ -60,12 +60,6 @@ class AudioDataset:
         """Position of `label` in `classes`."""
         return self.classes.index(label)
 
-    def without(self, problems: list[Problem]) -> "AudioDataset":
-        """The same dataset minus the clips named in `problems`, which join its problem list."""
-        bad = {problem.path for problem in problems}
-        clips = [clip for clip in self.clips if str(clip.path) not in bad]
-        return AudioDataset(self.name, self.root, self.classes, clips, self.problems + list(problems))
-
 
 def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
     """Rows of a headed CSV file, after checking that it names every required column."""
