@@ -66,6 +66,25 @@ def network_inputs(dataset: AudioDataset, front_end: LogMelFrontEnd, device: tor
     return (torch.cat(images) if images else torch.zeros(0)), kept, problems
 
 
+@torch.no_grad()
+def recompute_batch_norm_statistics(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> None:
+    """Replace the running batch-norm statistics by exact averages over the training images ("precise BN").
+
+    The running averages lag the weights by their momentum; after a short training on a small dataset
+    they are far from the final network's statistics, and evaluation mode then scores garbage.
+    """
+    norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches below
+    model.train()
+    for start in range(0, len(images), batch_size):
+        model(images[start : start + batch_size].to(device).float())
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+
+
 def supervised_scores(
     images: torch.Tensor, labels: torch.Tensor, folds: list[int], num_classes: int, config: SupervisedConfig,
     device: torch.device, progress: Callable[[int], None] | None = None,
@@ -91,6 +110,7 @@ def supervised_scores(
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
+        recompute_batch_norm_statistics(model, images[train], config.batch_size, device)
         model.eval()
         with torch.no_grad():
             for start in range(0, len(held_out), config.batch_size):

@@ -21,7 +21,7 @@ def test_supervised_baseline_learns_tones_on_held_out_folds(tmp_path, synthetic)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        config = SupervisedConfig(backbone="resnet18", epochs=20, batch_size=3, front_end={"n_mels": 16, "frames": 44, "image_rows": 32})
+        config = SupervisedConfig(backbone="resnet18", epochs=5, batch_size=3, front_end={"n_mels": 16, "frames": 44, "image_rows": 32})
         result = evaluate_supervised(dataset, config)
     finally:
         torch.set_num_threads(threads)
