@@ -14,6 +14,8 @@ from PIL import Image
 
 from sgsim.cli import main
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 STEPS = "4"
 
 
