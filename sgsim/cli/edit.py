@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from sgsim.cli.output_dir import staged_output_dir
+from sgsim.atomic import staged_output_dir
 
 # Packages whose versions decide the numbers of a run; recorded in run.json.
 RECORDED_PACKAGES = ("sgsim", "torch", "torchvision", "torchaudio", "open_clip_torch", "numpy", "librosa", "soundfile", "pillow")

@@ -21,7 +21,7 @@ def invert_command(image, out, generator, steps, device, seed) -> None:
 
     from checkpoints import resolve
     from sgsim.cli.edit import write_npz
-    from sgsim.cli.output_dir import staged_output_dir
+    from sgsim.atomic import staged_output_dir
     from sgsim.images import read_image, write_png
     from sgsim.inversion import invert
     from sgsim.lpips import load_lpips_if_present

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sgsim.cli.output_dir import staged_output_dir
+from sgsim.atomic import staged_output_dir
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
 from sgsim.editing.optimise import free_rows
 from sgsim.editing.presets import DEFAULT_PRESET, FACES, SCENES, EditPreset, choose_preset
