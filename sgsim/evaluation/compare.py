@@ -52,7 +52,7 @@ class Comparison:
     prompts: str = "sound"
 
 
-def _weights_present(name: str, weights: str | None) -> str | None:
+def _weights_missing(weights: str | None) -> str | None:
     """Why an encoder's released weights cannot be used, or None when they are in the cache."""
     if weights is None:
         return "no published weights; pass --encoder NAME=CHECKPOINT"
@@ -67,7 +67,7 @@ def default_choices() -> tuple[list[EncoderChoice], list[tuple[str, str]]]:
     """Every registered encoder whose released weights are in the cache, and a reason for each of the others."""
     chosen, skipped = [], []
     for info in available():
-        reason = _weights_present(info.name, info.weights)
+        reason = _weights_missing(info.weights)
         if reason is None:
             chosen.append(EncoderChoice(info.name))
         else:
