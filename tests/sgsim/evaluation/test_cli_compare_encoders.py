@@ -71,3 +71,8 @@ def test_clip_for_an_encoder_not_compared_is_a_usage_error(small_esc50, encoder_
         "compare-encoders", str(small_esc50), "--encoder", f"sgsim-resnet18={encoder_checkpoint_file}", "--clip", "wav2clip=x.pt",
     ])
     assert result.exit_code == 2 and "wav2clip is not among the encoders compared" in result.output
+
+
+def test_missing_dataset_is_one_line_and_a_non_zero_exit(tmp_path):
+    result = CliRunner().invoke(main, ["compare-encoders", str(tmp_path / "nowhere"), "--encoder", "sgsim-resnet18"])
+    assert result.exit_code == 1 and "no such dataset" in result.output and "Traceback" not in result.output
