@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -35,6 +35,16 @@ def seeded_state_dict(template: dict[str, torch.Tensor], seed: int) -> dict[str,
             tensor = noise / fan_in**0.5
         out[key] = tensor.to(value.dtype)
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """The suite's networks are tiny: on 2 cores extra threads only spin, and one thread fixes the reduction order
+    that the bit-for-bit tests (seeded edits, resumed training) compare."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

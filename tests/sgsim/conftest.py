@@ -75,10 +75,3 @@ def tiny_clip_space(tiny_clip_file) -> Iterator[Path]:
         yield tiny_clip_file
 
 
-@pytest.fixture(scope="module")
-def single_thread() -> Iterator[None]:
-    """Run a module's tiny networks on one CPU thread: threads only spin on such small work (7 s instead of 30+)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

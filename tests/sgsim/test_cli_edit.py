@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,6 @@ from PIL import Image
 
 from sgsim.cli import main
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 STEPS = "4"
 

@@ -13,7 +13,6 @@ from sgsim.editing.mixing import coarse_rows
 from sgsim.editing.targets import loudness_scale
 from sgsim.errors import AudioError, SgsimError
 
-pytestmark = pytest.mark.usefixtures("single_thread")
 
 STEPS = 12
 

@@ -17,15 +17,6 @@ from sgsim.identity import IR_SE50, ArcFace, IdentityLoss, IrSeConfig, read_arcf
 TINY = IrSeConfig(stem_channels=8, stages=((8, 1), (16, 2), (16, 1), (32, 1)), se_reduction=4, embedding_dim=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are small: on a busy machine, waiting for a second thread costs 10x the arithmetic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_net(random_weights):
     net = ArcFace(TINY)

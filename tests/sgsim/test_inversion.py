@@ -16,15 +16,6 @@ from sgsim.lpips import LpipsDistance
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are small: on a busy machine, waiting for a second thread costs 10x the arithmetic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_G(random_weights):
     from stylegan2 import Generator

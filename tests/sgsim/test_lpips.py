@@ -18,15 +18,6 @@ WIDTHS = (4, 8, 8, 16, 16)  # a narrow VGG16 with the real layer count and names
 STAGES = (2, 2, 3, 3, 3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are small: on a busy machine, waiting for a second thread costs 10x the arithmetic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class _VggLayers(nn.Module):
     """Holds conv1..conv13 and fc1..fc3 under the attribute names of NVIDIA's vgg16.pt."""
 

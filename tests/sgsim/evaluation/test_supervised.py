@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 
 from sgsim.datasets import read_csv_dataset
 from sgsim.evaluation.compare import evaluate_supervised
@@ -18,13 +17,8 @@ def test_supervised_baseline_learns_tones_on_held_out_folds(tmp_path, synthetic)
     (tmp_path / "broken.wav").write_bytes(b"not audio")
     (tmp_path / "tones.csv").write_text("\n".join(rows + ["broken.wav,low,1"]) + "\n")
     dataset = read_csv_dataset(tmp_path / "tones.csv")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        config = SupervisedConfig(backbone="resnet18", epochs=5, batch_size=3, front_end={"n_mels": 16, "frames": 44, "image_rows": 32})
-        result = evaluate_supervised(dataset, config)
-    finally:
-        torch.set_num_threads(threads)
+    config = SupervisedConfig(backbone="resnet18", epochs=5, batch_size=3, front_end={"n_mels": 16, "frames": 44, "image_rows": 32})
+    result = evaluate_supervised(dataset, config)
     assert result.encoder == "resnet18-supervised" and result.clips == 18
     assert [p.path for p in result.problems] == [str(tmp_path / "broken.wav")]
     (protocol,) = result.protocols

@@ -71,15 +71,6 @@ def train_clip_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture()
-def one_thread():
-    """Train on one CPU thread: steady timings on a shared machine and one reduction order for bit-identity checks."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def small_run(sound_classes, train_clip_file):
     """What a CPU-sized training run needs: the datasets, the tiny CLIP and a TrainConfig factory (overrides as keywords)."""

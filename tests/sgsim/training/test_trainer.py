@@ -20,15 +20,9 @@ def weights(path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def full_run(small_run, tmp_path_factory):
     """An uninterrupted 8-epoch run on the synthetic sound classes, with the untrained encoder's validation accuracy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        trainer = EncoderTrainer(small_run.config(), small_run.train, small_run.clip, tmp_path_factory.mktemp("full"), small_run.val)
-        before = trainer.validate()
-        result = trainer.run()
-    finally:
-        torch.set_num_threads(threads)
-    return before, result
+    trainer = EncoderTrainer(small_run.config(), small_run.train, small_run.clip, tmp_path_factory.mktemp("full"), small_run.val)
+    before = trainer.validate()
+    return before, trainer.run()
 
 
 def test_training_lifts_zero_shot_accuracy_from_chance_to_twice_chance(full_run, small_run):
@@ -49,7 +43,7 @@ def test_output_is_an_sgsim_resnet18_checkpoint_in_the_official_layout(full_run)
     load_audio_encoder("sgsim-resnet18", checkpoint=result.out_dir / FINAL_FILE)
 
 
-def test_interrupted_run_resumes_to_the_same_weights_bit_for_bit(small_run, tmp_path, one_thread):
+def test_interrupted_run_resumes_to_the_same_weights_bit_for_bit(small_run, tmp_path):
     config = small_run.config(epochs=2, checkpoint_every=2)  # 3 steps per epoch: checkpoints at steps 2 and 4
     reference = EncoderTrainer(config, small_run.train, small_run.clip, tmp_path / "reference", small_run.val).run()
 
@@ -68,14 +62,14 @@ def test_interrupted_run_resumes_to_the_same_weights_bit_for_bit(small_run, tmp_
     assert state["step"] == 6 and torch.equal(state["log_scale"], weights(tmp_path / "reference" / STATE_FILE)["log_scale"])
 
 
-def test_resume_with_other_settings_is_refused(small_run, tmp_path, one_thread):
+def test_resume_with_other_settings_is_refused(small_run, tmp_path):
     EncoderTrainer(small_run.config(epochs=1), small_run.train, small_run.clip, tmp_path, small_run.val).run()
     other = EncoderTrainer(small_run.config(epochs=1, lr=0.01), small_run.train, small_run.clip, tmp_path, small_run.val)
     with pytest.raises(SgsimError, match=r"other settings \(lr=0.05 \(now 0.01\)\)"):
         other.resume()
 
 
-def test_a_frame_per_clip_adds_the_audio_image_loss(small_run, tmp_path, one_thread):
+def test_a_frame_per_clip_adds_the_audio_image_loss(small_run, tmp_path):
     from PIL import Image
 
     clips = []
@@ -91,7 +85,7 @@ def test_a_frame_per_clip_adds_the_audio_image_loss(small_run, tmp_path, one_thr
     assert seen[0]["scale"] == pytest.approx(1 / 0.07, rel=0.01)  # CLIP's temperature, not exp(0.07)
 
 
-def test_train_encoder_command_writes_a_loadable_encoder_and_resumes(small_run, tmp_path, one_thread):
+def test_train_encoder_command_writes_a_loadable_encoder_and_resumes(small_run, tmp_path):
     args = [
         "train-encoder", str(small_run.csv), "--out", str(tmp_path / "run"), "--clip-model", small_run.clip_name,
         "--clip", str(small_run.clip_file), "--epochs", "1", "--batch-size", "8", "--lr", "0.05", "--workers", "0", "--device", "cpu",
