@@ -373,6 +373,7 @@ class SynthesisBlock(torch.nn.Module):
         self.architecture = architecture
         self.use_fp16 = use_fp16
         self.channels_last = use_fp16 and fp16_channels_last
+        self.fp16_on_cpu = False  # CPU fp16 kernels are slow: True only to check fp16 numerics without a GPU
         self.register_buffer("resample_filter", upfirdn2d.setup_filter(list(resample_filter)))
         self.num_conv = 0
         self.num_torgb = 0
@@ -401,7 +402,7 @@ class SynthesisBlock(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(features, image so far, ws [N, num_conv + num_torgb, w_dim]) -> (features, image) at this resolution."""
         w_iter = iter(ws.unbind(dim=1))
-        half = self.use_fp16 and not force_fp32 and ws.device.type == "cuda"
+        half = self.use_fp16 and not force_fp32 and (ws.device.type == "cuda" or self.fp16_on_cpu)
         dtype = torch.float16 if half else torch.float32
         memory_format = torch.channels_last if self.channels_last and half else torch.contiguous_format
         if fused_modconv is None:
@@ -439,6 +440,11 @@ class SynthesisBlock(torch.nn.Module):
         )
 
 
+def lowest_fp16_resolution(img_resolution: int, num_fp16_res: int) -> int:
+    """The lowest block resolution that runs in fp16 when the `num_fp16_res` highest ones do (never the 4 px block)."""
+    return max(2 ** (int(math.log2(img_resolution)) + 1 - num_fp16_res), 8)
+
+
 class SynthesisNetwork(torch.nn.Module):
     """ws [N, num_ws, w_dim] -> image [N, img_channels, R, R], one block per power-of-two resolution from 4."""
 
@@ -466,7 +472,7 @@ class SynthesisNetwork(torch.nn.Module):
         self.num_fp16_res = num_fp16_res
         self.block_resolutions = [2**i for i in range(2, self.img_resolution_log2 + 1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
-        fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
+        fp16_resolution = lowest_fp16_resolution(img_resolution, num_fp16_res)
         self.num_ws = 0
         for res in self.block_resolutions:
             is_last = res == img_resolution

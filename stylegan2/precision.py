@@ -1,0 +1,55 @@
+"""Run an already built synthesis network at another precision: fp16 in its highest-resolution blocks, clamped.
+
+NVIDIA's ADA networks are trained this way (num_fp16_res 4, conv_clamp 256). A network trained in fp32
+(FFHQ config-f) can run the same way for speed, at a small cost in accuracy that the tests bound.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from stylegan2.networks import SynthesisLayer, SynthesisNetwork, ToRGBLayer, lowest_fp16_resolution
+
+
+@dataclass(frozen=True)
+class SynthesisPrecision:
+    """How the synthesis blocks run: which of them in fp16, with which clamp and memory format."""
+
+    num_fp16_res: int  # fp16 for this many highest resolutions (on CUDA), 0 = every block in fp32
+    conv_clamp: float | None = None  # clamp for layers the network built without one, None = leave them unclamped
+    channels_last: bool = False  # channels_last activations in the fp16 blocks
+    fp16_on_cpu: bool = False  # fp16 on the CPU too: slow, only to check fp16 numerics without a GPU
+
+
+FP32 = SynthesisPrecision(num_fp16_res=0)
+# stylegan2-ada-pytorch train.py: every configuration trains with num_fp16_res 4 and conv_clamp 256.
+MIXED = SynthesisPrecision(num_fp16_res=4, conv_clamp=256)
+
+
+@contextmanager
+def synthesis_precision(synthesis: SynthesisNetwork, precision: SynthesisPrecision) -> Iterator[SynthesisNetwork]:
+    """Within the block, `synthesis` runs at `precision`; its own settings come back afterwards, even on error."""
+    saved: list[tuple[object, str, object]] = []
+
+    def assign(module: object, name: str, value: object) -> None:
+        saved.append((module, name, getattr(module, name)))
+        setattr(module, name, value)
+
+    try:
+        lowest = lowest_fp16_resolution(synthesis.img_resolution, precision.num_fp16_res)
+        assign(synthesis, "num_fp16_res", precision.num_fp16_res)
+        for res in synthesis.block_resolutions:
+            block = getattr(synthesis, f"b{res}")
+            half = res >= lowest
+            assign(block, "use_fp16", half)
+            assign(block, "channels_last", half and precision.channels_last)
+            assign(block, "fp16_on_cpu", precision.fp16_on_cpu)
+            for layer in block.modules():
+                if isinstance(layer, (SynthesisLayer, ToRGBLayer)) and layer.conv_clamp is None:
+                    assign(layer, "conv_clamp", precision.conv_clamp)
+        yield synthesis
+    finally:
+        for module, name, value in reversed(saved):
+            setattr(module, name, value)

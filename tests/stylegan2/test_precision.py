@@ -1,0 +1,122 @@
+"""stylegan2.precision: a built generator runs its high-resolution blocks in fp16 (checked on the CPU) and gets its settings back."""
+
+import pytest
+import torch
+
+from sgsim.editing.precision import psnr
+from stylegan2 import Generator
+from stylegan2.networks import lowest_fp16_resolution
+from stylegan2.precision import FP32, MIXED, SynthesisPrecision, synthesis_precision
+
+# fp16 in the 32 and 64 px blocks of a 64 px generator, NVIDIA's clamp, run on the CPU.
+HALF_ON_CPU = SynthesisPrecision(num_fp16_res=2, conv_clamp=256, fp16_on_cpu=True)
+# One fp16 forward of this tiny generator measured 71 dB; fp16 keeps 11 significant bits (~66 dB of a
+# unit signal), so 50 dB leaves room for rounding to add up over layers without hiding a real error.
+FORWARD_MIN_PSNR_DB = 50.0
+
+
+@pytest.fixture(scope="module")
+def generator() -> Generator:
+    """A 64 px generator with its own seeded initialisation, whose images respond to w like a trained one's."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        G = Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=64, img_channels=3,
+                      mapping_kwargs={"num_layers": 2}, synthesis_kwargs={"channel_base": 512, "channel_max": 32})
+    return G.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def ws(generator) -> torch.Tensor:
+    return generator.mapping(torch.randn(3, 32, generator=torch.Generator().manual_seed(0)), None, truncation_psi=0.7)
+
+
+def block_dtypes(G: Generator, ws: torch.Tensor) -> dict[int, torch.dtype]:
+    """The dtype of each block's features in one forward pass."""
+    seen: dict[int, torch.dtype] = {}
+    hooks = [getattr(G.synthesis, f"b{res}").register_forward_hook(lambda m, args, out, res=res: seen.__setitem__(res, out[0].dtype))
+             for res in G.synthesis.block_resolutions]
+    try:
+        G.synthesis(ws)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def test_lowest_fp16_resolution_follows_nvidia():
+    assert lowest_fp16_resolution(1024, 4) == 128  # ADA: the 4 highest of 1024 px are 128..1024
+    assert lowest_fp16_resolution(64, 2) == 32
+    assert lowest_fp16_resolution(64, 10) == 8  # the 4 px block never runs in fp16
+    assert lowest_fp16_resolution(1024, 0) > 1024
+
+
+def test_fp16_runs_in_the_highest_blocks_only(generator, ws):
+    with torch.no_grad(), synthesis_precision(generator.synthesis, HALF_ON_CPU):
+        dtypes = block_dtypes(generator, ws)
+    assert dtypes == {4: torch.float32, 8: torch.float32, 16: torch.float32, 32: torch.float16, 64: torch.float16}
+
+
+def test_fp16_forward_stays_close_to_fp32(generator, ws):
+    with torch.no_grad():
+        reference = generator.synthesis(ws)
+        with synthesis_precision(generator.synthesis, HALF_ON_CPU):
+            half = generator.synthesis(ws)
+    assert half.dtype == torch.float32
+    assert not torch.equal(half, reference)  # fp16 really ran
+    assert psnr(half, reference) >= FORWARD_MIN_PSNR_DB
+
+
+def test_fp16_gradient_wrt_ws_points_the_same_way(generator, ws):
+    """The edit loop follows d(loss)/d(ws): fp16 must not turn it."""
+    target = torch.randn(ws.shape[0], 3, 64, 64, generator=torch.Generator().manual_seed(5))
+
+    def gradient() -> torch.Tensor:
+        w = ws.clone().requires_grad_(True)
+        (generator.synthesis(w) * target).sum().backward()
+        return w.grad.flatten()
+
+    reference = gradient()
+    with synthesis_precision(generator.synthesis, HALF_ON_CPU):
+        half = gradient()
+    assert torch.isfinite(half).all()
+    assert torch.nn.functional.cosine_similarity(half, reference, dim=0) > 0.999
+
+
+def test_mixed_without_a_gpu_changes_nothing(generator, ws):
+    """On the CPU the fp16 blocks stay fp32 and a clamp of 256 does not bite: bit-identical images."""
+    with torch.no_grad():
+        reference = generator.synthesis(ws)
+        with synthesis_precision(generator.synthesis, MIXED):
+            assert torch.equal(generator.synthesis(ws), reference)
+
+
+def test_fp32_overrides_a_mixed_precision_network(ws):
+    torch.manual_seed(2)
+    G = Generator(32, 0, 32, 64, 3, mapping_kwargs={"num_layers": 2},
+                  synthesis_kwargs={"channel_base": 512, "channel_max": 32, "num_fp16_res": 2}).eval()
+    for block in G.synthesis.children():
+        block.fp16_on_cpu = True
+    with torch.no_grad():
+        assert block_dtypes(G, ws)[64] == torch.float16
+        with synthesis_precision(G.synthesis, FP32):
+            assert set(block_dtypes(G, ws).values()) == {torch.float32}
+            assert torch.equal(G.synthesis(ws), G.synthesis(ws, force_fp32=True))
+
+
+def test_settings_come_back_even_after_an_error(generator):
+    layer = generator.synthesis.b64.conv1
+    before = (generator.synthesis.num_fp16_res, generator.synthesis.b64.use_fp16, layer.conv_clamp, generator.synthesis.b64.fp16_on_cpu)
+    with pytest.raises(RuntimeError, match="inside"):
+        with synthesis_precision(generator.synthesis, HALF_ON_CPU):
+            assert generator.synthesis.b64.use_fp16 and layer.conv_clamp == 256
+            raise RuntimeError("inside")
+    after = (generator.synthesis.num_fp16_res, generator.synthesis.b64.use_fp16, layer.conv_clamp, generator.synthesis.b64.fp16_on_cpu)
+    assert after == before == (0, False, None, False)
+
+
+def test_a_network_s_own_clamp_is_kept(ws):
+    torch.manual_seed(3)
+    G = Generator(32, 0, 32, 64, 3, mapping_kwargs={"num_layers": 2},
+                  synthesis_kwargs={"channel_base": 512, "channel_max": 32, "conv_clamp": 8})
+    with synthesis_precision(G.synthesis, MIXED):
+        assert {m.conv_clamp for m in G.synthesis.modules() if hasattr(m, "conv_clamp")} == {8}
