@@ -139,8 +139,10 @@ def _check_out(out: Path) -> None:
 @click.option("--loudness-strength", is_flag=True, help="Scale each strength by the sound's loudness (-20 dBFS = 1).")
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--save-video", is_flag=True, help="Also write optimisation.gif.")
+@click.option("--precision", type=click.Choice(["fp32", "mixed"]), default=None,
+              help="mixed: fp16 generator blocks and CLIP autocast (CUDA only). Default: mixed on CUDA, fp32 on the CPU.")
 def edit_command(audio, text, image, seed, latent, invert_steps, generator, encoder, encoder_checkpoint, clip_weights, out,
-                 steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength, device, save_video) -> None:
+                 steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength, device, save_video, precision) -> None:
     """Edit an image so that it shows a sound."""
     from tqdm import tqdm
 
@@ -173,6 +175,7 @@ def edit_command(audio, text, image, seed, latent, invert_steps, generator, enco
             source, targets, steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id,
             callback=on_step, mix=mix, strengths=strengths, loudness_strength=loudness_strength,
             record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0, invert_steps=invert_steps, noise=noise,
+            precision=precision,
         )
     edited = time.perf_counter()
 

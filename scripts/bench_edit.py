@@ -1,0 +1,320 @@
+"""Benchmark a sound-guided edit: (a) the published loop re-created, (b) sgsim at batch 1, (c) sgsim with many targets in one batch.
+
+All networks are full size with seeded random weights built in-process (no downloads): the FFHQ config-f
+generator, open_clip ViT-B/32, the sgsim-resnet18 audio encoder and ArcFace IR-SE50 for the identity term;
+the targets are real sounds from ../shared/data/audio. Prints seconds per edit, edits per minute, optimiser
+steps per second, peak GPU memory, model FLOPs per step and the achieved fraction of the device's peak, and
+the speed and memory ratios b/a and c/a. Warm-up edits are not timed.
+
+    python scripts/bench_edit.py --device cuda                  # issue #6 measurement (1024 px, 300 steps, 16 targets)
+    python scripts/bench_edit.py --device cpu --quick           # tiny networks, a few steps: a smoke run, not a measurement
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from sgsim.editing.targets import Target, embed_target  # noqa: E402
+from sgsim.schedule import ramped_lr  # noqa: E402
+
+SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
+
+# Dense peak TFLOP/s (tensor-core fp16/bf16, and plain fp32) from NVIDIA's H100 / H200 datasheets (sparse
+# figures halved), matched against torch.cuda.get_device_name() in this order.
+PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "H100 PCIe": {"fp16": 756.0, "fp32": 51.0},
+    "H100": {"fp16": 989.0, "fp32": 67.0},
+    "H200": {"fp16": 989.0, "fp32": 67.0},
+}
+
+# The loss weights of both loops: SGSIM's FFHQ values (paper: lambda_sim 0.008, lambda_id 0.004).
+LAMBDA_LATENT = 0.008
+LAMBDA_ID = 0.004
+LR = 0.1  # SGSIM README
+
+
+@dataclass(frozen=True)
+class Networks:
+    """Everything an edit needs, on the benchmark device."""
+
+    generator: nn.Module
+    clip: nn.Module  # encoders ClipModel (fp32)
+    audio_encoder: nn.Module
+    arcface: nn.Module
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One timed configuration."""
+
+    name: str
+    edits: int  # targets edited by the timed run
+    steps: int  # optimiser steps of the timed run
+    seconds: float  # wall time of the timed run, synchronised
+    peak_mib: Optional[float]  # peak GPU memory allocated during the timed run; None on the CPU
+    flops_per_step: float  # model FLOPs of one optimiser step of the whole batch (forward + backward)
+    dominant_precision: str  # 'fp32' or 'fp16': the peak its achieved FLOP/s is compared with
+
+
+def build_networks(args: argparse.Namespace, device: torch.device) -> Networks:
+    """Seeded random networks: full size, or tiny ones for --quick."""
+    import open_clip
+
+    from encoders.clip import ClipModel
+    from encoders.registry import build_audio_encoder
+    from sgsim.identity import ArcFace, IrSeConfig
+    from stylegan2 import Generator
+
+    torch.manual_seed(0)
+    if args.quick:
+        G = Generator(32, 0, 32, args.resolution, 3, mapping_kwargs={"num_layers": 2},
+                      synthesis_kwargs={"channel_base": 256, "channel_max": 32})
+        model = open_clip.CLIP(
+            embed_dim=512, quick_gelu=True,
+            vision_cfg={"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+            text_cfg={"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+        )
+        arcface = ArcFace(IrSeConfig(stem_channels=8, stages=((8, 1), (16, 1)), se_reduction=4, embedding_dim=32))
+    else:
+        # FFHQ config-f as converted by NVIDIA (REFERENCE.md section 4): 8 mapping layers, channel_base 32768, max 512.
+        G = Generator(512, 0, 512, args.resolution, 3, mapping_kwargs={"num_layers": 8},
+                      synthesis_kwargs={"channel_base": 32768, "channel_max": 512})
+        model = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
+        arcface = ArcFace()
+    frozen = [m.to(device).eval().requires_grad_(False) for m in (G, ClipModel.from_open_clip(model), build_audio_encoder("sgsim-resnet18"), arcface)]
+    return Networks(*frozen)
+
+
+def published_clip_input(resolution: int, image_size: int) -> nn.Module:
+    """SGSIM / StyleCLIP's CLIP input: nearest x7 up-sampling, then average pooling down to CLIP's size (1024 px: by 32).
+    No clamp, no [-1, 1] -> [0, 1] and no CLIP normalisation (REFERENCE.md section 6)."""
+    return nn.Sequential(nn.Upsample(scale_factor=7, mode="nearest"), nn.AvgPool2d(kernel_size=resolution * 7 // image_size))
+
+
+def published_edit(
+    generator: nn.Module,
+    encode_image: Callable[[torch.Tensor], torch.Tensor],  # generator images -> CLIP image features (any dtype)
+    arcface: Optional[nn.Module],  # identity network; None = no identity term
+    w_source: torch.Tensor,  # [1, num_ws, w_dim]
+    target: torch.Tensor,  # [1, embed_dim] sound embedding
+    steps: int,
+    lr: float = LR,
+    lambda_latent: float = LAMBDA_LATENT,
+    lambda_id: float = LAMBDA_ID,
+) -> tuple[torch.Tensor, list[float]]:
+    """The published edit loop, re-created from REFERENCE.md section 6: Adam on W+ with the ramped lr, loss
+    (1 - cos(CLIP(G(w)), target)) + lambda_latent ||w - w_src||^2 + lambda_id (1 - cos(ArcFace(G(w_src)), ArcFace(G(w)))),
+    the identity arguments swapped as published, so that term is computed every step but sends no gradient.
+    Returns the final image's latent and the per-step total losses."""
+    w = w_source.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([w], lr=lr)
+    with torch.no_grad():
+        source_image = generator.synthesis(w_source, noise_mode="const", force_fp32=True)
+    totals = []
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = ramped_lr(step, steps, lr)
+        image = generator.synthesis(w, noise_mode="const", force_fp32=True)
+        clip_loss = 1 - F.cosine_similarity(encode_image(image).float(), target)
+        latent_loss = (w_source - w).square().sum()
+        loss = clip_loss + lambda_latent * latent_loss
+        if arcface is not None:
+            id_loss = 1 - (arcface.embed(source_image) * arcface.embed(image).detach()).sum(dim=1)
+            loss = loss + lambda_id * id_loss
+        optimizer.zero_grad()
+        loss.sum().backward()
+        optimizer.step()
+        totals.append(float(loss.detach().sum()))
+    return w.detach(), totals
+
+
+@contextmanager
+def reference_ops() -> Iterator[None]:
+    """The generator's pure-PyTorch ops instead of its CUDA kernels (SGSIM_CUDA_OPS is read on every call)."""
+    previous = os.environ.get("SGSIM_CUDA_OPS")
+    os.environ["SGSIM_CUDA_OPS"] = "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["SGSIM_CUDA_OPS"]
+        else:
+            os.environ["SGSIM_CUDA_OPS"] = previous
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step_flops(run: Callable[[int], None]) -> float:
+    """Model FLOPs of one optimiser step: those of a 2-step run minus those of a 1-step run (setup and render cancel)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counts = []
+    for steps in (1, 2):
+        with FlopCounterMode(display=False) as counter:
+            run(steps)
+        counts.append(counter.get_total_flops())
+    return float(counts[1] - counts[0])
+
+
+def measure(name: str, run: Callable[[int], None], edits: int, args: argparse.Namespace, device: torch.device,
+            dominant_precision: str) -> Measurement:
+    """Warm up, then time one full edit of `args.steps` steps; FLOPs are counted on separate short runs."""
+    run(args.warmup)
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run(args.steps)
+        end.record()
+        sync(device)
+        seconds = start.elapsed_time(end) / 1000
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        started = time.perf_counter()
+        run(args.steps)
+        seconds, peak = time.perf_counter() - started, None
+    return Measurement(name, edits, args.steps, seconds, peak, step_flops(run), dominant_precision)
+
+
+def measure_published(nets: Networks, sound: Path, args: argparse.Namespace, device: torch.device) -> Measurement:
+    """(a): pure-PyTorch ops, fp32 generator, CLIP in fp16 on CUDA (as OpenAI's loader sets it), batch 1."""
+    import copy
+
+    from sgsim.editing.sources import seed_latent
+
+    clip_model = copy.deepcopy(nets.clip.model)
+    if device.type == "cuda":
+        clip_model = clip_model.half()
+    clip_dtype = next(clip_model.parameters()).dtype
+    to_clip = published_clip_input(nets.generator.img_resolution, nets.clip.image_size)
+
+    def encode_image(images: torch.Tensor) -> torch.Tensor:
+        return clip_model.encode_image(to_clip(images).to(clip_dtype))
+
+    def run(steps: int) -> None:
+        with reference_ops():
+            target = embed_target(Target(sound), nets.audio_encoder, nets.clip).sound[None].to(device)
+            w_source = seed_latent(nets.generator, 0)[None]
+            latent, _ = published_edit(nets.generator, encode_image, nets.arcface, w_source, target, steps)
+            with torch.no_grad():
+                nets.generator.synthesis(latent, noise_mode="const", force_fp32=True).cpu()
+
+    try:
+        return measure("(a) published loop, batch 1", run, 1, args, device, "fp32")
+    finally:
+        del clip_model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, device: torch.device, name: str) -> Measurement:
+    """(b) / (c): sgsim's Editor at `args.precision` (default: the device's), all targets in one batch."""
+    from sgsim.editing import Editor
+    from sgsim.editing.precision import check_precision
+    from sgsim.identity import IdentityLoss
+
+    precision = check_precision(args.precision, device)
+    editor = Editor(nets.generator, nets.audio_encoder, clip=nets.clip, identity=IdentityLoss(nets.arcface), device=device,
+                    preset="ffhq")
+    targets = [Target(sound) for sound in sounds]
+
+    def run(steps: int) -> None:
+        editor.edit(0, targets, steps=steps, lr=LR, lambda_latent=LAMBDA_LATENT, lambda_id=LAMBDA_ID, precision=precision)
+
+    return measure(f"{name}, {precision}, batch {len(targets)}", run, len(targets), args, device,
+                   "fp16" if precision == "mixed" else "fp32")
+
+
+def device_peaks(device: torch.device) -> Optional[dict[str, float]]:
+    """The PEAK_TFLOPS entry of this device, or None (CPU, unknown GPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peaks for key, peaks in PEAK_TFLOPS.items() if key in name), None)
+
+
+def report(results: list[Measurement], peaks: Optional[dict[str, float]]) -> str:
+    """The results table and the ratios against the first (published) row."""
+    header = (f"{'configuration':38s} {'s/edit':>9s} {'edits/min':>10s} {'steps/s':>8s} {'peak MiB':>9s} {'MiB/edit':>9s} "
+              f"{'GFLOP/step/edit':>16s} {'TFLOP/s':>8s} {'% peak':>7s}")
+    lines = [header, "-" * len(header)]
+    for m in results:
+        achieved = m.flops_per_step * m.steps / m.seconds / 1e12
+        peak = f"{100 * achieved / peaks[m.dominant_precision]:6.1f}%" if peaks else "    n/a"
+        memory = (f"{m.peak_mib:9.0f} {m.peak_mib / m.edits:9.0f}" if m.peak_mib is not None else f"{'n/a':>9s} {'n/a':>9s}")
+        lines.append(
+            f"{m.name:38s} {m.seconds / m.edits:9.3f} {60 * m.edits / m.seconds:10.2f} {m.steps / m.seconds:8.2f} {memory} "
+            f"{m.flops_per_step / m.edits / 1e9:16.1f} {achieved:8.3f} {peak} ({m.dominant_precision})"
+        )
+    baseline = results[0]
+    for label, m in zip("bc", results[1:]):
+        speed = (m.edits / m.seconds) / (baseline.edits / baseline.seconds)
+        memory = f"{(m.peak_mib / m.edits) / baseline.peak_mib:.2f}x" if m.peak_mib is not None else "n/a"
+        lines.append(f"{label}/a: {speed:.2f}x the edits per minute, {memory} the peak memory per edit")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
+    parser.add_argument("--resolution", type=int, default=None, help="generator resolution (default 1024; --quick: 32)")
+    parser.add_argument("--steps", type=int, default=None, help="optimiser steps per edit (default 300; --quick: 3)")
+    parser.add_argument("--batch", type=int, default=None, help="targets edited in one batch in (c) (default 16; --quick: 2)")
+    parser.add_argument("--warmup", type=int, default=2, help="steps of the untimed warm-up edit of each configuration")
+    parser.add_argument("--precision", choices=["fp32", "mixed"], default=None, help="sgsim's precision (default: the device's)")
+    parser.add_argument("--audio", type=Path, default=SHARED_AUDIO, help="folder of .wav targets")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--quick", action="store_true", help="tiny networks and a few steps: a smoke run that finishes in seconds")
+    args = parser.parse_args(argv)
+    args.resolution = args.resolution or (32 if args.quick else 1024)
+    args.steps = args.steps or (3 if args.quick else 300)
+    args.batch = args.batch or (2 if args.quick else 16)
+    if min(args.steps, args.batch, args.warmup) < 1:
+        parser.error("--steps, --batch and --warmup must be at least 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible; use --device cpu")
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sounds = sorted(args.audio.glob("*.wav"))
+    if not sounds:
+        sys.exit(f"no .wav files in {args.audio}; pass --audio FOLDER")
+    batch_sounds = [sounds[i % len(sounds)] for i in range(args.batch)]
+
+    nets = build_networks(args, device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; torch {torch.__version__}; {args.resolution} px, {args.steps} steps, batch {args.batch}"
+          f"{'; --quick smoke run, not a measurement' if args.quick else ''}")
+    results = [
+        measure_published(nets, sounds[0], args, device),
+        measure_sgsim(nets, sounds[:1], args, device, "(b) sgsim"),
+        measure_sgsim(nets, batch_sounds, args, device, "(c) sgsim"),
+    ]
+    print(report(results, device_peaks(device)))
+
+
+if __name__ == "__main__":
+    main()
