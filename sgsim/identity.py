@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -123,9 +124,17 @@ class IdentityLoss:
         self.net = net
 
     def __call__(self, images: torch.Tensor, source_images: torch.Tensor) -> torch.Tensor:
+        return self.to_source(source_images)(images)
+
+    def to_source(self, source_images: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The distance to these source images, their embeddings computed once (an edit loop reuses them every step)."""
         with torch.no_grad():
             source = self.net.embed(source_images)
-        return 1.0 - (self.net.embed(images) * source).sum(dim=1)
+
+        def distance(images: torch.Tensor) -> torch.Tensor:
+            return 1.0 - (self.net.embed(images) * source).sum(dim=1)
+
+        return distance
 
 
 def read_arcface(path: str | os.PathLike, config: IrSeConfig = IR_SE50) -> ArcFace:

@@ -8,7 +8,7 @@ the edited image, and a NaN or infinite loss stops the run instead of silently p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Protocol
 
 import numpy as np
 import torch
@@ -21,8 +21,12 @@ LOSS_NAMES = ("total", "clip", "latent", "id")
 
 # callback(step, losses): called after every step with the batch-mean of each loss in LOSS_NAMES.
 StepCallback = Callable[[int, dict[str, float]], None]
-# identity(images, source_images) -> [N] identity distance; differentiable in `images`.
-IdentityDistance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class IdentityDistance(Protocol):
+    """to_source(source_images)(images) -> [N] identity distances, differentiable in `images` (sgsim.identity.IdentityLoss)."""
+
+    def to_source(self, source_images: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]: ...
 
 
 class EditDiverged(SgsimError):
@@ -77,10 +81,10 @@ def optimise_latents(
     free = source[:, rows].clone().requires_grad_(True)
     optimizer = torch.optim.Adam([free], lr=lr)
     use_identity = identity is not None and lambda_id > 0
-    source_images = None
-    if use_identity:
+    distance_to_source = None
+    if use_identity:  # the source's identity does not change between steps: embed it once
         with torch.no_grad():
-            source_images = generator.synthesis(source, noise_mode="const")
+            distance_to_source = identity.to_source(generator.synthesis(source, noise_mode="const"))
     history = {name: np.zeros((steps, source.shape[0])) for name in LOSS_NAMES}
     frames: list[torch.Tensor] = []
     last_finite = source.clone()
@@ -100,7 +104,7 @@ def optimise_latents(
         features = F.normalize(clip.encode_image(images).float(), dim=-1)
         losses = {"clip": 1.0 - (features * directions).sum(-1)}
         losses["latent"] = (w - source).square().flatten(1).sum(1)
-        losses["id"] = identity(images, source_images) if use_identity else torch.zeros_like(losses["clip"])
+        losses["id"] = distance_to_source(images) if use_identity else torch.zeros_like(losses["clip"])
         losses["total"] = losses["clip"] + lambda_latent * losses["latent"] + lambda_id * losses["id"]
         if not torch.isfinite(losses["total"]).all():
             raise diverged(step, "loss")

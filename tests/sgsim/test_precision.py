@@ -134,3 +134,20 @@ def test_mixed_precision_edits_match_fp32_on_a_gpu(encoder_checkpoint_file, tiny
     assert half.settings["precision"] == "mixed"
     assert psnr(full.source_image, full.images[:, 0]) < MIXED_MIN_PSNR_DB  # the edit changed the image
     assert psnr(half.images, full.images) >= MIXED_MIN_PSNR_DB
+
+
+def test_the_source_identity_is_embedded_once_per_edit(editor):
+    """Work that does not change between steps is done once: the source image's ArcFace embedding."""
+    from sgsim.identity import ArcFace, IdentityLoss, IrSeConfig
+
+    torch.manual_seed(6)
+    net = ArcFace(IrSeConfig(stem_channels=8, stages=((8, 1), (16, 1)), se_reduction=4, embedding_dim=32)).eval()
+    calls = []
+    embed = net.embed
+    net.embed = lambda images: calls.append(images.requires_grad) or embed(images)
+    G = editor.generator
+    source = seed_latent(G, 0)[None]
+    optimised = optimise_latents(G, editor.clip, source, directions(1), steps=4, lr=0.1, lambda_latent=0.002,
+                                 lambda_id=0.5, identity=IdentityLoss(net))
+    assert calls == [False] + [True] * 4  # the source once, without gradient; then the edited image every step
+    assert optimised.losses["id"][0, 0] == pytest.approx(0, abs=1e-6) and optimised.losses["id"][-1, 0] > 0
