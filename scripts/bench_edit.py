@@ -65,7 +65,7 @@ class Measurement:
     steps: int  # optimiser steps of the timed run
     seconds: float  # wall time of the timed run, synchronised
     peak_mib: Optional[float]  # peak GPU memory allocated during the timed run; None on the CPU
-    flops_per_step: float  # model FLOPs of one optimiser step of the whole batch (forward + backward)
+    flops_per_step: float  # model FLOPs of one optimiser step of the whole batch (forward + backward), edits x batch 1
     dominant_precision: str  # 'fp32' or 'fp16': the peak its achieved FLOP/s is compared with
 
 
@@ -161,7 +161,11 @@ def sync(device: torch.device) -> None:
 
 
 def step_flops(run: Callable[[int], None]) -> float:
-    """Model FLOPs of one optimiser step: those of a 2-step run minus those of a 1-step run (setup and render cancel)."""
+    """Model FLOPs of one optimiser step: those of a 2-step run minus those of a 1-step run (setup and render cancel).
+
+    Count at batch 1: torch's FlopCounterMode counts the backward of a grouped convolution (the batched
+    modulated convolution) as if every group saw the whole input, N times too many for N images.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     counts = []
@@ -172,9 +176,9 @@ def step_flops(run: Callable[[int], None]) -> float:
     return float(counts[1] - counts[0])
 
 
-def measure(name: str, run: Callable[[int], None], edits: int, args: argparse.Namespace, device: torch.device,
-            dominant_precision: str) -> Measurement:
-    """Warm up, then time one full edit of `args.steps` steps; FLOPs are counted on separate short runs."""
+def measure(name: str, run: Callable[[int], None], run_one: Callable[[int], None], edits: int, args: argparse.Namespace,
+            device: torch.device, dominant_precision: str) -> Measurement:
+    """Warm up, then time one full edit of `args.steps` steps; FLOPs are counted on short runs of one target (`run_one`)."""
     run(args.warmup)
     sync(device)
     if device.type == "cuda":
@@ -191,7 +195,7 @@ def measure(name: str, run: Callable[[int], None], edits: int, args: argparse.Na
         started = time.perf_counter()
         run(args.steps)
         seconds, peak = time.perf_counter() - started, None
-    return Measurement(name, edits, args.steps, seconds, peak, step_flops(run), dominant_precision)
+    return Measurement(name, edits, args.steps, seconds, peak, step_flops(run_one) * edits, dominant_precision)
 
 
 def measure_published(nets: Networks, sound: Path, args: argparse.Namespace, device: torch.device) -> Measurement:
@@ -200,7 +204,8 @@ def measure_published(nets: Networks, sound: Path, args: argparse.Namespace, dev
 
     from sgsim.editing.sources import seed_latent
 
-    clip_model = copy.deepcopy(nets.clip.model)
+    nets.clip.cpu()  # the published run holds one CLIP on the device: its own fp16 copy
+    clip_model = copy.deepcopy(nets.clip.model).to(device)
     if device.type == "cuda":
         clip_model = clip_model.half()
     clip_dtype = next(clip_model.parameters()).dtype
@@ -218,9 +223,10 @@ def measure_published(nets: Networks, sound: Path, args: argparse.Namespace, dev
                 nets.generator.synthesis(latent, noise_mode="const", force_fp32=True).cpu()
 
     try:
-        return measure("(a) published loop, batch 1", run, 1, args, device, "fp32")
+        return measure("(a) published loop, batch 1", run, run, 1, args, device, "fp32")
     finally:
         del clip_model
+        nets.clip.to(device)
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -236,10 +242,13 @@ def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, 
                     preset="ffhq")
     targets = [Target(sound) for sound in sounds]
 
-    def run(steps: int) -> None:
-        editor.edit(0, targets, steps=steps, lr=LR, lambda_latent=LAMBDA_LATENT, lambda_id=LAMBDA_ID, precision=precision)
+    def run(steps: int, batch: list[Target] = targets) -> None:
+        editor.edit(0, batch, steps=steps, lr=LR, lambda_latent=LAMBDA_LATENT, lambda_id=LAMBDA_ID, precision=precision)
 
-    return measure(f"{name}, {precision}, batch {len(targets)}", run, len(targets), args, device,
+    def run_one(steps: int) -> None:
+        run(steps, targets[:1])
+
+    return measure(f"{name}, {precision}, batch {len(targets)}", run, run_one, len(targets), args, device,
                    "fp16" if precision == "mixed" else "fp32")
 
 
