@@ -106,16 +106,20 @@ def optimise_latents(
         losses["latent"] = (w - source).square().flatten(1).sum(1)
         losses["id"] = distance_to_source(images) if use_identity else torch.zeros_like(losses["clip"])
         losses["total"] = losses["clip"] + lambda_latent * losses["latent"] + lambda_id * losses["id"]
-        if not torch.isfinite(losses["total"]).all():
-            raise diverged(step, "loss")
-        last_finite = w.detach().clone()
-        for name in LOSS_NAMES:
-            history[name][step] = losses[name].detach().cpu().numpy()
         if record_every > 0 and step % record_every == 0:
             frames.append(images.detach().cpu())
         optimizer.zero_grad(set_to_none=True)
         losses["total"].sum().backward()
         optimizer.step()
+        # One device-to-host copy per step, once the whole step is queued: the device need not idle while the
+        # host queues the backward pass. A non-finite loss still stops the run at this step, with the latents
+        # of the previous one (this step's update is discarded with the error).
+        values = torch.stack([losses[name].detach() for name in LOSS_NAMES]).cpu().numpy()
+        if not np.isfinite(values[0]).all():
+            raise diverged(step, "loss")
+        last_finite = w.detach()
+        for name, row in zip(LOSS_NAMES, values):
+            history[name][step] = row
         if callback is not None:
             callback(step, {name: float(history[name][step].mean()) for name in LOSS_NAMES})
     latents = source.index_copy(1, rows, free.detach())
