@@ -151,3 +151,24 @@ def test_the_source_identity_is_embedded_once_per_edit(editor):
                                  lambda_id=0.5, identity=IdentityLoss(net))
     assert calls == [False] + [True] * 4  # the source once, without gradient; then the edited image every step
     assert optimised.losses["id"][0, 0] == pytest.approx(0, abs=1e-6) and optimised.losses["id"][-1, 0] > 0
+
+
+def test_cli_precision_flag(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space, rain, tmp_path):
+    """sgsim edit --precision: fp32 is recorded in run.json; mixed on the CPU is a one-line error, not a traceback."""
+    import json
+
+    from click.testing import CliRunner
+
+    from sgsim.cli import main
+
+    def edit(precision: str, out: Path):
+        return CliRunner().invoke(main, ["edit", "--audio", str(rain), "--seed", "1", "--out", str(out), "--steps", "2",
+                                         "--generator", str(tiny_generator_file), "--encoder-checkpoint", str(encoder_checkpoint_file),
+                                         "--device", "cpu", "--precision", precision])
+
+    done = edit("fp32", tmp_path / "fp32")
+    assert done.exit_code == 0, done.output
+    assert json.loads((tmp_path / "fp32" / "run.json").read_text())["settings"]["precision"] == "fp32"
+    refused = edit("mixed", tmp_path / "mixed")
+    assert refused.exit_code != 0 and "precision='mixed'" in refused.output and "Traceback" not in refused.output
+    assert not (tmp_path / "mixed").exists()
