@@ -21,10 +21,10 @@ from stylegan2.precision import SynthesisPrecision
 BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench_edit.py"
 # The fp16 blocks (16 and 32 px) of the tiny 32 px generator, on the CPU, with NVIDIA's clamp.
 HALF_ON_CPU = SynthesisPrecision(num_fp16_res=2, conv_clamp=256, fp16_on_cpu=True)
-# Measured on the tiny networks (6 steps, lr 0.1): 36-38 dB between the fp16 and fp32 edits. Rounding
-# differences grow with the steps (Adam moves low-gradient coordinates by about lr whatever their sign
-# noise: 22 dB after 30 steps), so this CPU check runs few steps and keeps a margin; the GPU test below
-# holds full edits to the issue's bound.
+# Measured on the tiny networks (lr 0.1): fp16 vs fp32 edits 39 dB apart after 6 steps, 35 dB after 12,
+# 20 dB after 300. The loop itself is chaotic on them (fp32 edits toward targets 1e-7 apart: 125 dB after
+# 12 steps, 25 dB after 300; Adam moves low-gradient coordinates by about lr whatever their sign noise), so
+# this CPU check runs 6 steps with a margin, and the GPU test below holds full edits to the issue's bound.
 CPU_MIN_PSNR_DB = 30.0
 
 
@@ -119,21 +119,55 @@ def test_bench_quick_smoke_run(shared_data):
     assert [line[:4] for line in lines[-2:]] == ["b/a:", "c/a:"]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_mixed_precision_edits_match_fp32_on_a_gpu(encoder_checkpoint_file, tiny_clip_space, rain):
-    """Issue #6: a full 300-step edit in mixed precision is within 35 dB PSNR of the fp32 edit (256 px, FFHQ channel widths)."""
+@pytest.fixture(scope="module")
+def gpu_editor(encoder_checkpoint_file, tiny_clip_space) -> Editor:
+    """A 256 px generator with FFHQ config-f widths (seeded initialisation) on CUDA, the tiny CLIP, sgsim-resnet18."""
     from stylegan2 import Generator
 
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
         G = Generator(512, 0, 512, 256, 3, mapping_kwargs={"num_layers": 8}, synthesis_kwargs={"channel_base": 32768, "channel_max": 512})
-    editor = Editor(G, "sgsim-resnet18", audio_checkpoint=encoder_checkpoint_file, device="cuda")
+    return Editor(G, "sgsim-resnet18", audio_checkpoint=encoder_checkpoint_file, device="cuda")
+
+
+def test_mixed_precision_renders_match_fp32_on_a_gpu(gpu_editor):
+    """The fp16 kernels themselves: the same latents rendered by the mixed generator and the fp32 one."""
+    G = gpu_editor.generator
+    ws = G.mapping(torch.randn(4, 512, generator=torch.Generator().manual_seed(7)).cuda(), None, truncation_psi=0.7)
+    with torch.no_grad():
+        with edit_precision("fp32", G, gpu_editor.clip):
+            full = G.synthesis(ws)
+        with edit_precision("mixed", G, gpu_editor.clip):
+            half = G.synthesis(ws)
+    assert psnr(half, full) >= MIXED_MIN_PSNR_DB
+
+
+def test_mixed_precision_edits_match_fp32_on_a_gpu(gpu_editor, rain):
+    """Issue #6: a full 300-step edit in mixed precision is within 35 dB PSNR of the fp32 edit of the same inputs.
+
+    Not yet run on a GPU. On the CPU the tiny networks' edit loop is chaotic: fp32 edits toward targets
+    1e-7 apart differ by 25 dB after 300 steps, and the fp16 edit is 20 dB from the fp32 one. If this
+    fails, the message gives the fp32 loop's own spread (target nudged by fp16's rounding, 5e-4) to read it against.
+    """
+    from sgsim.editing.targets import embed_target
+
     targets = [Target(rain), Target(rain.with_name("fire.wav"))]
-    full = editor.edit(0, targets, steps=300, precision="fp32")
-    half = editor.edit(0, targets, steps=300, precision="mixed")
+    full = gpu_editor.edit(0, targets, steps=300, precision="fp32")
+    half = gpu_editor.edit(0, targets, steps=300, precision="mixed")
     assert half.settings["precision"] == "mixed"
-    assert psnr(full.source_image, full.images[:, 0]) < MIXED_MIN_PSNR_DB  # the edit changed the image
-    assert psnr(half.images, full.images) >= MIXED_MIN_PSNR_DB
+    assert psnr(full.source_image, full.images[0, 0]) < MIXED_MIN_PSNR_DB  # the edit changed the image
+    achieved = psnr(half.images, full.images)
+    if achieved < MIXED_MIN_PSNR_DB:
+        G = gpu_editor.generator
+        aims = torch.stack([embed_target(t, gpu_editor.audio_encoder, gpu_editor.clip).mixed(1.0) for t in targets]).cuda()
+        nudged = torch.nn.functional.normalize(aims + 5e-4 * torch.randn(aims.shape, generator=torch.Generator().manual_seed(8)).cuda(), dim=-1)
+        source = full.source_latent.cuda()[None].expand(len(targets), -1, -1)
+        with edit_precision("fp32", G, gpu_editor.clip) as clip:
+            spread = optimise_latents(G, clip, source, nudged, steps=300, lr=0.1, lambda_latent=gpu_editor.preset.lambda_latent)
+        floor = psnr(gpu_editor.render(spread.latents), full.images[:, 0])
+        pytest.fail(f"mixed vs fp32 edit: {achieved:.1f} dB < {MIXED_MIN_PSNR_DB} dB; fp32 vs fp32 toward targets nudged by 5e-4: {floor:.1f} dB")
 
 
 def test_the_source_identity_is_embedded_once_per_edit(editor):
