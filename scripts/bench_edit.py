@@ -94,8 +94,8 @@ def build_networks(args: argparse.Namespace, device: torch.device) -> Networks:
                       synthesis_kwargs={"channel_base": 32768, "channel_max": 512})
         model = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
         arcface = ArcFace()
-    frozen = [m.to(device).eval().requires_grad_(False) for m in (G, ClipModel.from_open_clip(model), build_audio_encoder("sgsim-resnet18"), arcface)]
-    return Networks(*frozen)
+    networks = (G, ClipModel.from_open_clip(model), build_audio_encoder("sgsim-resnet18"), arcface)
+    return Networks(*(net.to(device).eval().requires_grad_(False) for net in networks))
 
 
 def published_clip_input(resolution: int, image_size: int) -> nn.Module:
