@@ -236,10 +236,12 @@ def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, 
     from sgsim.editing import Editor
     from sgsim.editing.precision import check_precision
     from sgsim.identity import IdentityLoss
+    from stylegan2.precision import MIXED, SynthesisPrecision
 
     precision = check_precision(args.precision, device)
+    mixed = SynthesisPrecision(num_fp16_res=args.fp16_res, conv_clamp=MIXED.conv_clamp, channels_last=args.channels_last)
     editor = Editor(nets.generator, nets.audio_encoder, clip=nets.clip, identity=IdentityLoss(nets.arcface), device=device,
-                    preset="ffhq")
+                    preset="ffhq", mixed_synthesis=mixed)
     targets = [Target(sound) for sound in sounds]
 
     def run(steps: int, batch: list[Target] = targets) -> None:
@@ -289,6 +291,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=None, help="targets edited in one batch in (c) (default 16; --quick: 2)")
     parser.add_argument("--warmup", type=int, default=2, help="steps of the untimed warm-up edit of each configuration")
     parser.add_argument("--precision", choices=["fp32", "mixed"], default=None, help="sgsim's precision (default: the device's)")
+    parser.add_argument("--fp16-res", type=int, default=4, help="mixed: fp16 for this many highest resolutions (NVIDIA: 4)")
+    parser.add_argument("--channels-last", action="store_true", help="mixed: channels_last activations in the fp16 blocks")
     parser.add_argument("--audio", type=Path, default=SHARED_AUDIO, help="folder of .wav targets")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true", help="tiny networks and a few steps: a smoke run that finishes in seconds")
@@ -315,7 +319,8 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     nets = build_networks(args, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; torch {torch.__version__}; {args.resolution} px, {args.steps} steps, batch {args.batch}"
+    print(f"device: {name}; torch {torch.__version__}; {args.resolution} px, {args.steps} steps, batch {args.batch}; "
+          f"mixed = fp16 in {args.fp16_res} resolutions{', channels_last' if args.channels_last else ''}"
           f"{'; --quick smoke run, not a measurement' if args.quick else ''}")
     results = [
         measure_published(nets, sounds[0], args, device),

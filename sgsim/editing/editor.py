@@ -19,6 +19,7 @@ from sgsim.editing.sources import as_w_plus, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale
 from sgsim.errors import SgsimError
 from sgsim.inversion import invert, swapped_noise
+from stylegan2.precision import MIXED, SynthesisPrecision
 
 MIX_MODES = ("weighted", "layers")
 IDENTITY_WEIGHTS = "arcface-ir-se50"  # manifest name of the identity network used when none is given
@@ -68,6 +69,7 @@ class Editor:
         device: Union[str, torch.device, None] = None,
         preset: Union[str, EditPreset, None] = None,
         audio_checkpoint: Union[str, Path, None] = None,  # weights for an encoder given by name; None: its released weights
+        mixed_synthesis: SynthesisPrecision = MIXED,  # how precision='mixed' runs the generator (fp16 blocks, clamp, layout)
     ):
         self.device = torch.device(device) if device is not None else _default_device()
         self.weight_files: dict[str, Path] = {}  # component -> weights file this Editor loaded itself
@@ -75,6 +77,7 @@ class Editor:
         self.audio_encoder = self._load_audio_encoder(audio_encoder, audio_checkpoint)
         self.clip = self._load_clip(clip)
         self.preset = choose_preset(preset, generator)
+        self.mixed_synthesis = mixed_synthesis
         self._identity = identity  # an IdentityLoss, a weights name/path to load on first use, or None
         self._identity_missing = False
         if hasattr(identity, "net"):
@@ -230,7 +233,7 @@ class Editor:
             guides = [f"{t.label} (sound)" for t in targets] + [f"{t.text} (text)" for t in targets]
 
         with swapped_noise(self.generator, noise):
-            with edit_precision(precision, self.generator, self.clip) as image_encoder:
+            with edit_precision(precision, self.generator, self.clip, synthesis=self.mixed_synthesis) as image_encoder:
                 optimised = optimise_latents(
                     self.generator, image_encoder, w_source.expand(len(guides), -1, -1), directions.to(self.device),
                     steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id, identity=identity,
@@ -263,6 +266,7 @@ class Editor:
                 "strengths": list(strengths), "loudness_strength": loudness_strength,
                 "loudness_dbfs": [e.loudness_dbfs for e in embeddings], "loudness_scale": scales,
                 "preset": asdict(self.preset), "device": str(self.device), "precision": precision,
+                "mixed_synthesis": asdict(self.mixed_synthesis) if precision == "mixed" else None,
             },
             frames=optimised.frames,
             noise={name: value.cpu() for name, value in noise.items()},
