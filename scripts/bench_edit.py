@@ -293,6 +293,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=["fp32", "mixed"], default=None, help="sgsim's precision (default: the device's)")
     parser.add_argument("--fp16-res", type=int, default=4, help="mixed: fp16 for this many highest resolutions (NVIDIA: 4)")
     parser.add_argument("--channels-last", action="store_true", help="mixed: channels_last activations in the fp16 blocks")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile sgsim's synthesis network (with SGSIM_CUDA_OPS=0 its reference ops get fused)")
     parser.add_argument("--audio", type=Path, default=SHARED_AUDIO, help="folder of .wav targets")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true", help="tiny networks and a few steps: a smoke run that finishes in seconds")
@@ -321,9 +323,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; {args.resolution} px, {args.steps} steps, batch {args.batch}; "
           f"mixed = fp16 in {args.fp16_res} resolutions{', channels_last' if args.channels_last else ''}"
+          f"{'; sgsim synthesis compiled' if args.compile else ''}"
           f"{'; --quick smoke run, not a measurement' if args.quick else ''}")
-    results = [
-        measure_published(nets, sounds[0], args, device),
+    results = [measure_published(nets, sounds[0], args, device)]
+    if args.compile:  # after (a), which stays eager; each warm-up edit pays its compilation
+        nets.generator.synthesis.forward = torch.compile(nets.generator.synthesis.forward)
+    results += [
         measure_sgsim(nets, sounds[:1], args, device, "(b) sgsim"),
         measure_sgsim(nets, batch_sounds, args, device, "(c) sgsim"),
     ]
