@@ -196,10 +196,5 @@ def bias_act(
 
     impl None picks the CUDA kernel for CUDA tensors when it is available, else the reference.
     """
-    if impl is None:
-        impl = "cuda" if x.is_cuda and _PLUGIN.load() is not None else "ref"
-    if impl == "ref":
-        return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
-    if impl == "cuda":
-        return bias_act_cuda(x, b, dim, act, alpha, gain, clamp)
-    raise NetworkConfigError(f"bias_act: impl={impl!r} is not one of None, 'ref', 'cuda'")
+    path = bias_act_ref if _PLUGIN.choose(x, impl) == "ref" else bias_act_cuda
+    return path(x, b, dim, act, alpha, gain, clamp)

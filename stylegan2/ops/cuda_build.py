@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from stylegan2.errors import CudaOpsError
+from stylegan2.errors import CudaOpsError, NetworkConfigError
 
 POLICY_VARIABLE = "SGSIM_CUDA_OPS"
 _POLICIES = {"": "auto", "1": "require", "0": "off"}
@@ -155,3 +155,11 @@ class CudaPlugin:
                 f"Fix the CUDA toolchain (CUDA_HOME, nvcc, ninja) or unset {POLICY_VARIABLE}. Compiler output (tail):\n{self.failure}"
             )
         return self._module
+
+    def choose(self, x: torch.Tensor, impl: str | None) -> str:
+        """'cuda' or 'ref' for an op on `x`: impl None picks the kernel for CUDA tensors when it is available."""
+        if impl is None:
+            return "cuda" if x.is_cuda and self.load() is not None else "ref"
+        if impl not in ("ref", "cuda"):
+            raise NetworkConfigError(f"{self.spec.name}: impl={impl!r} is not one of None, 'ref', 'cuda'")
+        return impl

@@ -226,13 +226,8 @@ def upfirdn2d(
     padding is int, [x, y] or [x0, x1, y0, y1], applied to the upsampled image; f comes from setup_filter.
     impl None picks the CUDA kernel for CUDA tensors when it is available, else the reference.
     """
-    if impl is None:
-        impl = "cuda" if x.is_cuda and _PLUGIN.load() is not None else "ref"
-    if impl == "ref":
-        return upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain)
-    if impl == "cuda":
-        return upfirdn2d_cuda(x, f, up, down, padding, flip_filter, gain)
-    raise NetworkConfigError(f"upfirdn2d: impl={impl!r} is not one of None, 'ref', 'cuda'")
+    path = upfirdn2d_ref if _PLUGIN.choose(x, impl) == "ref" else upfirdn2d_cuda
+    return path(x, f, up, down, padding, flip_filter, gain)
 
 
 def upsample2d(

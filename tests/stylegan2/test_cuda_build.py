@@ -10,8 +10,9 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
-from stylegan2.errors import CudaOpsError
+from stylegan2.errors import CudaOpsError, NetworkConfigError
 from stylegan2.ops import cuda_build
 from stylegan2.ops.cuda_build import CudaPlugin, ExtensionSpec, build_key, compile_extension, cuda_ops_policy
 
@@ -88,6 +89,16 @@ def test_successful_build_happens_once(spec):
     plugin = CudaPlugin(spec, build=build)
     assert plugin.load() is plugin.load() is not None
     assert build.calls == 1
+
+
+def test_choose_takes_the_reference_path_for_cpu_tensors_without_building(spec):
+    build = CountingBuild(fail=False)
+    plugin = CudaPlugin(spec, build=build)
+    x = torch.zeros(2)
+    assert plugin.choose(x, None) == "ref" and plugin.choose(x, "cuda") == "cuda"
+    assert build.calls == 0
+    with pytest.raises(NetworkConfigError, match=r"impl='fast' is not one of None, 'ref', 'cuda'"):
+        plugin.choose(x, "fast")
 
 
 def test_build_key_follows_sources_headers_and_flags(spec):
