@@ -124,6 +124,7 @@ def _check_out(out: Path) -> None:
 @click.option("--image", type=click.Path(path_type=Path), default=None, help="Source image to invert and edit.")
 @click.option("--seed", type=click.IntRange(0, SEED_MAX), default=None, help="Source: the generator's image of this seed (truncation 0.7).")
 @click.option("--latent", type=click.Path(path_type=Path), default=None, help="Source: a W or W+ latent (.npz from sgsim edit/generate or the ADA projector).")
+@click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class of the --seed image (conditional generators only).")
 @click.option("--invert-steps", type=click.IntRange(min=1), default=1000, show_default=True, help="Inversion steps for --image.")
 @click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
 @click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name.")
@@ -141,7 +142,7 @@ def _check_out(out: Path) -> None:
 @click.option("--save-video", is_flag=True, help="Also write optimisation.gif.")
 @click.option("--precision", type=click.Choice(["fp32", "mixed"]), default=None,
               help="mixed: fp16 generator blocks and CLIP autocast (CUDA only). Default: mixed on CUDA, fp32 on the CPU.")
-def edit_command(audio, text, image, seed, latent, invert_steps, generator, encoder, encoder_checkpoint, clip_weights, out,
+def edit_command(audio, text, image, seed, latent, class_index, invert_steps, generator, encoder, encoder_checkpoint, clip_weights, out,
                  steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength, device, save_video, precision) -> None:
     """Edit an image so that it shows a sound."""
     from tqdm import tqdm
@@ -175,7 +176,7 @@ def edit_command(audio, text, image, seed, latent, invert_steps, generator, enco
             source, targets, steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id,
             callback=on_step, mix=mix, strengths=strengths, loudness_strength=loudness_strength,
             record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0, invert_steps=invert_steps, noise=noise,
-            precision=precision,
+            precision=precision, class_index=class_index,
         )
     edited = time.perf_counter()
 
@@ -211,8 +212,9 @@ def edit_command(audio, text, image, seed, latent, invert_steps, generator, enco
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
 @click.option("--truncation", type=float, default=0.7, show_default=True, help="psi toward w_avg (1 = none); 0.7 matches sgsim edit --seed.")
+@click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class to draw (conditional generators only).")
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
-def generate_command(seeds, out, generator, truncation, device) -> None:
+def generate_command(seeds, out, generator, truncation, class_index, device) -> None:
     """Draw the generator's images of some seeds, with their W+ latents for `sgsim edit --latent`."""
     import torch
 
@@ -224,9 +226,9 @@ def generate_command(seeds, out, generator, truncation, device) -> None:
     _check_out(out)
     device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     G = load_generator(resolve(generator), device=device).eval()
+    latents = [seed_latent(G, seed, truncation=truncation, class_index=class_index) for seed in seeds]  # a bad class fails before any output
     with staged_output_dir(out) as staging:
-        for seed in seeds:
-            w = seed_latent(G, seed, truncation=truncation)
+        for seed, w in zip(seeds, latents):
             with torch.no_grad():
                 image = G.synthesis(w[None], noise_mode="const")
             write_png(staging / f"seed{seed:04d}.png", image)

@@ -137,17 +137,23 @@ class Editor:
         identity.net.to(self.device)
         return identity
 
-    def source_latent(self, source: Source, seed: int = 0, invert_steps: int = 1000) -> torch.Tensor:
-        """W+ [num_ws, w_dim] on the device for a seed, a W / W+ latent, or an image (path or [1, 3, H, W] in [-1, 1])."""
-        return self._start(source, seed, invert_steps)[0]
+    def source_latent(self, source: Source, seed: int = 0, invert_steps: int = 1000, class_index: Optional[int] = None) -> torch.Tensor:
+        """W+ [num_ws, w_dim] on the device for a seed (of class `class_index` for a conditional generator),
+        a W / W+ latent, or an image (path or [1, 3, H, W] in [-1, 1])."""
+        return self._start(source, seed, invert_steps, class_index)[0]
 
-    def _start(self, source: Source, seed: int, invert_steps: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _start(self, source: Source, seed: int, invert_steps: int,
+               class_index: Optional[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The source's W+ latent and, for an inverted image, the noise buffers the inversion fitted with it."""
         G = self.generator
         if isinstance(source, (bool, np.bool_)):
             raise SgsimError(f"source must be a seed, a latent or an image, got {source!r}")
         if isinstance(source, (int, np.integer)):
-            return seed_latent(G, int(source)), {}
+            return seed_latent(G, int(source), class_index=class_index), {}
+        if class_index is not None:
+            # The label only enters through the mapping network, which a latent or an image source skips.
+            raise SgsimError(f"class {class_index!r} given with a latent or image source: a class picks the label of a seed "
+                             f"source only; leave out class_index / --class")
         if isinstance(source, (str, Path)):
             from sgsim.images import read_image
 
@@ -195,6 +201,7 @@ class Editor:
         invert_steps: int = 1000,
         noise: Optional[dict[str, torch.Tensor]] = None,
         precision: Optional[str] = None,
+        class_index: Optional[int] = None,
     ) -> EditResult:
         """Edit `source` toward every target at once (one batch, same result as one by one).
 
@@ -209,6 +216,7 @@ class Editor:
         an image source uses those of its own inversion. `record_every` > 0 keeps snapshots in `frames`.
         `precision`: 'fp32', or 'mixed' (CUDA only: fp16 high-resolution generator blocks and CLIP under
         autocast, within 35 dB PSNR of fp32); None: 'mixed' on CUDA, 'fp32' elsewhere.
+        `class_index`: the class of a seed source, required for a conditional generator (one-hot label).
         Raises EditDiverged (an SgsimError carrying the last finite latents) on a NaN loss.
         """
         targets = self._check_targets(targets, mix)
@@ -223,7 +231,7 @@ class Editor:
             lambda_id = 0.0
 
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
-        w_source, fitted_noise = self._start(source, seed, invert_steps)
+        w_source, fitted_noise = self._start(source, seed, invert_steps, class_index)
         noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
         if mix == "weighted":
             directions = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)])
@@ -262,6 +270,7 @@ class Editor:
             settings={
                 "steps": steps, "lr": lr, "lambda_latent": lambda_latent, "lambda_id": lambda_id,
                 "layers": None if layers is None else sorted({int(i) for i in layers}), "seed": seed,
+                "class_index": None if class_index is None else int(class_index),
                 "mix": mix, "mix_sound_rows": coarse_rows(self.generator.num_ws) if mix == "layers" else None,
                 "strengths": list(strengths), "loudness_strength": loudness_strength,
                 "loudness_dbfs": [e.loudness_dbfs for e in embeddings], "loudness_scale": scales,

@@ -18,12 +18,28 @@ LATENT_KEYS = ("source", "w")
 NOISE_PREFIX = "noise."  # npz keys of fitted noise buffers, e.g. noise.b8.conv0.noise_const
 
 
-def seed_latent(generator, seed: int, truncation: float = SEED_TRUNCATION) -> torch.Tensor:
-    """W+ [num_ws, w_dim] of a seed: z from numpy's RandomState(seed), as NVIDIA's generate.py draws it,
-    mapped and truncated toward w_avg. Conditional generators get the all-zero label."""
+def class_label(generator, class_index: int | None) -> torch.Tensor:
+    """The label c [1, c_dim] a seed is mapped with: one-hot of `class_index` for a conditional generator
+    (as NVIDIA's generate.py --class), empty for an unconditional one; a missing or impossible class is an error."""
+    classes = generator.c_dim
     device = generator.mapping.w_avg.device
-    z = torch.from_numpy(np.random.RandomState(seed).randn(1, generator.z_dim)).float().to(device)
-    c = torch.zeros(1, generator.c_dim, device=device)
+    if class_index is None:
+        if classes:
+            raise SgsimError(f"this generator is conditional with {classes} classes: pass a class index 0..{classes - 1} "
+                             f"(class_index=N; sgsim edit / generate: --class N)")
+        return torch.zeros(1, 0, device=device)
+    if not classes:
+        raise SgsimError(f"this generator is unconditional: it takes no class, got class {class_index!r}; leave out class_index / --class")
+    if isinstance(class_index, (bool, np.bool_)) or not isinstance(class_index, (int, np.integer)) or not 0 <= class_index < classes:
+        raise SgsimError(f"class {class_index!r} is not a class of this generator: it has {classes} classes, pass 0..{classes - 1}")
+    return torch.nn.functional.one_hot(torch.tensor([int(class_index)], device=device), classes).float()
+
+
+def seed_latent(generator, seed: int, truncation: float = SEED_TRUNCATION, class_index: int | None = None) -> torch.Tensor:
+    """W+ [num_ws, w_dim] of a seed: z from numpy's RandomState(seed), as NVIDIA's generate.py draws it,
+    mapped with the class's label (conditional generators only) and truncated toward w_avg."""
+    c = class_label(generator, class_index)
+    z = torch.from_numpy(np.random.RandomState(seed).randn(1, generator.z_dim)).float().to(c.device)
     with torch.no_grad():
         return generator.mapping(z, c, truncation_psi=truncation)[0]
 
