@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -38,19 +38,38 @@ def tiny_generator_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_clip_file(tmp_path_factory) -> Path:
-    """The tiny CLIP with open_clip's seeded initialisation as a torch.save state dict; its config is registered as TINY_CLIP."""
+def tiny_clip_saver(tmp_path_factory) -> Callable[[int], Path]:
+    """save(seed) -> path: the tiny CLIP with open_clip's initialisation under `seed`, as a torch.save state dict.
+
+    Its config is registered once as TINY_CLIP (see `tiny_clip_name`); the caller's RNG is left untouched.
+    """
     import open_clip
 
     folder = tmp_path_factory.mktemp("clip")
     (folder / f"{TINY_CLIP}.json").write_text(json.dumps(TINY_CLIP_CONFIG))
     open_clip.add_model_config(folder / f"{TINY_CLIP}.json")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(2)
-        model = open_clip.create_model(TINY_CLIP, pretrained=None)
-    path = folder / "tiny_clip.pt"
-    torch.save(model.state_dict(), path)
-    return path
+
+    def save(seed: int) -> Path:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = open_clip.create_model(TINY_CLIP, pretrained=None)
+        path = folder / f"tiny_clip_seed{seed}.pt"
+        torch.save(model.state_dict(), path)
+        return path
+
+    return save
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_name() -> str:
+    """The open_clip model name the tiny CLIP's config is registered under."""
+    return TINY_CLIP
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_file(tiny_clip_saver) -> Path:
+    """The tiny CLIP the editing tests use (seed 2)."""
+    return tiny_clip_saver(2)
 
 
 @pytest.fixture(scope="session")

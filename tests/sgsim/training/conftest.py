@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
-import torch
 
-TRAIN_CLIP = "sgsim-test-train-clip"
-# REFERENCE.md section 3's tiny CLIP with a 512-d embedding (the SGSIM encoder's output size).
-TRAIN_CLIP_CONFIG = {
-    "embed_dim": 512,
-    "quick_gelu": True,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
 RATE = 44100
 SAMPLES = 22016  # 43 hops of 512: exactly the 44 frames of SMALL_FRONT_END
 # A small network input (32 mel rows x 64 columns) so a ResNet18 trains in seconds on a CPU.
@@ -58,21 +48,13 @@ def sound_classes(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def train_clip_file(tmp_path_factory) -> Path:
-    """The tiny CLIP with open_clip's random init (seed 0), saved as a state dict; its config is registered as TRAIN_CLIP."""
-    import open_clip
-
-    folder = tmp_path_factory.mktemp("train_clip")
-    (folder / f"{TRAIN_CLIP}.json").write_text(json.dumps(TRAIN_CLIP_CONFIG))
-    open_clip.add_model_config(folder / f"{TRAIN_CLIP}.json")
-    torch.manual_seed(0)
-    path = folder / "clip.pt"
-    torch.save(open_clip.create_model(TRAIN_CLIP, pretrained=None).state_dict(), path)
-    return path
+def train_clip_file(tiny_clip_saver) -> Path:
+    """The tiny CLIP the training tests start from (seed 0)."""
+    return tiny_clip_saver(0)
 
 
 @pytest.fixture(scope="session")
-def small_run(sound_classes, train_clip_file):
+def small_run(sound_classes, train_clip_file, tiny_clip_name):
     """What a CPU-sized training run needs: the datasets, the tiny CLIP and a TrainConfig factory (overrides as keywords)."""
     from types import SimpleNamespace
 
@@ -86,5 +68,5 @@ def small_run(sound_classes, train_clip_file):
         settings = dict(epochs=8, batch_size=8, lr=0.05, lr_min=0.005, workers=0, checkpoint_every=1000, front_end=SMALL_FRONT_END)
         return TrainConfig(**{**settings, **overrides})
 
-    return SimpleNamespace(train=train, val=val, clip=load_clip(TRAIN_CLIP, pretrained=train_clip_file), config=config,
-                           clip_name=TRAIN_CLIP, clip_file=train_clip_file, csv=sound_classes, labels=LABELS, front_end=SMALL_FRONT_END)
+    return SimpleNamespace(train=train, val=val, clip=load_clip(tiny_clip_name, pretrained=train_clip_file), config=config,
+                           clip_name=tiny_clip_name, clip_file=train_clip_file, csv=sound_classes, labels=LABELS, front_end=SMALL_FRONT_END)
