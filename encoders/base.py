@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +28,8 @@ class AudioEncoder(nn.Module):
     mono: bool = True  # False: the encoder consumes every channel itself (AudioCLIP sums them)
     clip_model: str = "ViT-B-32-quickgelu"  # open_clip model name whose space the output lives in
     clip_weights: str = "clip-vit-b-32"  # manifest name (or path) of that CLIP model's weights
-    # Longest excerpt encode_file decodes: the centred `input_seconds` of a longer file, so an hour-long
-    # recording is never read whole. Encoders look at ~10 s; set it to what the encoder actually uses.
+    # Longest excerpt the encoder needs: callers read the centred `input_seconds` of a longer file, so an
+    # hour-long recording is never decoded whole. Encoders look at ~10 s; set it to what the encoder uses.
     input_seconds: float = 60.0
 
     @property
@@ -54,16 +53,6 @@ class AudioEncoder(nn.Module):
         if sample_rate != self.sample_rate:
             waveform = torchaudio.functional.resample(waveform, sample_rate, self.sample_rate)
         return F.normalize(self(waveform).float(), dim=-1)
-
-    def encode_file(self, path: str | Path) -> torch.Tensor:
-        """Embed one audio file as [embed_dim]: its centred `input_seconds` at most, read by the one audio loader."""
-        from sgsim.audio import audio_duration, load_audio
-
-        offset = max(0.0, (audio_duration(path) - self.input_seconds) / 2)
-        waveform, rate = load_audio(
-            path, sample_rate=self.sample_rate, mono=self.mono, offset=offset, duration=self.input_seconds
-        )
-        return self.encode(torch.from_numpy(waveform)[None], rate)[0]
 
     def convert_official(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Map the authors' released state dict to this module's keys (identity unless overridden)."""

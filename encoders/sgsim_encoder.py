@@ -132,7 +132,7 @@ class SgsimEncoder(AudioEncoder):
     mono = True
     clip_model = "ViT-B-32-quickgelu"
     clip_weights = "clip-vit-b-32"
-    input_seconds = 864 * 512 / 44100  # what the front end looks at; encode_file reads no more
+    input_seconds = 864 * 512 / 44100  # what the front end looks at; callers read no more
 
     def __init__(
         self,

@@ -126,6 +126,16 @@ def load_audio(
     return np.ascontiguousarray(waveform, dtype=np.float32), rate
 
 
+def load_centred_window(path: str | Path, sample_rate: int, mono: bool, seconds: float) -> np.ndarray:
+    """The centred `seconds` of an audio file (all of a shorter one) at `sample_rate`: what an encoder looks at.
+
+    Encoders see a bounded excerpt (AudioEncoder.input_seconds); reading only that keeps an hour-long file cheap.
+    """
+    offset = max(0.0, (audio_duration(path) - seconds) / 2)
+    waveform, _ = load_audio(path, sample_rate, mono, offset=offset, duration=seconds)
+    return waveform
+
+
 def rms_dbfs(waveform: np.ndarray | torch.Tensor) -> float:
     """Root-mean-square level of a waveform (numpy array or tensor) in dB relative to full scale."""
     if hasattr(waveform, "detach"):

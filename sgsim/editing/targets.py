@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sgsim.audio import check_not_silent, load_audio, rms_dbfs
+from sgsim.audio import check_not_silent, load_centred_window, rms_dbfs
 from sgsim.errors import SgsimError
 
 AudioSource = Union[str, Path, tuple[Union[np.ndarray, torch.Tensor], int]]
@@ -68,10 +68,12 @@ def loudness_scale(level_dbfs: float | None) -> float:
     return float(np.clip(2.0 ** ((level_dbfs - REFERENCE_DBFS) / 10.0), low, high))
 
 
-def _load_sound(audio: AudioSource, sample_rate: int, mono: bool) -> tuple[torch.Tensor, int]:
-    """Decode a file or accept a waveform; refuse silence, which has no direction in CLIP space."""
+def _load_sound(audio: AudioSource, audio_encoder) -> tuple[torch.Tensor, int]:
+    """Decode the part of a file the encoder looks at, or accept a waveform; refuse silence, which has no
+    direction in CLIP space."""
     if isinstance(audio, (str, Path)):
-        waveform, rate = load_audio(audio, sample_rate=sample_rate, mono=mono)
+        rate = audio_encoder.sample_rate
+        waveform = load_centred_window(audio, rate, audio_encoder.mono, audio_encoder.input_seconds)
         name = str(audio)
     elif isinstance(audio, tuple) and len(audio) == 2:
         waveform, rate = audio
@@ -90,7 +92,7 @@ def embed_target(target: Target, audio_encoder, clip) -> TargetEmbedding:
         raise SgsimError("a target needs a sound, a text or both; got neither")
     sound = level = text = None
     if target.audio is not None:
-        waveform, rate = _load_sound(target.audio, audio_encoder.sample_rate, audio_encoder.mono)
+        waveform, rate = _load_sound(target.audio, audio_encoder)
         sound = audio_encoder.encode(waveform[None], rate)[0].float()
         level = rms_dbfs(waveform)
     if target.text:

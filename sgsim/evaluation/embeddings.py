@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from encoders.errors import EncoderError
 from sgsim.atomic import atomic_output
-from sgsim.audio import audio_duration, load_audio
+from sgsim.audio import load_centred_window
 from sgsim.datasets import AudioDataset, Problem
 from sgsim.errors import AudioError
 
@@ -85,15 +85,8 @@ class EmbeddedDataset:
     encoded: int  # clips run through the encoder in this call (the others came from the cache)
 
 
-def load_centred_window(path: str | Path, sample_rate: int, mono: bool, seconds: float) -> np.ndarray:
-    """The centred `seconds` of an audio file (all of a shorter one), as AudioEncoder.encode_file reads it."""
-    offset = max(0.0, (audio_duration(path) - seconds) / 2)
-    waveform, _ = load_audio(path, sample_rate, mono, offset=offset, duration=seconds)
-    return waveform
-
-
 class _DecodedClips(Dataset):
-    """Decodes clips in DataLoader workers exactly as AudioEncoder.encode_file does: the centred window it looks at."""
+    """Decodes clips in DataLoader workers as every sgsim caller of an encoder does: the centred window it looks at."""
 
     def __init__(self, paths: list[Path], sample_rate: int, mono: bool, seconds: float):
         self.paths, self.sample_rate, self.mono, self.seconds = paths, sample_rate, mono, seconds

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.sgsim_encoder import LogMelFrontEnd, build_backbone
+from sgsim.audio import load_centred_window
 from sgsim.datasets import AudioDataset, Problem
 from sgsim.errors import AudioError
-from sgsim.evaluation.embeddings import load_centred_window
 
 BASELINE_NAME = "resnet50-supervised"
 

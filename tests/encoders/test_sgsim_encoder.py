@@ -12,7 +12,7 @@ import torch
 
 from encoders.errors import EncoderError
 from encoders.sgsim_encoder import LogMelFrontEnd, SgsimEncoder
-from sgsim.audio import load_audio
+from sgsim.audio import load_audio, load_centred_window
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "encoders" / "sgsim_resnet18_reference.npz"
 
@@ -122,7 +122,8 @@ def test_a_batch_embeds_each_clip_as_alone(seeded_encoder):
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
 
 
-def test_encode_file_reads_the_centred_window_the_encoder_uses(tmp_path, seeded_encoder):
+def test_input_seconds_is_exactly_the_window_the_front_end_uses(tmp_path, seeded_encoder):
+    """A long file read as sgsim reads it for an encoder (its centred input_seconds) embeds as that slice."""
     rng = np.random.default_rng(1)
     waveform = (0.1 * rng.standard_normal(30 * 44100) * np.linspace(0.1, 1.0, 30 * 44100)).astype(np.float32)
     path = tmp_path / "long.wav"
@@ -130,7 +131,7 @@ def test_encode_file_reads_the_centred_window_the_encoder_uses(tmp_path, seeded_
     window = round(seeded_encoder.input_seconds * 44100)
     start = round((30 - seeded_encoder.input_seconds) / 2 * 44100)
     with torch.no_grad():
-        from_file = seeded_encoder.encode_file(path)
+        from_file = seeded_encoder.encode(torch.from_numpy(load_centred_window(path, 44100, True, seeded_encoder.input_seconds))[None], 44100)[0]
         expected = seeded_encoder.encode(torch.from_numpy(waveform[start : start + window])[None], 44100)[0]
     torch.testing.assert_close(from_file, expected, rtol=0, atol=1e-5)
     assert window == 864 * 512

@@ -11,7 +11,7 @@ import pytest
 import soundfile
 import torch
 
-from sgsim.audio import audio_duration, check_not_silent, is_silent, load_audio, rms_dbfs
+from sgsim.audio import audio_duration, check_not_silent, is_silent, load_audio, load_centred_window, rms_dbfs
 from sgsim.errors import AudioError
 
 
@@ -120,6 +120,18 @@ def test_duration_decodes_only_the_frames_asked_for(tmp_path, monkeypatch):
     monkeypatch.setattr(soundfile.SoundFile, "read", counting_read)
     load_audio(path, offset=100.0, duration=1.0)
     assert decoded == [rate]
+
+
+def test_centred_window_is_the_middle_of_a_long_file_and_all_of_a_short_one(tmp_path, monkeypatch):
+    path, codes, rate = long_ramp_file(tmp_path)  # 120 s
+    decoded = []
+    read = soundfile.SoundFile.read
+    monkeypatch.setattr(soundfile.SoundFile, "read", lambda self, frames=-1, *a, **k: decoded.append(frames) or read(self, frames, *a, **k))
+    middle = load_centred_window(path, rate, True, 10.0)
+    np.testing.assert_array_equal(middle, codes[55 * rate : 65 * rate] / np.float32(32768))
+    assert decoded == [10 * rate]  # the rest of the file is never decoded
+    whole = load_centred_window(path, rate, True, 500.0)
+    np.testing.assert_array_equal(whole, codes / np.float32(32768))
 
 
 def test_nothing_but_valid_audio_is_accepted(tmp_path):

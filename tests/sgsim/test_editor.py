@@ -10,7 +10,8 @@ import torch
 
 from sgsim.editing import EditDiverged, Editor, Target
 from sgsim.editing.mixing import coarse_rows
-from sgsim.editing.targets import loudness_scale
+from sgsim.audio import load_centred_window, rms_dbfs
+from sgsim.editing.targets import embed_target, loudness_scale
 from sgsim.errors import AudioError, SgsimError
 
 
@@ -42,6 +43,23 @@ def test_components_load_from_files_and_clip_follows_the_audio_encoder(editor, t
     }
     assert editor.clip.encode_text(["rain"]).shape == (1, 512)
     assert editor.preset.lambda_latent == 0.002 and editor.preset.lambda_id == 0  # a path: the documented default
+
+
+def test_a_long_sound_is_read_only_where_the_encoder_listens(editor, tmp_path):
+    """A 40 s file steers the edit by its centred window; its level is that window's, not the whole file's."""
+    import soundfile
+
+    rate = editor.audio_encoder.sample_rate
+    noise = np.random.default_rng(2).standard_normal(40 * rate).astype(np.float32)
+    noise *= np.repeat(np.float32([0.01, 0.3, 0.01]), [15 * rate, 10 * rate, 15 * rate])  # loud only in the middle
+    path = tmp_path / "long.wav"
+    soundfile.write(path, noise, rate, subtype="FLOAT")
+    embedded = embed_target(Target(path), editor.audio_encoder, editor.clip)
+    window = load_centred_window(path, rate, True, editor.audio_encoder.input_seconds)
+    assert len(window) < 11 * rate
+    expected = editor.audio_encoder.encode(torch.from_numpy(window)[None], rate)[0]
+    torch.testing.assert_close(embedded.sound, expected, rtol=0, atol=1e-6)
+    assert embedded.loudness_dbfs == pytest.approx(rms_dbfs(window)) and embedded.loudness_dbfs > rms_dbfs(noise) + 3
 
 
 def test_the_clip_loss_falls(rain_edit):
