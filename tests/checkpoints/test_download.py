@@ -16,7 +16,6 @@ import torch
 from safetensors.torch import save_file
 
 import checkpoints
-from checkpoints import download as download_module
 from checkpoints.errors import MissingWeightsError, WeightsError
 from checkpoints.formats import sniff_container
 
