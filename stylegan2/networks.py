@@ -374,6 +374,7 @@ class SynthesisBlock(torch.nn.Module):
         self.use_fp16 = use_fp16
         self.channels_last = use_fp16 and fp16_channels_last
         self.fp16_on_cpu = False  # CPU fp16 kernels are slow: True only to check fp16 numerics without a GPU
+        self.fused_modconv: bool | None = None  # default for forward's fused_modconv; None = NVIDIA's rule
         self.register_buffer("resample_filter", upfirdn2d.setup_filter(list(resample_filter)))
         self.num_conv = 0
         self.num_torgb = 0
@@ -406,6 +407,8 @@ class SynthesisBlock(torch.nn.Module):
         dtype = torch.float16 if half else torch.float32
         memory_format = torch.channels_last if self.channels_last and half else torch.contiguous_format
         if fused_modconv is None:
+            fused_modconv = self.fused_modconv
+        if fused_modconv is None:  # NVIDIA's rule: one grouped convolution in inference, unless fp16 with a batch
             fused_modconv = (not self.training) and (dtype == torch.float32 or int(ws.shape[0]) == 1)
 
         if self.in_channels == 0:

@@ -15,12 +15,15 @@ from stylegan2.networks import SynthesisLayer, SynthesisNetwork, ToRGBLayer, low
 
 @dataclass(frozen=True)
 class SynthesisPrecision:
-    """How the synthesis blocks run: which of them in fp16, with which clamp and memory format."""
+    """How the synthesis blocks run: which of them in fp16, with which clamp, memory format and modulated convolution."""
 
     num_fp16_res: int  # fp16 for this many highest resolutions (on CUDA), 0 = every block in fp32
     conv_clamp: float | None = None  # clamp for layers the network built without one, None = leave them unclamped
     channels_last: bool = False  # channels_last activations in the fp16 blocks
     fp16_on_cpu: bool = False  # fp16 on the CPU too: slow, only to check fp16 numerics without a GPU
+    # Modulated convolutions as one grouped convolution (True), by scaling activations (False, faster on CPUs,
+    # whose grouped convolutions are slow), or by NVIDIA's rule (None: fused in inference unless fp16 with a batch).
+    fused_modconv: bool | None = None
 
 
 FP32 = SynthesisPrecision(num_fp16_res=0)
@@ -46,6 +49,7 @@ def synthesis_precision(synthesis: SynthesisNetwork, precision: SynthesisPrecisi
             assign(block, "use_fp16", half)
             assign(block, "channels_last", half and precision.channels_last)
             assign(block, "fp16_on_cpu", precision.fp16_on_cpu)
+            assign(block, "fused_modconv", precision.fused_modconv)
             for layer in block.modules():
                 if isinstance(layer, (SynthesisLayer, ToRGBLayer)) and layer.conv_clamp is None:
                     assign(layer, "conv_clamp", precision.conv_clamp)

@@ -120,3 +120,26 @@ def test_a_network_s_own_clamp_is_kept(ws):
                   synthesis_kwargs={"channel_base": 512, "channel_max": 32, "conv_clamp": 8})
     with synthesis_precision(G.synthesis, MIXED):
         assert {m.conv_clamp for m in G.synthesis.modules() if hasattr(m, "conv_clamp")} == {8}
+
+
+def test_unfused_modulated_convolutions_give_the_same_images_without_grouped_convolutions(generator, ws, monkeypatch):
+    """fused_modconv=False scales activations instead of batching samples as groups: same images, plain convolutions."""
+    import torch.nn.functional as F
+
+    groups_seen = []  # groups of every convolution that is not a depthwise FIR filter (weight [C, 1, kh, kw])
+    conv2d = F.conv2d
+
+    def spy(x, weight, *args, groups=1, **kwargs):
+        if weight.shape[1] > 1:
+            groups_seen.append(groups)
+        return conv2d(x, weight, *args, groups=groups, **kwargs)
+
+    monkeypatch.setattr(F, "conv2d", spy)
+    fused = generator.synthesis(ws)
+    assert set(groups_seen) == {len(ws)}  # the default in inference: the batch as the groups of one convolution
+    groups_seen.clear()
+    with synthesis_precision(generator.synthesis, SynthesisPrecision(num_fp16_res=0, fused_modconv=False)):
+        unfused = generator.synthesis(ws)
+    assert groups_seen and set(groups_seen) == {1}
+    torch.testing.assert_close(unfused, fused, rtol=0, atol=1e-5)
+    assert all(getattr(generator.synthesis, f"b{res}").fused_modconv is None for res in generator.synthesis.block_resolutions)
