@@ -66,7 +66,7 @@ class Measurement:
     seconds: float  # wall time of the timed run, synchronised
     peak_mib: Optional[float]  # peak GPU memory allocated during the timed run; None on the CPU
     flops_per_step: float  # model FLOPs of one optimiser step of the whole batch (forward + backward), edits x batch 1
-    dominant_precision: str  # 'fp32' or 'fp16': the peak its achieved FLOP/s is compared with
+    dominant_precision: str  # 'fp32' or 'fp16' (also bf16's): the peak its achieved FLOP/s is compared with
 
 
 def build_networks(args: argparse.Namespace, device: torch.device) -> Networks:
@@ -251,7 +251,7 @@ def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, 
         run(steps, targets[:1])
 
     return measure(f"{name}, {precision}, batch {len(targets)}", run, run_one, len(targets), args, device,
-                   "fp16" if precision == "mixed" else "fp32")
+                   "fp32" if precision == "fp32" else "fp16")
 
 
 def device_peaks(device: torch.device) -> Optional[dict[str, float]]:
@@ -290,7 +290,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps per edit (default 300; --quick: 3)")
     parser.add_argument("--batch", type=int, default=None, help="targets edited in one batch in (c) (default 16; --quick: 2)")
     parser.add_argument("--warmup", type=int, default=2, help="steps of the untimed warm-up edit of each configuration")
-    parser.add_argument("--precision", choices=["fp32", "mixed"], default=None, help="sgsim's precision (default: the device's)")
+    parser.add_argument("--precision", choices=["fp32", "mixed", "bf16"], default=None, help="sgsim's precision (default: the device's)")
     parser.add_argument("--fp16-res", type=int, default=4, help="mixed: fp16 for this many highest resolutions (NVIDIA: 4)")
     parser.add_argument("--channels-last", action="store_true", help="mixed: channels_last activations in the fp16 blocks")
     parser.add_argument("--compile", action="store_true",

@@ -104,7 +104,8 @@ class ArcFace(nn.Module):
         )
 
     def forward(self, faces: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.output_layer(self.body(self.input_layer(faces))), dim=1)
+        # Normalised in fp32 even under autocast: the identity distance is a small difference of cosines.
+        return F.normalize(self.output_layer(self.body(self.input_layer(faces))).float(), dim=1)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Identity embeddings [N, D] of FFHQ-aligned images [N, 3, H, W] in [-1, 1], any resolution."""

@@ -140,8 +140,9 @@ def _check_out(out: Path) -> None:
 @click.option("--loudness-strength", is_flag=True, help="Scale each strength by the sound's loudness (-20 dBFS = 1).")
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--save-video", is_flag=True, help="Also write optimisation.gif.")
-@click.option("--precision", type=click.Choice(["fp32", "mixed"]), default=None,
-              help="mixed: fp16 generator blocks and CLIP autocast (CUDA only). Default: mixed on CUDA, fp32 on the CPU.")
+@click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
+              help="Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: bfloat16 generator "
+                   "autocast (fast on CPUs with AVX512-BF16 or AMX). Default: mixed on CUDA, fp32 on the CPU.")
 def edit_command(audio, text, image, seed, latent, class_index, invert_steps, generator, encoder, encoder_checkpoint, clip_weights, out,
                  steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength, device, save_video, precision) -> None:
     """Edit an image so that it shows a sound."""

@@ -214,8 +214,9 @@ class Editor:
         `loudness_strength` each strength is multiplied by the sound's loudness scale.
         `noise`: noise buffers (name -> tensor) fitted with a latent source, as sgsim invert saves them;
         an image source uses those of its own inversion. `record_every` > 0 keeps snapshots in `frames`.
-        `precision`: 'fp32', or 'mixed' (CUDA only: fp16 high-resolution generator blocks and CLIP under
-        autocast, within 35 dB PSNR of fp32); None: 'mixed' on CUDA, 'fp32' elsewhere.
+        `precision` of the optimisation: 'fp32'; 'mixed' (CUDA only: fp16 high-resolution generator blocks,
+        CLIP under autocast); 'bf16' (generator in bfloat16 autocast, any device; fast on CPUs with AVX512-BF16 or AMX).
+        None: 'mixed' on CUDA, 'fp32' elsewhere. The returned images are always rendered in fp32.
         `class_index`: the class of a seed source, required for a conditional generator (one-hot label).
         Raises EditDiverged (an SgsimError carrying the last finite latents) on a NaN loss.
         """

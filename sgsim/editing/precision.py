@@ -1,12 +1,15 @@
-"""The edit loop's precision: 'fp32' everywhere, or 'mixed' (fp16 high-resolution generator blocks, CLIP under autocast) on CUDA.
+"""The edit loop's precision: 'fp32' everywhere; 'mixed' (fp16 high-resolution generator blocks, CLIP under
+autocast) on CUDA; or 'bf16' (generator and identity network under bfloat16 autocast) on any device.
 
-'mixed' trades a bounded loss of accuracy for speed: its edited images must stay within MIXED_MIN_PSNR_DB
-of the fp32 path's on the same inputs (tests/sgsim/test_precision.py checks it on a GPU).
+The reduced precisions trade a bounded loss of accuracy for speed: the generator's images of the same
+latents stay within MIXED_MIN_PSNR_DB of fp32's (tests/sgsim/test_precision.py; 'mixed' on a GPU only).
+Only the optimisation runs reduced: the images an edit returns are rendered in fp32.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import contextmanager
 from typing import Iterator, Optional, Union
 
@@ -15,12 +18,16 @@ import torch
 from sgsim.errors import SgsimError
 from stylegan2.precision import FP32, MIXED, SynthesisPrecision, synthesis_precision
 
-PRECISIONS = ("fp32", "mixed")
-MIXED_MIN_PSNR_DB = 35.0  # issue #6: the fast path's edited images within 35 dB PSNR of the fp32 path's
+PRECISIONS = ("fp32", "mixed", "bf16")
+MIXED_MIN_PSNR_DB = 35.0  # issue #6: the fast paths' images within 35 dB PSNR of the fp32 path's
+# On a CPU the modulated convolutions scale activations instead of running one grouped convolution per
+# layer: oneDNN's grouped convolutions are slow there (README, Performance).
+CPU_SYNTHESIS = SynthesisPrecision(num_fp16_res=0, fused_modconv=False)
 
 
 def default_precision(device: Union[str, torch.device]) -> str:
-    """'mixed' on CUDA, where fp16 kernels are fast; 'fp32' elsewhere, so CPU results stay as they were."""
+    """'mixed' on CUDA, where fp16 kernels are fast; 'fp32' elsewhere, so CPU results stay as they were.
+    'bf16' only when asked for: on a CPU its speed depends on the CPU's bfloat16 instructions."""
     return "mixed" if torch.device(device).type == "cuda" else "fp32"
 
 
@@ -31,20 +38,24 @@ def check_precision(precision: Optional[str], device: Union[str, torch.device]) 
     if precision not in PRECISIONS:
         raise SgsimError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "mixed" and torch.device(device).type != "cuda":
-        raise SgsimError(f"precision='mixed' runs fp16 kernels on CUDA, but the device is {device}; use precision='fp32'")
+        raise SgsimError(f"precision='mixed' runs fp16 kernels on CUDA, but the device is {device}; use 'fp32' or 'bf16'")
+    if precision == "bf16" and torch.device(device).type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        warnings.warn("this CPU has no native bfloat16 instructions (AVX512-BF16 or AMX): precision='bf16' may be "
+                      "slower than 'fp32' here", RuntimeWarning, stacklevel=3)
     return precision
 
 
 class AutocastImageEncoder:
-    """A CLIP model whose image tower runs under autocast (fp16 matmuls, fp32 reductions); embeddings come back fp32."""
+    """A CLIP model whose image tower runs under autocast at `dtype` (fp16 matmuls, fp32 reductions), or with
+    `dtype` None in fp32 even inside an autocast region; embeddings come back fp32."""
 
-    def __init__(self, clip, dtype: torch.dtype = torch.float16):
+    def __init__(self, clip, dtype: Optional[torch.dtype] = torch.float16):
         self.clip = clip
         self.dtype = dtype
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=images.device.type, dtype=self.dtype):
-            return self.clip.encode_image(images).float()
+        with torch.autocast(device_type=images.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+            return self.clip.encode_image(images if self.dtype else images.float()).float()
 
 
 @contextmanager
@@ -52,14 +63,22 @@ def edit_precision(precision: str, generator, clip, synthesis: SynthesisPrecisio
     """Within the block, `generator` runs at `precision`; yields the CLIP image encoder to use with it.
 
     'fp32' also keeps the fp16 blocks of a mixed-precision network (ADA's) in fp32. `synthesis` says how
-    'mixed' runs the generator (MIXED: NVIDIA's num_fp16_res 4 and conv_clamp 256).
+    'mixed' runs the generator (MIXED: NVIDIA's num_fp16_res 4 and conv_clamp 256). 'bf16' runs the
+    generator and the identity network under bfloat16 autocast (bf16 has fp32's range, so it needs neither
+    fp16 blocks nor a clamp) and CLIP in fp32: a small part of a step, and on CPUs bf16 linear layers on
+    MultiheadAttention's strided activations run about 100x slower than on contiguous ones (batch > 1).
     """
-    if precision == "fp32":
-        with synthesis_precision(generator.synthesis, FP32):
-            yield clip
-    else:
+    device_type = next(generator.parameters()).device.type
+    full = CPU_SYNTHESIS if device_type == "cpu" else FP32
+    if precision == "mixed":
         with synthesis_precision(generator.synthesis, synthesis):
             yield AutocastImageEncoder(clip)
+    elif precision == "bf16":
+        with synthesis_precision(generator.synthesis, full), torch.autocast(device_type=device_type, dtype=torch.bfloat16):
+            yield AutocastImageEncoder(clip, None)
+    else:
+        with synthesis_precision(generator.synthesis, full):
+            yield clip
 
 
 def psnr(images: torch.Tensor, reference: torch.Tensor) -> float:

@@ -66,22 +66,47 @@ def test_unusable_precisions_are_refused(editor, rain, precision, message):
         editor.edit(0, Target(rain), steps=1, precision=precision)
 
 
-def test_fp16_edit_stays_close_to_fp32_on_the_cpu(editor):
-    """The mixed path's numerics (fp16 generator blocks, fp16 autocast CLIP), run on the CPU."""
+@pytest.mark.parametrize("fast", ["mixed", "bf16"])
+def test_reduced_precision_edit_stays_close_to_fp32_on_the_cpu(editor, fast):
+    """The fast paths' numerics, run on the CPU: mixed (fp16 generator blocks, fp16 autocast CLIP) and bf16."""
     G = editor.generator
     source = seed_latent(G, 0)[None].expand(2, -1, -1)
     results = {}
-    for precision in ("fp32", "mixed"):
+    for precision in ("fp32", fast):
         with edit_precision(precision, G, editor.clip, synthesis=HALF_ON_CPU) as image_encoder:
             optimised = optimise_latents(G, image_encoder, source, directions(2), steps=6, lr=0.1, lambda_latent=0.002)
         with torch.no_grad():
             results[precision] = (G.synthesis(optimised.latents), optimised.losses["clip"][-1])
-    (half, half_clip), (full, full_clip) = results["mixed"], results["fp32"]
+    (half, half_clip), (full, full_clip) = results[fast], results["fp32"]
     with torch.no_grad():
         assert psnr(G.synthesis(source), full) < 20  # the edit moved the image far beyond the tolerance
     assert not torch.equal(half, full)
     assert psnr(half, full) >= CPU_MIN_PSNR_DB
     assert abs(half_clip - full_clip).max() < 0.01
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cpu_edits_run_modulated_convolutions_unfused(editor, precision):
+    """On the CPU the edit loop scales activations instead of running grouped convolutions (faster there)."""
+    blocks = [getattr(editor.generator.synthesis, f"b{res}") for res in editor.generator.synthesis.block_resolutions]
+    with edit_precision(precision, editor.generator, editor.clip):
+        assert all(block.fused_modconv is False for block in blocks)
+    assert all(block.fused_modconv is None for block in blocks)
+
+
+def test_bf16_renders_match_fp32_and_edits_return_fp32_renders(editor, rain):
+    G = editor.generator
+    ws = G.mapping(torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(7)), None, truncation_psi=0.7)
+    with torch.no_grad():
+        with edit_precision("fp32", G, editor.clip):
+            full = G.synthesis(ws, noise_mode="const")
+        with edit_precision("bf16", G, editor.clip):
+            half = G.synthesis(ws, noise_mode="const")
+    assert half.dtype == torch.bfloat16 and full.dtype == torch.float32
+    assert MIXED_MIN_PSNR_DB <= psnr(half, full) < 80  # reduced, but within the tolerance
+    result = editor.edit(0, Target(rain), steps=3, precision="bf16")
+    assert result.settings["precision"] == "bf16" and result.images.dtype == torch.float32
+    assert torch.equal(result.images[0, 0], editor.render(result.latents[0, :1])[0])
 
 
 def test_published_loop_and_sgsim_share_the_loss_and_optimiser(editor, bench):
@@ -132,14 +157,15 @@ def gpu_editor(encoder_checkpoint_file, tiny_clip_space) -> Editor:
     return Editor(G, "sgsim-resnet18", audio_checkpoint=encoder_checkpoint_file, device="cuda")
 
 
-def test_mixed_precision_renders_match_fp32_on_a_gpu(gpu_editor):
-    """The fp16 kernels themselves: the same latents rendered by the mixed generator and the fp32 one."""
+@pytest.mark.parametrize("fast", ["mixed", "bf16"])
+def test_reduced_precision_renders_match_fp32_on_a_gpu(gpu_editor, fast):
+    """The fp16 / bf16 kernels themselves: the same latents rendered by the fast generator and the fp32 one."""
     G = gpu_editor.generator
     ws = G.mapping(torch.randn(4, 512, generator=torch.Generator().manual_seed(7)).cuda(), None, truncation_psi=0.7)
     with torch.no_grad():
         with edit_precision("fp32", G, gpu_editor.clip):
             full = G.synthesis(ws)
-        with edit_precision("mixed", G, gpu_editor.clip):
+        with edit_precision(fast, G, gpu_editor.clip):
             half = G.synthesis(ws)
     assert psnr(half, full) >= MIXED_MIN_PSNR_DB
 
@@ -188,21 +214,27 @@ def test_the_source_identity_is_embedded_once_per_edit(editor):
 
 
 def test_cli_precision_flag(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space, rain, tmp_path):
-    """sgsim edit --precision: fp32 is recorded in run.json; mixed on the CPU is a one-line error, not a traceback."""
+    """sgsim edit --precision: every precision is offered, fp32 and bf16 are recorded in run.json, mixed on the CPU
+    is a one-line error, not a traceback."""
     import json
 
     from click.testing import CliRunner
 
     from sgsim.cli import main
+    from sgsim.editing.precision import PRECISIONS
+
+    option = next(p for p in main.commands["edit"].params if p.name == "precision")
+    assert tuple(option.type.choices) == PRECISIONS
 
     def edit(precision: str, out: Path):
         return CliRunner().invoke(main, ["edit", "--audio", str(rain), "--seed", "1", "--out", str(out), "--steps", "2",
                                          "--generator", str(tiny_generator_file), "--encoder-checkpoint", str(encoder_checkpoint_file),
                                          "--device", "cpu", "--precision", precision])
 
-    done = edit("fp32", tmp_path / "fp32")
-    assert done.exit_code == 0, done.output
-    assert json.loads((tmp_path / "fp32" / "run.json").read_text())["settings"]["precision"] == "fp32"
+    for precision in ("fp32", "bf16"):
+        done = edit(precision, tmp_path / precision)
+        assert done.exit_code == 0, done.output
+        assert json.loads((tmp_path / precision / "run.json").read_text())["settings"]["precision"] == precision
     refused = edit("mixed", tmp_path / "mixed")
     assert refused.exit_code != 0 and "precision='mixed'" in refused.output and "Traceback" not in refused.output
     assert not (tmp_path / "mixed").exists()
