@@ -52,12 +52,16 @@ def modulated_conv2d(
 
     w = None
     dcoefs = None
-    if demodulate or fused_modconv:
+    if fused_modconv:
         w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # [NOIkk]
-    if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [NO]
-    if demodulate and fused_modconv:
-        w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
+        if demodulate:
+            dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [NO]
+            w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
+    elif demodulate:
+        # The same sums with kh*kw times less memory: sum_ik (W_oik s_ni)^2 = sum_i s_ni^2 sum_k W_oik^2. Elementwise,
+        # not a matmul, so that autocast cannot lower its precision.
+        energy = weight.square().sum(dim=[2, 3])  # [OI]
+        dcoefs = ((styles.square().unsqueeze(1) * energy.unsqueeze(0)).sum(dim=2) + 1e-8).rsqrt()  # [NO]
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)

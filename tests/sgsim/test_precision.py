@@ -25,7 +25,9 @@ HALF_ON_CPU = SynthesisPrecision(num_fp16_res=2, conv_clamp=256, fp16_on_cpu=Tru
 # 20 dB after 300. The loop itself is chaotic on them (fp32 edits toward targets 1e-7 apart: 125 dB after
 # 12 steps, 25 dB after 300; Adam moves low-gradient coordinates by about lr whatever their sign noise), so
 # this CPU check runs 6 steps with a margin, and the GPU test below holds full edits to the bound.
-CPU_MIN_PSNR_DB = 30.0
+# bf16 keeps 8 significant bits to fp16's 11: its renders measured 49 dB from fp32's here, its 6-step edits
+# 27-36 dB per target (the test's pair: 29 dB).
+CPU_MIN_PSNR_DB = {"mixed": 30.0, "bf16": 25.0}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,7 @@ def test_reduced_precision_edit_stays_close_to_fp32_on_the_cpu(editor, fast):
     with torch.no_grad():
         assert psnr(G.synthesis(source), full) < 20  # the edit moved the image far beyond the tolerance
     assert not torch.equal(half, full)
-    assert psnr(half, full) >= CPU_MIN_PSNR_DB
+    assert psnr(half, full) >= CPU_MIN_PSNR_DB[fast]
     assert abs(half_clip - full_clip).max() < 0.01
 
 
