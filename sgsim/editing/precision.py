@@ -29,13 +29,15 @@ TARGET_NUDGE = 0.01
 EDIT_MARGIN_DB = 3.0
 EDIT_MAX_CLIP_LOSS_DIFF = 0.01
 # On a CPU the modulated convolutions scale activations instead of running one grouped convolution per
-# layer: oneDNN's grouped convolutions are slow there (README, Performance).
+# layer: an edit needs style gradients, not weight gradients, and this form skips the weight-gradient
+# convolution (314 -> 224 GFLOP per step at 256 px) and oneDNN's slow grouped convolutions (README, Performance).
+# Unmeasured on a GPU, so CUDA keeps NVIDIA's rule.
 CPU_SYNTHESIS = SynthesisPrecision(num_fp16_res=0, fused_modconv=False)
 
 
 def default_precision(device: Union[str, torch.device]) -> str:
-    """'mixed' on CUDA, where fp16 kernels are fast; 'fp32' elsewhere, so CPU results stay as they were.
-    'bf16' only when asked for: on a CPU its speed depends on the CPU's bfloat16 instructions."""
+    """'mixed' on CUDA, where fp16 kernels are fast; 'fp32' elsewhere. 'bf16' only when asked for: on a CPU
+    its speed depends on the CPU's bfloat16 instructions."""
     return "mixed" if torch.device(device).type == "cuda" else "fp32"
 
 
