@@ -66,7 +66,7 @@ class Measurement:
     seconds: float  # wall time of the timed run, synchronised
     peak_mib: Optional[float]  # peak GPU memory allocated during the timed run; None on the CPU
     flops_per_step: float  # model FLOPs of one optimiser step of the whole batch (forward + backward), edits x batch 1
-    dominant_precision: str  # 'fp32' or 'fp16' (also bf16's): the peak its achieved FLOP/s is compared with
+    dominant_precision: str  # 'fp32', 'fp16' or 'bf16': its peak is the one achieved FLOP/s is compared with
 
 
 def build_networks(args: argparse.Namespace, device: torch.device) -> Networks:
@@ -251,7 +251,7 @@ def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, 
         run(steps, targets[:1])
 
     return measure(f"{name}, {precision}, batch {len(targets)}", run, run_one, len(targets), args, device,
-                   "fp32" if precision == "fp32" else "fp16")
+                   {"mixed": "fp16"}.get(precision, precision))
 
 
 def device_peaks(device: torch.device) -> Optional[dict[str, float]]:
@@ -269,7 +269,7 @@ def report(results: list[Measurement], peaks: Optional[dict[str, float]]) -> str
     lines = [header, "-" * len(header)]
     for m in results:
         achieved = m.flops_per_step * m.steps / m.seconds / 1e12
-        peak = f"{100 * achieved / peaks[m.dominant_precision]:6.1f}%" if peaks else "    n/a"
+        peak = f"{100 * achieved / peaks['fp32' if m.dominant_precision == 'fp32' else 'fp16']:6.1f}%" if peaks else "    n/a"
         memory = (f"{m.peak_mib:9.0f} {m.peak_mib / m.edits:9.0f}" if m.peak_mib is not None else f"{'n/a':>9s} {'n/a':>9s}")
         lines.append(
             f"{m.name:38s} {m.seconds / m.edits:9.3f} {60 * m.edits / m.seconds:10.2f} {m.steps / m.seconds:8.2f} {memory} "
