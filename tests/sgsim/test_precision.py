@@ -26,7 +26,9 @@ HALF_ON_CPU = SynthesisPrecision(num_fp16_res=2, conv_clamp=256, fp16_on_cpu=Tru
 # 12 steps, 25 dB after 300; Adam moves low-gradient coordinates by about lr whatever their sign noise), so
 # this CPU check runs 6 steps with a margin, and the GPU test below holds full edits to the bound.
 # bf16 keeps 8 significant bits to fp16's 11: its renders measured 49 dB from fp32's here, its 6-step edits
-# 27-36 dB per target (the test's pair: 29 dB).
+# 27-36 dB per target (the test's pair: 29 dB). Whole edits on these 32-channel networks drift further in bf16
+# (300 steps: 15-25 dB, against 34-38 dB for fp32 toward targets moved by 1 %; CLIP losses within 0.01), unlike
+# the 256 px network with config-f widths (27 vs 28 dB), so the whole-edit tolerance is left to the GPU test.
 CPU_MIN_PSNR_DB = {"mixed": 30.0, "bf16": 25.0}
 
 
