@@ -109,7 +109,10 @@ def optimise_latents(
         if record_every > 0 and step % record_every == 0:
             frames.append(images.detach().cpu())
         optimizer.zero_grad(set_to_none=True)
-        losses["total"].sum().backward()
+        # Backward outside any autocast region the caller opened (edit_precision's bf16): on the CPU the backward
+        # runs in this thread, and autocast would recast its matmuls (PyTorch advises against backward under it).
+        with torch.autocast(device_type=source.device.type, enabled=False):
+            losses["total"].sum().backward()
         optimizer.step()
         # One device-to-host copy per step, once the whole step is queued: the device need not idle while the
         # host queues the backward pass. A non-finite loss still stops the run at this step, with the latents
