@@ -224,11 +224,8 @@ def measure_published(nets: Networks, sound: Path, args: argparse.Namespace, dev
 
     try:
         return measure("(a) published loop, batch 1", run, run, 1, args, device, "fp32")
-    finally:
-        del clip_model
+    finally:  # the fp16 copy goes with this frame; measure() empties the cache before the next configuration
         nets.clip.to(device)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
 
 
 def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, device: torch.device, name: str) -> Measurement:
@@ -239,7 +236,8 @@ def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, 
     from stylegan2.precision import MIXED, SynthesisPrecision
 
     precision = check_precision(args.precision, device)
-    mixed = SynthesisPrecision(num_fp16_res=args.fp16_res, conv_clamp=MIXED.conv_clamp, channels_last=args.channels_last)
+    mixed = SynthesisPrecision(num_fp16_res=args.fp16_res, conv_clamp=MIXED.conv_clamp, channels_last=args.channels_last,
+                               fused_modconv=False if args.unfused_modconv else None)
     editor = Editor(nets.generator, nets.audio_encoder, clip=nets.clip, identity=IdentityLoss(nets.arcface), device=device,
                     preset="ffhq", mixed_synthesis=mixed)
     targets = [Target(sound) for sound in sounds]
@@ -293,6 +291,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=["fp32", "mixed", "bf16"], default=None, help="sgsim's precision (default: the device's)")
     parser.add_argument("--fp16-res", type=int, default=4, help="mixed: fp16 for this many highest resolutions (NVIDIA: 4)")
     parser.add_argument("--channels-last", action="store_true", help="mixed: channels_last activations in the fp16 blocks")
+    parser.add_argument("--unfused-modconv", action="store_true",
+                        help="mixed: modulated convolutions by scaling activations (no weight-gradient convolution), as on the CPU")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile sgsim's synthesis network (with SGSIM_CUDA_OPS=0 its reference ops get fused)")
     parser.add_argument("--audio", type=Path, default=SHARED_AUDIO, help="folder of .wav targets")
@@ -323,6 +323,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; {args.resolution} px, {args.steps} steps, batch {args.batch}; "
           f"mixed = fp16 in {args.fp16_res} resolutions{', channels_last' if args.channels_last else ''}"
+          f"{', unfused modconv' if args.unfused_modconv else ''}"
           f"{'; sgsim synthesis compiled' if args.compile else ''}"
           f"{'; --quick smoke run, not a measurement' if args.quick else ''}")
     results = [measure_published(nets, sounds[0], args, device)]
