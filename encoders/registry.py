@@ -7,6 +7,7 @@ built, so listing encoders imports no model code.
 from __future__ import annotations
 
 import importlib
+import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 
 import checkpoints
 from encoders.base import AudioEncoder
+from encoders.clip import ClipModel, load_clip
 from encoders.errors import EncoderError
 
 # Keys under which training scripts nest a state dict; the released SGSIM, AudioCLIP and Wav2CLIP files are flat.
@@ -30,6 +32,7 @@ class EncoderSpec:
     description: str  # one line for `sgsim encoders list`
     weights: str | None  # checkpoints manifest name of the released weights; None: only checkpoint= works
     clip_model: str  # open_clip model name of the CLIP space the embeddings live in
+    clip_weights: str  # manifest name of that CLIP model's weights (AudioCLIP full: its own fine-tuned towers)
     kwargs: Mapping[str, Any] = field(default_factory=dict)  # passed to the builder
 
 
@@ -49,6 +52,7 @@ ENCODERS: dict[str, EncoderSpec] = {
         kwargs={"backbone": "resnet18"},
         weights="sgsim-resnet18",
         clip_model="ViT-B-32-quickgelu",
+        clip_weights="clip-vit-b-32",
         description="SGSIM (CVPR 2022) log-mel ResNet18, the released resnet18_57.pth; OpenAI CLIP ViT-B/32 space",
     ),
     "sgsim-resnet50": EncoderSpec(
@@ -56,6 +60,7 @@ ENCODERS: dict[str, EncoderSpec] = {
         kwargs={"backbone": "resnet50"},
         weights=None,
         clip_model="ViT-B-32-quickgelu",
+        clip_weights="clip-vit-b-32",
         description="SGSIM recipe with a ResNet50 backbone; no published weights: pass a checkpoint from `sgsim train-encoder`",
     ),
     "audioclip-partial": EncoderSpec(
@@ -63,6 +68,7 @@ ENCODERS: dict[str, EncoderSpec] = {
         kwargs={"variant": "partial"},
         weights="audioclip-partial",
         clip_model="RN50-quickgelu",
+        clip_weights="audioclip-partial",
         description="AudioCLIP ESResNeXt-fbsp audio head aligned to vanilla OpenAI CLIP RN50 (partial training)",
     ),
     "audioclip-full": EncoderSpec(
@@ -70,12 +76,14 @@ ENCODERS: dict[str, EncoderSpec] = {
         kwargs={"variant": "full"},
         weights="audioclip-full",
         clip_model="RN50-quickgelu",
+        clip_weights="audioclip-full",
         description="AudioCLIP with all towers fine-tuned (full training); use its own CLIP image and text towers",
     ),
     "wav2clip": EncoderSpec(
         builder="encoders.wav2clip:Wav2ClipEncoder",
         weights="wav2clip",
         clip_model="ViT-B-32-quickgelu",
+        clip_weights="clip-vit-b-32",
         description="Wav2CLIP ResNet18 on a 16 kHz log spectrogram, distilled into OpenAI CLIP ViT-B/32 image space",
     ),
 }
@@ -167,3 +175,26 @@ def load_audio_encoder(
     encoder = build_audio_encoder(name)
     encoder.load_official(state_dict, source=str(checkpoint))
     return encoder.to(device).eval()
+
+
+def load_clip_for(
+    encoder: AudioEncoder | str,
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    clip_model: str | None = None,
+) -> ClipModel:
+    """The CLIP model whose space `encoder` (an encoder or its registry name) embeds into, frozen, on `device`.
+
+    `weights` is a manifest name or a path (None: the CLIP weights registered for the encoder), resolved
+    through checkpoints.resolve. `clip_model` trains or evaluates against another open_clip model instead,
+    with OpenAI's weights for it unless `weights` says otherwise.
+    """
+    if isinstance(encoder, str):
+        spec = _spec(encoder)
+        own_model, own_weights = spec.clip_model, spec.clip_weights
+    else:
+        own_model, own_weights = encoder.clip_model, encoder.clip_weights
+    if clip_model is not None and clip_model != own_model:
+        own_model, own_weights = clip_model, "openai"
+    return load_clip(own_model, pretrained=own_weights if weights is None else weights, device=device)

@@ -59,8 +59,7 @@ def train_encoder_command(dataset, vggsound, audio_dir, frame_dir, val_fold, enc
     """Train an SGSIM audio encoder on labelled audio (ESC-50, UrbanSound8K, VGGSound, a CSV or class folders)."""
     from tqdm import tqdm
 
-    from encoders import load_clip
-    from encoders.registry import build_audio_encoder
+    from encoders import load_clip_for
     from sgsim.datasets import open_dataset, read_vggsound
     from sgsim.training.trainer import BEST_FILE, FINAL_FILE, EncoderTrainer, train_val_split
 
@@ -77,8 +76,7 @@ def train_encoder_command(dataset, vggsound, audio_dir, frame_dir, val_fold, enc
         checkpoint_every=checkpoint_every, workers=workers, amp=amp, front_end=_front_end(front_end),
     )
     device = default_device(device)
-    template = build_audio_encoder(encoder)
-    clip = load_clip(clip_model or template.clip_model, pretrained=clip_weights or template.clip_weights, device=device)
+    clip = load_clip_for(encoder, clip_weights, device, clip_model=clip_model)
     trainer = EncoderTrainer(config, train, clip, out, val, device)
     resumed = trainer.resume()
     total = config.epochs * trainer.steps_per_epoch

@@ -11,7 +11,7 @@ import torch
 
 import checkpoints
 from checkpoints.errors import WeightsError
-from encoders import available, load_audio_encoder, load_clip
+from encoders import available, load_audio_encoder, load_clip_for
 from encoders.errors import EncoderError
 from sgsim.datasets import AudioDataset, Problem
 from sgsim.evaluation.embeddings import EmbeddingCache, embed_dataset, weights_sha256
@@ -157,7 +157,7 @@ def compare_encoders(
     for choice in choices:
         try:
             encoder = load_audio_encoder(choice.name, checkpoint=choice.checkpoint, device=device)
-            clip = load_clip(encoder.clip_model, pretrained=choice.clip or encoder.clip_weights, device=device)
+            clip = load_clip_for(encoder, choice.clip, device)
         except (EncoderError, WeightsError) as error:
             comparison.skipped.append((choice.name, str(error)))
             continue

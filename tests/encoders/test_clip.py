@@ -15,6 +15,7 @@ from checkpoints.errors import MissingWeightsError
 from encoders import clip as clip_module
 from encoders.clip import ClipModel, load_clip, resize_and_center_crop
 from encoders.errors import EncoderError
+from encoders.registry import load_clip_for
 
 # REFERENCE.md section 3: a CLIP that builds in milliseconds; vocab 49408 so the bundled BPE tokenizer fits.
 TINY_CONFIG = {
@@ -152,3 +153,21 @@ def test_openai_resolves_through_the_manifest_and_cache(tiny_name, tiny_file, cl
     (tmp_path / "weights" / "clip-vit-b-32-openai.safetensors").write_bytes(tiny_file.read_bytes())
     loaded = load_clip(tiny_name, pretrained="openai")
     torch.testing.assert_close(loaded.encode_text(["thunder"]), clip.encode_text(["thunder"]))
+
+
+def test_load_clip_for_names_the_clip_weights_registered_for_each_encoder(tmp_path, monkeypatch):
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty"))
+    expected = {
+        "sgsim-resnet18": "clip-vit-b-32-openai.safetensors",
+        "wav2clip": "clip-vit-b-32-openai.safetensors",
+        "audioclip-partial": "AudioCLIP-Partial-Training.pt",
+        "audioclip-full": "AudioCLIP-Full-Training.pt",
+    }
+    for name, filename in expected.items():
+        with pytest.raises(MissingWeightsError, match=filename):
+            load_clip_for(name)
+
+
+def test_load_clip_for_takes_other_weights_and_another_clip_model(tiny_name, tiny_file, clip):
+    loaded = load_clip_for("sgsim-resnet18", tiny_file, clip_model=tiny_name)
+    torch.testing.assert_close(loaded.encode_text(["a drill"]), clip.encode_text(["a drill"]))
