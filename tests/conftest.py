@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: the real data beside the project and seeded random weights."""
+"""Fixtures shared by the whole suite: the real audio in tests/data and seeded random weights."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Callable, Iterator
 import pytest
 import torch
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Real recordings kept in the repository (sources and licences in each folder's SOURCES.md).
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 def seeded_state_dict(template: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
@@ -49,9 +50,8 @@ def one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real audio beside the project (../shared/data)."""
-    assert SHARED_DATA.is_dir(), f"expected the shared data folder at {SHARED_DATA}"
-    return SHARED_DATA
+    """The folder of real recordings: `audio/` (the paper's eight demo sounds) and `esc50-mini/` (ESC-50's layout)."""
+    return TEST_DATA
 
 
 @pytest.fixture(scope="session")
