@@ -2,7 +2,7 @@
 
 All networks are full size with seeded random weights built in-process (no downloads): the FFHQ config-f
 generator, open_clip ViT-B/32, the sgsim-resnet18 audio encoder and ArcFace IR-SE50 for the identity term;
-the targets are real sounds from ../shared/data/audio. Prints seconds per edit, edits per minute, optimiser
+the targets are real sounds (by default the paper's eight demo sounds in tests/data/audio). Prints seconds per edit, edits per minute, optimiser
 steps per second, peak GPU memory, model FLOPs per step and the achieved fraction of the device's peak, and
 the speed and memory ratios b/a and c/a. Warm-up edits are not timed.
 
@@ -25,12 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from sgsim.editing.targets import Target, embed_target
+from sgsim.schedule import ramped_lr
 
-from sgsim.editing.targets import Target, embed_target  # noqa: E402
-from sgsim.schedule import ramped_lr  # noqa: E402
-
-SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio"
+# The repository's own real sounds (sources and licence in that folder's SOURCES.md).
+DEFAULT_AUDIO = Path(__file__).resolve().parents[1] / "tests" / "data" / "audio"
 
 # Dense peak TFLOP/s (tensor-core fp16/bf16, and plain fp32) from NVIDIA's H100 / H200 datasheets (sparse
 # figures halved), matched against torch.cuda.get_device_name() in this order.
@@ -295,7 +294,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="mixed: modulated convolutions by scaling activations (no weight-gradient convolution), as on the CPU")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile sgsim's synthesis network (with SGSIM_CUDA_OPS=0 its reference ops get fused)")
-    parser.add_argument("--audio", type=Path, default=SHARED_AUDIO, help="folder of .wav targets")
+    parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, help="folder of .wav targets (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true", help="tiny networks and a few steps: a smoke run that finishes in seconds")
     args = parser.parse_args(argv)
