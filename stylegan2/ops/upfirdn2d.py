@@ -241,23 +241,3 @@ def upsample2d(
     # Zero insertion divides the DC level by upx*upy; the gain restores it.
     return upfirdn2d(x, f, up=(upx, upy), padding=p, flip_filter=flip_filter, gain=gain * upx * upy, impl=impl)
 
-
-def downsample2d(
-    x: torch.Tensor, f: torch.Tensor | None, down: Scaling = 2, padding: Padding = 0, flip_filter: bool = False, gain: float = 1, impl: str | None = None
-) -> torch.Tensor:
-    """Downsample by `down` after FIR filtering, keeping the image centred."""
-    downx, downy = _pair(down, "down")
-    px0, px1, py0, py1 = _quad(padding)
-    f_w, f_h = _filter_size(f)
-    p = [px0 + (f_w - downx + 1) // 2, px1 + (f_w - downx) // 2, py0 + (f_h - downy + 1) // 2, py1 + (f_h - downy) // 2]
-    return upfirdn2d(x, f, down=(downx, downy), padding=p, flip_filter=flip_filter, gain=gain, impl=impl)
-
-
-def filter2d(
-    x: torch.Tensor, f: torch.Tensor | None, padding: Padding = 0, flip_filter: bool = False, gain: float = 1, impl: str | None = None
-) -> torch.Tensor:
-    """FIR-filter at the same resolution (same-size output for zero extra padding)."""
-    px0, px1, py0, py1 = _quad(padding)
-    f_w, f_h = _filter_size(f)
-    p = [px0 + f_w // 2, px1 + (f_w - 1) // 2, py0 + f_h // 2, py1 + (f_h - 1) // 2]
-    return upfirdn2d(x, f, padding=p, flip_filter=flip_filter, gain=gain, impl=impl)
