@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import time
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -52,6 +55,31 @@ def one_torch_thread() -> Iterator[None]:
 def shared_data() -> Path:
     """The folder of real recordings: `audio/` (the paper's eight demo sounds) and `esc50-mini/` (ESC-50's layout)."""
     return TEST_DATA
+
+
+@dataclass
+class NetworkLog:
+    """What a test's code did on the network and with the clock: checked instead of timing it."""
+
+    connections: list[tuple[object, float | None]] = field(default_factory=list)  # (address, socket timeout in s)
+    sleeps: list[float] = field(default_factory=list)  # seconds passed to time.sleep
+
+
+@pytest.fixture()
+def network_log(monkeypatch) -> NetworkLog:
+    """Records every socket connection attempt (which still happens) and every time.sleep (which returns at once).
+
+    "Fails fast" then means one attempt with the intended timeout and no waiting, whatever the machine's load."""
+    log = NetworkLog()
+    connect = socket.socket.connect
+
+    def recording_connect(sock: socket.socket, address: object) -> None:
+        log.connections.append((address, sock.gettimeout()))
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", recording_connect)
+    monkeypatch.setattr(time, "sleep", log.sleeps.append)
+    return log
 
 
 @pytest.fixture(scope="session")
