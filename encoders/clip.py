@@ -21,7 +21,7 @@ from encoders.strict_load import load_strict
 # Manifest names of OpenAI's own weights for the open_clip models that reproduce them (quick-GELU variants).
 OPENAI_WEIGHTS = {"ViT-B-32-quickgelu": "clip-vit-b-32", "RN50-quickgelu": "clip-rn50"}
 
-# OpenAI CLIP's image normalisation (openai/CLIP clip.py `_transform`; REFERENCE.md section 3).
+# OpenAI CLIP's image normalisation (openai/CLIP clip.py `_transform`; docs/reference.md#clip-normalisation).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 

@@ -6,7 +6,7 @@ the targets are real sounds (by default the paper's eight demo sounds in tests/d
 steps per second, peak GPU memory, model FLOPs per step and the achieved fraction of the device's peak, and
 the speed and memory ratios b/a and c/a. Warm-up edits are not timed.
 
-    python scripts/bench_edit.py --device cuda                  # issue #6 measurement (1024 px, 300 steps, 16 targets)
+    python scripts/bench_edit.py --device cuda                  # the measurement of docs/reference.md#performance-targets (1024 px, 300 steps, 16 targets)
     python scripts/bench_edit.py --device cpu --quick           # tiny networks, a few steps: a smoke run, not a measurement
 """
 
@@ -88,7 +88,7 @@ def build_networks(args: argparse.Namespace, device: torch.device) -> Networks:
         )
         arcface = ArcFace(IrSeConfig(stem_channels=8, stages=((8, 1), (16, 1)), se_reduction=4, embedding_dim=32))
     else:
-        # FFHQ config-f as converted by NVIDIA (REFERENCE.md section 4): 8 mapping layers, channel_base 32768, max 512.
+        # FFHQ config-f as converted by NVIDIA (docs/reference.md#stylegan2-generator): 8 mapping layers, channel_base 32768, max 512.
         G = Generator(512, 0, 512, args.resolution, 3, mapping_kwargs={"num_layers": 8},
                       synthesis_kwargs={"channel_base": 32768, "channel_max": 512})
         model = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
@@ -99,7 +99,7 @@ def build_networks(args: argparse.Namespace, device: torch.device) -> Networks:
 
 def published_clip_input(resolution: int, image_size: int) -> nn.Module:
     """SGSIM / StyleCLIP's CLIP input: nearest x7 up-sampling, then average pooling down to CLIP's size (1024 px: by 32).
-    No clamp, no [-1, 1] -> [0, 1] and no CLIP normalisation (REFERENCE.md section 6)."""
+    No clamp, no [-1, 1] -> [0, 1] and no CLIP normalisation (docs/reference.md#published-clip-input)."""
     return nn.Sequential(nn.Upsample(scale_factor=7, mode="nearest"), nn.AvgPool2d(kernel_size=resolution * 7 // image_size))
 
 
@@ -114,7 +114,7 @@ def published_edit(
     lambda_latent: float = LAMBDA_LATENT,
     lambda_id: float = LAMBDA_ID,
 ) -> tuple[torch.Tensor, list[float]]:
-    """The published edit loop, re-created from REFERENCE.md section 6: Adam on W+ with the ramped lr, loss
+    """The published edit loop, re-created from docs/reference.md#edit-loss: Adam on W+ with the ramped lr, loss
     (1 - cos(CLIP(G(w)), target)) + lambda_latent ||w - w_src||^2 + lambda_id (1 - cos(ArcFace(G(w_src)), ArcFace(G(w)))),
     the identity arguments swapped as published, so that term is computed every step but sends no gradient.
     Returns the final image's latent and the per-step total losses."""

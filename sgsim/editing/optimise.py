@@ -1,6 +1,6 @@
 """The latent optimisation of SGSIM / StyleCLIP: move W+ until CLIP sees the target in the image.
 
-Fixes the reference's defects (REFERENCE.md section 6): images are clamped, rescaled and
+Fixes the reference's defects (docs/reference.md#reference-defects-fixed): images are clamped, rescaled and
 normalised by the CLIP wrapper before the image tower, the identity loss sends its gradient to
 the edited image, and a NaN or infinite loss stops the run instead of silently poisoning it.
 """

@@ -20,7 +20,7 @@ from sgsim.errors import SgsimError
 from stylegan2.precision import FP32, MIXED, SynthesisPrecision, synthesis_precision
 
 PRECISIONS = ("fp32", "mixed", "bf16")
-MIXED_MIN_PSNR_DB = 35.0  # issue #6: the fast paths' images within 35 dB PSNR of the fp32 path's
+MIXED_MIN_PSNR_DB = 35.0  # docs/reference.md#performance-targets: the fast paths' images within 35 dB PSNR of the fp32 path's
 # Whole edits: 300 Adam steps amplify any rounding (at 256 px, fp32 edits toward targets 1 % apart end 28 dB
 # apart), so a reduced-precision edit must be within MIXED_MIN_PSNR_DB of the fp32 edit of the same inputs,
 # or at most EDIT_MARGIN_DB farther from it than an fp32 edit toward targets moved by TARGET_NUDGE

@@ -17,7 +17,7 @@ class EditPreset:
     lambda_id: float  # weight of the ArcFace identity loss; 0 never loads the identity network
 
 
-# SGSIM paper, section 4 / REFERENCE.md section 6: FFHQ 0.008 and 0.004; LSUN (and art) 0.002 and 0.
+# SGSIM paper, section 4 / docs/reference.md#loss-weights: FFHQ 0.008 and 0.004; LSUN (and art) 0.002 and 0.
 FACES = EditPreset(lambda_latent=0.008, lambda_id=0.004)
 SCENES = EditPreset(lambda_latent=0.002, lambda_id=0.0)
 

@@ -1,4 +1,4 @@
-"""The published numbers of the SGSIM paper (Lee et al., CVPR 2022, Table 1; REFERENCE.md section 7), as data.
+"""The published numbers of the SGSIM paper (Lee et al., CVPR 2022, Table 1; docs/reference.md#paper-numbers), as data.
 
 Top-1 accuracy in percent, per dataset, keyed like our own results so they can be shown side by side.
 """

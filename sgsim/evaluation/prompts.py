@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from sgsim.errors import SgsimError
 from sgsim.evaluation.embeddings import EmbeddingCache
 
-# Prompt sets for zero-shot classification. "bare" is AudioCLIP's protocol (REFERENCE.md section 2); the
+# Prompt sets for zero-shot classification. "bare" is AudioCLIP's protocol (docs/reference.md#audioclip); the
 # ensemble averages several phrasings, as CLIP's own zero-shot evaluation does.
 PROMPT_TEMPLATES: dict[str, tuple[str, ...]] = {
     "bare": ("{}",),

@@ -2,7 +2,7 @@
 
 Both protocols give a score matrix [N clips, K classes] in which each clip was scored by a classifier
 that never saw its fold; `score_by_fold` turns any such matrix into per-fold and averaged accuracy
-(REFERENCE.md section 7: top-1 per official fold, averaged; top-5 too) and a per-class confusion summary.
+(docs/reference.md#evaluation-protocol: top-1 per official fold, averaged; top-5 too) and a per-class confusion summary.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Symmetric InfoNCE between two batches of embeddings with a proper CLIP temperature.
 
-The reference multiplies cosine logits by exp(0.07) = 1.07 (REFERENCE.md section 1, a bug); CLIP divides
+The reference multiplies cosine logits by exp(0.07) = 1.07 (a bug: docs/reference.md#reference-defects-fixed); CLIP divides
 by a temperature of 0.07, i.e. multiplies by 14.3, learnable in log space and clamped at 100.
 """
 

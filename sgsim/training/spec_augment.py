@@ -16,7 +16,7 @@ def _run_mask(batch: int, length: int, max_fraction: float, generator: torch.Gen
 def spec_augment(
     log_mel: torch.Tensor,  # [B, n_mels, frames] front-end values in [0, 1]
     generator: torch.Generator,  # CPU generator: the masks are drawn on the CPU, so a seed gives the same masks on any device
-    passes: int = 2,  # REFERENCE.md section 1: two passes
+    passes: int = 2,  # docs/reference.md#encoder-training: two passes
     max_time: float = 0.15,  # each pass masks up to 15 % of the time columns ...
     max_mel: float = 0.30,  # ... and up to 30 % of the mel rows
     fill: float = 0.0,  # masked value: the floor of the log-mel scale (top_db below the peak)

@@ -1,6 +1,6 @@
 """Text augmentation of class labels (EDA-style: synonym replacement, random swap, random insertion), offline.
 
-The SGSIM recipe (REFERENCE.md section 1) augments the label text before CLIP embeds it. The synonym
+The SGSIM recipe (docs/reference.md#encoder-training) augments the label text before CLIP embeds it. The synonym
 table is data; words it does not know are left alone, so a label without known words only gets swaps.
 """
 

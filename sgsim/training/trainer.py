@@ -44,7 +44,7 @@ class TrainConfig:
     """Every setting of a training run; saved in each checkpoint and compared on resume."""
 
     encoder: str = "sgsim-resnet18"  # registered encoder to train: sgsim-resnet18 or sgsim-resnet50
-    epochs: int = 50  # REFERENCE.md section 1
+    epochs: int = 50  # docs/reference.md#encoder-training
     batch_size: int = 320  # 320 in the reference code, 384 in the paper
     lr: float = 1e-3  # SGD peak learning rate (paper and code)
     lr_min: float = 1e-4  # low end of the cyclic schedule

@@ -1,7 +1,7 @@
 """rosinality/stylegan2-pytorch checkpoints: keys renamed to NVIDIA's, the architecture inferred from tensor shapes.
 
 Files are torch.save dicts: {'g_ema', 'latent_avg'} (converted from TF) or {g, d, g_ema, g_optim, d_optim, args,
-ada_aug_p} (training); a bare generator state dict is accepted too. No flips are needed (REFERENCE.md section 5).
+ada_aug_p} (training); a bare generator state dict is accepted too. No flips are needed (docs/reference.md#rosinality-files).
 """
 
 from __future__ import annotations

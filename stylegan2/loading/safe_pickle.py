@@ -101,7 +101,7 @@ def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
 
 _NUMPY_GLOBALS: dict[str, Any] = {"scalar": _np_multiarray.scalar, "_reconstruct": _np_multiarray._reconstruct}
 
-# Every global a StyleGAN2 checkpoint pickle names (REFERENCE.md section 5), and what it becomes here.
+# Every global a StyleGAN2 checkpoint pickle names (docs/reference.md#nvidia-pickles), and what it becomes here.
 ALLOWED_GLOBALS: dict[tuple[str, str], Callable[..., Any]] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
     ("dnnlib.util", "EasyDict"): PickledEasyDict,

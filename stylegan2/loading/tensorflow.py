@@ -1,7 +1,7 @@
 """NVIDIA's TensorFlow StyleGAN2 pickles, a tuple (G, D, Gs) of dnnlib.tflib.network.Network, read without TensorFlow.
 
 Variables are renamed to NVIDIA's PyTorch keys with transposes, flips and the affine bias offset only
-(REFERENCE.md section 5); the architecture comes from the networks' static_kwargs and variable shapes.
+(docs/reference.md#tensorflow-pickles); the architecture comes from the networks' static_kwargs and variable shapes.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def test_formats_name_only_sniffable_containers():
 
 
 def test_reference_facts_are_pinned():
-    # REFERENCE.md sections 1, 2 and 5: formats the loaders depend on.
+    # docs/reference.md (#sgsim-audio-encoder, #audioclip, #wav2clip, #checkpoint-formats): formats the loaders depend on.
     assert checkpoints.entry("ffhq").format == "nvidia-pickle"
     assert checkpoints.entry("stylegan2-ffhq-config-f").format == "tf-pickle"
     assert checkpoints.entry("landscape").format == "rosinality-pt"

@@ -16,7 +16,7 @@ from encoders.clip import ClipModel, load_clip, resize_and_center_crop
 from encoders.errors import EncoderError
 from encoders.registry import load_clip_for
 
-# REFERENCE.md section 3: a CLIP that builds in milliseconds; vocab 49408 so the bundled BPE tokenizer fits.
+# docs/reference.md#tiny-clip-for-tests: a CLIP that builds in milliseconds; vocab 49408 so the bundled BPE tokenizer fits.
 TINY_CONFIG = {
     "embed_dim": 32,
     "quick_gelu": True,

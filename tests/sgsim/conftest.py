@@ -10,7 +10,7 @@ import pytest
 import torch
 
 TINY_CLIP = "sgsim-test-tiny-clip"
-# REFERENCE.md section 3's tiny CLIP, with embed_dim 512 so it shares the SGSIM encoder's output size.
+# The tiny CLIP of docs/reference.md#tiny-clip-for-tests, with embed_dim 512 so it shares the SGSIM encoder's output size.
 TINY_CLIP_CONFIG = {
     "embed_dim": 512,
     "quick_gelu": True,

@@ -240,7 +240,7 @@ def tf_conv(weight: torch.Tensor, flipped: bool) -> np.ndarray:
 
 
 def tf_variables(state_dict: dict) -> tuple[list, list, list]:
-    """(Gs, mapping, synthesis) variables in StyleGAN2 TF naming, the inverse of REFERENCE.md section 5."""
+    """(Gs, mapping, synthesis) variables in StyleGAN2 TF naming, the inverse of docs/reference.md#tensorflow-pickles."""
     top, mapping, synthesis = [], [], []
     for key, tensor in state_dict.items():
         value, parts = tensor.numpy(), key.split(".")
@@ -351,7 +351,7 @@ def test_tensorflow_static_kwargs_are_checked(tmp_path, reference_modules, rando
 # --- rosinality ------------------------------------------------------------------------------------------------
 
 def rosinality_state(state_dict: dict) -> dict:
-    """rosinality/stylegan2-pytorch Generator keys, the inverse of REFERENCE.md section 5's key map."""
+    """rosinality/stylegan2-pytorch Generator keys, the inverse of the key map in docs/reference.md#rosinality-files."""
     blur = torch.outer(torch.tensor([1.0, 3, 3, 1]), torch.tensor([1.0, 3, 3, 1])) / 64 * 4  # make_kernel * factor^2
     out = {}
     for key, tensor in state_dict.items():

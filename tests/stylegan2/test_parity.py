@@ -78,7 +78,7 @@ def test_ws_and_images_match_nvidias(case: dict, device: str) -> None:
 
 
 def test_fp16_blocks_run_in_fp32_on_the_cpu() -> None:
-    """num_fp16_res only applies on CUDA (REFERENCE.md 4), so force_fp32=False changes nothing on the CPU."""
+    """num_fp16_res only applies on CUDA (docs/reference.md#mixed-precision), so force_fp32=False changes nothing on the CPU."""
     case = next(case for case in MANIFEST["cases"] if case["file"] == "ada_fp16_64.pkl")
     G = load_generator(DATA / case["file"])
     arrays = expected_arrays(case)

@@ -67,7 +67,7 @@ def test_upsample2d_keeps_size_and_dc_level():
 
 
 def test_upsample2d_padding_is_the_reference_formula():
-    # REFERENCE.md section 4: upsample2d pads [(fw+1)//2, (fw-2)//2] = [2, 1] for the 4-tap filter.
+    # docs/reference.md#resampling-filters: upsample2d pads [(fw+1)//2, (fw-2)//2] = [2, 1] for the 4-tap filter.
     f = setup_filter([1, 3, 3, 1])
     x = torch.randn(1, 1, 5, 5)
     assert torch.equal(upsample2d(x, f), upfirdn2d(x, f, up=2, padding=[2, 1, 2, 1], gain=4))
