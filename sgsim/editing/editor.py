@@ -18,7 +18,8 @@ from sgsim.editing.presets import EditPreset, choose_preset
 from sgsim.editing.sources import as_w_plus, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale
 from sgsim.errors import SgsimError
-from sgsim.inversion import invert, swapped_noise
+from sgsim.inversion import invert
+from stylegan2.noise import swapped_noise
 from stylegan2.precision import MIXED, SynthesisPrecision
 
 MIX_MODES = ("weighted", "layers")
