@@ -35,7 +35,7 @@ CPU_MIN_PSNR_DB = {"mixed": 30.0, "bf16": 25.0}
 
 @pytest.fixture(scope="module")
 def editor(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space) -> Editor:
-    return Editor(str(tiny_generator_file), "sgsim-resnet18", audio_checkpoint=encoder_checkpoint_file, device="cpu")
+    return Editor.from_pretrained(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint=encoder_checkpoint_file, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_reduced_precision_edit_stays_close_to_fp32_on_the_cpu(editor, fast):
     results = {}
     for precision in ("fp32", fast):
         with edit_precision(precision, G, editor.clip, synthesis=HALF_ON_CPU) as image_encoder:
-            optimised = optimise_latents(G, image_encoder, source, directions(2), steps=6, lr=0.1, lambda_latent=0.002)
+            optimised = optimise_latents(G, image_encoder, source, directions(2), steps=6, lr=0.1, weights={"clip": 1.0, "latent": 0.002})
         with torch.no_grad():
             results[precision] = (G.synthesis(optimised.latents), optimised.losses["clip"][-1])
     (half, half_clip), (full, full_clip) = results[fast], results["fp32"]
@@ -129,7 +129,7 @@ def test_published_loop_and_sgsim_share_the_loss_and_optimiser(editor, bench):
     source = seed_latent(G, 0)[None]
     target = directions(1)
     published, totals = bench.published_edit(G, editor.clip.encode_image, None, source, target, steps=5, lambda_latent=0.008)
-    ours = optimise_latents(G, editor.clip, source, target, steps=5, lr=bench.LR, lambda_latent=0.008)
+    ours = optimise_latents(G, editor.clip, source, target, steps=5, lr=bench.LR, weights={"clip": 1.0, "latent": 0.008})
     assert totals == pytest.approx(ours.losses["total"][:, 0].tolist(), abs=1e-5)
     moved = (ours.latents - source).abs().mean()
     assert (published - ours.latents).abs().mean() < 1e-3 * moved
@@ -161,6 +161,7 @@ def test_bench_quick_smoke_run(shared_data):
 @pytest.fixture(scope="module")
 def gpu_editor(encoder_checkpoint_file, tiny_clip_space) -> Editor:
     """A 256 px generator with FFHQ config-f widths (seeded initialisation) on CUDA, the tiny CLIP, sgsim-resnet18."""
+    from sgsim.components import load_audio_encoder, load_clip_for
     from stylegan2 import Generator
 
     if not torch.cuda.is_available():
@@ -168,7 +169,8 @@ def gpu_editor(encoder_checkpoint_file, tiny_clip_space) -> Editor:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
         G = Generator(512, 0, 512, 256, 3, mapping_kwargs={"num_layers": 8}, synthesis_kwargs={"channel_base": 32768, "channel_max": 512})
-    return Editor(G, "sgsim-resnet18", audio_checkpoint=encoder_checkpoint_file, device="cuda")
+    encoder = load_audio_encoder("sgsim-resnet18", encoder_checkpoint_file, device="cuda").component
+    return Editor(G, encoder, load_clip_for(encoder, device="cuda").component, device="cuda")
 
 
 @pytest.mark.parametrize("fast", ["mixed", "bf16"])
@@ -207,7 +209,7 @@ def test_reduced_precision_edits_match_fp32_on_a_gpu(gpu_editor, rain, fast):
     source = full.source_latent.cuda()[None].expand(len(targets), -1, -1)
     with edit_precision("fp32", G, gpu_editor.clip) as clip:
         nudged = optimise_latents(G, clip, source, nudge_targets(aims, seed=8), steps=300, lr=0.1,
-                                  lambda_latent=gpu_editor.preset.lambda_latent)
+                                  weights={"clip": 1.0, "latent": gpu_editor.preset.lambda_latent})
     floor = psnr(gpu_editor.render(nudged.latents), full.images[:, 0])
     achieved = psnr(half.images, full.images)
     assert achieved >= min(MIXED_MIN_PSNR_DB, floor - EDIT_MARGIN_DB), f"{fast} vs fp32: {achieved:.1f} dB; fp32 nudged: {floor:.1f} dB"
@@ -225,8 +227,8 @@ def test_the_source_identity_is_embedded_once_per_edit(editor):
     net.embed = lambda images: calls.append(images.requires_grad) or embed(images)
     G = editor.generator
     source = seed_latent(G, 0)[None]
-    optimised = optimise_latents(G, editor.clip, source, directions(1), steps=4, lr=0.1, lambda_latent=0.002,
-                                 lambda_id=0.5, identity=IdentityLoss(net))
+    optimised = optimise_latents(G, editor.clip, source, directions(1), steps=4, lr=0.1,
+                                 weights={"clip": 1.0, "latent": 0.002, "id": 0.5}, networks={"identity": IdentityLoss(net)})
     assert calls == [False] + [True] * 4  # the source once, without gradient; then the edited image every step
     assert optimised.losses["id"][0, 0] == pytest.approx(0, abs=1e-6) and optimised.losses["id"][-1, 0] > 0
 
