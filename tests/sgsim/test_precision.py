@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sgsim.editing import Editor, Target
 from sgsim.editing.optimise import optimise_latents
-from sgsim.editing.precision import EDIT_MARGIN_DB, EDIT_MAX_CLIP_LOSS_DIFF, MIXED_MIN_PSNR_DB, edit_precision, nudge_targets, psnr
+from sgsim.editing.precision import edit_precision
 from sgsim.editing.sources import seed_latent
 from sgsim.errors import SgsimError
 from stylegan2.precision import SynthesisPrecision
@@ -31,6 +32,20 @@ HALF_ON_CPU = SynthesisPrecision(num_fp16_res=2, conv_clamp=256, fp16_on_cpu=Tru
 # by 1 %; CLIP losses within 0.01), unlike the 256 px network with config-f widths (29 vs 28 dB), so the
 # whole-edit tolerance is left to the GPU test.
 CPU_MIN_PSNR_DB = {"mixed": 30.0, "bf16": 25.0}
+MIXED_MIN_PSNR_DB = 35.0  # issue #6: the fast paths' images within 35 dB PSNR of the fp32 path's
+# Whole edits: 300 Adam steps amplify any rounding (at 256 px, fp32 edits toward targets 1 % apart end 28 dB
+# apart), so a reduced-precision edit must be within MIXED_MIN_PSNR_DB of the fp32 edit of the same inputs,
+# or at most EDIT_MARGIN_DB farther from it than an fp32 edit toward targets moved by TARGET_NUDGE
+# (nudge_targets), and reach the same final CLIP loss within EDIT_MAX_CLIP_LOSS_DIFF.
+TARGET_NUDGE = 0.01
+EDIT_MARGIN_DB = 3.0
+EDIT_MAX_CLIP_LOSS_DIFF = 0.01
+
+
+def nudge_targets(targets: torch.Tensor, seed: int, size: float = TARGET_NUDGE) -> torch.Tensor:
+    """Unit target embeddings [N, D] each moved by a random vector of norm `size`, renormalised."""
+    noise = torch.randn(targets.shape, generator=torch.Generator().manual_seed(seed)).to(targets.device)
+    return F.normalize(targets + size * F.normalize(noise, dim=-1), dim=-1)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +87,7 @@ def test_unusable_precisions_are_refused(editor, rain, precision, message):
 
 
 @pytest.mark.parametrize("fast", ["mixed", "bf16"])
-def test_reduced_precision_edit_stays_close_to_fp32_on_the_cpu(editor, fast):
+def test_reduced_precision_edit_stays_close_to_fp32_on_the_cpu(editor, fast, psnr):
     """The fast paths' numerics, run on the CPU: mixed (fp16 generator blocks, fp16 autocast CLIP) and bf16."""
     G = editor.generator
     source = seed_latent(G, 0)[None].expand(2, -1, -1)
@@ -99,7 +114,7 @@ def test_cpu_edits_run_modulated_convolutions_unfused(editor, precision):
     assert all(block.fused_modconv is None for block in blocks)
 
 
-def test_bf16_renders_match_fp32_and_edits_return_fp32_renders(editor, rain):
+def test_bf16_renders_match_fp32_and_edits_return_fp32_renders(editor, rain, psnr):
     G = editor.generator
     ws = G.mapping(torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(7)), None, truncation_psi=0.7)
     with torch.no_grad():
@@ -174,7 +189,7 @@ def gpu_editor(encoder_checkpoint_file, tiny_clip_space) -> Editor:
 
 
 @pytest.mark.parametrize("fast", ["mixed", "bf16"])
-def test_reduced_precision_renders_match_fp32_on_a_gpu(gpu_editor, fast):
+def test_reduced_precision_renders_match_fp32_on_a_gpu(gpu_editor, fast, psnr):
     """The fp16 / bf16 kernels themselves: the same latents rendered by the fast generator and the fp32 one."""
     G = gpu_editor.generator
     ws = G.mapping(torch.randn(4, 512, generator=torch.Generator().manual_seed(7)).cuda(), None, truncation_psi=0.7)
@@ -187,7 +202,7 @@ def test_reduced_precision_renders_match_fp32_on_a_gpu(gpu_editor, fast):
 
 
 @pytest.mark.parametrize("fast", ["mixed", "bf16"])
-def test_reduced_precision_edits_match_fp32_on_a_gpu(gpu_editor, rain, fast):
+def test_reduced_precision_edits_match_fp32_on_a_gpu(gpu_editor, rain, fast, psnr):
     """Issue #6: a full 300-step edit at reduced precision is the fp32 edit of the same inputs, within the
     documented tolerance (sgsim/editing/precision.py): 35 dB PSNR, or as close as an fp32 edit toward targets
     moved by 1 % stays to the fp32 edit, less a margin; and the same final CLIP loss.
