@@ -54,12 +54,12 @@ def load_audio_encoder(name: str, checkpoint: Optional[NameOrPath] = None, devic
 
 def load_clip_for(encoder, weights: Optional[NameOrPath] = None, device: Device = "cpu") -> Loaded:
     """The CLIP model (encoders ClipModel) whose space `encoder` embeds into, with `weights` (a manifest name or
-    path), by default the weights that encoder was aligned with."""
+    path), by default the weights that encoder was aligned with (encoders.load_clip_for)."""
     from checkpoints import resolve
-    from encoders import load_clip
+    from encoders import load_clip_for as build_clip
 
     path = resolve(weights if weights is not None else encoder.clip_weights)
-    return Loaded(_frozen(load_clip(encoder.clip_model, pretrained=str(path), device=device)), path)
+    return Loaded(_frozen(build_clip(encoder, weights=path, device=device)), path)
 
 
 def load_identity(name_or_path: NameOrPath = IDENTITY_WEIGHTS, device: Device = "cpu") -> Loaded:
