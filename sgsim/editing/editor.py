@@ -115,7 +115,8 @@ class Editor:
         loaded = {"generator": G, "audio_encoder": encoder_loaded, "clip": clip_loaded}
         if identity is not None:
             loaded["identity"] = components.load_identity(identity, device)
-        choice = preset_choice(preset, components.manifest_generator(generator) or generator, G.component.metadata)
+        known = components.manifest_generator(generator) if preset is None else None  # may hash the file: only when needed
+        choice = preset_choice(preset, known or generator, G.component.metadata)
         return cls(
             G.component, encoder_loaded.component, clip_loaded.component,
             identity=loaded["identity"].component if "identity" in loaded else None, device=device, preset=choice,
