@@ -92,17 +92,18 @@ def _device_of(G) -> torch.device:
     return next(G.parameters()).device
 
 
+def lpips_input(images: torch.Tensor) -> torch.Tensor:
+    """Images as the projector shows them to LPIPS-VGG16: area-downsampled to LPIPS_MAX_SIZE when larger."""
+    if images.shape[2] > LPIPS_MAX_SIZE:
+        return F.interpolate(images, size=(LPIPS_MAX_SIZE, LPIPS_MAX_SIZE), mode="area")
+    return images
+
+
 def _lpips_loss(lpips: LpipsDistance, target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """Squared distance of LPIPS feature vectors to the target's, both area-downsampled to at most 256 px."""
-
-    def shrink(images: torch.Tensor) -> torch.Tensor:
-        if images.shape[2] > LPIPS_MAX_SIZE:
-            return F.interpolate(images, size=(LPIPS_MAX_SIZE, LPIPS_MAX_SIZE), mode="area")
-        return images
-
     with torch.no_grad():
-        target_features = lpips.features(shrink(target))
-    return lambda images: (lpips.features(shrink(images)) - target_features).square().sum()
+        target_features = lpips.features(lpips_input(target))
+    return lambda images: (lpips.features(lpips_input(images)) - target_features).square().sum()
 
 
 def _pixel_pyramid_loss(target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -9,12 +9,16 @@ from sgsim.losses.base import EditProblem, LossTerm, StepInputs, StepLoss
 from sgsim.losses.clip_direction import ClipDirection
 from sgsim.losses.identity import IdentityDistance, IdentityTerm
 from sgsim.losses.latent_distance import LatentDistance
+from sgsim.losses.perceptual import PerceptualDistance
+from sgsim.losses.smoothness import TemporalSmoothness
 
 # name (as weights, presets, the CLI and run.json spell it) -> term class
 TERMS: dict[str, type[LossTerm]] = {
     "clip": ClipDirection,
     "latent": LatentDistance,
     "id": IdentityTerm,
+    "perceptual": PerceptualDistance,
+    "smoothness": TemporalSmoothness,
 }
 
 
@@ -40,6 +44,6 @@ def check_weights(weights: dict[str, float]) -> dict[str, float]:
 
 
 __all__ = [
-    "ClipDirection", "EditProblem", "IdentityDistance", "IdentityTerm", "LatentDistance", "LossTerm", "StepInputs",
-    "StepLoss", "TERMS", "check_weights", "register_term",
+    "ClipDirection", "EditProblem", "IdentityDistance", "IdentityTerm", "LatentDistance", "LossTerm", "PerceptualDistance",
+    "StepInputs", "StepLoss", "TERMS", "TemporalSmoothness", "check_weights", "register_term",
 ]

@@ -140,3 +140,28 @@ def test_step_inputs_carry_the_gradient_to_the_latents(editor):
     finally:
         del TERMS["spy"]
     assert seen[0].latents.requires_grad and seen[0].images.requires_grad and seen[0].images.shape == (1, 3, 32, 32)
+
+
+def test_temporal_smoothness_scores_each_keyframe_against_the_next():
+    from sgsim.losses import TemporalSmoothness
+
+    latents = torch.zeros(3, 2, 4)
+    latents[1] += 1.0  # 8 squared units from keyframe 0 and from keyframe 2
+    latents[2] += 3.0  # then 4 * 2 * 2 = 32 from keyframe 1
+    term = TemporalSmoothness().prepare(EditProblem(None, None, torch.zeros(3, 1), latents))
+    assert term(StepInputs(latents=latents, images=torch.zeros(3, 3, 4, 4))).tolist() == [8.0, 32.0, 0.0]
+
+
+def test_the_perceptual_term_is_zero_at_the_source_and_grows_with_the_edit(editor, rain, random_weights):
+    from sgsim.lpips import LpipsDistance
+
+    lpips = LpipsDistance(channels=(4, 8, 8, 8, 8))
+    state = random_weights(lpips.state_dict(), 5)
+    state.update({k: v.abs() for k, v in state.items() if k.startswith("lpips")})  # LPIPS weights are >= 0
+    lpips.load_state_dict(state)
+    with_lpips = Editor(editor.generator, editor.audio_encoder, editor.clip, lpips=lpips.eval(), device="cpu")
+    result = with_lpips.edit(0, rain, steps=STEPS, weights={"perceptual": 0.1})
+    distance = result.losses["perceptual"][:, 0]
+    assert distance[0] == pytest.approx(0, abs=1e-9) and distance[-1] > 0
+    np.testing.assert_allclose(result.losses["total"], result.losses["clip"] + 0.002 * result.losses["latent"]
+                               + 0.1 * result.losses["perceptual"], rtol=1e-6, atol=1e-7)
