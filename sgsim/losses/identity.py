@@ -6,7 +6,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from sgsim.losses.base import EditProblem, StepInputs, StepLoss
+from sgsim.losses.base import EditProblem, StepLoss
 
 
 class IdentityDistance(Protocol):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sgsim.losses.base import EditProblem, StepInputs, StepLoss
+from sgsim.losses.base import EditProblem, StepLoss
 
 
 class LatentDistance:
