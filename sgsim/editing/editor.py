@@ -226,6 +226,7 @@ class Editor:
         weights = self._weights(weights, lambda_latent, lambda_id)
         networks = self._networks_for(weights)
 
+        source = as_source(source)
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
         w_source, fitted_noise = self._start(source, seed, invert_steps, class_index)
         noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
@@ -253,7 +254,6 @@ class Editor:
             flat = self.render(swept.flatten(0, 1))
             images = flat.reshape(*swept.shape[:2], *flat.shape[1:])
             source_image = self.render(w_source[None])[0]
-        typed = as_source(source)
         return EditResult(
             images=images,
             latents=swept,
@@ -269,7 +269,7 @@ class Editor:
                 "lambda_latent": weights["latent"], "lambda_id": weights["id"],
                 "layers": None if layers is None else sorted({int(i) for i in layers}), "seed": seed,
                 "class_index": None if class_index is None else int(class_index),
-                "source_type": type(typed).__name__,
+                "source_type": type(source).__name__,
                 "mix": mix, "mix_sound_rows": coarse_rows(self.generator.num_ws) if mix == "layers" else None,
                 "strengths": list(strengths), "loudness_strength": loudness_strength,
                 "loudness_dbfs": [e.loudness_dbfs for e in embeddings], "loudness_scale": scales,
