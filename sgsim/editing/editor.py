@@ -85,6 +85,7 @@ class Editor:
         self.audio_encoder = audio_encoder.to(self.device).eval().requires_grad_(False)
         self.clip = clip.to(self.device).eval().requires_grad_(False)
         choice = preset_choice(preset, None, getattr(generator, "metadata", None))
+        self.preset_choice = choice  # which preset, and why (the CLI prints choice.reason; a notice when not recognised)
         self.preset, self.preset_name, self.preset_reason = choice.preset, choice.name, choice.reason
         self.mixed_synthesis = mixed_synthesis
         self.weight_files: dict[str, Path] = dict(weight_files or {})  # component -> weights file

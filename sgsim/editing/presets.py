@@ -68,6 +68,7 @@ class PresetChoice:
     name: Optional[str]
     preset: EditPreset
     reason: str
+    recognised: bool = True  # False: neither asked for nor recognised, DEFAULT_PRESET stands in (worth a notice)
 
 
 def preset_choice(preset: Union[str, EditPreset, PresetChoice, None], generator: object,
@@ -94,7 +95,7 @@ def preset_choice(preset: Union[str, EditPreset, PresetChoice, None], generator:
     what = f"no preset for the generator {name!r}" if name else "the generator is not recognised"
     what += f" (trained on {dataset!r})" if dataset else " (its file names no training set)"
     return PresetChoice(DEFAULT_PRESET_NAME, DEFAULT_PRESET,
-                        f"{what}: scene weights without the identity loss; pass preset='ffhq' for a face model")
+                        f"{what}: scene weights without the identity loss; pass preset='ffhq' for a face model", recognised=False)
 
 
 def choose_preset(preset: Union[str, EditPreset, None], generator: object,

@@ -88,6 +88,7 @@ def test_asked_presets_and_unknown_generators_say_why(tmp_path):
     assert preset_choice(None, "afhqcat").reason == ("no preset for the generator 'afhqcat' (its file names no training set): "
                                                      "scene weights without the identity loss; pass preset='ffhq' for a face model")
     assert preset_choice(None, object()).reason.startswith("the generator is not recognised (its file names no training set)")
+    assert not preset_choice(None, object()).recognised and preset_choice(None, "metfaces").recognised
 
 
 def test_the_preset_and_its_reason_are_recorded_with_the_weights(editor, shared_data):
