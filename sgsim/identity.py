@@ -124,6 +124,11 @@ class IdentityLoss:
     def __init__(self, net: ArcFace):
         self.net = net
 
+    def to(self, device: torch.device | str) -> IdentityLoss:
+        """Move the network to `device`; returns self, as nn.Module.to does."""
+        self.net.to(device)
+        return self
+
     def __call__(self, images: torch.Tensor, source_images: torch.Tensor) -> torch.Tensor:
         return self.to_source(source_images)(images)
 
@@ -159,9 +164,3 @@ def read_arcface(path: str | os.PathLike, config: IrSeConfig = IR_SE50) -> ArcFa
         ) from None
     return net.eval().requires_grad_(False)
 
-
-def load_identity(name_or_path: str | os.PathLike = "arcface-ir-se50") -> IdentityLoss:
-    """The identity loss with ArcFace IR-SE50 weights from the cache (by manifest name) or a file path."""
-    from checkpoints import resolve
-
-    return IdentityLoss(read_arcface(resolve(name_or_path)))

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from sgsim.errors import SgsimError
 from sgsim.lpips import LpipsDistance
 from sgsim.schedule import ramped_lr
+from stylegan2.noise import swapped_noise
 
 # Settings of the ADA projector (NVlabs/stylegan2-ada-pytorch projector.py).
 W_AVG_SAMPLES = 10000  # mapped z averaged for the starting w
@@ -76,28 +77,6 @@ def noise_regularization(noise: Iterable[torch.Tensor]) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def swapped_noise(G, noise: dict[str, torch.Tensor]) -> Iterator[None]:
-    """Use these tensors as G's noise buffers inside the block (e.g. to re-render an inversion); restore G's own after."""
-    modules = dict(G.synthesis.named_modules())
-    originals = {}
-    try:
-        for name, value in noise.items():
-            owner, _, attribute = name.rpartition(".")
-            if owner not in modules or attribute not in modules[owner]._buffers:
-                raise SgsimError(f"the generator has no noise buffer {name!r}; this noise belongs to another generator")
-            original = getattr(modules[owner], attribute)
-            if tuple(value.shape) != tuple(original.shape):
-                raise SgsimError(f"noise {name!r} is shaped {list(value.shape)} but the generator's is {list(original.shape)}")
-            originals[name] = original
-            setattr(modules[owner], attribute, value)
-        yield
-    finally:
-        for name, value in originals.items():
-            owner, _, attribute = name.rpartition(".")
-            setattr(modules[owner], attribute, value)
-
-
-@contextlib.contextmanager
 def _frozen_parameters(G) -> Iterator[None]:
     """No gradient into G's weights inside the block; each parameter's requires_grad flag is restored after."""
     flags = [(p, p.requires_grad) for p in G.parameters()]
@@ -113,17 +92,18 @@ def _device_of(G) -> torch.device:
     return next(G.parameters()).device
 
 
+def lpips_input(images: torch.Tensor) -> torch.Tensor:
+    """Images as the projector shows them to LPIPS-VGG16: area-downsampled to LPIPS_MAX_SIZE when larger."""
+    if images.shape[2] > LPIPS_MAX_SIZE:
+        return F.interpolate(images, size=(LPIPS_MAX_SIZE, LPIPS_MAX_SIZE), mode="area")
+    return images
+
+
 def _lpips_loss(lpips: LpipsDistance, target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """Squared distance of LPIPS feature vectors to the target's, both area-downsampled to at most 256 px."""
-
-    def shrink(images: torch.Tensor) -> torch.Tensor:
-        if images.shape[2] > LPIPS_MAX_SIZE:
-            return F.interpolate(images, size=(LPIPS_MAX_SIZE, LPIPS_MAX_SIZE), mode="area")
-        return images
-
     with torch.no_grad():
-        target_features = lpips.features(shrink(target))
-    return lambda images: (lpips.features(shrink(images)) - target_features).square().sum()
+        target_features = lpips.features(lpips_input(target))
+    return lambda images: (lpips.features(lpips_input(images)) - target_features).square().sum()
 
 
 def _pixel_pyramid_loss(target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -151,7 +131,7 @@ def invert(
     """Find the W+ latent and noise whose image matches `target` (NVIDIA ADA projector). Deterministic per seed on CPU.
 
     G's noise buffers are swapped for optimised copies only during the run and G's parameters get no gradient,
-    so G is unchanged afterwards; `lpips` is moved to G's device. Re-render with `swapped_noise(G, result.noise)`.
+    so G is unchanged afterwards; `lpips` is moved to G's device. Re-render with `stylegan2.noise.swapped_noise(G, result.noise)`.
     """
     resolution = G.img_resolution
     if target.dim() != 4 or tuple(target.shape) != (1, 3, resolution, resolution):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 import zlib
@@ -86,3 +87,15 @@ def network_log(monkeypatch) -> NetworkLog:
 def random_weights() -> Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]]:
     """The seeded_state_dict function, for tests that build networks in their real formats."""
     return seeded_state_dict
+
+
+def image_psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR in dB between two batches of generator images in [-1, 1] (clamped first; peak-to-peak 2), over all pixels."""
+    error = (images.float().clamp(-1, 1) - reference.float().clamp(-1, 1)).square().mean().item()
+    return float("inf") if error == 0 else 10.0 * math.log10(4.0 / error)
+
+
+@pytest.fixture(scope="session")
+def psnr() -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """image_psnr, for the precision tests that bound how far a faster path's images are from fp32's."""
+    return image_psnr

@@ -164,7 +164,7 @@ def edit_command(audio, text, image, seed, latent, class_index, invert_steps, ge
         audio_duration(path)  # a missing or unreadable sound fails now, before the networks load
 
     started = time.perf_counter()
-    editor = Editor(generator, encoder, clip=clip_weights, device=device, audio_checkpoint=encoder_checkpoint)
+    editor = Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights, device=device)
     loaded = time.perf_counter()
     source, noise = (seed, None) if seed is not None else (image, None) if image is not None else read_latent_file(latent)
     targets = [Target(audio=path, text=text) for path in audio]

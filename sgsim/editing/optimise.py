@@ -1,32 +1,28 @@
 """The latent optimisation of SGSIM / StyleCLIP: move W+ until CLIP sees the target in the image.
 
-Fixes the reference's defects (docs/reference.md#reference-defects-fixed): images are clamped, rescaled and
-normalised by the CLIP wrapper before the image tower, the identity loss sends its gradient to
-the edited image, and a NaN or infinite loss stops the run instead of silently poisoning it.
+The loss is the weighted sum of the loss terms named in `weights` (sgsim.losses); this loop names none of
+them. Fixes the reference's defects (docs/reference.md#reference-defects-fixed): images are clamped, rescaled and normalised by
+the CLIP wrapper before the image tower, the identity loss sends its gradient to the edited image, and a NaN
+or infinite loss stops the run instead of silently poisoning it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional, Protocol
+from typing import Callable, Iterable, Mapping, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from sgsim.editing.variables import FreeRows, LatentVariables
 from sgsim.errors import SgsimError
+from sgsim.losses import TERMS, EditProblem, StepInputs, check_weights
 from sgsim.schedule import ramped_lr
 
-LOSS_NAMES = ("total", "clip", "latent", "id")
+TOTAL = "total"  # name of the weighted sum in the recorded losses
 
-# callback(step, losses): called after every step with the batch-mean of each loss in LOSS_NAMES.
+# callback(step, losses): called after every step with the batch-mean of "total" and of every term.
 StepCallback = Callable[[int, dict[str, float]], None]
-
-
-class IdentityDistance(Protocol):
-    """to_source(source_images)(images) -> [N] identity distances, differentiable in `images` (sgsim.identity.IdentityLoss)."""
-
-    def to_source(self, source_images: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]: ...
 
 
 class EditDiverged(SgsimError):
@@ -44,18 +40,8 @@ class OptimisedLatents:
     """Latents after the last step, the per-step losses and the images recorded along the way."""
 
     latents: torch.Tensor  # [N, num_ws, w_dim]
-    losses: dict[str, np.ndarray]  # name -> [steps, N]
+    losses: dict[str, np.ndarray]  # "total" and each term's name -> [steps, N]
     frames: list[torch.Tensor] = field(default_factory=list)  # each [N, 3, H, W] in [-1, 1], on the CPU
-
-
-def free_rows(layers: Optional[Iterable[int]], num_ws: int) -> torch.Tensor:
-    """The W+ rows the optimiser may move, checked against the generator's num_ws."""
-    if layers is None:
-        return torch.arange(num_ws)
-    rows = sorted({int(i) for i in layers})
-    if not rows or rows[0] < 0 or rows[-1] >= num_ws:
-        raise SgsimError(f"layers must be W+ row indices in 0..{num_ws - 1}, got {list(layers)}")
-    return torch.tensor(rows)
 
 
 def optimise_latents(
@@ -66,26 +52,29 @@ def optimise_latents(
     *,
     steps: int,  # number of Adam steps
     lr: float,  # peak learning rate of the ramped schedule
-    lambda_latent: float,  # weight of the sum of squares ||w - w_src||^2 per sample
-    lambda_id: float = 0.0,  # weight of the identity distance
-    identity: Optional[IdentityDistance] = None,  # used only when lambda_id > 0
-    layers: Optional[Iterable[int]] = None,  # W+ rows that move; the others stay exactly as in `source`
+    weights: Mapping[str, float],  # loss term name (sgsim.losses.TERMS) -> weight; weight 0 turns a term off
+    networks: Optional[Mapping[str, object]] = None,  # helper networks the terms need: "identity", "lpips"
+    layers: Optional[Iterable[int]] = None,  # W+ rows that move (FreeRows); the others stay exactly as in `source`
+    variables: Optional[LatentVariables] = None,  # what Adam moves; default FreeRows(source, layers)
     callback: Optional[StepCallback] = None,
     record_every: int = 0,  # > 0: keep the images of every k-th step (for a video)
 ) -> OptimisedLatents:
-    """Adam on W+ minimising, per sample, (1 - cos(CLIP(G(w)), target)) + lambda_latent ||w - w_src||^2
-    + lambda_id identity(G(w), G(w_src)). The batch loss is the sum of per-sample losses, so each
-    sample follows the path it would follow alone (up to float rounding)."""
+    """Adam minimising the sum over samples of sum_term weight * term(G(w), w). A term off (weight 0) is not
+    evaluated and records zeros. The batch loss is the sum of per-sample losses, so with terms that score each
+    sample alone, each sample follows the path it would follow alone (up to float rounding)."""
+    weights = check_weights(dict(weights))
     source = source.detach()
-    rows = free_rows(layers, source.shape[1]).to(source.device)
-    free = source[:, rows].clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([free], lr=lr)
-    use_identity = identity is not None and lambda_id > 0
-    distance_to_source = None
-    if use_identity:  # the source's identity does not change between steps: embed it once
-        with torch.no_grad():
-            distance_to_source = identity.to_source(generator.synthesis(source, noise_mode="const"))
-    history = {name: np.zeros((steps, source.shape[0])) for name in LOSS_NAMES}
+    variables = variables if variables is not None else FreeRows(source, layers)
+    problem = EditProblem(generator, clip, directions, source, dict(networks or {}))
+    active = {name: weight for name, weight in weights.items() if weight > 0}
+    missing = {name: need for name in active for need in TERMS[name].needs if need not in problem.networks}
+    if missing:
+        name, need = next(iter(missing.items()))
+        raise SgsimError(f"the loss term {name!r} needs the {need} network; pass it in networks or give {name!r} weight 0")
+    term_losses = {name: TERMS[name]().prepare(problem) for name in active}  # per-optimisation work happens once, here
+    names = [TOTAL, *weights]
+    optimizer = torch.optim.Adam(variables.parameters(), lr=lr)
+    history = {name: np.zeros((steps, source.shape[0])) for name in names}
     frames: list[torch.Tensor] = []
     last_finite = source.clone()
 
@@ -99,33 +88,34 @@ def optimise_latents(
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = ramped_lr(step, steps, lr)
-        w = source.index_copy(1, rows, free)
+        w = variables.latents()
         images = generator.synthesis(w, noise_mode="const")
-        features = F.normalize(clip.encode_image(images).float(), dim=-1)
-        losses = {"clip": 1.0 - (features * directions).sum(-1)}
-        losses["latent"] = (w - source).square().flatten(1).sum(1)
-        losses["id"] = distance_to_source(images) if use_identity else torch.zeros_like(losses["clip"])
-        losses["total"] = losses["clip"] + lambda_latent * losses["latent"] + lambda_id * losses["id"]
+        inputs = StepInputs(latents=w, images=images)
+        losses = {name: term(inputs) for name, term in term_losses.items()}
+        total = sum(weight * losses[name] for name, weight in active.items())
+        losses[TOTAL] = total
         if record_every > 0 and step % record_every == 0:
             frames.append(images.detach().cpu())
         optimizer.zero_grad(set_to_none=True)
         # Backward outside any autocast region the caller opened (edit_precision's bf16): on the CPU the backward
         # runs in this thread, and autocast would recast its matmuls (PyTorch advises against backward under it).
         with torch.autocast(device_type=source.device.type, enabled=False):
-            losses["total"].sum().backward()
+            total.sum().backward()
         optimizer.step()
         # One device-to-host copy per step, once the whole step is queued: the device need not idle while the
         # host queues the backward pass. A non-finite loss still stops the run at this step, with the latents
         # of the previous one (this step's update is discarded with the error).
-        values = torch.stack([losses[name].detach() for name in LOSS_NAMES]).cpu().numpy()
+        recorded = [name for name in names if name in losses]
+        values = torch.stack([losses[name].detach().float() for name in recorded]).cpu().numpy()
         if not np.isfinite(values[0]).all():
             raise diverged(step, "loss")
         last_finite = w.detach()
-        for name, row in zip(LOSS_NAMES, values):
+        for name, row in zip(recorded, values):
             history[name][step] = row
         if callback is not None:
-            callback(step, {name: float(history[name][step].mean()) for name in LOSS_NAMES})
-    latents = source.index_copy(1, rows, free.detach())
+            callback(step, {name: float(history[name][step].mean()) for name in names})
+    with torch.no_grad():
+        latents = variables.latents().detach()
     if not torch.isfinite(latents).all():
         raise diverged(steps, "latent")
     return OptimisedLatents(latents=latents, losses=history, frames=frames)

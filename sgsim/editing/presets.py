@@ -1,10 +1,14 @@
-"""Loss weights per generator, as data: faces keep their identity, scenes and paintings may change more."""
+"""Loss weights per kind of generator, as data: faces keep their identity, scenes and paintings may change more.
+
+The preset follows what the generator is, not how it was named on the command line: its manifest name (also
+when given as the cached file or a file with a recorded checksum), else the training set its file names.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Mapping, Optional, Union
 
 from sgsim.errors import SgsimError
 
@@ -15,32 +19,86 @@ class EditPreset:
 
     lambda_latent: float  # weight of ||w - w_src||^2, the sum of squares over W+ (SGSIM's lambda_similarity)
     lambda_id: float  # weight of the ArcFace identity loss; 0 never loads the identity network
+    extra: Mapping[str, float] = field(default_factory=dict)  # weights of further loss terms, by name (sgsim.losses)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Every loss term's weight by name: the CLIP term counts 1, the others relative to it."""
+        return {"clip": 1.0, "latent": self.lambda_latent, "id": self.lambda_id, **self.extra}
 
 
 # SGSIM paper, section 4 / docs/reference.md#loss-weights: FFHQ 0.008 and 0.004; LSUN (and art) 0.002 and 0.
 FACES = EditPreset(lambda_latent=0.008, lambda_id=0.004)
 SCENES = EditPreset(lambda_latent=0.002, lambda_id=0.0)
 
-# Keyed by checkpoints-manifest name of the generator.
+# The presets by name (preset="ffhq", sgsim edit --preset ffhq).
 PRESETS: dict[str, EditPreset] = {
     "ffhq": FACES,
     "landscape": SCENES,
     "wikiart": SCENES,
 }
 
-# A generator loaded from a path or passed as an object: the scene weights, because they need no
-# identity network and suit any domain; pass preset="ffhq" (or lambda_id) for a face model.
+# Manifest name of a generator -> its preset. Every face generator keeps the identity.
+GENERATOR_PRESETS: dict[str, str] = {
+    "ffhq": "ffhq",
+    "stylegan2-ffhq-config-f": "ffhq",
+    "metfaces": "ffhq",
+    "landscape": "landscape",
+    "wikiart": "wikiart",
+}
+
+# A word in the training set's name a generator file records (NVIDIA's training_set_kwargs path, kept by
+# `sgsim weights convert`) -> preset: FFHQ, MetFaces and CelebA-HQ are aligned human faces.
+DATASET_PRESETS: dict[str, str] = {
+    "ffhq": "ffhq",
+    "metfaces": "ffhq",
+    "celeba": "ffhq",
+}
+
+# A generator that is none of the above: the scene weights, because they need no identity network and suit
+# any domain; pass preset="ffhq" (or lambda_id) for a face model.
 DEFAULT_PRESET = SCENES
+DEFAULT_PRESET_NAME = "landscape"
 
 
-def choose_preset(preset: Union[str, EditPreset, None], generator: object) -> EditPreset:
-    """The preset asked for (a name in PRESETS or an EditPreset), else the one of the generator's manifest
-    name, else DEFAULT_PRESET (a generator passed as a path or an object)."""
-    if isinstance(preset, EditPreset):
+@dataclass(frozen=True)
+class PresetChoice:
+    """The preset an Editor uses, its name (None for an EditPreset passed in) and why it was chosen, in words."""
+
+    name: Optional[str]
+    preset: EditPreset
+    reason: str
+    recognised: bool = True  # False: neither asked for nor recognised, DEFAULT_PRESET stands in (worth a notice)
+
+
+def preset_choice(preset: Union[str, EditPreset, PresetChoice, None], generator: object,
+                  metadata: Optional[Mapping[str, str]] = None) -> PresetChoice:
+    """The preset asked for (a name in PRESETS or an EditPreset), else the one of the generator's manifest name
+    (`generator` as a name; a path or an object is not a name), else the one of the training set named in
+    `metadata` (G.metadata["dataset"]), else DEFAULT_PRESET."""
+    if isinstance(preset, PresetChoice):
         return preset
+    if isinstance(preset, EditPreset):
+        return PresetChoice(None, preset, "passed as an EditPreset")
     if preset is not None:
         if preset not in PRESETS:
             raise SgsimError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)} or pass an EditPreset")
-        return PRESETS[preset]
-    name = generator if isinstance(generator, (str, Path)) else None
-    return PRESETS.get(str(name), DEFAULT_PRESET)
+        return PresetChoice(preset, PRESETS[preset], f"preset {preset!r} was asked for")
+    name = str(generator) if isinstance(generator, (str, Path)) else None
+    if name in GENERATOR_PRESETS:
+        chosen = GENERATOR_PRESETS[name]
+        return PresetChoice(chosen, PRESETS[chosen], f"the generator is the manifest's {name!r}")
+    dataset = (metadata or {}).get("dataset", "")
+    for word, chosen in DATASET_PRESETS.items():
+        if word in dataset.lower():
+            return PresetChoice(chosen, PRESETS[chosen], f"the generator's file says it was trained on {dataset!r}")
+    what = f"no preset for the generator {name!r}" if name else "the generator is not recognised"
+    what += f" (trained on {dataset!r})" if dataset else " (its file names no training set)"
+    return PresetChoice(DEFAULT_PRESET_NAME, DEFAULT_PRESET,
+                        f"{what}: scene weights without the identity loss; pass preset='ffhq' for a face model", recognised=False)
+
+
+def choose_preset(preset: Union[str, EditPreset, None], generator: object,
+                  metadata: Optional[Mapping[str, str]] = None) -> EditPreset:
+    """The EditPreset of preset_choice."""
+    return preset_choice(preset, generator, metadata).preset

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -16,6 +18,50 @@ SEED_TRUNCATION = 0.7  # SGSIM / StyleCLIP start edits from w truncated halfway-
 # `sgsim generate` output and the StyleGAN2-ADA projector's projected_w.npz ("w").
 LATENT_KEYS = ("source", "w")
 NOISE_PREFIX = "noise."  # npz keys of fitted noise buffers, e.g. noise.b8.conv0.noise_const
+
+
+@dataclass(frozen=True)
+class SeedSource:
+    """Start from the image of a seed (of class `class_index` for a conditional generator)."""
+
+    seed: int
+    class_index: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class LatentSource:
+    """Start from a W [w_dim] or W+ [num_ws, w_dim] latent, rendered with `noise` (buffer name -> tensor) if given:
+    the noise an inversion fitted with it (sgsim invert saves both)."""
+
+    latent: Union[np.ndarray, torch.Tensor]
+    noise: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Start from a photo: a file, or a [1, 3, H, W] tensor in [-1, 1]; it is inverted first (sgsim.inversion)."""
+
+    image: Union[str, Path, torch.Tensor]
+
+
+Source = Union[SeedSource, LatentSource, ImageSource]
+
+
+def as_source(source: object) -> Source:
+    """A typed source, with the shorthands that cannot be mistaken: an int is a seed, a path an image file, an
+    array or tensor a latent (wrap an image tensor in ImageSource)."""
+    if isinstance(source, (SeedSource, LatentSource, ImageSource)):
+        return source
+    if isinstance(source, (bool, np.bool_)):
+        raise SgsimError(f"source must be a seed, a latent or an image, got {source!r}")
+    if isinstance(source, (int, np.integer)):
+        return SeedSource(int(source))
+    if isinstance(source, (str, Path)):
+        return ImageSource(source)
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        return LatentSource(source)
+    raise SgsimError(f"source must be a seed (int), an image path, a latent array or a SeedSource / LatentSource / "
+                     f"ImageSource, got {type(source).__name__}")
 
 
 def class_label(generator, class_index: int | None) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -30,6 +30,9 @@ class GeneratorCheckpoint:
     init_kwargs: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
     format: str  # one of detect.FORMATS
+    # What the file says about the generator beyond its architecture: "dataset", the training set's name
+    # (NVIDIA snapshots' training_set_kwargs path, or what save_generator kept); empty when it says nothing.
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 def noise_const_key(index: int) -> str:

@@ -95,6 +95,7 @@ def build_generator(checkpoint: GeneratorCheckpoint, source: str) -> Generator:
                     (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
         raise CheckpointError(f"{source} does not match the generator its kwargs describe ({'; '.join(problems)})")
     G.load_state_dict(state, strict=True)
+    G.metadata = dict(checkpoint.metadata)  # what the file says the generator is (training set); save_generator keeps it
     G.eval()
     if estimate_w_avg:
         G.mapping.w_avg.copy_(_mean_w(G))

@@ -16,6 +16,7 @@ from stylegan2.networks import Generator
 
 FORMAT_NAME = "sgsim-stylegan2"
 FORMAT_VERSION = "1"
+METADATA_PREFIX = "generator."  # G.metadata (e.g. the training set's name) kept as "generator.<key>" through a convert
 
 
 def _current_umask() -> int:
@@ -34,6 +35,7 @@ def save_generator(G: Generator, path: str | os.PathLike) -> Path:
     # Copies: safetensors refuses tensors that share memory, and the file must not alias the live model.
     tensors = {key: value.detach().to("cpu", copy=True).contiguous() for key, value in G.state_dict().items()}
     metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "init_kwargs": init_kwargs}
+    metadata.update({f"{METADATA_PREFIX}{key}": str(value) for key, value in getattr(G, "metadata", {}).items()})
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(handle)
@@ -69,4 +71,5 @@ def read_native(path: Path) -> GeneratorCheckpoint:
         raise CheckpointError(f"{path}: its init_kwargs metadata is not valid JSON ({error})") from None
     if not isinstance(init_kwargs, dict):
         raise CheckpointError(f"{path}: its init_kwargs metadata is not a JSON object")
-    return GeneratorCheckpoint(init_kwargs, state_dict, "safetensors")
+    kept = {key.removeprefix(METADATA_PREFIX): value for key, value in metadata.items() if key.startswith(METADATA_PREFIX)}
+    return GeneratorCheckpoint(init_kwargs, state_dict, "safetensors", kept)

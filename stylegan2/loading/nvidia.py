@@ -7,6 +7,7 @@ from `_init_kwargs` (nested mapping_kwargs/synthesis_kwargs in ADA, flattened sy
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any, Mapping
 
 import torch
@@ -97,4 +98,14 @@ def read_nvidia_pickle(data: Any, network: str, source: str) -> GeneratorCheckpo
     if obj.state.get("_init_args"):
         raise CheckpointError(f"{source}: {network!r} was built with positional arguments; expected keyword arguments")
     init_kwargs = contract_kwargs(obj.state.get("_init_kwargs") or {}, source)
-    return GeneratorCheckpoint(init_kwargs, state_dict, "nvidia-pickle")
+    return GeneratorCheckpoint(init_kwargs, state_dict, "nvidia-pickle", training_set_metadata(data))
+
+
+def training_set_metadata(data: Mapping[str, Any]) -> dict[str, str]:
+    """{"dataset": name} from a snapshot's training_set_kwargs path ('~/datasets/ffhq-1024.zip' -> 'ffhq-1024'), if any."""
+    kwargs = data.get("training_set_kwargs")
+    path = kwargs.get("path") if isinstance(kwargs, Mapping) else None
+    if not isinstance(path, str) or not path.strip():
+        return {}
+    name = PurePosixPath(path.replace("\\", "/").rstrip("/")).name
+    return {"dataset": name.removesuffix(".zip")} if name else {}

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sgsim.cli import main
+from sgsim.components import load_generator
 from sgsim.editing import Editor, Target
 from sgsim.editing.sources import SEED_TRUNCATION
 from sgsim.errors import SgsimError
@@ -35,7 +36,7 @@ def conditional_generator(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def editor(conditional_generator, encoder_checkpoint_file, tiny_clip_space) -> Editor:
-    return Editor(str(conditional_generator[1]), "sgsim-resnet18", audio_checkpoint=encoder_checkpoint_file, device="cpu")
+    return Editor.from_pretrained(str(conditional_generator[1]), "sgsim-resnet18", encoder_checkpoint=encoder_checkpoint_file, device="cpu")
 
 
 def direct_image(G, seed: int, class_index: int) -> torch.Tensor:
@@ -71,7 +72,7 @@ def test_a_missing_impossible_or_misplaced_class_is_an_error(editor, tiny_genera
     w = editor.source_latent(SEED, class_index=0)
     with pytest.raises(SgsimError, match="picks the label of a seed source only"):
         editor.source_latent(w, class_index=0)
-    unconditional = Editor(str(tiny_generator_file), editor.audio_encoder, clip=editor.clip, device="cpu")
+    unconditional = Editor(load_generator(tiny_generator_file).component, editor.audio_encoder, editor.clip, device="cpu")
     with pytest.raises(SgsimError, match="this generator is unconditional"):
         unconditional.source_latent(SEED, class_index=0)
     assert unconditional.source_latent(SEED).shape == (8, 32)

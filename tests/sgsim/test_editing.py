@@ -10,7 +10,7 @@ import torch
 
 from sgsim.atomic import staged_output_dir
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
-from sgsim.editing.optimise import free_rows
+from sgsim.editing.variables import free_rows
 from sgsim.editing.presets import DEFAULT_PRESET, FACES, SCENES, EditPreset, choose_preset
 from sgsim.editing.sources import as_w_plus, read_latent_file
 from sgsim.editing.targets import REFERENCE_DBFS, loudness_scale

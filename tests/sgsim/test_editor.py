@@ -20,7 +20,7 @@ STEPS = 12
 
 @pytest.fixture(scope="module")
 def editor(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space) -> Editor:
-    return Editor(str(tiny_generator_file), "sgsim-resnet18", audio_checkpoint=encoder_checkpoint_file, device="cpu")
+    return Editor.from_pretrained(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint=encoder_checkpoint_file, device="cpu")
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +142,7 @@ def test_sources_seed_w_and_w_plus_agree(editor, sounds):
 
 def test_identity_is_never_loaded_at_lambda_id_zero_and_missing_weights_warn_once(editor, sounds, tmp_path, monkeypatch):
     monkeypatch.setenv("SGSIM_HOME", str(tmp_path))  # an empty cache: no arcface-ir-se50
-    editor._identity = None
+    editor.networks["identity"] = None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         editor.edit(0, Target(sounds["fire"]), steps=2, lambda_id=0.0)

@@ -139,8 +139,10 @@ def test_gradient_flows_to_the_edited_image_only(tiny_net):
 
 
 def test_load_identity_by_path_gives_the_loss(tmp_path):
-    from sgsim.identity import load_identity
+    from sgsim.components import load_identity
 
     torch.save(ArcFace(IR_SE50).state_dict(), tmp_path / "model_ir_se50.pth")
-    loss = load_identity(tmp_path / "model_ir_se50.pth")
+    loaded = load_identity(tmp_path / "model_ir_se50.pth")
+    loss = loaded.component
     assert isinstance(loss, IdentityLoss) and isinstance(loss.net, ArcFace)
+    assert loaded.weights == tmp_path / "model_ir_se50.pth"

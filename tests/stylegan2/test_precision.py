@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from sgsim.editing.precision import psnr
 from stylegan2 import Generator
 from stylegan2.networks import lowest_fp16_resolution
 from stylegan2.precision import FP32, MIXED, SynthesisPrecision, synthesis_precision
@@ -56,7 +55,7 @@ def test_fp16_runs_in_the_highest_blocks_only(generator, ws):
     assert dtypes == {4: torch.float32, 8: torch.float32, 16: torch.float32, 32: torch.float16, 64: torch.float16}
 
 
-def test_fp16_forward_stays_close_to_fp32(generator, ws):
+def test_fp16_forward_stays_close_to_fp32(generator, ws, psnr):
     with torch.no_grad():
         reference = generator.synthesis(ws)
         with synthesis_precision(generator.synthesis, HALF_ON_CPU):

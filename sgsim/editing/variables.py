@@ -1,0 +1,63 @@
+"""What the edit loop optimises: the parameters Adam moves and the W+ latents they make.
+
+FreeRows moves each latent on its own (sgsim edit); SharedOffset moves many source latents by one common
+offset (one edit of a sound applied to many images).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional, Protocol
+
+import torch
+
+from sgsim.errors import SgsimError
+
+
+class LatentVariables(Protocol):
+    """The optimised parameters and the W+ latents [N, num_ws, w_dim] they currently stand for."""
+
+    def parameters(self) -> list[torch.Tensor]: ...
+
+    def latents(self) -> torch.Tensor: ...
+
+
+def free_rows(layers: Optional[Iterable[int]], num_ws: int) -> torch.Tensor:
+    """The W+ rows the optimiser may move, checked against the generator's num_ws."""
+    if layers is None:
+        return torch.arange(num_ws)
+    rows = sorted({int(i) for i in layers})
+    if not rows or rows[0] < 0 or rows[-1] >= num_ws:
+        raise SgsimError(f"layers must be W+ row indices in 0..{num_ws - 1}, got {list(layers)}")
+    return torch.tensor(rows)
+
+
+class FreeRows:
+    """Each latent's rows `layers` (all by default) move freely; the other rows stay exactly as in `source`."""
+
+    def __init__(self, source: torch.Tensor, layers: Optional[Iterable[int]] = None):
+        self.source = source.detach()  # [N, num_ws, w_dim]
+        self.rows = free_rows(layers, source.shape[1]).to(source.device)
+        self.free = self.source[:, self.rows].clone().requires_grad_(True)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.free]
+
+    def latents(self) -> torch.Tensor:
+        return self.source.index_copy(1, self.rows, self.free)
+
+
+class SharedOffset:
+    """One offset [len(layers), w_dim], starting at zero, added to the rows `layers` of every source latent:
+    w_i = w_src_i + offset."""
+
+    def __init__(self, source: torch.Tensor, layers: Optional[Iterable[int]] = None):
+        self.source = source.detach()  # [N, num_ws, w_dim]
+        self.rows = free_rows(layers, source.shape[1]).to(source.device)
+        self.offset = torch.zeros(len(self.rows), source.shape[2], device=source.device, requires_grad=True)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.offset]
+
+    def latents(self) -> torch.Tensor:
+        moved = self.source[:, self.rows] + self.offset
+        return self.source.index_copy(1, self.rows, moved)
