@@ -29,7 +29,7 @@ class GeneratorCheckpoint:
 
     init_kwargs: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
-    format: str  # one of detect.FORMATS
+    format: str  # a key of detect.FORMATS (the manifest's format names)
     # What the file says about the generator beyond its architecture: "dataset", the training set's name
     # (NVIDIA snapshots' training_set_kwargs path, or what save_generator kept); empty when it says nothing.
     metadata: dict[str, str] = field(default_factory=dict)

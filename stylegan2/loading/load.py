@@ -12,7 +12,7 @@ import torch
 
 from stylegan2.errors import CheckpointError, UnsafeCheckpointError
 from stylegan2.loading.checkpoint import GeneratorCheckpoint
-from stylegan2.loading.detect import expected_formats, sniff_container
+from stylegan2.loading.detect import detect_container, expected_formats
 from stylegan2.loading.native import read_native
 from stylegan2.loading.nvidia import read_nvidia_pickle
 from stylegan2.loading.rosinality import read_rosinality
@@ -56,7 +56,7 @@ def _read_pickle(path: Path, network: str) -> GeneratorCheckpoint:
 def read_checkpoint(path: str | os.PathLike, network: str = "G_ema") -> GeneratorCheckpoint:
     """The init kwargs and NVIDIA-named state dict of generator `network` in any supported file."""
     path = Path(path)
-    container = sniff_container(path)
+    container = detect_container(path)
     if container == "safetensors":
         return read_native(path)
     if container == "torch":

@@ -136,4 +136,4 @@ def read_rosinality(data: Any, network: str, source: str) -> GeneratorCheckpoint
     state_dict = convert_state_dict(generator, source)
     if isinstance(data.get("latent_avg"), torch.Tensor):
         state_dict["mapping.w_avg"] = data["latent_avg"].reshape(-1)
-    return GeneratorCheckpoint(init_kwargs, state_dict, "rosinality")
+    return GeneratorCheckpoint(init_kwargs, state_dict, "rosinality-pt")

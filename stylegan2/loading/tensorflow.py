@@ -179,4 +179,4 @@ def read_tensorflow_pickle(data: tuple, network: str, source: str) -> GeneratorC
     variables = collect_variables(net, source)
     init_kwargs = tf_init_kwargs(dict(net.state.get("static_kwargs") or {}), variables, source)
     state_dict = convert_variables(variables, source)
-    return GeneratorCheckpoint(init_kwargs, state_dict, "tensorflow-pickle")
+    return GeneratorCheckpoint(init_kwargs, state_dict, "tf-pickle")

@@ -306,7 +306,7 @@ def test_tensorflow_pickle_maps_to_nvidia_names(tmp_path, reference_modules, ran
     write_tf_pickle(path, reference_modules, G.state_dict(), Gs.state_dict(),
                     {**STATIC_KWARGS, "architecture": architecture})
     checkpoint = read_checkpoint(path)
-    assert checkpoint.format == "tensorflow-pickle"
+    assert checkpoint.format == "tf-pickle"
     expected_kwargs = copy.deepcopy(FULL_KWARGS)
     expected_kwargs["mapping_kwargs"]["layer_features"] = 32  # read from the Dense0 shape
     expected_kwargs["synthesis_kwargs"]["architecture"] = architecture
@@ -394,7 +394,7 @@ def test_rosinality_converted_checkpoint(tmp_path, random_weights, zip_format):
     torch.save({"g_ema": rosinality_state(G.state_dict()), "latent_avg": G.state_dict()["mapping.w_avg"]}, path,
                _use_new_zipfile_serialization=zip_format)
     checkpoint = read_checkpoint(path)
-    assert checkpoint.format == "rosinality"
+    assert checkpoint.format == "rosinality-pt"
     kwargs = checkpoint.init_kwargs
     assert (kwargs["img_resolution"], kwargs["z_dim"], kwargs["w_dim"]) == (16, 32, 32)
     assert kwargs["mapping_kwargs"]["num_layers"] == 2
@@ -462,4 +462,4 @@ def test_format_comes_from_content_not_extension(tmp_path, random_weights):
     torch.save({"g_ema": rosinality_state(G.state_dict()), "latent_avg": G.state_dict()["mapping.w_avg"]},
                rosinality_as_safetensors)
     assert read_checkpoint(native_as_pkl).format == "safetensors"
-    assert read_checkpoint(rosinality_as_safetensors).format == "rosinality"
+    assert read_checkpoint(rosinality_as_safetensors).format == "rosinality-pt"
