@@ -25,8 +25,10 @@ def detect_container(path: Path) -> str:
     """'safetensors', 'torch' (torch.save zip or legacy) or 'pickle' for a complete file; anything else raises CheckpointError."""
     if not path.exists():
         raise CheckpointError(f"{path} does not exist; expected a generator checkpoint ({expected_formats()})")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; expected a generator checkpoint file ({expected_formats()})")
     if not path.is_file():
-        raise CheckpointError(f"{path} is not a regular file; expected a generator checkpoint file ({expected_formats()})")
+        raise CheckpointError(f"{path} is not a regular file (a pipe or device?); expected a generator checkpoint file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty; download or convert it again")
     container = sniff_container(path)
