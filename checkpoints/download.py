@@ -5,10 +5,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import socket
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -17,12 +19,14 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from checkpoints.cache import cached_path, record_checksum, recorded_checksums, resolve
+from checkpoints.cache import cache_dir, cached_path, record_checksum, recorded_checksums, resolve
 from checkpoints.errors import WeightsError
 from checkpoints.formats import check_format
 from checkpoints.manifest import WeightsEntry, entry
 
 DEFAULT_TIMEOUT_S = 10.0  # per connect and per read: an offline user hears within seconds, not minutes
+DEFAULT_DEADLINE_S = 3600.0  # a whole transfer from one URL; a server trickling bytes must not hold the user forever
+MIRRORS_FILENAME = "mirrors.json"  # in the cache dir: {"name": ["url", ...]} tried before the manifest's URLs
 MAX_RESUMES = 3  # a transfer that breaks off is resumed from its .part this many times before giving up on a mirror
 _CHUNK = 1 << 20
 _USER_AGENT = "sgsim-weights/0.1"
@@ -60,18 +64,39 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(name: str, *, force: bool = False, progress: bool = True, timeout: float = DEFAULT_TIMEOUT_S) -> Path:
-    """Fetch the manifest file `name` into the cache (mirrors in order, resuming a .part) and return its path."""
+def mirrors() -> dict[str, list[str]]:
+    """Extra URLs per manifest name from `$SGSIM_HOME/mirrors.json` (a mirror or a local server), tried first."""
+    path = cache_dir() / MIRRORS_FILENAME
+    if not path.is_file():
+        return {}
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{path} is not valid JSON ({exc}); it should map weights names to lists of URLs") from None
+    if not (isinstance(table, dict) and all(isinstance(urls, list) and all(isinstance(url, str) for url in urls)
+                                            for urls in table.values())):
+        raise WeightsError(f"{path} should map weights names to lists of URLs, e.g. {{\"ffhq\": [\"http://host/ffhq.pkl\"]}}")
+    return table
+
+
+def download(name: str, *, force: bool = False, progress: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
+             urls: tuple[str, ...] | None = None, deadline: float = DEFAULT_DEADLINE_S) -> Path:
+    """Fetch the manifest file `name` into the cache (mirrors in order, resuming a .part) and return its path.
+
+    `urls` replaces where to fetch from (a mirror or a local server; the manifest's size and sha256 still apply);
+    otherwise `$SGSIM_HOME/mirrors.json` URLs come before the manifest's. `deadline` bounds each URL's transfer.
+    """
     item = entry(name)
+    sources = tuple(urls) if urls else (*mirrors().get(name, ()), *item.urls)
     target = cached_path(item)
     if target.is_file() and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     failures = []
-    for url in item.urls:
+    for url in sources:
         try:
-            _fetch(url, part, item, timeout=timeout, progress=progress)
+            _fetch(url, part, item, timeout=timeout, progress=progress, deadline=deadline)
             sha256 = _check_file(part, item, source=url)
         except _SourceFailed as exc:
             failures.append(f"{url}: {exc}")
@@ -142,8 +167,9 @@ def _check_file(path: Path, item: WeightsEntry, source: str) -> str:
     return sha256
 
 
-def _fetch(url: str, part: Path, item: WeightsEntry, *, timeout: float, progress: bool) -> None:
-    """Stream `url` into `part`, resuming what is already there with an HTTP Range request."""
+def _fetch(url: str, part: Path, item: WeightsEntry, *, timeout: float, progress: bool, deadline: float) -> None:
+    """Stream `url` into `part`, resuming what is already there with an HTTP Range request, for at most `deadline` s."""
+    give_up_at = time.monotonic() + deadline
     for _ in range(MAX_RESUMES + 1):
         offset = part.stat().st_size if part.exists() else 0
         if item.size is not None and offset >= item.size:
@@ -164,7 +190,7 @@ def _fetch(url: str, part: Path, item: WeightsEntry, *, timeout: float, progress
                 part.unlink(missing_ok=True)
                 if start != 0:
                     continue
-            if _copy_body(response, part, start, total, item.name, progress) and (total is None or part.stat().st_size >= total):
+            if _copy_body(response, part, start, total, item.name, progress, give_up_at, deadline) and (total is None or part.stat().st_size >= total):
                 return
     raise _SourceFailed(
         f"the transfer broke off {MAX_RESUMES + 1} times; run the download again to resume from the "
@@ -202,14 +228,23 @@ def _body_span(response: http.client.HTTPResponse, offset: int) -> tuple[int, in
     return 0, (int(length) if length is not None else None)
 
 
-def _copy_body(response: http.client.HTTPResponse, part: Path, start: int, total: int | None, label: str, progress: bool) -> bool:
-    """Append the body to `part` (truncating it first when `start` is 0); False when the transfer broke off."""
+def _copy_body(response: http.client.HTTPResponse, part: Path, start: int, total: int | None, label: str, progress: bool,
+               give_up_at: float, deadline: float) -> bool:
+    """Append the body to `part` (truncating it first when `start` is 0); False when the transfer broke off.
+
+    read1 returns what one socket read brings, so a server that trickles bytes still meets the deadline.
+    """
     bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress)
     try:
         with part.open("ab" if start else "wb") as out, bar:
             while True:
+                if time.monotonic() > give_up_at:
+                    raise _SourceFailed(
+                        f"the transfer did not finish within the {deadline:g} s deadline (a stalled or very slow server); "
+                        f"the {out.tell()} bytes fetched are kept in {part}: run the download again to resume"
+                    )
                 try:
-                    chunk = response.read(_CHUNK)
+                    chunk = response.read1(_CHUNK)
                 except (http.client.IncompleteRead, ConnectionError, TimeoutError):
                     return False
                 if not chunk:

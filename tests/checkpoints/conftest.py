@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,6 +41,8 @@ class FileServer:
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     cut_once: set[str] = field(default_factory=set)  # paths whose next GET stops after half the body
     ignore_range: set[str] = field(default_factory=set)  # paths served whole even when a Range is asked
+    cut_without_length: set[str] = field(default_factory=set)  # paths sent without Content-Length, cut at half
+    trickle: set[str] = field(default_factory=set)  # paths sent one byte every 0.5 s
 
 
 def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
@@ -67,8 +70,22 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
             else:
                 self.send_response(200)
+            if path in server.cut_without_length:  # the end of the connection is all that ends the body
+                self.end_headers()
+                self.wfile.write(body[start : start + (len(body) - start) // 2])
+                self.close_connection = True
+                return
             self.send_header("Content-Length", str(len(body) - start))
             self.end_headers()
+            if path in server.trickle:
+                try:
+                    for index in range(start, len(body)):
+                        self.wfile.write(body[index : index + 1])
+                        self.wfile.flush()
+                        time.sleep(0.5)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up, as it should
+                    pass
+                return
             if path in server.cut_once:
                 server.cut_once.discard(path)
                 self.wfile.write(body[start : start + (len(body) - start) // 2])

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 import checkpoints
 from checkpoints.errors import MissingWeightsError, WeightsError
-from checkpoints.formats import sniff_container
+from checkpoints.containers import sniff_container
 
 
 def _entry(server, name="tiny", path="/tiny.pt", **fields) -> dict:

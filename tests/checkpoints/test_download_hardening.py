@@ -1,0 +1,135 @@
+"""A cut, trickled or redirected download: nothing incomplete is ever placed in the cache or given a checksum."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import struct
+
+import pytest
+import torch
+from safetensors.torch import save
+
+import checkpoints
+from checkpoints.containers import ContainerError, check_complete, sniff_container
+from checkpoints.errors import WeightsError
+
+
+def _entry(server, path: str, fmt: str, filename: str = "tiny.bin", **fields) -> dict:
+    return {"name": "tiny", "filename": filename, "urls": [server.url + path], "format": fmt, "kind": "generator", **fields}
+
+
+def _safetensors_bytes() -> bytes:
+    return save({"w": torch.randn(200, 200, generator=torch.Generator().manual_seed(1))})
+
+
+def _pickle_bytes() -> bytes:
+    return pickle.dumps({"w": bytes(range(256)) * 1000}, protocol=4)
+
+
+CUT_FILES = {  # manifest format, complete file
+    "safetensors": ("safetensors", _safetensors_bytes),
+    "pickle": ("nvidia-pickle", _pickle_bytes),
+    "torch-zip": ("torch-state-dict", None),  # uses the state_dict_bytes fixture
+}
+
+
+@pytest.mark.parametrize("kind", list(CUT_FILES))
+def test_a_download_cut_without_content_length_is_not_accepted(sgsim_home, file_server, test_manifest, state_dict_bytes, kind):
+    fmt, make = CUT_FILES[kind]
+    body = make() if make else state_dict_bytes
+    file_server.files["/w"] = body
+    file_server.cut_without_length.add("/w")
+    test_manifest([_entry(file_server, "/w", fmt)])
+    with pytest.raises(WeightsError, match="incomplete or corrupt|or a truncated file"):
+        checkpoints.download("tiny", progress=False)
+    assert not (sgsim_home / "weights" / "tiny.bin").exists()
+    assert not (sgsim_home / "weights" / "checksums.json").exists()
+    file_server.cut_without_length.clear()  # the valid run after it fetches the whole file
+    assert checkpoints.download("tiny", progress=False).read_bytes() == body
+    assert checkpoints.verify("tiny").status == "ok"
+
+
+def test_import_of_a_cut_file_is_refused(sgsim_home, tmp_path, test_manifest, file_server):
+    body = _safetensors_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(body[: len(body) - 100])
+    test_manifest([_entry(file_server, "/w", "safetensors")])
+    with pytest.raises(WeightsError, match="outside the file"):
+        checkpoints.import_file(cut, "tiny")
+    assert not (sgsim_home / "weights").exists() or not any((sgsim_home / "weights").iterdir())
+
+
+def test_a_trickling_server_meets_the_deadline_and_the_part_is_kept(sgsim_home, file_server, test_manifest, state_dict_bytes):
+    file_server.files["/w"] = state_dict_bytes
+    file_server.trickle.add("/w")
+    test_manifest([_entry(file_server, "/w", "torch-state-dict")])
+    with pytest.raises(WeightsError, match="did not finish within the 1.5 s deadline"):
+        checkpoints.download("tiny", progress=False, deadline=1.5)
+    part = sgsim_home / "weights" / "tiny.bin.part"
+    assert 0 < part.stat().st_size < len(state_dict_bytes)
+    file_server.trickle.clear()
+    assert checkpoints.download("tiny", progress=False).read_bytes() == state_dict_bytes
+
+
+def test_urls_argument_and_mirrors_file_replace_the_manifest_urls(sgsim_home, file_server, test_manifest, state_dict_bytes):
+    file_server.files["/local.pt"] = state_dict_bytes
+    test_manifest([_entry(file_server, "/gone.pt", "torch-state-dict")])
+    path = checkpoints.download("tiny", progress=False, urls=(file_server.url + "/local.pt",))
+    assert path.read_bytes() == state_dict_bytes
+    assert [p for p, _ in file_server.requests] == ["/local.pt"]
+    path.unlink()
+    file_server.requests.clear()
+    sgsim_home.mkdir(exist_ok=True)
+    (sgsim_home / "mirrors.json").write_text(json.dumps({"tiny": [file_server.url + "/local.pt"]}))
+    assert checkpoints.download("tiny", progress=False).read_bytes() == state_dict_bytes
+    assert [p for p, _ in file_server.requests] == ["/local.pt"]
+
+
+def test_a_malformed_mirrors_file_is_one_clear_error(sgsim_home, file_server, test_manifest):
+    test_manifest([_entry(file_server, "/gone.pt", "torch-state-dict")])
+    sgsim_home.mkdir()
+    (sgsim_home / "mirrors.json").write_text('{"tiny": "http://not-a-list"}')
+    with pytest.raises(WeightsError, match="map weights names to lists of URLs"):
+        checkpoints.download("tiny", progress=False)
+
+
+def _safetensors_with_header(header: dict, data: bytes) -> bytes:
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+BROKEN = {
+    "header-beyond-file": (struct.pack("<Q", 10**6) + b'{"a": 1}', "truncated safetensors header"),
+    "header-not-json": (struct.pack("<Q", 5) + b"{abcd", "not valid JSON"),
+    "offsets-beyond-file": (_safetensors_with_header({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8),
+                            "outside the file"),
+    "size-not-shape": (_safetensors_with_header({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}}, b"\0" * 16),
+                       "dtype and shape need 12"),
+    "overlap": (_safetensors_with_header({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                                          "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12), "overlap"),
+    "negative-offset": (_safetensors_with_header({"w": {"dtype": "U8", "shape": [1], "data_offsets": [-1, 0]}}, b"\0"),
+                        "outside the file"),
+    "pickle-without-stop": (pickle.dumps([1, 2, 3], protocol=4)[:-1], "cut short"),
+    "pickle-then-junk": (pickle.dumps([1, 2, 3], protocol=4) + b"junk", "extra bytes after STOP"),
+    "pickle-huge-binbytes8": (b"\x80\x04\x8e" + struct.pack("<Q", 2**62) + b"x.", "past the end of the file"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN))
+def test_check_complete_names_what_is_wrong(tmp_path, kind):
+    data, message = BROKEN[kind]
+    path = tmp_path / "file"
+    path.write_bytes(data)
+    with pytest.raises(ContainerError, match=message):
+        check_complete(path, sniff_container(path))
+
+
+def test_whole_files_pass(tmp_path, state_dict_bytes):
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(3)}, buffer, _use_new_zipfile_serialization=False)
+    for name, data in {"st": _safetensors_bytes(), "pkl": _pickle_bytes(), "zip": state_dict_bytes, "legacy": buffer.getvalue()}.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        check_complete(path, sniff_container(path))
