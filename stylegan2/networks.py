@@ -253,7 +253,7 @@ class SynthesisLayer(torch.nn.Module):
         self.use_noise = use_noise
         self.activation = activation
         self.conv_clamp = conv_clamp
-        self.register_buffer("resample_filter", upfirdn2d.setup_filter(list(resample_filter)))
+        self.register_buffer("resample_filter", upfirdn2d.setup_filter(list(resample_filter), device=torch.get_default_device()))
         self.padding = kernel_size // 2
         self.act_gain = ACTIVATIONS[activation].def_gain
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
@@ -333,7 +333,7 @@ class SkipLayer(torch.nn.Module):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.register_buffer("resample_filter", upfirdn2d.setup_filter(list(resample_filter)))
+        self.register_buffer("resample_filter", upfirdn2d.setup_filter(list(resample_filter), device=torch.get_default_device()))
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.weight = torch.nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]).to(memory_format=memory_format))
         self.weight_gain = 1 / math.sqrt(in_channels)
@@ -379,7 +379,7 @@ class SynthesisBlock(torch.nn.Module):
         self.channels_last = use_fp16 and fp16_channels_last
         self.fp16_on_cpu = False  # CPU fp16 kernels are slow: True only to check fp16 numerics without a GPU
         self.fused_modconv: bool | None = None  # default for forward's fused_modconv; None = NVIDIA's rule
-        self.register_buffer("resample_filter", upfirdn2d.setup_filter(list(resample_filter)))
+        self.register_buffer("resample_filter", upfirdn2d.setup_filter(list(resample_filter), device=torch.get_default_device()))
         self.num_conv = 0
         self.num_torgb = 0
         layer_kwargs = dict(w_dim=w_dim, resolution=resolution, use_noise=use_noise, conv_clamp=conv_clamp, channels_last=self.channels_last)

@@ -22,7 +22,7 @@ def expected_formats() -> str:
 
 
 def detect_container(path: Path) -> str:
-    """'safetensors', 'torch' (torch.save zip or legacy) or 'pickle' for a complete file; anything else raises CheckpointError."""
+    """'safetensors', 'torch-zip', 'torch-legacy' or 'pickle' for a complete file; anything else raises CheckpointError."""
     if not path.exists():
         raise CheckpointError(f"{path} does not exist; expected a generator checkpoint ({expected_formats()})")
     if path.is_dir():
@@ -47,4 +47,4 @@ def detect_container(path: Path) -> str:
     except ContainerError as error:
         raise CheckpointError(f"{path} is a truncated or corrupt {container} file ({error}); "
                               "download or convert it again") from None
-    return {TORCH_ZIP: "torch", TORCH_LEGACY: "torch"}.get(container, container)
+    return container

@@ -18,22 +18,41 @@ from stylegan2.loading.nvidia import read_nvidia_pickle
 from stylegan2.loading.rosinality import read_rosinality
 from stylegan2.loading.safe_pickle import PersistentObject, TFNetworkState, safe_load
 from stylegan2.loading.tensorflow import read_tensorflow_pickle
-from stylegan2.networks import Generator
+from stylegan2.networks import Generator, NetworkConfigError
 
 # rosinality's generate.py estimates the mean W from 4096 samples when a checkpoint has no latent_avg.
 W_AVG_SAMPLES = 4096
 W_AVG_SEED = 0
 
+# Bounds on a checkpoint's settings, checked before anything is built: generous beyond every published
+# StyleGAN2 (1024 px, 512-d latents, 8 mapping layers), tight enough that a forged file cannot ask for gigabytes.
+SETTING_BOUNDS = {
+    "z_dim": (0, 8192), "c_dim": (0, 65536), "w_dim": (1, 8192), "img_resolution": (4, 8192), "img_channels": (1, 16),
+}
+MAPPING_BOUNDS = {"num_layers": (1, 64), "embed_features": (1, 8192), "layer_features": (1, 8192)}
+SYNTHESIS_BOUNDS = {"channel_base": (1, 2**24), "channel_max": (1, 8192), "num_fp16_res": (0, 16)}
 
-def _torch_load(path: Path) -> Any:
-    """torch.load with weights_only; rosinality training checkpoints also pickle their argparse.Namespace."""
+
+def refusal_reason(error: BaseException) -> str:
+    """The line of a torch weights-only refusal that names what was refused, never torch's advice to
+    retry with weights_only=False (which would run the payload)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    return (named or [line for line in lines if "weights_only" not in line] or ["it is not plain tensors"])[0]
+
+
+def _torch_load(path: Path, zipped: bool) -> Any:
+    """torch.load with weights_only; rosinality training checkpoints also pickle their argparse.Namespace.
+
+    Zips are memory-mapped: a forged view reaching past its storage then fails instead of growing the storage.
+    """
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except pickle.UnpicklingError as error:
         raise UnsafeCheckpointError(f"{path} was refused by torch's weights-only loader (nothing was executed): "
-                                    f"{str(error).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as error:
+                                    f"{refusal_reason(error)}") from None
+    except (RuntimeError, EOFError, ValueError, OSError, TypeError, OverflowError, RecursionError) as error:
         raise CheckpointError(f"{path} is a truncated or corrupt torch.save file ({error})") from None
 
 
@@ -59,9 +78,14 @@ def read_checkpoint(path: str | os.PathLike, network: str = "G_ema") -> Generato
     container = detect_container(path)
     if container == "safetensors":
         return read_native(path)
-    if container == "torch":
-        return read_rosinality(_torch_load(path), network, str(path))
-    return _read_pickle(path, network)
+    try:
+        if container in ("torch-zip", "torch-legacy"):
+            return read_rosinality(_torch_load(path, zipped=container == "torch-zip"), network, str(path))
+        return _read_pickle(path, network)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, RecursionError, OverflowError) as error:
+        # The readers walk untrusted nested data; a field of the wrong type must still be one line.
+        raise CheckpointError(f"{path} does not have the layout of a generator checkpoint "
+                              f"({type(error).__name__}: {str(error)[:200]})") from None
 
 
 def _first(keys: set[str]) -> str:
@@ -75,25 +99,67 @@ def _mean_w(G: Generator) -> torch.Tensor:
         return G.mapping(z, torch.zeros([W_AVG_SAMPLES, G.c_dim]), truncation_psi=1)[:, 0].mean(dim=0)
 
 
-def build_generator(checkpoint: GeneratorCheckpoint, source: str) -> Generator:
-    """Generator(**init_kwargs) with the checkpoint's state loaded strictly; filter buffers come from the build."""
+def _check_int(source: str, name: str, value: Any, bounds: tuple[int, int]) -> None:
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CheckpointError(f"{source}: the generator setting {name}={str(value)[:40]} is not an integer in "
+                              f"[{low}, {high}]; the file is corrupt or not a StyleGAN2 generator")
+
+
+def check_settings(init_kwargs: Any, source: str) -> None:
+    """Refuse settings of the wrong type or beyond SETTING_BOUNDS before anything is built from them."""
+    if not isinstance(init_kwargs, dict):
+        raise CheckpointError(f"{source}: the generator settings are a {type(init_kwargs).__name__}, expected a dict")
+    for name, bounds in SETTING_BOUNDS.items():
+        _check_int(source, name, init_kwargs.get(name), bounds)
+    resolution = init_kwargs["img_resolution"]
+    if resolution & (resolution - 1):
+        raise CheckpointError(f"{source}: img_resolution={resolution} is not a power of two")
+    for group, bounds_of in (("mapping_kwargs", MAPPING_BOUNDS), ("synthesis_kwargs", SYNTHESIS_BOUNDS)):
+        options = init_kwargs.get(group) or {}
+        if not isinstance(options, dict):
+            raise CheckpointError(f"{source}: the generator's {group} are a {type(options).__name__}, expected a dict")
+        for name, bounds in bounds_of.items():
+            if options.get(name) is not None:
+                _check_int(source, f"{group}.{name}", options[name], bounds)
+    synthesis = init_kwargs.get("synthesis_kwargs") or {}
+    if synthesis.get("channel_base", 32768) < resolution:  # the last block would have 0 channels
+        raise CheckpointError(f"{source}: channel_base={synthesis['channel_base']} leaves no channels at "
+                              f"{resolution} px; the file is corrupt")
+
+
+def _meta_generator(init_kwargs: dict[str, Any], source: str) -> Generator:
+    """The generator the settings describe, on the meta device: shapes without a byte of storage."""
+    check_settings(init_kwargs, source)
     try:
-        G = Generator(**checkpoint.init_kwargs)
-    except (TypeError, ValueError, AssertionError, KeyError) as error:
-        raise CheckpointError(f"{source}: cannot build a generator from {checkpoint.init_kwargs} ({error})") from None
-    template = G.state_dict()
+        with torch.device("meta"):
+            return Generator(**init_kwargs)
+    except (TypeError, ValueError, AssertionError, KeyError, ZeroDivisionError, OverflowError, NetworkConfigError) as error:
+        raise CheckpointError(f"{source}: cannot build a generator from {str(init_kwargs)[:300]} ({error})") from None
+
+
+def build_generator(checkpoint: GeneratorCheckpoint, source: str) -> Generator:
+    """Generator(**init_kwargs) with the checkpoint's state loaded strictly; filter buffers come from the build.
+
+    The settings are checked against bounds and every tensor shape against the file before any weight is
+    allocated, so memory follows the file's size, never what its settings claim.
+    """
+    template = _meta_generator(checkpoint.init_kwargs, source).state_dict()
     state = dict(checkpoint.state_dict)
     # FIR filters are fixed by resample_filter, and only NVIDIA pickles store them.
-    state.update({key: value for key, value in template.items() if key.endswith("resample_filter") and key not in state})
+    from_build = {key for key in template if key.endswith("resample_filter") and key not in state}
     estimate_w_avg = "mapping.w_avg" in template and "mapping.w_avg" not in state
     if estimate_w_avg:
-        state["mapping.w_avg"] = template["mapping.w_avg"]
-    missing, unexpected = set(template) - set(state), set(state) - set(template)
+        from_build.add("mapping.w_avg")
+    missing, unexpected = set(template) - set(state) - from_build, set(state) - set(template)
     wrong = {key for key in set(template) & set(state) if template[key].shape != state[key].shape}
     if missing or unexpected or wrong:
         problems = [f"{what}: {_first(keys)}" for what, keys in
                     (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
         raise CheckpointError(f"{source} does not match the generator its kwargs describe ({'; '.join(problems)})")
+    G = Generator(**checkpoint.init_kwargs)
+    built = G.state_dict()
+    state.update({key: built[key] for key in from_build})
     G.load_state_dict(state, strict=True)
     G.metadata = dict(checkpoint.metadata)  # what the file says the generator is (training set); save_generator keeps it
     G.eval()

@@ -12,6 +12,7 @@ import _compat_pickle
 import collections
 import io
 import pickle
+import types
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
@@ -26,7 +27,7 @@ except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core import multiarray as _np_multiarray
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class PersistentObject:
     """What `torch_utils.persistence._reconstruct_persistent_obj(meta)` stood for: a class name and its state.
 
@@ -73,11 +74,31 @@ def _load_storage_from_bytes(data: Any) -> Any:
         raise UnsafeCheckpointError(f"a pickled storage was refused by torch's weights-only loader: {error}") from None
 
 
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_view_in_storage(offset: Any, size: Any, stride: Any, elements: int) -> None:
+    """Refuse a tensor view that reaches past its storage: torch would grow the storage with uninitialised bytes."""
+    if not (_is_index(offset) and isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))
+            and len(size) == len(stride) and all(map(_is_index, size)) and all(map(_is_index, stride))):
+        raise CheckpointError(f"a tensor view has offset {str(offset)[:20]}, size {str(size)[:60]}, stride "
+                              f"{str(stride)[:60]}; expected non-negative integers of one length")
+    if all(size) and offset + sum((dim - 1) * step for dim, step in zip(size, stride)) >= elements:
+        raise CheckpointError(f"a tensor view of size {tuple(size)} at offset {offset} reaches past its storage of "
+                              f"{elements} elements; the file is corrupt or forged")
+
+
 def _rebuild_tensor(storage: Any, offset: int, size: Any, stride: Any, requires_grad: bool,
                     backward_hooks: Any, metadata: Any = None) -> torch.Tensor:
-    """torch._utils._rebuild_tensor_v2, refusing anything but a storage and dropping (empty) hooks."""
-    if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
+    """torch._utils._rebuild_tensor_v2, refusing anything but a storage, views beyond it, and (non-empty) hooks."""
+    if isinstance(storage, torch.storage.TypedStorage):
+        elements = storage.size()
+    elif isinstance(storage, torch.UntypedStorage):
+        elements = storage.nbytes()
+    else:
         raise CheckpointError(f"a tensor is rebuilt from a {type(storage).__name__}, expected a torch storage")
+    check_view_in_storage(offset, size, stride, elements)
     if backward_hooks:
         raise UnsafeCheckpointError("a pickled tensor carries backward hooks; a generator checkpoint never does")
     if metadata is not None and not isinstance(metadata, dict):
@@ -87,7 +108,7 @@ def _rebuild_tensor(storage: Any, offset: int, size: Any, stride: Any, requires_
 
 def _rebuild_parameter(data: Any, requires_grad: bool, backward_hooks: Any) -> torch.nn.Parameter:
     """torch._utils._rebuild_parameter without hooks."""
-    if not isinstance(data, torch.Tensor) or backward_hooks:
+    if type(data) is not torch.Tensor or backward_hooks:
         raise CheckpointError("a pickled parameter does not wrap a plain tensor")
     return torch.nn.Parameter(data, requires_grad=bool(requires_grad))
 
@@ -97,6 +118,22 @@ def _latin1_bytes(text: Any, encoding: str = "latin1") -> bytes:
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise CheckpointError(f"a pickle encodes bytes with codec {encoding!r}, expected 'latin1'")
     return text.encode("latin1")
+
+
+class _Helper:
+    """An allowed global as the pickle sees it: callable, but a pickle's BUILD cannot set attributes on it."""
+
+    __slots__ = ("_function",)
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        object.__setattr__(self, "_function", function)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._function(*args, **kwargs)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise UnsafeCheckpointError(f"a pickle tries to set {name[:40]!r} on the loader's helper "
+                                    f"{self._function.__name__}; refusing (nothing from the file was executed)")
 
 
 _NUMPY_GLOBALS: dict[str, Any] = {"scalar": _np_multiarray.scalar, "_reconstruct": _np_multiarray._reconstruct}
@@ -134,12 +171,15 @@ class SafeUnpickler(pickle.Unpickler):
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         self.globals_named.add(f"{module}.{name}")
         try:
-            return ALLOWED_GLOBALS[(module, name)]
+            allowed = ALLOWED_GLOBALS[(module, name)]
         except KeyError:
             raise UnsafeCheckpointError(
                 f"{self.source} names the global {module}.{name}, which a generator checkpoint never needs; "
                 "refusing to load it (nothing from the file was executed). Use a checkpoint from a trusted source."
             ) from None
+        # Our Python functions have writable attributes (__kwdefaults__, __code__...); classes here define
+        # __setstate__ or are builtins, and builtin functions have none, so only functions need the shield.
+        return _Helper(allowed) if isinstance(allowed, types.FunctionType) else allowed
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafeCheckpointError(
@@ -156,5 +196,5 @@ def safe_load(file: BinaryIO, source: str) -> tuple[Any, set[str]]:
     except CheckpointError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            RuntimeError, MemoryError, UnicodeDecodeError) as error:
+            RuntimeError, MemoryError, UnicodeDecodeError, OverflowError, RecursionError) as error:
         raise CheckpointError(f"{source} is a truncated or corrupt pickle ({type(error).__name__}: {error})") from None
