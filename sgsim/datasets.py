@@ -81,14 +81,28 @@ def _integer(value: str, column: str, source: Path, row: int) -> int:
         raise DatasetError(f"{source} row {row}: column {column} should be an integer, got {value!r}") from None
 
 
-def _keep_present(name: str, root: Path, classes: list[str], clips: list[Clip]) -> AudioDataset:
-    """A dataset of the clips whose files exist; the others become problems."""
-    present, problems = [], []
+def not_a_clip(path: Path) -> str | None:
+    """Why `path` cannot be a clip, or None for a regular file (or a link to one).
+
+    Only regular files are read: a FIFO named x.wav would block the first read forever, and a directory
+    or a symlink loop would fail it.
+    """
+    if path.is_file():
+        return None
+    if path.is_symlink() and not path.exists():
+        return "broken or looping symbolic link"
+    return "not a regular file (a folder, pipe or device)" if path.exists() else "file not found"
+
+
+def _keep_present(name: str, root: Path, classes: list[str], clips: list[Clip], problems: list[Problem] | None = None) -> AudioDataset:
+    """A dataset of the clips whose files are regular files; the others become problems."""
+    present, problems = [], list(problems or [])
     for clip in clips:
-        if clip.path.is_file():
+        reason = not_a_clip(clip.path)
+        if reason is None:
             present.append(clip)
         else:
-            problems.append(Problem(str(clip.path), "file not found"))
+            problems.append(Problem(str(clip.path), reason))
     return AudioDataset(name, root, classes, present, problems)
 
 
@@ -141,15 +155,17 @@ def read_class_folders(root: str | Path) -> AudioDataset:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder; pass a folder with one sub-folder of audio files per class")
-    clips = [
+    named = [
         Clip(file, folder.name)
         for folder in sorted(p for p in root.iterdir() if p.is_dir())
         for file in sorted(folder.iterdir())
         if file.suffix.lower() in AUDIO_SUFFIXES
     ]
-    if not clips:
+    dataset = _keep_present(root.name, root, [], named)
+    if not dataset.clips:
         raise DatasetError(f"{root} holds no class sub-folders with audio files ({', '.join(AUDIO_SUFFIXES)})")
-    return AudioDataset(root.name, root, _ordered_classes([clip.label for clip in clips]), clips)
+    dataset.classes = _ordered_classes([clip.label for clip in dataset.clips])
+    return dataset
 
 
 def read_vggsound(csv_path: str | Path, audio_dir: str | Path | None = None, frame_dir: str | Path | None = None) -> AudioDataset:
@@ -182,7 +198,7 @@ def _stems(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     """Files of `folder` with one of `suffixes`, by name without suffix."""
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such folder")
-    return {file.stem: file for file in folder.iterdir() if file.suffix.lower() in suffixes}
+    return {file.stem: file for file in folder.iterdir() if file.suffix.lower() in suffixes and not_a_clip(file) is None}
 
 
 # Layouts recognised by the files at a dataset's root, tried in order.

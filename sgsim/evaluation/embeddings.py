@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from encoders.errors import EncoderError
 from sgsim.atomic import atomic_output
 from sgsim.audio import load_centred_window
-from sgsim.datasets import AudioDataset, Problem
+from sgsim.datasets import AudioDataset, Problem, not_a_clip
 from sgsim.errors import AudioError
 
 HASH_CHUNK = 1 << 20
@@ -123,15 +123,19 @@ def embed_dataset(
     """
     advance = progress or (lambda n: None)
     cache = EmbeddingCache(cache_root, encoder.name, weights_sha256(encoder)) if cache_root is not None else None
-    hashes = [file_sha256(clip.path) for clip in dataset.clips] if cache is not None else []
+    # Only regular files are hashed or decoded (a FIFO would block forever); datasets list no others, callers might.
+    reasons = {index: not_a_clip(clip.path) for index, clip in enumerate(dataset.clips)}
+    problems = [Problem(str(dataset.clips[index].path), reason) for index, reason in reasons.items() if reason]
+    usable = [index for index, reason in reasons.items() if reason is None]
+    hashes = {index: file_sha256(dataset.clips[index].path) for index in usable} if cache is not None else {}
     found: dict[int, np.ndarray] = {}
-    for index, content_hash in enumerate(hashes):
+    for index, content_hash in hashes.items():
         cached = cache.get(content_hash)
         if cached is not None:
             found[index] = cached
-    advance(len(found))
-    todo = [index for index in range(len(dataset.clips)) if index not in found]
-    problems: list[Problem] = []
+    advance(len(found) + len(problems))
+    todo = [index for index in usable if index not in found]
+    skipped = len(problems)
     if todo:
         decoded = _DecodedClips([dataset.clips[i].path for i in todo], encoder.sample_rate, encoder.mono, encoder.input_seconds)
         loader = DataLoader(decoded, batch_size=batch_size, num_workers=workers, collate_fn=_as_list)
@@ -173,5 +177,5 @@ def embed_dataset(
         folds=[clip.fold for clip in clips],
         paths=[str(clip.path) for clip in clips],
         problems=dataset.problems + problems,
-        encoded=len(todo) - len(problems),
+        encoded=len(todo) - (len(problems) - skipped),
     )

@@ -197,7 +197,7 @@ def test_deeply_nested_kwargs_are_one_line(tmp_path, persistence):
     assert data.count(encoded) == 1
     path = tmp_path / "g.pkl"
     path.write_bytes(data.replace(encoded, b"]" * depth + b"a" * (depth - 1)))
-    with pytest.raises(CheckpointError) as error:
+    with pytest.raises(CheckpointError, match="RecursionError") as error:
         load_generator(path)
     assert "\n" not in str(error.value)
 

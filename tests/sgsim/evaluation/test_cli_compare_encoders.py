@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
 
 import pytest
 from click.testing import CliRunner
@@ -76,3 +78,28 @@ def test_clip_for_an_encoder_not_compared_is_a_usage_error(small_esc50, encoder_
 def test_missing_dataset_is_one_line_and_a_non_zero_exit(tmp_path):
     result = CliRunner().invoke(main, ["compare-encoders", str(tmp_path / "nowhere"), "--encoder", "sgsim-resnet18"])
     assert result.exit_code == 1 and "no such dataset" in result.output and "Traceback" not in result.output
+
+
+def test_fifo_folder_and_symlink_loop_named_like_clips_are_skipped(small_esc50, tmp_path, encoder_checkpoint_file, tiny_clip_space, monkeypatch):
+    """A FIFO named x.wav used to hang the run forever (the cache hashed it); a folder or a loop aborted it."""
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "home"))
+    classes = tmp_path / "classes"
+    for index, name in enumerate(CLIPS):
+        folder = classes / f"class{index % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(small_esc50 / "audio" / name, folder / name)
+    os.mkfifo(classes / "class0" / "x.wav")
+    (classes / "class1" / "y.wav").mkdir()
+    (classes / "class1" / "z.wav").symlink_to(classes / "class1" / "z.wav")
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("compare-encoders blocked on a non-regular file"))
+    signal.alarm(300)
+    try:
+        result = CliRunner().invoke(main, [
+            "compare-encoders", str(classes), "--encoder", f"sgsim-resnet18={encoder_checkpoint_file}",
+            "--clip", f"sgsim-resnet18={tiny_clip_space}", "--out", str(tmp_path / "report"), "--workers", "0",
+        ])
+    finally:
+        signal.alarm(0)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert "6 clips evaluated, 3 left out" in result.output

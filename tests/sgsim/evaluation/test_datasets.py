@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -106,3 +107,32 @@ def test_vggsound_csv_over_extracted_clips_and_frames(tmp_path, synthetic):
 def test_unknown_location_says_what_to_pass(tmp_path):
     with pytest.raises(DatasetError, match="no such dataset"):
         open_dataset(tmp_path / "nowhere")
+
+
+def plant_non_regular_clips(folder) -> set[str]:
+    """A FIFO, a directory and a symlink loop, each named like a clip, in `folder`; returns their paths."""
+    os.mkfifo(folder / "fifo.wav")
+    (folder / "folder.wav").mkdir()
+    (folder / "loop.wav").symlink_to(folder / "loop.wav")
+    return {str(folder / name) for name in ("fifo.wav", "folder.wav", "loop.wav")}
+
+
+def test_class_folders_keep_only_regular_files(tmp_path, synthetic):
+    (tmp_path / "dog").mkdir()
+    synthetic.write_tone(tmp_path / "dog" / "a.wav", 8000, 1, "PCM_16", 100)
+    planted = plant_non_regular_clips(tmp_path / "dog")
+    (tmp_path / "cat").mkdir()
+    plant_non_regular_clips(tmp_path / "cat")  # a class with no real clip is no class
+    dataset = read_class_folders(tmp_path)
+    assert [clip.path.name for clip in dataset.clips] == ["a.wav"] and dataset.classes == ["dog"]
+    reasons = {problem.path: problem.reason for problem in dataset.problems}
+    assert planted <= set(reasons)
+    assert "pipe" in reasons[str(tmp_path / "dog" / "fifo.wav")] and "link" in reasons[str(tmp_path / "dog" / "loop.wav")]
+
+
+def test_csv_rows_naming_a_fifo_are_problems(tmp_path, synthetic):
+    synthetic.write_tone(tmp_path / "a.wav", 8000, 1, "PCM_16", 100)
+    plant_non_regular_clips(tmp_path)
+    (tmp_path / "list.csv").write_text("path,label\na.wav,dog\nfifo.wav,dog\nfolder.wav,cat\nloop.wav,cat\n")
+    dataset = read_csv_dataset(tmp_path / "list.csv")
+    assert [clip.path.name for clip in dataset.clips] == ["a.wav"] and len(dataset.problems) == 3
