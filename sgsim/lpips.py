@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sgsim.errors import NetworkFileError
+from stylegan2.loading.safe_pickle import view_problem
 
 # VGG16's convolutions per stage; LPIPS compares the last ReLU output of each stage (relu1_2 ... relu5_3).
 _CONVS_PER_STAGE = (2, 2, 3, 3, 3)
@@ -31,6 +32,10 @@ _SCALE = (0.458, 0.448, 0.450)
 
 # Feature normalisation epsilon of LPIPS (normalize_tensor).
 _EPS = 1e-10
+
+# No storage the reader materialises may be larger (VGG16's largest kept tensor, conv5 weights, has 2.4M
+# elements), so a forged storage length or a zip bomb cannot make it read gigabytes.
+_MAX_STORAGE_ELEMENTS = 1 << 24
 
 _STORAGE_DTYPES = {
     "FloatStorage": torch.float32,
@@ -77,7 +82,7 @@ class _ScriptObject:
 
 
 def _tensor_ref(storage, offset, size, stride, *_ignored) -> _TensorRef:
-    return _TensorRef(storage, int(offset), tuple(size), tuple(stride))
+    return _TensorRef(storage, offset, tuple(size), tuple(stride))
 
 
 def _as_list(values):
@@ -124,13 +129,22 @@ class _ArchiveUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> _StorageRef:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], torch.dtype)):
             raise NetworkFileError(f"{self.source}: unexpected storage reference {pid!r} in data.pkl")
-        return _StorageRef(str(pid[2]), pid[1], int(pid[4]))
+        if not _is_count(pid[4]):
+            raise NetworkFileError(f"{self.source}: storage {str(pid[2])[:40]!r} has length {str(pid[4])[:40]}; the file is damaged")
+        return _StorageRef(str(pid[2]), pid[1], pid[4])
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _flatten(obj: _ScriptObject, prefix: str = "") -> dict[str, _TensorRef]:
     """The module tree's tensors under their state-dict names (submodule path + attribute)."""
     found = {}
-    for name, value in obj.state.items():
+    state = getattr(obj, "state", None)
+    if not isinstance(state, dict):
+        raise NetworkFileError(f"a module's state in data.pkl is a {type(state).__name__}, expected a dict")
+    for name, value in state.items():
         if isinstance(value, _TensorRef):
             found[prefix + name] = value
         elif isinstance(value, _ScriptObject):
@@ -147,11 +161,22 @@ def _archive_root(archive: zipfile.ZipFile, path: Path) -> str:
 
 
 def _materialise(archive: zipfile.ZipFile, root: str, ref: _TensorRef, path: Path) -> torch.Tensor:
-    raw = archive.read(f"{root}data/{ref.storage.key}")
+    """One tensor, after its view, storage length and stored size are checked: nothing is read before that."""
+    if not isinstance(ref, _TensorRef) or not isinstance(ref.storage, _StorageRef):
+        raise NetworkFileError(f"{path}: data.pkl holds a malformed tensor; the file is damaged, download it again")
+    problem = view_problem(ref.offset, ref.size, ref.stride, ref.storage.numel)
+    if problem:
+        raise NetworkFileError(f"{path}: {problem}")
+    if not 0 <= ref.storage.numel <= _MAX_STORAGE_ELEMENTS:
+        raise NetworkFileError(f"{path}: storage data/{ref.storage.key} claims {ref.storage.numel} elements, more than "
+                               f"any LPIPS-VGG16 tensor ({_MAX_STORAGE_ELEMENTS}); the file is not vgg16.pt")
     itemsize = torch.empty((), dtype=ref.storage.dtype).element_size()
-    if len(raw) != ref.storage.numel * itemsize:
-        raise NetworkFileError(f"{path}: storage data/{ref.storage.key} has {len(raw)} bytes, expected "
+    name = f"{root}data/{ref.storage.key}"
+    stored = archive.getinfo(name).file_size
+    if stored != ref.storage.numel * itemsize:
+        raise NetworkFileError(f"{path}: storage data/{ref.storage.key} has {stored} bytes, expected "
                                f"{ref.storage.numel * itemsize}; the file is damaged, download it again")
+    raw = archive.read(name)
     flat = torch.frombuffer(bytearray(raw), dtype=ref.storage.dtype)
     return torch.as_strided(flat, ref.size, ref.stride, ref.offset).clone()
 
@@ -173,8 +198,10 @@ def read_torchscript_tensors(path: str | os.PathLike, keep: Callable[[str], bool
             return {name: _materialise(archive, root, ref, path) for name, ref in refs.items() if keep(name)}
     except FileNotFoundError:
         raise NetworkFileError(f"LPIPS weights file not found: {path}") from None
-    except (zipfile.BadZipFile, KeyError, pickle.UnpicklingError, EOFError) as exc:
-        raise NetworkFileError(f"{path} is not a readable TorchScript archive ({exc}); download it again") from None
+    except (zipfile.BadZipFile, KeyError, pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError,
+            IndexError, OverflowError, RecursionError, RuntimeError, UnicodeDecodeError) as exc:
+        raise NetworkFileError(f"{path} is not a readable TorchScript archive ({type(exc).__name__}: "
+                               f"{str(exc)[:200]}); download it again") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------

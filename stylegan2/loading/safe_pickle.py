@@ -78,15 +78,26 @@ def _is_index(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def check_view_in_storage(offset: Any, size: Any, stride: Any, elements: int) -> None:
-    """Refuse a tensor view that reaches past its storage: torch would grow the storage with uninitialised bytes."""
+def view_problem(offset: Any, size: Any, stride: Any, elements: int) -> str | None:
+    """What is wrong with a pickled tensor view of a storage of `elements` elements, or None when it fits.
+
+    A view past its storage must be refused: torch would grow the storage with uninitialised heap bytes.
+    """
     if not (_is_index(offset) and isinstance(size, (tuple, list)) and isinstance(stride, (tuple, list))
             and len(size) == len(stride) and all(map(_is_index, size)) and all(map(_is_index, stride))):
-        raise CheckpointError(f"a tensor view has offset {str(offset)[:20]}, size {str(size)[:60]}, stride "
-                              f"{str(stride)[:60]}; expected non-negative integers of one length")
+        return (f"a tensor view has offset {str(offset)[:20]}, size {str(size)[:60]}, stride {str(stride)[:60]}; "
+                "expected non-negative integers of one length")
     if all(size) and offset + sum((dim - 1) * step for dim, step in zip(size, stride)) >= elements:
-        raise CheckpointError(f"a tensor view of size {tuple(size)} at offset {offset} reaches past its storage of "
-                              f"{elements} elements; the file is corrupt or forged")
+        return (f"a tensor view of size {tuple(size)} at offset {offset} reaches past its storage of {elements} "
+                "elements; the file is corrupt or forged")
+    return None
+
+
+def check_view_in_storage(offset: Any, size: Any, stride: Any, elements: int) -> None:
+    """Raise CheckpointError for a view that view_problem finds wrong."""
+    problem = view_problem(offset, size, stride, elements)
+    if problem:
+        raise CheckpointError(problem)
 
 
 def _rebuild_tensor(storage: Any, offset: int, size: Any, stride: Any, requires_grad: bool,

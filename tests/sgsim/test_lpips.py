@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import struct
+import tracemalloc
 import warnings
 import zipfile
 
@@ -210,3 +212,59 @@ def test_named_weights_come_from_the_cache_and_absence_means_none(reference_file
     (tmp_path / "weights").mkdir()
     shutil.copy(reference_file[1], tmp_path / "weights" / "lpips-vgg16.pt")  # the manifest's file name
     assert isinstance(load_lpips_if_present(), LpipsDistance)
+
+
+def _int(value: int) -> bytes:
+    return b"J" + struct.pack("<i", value)  # BININT: signed, so a forged stride may be negative
+
+
+def _text(value: str) -> bytes:
+    return b"X" + struct.pack("<I", len(value)) + value.encode()  # BINUNICODE
+
+
+def forged_archive(path, *, numel: int, offset: int = 0, size=(4,), stride=(1,), data: bytes | None = None,
+                   state: bytes | None = None):
+    """A TorchScript-shaped zip whose data.pkl, written opcode by opcode, holds one tensor `lpips0` as given."""
+    storage = b"(" + _text("storage") + b"ctorch\nFloatStorage\n" + _text("0") + _text("cpu") + _int(numel) + b"tQ"
+    tensor = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + _int(offset) + b"(" + b"".join(map(_int, size)) + b"t("
+              + b"".join(map(_int, stride)) + b"t\x89}tR")
+    fields = state if state is not None else b"}(" + _text("lpips0") + tensor + b"u"
+    pickled = b"\x80\x02c__torch__\nM\n)\x81" + fields + b"b."
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("m/data.pkl", pickled)
+        archive.writestr("m/data/0", data if data is not None else bytes(4 * numel))
+    return path
+
+
+FORGED = {  # name: (forged_archive keywords, message)
+    "view-past-storage": ({"numel": 4, "size": (100,)}, "reaches past its storage of 4 elements"),
+    "negative-stride": ({"numel": 4, "size": (2,), "stride": (-1,)}, "non-negative integers"),
+    "negative-offset": ({"numel": 4, "offset": -3}, "non-negative integers"),
+    "size-stride-lengths": ({"numel": 4, "size": (2, 2), "stride": (1,)}, "of one length"),
+    "state-a-list": ({"numel": 4, "state": b"]"}, "state in data.pkl is a list"),
+    "negative-storage-length": ({"numel": -5, "data": b""}, "has length -5"),
+}
+
+
+@pytest.mark.parametrize("case", list(FORGED))
+def test_forged_archives_are_one_line_errors(tmp_path, reference_file, case):
+    keywords, message = FORGED[case]
+    with pytest.raises(NetworkFileError, match=message) as error:
+        read_lpips(forged_archive(tmp_path / "vgg16.pt", **keywords))
+    assert "\n" not in str(error.value)
+    assert isinstance(read_lpips(reference_file[1]), LpipsDistance)  # the valid file after it still loads
+
+
+@pytest.mark.parametrize(("numel", "stored"), [(1000, 256 << 20), (64 << 20, 256 << 20)], ids=["size-mismatch", "huge-claim"])
+def test_a_zip_bomb_storage_is_refused_before_it_is_read(tmp_path, numel, stored):
+    """256 MiB of zeros deflate to ~250 KB; the reader used to inflate all of it before checking its length."""
+    path = forged_archive(tmp_path / "vgg16.pt", numel=numel, data=bytes(stored))
+    assert path.stat().st_size < 2 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(NetworkFileError, match="expected|more than any LPIPS-VGG16 tensor"):
+            read_lpips(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
