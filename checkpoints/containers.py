@@ -81,6 +81,17 @@ def check_complete(path: str | os.PathLike, container: str) -> None:
         raise ContainerError("its bytes match no weights container (an HTML error page or a truncated file?)")
 
 
+def refusal_line(error: BaseException) -> str:
+    """The line of torch.load(weights_only=True)'s refusal that names what was refused.
+
+    torch's message opens with advice to retry with weights_only=False, which would run the file's payload;
+    a user must never be shown that as the fix.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    return (named or [line for line in lines if "weights_only" not in line] or ["it holds more than plain tensors"])[0]
+
+
 def _zip_names(path: Path) -> list[str] | None:
     """The member names of a zip whose central directory reads, else None."""
     try:

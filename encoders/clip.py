@@ -7,6 +7,7 @@ user without cached weights hears so before any model code loads.
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Callable, Sequence
 
 import torch
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import checkpoints
-from checkpoints.formats import sniff_container
+from checkpoints.containers import ContainerError, check_complete, refusal_line, sniff_container
 from encoders.errors import EncoderError
 from encoders.strict_load import load_strict
 
@@ -124,15 +125,37 @@ def load_clip(name: str = "ViT-B-32-quickgelu", pretrained: str | os.PathLike = 
     return ClipModel(model, open_clip.get_tokenizer(name)).to(device)
 
 
+def _torch_load(path: os.PathLike, zipped: bool):
+    """torch.load(weights_only=True) with its failures as one EncoderError; zips are memory-mapped so a forged
+    view past its storage fails instead of growing the storage."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+    except pickle.UnpicklingError as error:
+        raise EncoderError(f"{path} was refused by torch's weights-only loader (nothing from it was run): "
+                           f"{refusal_line(error)}") from None
+    except (RuntimeError, EOFError, ValueError, OSError, TypeError, OverflowError, RecursionError) as error:
+        raise EncoderError(f"{path} is a truncated or corrupt torch.save file ({type(error).__name__}: "
+                           f"{refusal_line(error)[:200]}); download it again") from None
+
+
 def _read_clip_state_dict(path: os.PathLike) -> dict[str, torch.Tensor]:
     """The CLIP tensors of a safetensors or torch.save file; an AudioCLIP file contributes its CLIP keys only."""
     container = sniff_container(path)
+    if container in ("safetensors", "torch-zip", "torch-legacy"):
+        try:
+            check_complete(path, container)
+        except ContainerError as error:
+            raise EncoderError(f"{path} is a truncated or corrupt {container} file ({error}); download it again") from None
     if container == "safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        state_dict = load_file(str(path))
+        try:
+            state_dict = load_file(str(path))
+        except (SafetensorError, RuntimeError, ValueError, OSError) as error:
+            raise EncoderError(f"{path} is a corrupt safetensors file ({str(error)[:200]}); download it again") from None
     elif container in ("torch-zip", "torch-legacy"):
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        state_dict = _torch_load(path, zipped=container == "torch-zip")
         if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
             state_dict = state_dict["state_dict"]
     elif container == "torchscript":

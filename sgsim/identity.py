@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from checkpoints.containers import refusal_line
 from sgsim.errors import NetworkFileError
 
 
@@ -150,8 +151,8 @@ def read_arcface(path: str | os.PathLike, config: IrSeConfig = IR_SE50) -> ArcFa
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a foreign or damaged file
         raise NetworkFileError(
-            f"{path} is not a readable ArcFace state dict ({type(exc).__name__}: {exc}); "
-            f"expected TreB1eN's model_ir_se50.pth, re-download it with `sgsim weights download arcface-ir-se50`"
+            f"{path} is not a readable ArcFace state dict ({type(exc).__name__}: {refusal_line(exc)}); nothing from it "
+            f"was run; expected TreB1eN's model_ir_se50.pth, re-download it with `sgsim weights download arcface-ir-se50`"
         ) from None
     if not isinstance(state, dict):
         raise NetworkFileError(f"{path} holds a {type(state).__name__}, not an ArcFace state dict (model_ir_se50.pth)")

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from checkpoints.containers import refusal_line
 from stylegan2.errors import CheckpointError, UnsafeCheckpointError
 from stylegan2.loading.checkpoint import GeneratorCheckpoint
 from stylegan2.loading.detect import detect_container, expected_formats
@@ -33,14 +34,6 @@ MAPPING_BOUNDS = {"num_layers": (1, 64), "embed_features": (1, 8192), "layer_fea
 SYNTHESIS_BOUNDS = {"channel_base": (1, 2**24), "channel_max": (1, 8192), "num_fp16_res": (0, 16)}
 
 
-def refusal_reason(error: BaseException) -> str:
-    """The line of a torch weights-only refusal that names what was refused, never torch's advice to
-    retry with weights_only=False (which would run the payload)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
-    return (named or [line for line in lines if "weights_only" not in line] or ["it is not plain tensors"])[0]
-
-
 def _torch_load(path: Path, zipped: bool) -> Any:
     """torch.load with weights_only; rosinality training checkpoints also pickle their argparse.Namespace.
 
@@ -51,7 +44,7 @@ def _torch_load(path: Path, zipped: bool) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except pickle.UnpicklingError as error:
         raise UnsafeCheckpointError(f"{path} was refused by torch's weights-only loader (nothing was executed): "
-                                    f"{refusal_reason(error)}") from None
+                                    f"{refusal_line(error)}") from None
     except (RuntimeError, EOFError, ValueError, OSError, TypeError, OverflowError, RecursionError) as error:
         raise CheckpointError(f"{path} is a truncated or corrupt torch.save file ({error})") from None
 
