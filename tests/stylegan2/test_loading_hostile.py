@@ -266,3 +266,12 @@ def test_a_refused_torch_global_is_named_without_torchs_advice(tmp_path):
         load_generator(path)
     message = str(error.value)
     assert "\n" not in message and "system" in message and "weights_only" not in message
+
+
+def test_generator_formats_use_the_manifest_vocabulary():
+    from checkpoints import entries
+    from checkpoints.manifest import formats
+    from stylegan2.loading.detect import FORMATS
+
+    assert set(FORMATS) <= set(formats())
+    assert {item.format for item in entries() if item.kind == "generator"} <= set(FORMATS)
