@@ -275,3 +275,10 @@ def test_generator_formats_use_the_manifest_vocabulary():
 
     assert set(FORMATS) <= set(formats())
     assert {item.format for item in entries() if item.kind == "generator"} <= set(FORMATS)
+
+
+def test_a_fifo_given_as_generator_is_refused_without_reading(tmp_path):
+    fifo = tmp_path / "g.pkl"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_generator(fifo)
