@@ -125,11 +125,10 @@ def load_clip(name: str = "ViT-B-32-quickgelu", pretrained: str | os.PathLike = 
     return ClipModel(model, open_clip.get_tokenizer(name)).to(device)
 
 
-def _torch_load(path: os.PathLike, zipped: bool):
-    """torch.load(weights_only=True) with its failures as one EncoderError; zips are memory-mapped so a forged
-    view past its storage fails instead of growing the storage."""
+def _torch_load(path: os.PathLike):
+    """torch.load(weights_only=True) with its failures (a hostile pickle, a damaged zip) as one EncoderError."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise EncoderError(f"{path} was refused by torch's weights-only loader (nothing from it was run): "
                            f"{refusal_line(error)}") from None
@@ -155,7 +154,7 @@ def _read_clip_state_dict(path: os.PathLike) -> dict[str, torch.Tensor]:
         except (SafetensorError, RuntimeError, ValueError, OSError) as error:
             raise EncoderError(f"{path} is a corrupt safetensors file ({str(error)[:200]}); download it again") from None
     elif container in ("torch-zip", "torch-legacy"):
-        state_dict = _torch_load(path, zipped=container == "torch-zip")
+        state_dict = _torch_load(path)
         if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
             state_dict = state_dict["state_dict"]
     elif container == "torchscript":

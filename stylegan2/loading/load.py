@@ -34,14 +34,14 @@ MAPPING_BOUNDS = {"num_layers": (1, 64), "embed_features": (1, 8192), "layer_fea
 SYNTHESIS_BOUNDS = {"channel_base": (1, 2**24), "channel_max": (1, 8192), "num_fp16_res": (0, 16)}
 
 
-def _torch_load(path: Path, zipped: bool) -> Any:
+def _torch_load(path: Path) -> Any:
     """torch.load with weights_only; rosinality training checkpoints also pickle their argparse.Namespace.
 
-    Zips are memory-mapped: a forged view reaching past its storage then fails instead of growing the storage.
+    A forged view past its storage fails here too: torch.load's storages cannot be resized.
     """
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise UnsafeCheckpointError(f"{path} was refused by torch's weights-only loader (nothing was executed): "
                                     f"{refusal_line(error)}") from None
@@ -73,7 +73,7 @@ def read_checkpoint(path: str | os.PathLike, network: str = "G_ema") -> Generato
         return read_native(path)
     try:
         if container in ("torch-zip", "torch-legacy"):
-            return read_rosinality(_torch_load(path, zipped=container == "torch-zip"), network, str(path))
+            return read_rosinality(_torch_load(path), network, str(path))
         return _read_pickle(path, network)
     except (AttributeError, TypeError, ValueError, KeyError, IndexError, RecursionError, OverflowError) as error:
         # The readers walk untrusted nested data; a field of the wrong type must still be one line.

@@ -13,6 +13,7 @@ import collections
 import io
 import pickle
 import types
+import warnings
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
@@ -104,7 +105,9 @@ def _rebuild_tensor(storage: Any, offset: int, size: Any, stride: Any, requires_
                     backward_hooks: Any, metadata: Any = None) -> torch.Tensor:
     """torch._utils._rebuild_tensor_v2, refusing anything but a storage, views beyond it, and (non-empty) hooks."""
     if isinstance(storage, torch.storage.TypedStorage):
-        elements = storage.size()
+        with warnings.catch_warnings():  # torch.load made this TypedStorage; its deprecation is torch's own
+            warnings.simplefilter("ignore", UserWarning)
+            elements = storage.size()
     elif isinstance(storage, torch.UntypedStorage):
         elements = storage.nbytes()
     else:

@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import types
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -282,3 +283,17 @@ def test_a_fifo_given_as_generator_is_refused_without_reading(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(CheckpointError, match="not a regular file"):
         load_generator(fifo)
+
+
+def test_a_torch_zip_view_past_its_storage_is_one_line(tmp_path):
+    """torch.load's own storages cannot grow, so rosinality files refuse the forgery too."""
+    buffer = io.BytesIO()
+    torch.save({"g_ema": {"w": torch.arange(7.0)}}, buffer)
+    path = tmp_path / "g.pt"
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source, zipfile.ZipFile(path, "w") as forged:
+        for info in source.infolist():
+            data = source.read(info.filename)
+            forged.writestr(info.filename, forge_size(data, 7, 200) if info.filename.endswith("data.pkl") else data)
+    with pytest.raises(CheckpointError, match="not resizable") as error:
+        load_generator(path)
+    assert "\n" not in str(error.value)
