@@ -130,9 +130,14 @@ def import_file(path: str | os.PathLike, name: str) -> Path:
 
 
 def verify(name: str) -> VerifyResult:
-    """Re-hash the cached file `name` against the manifest or the checksum recorded at first download or import."""
+    """Check the cached file `name` is whole, then re-hash it against the manifest or the checksum recorded at
+    first download or import."""
     item = entry(name)
     path = resolve(name)  # raises the actionable "not in the cache" error
+    try:  # a file cut short before downloads checked structure may carry a recorded checksum of its own
+        check_format(path, item.format, what=f"the {name} entry")
+    except WeightsError as exc:
+        raise WeightsError(f"{exc}; delete it and run `sgsim weights download {name}` again") from None
     sha256, size = sha256_file(path), path.stat().st_size
     expected = item.sha256 or recorded_checksums().get(name, {}).get("sha256")
     if expected is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pickle
@@ -133,3 +134,16 @@ def test_whole_files_pass(tmp_path, state_dict_bytes):
         path = tmp_path / name
         path.write_bytes(data)
         check_complete(path, sniff_container(path))
+
+
+def test_verify_finds_a_cut_file_whose_checksum_was_recorded(sgsim_home, file_server, test_manifest):
+    """Caches filled before downloads checked structure may hold a cut file with its own checksum recorded."""
+    body = _safetensors_bytes()
+    test_manifest([_entry(file_server, "/w", "safetensors")])
+    weights = sgsim_home / "weights"
+    weights.mkdir(parents=True)
+    cut = body[: len(body) // 2]
+    (weights / "tiny.bin").write_bytes(cut)
+    (weights / "checksums.json").write_text(json.dumps({"tiny": {"sha256": hashlib.sha256(cut).hexdigest(), "size": len(cut)}}))
+    with pytest.raises(WeightsError, match=r"outside the file.*sgsim weights download tiny"):
+        checkpoints.verify("tiny")
