@@ -97,7 +97,7 @@ print(json.dumps({"code": code, "growth_kib": resource.getrusage(resource.RUSAGE
 
 @pytest.mark.parametrize("resolution", [8192, 32768])
 def test_sgsim_generate_on_a_tiny_forged_file_stays_small(tmp_path, resolution):
-    """Before: 1.2 GB peak at 8192 px, ~11.5 GB at 32768, from a 700-byte file."""
+    """Before: 785 MiB more at 8192 px (1.2 GB peak), ~11.5 GB at 32768, from a 700-byte file."""
     path = forged_safetensors(tmp_path / "g.safetensors", at_resolution(resolution))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -106,7 +106,8 @@ def test_sgsim_generate_on_a_tiny_forged_file_stays_small(tmp_path, resolution):
     report = json.loads(run.stdout.strip().splitlines()[-1])
     stderr = [line for line in run.stderr.splitlines() if line.strip()]
     assert report["code"] == 1 and len(stderr) == 1 and stderr[0].startswith("Error: "), run.stderr
-    assert report["growth_kib"] < 100 * 1024  # the forged network would need >= 1 GiB
+    # The command's own lazy imports take ~130 MiB; the forged network took 785 MiB more at 8192 px, ~11 GiB at 32768.
+    assert report["growth_kib"] < 400 * 1024
     assert not out.exists()
 
 
