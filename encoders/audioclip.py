@@ -39,8 +39,8 @@ GATES = (
     (2048, 2048, (3, 5), (1, 2)),
 )
 
-# Which file each variant's weights come from: the checkpoints manifest name of the released .pt.
-VARIANT_WEIGHTS = {"partial": "audioclip-partial", "full": "audioclip-full"}
+# The released trainings; the network is the same, the registry names each one's weights and CLIP towers.
+VARIANTS = ("partial", "full")
 
 
 def blackman_harris(length: int) -> torch.Tensor:
@@ -174,23 +174,16 @@ class ESResNeXtFBSP(ResNet):
 class AudioClipEncoder(AudioEncoder):
     """AudioCLIP's audio head; its embeddings live in the space of the CLIP RN50 towers of the same file."""
 
-    name = "audioclip"
-    description = "AudioCLIP ESResNeXt-FBSP audio head (Guzhov et al. 2021), 44.1 kHz, CLIP RN50 space"
     sample_rate = SAMPLE_RATE
     embed_dim = EMBED_DIM
     mono = False  # stereo files: each channel through the network, features summed
-    clip_model = "RN50-quickgelu"
-    clip_weights = VARIANT_WEIGHTS["partial"]  # the instance's variant decides; this is the default one
     input_seconds = 5.0  # AudioCLIP was trained on 5 s ESC-50 / 4 s UrbanSound8K clips
 
     def __init__(self, variant: str = "partial"):
         super().__init__()
-        if variant not in VARIANT_WEIGHTS:
-            raise EncoderError(
-                f"AudioCLIP variant {variant!r} does not exist; pass variant= one of {sorted(VARIANT_WEIGHTS)}"
-            )
+        if variant not in VARIANTS:
+            raise EncoderError(f"AudioCLIP variant {variant!r} does not exist; pass variant= one of {sorted(VARIANTS)}")
         self.variant = variant
-        self.clip_weights = VARIANT_WEIGHTS[variant]
         self.audio = ESResNeXtFBSP(EMBED_DIM)
         self.eval()
 

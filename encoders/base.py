@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 import torchaudio
@@ -10,26 +12,52 @@ from torch import nn
 from encoders.errors import EncoderError
 from encoders.strict_load import load_strict
 
+if TYPE_CHECKING:
+    from encoders.registry import EncoderInfo
+
 
 class AudioEncoder(nn.Module):
     """An audio encoder whose normalised output lives in the embedding space of one CLIP model.
 
-    Subclasses set the class attributes, build their modules in `__init__` and implement
-    `forward(waveform)`: a batch at `sample_rate` ([B, T], or [B, C, T] when `mono` is False)
-    to unnormalised embeddings [B, embed_dim], preprocessing included, so it runs on the
-    encoder's device. `convert_official` maps the authors' checkpoint keys to ours.
+    Subclasses set the architecture's class attributes, build their modules in `__init__` and
+    implement `forward(waveform)`: a batch at `sample_rate` ([B, T], or [B, C, T] when `mono` is
+    False) to unnormalised embeddings [B, embed_dim], preprocessing included, so it runs on the
+    encoder's device. `convert_official` maps the authors' checkpoint keys to ours. Name, CLIP
+    space and weights are not the class's: they come from the registry entry it was built from.
     """
 
-    name: str = ""
-    description: str = ""
     sample_rate: int = 44100
     embed_dim: int = 512
     mono: bool = True  # False: the encoder consumes every channel itself (AudioCLIP sums them)
-    clip_model: str = "ViT-B-32-quickgelu"  # open_clip model name whose space the output lives in
-    clip_weights: str = "clip-vit-b-32"  # manifest name (or path) of that CLIP model's weights
     # Longest excerpt the encoder needs: callers read the centred `input_seconds` of a longer file, so an
     # hour-long recording is never decoded whole. Encoders look at ~10 s; set it to what the encoder uses.
     input_seconds: float = 60.0
+
+    info: EncoderInfo | None = None  # the registry entry it was built from (set by encoders.registry.build_audio_encoder)
+
+    def registration(self) -> EncoderInfo:
+        """The registry entry this encoder was built from; an error for one constructed by hand."""
+        if self.info is None:
+            raise EncoderError(
+                f"this {type(self).__name__} was built by hand, so its CLIP space is unknown; "
+                f"build it with encoders.registry.build_audio_encoder(name) or load_audio_encoder(name)"
+            )
+        return self.info
+
+    @property
+    def name(self) -> str:
+        """The registry name (the class name for an encoder built by hand), for results and messages."""
+        return self.info.name if self.info is not None else type(self).__name__
+
+    @property
+    def clip_model(self) -> str:
+        """open_clip model name of the CLIP space the embeddings live in."""
+        return self.registration().clip_model
+
+    @property
+    def clip_weights(self) -> str:
+        """Manifest name of the CLIP weights that go with this encoder."""
+        return self.registration().clip_weights
 
     @property
     def device(self) -> torch.device:
@@ -58,8 +86,7 @@ class AudioEncoder(nn.Module):
         return state_dict
 
     def load_official(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
-        """Load the authors' checkpoint strictly: a wrong or foreign file is an error, never a partial load."""
-        state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+        """Load the authors' (unwrapped) state dict strictly: a wrong or foreign file is an error, never a partial load."""
         load_strict(
             self,
             self.convert_official(state_dict),

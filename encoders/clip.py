@@ -17,7 +17,7 @@ from torch import nn
 import checkpoints
 from checkpoints.containers import ContainerError, check_complete, refusal_line, sniff_container
 from encoders.errors import EncoderError
-from encoders.strict_load import load_strict
+from encoders.strict_load import load_strict, unwrap_state_dict
 
 # Manifest names of OpenAI's own weights for the open_clip models that reproduce them (quick-GELU variants).
 OPENAI_WEIGHTS = {"ViT-B-32-quickgelu": "clip-vit-b-32", "RN50-quickgelu": "clip-rn50"}
@@ -155,8 +155,6 @@ def _read_clip_state_dict(path: os.PathLike) -> dict[str, torch.Tensor]:
             raise EncoderError(f"{path} is a corrupt safetensors file ({str(error)[:200]}); download it again") from None
     elif container in ("torch-zip", "torch-legacy"):
         state_dict = _torch_load(path)
-        if isinstance(state_dict, dict) and isinstance(state_dict.get("state_dict"), dict):
-            state_dict = state_dict["state_dict"]
     elif container == "torchscript":
         raise EncoderError(
             f"{path} is a TorchScript archive (OpenAI's own .pt), which runs code when loaded; "
@@ -164,9 +162,9 @@ def _read_clip_state_dict(path: os.PathLike) -> dict[str, torch.Tensor]:
         )
     else:
         raise EncoderError(f"{path} is not a CLIP checkpoint: its bytes are a {container} file, expected safetensors or torch.save")
+    state_dict = unwrap_state_dict(state_dict)
     if not isinstance(state_dict, dict):
         raise EncoderError(f"{path} holds a {type(state_dict).__name__}, not a state dict of CLIP weights")
-    state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
     if any(key.startswith("audio.") for key in state_dict):  # AudioCLIP: audio head + logit_scale_a* beside CLIP
         state_dict = {key: value for key, value in state_dict.items() if key.startswith(_CLIP_KEY_PREFIXES) or key in _CLIP_KEYS}
     return state_dict

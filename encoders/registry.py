@@ -19,104 +19,102 @@ import checkpoints
 from encoders.base import AudioEncoder
 from encoders.clip import ClipModel, load_clip
 from encoders.errors import EncoderError
-
-# Keys under which training scripts nest a state dict; the released SGSIM, AudioCLIP and Wav2CLIP files are flat.
-STATE_DICT_CONTAINERS = ("state_dict", "model")
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """How to build one registered audio encoder."""
-
-    builder: str | Callable[..., AudioEncoder]  # "module:attribute" (imported on build) or the callable itself
-    description: str  # one line for `sgsim encoders list`
-    weights: str | None  # checkpoints manifest name of the released weights; None: only checkpoint= works
-    clip_model: str  # open_clip model name of the CLIP space the embeddings live in
-    clip_weights: str  # manifest name of that CLIP model's weights (AudioCLIP full: its own fine-tuned towers)
-    kwargs: Mapping[str, Any] = field(default_factory=dict)  # passed to the builder
-
+from encoders.strict_load import unwrap_state_dict
 
 @dataclass(frozen=True)
 class EncoderInfo:
-    """What a user needs to choose an encoder."""
+    """One registered audio encoder: everything the toolkit knows about it, declared once."""
 
-    name: str
-    description: str
-    weights: str | None
-    clip_model: str
+    name: str  # registry name, used on the command line, in results and in messages
+    description: str  # one line for `sgsim encoders list`
+    builder: str | Callable[..., AudioEncoder]  # "module:attribute" (imported on build) or the callable itself
+    weights: str | None  # checkpoints manifest name of the released weights; None: only checkpoint= works
+    clip_model: str  # open_clip model name of the CLIP space the embeddings live in
+    clip_weights: str  # manifest name of that CLIP model's weights (AudioCLIP: the towers in its own file)
+    kwargs: Mapping[str, Any] = field(default_factory=dict)  # passed to the builder
 
 
-ENCODERS: dict[str, EncoderSpec] = {
-    "sgsim-resnet18": EncoderSpec(
+def _registry(*infos: EncoderInfo) -> dict[str, EncoderInfo]:
+    """Name -> entry, each name given once (in its entry)."""
+    return {info.name: info for info in infos}
+
+
+ENCODERS: dict[str, EncoderInfo] = _registry(
+    EncoderInfo(
+        name="sgsim-resnet18",
+        description="SGSIM (CVPR 2022) log-mel ResNet18, the released resnet18_57.pth; OpenAI CLIP ViT-B/32 space",
         builder="encoders.sgsim_encoder:SgsimEncoder",
         kwargs={"backbone": "resnet18"},
         weights="sgsim-resnet18",
         clip_model="ViT-B-32-quickgelu",
         clip_weights="clip-vit-b-32",
-        description="SGSIM (CVPR 2022) log-mel ResNet18, the released resnet18_57.pth; OpenAI CLIP ViT-B/32 space",
     ),
-    "sgsim-resnet50": EncoderSpec(
+    EncoderInfo(
+        name="sgsim-resnet50",
+        description="SGSIM recipe with a ResNet50 backbone; no published weights: pass a checkpoint from `sgsim train-encoder`",
         builder="encoders.sgsim_encoder:SgsimEncoder",
         kwargs={"backbone": "resnet50"},
         weights=None,
         clip_model="ViT-B-32-quickgelu",
         clip_weights="clip-vit-b-32",
-        description="SGSIM recipe with a ResNet50 backbone; no published weights: pass a checkpoint from `sgsim train-encoder`",
     ),
-    "audioclip-partial": EncoderSpec(
+    EncoderInfo(
+        name="audioclip-partial",
+        description="AudioCLIP ESResNeXt-fbsp audio head aligned to vanilla OpenAI CLIP RN50 (partial training)",
         builder="encoders.audioclip:AudioClipEncoder",
         kwargs={"variant": "partial"},
         weights="audioclip-partial",
         clip_model="RN50-quickgelu",
         clip_weights="audioclip-partial",
-        description="AudioCLIP ESResNeXt-fbsp audio head aligned to vanilla OpenAI CLIP RN50 (partial training)",
     ),
-    "audioclip-full": EncoderSpec(
+    EncoderInfo(
+        name="audioclip-full",
+        description="AudioCLIP with all towers fine-tuned (full training); use its own CLIP image and text towers",
         builder="encoders.audioclip:AudioClipEncoder",
         kwargs={"variant": "full"},
         weights="audioclip-full",
         clip_model="RN50-quickgelu",
         clip_weights="audioclip-full",
-        description="AudioCLIP with all towers fine-tuned (full training); use its own CLIP image and text towers",
     ),
-    "wav2clip": EncoderSpec(
+    EncoderInfo(
+        name="wav2clip",
+        description="Wav2CLIP ResNet18 on a 16 kHz log spectrogram, distilled into OpenAI CLIP ViT-B/32 image space",
         builder="encoders.wav2clip:Wav2ClipEncoder",
         weights="wav2clip",
         clip_model="ViT-B-32-quickgelu",
         clip_weights="clip-vit-b-32",
-        description="Wav2CLIP ResNet18 on a 16 kHz log spectrogram, distilled into OpenAI CLIP ViT-B/32 image space",
     ),
-}
+)
 
 
 def available() -> list[EncoderInfo]:
     """Every registered audio encoder, in registry order."""
-    return [EncoderInfo(name, spec.description, spec.weights, spec.clip_model) for name, spec in ENCODERS.items()]
+    return list(ENCODERS.values())
 
 
-def _spec(name: str) -> EncoderSpec:
+def registered(name: str) -> EncoderInfo:
     """The registry entry for `name`, or an error listing the names that exist."""
     if name not in ENCODERS:
         raise EncoderError(f"unknown audio encoder {name!r}; choose one of {', '.join(ENCODERS)}")
     return ENCODERS[name]
 
 
-def _builder(name: str, spec: EncoderSpec) -> Callable[..., AudioEncoder]:
+def _builder(info: EncoderInfo) -> Callable[..., AudioEncoder]:
     """Import the builder of a registered encoder."""
-    if callable(spec.builder):
-        return spec.builder
-    module_name, _, attribute = spec.builder.partition(":")
+    if callable(info.builder):
+        return info.builder
+    module_name, _, attribute = info.builder.partition(":")
     try:
         return getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
-        raise EncoderError(f"audio encoder {name!r} is registered but {spec.builder} cannot be imported: {error}") from error
+        raise EncoderError(f"audio encoder {info.name!r} is registered but {info.builder} cannot be imported: {error}") from error
 
 
 def build_audio_encoder(name: str) -> AudioEncoder:
     """A registered encoder with random weights (for training or for loading a state dict yourself)."""
-    spec = _spec(name)
-    encoder = _builder(name, spec)(**spec.kwargs)
-    encoder.name = name  # the registry name, so results and messages tell variants apart
+    info = registered(name)
+    encoder = _builder(info)(**info.kwargs)
+    encoder.info = info  # name, CLIP space and weights come from here, so variants of one class differ
     return encoder
 
 
@@ -128,7 +126,7 @@ def _load_failure(error: Exception) -> str:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a flat tensor state dict from a torch file without executing anything in it (weights_only)."""
+    """Read a tensor state dict from a torch file without executing anything in it (weights_only), unwrapped."""
     path = Path(path)
     if not path.is_file():
         raise EncoderError(f"{path}: no such checkpoint file; check the path or run `sgsim weights download`")
@@ -144,11 +142,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise EncoderError(
             f"{path} is not a readable PyTorch checkpoint (empty, truncated or another format: {detail}); download it again"
         ) from error
-    if isinstance(content, dict):
-        for key in STATE_DICT_CONTAINERS:
-            if isinstance(content.get(key), dict):
-                content = content[key]
-                break
+    content = unwrap_state_dict(content)
     if not isinstance(content, dict) or not all(isinstance(v, torch.Tensor) for v in content.values()):
         raise EncoderError(f"{path} is a PyTorch file but not a state dict of tensors; pass the encoder's weights file")
     return content
@@ -164,13 +158,13 @@ def load_audio_encoder(
     `checkpoint` None loads the released weights from the cache (checkpoints.resolve raises
     MissingWeightsError with download instructions when they are absent); a path loads that file.
     """
-    spec = _spec(name)
+    info = registered(name)
     if checkpoint is None:
-        if spec.weights is None:
+        if info.weights is None:
             raise EncoderError(
                 f"audio encoder {name!r} has no published weights; pass checkpoint=PATH (a file from `sgsim train-encoder`)"
             )
-        checkpoint = checkpoints.resolve(spec.weights)
+        checkpoint = checkpoints.resolve(info.weights)
     state_dict = read_state_dict(checkpoint)
     encoder = build_audio_encoder(name)
     encoder.load_official(state_dict, source=str(checkpoint))
@@ -190,11 +184,8 @@ def load_clip_for(
     through checkpoints.resolve. `clip_model` trains or evaluates against another open_clip model instead,
     with OpenAI's weights for it unless `weights` says otherwise.
     """
-    if isinstance(encoder, str):
-        spec = _spec(encoder)
-        own_model, own_weights = spec.clip_model, spec.clip_weights
-    else:
-        own_model, own_weights = encoder.clip_model, encoder.clip_weights
+    info = registered(encoder) if isinstance(encoder, str) else encoder.registration()
+    own_model, own_weights = info.clip_model, info.clip_weights
     if clip_model is not None and clip_model != own_model:
         own_model, own_weights = clip_model, "openai"
     return load_clip(own_model, pretrained=own_weights if weights is None else weights, device=device)

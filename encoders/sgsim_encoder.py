@@ -61,6 +61,11 @@ class LogMelFrontEnd(nn.Module):
         self.register_buffer("mel_basis", mel_basis.T.contiguous(), persistent=False)  # [n_mels, n_fft // 2 + 1]
 
     @property
+    def window_seconds(self) -> float:
+        """Length of audio the `frames` columns cover: the centred stretch of a longer clip the network sees."""
+        return self.frames * self.hop_length / self.sample_rate
+
+    @property
     def min_samples(self) -> int:
         """Shortest clip the reflect-padded STFT accepts (n_fft // 2 + 1 samples)."""
         return self.n_fft // 2 + 1
@@ -130,8 +135,6 @@ class SgsimEncoder(AudioEncoder):
     sample_rate = 44100
     embed_dim = 512
     mono = True
-    clip_model = "ViT-B-32-quickgelu"
-    clip_weights = "clip-vit-b-32"
     input_seconds = 864 * 512 / 44100  # what the front end looks at; callers read no more
 
     def __init__(
@@ -139,8 +142,6 @@ class SgsimEncoder(AudioEncoder):
         backbone: str = "resnet18",  # "resnet18" (released weights) or "resnet50" (the paper's variant).
     ):
         super().__init__()
-        self.name = f"sgsim-{backbone}"
-        self.description = f"SGSIM audio encoder ({backbone}, log-mel, CVPR 2022) in OpenAI CLIP ViT-B/32 space"
         self.front_end = LogMelFrontEnd(sample_rate=self.sample_rate)
         self.conv = nn.Conv2d(1, 3, kernel_size=3)
         self.feature_extractor = build_backbone(backbone, self.embed_dim)

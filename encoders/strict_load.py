@@ -1,11 +1,28 @@
-"""Strict state-dict loading shared by the audio encoders and CLIP: every weight or none."""
+"""State-dict rules shared by the audio encoders and CLIP: one way to unwrap a file's content, strict loading."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
 from encoders.errors import EncoderError
+
+# Keys under which training scripts nest a state dict; the released SGSIM, AudioCLIP, Wav2CLIP and CLIP files are flat.
+STATE_DICT_CONTAINERS = ("state_dict", "model")
+
+
+def unwrap_state_dict(content: Any) -> Any:
+    """The state dict in what a weights file holds: taken out of a training container, DataParallel's `module.`
+    prefix dropped. Anything that is not a dict is returned as it is, for the caller to refuse."""
+    if not isinstance(content, dict):
+        return content
+    for key in STATE_DICT_CONTAINERS:
+        if isinstance(content.get(key), dict):
+            content = content[key]
+            break
+    return {key.removeprefix("module.") if isinstance(key, str) else key: value for key, value in content.items()}
 
 
 def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], mismatch: str, advice: str) -> None:

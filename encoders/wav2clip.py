@@ -76,13 +76,9 @@ class ProjectionHead(nn.Module):
 class Wav2ClipEncoder(AudioEncoder):
     """Wav2CLIP's audio encoder with its audio transform, as the released Wav2CLIP.pt defines them."""
 
-    name = "wav2clip"
-    description = "Wav2CLIP ResNet18 on log spectrograms (Wu et al. 2022), 16 kHz mono, CLIP ViT-B/32 image space"
     sample_rate = SAMPLE_RATE
     embed_dim = EMBED_DIM
     mono = True
-    clip_model = "ViT-B-32-quickgelu"
-    clip_weights = "clip-vit-b-32"
     input_seconds = 10.0  # trained on 10 s VGGSound clips
 
     def __init__(self, batch_statistics: bool = False):

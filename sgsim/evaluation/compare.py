@@ -92,7 +92,8 @@ def evaluate_encoder(
     folds = evaluation_folds(embedded.folds)
     protocols = []
     if len(embedded.labels):
-        text_cache = EmbeddingCache(cache_root, f"text-{encoder.clip_model}", weights_sha256(clip.model)) if cache_root is not None else None
+        # Keyed by the CLIP weights alone: text embeddings depend on nothing else (and a hand-built encoder has no registry entry).
+        text_cache = EmbeddingCache(cache_root, "text", weights_sha256(clip.model)) if cache_root is not None else None
         text = class_embeddings(clip, dataset.classes, templates_for(prompts), text_cache)
         scores = zero_shot_scores(embedded.embeddings, text)
         protocols.append(score_by_fold("zero-shot", scores, embedded.labels, folds, dataset.classes))

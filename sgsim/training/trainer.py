@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -39,11 +39,34 @@ STATE_FORMAT = "sgsim-train-state-1"
 RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "workers")
 
 
+class SpectrogramFrontEnd(Protocol):
+    """The front end the trainer drives: waveform -> spectrogram (SpecAugmented there) -> fixed-size network input."""
+
+    sample_rate: int
+    hop_length: int
+    frames: int  # spectrogram columns the network sees; training crops give exactly this many
+
+    def log_mel(self, waveform: torch.Tensor) -> torch.Tensor: ...  # [B, T] -> [B, bands, columns]
+    def fit_frames(self, spectrogram: torch.Tensor) -> torch.Tensor: ...  # -> [B, bands, frames]
+    def to_image(self, spectrogram: torch.Tensor) -> torch.Tensor: ...  # -> the network's input
+
+
+@runtime_checkable
+class TrainableEncoder(Protocol):
+    """What the trainer needs of an audio encoder (the SGSIM encoders have it): a spectrogram front end and the
+    network after it, so SpecAugment can act between the two."""
+
+    front_end: SpectrogramFrontEnd
+    embed_dim: int
+
+    def embed_image(self, image: torch.Tensor) -> torch.Tensor: ...  # network input -> unnormalised embeddings
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a training run; saved in each checkpoint and compared on resume."""
 
-    encoder: str = "sgsim-resnet18"  # registered encoder to train: sgsim-resnet18 or sgsim-resnet50
+    encoder: str = "sgsim-resnet18"  # registered encoder to train, a TrainableEncoder: sgsim-resnet18 or sgsim-resnet50
     epochs: int = 50  # docs/reference.md#encoder-training
     batch_size: int = 320  # 320 in the reference code, 384 in the paper
     lr: float = 1e-3  # SGD peak learning rate (paper and code)
@@ -136,12 +159,12 @@ class EncoderTrainer:
         with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the caller's RNG
             torch.manual_seed(config.seed)
             self.encoder = build_audio_encoder(config.encoder)
-        if config.front_end:
-            from encoders.sgsim_encoder import LogMelFrontEnd
-
-            self.encoder.front_end = LogMelFrontEnd(**{"sample_rate": self.encoder.sample_rate, **config.front_end})
+        if not isinstance(self.encoder, TrainableEncoder):
+            raise SgsimError(f"{config.encoder} cannot be trained here: it has no spectrogram front end and embed_image to train through")
+        if config.front_end:  # the same front end class with other settings
+            front = self.encoder.front_end
+            self.encoder.front_end = type(front)(**{"sample_rate": front.sample_rate, **config.front_end})
         front = self.encoder.front_end
-        self.encoder.input_seconds = front.frames * front.hop_length / front.sample_rate
         self.encoder.to(self.device)
         if clip.embed_dim != self.encoder.embed_dim:
             raise SgsimError(f"the CLIP model embeds in {clip.embed_dim}-d but {config.encoder} outputs {self.encoder.embed_dim}-d; pick the CLIP model of its space")

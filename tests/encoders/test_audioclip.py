@@ -22,6 +22,7 @@ from encoders.audioclip import (
     int16_to_unit_range,
 )
 from encoders.errors import EncoderError
+from encoders.registry import build_audio_encoder
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "encoders" / "audioclip_reference.npz"
 # A subset keeps the suite fast (ResNeXt-50 on the CPU); every clip in the golden file was checked when it was made.
@@ -130,8 +131,8 @@ def test_stereo_features_are_summed_over_channels(encoder, shared_data):
 
 
 def test_variants_name_their_clip_towers():
-    assert AudioClipEncoder("partial").clip_weights == "audioclip-partial"
-    full = AudioClipEncoder("full")
+    assert build_audio_encoder("audioclip-partial").clip_weights == "audioclip-partial"
+    full = build_audio_encoder("audioclip-full")
     assert (full.clip_weights, full.clip_model) == ("audioclip-full", "RN50-quickgelu")
     assert (full.sample_rate, full.embed_dim, full.mono) == (44100, 1024, False)
     with pytest.raises(EncoderError, match="variant 'half'"):

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from encoders.errors import EncoderError
+from encoders.registry import build_audio_encoder
 from encoders.wav2clip import Wav2ClipEncoder
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "encoders" / "wav2clip_reference.npz"
@@ -80,7 +81,7 @@ def test_clips_are_standardised_alone_unless_batch_statistics_is_asked_for(encod
 
 
 def test_encoder_declares_its_clip_space():
-    encoder = Wav2ClipEncoder()
+    encoder = build_audio_encoder("wav2clip")
     assert (encoder.sample_rate, encoder.embed_dim, encoder.mono) == (16000, 512, True)
     assert (encoder.clip_model, encoder.clip_weights) == ("ViT-B-32-quickgelu", "clip-vit-b-32")
     assert Wav2ClipEncoder(batch_statistics=True).batch_statistics

@@ -86,11 +86,13 @@ def encoder_checkpoint_file(tmp_path_factory, random_weights) -> Path:
 @pytest.fixture(scope="module")
 def tiny_clip_space(tiny_clip_file) -> Iterator[Path]:
     """Make the SGSIM encoder's CLIP space the tiny CLIP (for one test module), so the Editor and the CLI pick it by default."""
-    from encoders.sgsim_encoder import SgsimEncoder
+    from dataclasses import replace
+
+    from encoders.registry import ENCODERS
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(SgsimEncoder, "clip_model", TINY_CLIP)
-        patch.setattr(SgsimEncoder, "clip_weights", str(tiny_clip_file))
+        for name in ("sgsim-resnet18", "sgsim-resnet50"):
+            patch.setitem(ENCODERS, name, replace(ENCODERS[name], clip_model=TINY_CLIP, clip_weights=str(tiny_clip_file)))
         yield tiny_clip_file
 
 
