@@ -177,7 +177,6 @@ class AudioClipEncoder(AudioEncoder):
     sample_rate = SAMPLE_RATE
     embed_dim = EMBED_DIM
     mono = False  # stereo files: each channel through the network, features summed
-    input_seconds = 5.0  # AudioCLIP was trained on 5 s ESC-50 / 4 s UrbanSound8K clips
 
     def __init__(self, variant: str = "partial"):
         super().__init__()

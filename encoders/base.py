@@ -29,8 +29,9 @@ class AudioEncoder(nn.Module):
     sample_rate: int = 44100
     embed_dim: int = 512
     mono: bool = True  # False: the encoder consumes every channel itself (AudioCLIP sums them)
-    # Longest excerpt the encoder needs: callers read the centred `input_seconds` of a longer file, so an
-    # hour-long recording is never decoded whole. Encoders look at ~10 s; set it to what the encoder uses.
+    # The most audio a caller decodes for the encoder: a file up to this long is passed whole and embedded as
+    # the encoder's authors embed it (any cropping is the encoder's own); a longer one is cut to its centred
+    # `input_seconds`, with a warning (docs/encoders.md). A cap on decoding, so an hour-long file stays cheap.
     input_seconds: float = 60.0
 
     info: EncoderInfo | None = None  # the registry entry it was built from (set by encoders.registry.build_audio_encoder)

@@ -135,7 +135,6 @@ class SgsimEncoder(AudioEncoder):
     sample_rate = 44100
     embed_dim = 512
     mono = True
-    input_seconds = 864 * 512 / 44100  # what the front end looks at; callers read no more
 
     def __init__(
         self,

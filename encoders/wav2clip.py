@@ -79,7 +79,6 @@ class Wav2ClipEncoder(AudioEncoder):
     sample_rate = SAMPLE_RATE
     embed_dim = EMBED_DIM
     mono = True
-    input_seconds = 10.0  # trained on 10 s VGGSound clips
 
     def __init__(self, batch_statistics: bool = False):
         super().__init__()

@@ -127,11 +127,15 @@ def load_audio(
 
 
 def load_centred_window(path: str | Path, sample_rate: int, mono: bool, seconds: float) -> np.ndarray:
-    """The centred `seconds` of an audio file (all of a shorter one) at `sample_rate`: what an encoder looks at.
+    """All of an audio file at `sample_rate`, or its centred `seconds` when it is longer (with a warning).
 
-    Encoders see a bounded excerpt (AudioEncoder.input_seconds); reading only that keeps an hour-long file cheap.
+    What an encoder is given: encoders embed whole clips as their authors do, and `seconds`
+    (AudioEncoder.input_seconds) caps decoding so an hour-long file stays cheap (docs/encoders.md).
     """
-    offset = max(0.0, (audio_duration(path) - seconds) / 2)
+    duration = audio_duration(path)
+    offset = max(0.0, (duration - seconds) / 2)
+    if offset > 0:
+        warnings.warn(f"{path} lasts {duration:.1f} s; only its centred {seconds:g} s are used", stacklevel=2)
     waveform, _ = load_audio(path, sample_rate, mono, offset=offset, duration=seconds)
     return waveform
 

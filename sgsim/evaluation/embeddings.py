@@ -86,7 +86,7 @@ class EmbeddedDataset:
 
 
 class _DecodedClips(Dataset):
-    """Decodes clips in DataLoader workers as every sgsim caller of an encoder does: the centred window it looks at."""
+    """Decodes clips in DataLoader workers as every sgsim caller of an encoder does: whole, up to its input_seconds cap."""
 
     def __init__(self, paths: list[Path], sample_rate: int, mono: bool, seconds: float):
         self.paths, self.sample_rate, self.mono, self.seconds = paths, sample_rate, mono, seconds

@@ -25,6 +25,7 @@ from encoders.errors import EncoderError
 from encoders.registry import build_audio_encoder
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "encoders" / "audioclip_reference.npz"
+WHOLE_CLIPS = GOLDEN.with_name("audioclip_whole_clips.npz")  # the authors' code on whole 9.3 s and 20 s clips
 # A subset keeps the suite fast (ResNeXt-50 on the CPU); every clip in the golden file was checked when it was made.
 PARITY_CLIPS = ("audio/drill.wav", "audio/giggling.wav", "esc50/1-22694-A-20.wav")  # stereo 48 kHz, stereo, mono
 EMBEDDING_ATOL = 1e-3  # measured 3e-6; two different clips differ by >= 0.09
@@ -161,3 +162,12 @@ def test_clip_towers_and_logit_scales_in_the_file_are_left_out(encoder):
     weights.update({"visual.conv1.weight": torch.zeros(32, 3, 3, 3), "logit_scale_at": torch.tensor(math.log(100))})
     assert set(encoder.convert_official(weights)) == set(encoder.state_dict())
     encoder.load_official(weights, "AudioCLIP-Partial-Training.pt")
+
+
+@pytest.mark.parametrize("name", ["audio/thunderstorm.wav", "raining+wind"])  # 9.3 s mono and 20 s
+def test_files_embed_whole_as_the_authors_embed_them(encoder, shared_data, twenty_second_file, embed_file, assert_matches_golden, name):
+    with np.load(WHOLE_CLIPS) as whole:
+        assert int(whole["seed"]) == int(np.load(GOLDEN)["seed"])
+        reference = whole["embeddings"][list(whole["names"]).index(name)]
+    path = twenty_second_file(44100, False) if name == "raining+wind" else shared_data / name
+    assert_matches_golden(embed_file(encoder, path), reference, EMBEDDING_ATOL)

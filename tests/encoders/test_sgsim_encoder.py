@@ -122,19 +122,53 @@ def test_a_batch_embeds_each_clip_as_alone(seeded_encoder):
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
 
 
-def test_input_seconds_is_exactly_the_window_the_front_end_uses(tmp_path, seeded_encoder):
-    """A long file read as sgsim reads it for an encoder (its centred input_seconds) embeds as that slice."""
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_the_network_sees_exactly_864_frames_of_a_longer_clip():
+    window = round(LogMelFrontEnd().window_seconds * 44100)
+    assert window == 864 * 512
+
+
+@pytest.mark.parametrize("name", ["audio/thunderstorm.wav", "raining+wind"])  # 9.3 s and 20 s
+def test_files_embed_as_the_reference_embeds_the_whole_clip(shared_data, reference, seeded_encoder, twenty_second_file, embed_file, name):
+    """The dB reference is the whole clip's maximum, then the centred 864 frames are cropped (reference order)."""
+    path = twenty_second_file(44100, True) if name == "raining+wind" else shared_data / name
+    expected = reference["embeddings"][list(reference["names"]).index(name)]
+    embedding = embed_file(seeded_encoder, path)
+    np.testing.assert_allclose(embedding, expected, rtol=0, atol=1e-5)
+    centre = reference["embeddings"].mean(axis=0)  # what tells clips apart (see test_embeddings_match_reference_implementation)
+    assert cosine(embedding, expected) >= 0.9999 and cosine(embedding - centre, expected - centre) >= 0.9999
+
+
+def test_cropping_before_the_db_step_would_not_match_the_reference(reference, seeded_encoder, twenty_second_file):
+    """Why whole clips are decoded: the centred 10 s alone have another maximum, so other dB values."""
+    waveform, _ = load_audio(twenty_second_file(44100, True), 44100)
+    start = (len(waveform) - 864 * 512) // 2
+    with torch.no_grad():
+        cropped = seeded_encoder(torch.from_numpy(waveform[start : start + 864 * 512])[None])[0].numpy()
+    expected = reference["embeddings"][list(reference["names"]).index("raining+wind")]
+    centre = reference["embeddings"].mean(axis=0)
+    assert cosine(cropped - centre, expected - centre) < 0.9999  # measured 0.9988
+    assert np.abs(cropped - expected).max() > 10 * 1e-5  # measured 4e-4, 40x the parity tolerance
+
+
+def test_a_file_longer_than_the_cap_is_cut_to_its_centre_with_a_warning(tmp_path, seeded_encoder):
+    """Past input_seconds the centred stretch is decoded (and said so); the encoder embeds all of that stretch."""
     rng = np.random.default_rng(1)
-    waveform = (0.1 * rng.standard_normal(30 * 44100) * np.linspace(0.1, 1.0, 30 * 44100)).astype(np.float32)
+    seconds = seeded_encoder.input_seconds + 4
+    waveform = (0.1 * rng.standard_normal(int(seconds * 44100)) * np.linspace(0.1, 1.0, int(seconds * 44100))).astype(np.float32)
     path = tmp_path / "long.wav"
     soundfile.write(path, waveform, 44100, subtype="FLOAT")
-    window = round(seeded_encoder.input_seconds * 44100)
-    start = round((30 - seeded_encoder.input_seconds) / 2 * 44100)
+    with pytest.warns(UserWarning, match=f"long.wav lasts {seconds:.1f} s; only its centred 60 s are used"):
+        decoded = load_centred_window(path, 44100, True, seeded_encoder.input_seconds)
+    start = 2 * 44100
+    np.testing.assert_array_equal(decoded, waveform[start : start + 60 * 44100])
     with torch.no_grad():
-        from_file = seeded_encoder.encode(torch.from_numpy(load_centred_window(path, 44100, True, seeded_encoder.input_seconds))[None], 44100)[0]
-        expected = seeded_encoder.encode(torch.from_numpy(waveform[start : start + window])[None], 44100)[0]
+        from_file = seeded_encoder.encode(torch.from_numpy(decoded)[None], 44100)[0]
+        expected = seeded_encoder.encode(torch.from_numpy(waveform[start : start + 60 * 44100])[None], 44100)[0]
     torch.testing.assert_close(from_file, expected, rtol=0, atol=1e-5)
-    assert window == 864 * 512
 
 
 def test_state_dict_layout_of_both_backbones():

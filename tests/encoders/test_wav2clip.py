@@ -18,6 +18,7 @@ from encoders.registry import build_audio_encoder
 from encoders.wav2clip import Wav2ClipEncoder
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "encoders" / "wav2clip_reference.npz"
+WHOLE_CLIPS = GOLDEN.with_name("wav2clip_whole_clips.npz")  # the authors' code on whole 9.3 s and 20 s clips
 # A subset keeps the suite fast (every clip in the golden file was checked when it was made); the batch test
 # below covers the three ESC-50 clips one by one as well.
 PARITY_CLIPS = ("audio/drill.wav", "audio/sobbing.wav", "audio/thunderstorm.wav")  # 48 kHz stereo, 48 kHz, 44.1 kHz
@@ -104,3 +105,12 @@ def test_an_sgsim_checkpoint_is_refused(encoder):
     sgsim_keys = {"conv.weight": torch.zeros(3, 1, 3, 3), "feature_extractor.fc.weight": torch.zeros(512, 512)}
     with pytest.raises(EncoderError, match=r"resnet18_57\.pth .* 0 unexpected"):
         encoder.load_official(sgsim_keys, "resnet18_57.pth")
+
+
+@pytest.mark.parametrize("name", ["audio/thunderstorm.wav", "raining+wind"])  # 9.3 s mono and 20 s
+def test_files_embed_whole_as_the_authors_embed_them(encoder, shared_data, twenty_second_file, embed_file, assert_matches_golden, name):
+    with np.load(WHOLE_CLIPS) as whole:
+        assert int(whole["seed"]) == int(np.load(GOLDEN)["seed"])
+        reference = whole["embeddings"][list(whole["names"]).index(name)]
+    path = twenty_second_file(16000, True) if name == "raining+wind" else shared_data / name
+    assert_matches_golden(embed_file(encoder, path), reference, EMBEDDING_ATOL)

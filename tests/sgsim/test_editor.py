@@ -46,17 +46,19 @@ def test_components_load_from_files_and_clip_follows_the_audio_encoder(editor, t
 
 
 def test_a_long_sound_is_read_only_where_the_encoder_listens(editor, tmp_path):
-    """A 40 s file steers the edit by its centred window; its level is that window's, not the whole file's."""
+    """A 150 s file steers the edit by its centred input_seconds (60 s, the decoding cap; encoders embed all of
+    what they are given, docs/encoders.md); its level is that window's, not the whole file's."""
     import soundfile
 
     rate = editor.audio_encoder.sample_rate
-    noise = np.random.default_rng(2).standard_normal(40 * rate).astype(np.float32)
-    noise *= np.repeat(np.float32([0.01, 0.3, 0.01]), [15 * rate, 10 * rate, 15 * rate])  # loud only in the middle
+    noise = np.random.default_rng(2).standard_normal(150 * rate).astype(np.float32)
+    noise *= np.repeat(np.float32([0.01, 0.3, 0.01]), [70 * rate, 10 * rate, 70 * rate])  # loud only in the middle
     path = tmp_path / "long.wav"
     soundfile.write(path, noise, rate, subtype="FLOAT")
-    embedded = embed_target(Target(path), editor.audio_encoder, editor.clip)
-    window = load_centred_window(path, rate, True, editor.audio_encoder.input_seconds)
-    assert len(window) < 11 * rate
+    with pytest.warns(UserWarning, match="only its centred 60 s are used"):
+        embedded = embed_target(Target(path), editor.audio_encoder, editor.clip)
+        window = load_centred_window(path, rate, True, editor.audio_encoder.input_seconds)
+    assert len(window) == 60 * rate
     expected = editor.audio_encoder.encode(torch.from_numpy(window)[None], rate)[0]
     torch.testing.assert_close(embedded.sound, expected, rtol=0, atol=1e-6)
     assert embedded.loudness_dbfs == pytest.approx(rms_dbfs(window)) and embedded.loudness_dbfs > rms_dbfs(noise) + 3
