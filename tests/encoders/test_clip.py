@@ -169,3 +169,30 @@ def test_load_clip_for_names_the_clip_weights_registered_for_each_encoder(tmp_pa
 def test_load_clip_for_takes_other_weights_and_another_clip_model(tiny_name, tiny_file, clip):
     loaded = load_clip_for("sgsim-resnet18", tiny_file, clip_model=tiny_name)
     torch.testing.assert_close(loaded.encode_text(["a drill"]), clip.encode_text(["a drill"]))
+
+
+def test_load_clip_for_an_encoder_uses_its_registry_entry(tiny_name, tiny_file, clip, monkeypatch):
+    from dataclasses import replace
+
+    from encoders.registry import ENCODERS, build_audio_encoder
+
+    monkeypatch.setitem(ENCODERS, "wav2clip", replace(ENCODERS["wav2clip"], clip_model=tiny_name, clip_weights=str(tiny_file)))
+    encoder = build_audio_encoder("wav2clip")
+    for target in (encoder, "wav2clip"):
+        torch.testing.assert_close(load_clip_for(target).encode_text(["a bell"]), clip.encode_text(["a bell"]))
+
+
+def test_an_encoder_built_by_hand_has_no_clip_space():
+    from encoders.wav2clip import Wav2ClipEncoder
+
+    encoder = Wav2ClipEncoder()
+    assert encoder.name == "Wav2ClipEncoder"
+    with pytest.raises(EncoderError, match="built by hand, so its CLIP space is unknown; build it with encoders.registry.build_audio_encoder"):
+        load_clip_for(encoder)
+
+
+@pytest.mark.parametrize("container", ["state_dict", "model"])
+def test_clip_files_unwrap_like_encoder_files(tiny_name, tiny_weights, clip, tmp_path, container):
+    path = tmp_path / "wrapped.pt"
+    torch.save({container: {f"module.{key}": value for key, value in tiny_weights.items()}, "epoch": 3}, path)
+    torch.testing.assert_close(load_clip(tiny_name, pretrained=path).encode_text(["a horn"]), clip.encode_text(["a horn"]))
