@@ -31,7 +31,8 @@ class AudioEncoder(nn.Module):
     mono: bool = True  # False: the encoder consumes every channel itself (AudioCLIP sums them)
     # The most audio a caller decodes for the encoder: a file up to this long is passed whole and embedded as
     # the encoder's authors embed it (any cropping is the encoder's own); a longer one is cut to its centred
-    # `input_seconds`, with a warning (docs/encoders.md). A cap on decoding, so an hour-long file stays cheap.
+    # `input_seconds`, with a warning. A cap on decoding, so an hour-long file stays cheap
+    # (docs/encoders.md#the-decoding-cap).
     input_seconds: float = 60.0
 
     info: EncoderInfo | None = None  # the registry entry it was built from (set by encoders.registry.build_audio_encoder)

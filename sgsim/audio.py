@@ -130,7 +130,8 @@ def load_centred_window(path: str | Path, sample_rate: int, mono: bool, seconds:
     """All of an audio file at `sample_rate`, or its centred `seconds` when it is longer (with a warning).
 
     What an encoder is given: encoders embed whole clips as their authors do, and `seconds`
-    (AudioEncoder.input_seconds) caps decoding so an hour-long file stays cheap (docs/encoders.md).
+    (AudioEncoder.input_seconds) caps decoding so an hour-long file stays cheap
+    (docs/encoders.md#the-decoding-cap).
     """
     duration = audio_duration(path)
     offset = max(0.0, (duration - seconds) / 2)

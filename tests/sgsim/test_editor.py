@@ -47,7 +47,7 @@ def test_components_load_from_files_and_clip_follows_the_audio_encoder(editor, t
 
 def test_a_long_sound_is_read_only_where_the_encoder_listens(editor, tmp_path):
     """A 150 s file steers the edit by its centred input_seconds (60 s, the decoding cap; encoders embed all of
-    what they are given, docs/encoders.md); its level is that window's, not the whole file's."""
+    what they are given, docs/encoders.md#the-decoding-cap); its level is that window's, not the whole file's."""
     import soundfile
 
     rate = editor.audio_encoder.sample_rate
