@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
+
+from sgsim.errors import SgsimError
+
+STAGING_KIND = "partial"  # .<out>.partial-<pid>-XXXX: a run still writing, or killed while writing
+REPLACED_KIND = "replaced"  # .<out>.replaced-<pid>-XXXX: an earlier output on its way out
 
 
 def current_umask() -> int:
@@ -38,23 +44,75 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
         raise
 
 
-@contextlib.contextmanager
-def staged_output_dir(out: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh staging folder beside `out`; on success its files land in `out`, on any failure it vanishes.
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
-    A new `out` is the staging folder renamed in one step; into an existing `out` each file is moved
-    with os.replace (same file system, so each move is atomic), replacing files of the same name.
-    """
+
+def clean_stale_staging(out: Path) -> list[Path]:
+    """Remove the hidden staging folders beside `out` that a killed run left (their writer's process is gone);
+    a replaced earlier output only once `out` itself is back. Returns what was removed."""
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for candidate in out.parent.glob(f".{glob.escape(out.name)}.*-*"):
+        kind, _, rest = candidate.name[len(out.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind == STAGING_KIND and pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        if kind == REPLACED_KIND and not out.exists():
+            continue  # the run was killed between its two renames: this is the only copy of the earlier output
+        if kind in (STAGING_KIND, REPLACED_KIND) and candidate.is_dir() and not candidate.is_symlink():
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
+def check_output_dir(out: str | os.PathLike, overwrite: bool = False,
+                     replaceable: Callable[[Path], bool] = lambda folder: False) -> Path:
+    """Refuse, before any work, an `out` that is a file, or a non-empty folder that `replaceable` does not
+    recognise (an earlier output of the same tool) unless `overwrite`."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    if out.exists() and not out.is_dir():
+        raise SgsimError(f"output folder {out} is a file; pass a folder path with --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite and not replaceable(out):
+        raise SgsimError(f"output folder {out} is not empty and holds files sgsim did not write; "
+                         f"pass another --out, or --overwrite to replace the whole folder")
+    return out
+
+
+@contextlib.contextmanager
+def staged_output_dir(out: str | os.PathLike, overwrite: bool = False,
+                      replaceable: Callable[[Path], bool] = lambda folder: False) -> Iterator[Path]:
+    """Yield a fresh staging folder beside `out`; on success it becomes `out` whole, on any failure it vanishes.
+
+    Checked on entry, before the caller works: `out` must be creatable and writable and, if it is a non-empty
+    folder, `replaceable` or `overwrite` (check_output_dir). An existing `out` is replaced as a whole folder
+    (two renames on one file system), never merged: readers see the old run or the new one, not a mix.
+    Staging folders of killed runs (.<out>.partial-<pid>-*) are removed on the way in.
+    """
+    out = check_output_dir(out, overwrite, replaceable)
+    clean_stale_staging(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{STAGING_KIND}-{os.getpid()}-"))
+    except OSError as exc:
+        raise SgsimError(f"cannot write the output folder {out} ({exc.strerror or exc}); pass a writable --out") from None
     try:
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's folder is private (0700); the result is an ordinary folder
         yield staging
-        if not out.exists():
+        check_output_dir(out, overwrite, replaceable)  # something may have appeared there while the caller worked
+        if out.exists():
+            replaced = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{REPLACED_KIND}-{os.getpid()}-"))
+            os.rename(out, replaced / out.name)
             os.rename(staging, out)
-            return
-        for item in sorted(staging.iterdir()):
-            os.replace(item, out / item.name)
+            shutil.rmtree(replaced, ignore_errors=True)
+        else:
+            os.rename(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The one image reader and writer: any user image in as a generator-sized tensor, PNGs and grids out."""
+"""The one image reader: any user image in as a generator-sized tensor (the writers live in sgsim.outputs)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import contextlib
 import os
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from sgsim.atomic import atomic_output
 from sgsim.errors import ImageError
 
 # Full-scale value of the single-channel modes that are not 8-bit. Pillow opens 16-bit PNGs as
@@ -21,8 +20,6 @@ _FULL_SCALE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 655
 
 # Upscaling a source side by more than this factor is worth a warning: the result will look soft.
 _MAX_UPSCALE = 2.0
-
-_LABEL_HEIGHT = 20
 
 
 @contextlib.contextmanager
@@ -97,43 +94,3 @@ def read_image(path: str | os.PathLike, resolution: int) -> torch.Tensor:
         image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
     pixels = torch.from_numpy(np.asarray(image, dtype=np.float32).copy())
     return (pixels.permute(2, 0, 1).unsqueeze(0) / 127.5 - 1.0).contiguous()
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[N, 3, H, W] (or [3, H, W]) in [-1, 1] to [N, H, W, 3] uint8, rounding as NVIDIA does (x * 127.5 + 128, clamped)."""
-    if images.dim() == 3:
-        images = images.unsqueeze(0)
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ImageError(f"expected images shaped [N, 3, H, W], got {list(images.shape)}")
-    pixels = (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    return pixels.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def _save_png(path: str | os.PathLike, image: Image.Image) -> None:
-    """Write a Pillow image as PNG atomically."""
-    with atomic_output(path) as stream:
-        image.save(stream, format="PNG")
-
-
-def write_png(path: str | os.PathLike, image: torch.Tensor) -> None:
-    """Write one [1, 3, H, W] or [3, H, W] image in [-1, 1] as an 8-bit RGB PNG, atomically."""
-    pixels = to_uint8(image)
-    if pixels.shape[0] != 1:
-        raise ImageError(f"write_png writes one image, got a batch of {pixels.shape[0]} for {path}; use write_grid")
-    _save_png(path, Image.fromarray(pixels[0]))
-
-
-def write_grid(path: str | os.PathLike, images: Sequence[torch.Tensor], labels: Sequence[str]) -> None:
-    """Write images side by side, each under its label (e.g. source | inverted | edited), as one PNG, atomically."""
-    if len(images) == 0 or len(images) != len(labels):
-        raise ImageError(f"write_grid needs one label per image, got {len(images)} images and {len(labels)} labels")
-    tiles = [to_uint8(image)[0] for image in images]
-    height = max(tile.shape[0] for tile in tiles)
-    canvas = Image.new("RGB", (sum(tile.shape[1] for tile in tiles), height + _LABEL_HEIGHT), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    left = 0
-    for tile, label in zip(tiles, labels):
-        canvas.paste(Image.fromarray(tile), (left, _LABEL_HEIGHT))
-        draw.text((left + 4, 4), label, fill=(0, 0, 0))
-        left += tile.shape[1]
-    _save_png(path, canvas)

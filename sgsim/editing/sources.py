@@ -1,8 +1,7 @@
-"""Where an edit starts: a seed, a W or W+ latent (array or .npz file), or an image to invert."""
+"""Where an edit starts: a seed, a W or W+ latent (array; files: sgsim.latents), or an image to invert."""
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -13,11 +12,6 @@ import torch
 from sgsim.errors import SgsimError
 
 SEED_TRUNCATION = 0.7  # SGSIM / StyleCLIP start edits from w truncated halfway-plus toward w_avg
-
-# Keys a latent file may hold, in order of preference: our own edit output ("source"), our
-# `sgsim generate` output and the StyleGAN2-ADA projector's projected_w.npz ("w").
-LATENT_KEYS = ("source", "w")
-NOISE_PREFIX = "noise."  # npz keys of fitted noise buffers, e.g. noise.b8.conv0.noise_const
 
 
 @dataclass(frozen=True)
@@ -102,24 +96,3 @@ def as_w_plus(latent: np.ndarray | torch.Tensor, num_ws: int, w_dim: int) -> tor
         f"a latent must be W [{w_dim}] or W+ [{num_ws}, {w_dim}] for this generator, got shape {list(shape)}; "
         f"was it made with another generator?"
     )
-
-
-def read_latent_file(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The latent stored in a .npz file (under 'source' or 'w', or its only array) and the noise buffers
-    stored beside it as 'noise.<buffer name>' (sgsim invert and edit write them), by buffer name."""
-    path = Path(path)
-    if not path.is_file():
-        raise SgsimError(f"latent file not found: {path}; check the path")
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            stored = dict(arrays)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise SgsimError(f"{path} is not a readable .npz latent file ({exc}); pass latents.npz from sgsim edit or generate") from None
-    noise = {key.removeprefix(NOISE_PREFIX): value for key, value in stored.items() if key.startswith(NOISE_PREFIX)}
-    latents = {key: value for key, value in stored.items() if not key.startswith(NOISE_PREFIX)}
-    for key in LATENT_KEYS:
-        if key in latents:
-            return latents[key], noise
-    if len(latents) == 1:
-        return next(iter(latents.values())), noise
-    raise SgsimError(f"{path} holds {sorted(latents)}, none of them named {' or '.join(LATENT_KEYS)}; save the latent as 'w'")

@@ -1,18 +1,15 @@
-"""The pure pieces of editing: layer-wise mixing, strength sweeps, loudness scale, latent sources, staged output."""
+"""The pure pieces of editing: layer-wise mixing, strength sweeps, loudness scale, latent sources."""
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
 import torch
 
-from sgsim.atomic import staged_output_dir
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
 from sgsim.editing.variables import free_rows
 from sgsim.editing.presets import DEFAULT_PRESET, FACES, SCENES, EditPreset, choose_preset
-from sgsim.editing.sources import as_w_plus, read_latent_file
+from sgsim.editing.sources import as_w_plus
 from sgsim.editing.targets import REFERENCE_DBFS, loudness_scale
 from sgsim.errors import SgsimError
 
@@ -61,52 +58,12 @@ def test_w_and_w_plus_latents_of_every_accepted_shape():
         as_w_plus(torch.zeros(3, 5), 4, 5)
 
 
-def test_latent_files_are_read_by_key_or_as_their_only_array(tmp_path):
-    np.savez(tmp_path / "edit.npz", source=np.ones((4, 5)), edited=np.zeros((2, 4, 5)))
-    np.savez(tmp_path / "projected_w.npz", w=np.full((1, 4, 5), 2.0), **{"noise.b4.conv1.noise_const": np.ones((4, 4))})
-    np.savez(tmp_path / "single.npz", anything=np.full(5, 3.0))
-    np.savez(tmp_path / "two.npz", a=np.zeros(5), b=np.zeros(5))
-    (tmp_path / "broken.npz").write_bytes(b"not a zip")
-    assert read_latent_file(tmp_path / "edit.npz")[0].sum() == 20
-    latent, noise = read_latent_file(tmp_path / "projected_w.npz")
-    assert latent.shape == (1, 4, 5) and list(noise) == ["b4.conv1.noise_const"]
-    assert read_latent_file(tmp_path / "single.npz")[0][0] == 3.0
-    with pytest.raises(SgsimError, match="none of them named"):
-        read_latent_file(tmp_path / "two.npz")
-    with pytest.raises(SgsimError, match="broken.npz is not a readable"):
-        read_latent_file(tmp_path / "broken.npz")
-    with pytest.raises(SgsimError, match="not found"):
-        read_latent_file(tmp_path / "missing.npz")
-
-
 def test_free_rows_are_checked_against_num_ws():
     assert free_rows(None, 4).tolist() == [0, 1, 2, 3]
     assert free_rows([3, 1, 1], 4).tolist() == [1, 3]
     for bad in ([4], [-1], []):
         with pytest.raises(SgsimError, match="0..3"):
             free_rows(bad, 4)
-
-
-def test_staged_output_appears_whole_or_not_at_all(tmp_path):
-    out = tmp_path / "run"
-    with pytest.raises(RuntimeError):
-        with staged_output_dir(out) as staging:
-            (staging / "a.png").write_bytes(b"partial")
-            raise RuntimeError("interrupted")
-    assert list(tmp_path.iterdir()) == []
-    with staged_output_dir(out) as staging:
-        (staging / "a.png").write_bytes(b"first")
-    with staged_output_dir(out) as staging:
-        (staging / "b.png").write_bytes(b"second")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == {"a.png": b"first", "b.png": b"second"}
-    assert out.stat().st_mode & 0o777 == 0o777 & ~_current_umask()
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def test_presets_follow_the_generator_name_unless_one_is_asked_for(tmp_path):

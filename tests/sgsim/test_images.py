@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from sgsim.errors import ImageError
-from sgsim.images import read_image, to_uint8, write_grid, write_png
+from sgsim.images import read_image
+from sgsim.outputs import to_uint8, write_grid, write_png
 
 
 def _pixels(tensor: torch.Tensor) -> np.ndarray:

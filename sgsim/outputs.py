@@ -1,0 +1,241 @@
+"""Every file a command writes: images (PNG, labelled grid), optimisation videos (GIF, MP4), arrays (NPZ),
+reports (JSON) and the run record. Each writer is atomic: a reader sees the old file or the whole new one."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from sgsim import __version__
+from sgsim.atomic import atomic_output
+from sgsim.errors import ImageError, SgsimError
+
+if TYPE_CHECKING:
+    import torch
+
+# Packages whose versions decide the numbers of a run; recorded in run.json.
+RECORDED_PACKAGES = ("sgsim", "torch", "torchvision", "torchaudio", "open_clip_torch", "numpy", "librosa", "soundfile", "pillow")
+RUN_RECORD = "run.json"
+GIF_FRAME_MS = 80
+LABEL_HEIGHT = 20  # pixels above each tile of a grid for its label
+MP4_CODEC = "libx264"  # H.264 in yuv420p: what every browser and phone plays
+MP4_AUDIO_CODEC = "aac"
+MP4_AUDIO_RATE = 48000
+
+
+def to_uint8(images: "torch.Tensor") -> np.ndarray:
+    """[N, 3, H, W] (or [3, H, W]) in [-1, 1] to [N, H, W, 3] uint8, rounding as NVIDIA does (x * 127.5 + 128, clamped)."""
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ImageError(f"expected images shaped [N, 3, H, W], got {list(images.shape)}")
+    import torch
+
+    pixels = (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _save_png(path: Union[str, os.PathLike], image) -> None:
+    """Write a Pillow image as PNG atomically."""
+    with atomic_output(path) as stream:
+        image.save(stream, format="PNG")
+
+
+def write_png(path: Union[str, os.PathLike], image: "torch.Tensor") -> None:
+    """Write one [1, 3, H, W] or [3, H, W] image in [-1, 1] as an 8-bit RGB PNG, atomically."""
+    from PIL import Image
+
+    pixels = to_uint8(image)
+    if pixels.shape[0] != 1:
+        raise ImageError(f"write_png writes one image, got a batch of {pixels.shape[0]} for {path}; use write_grid")
+    _save_png(path, Image.fromarray(pixels[0]))
+
+
+def write_grid(path: Union[str, os.PathLike], images: Sequence["torch.Tensor"], labels: Sequence[str]) -> None:
+    """Write images side by side, each under its label (e.g. source | inverted | edited), as one PNG, atomically."""
+    from PIL import Image, ImageDraw
+
+    if len(images) == 0 or len(images) != len(labels):
+        raise ImageError(f"write_grid needs one label per image, got {len(images)} images and {len(labels)} labels")
+    tiles = [to_uint8(image)[0] for image in images]
+    height = max(tile.shape[0] for tile in tiles)
+    canvas = Image.new("RGB", (sum(tile.shape[1] for tile in tiles), height + LABEL_HEIGHT), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    left = 0
+    for tile, label in zip(tiles, labels):
+        canvas.paste(Image.fromarray(tile), (left, LABEL_HEIGHT))
+        draw.text((left + 4, 4), label, fill=(0, 0, 0))
+        left += tile.shape[1]
+    _save_png(path, canvas)
+
+
+def write_json(path: Union[str, os.PathLike], data: Mapping) -> None:
+    """A JSON report, indented, atomically."""
+    with atomic_output(path) as stream:
+        stream.write((json.dumps(data, indent=2, default=str) + "\n").encode("utf-8"))
+
+
+def write_npz(path: Union[str, os.PathLike], **arrays: np.ndarray) -> None:
+    """Arrays as an uncompressed .npz file, atomically."""
+    with atomic_output(path) as stream:
+        np.savez(stream, **arrays)
+
+
+def side_by_side(frame: "torch.Tensor") -> np.ndarray:
+    """[N, 3, H, W] in [-1, 1] as one [H, N * W, 3] uint8 picture (one optimisation snapshot of N edits)."""
+    return np.concatenate(list(to_uint8(frame)), axis=1)
+
+
+def write_gif(path: Union[str, os.PathLike], frames: Iterable["torch.Tensor"], frame_ms: int = GIF_FRAME_MS) -> None:
+    """Optimisation snapshots ([N, 3, H, W] each, shown side by side) as a looping GIF, atomically."""
+    from PIL import Image
+
+    pictures = [Image.fromarray(side_by_side(frame)) for frame in frames]
+    if not pictures:
+        raise SgsimError(f"no frames to write to {path}")
+    with atomic_output(path) as stream:
+        pictures[0].save(stream, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
+
+
+def _even(picture: np.ndarray) -> np.ndarray:
+    """Pad a [H, W, 3] picture to even sides with black: yuv420p halves the chroma resolution."""
+    height, width = picture.shape[:2]
+    return np.pad(picture, ((0, height % 2), (0, width % 2), (0, 0))) if height % 2 or width % 2 else picture
+
+
+def _audio_track(audio: Union[str, os.PathLike, tuple[np.ndarray, int]]) -> np.ndarray:
+    """A sound file or (waveform, sample_rate) as mono float32 at MP4_AUDIO_RATE."""
+    if isinstance(audio, tuple):
+        import librosa
+
+        waveform, rate = audio
+        waveform = np.asarray(waveform, dtype=np.float32)
+        waveform = waveform.mean(axis=0) if waveform.ndim == 2 else waveform
+        if rate != MP4_AUDIO_RATE:
+            waveform = librosa.resample(waveform, orig_sr=rate, target_sr=MP4_AUDIO_RATE, res_type="soxr_hq")
+        return np.ascontiguousarray(waveform, dtype=np.float32)
+    from sgsim.audio import load_audio
+
+    return load_audio(audio, MP4_AUDIO_RATE, mono=True)[0]
+
+
+def write_mp4(
+    path: Union[str, os.PathLike],
+    frames: Iterable[np.ndarray],  # [H, W, 3] uint8 pictures, or [N, 3, H, W] / [3, H, W] tensors in [-1, 1]
+    fps: float,
+    audio: Union[str, os.PathLike, tuple[np.ndarray, int], None] = None,  # a sound file or (waveform, rate) to mux as AAC
+) -> int:
+    """Encode frames as an H.264 (yuv420p) MP4 one at a time, never holding them all, with an optional AAC
+    track; atomic. Every frame must have the first one's size. Returns the number of frames written."""
+    import av
+
+    if not (fps > 0 and np.isfinite(fps)):
+        raise SgsimError(f"fps must be a finite number > 0, got {fps}")
+    track = None if audio is None else _audio_track(audio)  # a bad sound fails before any encoding
+    count = 0
+    with atomic_output(path) as stream:
+        with av.open(stream, mode="w", format="mp4") as container:
+            video = audio_stream = None
+            for frame in frames:
+                picture = frame if isinstance(frame, np.ndarray) else side_by_side(frame if frame.dim() == 4 else frame[None])
+                picture = _even(np.ascontiguousarray(picture, dtype=np.uint8))
+                if video is None:
+                    from fractions import Fraction
+
+                    video = container.add_stream(MP4_CODEC, rate=Fraction(fps).limit_denominator(1000))
+                    video.width, video.height, video.pix_fmt = picture.shape[1], picture.shape[0], "yuv420p"
+                    if track is not None:
+                        audio_stream = container.add_stream(MP4_AUDIO_CODEC, rate=MP4_AUDIO_RATE, layout="mono")
+                elif picture.shape[:2] != (video.height, video.width):
+                    raise SgsimError(f"frame {count} of {path} is {picture.shape[1]}x{picture.shape[0]}, "
+                                     f"the video is {video.width}x{video.height}; every frame needs the same size")
+                container.mux(video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+                count += 1
+            if video is None:
+                raise SgsimError(f"no frames to write to {path}")
+            container.mux(video.encode())
+            if audio_stream is not None:
+                _mux_audio(container, audio_stream, track)
+    return count
+
+
+def _mux_audio(container, stream, waveform: np.ndarray) -> None:
+    """Encode a mono float32 waveform into `stream` in the encoder's frame size."""
+    import av
+
+    step = stream.codec_context.frame_size or 1024
+    for start in range(0, len(waveform), step):
+        chunk = av.AudioFrame.from_ndarray(waveform[None, start:start + step], format="fltp", layout="mono")
+        chunk.sample_rate = MP4_AUDIO_RATE
+        chunk.pts = start
+        container.mux(stream.encode(chunk))
+    container.mux(stream.encode())
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape a run's numbers, plus Python's."""
+    versions = {"python": platform.python_version()}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def weights_record(files: Mapping[str, Path]) -> dict[str, dict[str, str]]:
+    """Path and sha256 of every weights file a run loaded. A cached file's checksum is the one the cache checked
+    at download or import (manifest or recorded, the size rechecked); only other files are hashed now."""
+    import checkpoints
+    from checkpoints.cache import cached_path, recorded_checksums
+    from checkpoints.download import sha256_file
+
+    known = {}
+    recorded = recorded_checksums()
+    for item in checkpoints.entries():
+        expected = item.sha256 or recorded.get(item.name, {}).get("sha256")
+        size = item.size or recorded.get(item.name, {}).get("size")
+        if expected:
+            known[cached_path(item).resolve()] = (expected, size, "manifest" if item.sha256 else "cache record")
+    record = {}
+    for component, path in files.items():
+        path = Path(path)
+        expected, size, origin = known.get(path.resolve(), (None, None, None))
+        if expected is not None and (size is None or path.stat().st_size == size):
+            record[component] = {"path": str(path), "sha256": expected, "sha256_from": origin}
+        else:
+            record[component] = {"path": str(path), "sha256": sha256_file(path), "sha256_from": "hashed"}
+    return record
+
+
+def run_record(command: str, argv: Optional[list[str]] = None, **fields) -> dict:
+    """The head of every run.json: tool and version, command, the command line as typed, when, and the
+    package versions; `fields` follow."""
+    return {
+        "sgsim": __version__,
+        "command": command,
+        "argv": list(sys.argv if argv is None else argv),
+        "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+        **fields,
+    }
+
+
+def is_run_folder(folder: Path) -> bool:
+    """True when `folder` is an earlier output of an sgsim command (its run.json names sgsim), which a rerun may replace."""
+    record = folder / RUN_RECORD
+    if record.is_file():
+        try:
+            data = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(data, dict) and ("sgsim" in data or "sgsim" in (data.get("versions") or {}))
+    return False
