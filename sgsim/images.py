@@ -56,6 +56,11 @@ def _open_fully(path: Path) -> Image.Image:
     return image
 
 
+def check_image(path: str | os.PathLike) -> None:
+    """Fail now, naming the file, if `path` is not a whole image Pillow can decode (before any network loads)."""
+    _open_fully(Path(path))
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparent pixels are composited on white (the usual page background)."""
     if image.mode in _FULL_SCALE:

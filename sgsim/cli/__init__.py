@@ -1,7 +1,9 @@
-"""The `sgsim` command line: one click group; each subcommand lives in a module of its own."""
+"""The `sgsim` command line: one click group; each subcommand lives in a module of its own, imported only when
+it runs, so `sgsim --help` and `sgsim --version` answer without loading torch."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -9,9 +11,44 @@ import click
 from sgsim import __version__
 from sgsim.errors import user_errors
 
+# name -> (module, attribute, first line of the command's help, which `sgsim --help` shows without importing it;
+# tests/sgsim/test_cli.py keeps it equal to the command's own)
+COMMANDS = {
+    "edit": ("sgsim.cli.edit", "edit_command", "Edit an image so that it shows a sound, a text or both."),
+    "generate": ("sgsim.cli.generate", "generate_command", "Draw the generator's images of some seeds, with their W+ latents for `sgsim edit --latent`."),
+    "invert": ("sgsim.cli.invert", "invert_command", "Find the W+ latent of a photo with the generator, for `sgsim edit --latent`."),
+    "compare-encoders": ("sgsim.cli.compare_encoders", "compare_encoders_command",
+                         "Zero-shot and linear-probe accuracy of audio encoders, per official fold and averaged."),
+    "train-encoder": ("sgsim.cli.train_encoder", "train_encoder_command",
+                      "Train an SGSIM audio encoder on labelled audio (ESC-50, UrbanSound8K, VGGSound, a CSV or class folders)."),
+    "weights": ("sgsim.cli.weights", "weights", "Official weights: list, download, import, verify, locate, convert."),
+}
+
 
 class _Group(click.Group):
-    """A click group that reports every user mistake (bad flag or bad input) as one line and a non-zero exit."""
+    """A click group that loads each subcommand on first use and reports every user mistake (bad flag or bad
+    input) as one line and a non-zero exit."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)  # as click.Group lays out its commands
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, click.Command(name, help=summary).get_short_help_str(limit)) for name, (_, _, summary) in COMMANDS.items()])
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        """Keep the command line as typed, for run records (sgsim.cli.options.command_line)."""
+        argv = [info_name or "sgsim", *args]
+        ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx.meta["sgsim.argv"] = argv
+        return ctx
 
     def invoke(self, ctx: click.Context):
         try:
@@ -45,17 +82,3 @@ class _Group(click.Group):
 def main() -> None:
     """Sound-guided semantic image manipulation."""
 
-
-def _register() -> None:
-    """Attach every subcommand; imported here so `sgsim.cli` is the one place that lists them."""
-    from sgsim.cli.compare_encoders import compare_encoders_command
-    from sgsim.cli.edit import edit_command, generate_command
-    from sgsim.cli.invert import invert_command
-    from sgsim.cli.train_encoder import train_encoder_command
-    from sgsim.cli.weights import weights
-
-    for command in (edit_command, generate_command, invert_command, compare_encoders_command, train_encoder_command, weights):
-        main.add_command(command)
-
-
-_register()

@@ -34,13 +34,6 @@ def _clip_choices(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
     return default, per_encoder
 
 
-def default_device(device: str | None) -> str:
-    """The requested torch device, else cuda when present, else cpu."""
-    import torch
-
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 @click.command("compare-encoders")
 @click.argument("datasets", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--encoder", "encoders", multiple=True, help="NAME or NAME=CHECKPOINT (repeat); default: every encoder whose weights are present.")
@@ -63,10 +56,12 @@ def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, b
 
     import checkpoints
     from sgsim.datasets import open_dataset
+    from sgsim.devices import parse_device
     from sgsim.evaluation.compare import EncoderChoice, compare_encoders, default_choices
     from sgsim.evaluation.report import write_reports
     from sgsim.evaluation.supervised import SupervisedConfig
 
+    device = str(parse_device(device))  # a bad --device fails before any encoder loads
     started = time.perf_counter()
     clip_default, clip_per_encoder = _clip_choices(clips)
     if encoders:
@@ -94,7 +89,7 @@ def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, b
 
     supervised = SupervisedConfig(epochs=baseline_epochs, batch_size=batch_size) if baseline_resnet50 else None
     comparison = compare_encoders(
-        choices, loaded, prompts, linear_probe, cache_root, default_device(device), batch_size, workers, progress_factory, supervised
+        choices, loaded, prompts, linear_probe, cache_root, device, batch_size, workers, progress_factory, supervised
     )
     if bars:
         bars[-1].close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sgsim.cli.compare_encoders import default_device
+from sgsim.devices import parse_device
 from sgsim.training.trainer import TrainConfig
 
 DEFAULTS = TrainConfig()
@@ -65,6 +65,7 @@ def train_encoder_command(dataset, vggsound, audio_dir, frame_dir, val_fold, enc
 
     if "{}" not in prompt:
         raise click.UsageError(f"--prompt {prompt!r} must contain {{}} where the label goes")
+    device = str(parse_device(device))  # a bad --device fails before the data and networks load
     data = read_vggsound(dataset, audio_dir, frame_dir) if vggsound else open_dataset(dataset)
     for problem in data.problems:
         click.echo(f"leaving out {problem.path}: {problem.reason}", err=True)
@@ -75,7 +76,6 @@ def train_encoder_command(dataset, vggsound, audio_dir, frame_dir, val_fold, enc
         audio_weight=DEFAULTS.audio_weight if self_supervision else 0.0, text_augment=text_augment, prompt=prompt, seed=seed,
         checkpoint_every=checkpoint_every, workers=workers, amp=amp, front_end=_front_end(front_end),
     )
-    device = default_device(device)
     clip = load_clip_for(encoder, clip_weights, device, clip_model=clip_model)
     trainer = EncoderTrainer(config, train, clip, out, val, device)
     resumed = trainer.resume()

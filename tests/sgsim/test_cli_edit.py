@@ -68,7 +68,8 @@ def test_same_seed_writes_identical_files(run, sounds, tmp_path):
 @pytest.mark.filterwarnings("ignore:inverting without LPIPS")
 def test_generate_then_edit_its_latent_and_its_image(run, sounds, tmp_path):
     assert run("generate", "--seed", "3", "--seed", "4", "--out", str(tmp_path / "gen")).exit_code == 0
-    assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == ["seed0003.npz", "seed0003.png", "seed0004.npz", "seed0004.png"]
+    assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == [
+        "run.json", "seed0003.npz", "seed0003.png", "seed0004.npz", "seed0004.png"]
     by_latent = run("edit", "--audio", str(sounds[0]), "--latent", str(tmp_path / "gen" / "seed0003.npz"), "--out", str(tmp_path / "l"))
     by_seed = run("edit", "--audio", str(sounds[0]), "--seed", "3", "--out", str(tmp_path / "s"))
     assert by_latent.exit_code == 0 and by_seed.exit_code == 0

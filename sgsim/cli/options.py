@@ -1,0 +1,100 @@
+"""Options and argument parsers the commands share: output folder, device, seeds, strengths, names of files."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import click
+
+SEED_MAX = 2**32 - 1  # numpy RandomState seeds, as NVIDIA's generate.py draws z
+MAX_SEEDS = 10_000  # one generate run; a typo such as 0-4000000000 fails at once
+MAX_STEPS = 100_000  # optimisation and inversion steps: far above any useful run, small enough to allocate the loss history
+OUT_ROOT = Path("out")  # where default output folders go
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-3,42' -> [0, 1, 2, 3, 42], as NVIDIA's gen_images.py --seeds; each in 0..SEED_MAX, at most MAX_SEEDS."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if match is None:
+            raise click.BadParameter(f"{text!r}: {part!r} is not a seed or a range such as 0-3")
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if high < low:
+            raise click.BadParameter(f"{text!r}: the range {part.strip()} runs backwards; write {high}-{low}")
+        if high > SEED_MAX:
+            raise click.BadParameter(f"{text!r}: seeds run from 0 to {SEED_MAX}")
+        if len(seeds) + high - low + 1 > MAX_SEEDS:
+            raise click.BadParameter(f"{text!r} asks for more than {MAX_SEEDS} seeds in one run")
+        seeds.extend(range(low, high + 1))
+    return seeds
+
+
+def parse_strengths(text: str) -> list[float]:
+    """'0.5,1,1.5' -> [0.5, 1.0, 1.5]; anything else is a usage error naming the bad part."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers such as 0.5,1,1.5") from None
+    if not all(math.isfinite(v) for v in values):
+        raise click.BadParameter(f"{text!r}: strengths must be finite numbers")
+    return values
+
+
+def safe_stem(text: str, fallback: str, limit: int = 40) -> str:
+    """A file-name-safe stem of a name or a text ('a snowy mountain' -> 'a_snowy_mountain')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:limit] or fallback
+
+
+def unique(names: Iterable[str], separator: str = "-") -> list[str]:
+    """Names made unique in order: a repeat gets -2, -3, ... (so no file or report key hides another)."""
+    seen: list[str] = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in seen:
+            n += 1
+            candidate = f"{name}{separator}{n}"
+        seen.append(candidate)
+    return seen
+
+
+def file_stems(paths: list[Path]) -> list[str]:
+    """A file-name-safe, unique stem per sound (a repeated stem gets -2, -3, ...)."""
+    return unique(safe_stem(path.stem, "sound") for path in paths)
+
+
+def fresh_folder(name: str, root: Path = OUT_ROOT) -> Path:
+    """root/name, or root/name-2, -3, ... : the first that does not exist yet, so runs never overwrite each other."""
+    candidate, n = root / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{name}-{n}"
+    return candidate
+
+
+def command_line() -> list[str]:
+    """The command line of this run as typed (the group stores it when it starts)."""
+    context = click.get_current_context(silent=True)
+    argv = context.find_root().meta.get("sgsim.argv") if context is not None else None
+    return list(argv) if argv is not None else []
+
+
+def out_option(required: bool, default_help: str = "") -> Callable:
+    """--out FOLDER and --overwrite, shared by every command that writes a run folder."""
+    def decorate(function: Callable) -> Callable:
+        function = click.option("--overwrite", is_flag=True,
+                                help="Replace --out even if it holds files sgsim did not write (the whole folder is replaced).")(function)
+        return click.option("--out", type=click.Path(path_type=Path), required=required, default=None,
+                            help=f"Output folder{default_help}. A rerun replaces it whole; a folder of other files is refused.")(function)
+    return decorate
+
+
+def device_option(function: Callable) -> Callable:
+    return click.option("--device", default=None, help="torch device: cpu, cuda, cuda:N (default: cuda if available, else cpu).")(function)
+
+
+def steps_option(default: int, help: Optional[str] = None) -> Callable:
+    return click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=default, show_default=True, help=help)
