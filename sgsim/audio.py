@@ -6,10 +6,13 @@ training, evaluation and editing. Files are read only as far as needed (seek + f
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import librosa
 import numpy as np
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     import torch
 
 SILENCE_DBFS = -90.0  # below this RMS level a clip carries no usable sound
+MIN_SECONDS = 0.1  # shorter clips hold no recognisable sound (the SGSIM front end alone needs 1025 samples, 23 ms)
 RESAMPLE_TYPE = "soxr_hq"  # librosa.load's default res_type (librosa >= 0.10)
 
 
@@ -30,8 +34,29 @@ def _check_file(path: Path) -> None:
         raise AudioError(f"{path}: no such audio file; check the path")
     if path.is_dir():
         raise AudioError(f"{path} is a directory, not an audio file; pass a .wav, .flac, .ogg or .mp3 file")
+    if not path.is_file():
+        raise AudioError(f"{path} is not a regular file (a pipe, device or socket); save the sound to a file and pass that")
     if path.stat().st_size == 0:
         raise AudioError(f"{path} is empty (0 bytes); the file was not written completely, record or copy it again")
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Discard what C decoders print straight to file descriptor 2 (libmpg123's ID3 warnings on a damaged or
+    foreign file): the error we raise says what is wrong, in one line."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable descriptor 2 (an embedding host): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _frame_count(seconds: float, rate: int) -> int:
@@ -41,7 +66,7 @@ def _frame_count(seconds: float, rate: int) -> int:
 
 def _read_soundfile(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
     """Decode [C, T] float32 with libsndfile, seeking to `offset` and reading only `duration`."""
-    with soundfile.SoundFile(str(path)) as audio_file:
+    with _native_stderr_silenced(), soundfile.SoundFile(str(path)) as audio_file:
         rate = audio_file.samplerate
         start = _frame_count(offset, rate)
         if start > 0:
@@ -82,16 +107,30 @@ def audio_duration(path: str | Path) -> float:
     path = Path(path)
     _check_file(path)
     try:
-        info = soundfile.info(str(path))
+        with _native_stderr_silenced():
+            info = soundfile.info(str(path))
         return info.frames / info.samplerate
-    except soundfile.LibsndfileError:
-        pass
+    except soundfile.LibsndfileError as sndfile_error:
+        first_error = sndfile_error
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _native_stderr_silenced():
             warnings.simplefilter("ignore")
             return float(librosa.get_duration(path=str(path)))
     except Exception as error:
-        raise AudioError(f"{path}: cannot read the length of the audio ({error}); convert it to WAV or FLAC") from error
+        raise AudioError(
+            f"{path} is not audio that libsndfile or a system decoder can read "
+            f"({str(first_error).strip() or type(first_error).__name__}); the file is corrupt or not audio, convert it to WAV or FLAC"
+        ) from error
+
+
+def check_long_enough(path: str | Path) -> float:
+    """The length of an audio file in seconds, refused (naming the file) below MIN_SECONDS: too short to be heard
+    as a sound, and shorter than the analysis window of every audio encoder."""
+    seconds = audio_duration(path)
+    if seconds < MIN_SECONDS:
+        raise AudioError(f"{path} is {seconds * 1000:.1f} ms long; a sound needs at least {MIN_SECONDS * 1000:.0f} ms, "
+                         f"pass a longer recording")
+    return seconds
 
 
 def load_audio(

@@ -36,18 +36,20 @@ class EditPlan:
 
 
 def _check_sound(path: Path) -> None:
-    """A missing, unreadable, empty or silent sound fails now, naming the file, before the networks load."""
-    from sgsim.audio import audio_duration, check_not_silent, load_centred_window
+    """A missing, unreadable, empty, too short or silent sound fails now, naming the file, before the networks load."""
+    from sgsim.audio import check_long_enough, check_not_silent, load_centred_window
 
-    audio_duration(path)
+    check_long_enough(path)
     check_not_silent(load_centred_window(path, None, True, AUDIO_CHECK_SECONDS), path)
 
 
 def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path], seed: Optional[int], latent: Optional[str],
-              class_index: Optional[int], mix: str, precision: Optional[str], device: Optional[str], out: Optional[Path]) -> EditPlan:
+              class_index: Optional[int], mix: str, precision: Optional[str], device: Optional[str], out: Optional[Path],
+              preset: Optional[str], generator: str) -> EditPlan:
     """Check every flag and input that can be checked without the networks, cheapest first."""
     from sgsim.devices import parse_device
     from sgsim.editing.precision import check_precision
+    from sgsim.editing.presets import choose_preset
 
     sources = {"--seed": seed, "--image": image, "--latent": latent}
     given = [flag for flag, value in sources.items() if value is not None]
@@ -62,6 +64,7 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
         raise click.UsageError("--class picks the label of a --seed source; a latent or an image has none, leave out --class")
     plan = EditPlan(source=seed, device=parse_device(device))
     check_precision(precision, plan.device)
+    choose_preset(preset, generator)  # an unknown --preset fails here
     for path in audio:
         _check_sound(path)
     if image is not None:
@@ -85,15 +88,27 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
     return plan
 
 
-def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, steps, lr, lambda_latent,
+def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent,
                lambda_id, strengths, mix, loudness_strength, save_video, precision, class_index, invert_steps):
-    """Load the networks and edit: the one place this command calls the Editor. Returns (editor, result, timings)."""
+    """Load the networks and edit: the one place this command calls the Editor. Returns (editor, result, weights
+    files, timings). The generator loads first, so a class or latent it cannot take fails before the encoders load."""
     from tqdm import tqdm
 
+    from checkpoints import resolve
     from sgsim.editing import Editor, Target
+    from sgsim.editing.presets import choose_preset
+    from sgsim.editing.sources import as_w_plus, class_label
+    from stylegan2 import load_generator
 
     started = time.perf_counter()
-    editor = Editor(generator, encoder, clip=clip_weights, device=plan.device, audio_checkpoint=encoder_checkpoint)
+    generator_file = resolve(generator)
+    G = load_generator(generator_file, device=plan.device)
+    if isinstance(plan.source, int):
+        class_label(G, class_index)
+    elif not isinstance(plan.source, Path):
+        as_w_plus(plan.source, G.num_ws, G.w_dim)
+    chosen = choose_preset(preset, generator)  # by the name given: the loaded generator no longer carries it
+    editor = Editor(G, encoder, clip=clip_weights, device=plan.device, audio_checkpoint=encoder_checkpoint, preset=chosen)
     loaded = time.perf_counter()
     targets = [Target(audio=path, text=text) for path in audio] if audio else [Target(text=text)]
     with tqdm(total=steps, desc="edit", unit="step", leave=False) as bar:
@@ -107,7 +122,8 @@ def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoi
             record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0, invert_steps=invert_steps, noise=plan.source_noise,
             precision=precision, class_index=class_index,
         )
-    return editor, result, {"load": loaded - started, "edit": time.perf_counter() - loaded}
+    weights = {"generator": generator_file, **editor.weight_files}
+    return result, weights, {"load": loaded - started, "edit": time.perf_counter() - loaded}
 
 
 def write_edit_images(folder: Path, result, stems: list[str], labels: list[str], strengths: list[float]) -> list[str]:
@@ -141,6 +157,7 @@ def write_edit_images(folder: Path, result, stems: list[str], labels: list[str],
 @click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name.")
 @click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None, help="Audio encoder weights (default: the encoder's released weights).")
 @click.option("--clip", "clip_weights", default=None, help="CLIP weights path (default: the model the encoder's space belongs to).")
+@click.option("--preset", default=None, help="Loss weights: ffhq (faces, identity kept), landscape or wikiart (default: the generator's).")
 @out_option(required=False, default_help=" (default: a new folder out/<sound or text>-<source>, -2, -3... if taken)")
 @steps_option(300)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
@@ -154,7 +171,7 @@ def write_edit_images(folder: Path, result, stems: list[str], labels: list[str],
 @click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
               help="Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: bfloat16 generator "
                    "autocast (fast on CPUs with AVX512-BF16 or AMX). Default: mixed on CUDA, fp32 on the CPU.")
-def edit_command(audio, text, image, seed, latent, class_index, invert_steps, generator, encoder, encoder_checkpoint, clip_weights, out,
+def edit_command(audio, text, image, seed, latent, class_index, invert_steps, generator, encoder, encoder_checkpoint, clip_weights, preset, out,
                  overwrite, steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength, device, save_video, precision) -> None:
     """Edit an image so that it shows a sound, a text or both.
 
@@ -165,9 +182,9 @@ def edit_command(audio, text, image, seed, latent, class_index, invert_steps, ge
     from sgsim.latents import write_latent_file
     from sgsim.outputs import is_run_folder, run_record, weights_record, write_gif, write_json
 
-    plan = plan_edit(audio, text, image, seed, latent, class_index, mix, precision, device, out)
+    plan = plan_edit(audio, text, image, seed, latent, class_index, mix, precision, device, out, preset, generator)
     with staged_output_dir(plan.out, overwrite, is_run_folder) as staging:  # an unusable --out fails here, before the networks load
-        editor, result, timings = run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, steps, lr,
+        result, weights, timings = run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr,
                                              lambda_latent, lambda_id, strengths, mix, loudness_strength, save_video, precision,
                                              class_index, invert_steps)
         written = time.perf_counter()
@@ -187,7 +204,7 @@ def edit_command(audio, text, image, seed, latent, class_index, invert_steps, ge
             targets=[{"audio": str(path), "text": text} for path in audio] or [{"audio": None, "text": text}],
             generator=generator, encoder=encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights,
             settings=settings,
-            weights=weights_record(editor.weight_files),
+            weights=weights_record(weights),
             final_losses={guide: {name: float(values[-1, g]) for name, values in result.losses.items()}
                           for g, guide in enumerate(unique(result.guides, separator=" #"))},
             timings_s={**timings, "write": time.perf_counter() - written},
