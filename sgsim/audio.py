@@ -110,16 +110,16 @@ def audio_duration(path: str | Path) -> float:
         with _native_stderr_silenced():
             info = soundfile.info(str(path))
         return info.frames / info.samplerate
-    except soundfile.LibsndfileError as sndfile_error:
-        first_error = sndfile_error
+    except soundfile.LibsndfileError:
+        pass  # its message for an unrecognised file ("possibly a pipe?") would mislead; the line below says what is known
     try:
         with warnings.catch_warnings(), _native_stderr_silenced():
             warnings.simplefilter("ignore")
             return float(librosa.get_duration(path=str(path)))
     except Exception as error:
         raise AudioError(
-            f"{path} is not audio that libsndfile or a system decoder can read "
-            f"({str(first_error).strip() or type(first_error).__name__}); the file is corrupt or not audio, convert it to WAV or FLAC"
+            f"{path} is not audio that libsndfile or a system decoder can read: the file is corrupt or not audio; "
+            f"convert it to WAV or FLAC"
         ) from error
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 
 import librosa
@@ -11,7 +12,7 @@ import pytest
 import soundfile
 import torch
 
-from sgsim.audio import audio_duration, check_not_silent, is_silent, load_audio, load_centred_window, rms_dbfs
+from sgsim.audio import audio_duration, check_long_enough, check_not_silent, is_silent, load_audio, load_centred_window, rms_dbfs
 from sgsim.errors import AudioError
 
 
@@ -185,3 +186,28 @@ def test_silence_is_detected_and_named():
     with pytest.raises(AudioError, match="quiet.wav: the sound is silent"):
         check_not_silent(np.zeros(100), "quiet.wav")
     check_not_silent(sine(440, 0.1, 8000), "tone.wav")
+
+
+def test_a_pipe_is_not_called_empty(tmp_path):
+    os.mkfifo(tmp_path / "live.wav")
+    for read in (load_audio, audio_duration):
+        with pytest.raises(AudioError, match=r"live.wav is not a regular file \(a pipe, device or socket\)"):
+            read(tmp_path / "live.wav")
+
+
+def test_garbage_says_what_failed_and_keeps_decoder_chatter_off_stderr(tmp_path, capfd):
+    (tmp_path / "noise.mp3").write_bytes(b"ID3" + bytes(range(256)) * 20)  # libmpg123 warns about this ID3 tag on fd 2
+    with pytest.raises(AudioError) as error:
+        audio_duration(tmp_path / "noise.mp3")
+    message = str(error.value)
+    assert message.endswith("noise.mp3 is not audio that libsndfile or a system decoder can read: the file is corrupt or not audio; "
+                            "convert it to WAV or FLAC")
+    assert capfd.readouterr().err == ""
+
+
+def test_too_short_a_sound_is_refused_by_name(tmp_path):
+    soundfile.write(tmp_path / "click.wav", np.array([0.5], np.float32), 16000)
+    with pytest.raises(AudioError, match=r"click.wav is 0.1 ms long; a sound needs at least 100 ms"):
+        check_long_enough(tmp_path / "click.wav")
+    soundfile.write(tmp_path / "note.wav", sine(440, 0.5, 16000), 16000)
+    assert check_long_enough(tmp_path / "note.wav") == pytest.approx(0.5)
