@@ -1,10 +1,16 @@
-"""The command line group: every user mistake is one line and a non-zero exit; bare groups show their help."""
+"""The command line group: every user mistake is one line and a non-zero exit; bare groups show their help;
+--help and --version answer without importing torch."""
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
+
+import pytest
 from click.testing import CliRunner
 
-from sgsim.cli import main
+from sgsim.cli import COMMANDS, main
 
 
 def run(*args: str):
@@ -36,3 +42,33 @@ def test_bare_group_prints_its_help_and_succeeds():
     result = run("weights")
     assert result.exit_code == 0
     assert result.output.startswith("Usage: ") and "download" in result.output
+
+
+def _modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has imported after running `code` (which may exit through sys.exit)."""
+    script = f"import sys\ntry:\n    {code}\nexcept SystemExit:\n    pass\nprint(' '.join(sys.modules), file=sys.stderr)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return set(done.stderr.split())
+
+
+@pytest.mark.parametrize("code", [
+    "import sgsim.cli",
+    "from sgsim.cli import main; main(['--help'])",
+    "from sgsim.cli import main; main(['--version'])",
+])
+def test_help_and_version_do_not_import_torch(code):
+    assert "torch" not in _modules_after(code)
+
+
+def test_the_command_list_shows_each_commands_own_summary():
+    for name, (module, attribute, summary) in COMMANDS.items():
+        command = getattr(importlib.import_module(module), attribute)
+        assert command.name == name and command.help.splitlines()[0] == summary, name
+    listing = run("--help").output
+    assert all(name in listing for name in COMMANDS)
+
+
+def test_version_is_the_package_version():
+    from sgsim import __version__
+
+    assert run("--version").output.strip() == f"sgsim, version {__version__}"
