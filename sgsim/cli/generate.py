@@ -34,7 +34,7 @@ def generate_command(seed_list, seed_ranges, out, overwrite, generator, truncati
     from sgsim.outputs import is_run_folder, run_record, weights_record, write_json, write_png
     from stylegan2 import load_generator
 
-    seeds = list(dict.fromkeys([*seed_list, *(parse_seeds(seed_ranges) if seed_ranges else [])]))
+    seeds = list(dict.fromkeys([*(parse_seeds(seed_ranges) if seed_ranges else []), *seed_list]))  # --seeds, then --seed; each once
     if not seeds:
         raise click.UsageError("pass --seeds LIST (e.g. 0-3,42) or --seed N")
     device = parse_device(device)

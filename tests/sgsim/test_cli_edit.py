@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import click
 import numpy as np
 import pytest
 import soundfile
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sgsim.cli import main
+from sgsim.cli.options import parse_seeds
 
 
 STEPS = "4"
@@ -131,3 +133,80 @@ def test_missing_weights_give_the_download_instruction(sounds, tmp_path, monkeyp
     result = CliRunner().invoke(main, ["edit", "--audio", str(sounds[0]), "--seed", "1", "--out", str(tmp_path / "out")])
     assert "sgsim weights download ffhq" in _one_line_error(result)
     assert not (tmp_path / "out").exists()
+
+
+def _pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path), dtype=np.int16)
+
+
+def test_an_edits_latents_chain_from_the_edited_latent_or_the_source(run, sounds, tmp_path):
+    assert run("edit", "--audio", str(sounds[0]), "--audio", str(sounds[1]), "--seed", "3", "--out", str(tmp_path / "a")).exit_code == 0
+    latents = tmp_path / "a" / "latents.npz"
+    for spec, name in [(latents, "b"), (f"{latents}:edited[1]", "c"), (f"{latents}:source", "d")]:
+        result = run("edit", "--text", "a smile", "--latent", str(spec), "--out", str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+    # A bare latents.npz continues from the first sound's edit; :edited[1] from the second; :source from the start.
+    assert np.abs(_pixels(tmp_path / "b" / "source.png") - _pixels(tmp_path / "a" / "raining_s1.png")).max() <= 1
+    assert np.abs(_pixels(tmp_path / "c" / "source.png") - _pixels(tmp_path / "a" / "fire_s1.png")).max() <= 1
+    assert (tmp_path / "d" / "source.png").read_bytes() == (tmp_path / "a" / "source.png").read_bytes()
+    assert json.loads((tmp_path / "c" / "run.json").read_text())["source"]["latent_key"] == "edited[1]"
+
+
+def test_a_text_only_edit_needs_no_sound(run, tmp_path):
+    result = run("edit", "--text", "a snowy mountain", "--seed", "2", "--out", str(tmp_path / "t"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == [
+        "a_snowy_mountain_s1.png", "comparison.png", "latents.npz", "run.json", "source.png"]
+    report = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert report["targets"] == [{"audio": None, "text": "a snowy mountain"}] and set(report["final_losses"]) == {"a snowy mountain"}
+
+
+def test_runs_without_out_get_fresh_folders(run, sounds, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for seed in ("1", "1", "2"):
+        assert run("edit", "--audio", str(sounds[0]), "--seed", seed).exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["raining-seed1", "raining-seed1-2", "raining-seed2"]
+
+
+def test_run_json_records_the_command_line_the_inversion_seed_and_every_guide(run, sounds, tmp_path):
+    args = ["edit", "--audio", str(sounds[0]), "--audio", str(sounds[0]), "--text", "fire", "--mix", "layers", "--seed", "4",
+            "--out", str(tmp_path / "m")]
+    assert run(*args).exit_code == 0
+    report = json.loads((tmp_path / "m" / "run.json").read_text())
+    assert report["argv"][1:len(args) + 1] == args and report["command"] == "edit"
+    # Two sounds with the same text: four optimised latents, four final losses, none hiding another.
+    assert list(report["final_losses"]) == ["raining.wav (sound)", "raining.wav (sound) #2", "fire (text)", "fire (text) #2"]
+    assert report["source"]["seed"] == 4 and report["source"]["inversion_seed"] is None and "seed" not in report["settings"]
+
+
+def test_generate_takes_seed_ranges_and_repeated_seeds(run, tmp_path):
+    assert run("generate", "--seeds", "0-2,7", "--seed", "1", "--seed", "9", "--out", str(tmp_path / "g")).exit_code == 0
+    report = json.loads((tmp_path / "g" / "run.json").read_text())
+    assert report["seeds"] == [0, 1, 2, 7, 9]  # --seeds in order, then each --seed not already drawn
+    assert sorted(p.name for p in (tmp_path / "g").glob("*.png")) == [f"seed{s:04d}.png" for s in (0, 1, 2, 7, 9)]
+
+
+@pytest.mark.filterwarnings("ignore:inverting without LPIPS")
+def test_invert_records_its_run(run, tmp_path):
+    assert run("generate", "--seed", "5", "--out", str(tmp_path / "gen")).exit_code == 0
+    assert run("invert", "--image", str(tmp_path / "gen" / "seed0005.png"), "--steps", "2", "--seed", "7",
+               "--out", str(tmp_path / "inv")).exit_code == 0
+    report = json.loads((tmp_path / "inv" / "run.json").read_text())
+    assert report["command"] == "invert" and report["inversion_seed"] == 7 and report["steps"] == 2
+    assert report["outputs"] == ["source.png", "inverted.png", "latent.npz", "run.json"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("0-3,42", [0, 1, 2, 3, 42]), ("7", [7]), (" 1 - 2 ,5", [1, 2, 5]), ("4294967295", [4294967295]),
+])
+def test_seed_lists_read_like_nvidias(text, expected):
+    assert parse_seeds(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("3-1", "runs backwards"), ("a", "is not a seed or a range"), ("1,,2", "is not a seed or a range"),
+    ("-1", "is not a seed or a range"), ("4294967296", "seeds run from 0 to 4294967295"), ("0-20000", "more than 10000 seeds"),
+])
+def test_bad_seed_lists_say_what_is_wrong(text, message):
+    with pytest.raises(click.BadParameter, match=message):
+        parse_seeds(text)
