@@ -118,7 +118,7 @@ def audio_duration(path: str | Path) -> float:
             return float(librosa.get_duration(path=str(path)))
     except Exception as error:
         raise AudioError(
-            f"{path} is not audio that libsndfile or a system decoder can read: the file is corrupt or not audio; "
+            f"{path} cannot be read as audio by libsndfile or a system decoder: the file is corrupt or not audio; "
             f"convert it to WAV or FLAC"
         ) from error
 

@@ -200,7 +200,7 @@ def test_garbage_says_what_failed_and_keeps_decoder_chatter_off_stderr(tmp_path,
     with pytest.raises(AudioError) as error:
         audio_duration(tmp_path / "noise.mp3")
     message = str(error.value)
-    assert message.endswith("noise.mp3 is not audio that libsndfile or a system decoder can read: the file is corrupt or not audio; "
+    assert message.endswith("noise.mp3 cannot be read as audio by libsndfile or a system decoder: the file is corrupt or not audio; "
                             "convert it to WAV or FLAC")
     assert capfd.readouterr().err == ""
 

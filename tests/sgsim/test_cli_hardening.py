@@ -75,7 +75,7 @@ CASES = [
     ("invert seed 1e20", "invert", ["--seed", "100000000000000000000"], "is not in the range 0<=x<=4294967295"),
     ("one-sample sound", "edit", ["--audio", "{tmp}/one.wav"], "one.wav is 0.1 ms long"),
     ("silent sound", "edit", ["--audio", "{tmp}/silent.wav"], "silent.wav: the sound is silent"),
-    ("garbage sound", "edit", ["--audio", "{tmp}/garbage.mp3"], "garbage.mp3 is not audio that libsndfile or a system decoder can read"),
+    ("garbage sound", "edit", ["--audio", "{tmp}/garbage.mp3"], "garbage.mp3 cannot be read as audio by libsndfile or a system decoder"),
     ("fifo sound", "edit", ["--audio", "{tmp}/fifo.wav"], "fifo.wav is not a regular file"),
     ("NaN latent", "edit", ["--latent", "{tmp}/nan.npz"], "nan.npz:w contains NaN or infinite values; the file is damaged"),
     ("mixed precision on the CPU", "edit", ["--precision", "mixed"], "precision='mixed' runs fp16 kernels on CUDA"),
