@@ -25,6 +25,26 @@ COMMANDS = {
 }
 
 
+class _LazyCommands(dict):
+    """name -> command, importing a command's module the first time it is looked up (main.commands["edit"] works)."""
+
+    def __missing__(self, name: str) -> click.Command:
+        if name not in COMMANDS:
+            raise KeyError(name)
+        module, attribute, _ = COMMANDS[name]
+        self[name] = getattr(importlib.import_module(module), attribute)
+        return self[name]
+
+    def __iter__(self):  # every name, loaded or not: click suggests close names from these ("Did you mean 'edit'?")
+        return iter(COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS)
+
+    def __contains__(self, name: object) -> bool:
+        return name in COMMANDS
+
+
 class _Group(click.Group):
     """A click group that loads each subcommand on first use and reports every user mistake (bad flag or bad
     input) as one line and a non-zero exit."""
@@ -33,10 +53,7 @@ class _Group(click.Group):
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str):
-        if name not in COMMANDS:
-            return None
-        module, attribute, _ = COMMANDS[name]
-        return getattr(importlib.import_module(module), attribute)
+        return self.commands[name] if name in COMMANDS else None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         limit = formatter.width - 6 - max(len(name) for name in COMMANDS)  # as click.Group lays out its commands
@@ -77,7 +94,7 @@ class _Group(click.Group):
         sys.exit(result if isinstance(result, int) else 0)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, commands=_LazyCommands())
 @click.version_option(__version__, prog_name="sgsim")
 def main() -> None:
     """Sound-guided semantic image manipulation."""

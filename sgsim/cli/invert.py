@@ -35,10 +35,10 @@ def invert_command(image, out, overwrite, generator, steps, device, seed) -> Non
     from stylegan2 import load_generator
 
     device = parse_device(device)
+    weights = resolve(generator)  # missing weights fail with the download instruction before anything else
     check_image(image)
     with staged_output_dir(out, overwrite, is_run_folder) as staging:
         started = time.perf_counter()
-        weights = resolve(generator)
         G = load_generator(weights, device=device).eval()
         target = read_image(image, G.img_resolution)
         lpips = load_lpips_if_present()

@@ -72,3 +72,8 @@ def test_version_is_the_package_version():
     from sgsim import __version__
 
     assert run("--version").output.strip() == f"sgsim, version {__version__}"
+
+
+def test_a_misspelt_command_gets_a_suggestion():
+    result = run("edti")
+    assert result.exit_code == 2 and "Did you mean 'edit'?" in result.output

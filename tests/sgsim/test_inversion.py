@@ -189,7 +189,7 @@ def test_cli_writes_source_inverted_and_latent(tmp_path, monkeypatch, tiny_gener
     with pytest.warns(UserWarning, match="without LPIPS"):
         result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["inverted.png", "latent.npz", "source.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["inverted.png", "latent.npz", "run.json", "source.png"]
     with Image.open(out / "source.png") as source, Image.open(out / "inverted.png") as inverted:
         assert source.size == inverted.size == (32, 32)
     with np.load(out / "latent.npz") as stored:
