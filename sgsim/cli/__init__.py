@@ -3,8 +3,12 @@ it runs, so `sgsim --help` and `sgsim --version` answer without loading torch.""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
 import sys
+import threading
+from typing import Iterator
 
 import click
 
@@ -23,6 +27,25 @@ COMMANDS = {
                       "Train an SGSIM audio encoder on labelled audio (ESC-50, UrbanSound8K, VGGSound, a CSV or class folders)."),
     "weights": ("sgsim.cli.weights", "weights", "Official weights: list, download, import, verify, locate, convert."),
 }
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit(143) while a command runs, so `finally` blocks remove its staging folder
+    (Python's default for SIGTERM is to die on the spot). Only the main thread may set signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum, frame):
+        click.echo("Error: terminated (SIGTERM); nothing was written", err=True)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _LazyCommands(dict):
@@ -69,7 +92,8 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with _sigterm_unwinds():
+                return super().invoke(ctx)
         except user_errors() as exc:
             raise click.ClickException(str(exc)) from None
 

@@ -159,3 +159,31 @@ def test_a_bad_device_fails_before_any_network_loads(tmp_path, rain, monkeypatch
     result = CliRunner().invoke(main, ["edit", "--audio", str(rain), "--seed", "1", "--device", "cuda",
                                                        "--out", str(tmp_path / "o")])
     assert "no usable CUDA GPU" in one_error_line(result)
+
+
+def test_sigterm_while_writing_leaves_no_staging(tmp_path):
+    """A command terminated mid-run unwinds: its staging folder goes, the exit is 143, and one line says so."""
+    script = f"""
+import sys, time, click
+from pathlib import Path
+from sgsim import cli
+from sgsim.atomic import staged_output_dir
+
+@click.command("slow")
+def slow():
+    with staged_output_dir(Path({str(tmp_path / 'out')!r})) as staging:
+        (staging / "half.png").write_bytes(b"half")
+        print("writing", flush=True)
+        time.sleep(60)
+
+cli.COMMANDS["slow"] = ("__main__", "slow", "A command that is killed while it writes.")
+cli.main(["slow"])
+"""
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "writing"
+    assert any(p.name.startswith(".out.partial-") for p in tmp_path.iterdir())
+    process.terminate()
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 143
+    assert [line for line in stderr.splitlines() if line.strip()] == ["Error: terminated (SIGTERM); nothing was written"]
+    assert list(tmp_path.iterdir()) == []
