@@ -26,8 +26,7 @@ def _strength_option(ctx: click.Context, param: click.Parameter, value: str) -> 
 class EditPlan:
     """Everything `sgsim edit` checked before loading a network: the source, the targets, where to write."""
 
-    source: object  # seed (int), image path, or latent array
-    source_noise: Optional[dict] = None  # noise buffers stored with a latent file
+    source: object  # sgsim.editing SeedSource, ImageSource or LatentSource (with the noise stored beside the latent)
     latent_key: Optional[str] = None  # which array of the latent file
     stems: list[str] = field(default_factory=list)  # file stem per target
     labels: list[str] = field(default_factory=list)  # grid label per target
@@ -50,6 +49,7 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
     from sgsim.devices import parse_device
     from sgsim.editing.precision import check_precision
     from sgsim.editing.presets import choose_preset
+    from sgsim.editing.sources import ImageSource, LatentSource, SeedSource
 
     sources = {"--seed": seed, "--image": image, "--latent": latent}
     given = [flag for flag, value in sources.items() if value is not None]
@@ -62,21 +62,22 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
                                "pass --audio and --text")
     if class_index is not None and seed is None:
         raise click.UsageError("--class picks the label of a --seed source; a latent or an image has none, leave out --class")
-    plan = EditPlan(source=seed, device=parse_device(device))
+    plan = EditPlan(source=SeedSource(seed, class_index), device=parse_device(device))
     check_precision(precision, plan.device)
-    choose_preset(preset, generator)  # an unknown --preset fails here
+    if preset is not None:
+        choose_preset(preset, generator)  # an unknown --preset fails here
     for path in audio:
         _check_sound(path)
     if image is not None:
         from sgsim.images import check_image
 
         check_image(image)
-        plan.source, tag = image, safe_stem(image.stem, "image")
+        plan.source, tag = ImageSource(image), safe_stem(image.stem, "image")
     elif latent is not None:
         from sgsim.latents import read_latent_file, split_latent_spec
 
         stored = read_latent_file(latent)
-        plan.source, plan.source_noise, plan.latent_key = stored.latent, stored.noise or None, stored.key
+        plan.source, plan.latent_key = LatentSource(stored.latent, stored.noise), stored.key
         tag = safe_stem(split_latent_spec(latent)[0].stem, "latent")
     else:
         tag = f"seed{seed}"
@@ -89,26 +90,16 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
 
 
 def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent,
-               lambda_id, strengths, mix, loudness_strength, save_video, precision, class_index, invert_steps):
-    """Load the networks and edit: the one place this command calls the Editor. Returns (editor, result, weights
-    files, timings). The generator loads first, so a class or latent it cannot take fails before the encoders load."""
+               lambda_id, strengths, mix, loudness_strength, save_video, precision, invert_steps):
+    """Load the networks and edit: the one place this command calls the Editor. Returns (result, weights files, timings)."""
     from tqdm import tqdm
 
-    from checkpoints import resolve
     from sgsim.editing import Editor, Target
-    from sgsim.editing.presets import choose_preset
-    from sgsim.editing.sources import as_w_plus, class_label
-    from stylegan2 import load_generator
 
     started = time.perf_counter()
-    generator_file = resolve(generator)
-    G = load_generator(generator_file, device=plan.device)
-    if isinstance(plan.source, int):
-        class_label(G, class_index)
-    elif not isinstance(plan.source, Path):
-        as_w_plus(plan.source, G.num_ws, G.w_dim)
-    chosen = choose_preset(preset, generator)  # by the name given: the loaded generator no longer carries it
-    editor = Editor(G, encoder, clip=clip_weights, device=plan.device, audio_checkpoint=encoder_checkpoint, preset=chosen)
+    editor = Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights, device=plan.device,
+                                    preset=preset)
+    click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
     loaded = time.perf_counter()
     targets = [Target(audio=path, text=text) for path in audio] if audio else [Target(text=text)]
     with tqdm(total=steps, desc="edit", unit="step", leave=False) as bar:
@@ -119,11 +110,9 @@ def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoi
         result = editor.edit(
             plan.source, targets, steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id,
             callback=on_step, mix=mix, strengths=strengths, loudness_strength=loudness_strength,
-            record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0, invert_steps=invert_steps, noise=plan.source_noise,
-            precision=precision, class_index=class_index,
+            record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0, invert_steps=invert_steps, precision=precision,
         )
-    weights = {"generator": generator_file, **editor.weight_files}
-    return result, weights, {"load": loaded - started, "edit": time.perf_counter() - loaded}
+    return result, editor.weight_files, {"load": loaded - started, "edit": time.perf_counter() - loaded}
 
 
 def write_edit_images(folder: Path, result, stems: list[str], labels: list[str], strengths: list[float]) -> list[str]:
@@ -186,7 +175,7 @@ def edit_command(audio, text, image, seed, latent, class_index, invert_steps, ge
     with staged_output_dir(plan.out, overwrite, is_run_folder) as staging:  # an unusable --out fails here, before the networks load
         result, weights, timings = run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr,
                                              lambda_latent, lambda_id, strengths, mix, loudness_strength, save_video, precision,
-                                             class_index, invert_steps)
+                                             invert_steps)
         written = time.perf_counter()
         outputs = write_edit_images(staging, result, plan.stems, plan.labels, strengths)
         write_latent_file(staging / "latents.npz", noise=result.noise, source=result.source_latent, edited=result.edited_latents,
