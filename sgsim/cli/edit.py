@@ -62,7 +62,7 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
                                "pass --audio and --text")
     if class_index is not None and seed is None:
         raise click.UsageError("--class picks the label of a --seed source; a latent or an image has none, leave out --class")
-    plan = EditPlan(source=SeedSource(seed, class_index), device=parse_device(device))
+    plan = EditPlan(source=SeedSource(seed), device=parse_device(device))
     check_precision(precision, plan.device)
     if preset is not None:
         choose_preset(preset, generator)  # an unknown --preset fails here
@@ -90,7 +90,7 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
 
 
 def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent,
-               lambda_id, strengths, mix, loudness_strength, save_video, precision, invert_steps):
+               lambda_id, strengths, mix, loudness_strength, save_video, precision, class_index, invert_steps):
     """Load the networks and edit: the one place this command calls the Editor. Returns (result, weights files, timings)."""
     from tqdm import tqdm
 
@@ -111,6 +111,7 @@ def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoi
             plan.source, targets, steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id,
             callback=on_step, mix=mix, strengths=strengths, loudness_strength=loudness_strength,
             record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0, invert_steps=invert_steps, precision=precision,
+            class_index=class_index,  # as an argument, not in SeedSource: the Editor records the argument in settings
         )
     return result, editor.weight_files, {"load": loaded - started, "edit": time.perf_counter() - loaded}
 
@@ -175,7 +176,7 @@ def edit_command(audio, text, image, seed, latent, class_index, invert_steps, ge
     with staged_output_dir(plan.out, overwrite, is_run_folder) as staging:  # an unusable --out fails here, before the networks load
         result, weights, timings = run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr,
                                              lambda_latent, lambda_id, strengths, mix, loudness_strength, save_video, precision,
-                                             invert_steps)
+                                             class_index, invert_steps)
         written = time.perf_counter()
         outputs = write_edit_images(staging, result, plan.stems, plan.labels, strengths)
         write_latent_file(staging / "latents.npz", noise=result.noise, source=result.source_latent, edited=result.edited_latents,
