@@ -98,3 +98,26 @@ def device_option(function: Callable) -> Callable:
 
 def steps_option(default: int, help: Optional[str] = None) -> Callable:
     return click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=default, show_default=True, help=help)
+
+
+def parse_weights(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
+    """('latent=0.01', 'perceptual=0.1') -> {'latent': 0.01, 'perceptual': 0.1}; names are checked against the
+    loss terms when the edit starts (sgsim.losses.check_weights), so the CLI need not import them."""
+    weights: dict[str, float] = {}
+    for text in values:
+        name, equals, value = text.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not equals or not name.strip() or not (math.isfinite(number) and number >= 0):
+            raise click.BadParameter(f"{text!r} is not NAME=WEIGHT with a finite weight >= 0, such as latent=0.01")
+        weights[name.strip()] = number
+    return weights
+
+
+def weight_option(function: Callable) -> Callable:
+    """--weight NAME=VALUE (repeatable): the weight of any loss term by name, over the preset's."""
+    return click.option("--weight", "loss_weights", multiple=True, callback=parse_weights, metavar="NAME=VALUE",
+                        help="Weight of a loss term by name (clip, latent, id, perceptual, smoothness, ...), over the "
+                             "preset's; repeat for several. 0 turns a term off.")(function)
