@@ -26,6 +26,7 @@ COMMANDS = {
     "train-encoder": ("sgsim.cli.train_encoder", "train_encoder_command",
                       "Train an SGSIM audio encoder on labelled audio (ESC-50, UrbanSound8K, VGGSound, a CSV or class folders)."),
     "weights": ("sgsim.cli.weights", "weights", "Official weights: list, download, import, verify, locate, convert."),
+    "demo": ("sgsim.cli.demo", "demo_command", "Serve an interactive page: upload or record a sound, edit an image toward it, tune the strength."),
 }
 
 

@@ -1,0 +1,50 @@
+"""`sgsim demo`: serve the interactive web page for sound-guided editing (needs the `demo` extra)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from sgsim.errors import SgsimError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "audio"  # the checkout's example sounds, if installed from one
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, host: str, port: int, examples: Path | None,
+               workspace: Path, block: bool = True):
+    """Load the networks, then serve the page, keeping uploads and results in `workspace`.
+    Returns the running server when block is False (the caller closes it)."""
+    try:
+        from sgsim.demo import DemoEngine, DemoPage, build_editor, serve
+    except ImportError as exc:
+        raise SgsimError(f"the demo needs its extra packages ({exc.name} is missing): pip install -e '.[demo]'") from None
+
+    editor = build_editor(generator, encoder, encoder_checkpoint, clip_weights, device)  # missing weights fail before serving
+    os.environ["GRADIO_TEMP_DIR"] = str(workspace / "uploads")  # Gradio's upload folder: the only files a page may name
+    networks = {"generator": generator, "encoder": encoder, "encoder_checkpoint": encoder_checkpoint, "clip": clip_weights}
+    engine = DemoEngine(editor, workspace / "results", {k: None if v is None else str(v) for k, v in networks.items()})
+    page = DemoPage(engine, examples=examples if examples is not None and examples.is_dir() else None)
+    if host not in LOCAL_HOSTS:
+        click.echo(f"warning: serving on {host}: anyone who can reach this machine can run edits on it", err=True)
+    click.echo(f"sgsim demo on http://{host}:{port} (Ctrl+C stops it)")
+    return serve(page, host, port, block=block)
+
+
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (0.0.0.0 opens it to the network).")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
+@click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
+@click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name.")
+@click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None, help="Audio encoder weights (default: the encoder's released weights).")
+@click.option("--clip", "clip_weights", default=None, help="CLIP weights path (default: the model the encoder's space belongs to).")
+@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@click.option("--examples", type=click.Path(path_type=Path, file_okay=False), default=EXAMPLES,
+              help="Folder of example .wav sounds listed on the page.  [default: the checkout's examples/audio]")
+def demo_command(host, port, generator, encoder, encoder_checkpoint, clip_weights, device, examples) -> None:
+    """Serve an interactive page: upload or record a sound, edit an image toward it, tune the strength."""
+    with tempfile.TemporaryDirectory(prefix="sgsim-demo-") as workspace:  # uploads and results go when the server stops
+        start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, host, port, examples, Path(workspace))

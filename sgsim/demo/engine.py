@@ -1,0 +1,175 @@
+"""The demo's one contact with the editing API: build the Editor, run an edit with progress, previews and
+cancellation, re-render an edit at another strength, and write the files a visitor downloads.
+
+One lock per engine (one engine per device) lets a single optimisation or re-render use the generator at a time:
+an edit swaps the generator's noise buffers, so a concurrent render would draw with the wrong ones.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+
+from sgsim.cli.edit import package_versions, weights_record, write_json, write_npz  # the CLI's output writers
+from sgsim.errors import SgsimError
+
+PREVIEWS = 20  # about this many intermediate images are shown while an edit runs
+RESULT_FILES = ("result.png", "latent.npz", "run.json")
+
+# progress(steps done, steps in all, preview [H, W, 3] uint8 or None)
+Progress = Callable[[int, int, Optional[np.ndarray]], None]
+
+
+class EditCancelled(SgsimError):
+    """The visitor cancelled the edit; the optimisation stopped after its current step."""
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """One edit a visitor asked for; every file in it has passed sgsim.demo.uploads' checks."""
+
+    sound: Path
+    sound_name: str  # the file name the visitor gave, for labels and run.json
+    source: Union[int, Path]  # a seed, a photo to invert or a latent file (.npz)
+    source_kind: str  # "seed", "photo" or "latent"
+    source_name: Optional[str] = None  # the photo's or latent file's name as the visitor gave it
+    text: Optional[str] = None  # mixed with the sound (equal weights)
+    steps: int = 300
+    invert_steps: int = 1000
+
+
+@dataclass
+class EditedRun:
+    """What an edit leaves for the strength slider and the downloads."""
+
+    folder: Path  # where this run's downloads are written
+    label: str  # a caption for the gallery
+    source_latent: torch.Tensor  # [num_ws, w_dim]
+    edited_latent: torch.Tensor  # [num_ws, w_dim], strength 1
+    noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise buffers to render with (an inverted photo's)
+    record: dict = field(default_factory=dict)  # run.json, less the strength
+
+
+def build_editor(generator: str, encoder: str, encoder_checkpoint: Optional[Path], clip: Optional[str], device: Optional[str]):
+    """The Editor for the demo's networks, from manifest names or paths as `sgsim edit` takes them."""
+    from sgsim.editing import Editor
+
+    return Editor(generator, encoder, clip=clip, device=device, audio_checkpoint=encoder_checkpoint)
+
+
+def _file_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:40] or "sound"
+
+
+class DemoEngine:
+    """Runs a visitor's edits on one Editor, one at a time, and keeps their results in `results`."""
+
+    def __init__(self, editor, results: Path, networks: dict[str, Optional[str]]):
+        self.editor = editor
+        self.results = Path(results)
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.networks = networks  # the names or paths the demo was started with, for run.json
+        self._device = threading.Lock()
+        self._runs = 0
+        self._weights: Optional[dict] = None
+
+    def edit(self, request: EditRequest, progress: Progress, cancelled: threading.Event) -> EditedRun:
+        """Optimise toward the request's sound (and text); calls `progress` after every step, with a preview every
+        few steps. Setting `cancelled` stops the run at the next step with EditCancelled."""
+        from sgsim.editing import Target
+        from sgsim.editing.sources import read_latent_file
+        from sgsim.images import to_uint8
+
+        source, noise = request.source, None
+        if request.source_kind == "latent":
+            source, noise = read_latent_file(request.source)
+        every = max(1, request.steps // PREVIEWS)
+        latest: dict[str, torch.Tensor] = {}
+
+        def on_step(step: int, losses: dict[str, float]) -> None:
+            if cancelled.is_set():
+                raise EditCancelled(f"edit cancelled at step {step + 1} of {request.steps}")
+            done = step + 1
+            preview = to_uint8(latest["image"][:1])[0] if done % every == 0 and "image" in latest else None
+            progress(done, request.steps, preview)
+
+        with self._device:
+            if cancelled.is_set():
+                raise EditCancelled("edit cancelled before it started")
+            progress(0, request.steps, None)
+            # The optimisation draws each step's image through the generator's synthesis network: keep the last one.
+            hook = self.editor.generator.synthesis.register_forward_hook(
+                lambda module, inputs, output: latest.__setitem__("image", output.detach()))
+            started = time.perf_counter()
+            try:
+                result = self.editor.edit(
+                    source, Target(audio=request.sound, text=request.text or None), steps=request.steps,
+                    invert_steps=request.invert_steps, noise=noise, callback=on_step,
+                )
+            finally:
+                hook.remove()
+            seconds = time.perf_counter() - started
+            weights = self._weight_record()
+            self._runs += 1
+            folder = self.results / f"{self._runs:04d}-{_file_stem(request.sound_name)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        label = request.sound_name + (f" + {request.text!r}" if request.text else "")
+        return EditedRun(
+            folder=folder, label=label, source_latent=result.source_latent, edited_latent=result.edited_latents[0],
+            noise={name: value.to(self.editor.device) for name, value in result.noise.items()},
+            record={
+                "command": "demo",
+                "source": {"kind": request.source_kind,
+                           **({"seed": request.source} if request.source_kind == "seed" else {"file": request.source_name}),
+                           "invert_steps": request.invert_steps if request.source_kind == "photo" else None},
+                "target": {"audio": request.sound_name, "text": request.text or None},
+                **self.networks,
+                "settings": result.settings,
+                "versions": package_versions(),
+                "weights": weights,
+                "final_losses": {name: float(values[-1, 0]) for name, values in result.losses.items()},
+                "timings_s": {"edit": seconds},
+            },
+        )
+
+    def render(self, run: EditedRun, strength: float) -> torch.Tensor:
+        """The image [3, H, W] in [-1, 1] of w_src + strength (w_edit - w_src): one synthesis."""
+        from sgsim.inversion import swapped_noise
+
+        latent = self.latent_at(run, strength)
+        with self._device, swapped_noise(self.editor.generator, run.noise):
+            return self.editor.render(latent[None])[0]
+
+    @staticmethod
+    def latent_at(run: EditedRun, strength: float) -> torch.Tensor:
+        """W+ [num_ws, w_dim] of the edit at `strength` (0: the source, 1: the optimised latent)."""
+        from sgsim.editing.mixing import sweep_strengths
+
+        return sweep_strengths(run.source_latent, run.edited_latent[None], torch.tensor([[float(strength)]]))[0, 0]
+
+    def write_downloads(self, run: EditedRun, strength: float, image: torch.Tensor) -> list[Path]:
+        """result.png (the image shown), latent.npz (its W+ as 'w', so `sgsim edit --latent` starts from it; with the
+        source, the strength-1 edit and any fitted noise) and run.json, each written atomically."""
+        from sgsim.editing.sources import NOISE_PREFIX
+        from sgsim.images import write_png
+
+        png, latent, report = (run.folder / name for name in RESULT_FILES)
+        write_png(png, image)
+        write_npz(latent, w=self.latent_at(run, strength).numpy(), edited=run.edited_latent.numpy(),
+                   original=run.source_latent.numpy(), strength=np.float32(strength),
+                   **{f"{NOISE_PREFIX}{name}": value.cpu().numpy() for name, value in run.noise.items()})
+        write_json(report, {**run.record, "strength": float(strength), "outputs": list(RESULT_FILES)})
+        return [png, latent, report]
+
+    def _weight_record(self) -> dict:
+        """Path and sha256 of every weights file the editor has loaded, hashed once per file."""
+        if self._weights is None or set(self._weights) != set(self.editor.weight_files):
+            self._weights = weights_record(self.editor.weight_files)
+        return self._weights

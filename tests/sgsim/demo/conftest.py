@@ -1,0 +1,78 @@
+"""The demo running on the tiny real-format networks, and a headless Chromium from the system to drive it.
+
+Without the demo extra or a system Chromium these tests are skipped, unless SGSIM_REQUIRE_BROWSER=1 (CI sets it)
+makes either absence a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REQUIRED = os.environ.get("SGSIM_REQUIRE_BROWSER") == "1"
+INSTALL = "pip install -e '.[test,demo]' and apt-get install chromium"
+
+
+def needed(module: str):
+    """Import a demo dependency, or skip (fail in CI) saying how to install it."""
+    try:
+        return __import__(module)
+    except ImportError:
+        if REQUIRED:
+            raise
+        pytest.skip(f"{module} is not installed ({INSTALL})", allow_module_level=True)
+
+
+needed("gradio")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory, tiny_generator_file, encoder_checkpoint_file, tiny_clip_space, shared_data, monkeypatch_module):
+    """`sgsim demo`'s start-up on the tiny networks, served on a free local port; yields (url, workspace); stopped after."""
+    from sgsim.cli.demo import start_demo
+
+    workspace = tmp_path_factory.mktemp("demo")
+    monkeypatch_module.setenv("GRADIO_TEMP_DIR", str(workspace))  # start_demo points it into the workspace; restored after
+    port = free_port()
+    server = start_demo(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint_file, None, "cpu", "127.0.0.1", port,
+                        shared_data / "audio", workspace, block=False)
+    try:
+        yield f"http://127.0.0.1:{port}", workspace
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator:
+    """Headless Chromium from the system packages, driven by Playwright (never Playwright's own browser download)."""
+    needed("playwright")
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        if REQUIRED:
+            pytest.fail(f"no chromium on PATH ({INSTALL})")
+        pytest.skip(f"no chromium on PATH ({INSTALL})")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -1,0 +1,136 @@
+"""`sgsim demo` in a real headless Chromium: upload, edit, strength slider, a corrupt upload, cancelling, no outside requests."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+WAIT_MS = 60_000  # longest wait for any one page change (the tiny edits take about a second)
+STEPS = "4"
+
+
+def pixels(page, source: str) -> np.ndarray:
+    """The image at an <img>'s source, fetched from the server as the browser fetched it."""
+    if source.startswith("data:"):
+        import base64
+
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))).convert("RGB"))
+    return np.asarray(Image.open(io.BytesIO(page.request.get(source).body())).convert("RGB"))
+
+
+def wait_for_new_image(page, selector: str, old: str | None) -> str:
+    """Wait until the <img> at `selector` shows a source other than `old`; returns the new source."""
+    page.wait_for_function(
+        "([selector, old]) => { const img = document.querySelector(selector); return img && img.src && img.src !== old; }",
+        arg=[selector, old], timeout=WAIT_MS,
+    )
+    return page.locator(selector).get_attribute("src")
+
+
+@pytest.fixture
+def page(demo_server, chromium):
+    """The demo page, opened once, recording any request that leaves the server (none may: no CDN, no telemetry)."""
+    url, _ = demo_server
+    page = chromium.new_page(viewport={"width": 1280, "height": 1100})
+    page.outside_requests = []
+    page.on("request", lambda request: None if request.url.startswith((url, "data:", "blob:"))
+            else page.outside_requests.append(request.url))
+    page.goto(url)
+    page.get_by_text("Settings").click()
+    page.locator("#steps input").fill(STEPS)
+    page.locator("#steps input").press("Enter")
+    yield page
+    page.close()
+
+
+def downloaded(page, name: str):
+    """A file of the Downloads list as the browser would download it (run.json parsed)."""
+    link = page.locator(f'#downloads a[download="{name}"]')
+    link.wait_for(timeout=WAIT_MS)
+    body = page.request.get(link.get_attribute("href")).body()
+    return json.loads(body) if name.endswith(".json") else body
+
+
+def upload_sound(page, path: Path) -> None:
+    """Put a file into the Sound input (clearing the one there first), as a visitor picking a file does."""
+    clear = page.locator("#sound button[aria-label='Clear']")
+    if clear.count():
+        clear.click()
+    page.locator("#sound input[type=file]").set_input_files(str(path))
+
+
+def source_image(generator_file: Path, seed: int) -> np.ndarray:
+    """The generator's image of a seed, rendered without the demo: what strength 0 must show."""
+    import torch
+
+    from sgsim.editing.sources import seed_latent
+    from sgsim.images import to_uint8
+    from stylegan2 import load_generator
+
+    G = load_generator(generator_file, device=torch.device("cpu")).eval()
+    with torch.no_grad():
+        return to_uint8(G.synthesis(seed_latent(G, seed)[None], noise_mode="const"))[0]
+
+
+def test_edit_then_strength_then_a_corrupt_upload_then_edit_again(page, demo_server, shared_data, tiny_generator_file, tmp_path):
+    _, workspace = demo_server
+    upload_sound(page, shared_data / "audio" / "raining.wav")
+    page.locator("#edit").click()
+    wait_for_new_image(page, "#result img", None)
+    report = downloaded(page, "run.json")  # the downloads come with the final image
+    assert report["target"] == {"audio": "raining.wav", "text": None} and report["strength"] == 1.0
+    assert report["source"]["seed"] == 1 and report["settings"]["steps"] == int(STEPS)
+    edited = page.locator("#result img").get_attribute("src")
+    at_one = pixels(page, edited)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(downloaded(page, "result.png"))).convert("RGB")), at_one)
+
+    page.locator("#strength input[type=range]").fill("0")
+    zero = wait_for_new_image(page, "#result img", edited)
+    at_zero = pixels(page, zero)
+    assert np.abs(at_one.astype(int) - at_zero.astype(int)).mean() > 1.0  # the picture changed
+    np.testing.assert_array_equal(at_zero, source_image(tiny_generator_file, 1))  # strength 0 is the seed's own image
+    assert downloaded(page, "run.json")["strength"] == 0.0  # the downloads follow the slider
+
+    page.locator("#strength input[type=range]").fill("1")
+    back = wait_for_new_image(page, "#result img", zero)
+    np.testing.assert_array_equal(pixels(page, back), at_one)  # moving back re-renders the same edit
+    if os.environ.get("SGSIM_DEMO_SCREENSHOT"):  # how README's docs/demo.png is made
+        page.screenshot(path=os.environ["SGSIM_DEMO_SCREENSHOT"], full_page=True)
+
+    corrupt = tmp_path / "broken.wav"
+    corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(20))
+    upload_sound(page, corrupt)
+    page.get_by_text("broken.wav", exact=False).last.wait_for(timeout=WAIT_MS)
+    toast = page.locator(".toast-body").last
+    toast.wait_for(timeout=WAIT_MS)
+    assert "broken.wav" in toast.inner_text() and str(workspace) not in toast.inner_text()  # the visitor's name, no server path
+
+    upload_sound(page, shared_data / "audio" / "fire.wav")
+    page.locator("#edit").click()
+    wait_for_new_image(page, "#result img", back)
+    page.locator("#gallery img").nth(1).wait_for(timeout=WAIT_MS)  # both edits are in the gallery
+    assert page.outside_requests == []
+
+
+def test_cancel_stops_the_optimisation_and_the_next_edit_runs(page, demo_server, shared_data):
+    _, workspace = demo_server
+    runs_before = len(list((workspace / "results").iterdir()))
+    upload_sound(page, shared_data / "audio" / "wind.wav")
+    page.locator("#steps input").fill("1000")
+    page.locator("#steps input").press("Enter")
+    page.locator("#edit").click()
+    wait_for_new_image(page, "#result img", None)  # a preview: the optimisation is under way
+    page.locator("#cancel").click()
+    page.locator("#steps input").fill(STEPS)
+    page.locator("#steps input").press("Enter")
+    page.locator("#edit").click()
+    page.locator("#gallery img").first.wait_for(timeout=WAIT_MS)
+    # The next edit waited for the device; had the cancelled run gone on, it would have finished first and left a folder.
+    assert len(list((workspace / "results").iterdir())) == runs_before + 1
