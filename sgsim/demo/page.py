@@ -23,12 +23,14 @@ from sgsim.demo.uploads import MB, UploadLimits, check_image, check_size, check_
 from sgsim.errors import user_errors
 
 DEVICE_QUEUE = "device"  # concurrency group of everything that uses the generator: one at a time
+RESULT_HEIGHT = 384  # pixels of the result on the page (the image keeps its shape)
 GALLERY_SIZE = 12  # most recent results kept in a visitor's gallery
 SEED_MAX = 2**32 - 1  # numpy RandomState seeds, as `sgsim edit --seed` takes them
 SOURCES = {"seed": "Seed", "photo": "Photo (inverted first)", "latent": "Latent file (.npz)"}
 STRENGTH_RANGE = (0.0, 2.0)  # of the slider; 0 is the source, 1 the optimised edit, beyond exaggerates
 DEFAULT_STEPS = 300  # as `sgsim edit`
 DEFAULT_INVERT_STEPS = 300  # fewer than `sgsim edit`'s 1000: a visitor waits for them
+PAGE_CSS = "#result img { width: 100%; height: 100%; object-fit: contain; }"  # small generators' images fill the box
 TITLE = "sgsim: sound-guided image editing"
 INTRO = ("Upload or record a sound (or pick an example), choose where the edit starts, and press **Edit**: "
          "a StyleGAN2 latent is optimised until CLIP sees the sound in the image. "
@@ -172,10 +174,12 @@ class DemoPage:
                         edit = gr.Button("Edit", variant="primary", elem_id="edit")
                         cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
                 with gr.Column():
-                    result = gr.Image(label="Result", type="numpy", interactive=False, format="png", elem_id="result")
+                    result = gr.Image(label="Result", type="numpy", interactive=False, format="png", height=RESULT_HEIGHT,
+                                      elem_id="result")
                     strength = gr.Slider(*STRENGTH_RANGE, value=1.0, step=0.05, label="Strength", elem_id="strength")
                     downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
-            gallery = gr.Gallery(label="Results", columns=6, height="auto", interactive=False, elem_id="gallery")
+            gallery = gr.Gallery(label="Results", columns=6, height=RESULT_HEIGHT // 2, object_fit="contain", preview=False,
+                                 interactive=False, elem_id="gallery")
 
             source_kind.change(lambda kind: (gr.update(visible=kind == "seed"), gr.update(visible=kind == "photo"),
                                              gr.update(visible=kind == "latent")),
@@ -200,5 +204,5 @@ def serve(page: DemoPage, host: str, port: int, block: bool = True) -> gr.Blocks
     demo.queue(default_concurrency_limit=1)
     demo.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block, quiet=True,
                 show_error=False, max_file_size=int(page.limits.max_file_mb * MB), ssr_mode=False, allowed_paths=[],
-                footer_links=[])
+                footer_links=[], css=PAGE_CSS)
     return demo

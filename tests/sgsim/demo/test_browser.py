@@ -101,8 +101,6 @@ def test_edit_then_strength_then_a_corrupt_upload_then_edit_again(page, demo_ser
     page.locator("#strength input[type=range]").fill("1")
     back = wait_for_new_image(page, "#result img", zero)
     np.testing.assert_array_equal(pixels(page, back), at_one)  # moving back re-renders the same edit
-    if os.environ.get("SGSIM_DEMO_SCREENSHOT"):  # how README's docs/demo.png is made
-        page.screenshot(path=os.environ["SGSIM_DEMO_SCREENSHOT"], full_page=True)
 
     corrupt = tmp_path / "broken.wav"
     corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(20))
@@ -116,6 +114,9 @@ def test_edit_then_strength_then_a_corrupt_upload_then_edit_again(page, demo_ser
     page.locator("#edit").click()
     wait_for_new_image(page, "#result img", back)
     page.locator("#gallery img").nth(1).wait_for(timeout=WAIT_MS)  # both edits are in the gallery
+    if os.environ.get("SGSIM_DEMO_SCREENSHOT"):  # how README's docs/demo.png is made
+        page.locator(".toast-close").click()
+        page.screenshot(path=os.environ["SGSIM_DEMO_SCREENSHOT"], full_page=True)
     assert page.outside_requests == []
 
 
