@@ -19,9 +19,10 @@ def start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, hos
     """Load the networks, then serve the page, keeping uploads and results in `workspace`.
     Returns the running server when block is False (the caller closes it)."""
     try:
-        from sgsim.demo import DemoEngine, DemoPage, build_editor, serve
+        from sgsim.demo.page import DemoPage, serve
     except ImportError as exc:
         raise SgsimError(f"the demo needs its extra packages ({exc.name} is missing): pip install -e '.[demo]'") from None
+    from sgsim.demo import DemoEngine, build_editor
 
     editor = build_editor(generator, encoder, encoder_checkpoint, clip_weights, device)  # missing weights fail before serving
     os.environ["GRADIO_TEMP_DIR"] = str(workspace / "uploads")  # Gradio's upload folder: the only files a page may name

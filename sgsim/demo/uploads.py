@@ -67,8 +67,8 @@ def check_image(path: Path, limits: UploadLimits, name: str) -> None:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ImageError(f"{name} is not an image the demo can read; upload a PNG or JPEG") from None
     if width * height > limits.max_image_pixels:
-        raise ImageError(f"{name} is {width}x{height} pixels, over the demo's {limits.max_image_pixels / 1e6:.1f} megapixel "
-                         f"limit; downscale it")
+        raise ImageError(f"{name} is {width}x{height} pixels, over the demo's limit of {limits.max_image_pixels:,} pixels; "
+                         f"downscale it")
 
 
 def public_message(error: Exception, path: Path, name: str) -> str:

@@ -25,10 +25,7 @@ def needed(module: str):
     except ImportError:
         if REQUIRED:
             raise
-        pytest.skip(f"{module} is not installed ({INSTALL})", allow_module_level=True)
-
-
-needed("gradio")
+        pytest.skip(f"{module} is not installed ({INSTALL})")
 
 
 def free_port() -> int:
@@ -40,6 +37,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory, tiny_generator_file, encoder_checkpoint_file, tiny_clip_space, shared_data, monkeypatch_module):
     """`sgsim demo`'s start-up on the tiny networks, served on a free local port; yields (url, workspace); stopped after."""
+    needed("gradio")
     from sgsim.cli.demo import start_demo
 
     workspace = tmp_path_factory.mktemp("demo")

@@ -1,0 +1,84 @@
+"""What the demo accepts from a browser: only files in its upload folder, within limits, with one-line reasons."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+from sgsim.demo.uploads import UploadLimits, check_image, check_sound, public_message, uploaded_file
+from sgsim.errors import SgsimError
+
+
+@pytest.fixture
+def folder(tmp_path):
+    (tmp_path / "uploads" / "abc").mkdir(parents=True)
+    return tmp_path / "uploads"
+
+
+def test_a_file_inside_the_upload_folder_is_accepted(folder):
+    (folder / "abc" / "rain.wav").write_bytes(b"x")
+    assert uploaded_file(str(folder / "abc" / "rain.wav"), folder) == (folder / "abc" / "rain.wav").resolve()
+
+
+@pytest.mark.parametrize("case", ["absolute", "dot-dot", "symlink", "sibling prefix", "folder"])
+def test_a_path_outside_the_upload_folder_is_refused(folder, tmp_path, case):
+    (tmp_path / "secret.txt").write_text("not yours")
+    (tmp_path / "uploads-other").mkdir()
+    (tmp_path / "uploads-other" / "x.wav").write_bytes(b"x")
+    os.symlink(tmp_path / "secret.txt", folder / "abc" / "link.wav")
+    path = {"absolute": tmp_path / "secret.txt", "dot-dot": folder / "abc" / ".." / ".." / "secret.txt",
+            "symlink": folder / "abc" / "link.wav", "sibling prefix": tmp_path / "uploads-other" / "x.wav",
+            "folder": folder / "abc"}[case]
+    with pytest.raises(SgsimError, match="only files uploaded through this page|not an uploaded file"):
+        uploaded_file(str(path), folder)
+
+
+def _sound(path, seconds: float, amplitude: float = 0.1, rate: int = 16000):
+    soundfile.write(path, amplitude * np.sin(np.arange(int(seconds * rate)) * 0.05).astype(np.float32), rate)
+    return path
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("corrupt", "cannot"),
+    ("not audio", "cannot"),
+    ("empty", "empty (0 bytes)"),
+    ("silent", "the sound is silent"),
+    ("too long", "over the demo's 2 s limit"),
+    ("too large", "over the demo's 0.01 MB limit"),
+])
+def test_bad_sounds_are_refused_with_one_line_naming_the_file(tmp_path, case, expected):
+    path = tmp_path / "visitor.wav"
+    if case == "corrupt":
+        path.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(20))
+    elif case == "not audio":
+        Image.new("RGB", (8, 8)).save(path, format="PNG")
+    elif case == "empty":
+        path.write_bytes(b"")
+    else:
+        _sound(path, 3.0 if case == "too long" else 1.0, amplitude=0.0 if case == "silent" else 0.1)
+    limits = UploadLimits(max_sound_seconds=2.0, max_file_mb=0.01 if case == "too large" else 20.0)
+    with pytest.raises(SgsimError) as error:
+        check_sound(path, limits, "visitor.wav")
+    message = public_message(error.value, path, "visitor.wav")
+    assert expected in message and "visitor.wav" in message and "\n" not in message and str(tmp_path) not in message
+
+
+def test_a_sound_within_the_limits_passes(shared_data):
+    check_sound(shared_data / "audio" / "raining.wav", UploadLimits(), "raining.wav")
+
+
+@pytest.mark.parametrize("case, expected", [("too many pixels", "300x200 pixels, over the demo's limit of 59,999 pixels"), ("not an image", "not an image")])
+def test_bad_photos_are_refused_from_their_header(tmp_path, case, expected):
+    path = tmp_path / "photo.png"
+    if case == "not an image":
+        path.write_bytes(b"GIF89a but not really" * 10)
+    else:
+        Image.new("RGB", (300, 200)).save(path)
+    with pytest.raises(SgsimError, match=expected):
+        check_image(path, UploadLimits(max_image_pixels=300 * 200 - 1), "photo.png")
+    Image.new("RGB", (300, 200)).save(path)
+    check_image(path, UploadLimits(max_image_pixels=300 * 200), "photo.png")
