@@ -28,6 +28,12 @@ def needed(module: str):
         pytest.skip(f"{module} is not installed ({INSTALL})")
 
 
+@pytest.fixture(scope="session")
+def gradio():
+    """The gradio module (the demo extra)."""
+    return needed("gradio")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -35,9 +41,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def demo_server(tmp_path_factory, tiny_generator_file, encoder_checkpoint_file, tiny_clip_space, shared_data, monkeypatch_module):
+def demo_server(gradio, tmp_path_factory, tiny_generator_file, encoder_checkpoint_file, tiny_clip_space, shared_data, monkeypatch_module):
     """`sgsim demo`'s start-up on the tiny networks, served on a free local port; yields (url, workspace); stopped after."""
-    needed("gradio")
     from sgsim.cli.demo import start_demo
 
     workspace = tmp_path_factory.mktemp("demo")
