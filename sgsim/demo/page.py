@@ -114,9 +114,12 @@ class DemoPage:
                     if preview is not None:
                         yield preview, gr.skip(), gr.skip(), gr.skip(), gr.skip()
                 elif kind == "error":
-                    if isinstance(value, user_errors()):
-                        raise _shown_error(public_message(value, request.sound, request.sound_name))
-                    raise value
+                    if not isinstance(value, user_errors()):
+                        raise value
+                    message = public_message(value, request.sound, request.sound_name)
+                    if isinstance(request.source, Path):
+                        message = message.replace(str(request.source), request.source_name)
+                    raise _shown_error(message)
                 else:
                     break
         finally:

@@ -135,3 +135,19 @@ def test_cancel_stops_the_optimisation_and_the_next_edit_runs(page, demo_server,
     page.locator("#gallery img").first.wait_for(timeout=WAIT_MS)
     # The next edit waited for the device; had the cancelled run gone on, it would have finished first and left a folder.
     assert len(list((workspace / "results").iterdir())) == runs_before + 1
+
+
+def test_a_request_naming_a_server_file_is_refused_and_the_server_goes_on(demo_server, tmp_path):
+    import httpx
+
+    url, workspace = demo_server
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(b"not for visitors")
+    runs_before = sorted((workspace / "results").iterdir())
+    with httpx.Client(base_url=url, timeout=WAIT_MS / 1000) as client:
+        sound = {"path": str(secret), "meta": {"_type": "gradio.FileData"}}
+        call = client.post("/gradio_api/call/edit", json={"data": [sound, "seed", 1, None, None, "", 2, 2, 1.0]})
+        answer = client.get(f"/gradio_api/call/edit/{call.json()['event_id']}").text
+        assert answer.startswith("event: error") and "not for visitors" not in answer
+        assert client.get("/").status_code == 200
+    assert sorted((workspace / "results").iterdir()) == runs_before
