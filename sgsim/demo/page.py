@@ -42,6 +42,16 @@ def _shown_error(message: str) -> gr.Error:
     return gr.Error(html.escape(message), duration=None, print_exception=False)
 
 
+def _whole_number(what: str, value, least: int, most: int) -> int:
+    """A number field's value as an int in [least, most], or a page error saying what it must be."""
+    try:
+        if value is not None and float(value).is_integer() and least <= value <= most:
+            return int(value)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    raise _shown_error(f"{what} must be a whole number from {least} to {most}, got {value}")
+
+
 class DemoPage:
     """The page's event handlers over one DemoEngine; every file a handler opens comes from `uploads`."""
 
@@ -74,20 +84,16 @@ class DemoPage:
         """The visitor's inputs as an EditRequest, every file checked, every number within the limits."""
         sound_path, sound_name = self._upload(sound, "sound")
         if source_kind == "seed":
-            if seed is None or not 0 <= int(seed) <= SEED_MAX or int(seed) != seed:
-                raise _shown_error(f"the seed must be a whole number from 0 to {SEED_MAX}, got {seed}")
-            source, source_name = int(seed), None
+            source, source_name = _whole_number("the seed", seed, 0, SEED_MAX), None
         elif source_kind in ("photo", "latent"):
             source, source_name = self._upload(photo if source_kind == "photo" else latent,
                                                "photo" if source_kind == "photo" else "latent file")
         else:
             raise _shown_error(f"unknown source {source_kind!r}; choose one of {', '.join(SOURCES)}")
-        for what, value, most in (("steps", steps, self.limits.max_steps), ("inversion steps", invert_steps, self.limits.max_invert_steps)):
-            if value is None or int(value) != value or not 1 <= value <= most:
-                raise _shown_error(f"{what} must be a whole number from 1 to {most}, got {value}")
         return EditRequest(sound=sound_path, sound_name=sound_name, source=source, source_kind=source_kind,
-                           source_name=source_name, text=(text or "").strip() or None, steps=int(steps),
-                           invert_steps=int(invert_steps))
+                           source_name=source_name, text=(text or "").strip() or None,
+                           steps=_whole_number("steps", steps, 1, self.limits.max_steps),
+                           invert_steps=_whole_number("inversion steps", invert_steps, 1, self.limits.max_invert_steps))
 
     def edit(self, sound, source_kind, seed, photo, latent, text, steps, invert_steps, strength, gallery,
              session: gr.Request, progress=gr.Progress()) -> Iterator[tuple]:
@@ -124,7 +130,8 @@ class DemoPage:
                     break
         finally:
             cancelled.set()
-            self._cancels.pop(session.session_hash, None)
+            if self._cancels.get(session.session_hash) is cancelled:
+                del self._cancels[session.session_hash]
         run: EditedRun = value
         image, files = self._show(run, strength)
         gallery = ([(image, run.label)] + list(gallery or []))[:GALLERY_SIZE]

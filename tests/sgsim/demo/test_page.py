@@ -37,6 +37,8 @@ def test_a_valid_request_names_only_checked_uploads(page):
     ({"source_kind": "latent", "latent": "/etc/hostname"}, "only files uploaded through this page are read"),
     ({"source_kind": "photo", "photo": None}, "no photo given"),
     ({"seed": -1}, "the seed must be a whole number"),
+    ({"seed": float("nan")}, "the seed must be a whole number"),
+    ({"seed": 2.5}, "the seed must be a whole number"),
     ({"steps": 51}, "steps must be a whole number from 1 to 50"),
     ({"invert_steps": 0}, "inversion steps must be a whole number"),
     ({"source_kind": "../../etc"}, "unknown source"),
