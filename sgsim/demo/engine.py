@@ -61,7 +61,7 @@ def build_editor(generator: str, encoder: str, encoder_checkpoint: Optional[Path
     """The Editor for the demo's networks, from manifest names or paths as `sgsim edit` takes them."""
     from sgsim.editing import Editor
 
-    return Editor(generator, encoder, clip=clip, device=device, audio_checkpoint=encoder_checkpoint)
+    return Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip, device=device)
 
 
 def _file_stem(name: str) -> str:
@@ -141,7 +141,7 @@ class DemoEngine:
 
     def render(self, run: EditedRun, strength: float) -> torch.Tensor:
         """The image [3, H, W] in [-1, 1] of w_src + strength (w_edit - w_src): one synthesis."""
-        from sgsim.inversion import swapped_noise
+        from stylegan2.noise import swapped_noise
 
         latent = self.latent_at(run, strength)
         with self._device, swapped_noise(self.editor.generator, run.noise):
