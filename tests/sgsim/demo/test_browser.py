@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 from PIL import Image
 
 WAIT_MS = 60_000  # longest wait for any one page change (the tiny edits take about a second)
