@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +34,34 @@ def wait_for_new_image(page, selector: str, old: str | None) -> str:
     return page.locator(selector).get_attribute("src")
 
 
-@pytest.fixture
-def page(demo_server, chromium):
-    """The demo page, opened once, recording any request that leaves the server (none may: no CDN, no telemetry)."""
-    url, _ = demo_server
-    page = chromium.new_page(viewport={"width": 1280, "height": 1100})
+def open_page(browser, url: str):
+    """The demo page in a new tab (a new visitor), its steps set to STEPS, recording any request that leaves the
+    server (none may: no CDN, no telemetry)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
     page.outside_requests = []
     page.on("request", lambda request: None if request.url.startswith((url, "data:", "blob:"))
             else page.outside_requests.append(request.url))
     page.goto(url)
     page.get_by_text("Settings").click()
-    page.locator("#steps input").fill(STEPS)
+    set_steps(page, STEPS)
+    return page
+
+
+def set_steps(page, steps: str) -> None:
+    page.locator("#steps input").fill(steps)
     page.locator("#steps input").press("Enter")
+
+
+@pytest.fixture
+def page(demo_server, chromium):
+    page = open_page(chromium, demo_server[0])
+    yield page
+    page.close()
+
+
+@pytest.fixture
+def other_page(demo_server, chromium):
+    page = open_page(chromium, demo_server[0])
     yield page
     page.close()
 
@@ -119,21 +136,23 @@ def test_edit_then_strength_then_a_corrupt_upload_then_edit_again(page, demo_ser
     assert page.outside_requests == []
 
 
-def test_cancel_stops_the_optimisation_and_the_next_edit_runs(page, demo_server, shared_data):
+def test_a_second_visitor_queues_and_cancel_frees_the_device(page, other_page, demo_server, shared_data):
     _, workspace = demo_server
     runs_before = len(list((workspace / "results").iterdir()))
     upload_sound(page, shared_data / "audio" / "wind.wav")
-    page.locator("#steps input").fill("1000")
-    page.locator("#steps input").press("Enter")
+    set_steps(page, "1000")
     page.locator("#edit").click()
     wait_for_new_image(page, "#result img", None)  # a preview: the optimisation is under way
+    upload_sound(other_page, shared_data / "audio" / "fire.wav")
+    other_page.locator("#edit").click()
+    other_page.locator("#downloads").get_by_text(re.compile("queue", re.IGNORECASE)).wait_for(timeout=WAIT_MS)
     page.locator("#cancel").click()
-    page.locator("#steps input").fill(STEPS)
-    page.locator("#steps input").press("Enter")
+    other_page.locator("#gallery img").first.wait_for(timeout=WAIT_MS)  # the waiting edit got the device
+    set_steps(page, STEPS)
     page.locator("#edit").click()
     page.locator("#gallery img").first.wait_for(timeout=WAIT_MS)
-    # The next edit waited for the device; had the cancelled run gone on, it would have finished first and left a folder.
-    assert len(list((workspace / "results").iterdir())) == runs_before + 1
+    # Had the cancelled run gone on, it would have held the device to its end and left a folder of its own.
+    assert len(list((workspace / "results").iterdir())) == runs_before + 2
 
 
 def test_a_request_naming_a_server_file_is_refused_and_the_server_goes_on(demo_server, tmp_path):
