@@ -136,6 +136,24 @@ def test_edit_then_strength_then_a_corrupt_upload_then_edit_again(page, demo_ser
     assert page.outside_requests == []
 
 
+def test_a_downloaded_latent_starts_the_next_edit_where_the_last_one_ended(page, shared_data, tmp_path):
+    upload_sound(page, shared_data / "audio" / "drill.wav")
+    page.locator("#edit").click()
+    downloaded(page, "run.json")
+    edited = page.locator("#result img").get_attribute("src")
+    latent = tmp_path / "latent.npz"
+    latent.write_bytes(downloaded(page, "latent.npz"))
+    page.get_by_label("Latent file (.npz)").check()
+    page.locator("#latent input[type=file]").set_input_files(str(latent))
+    assert not page.locator("#seed").is_visible()
+    page.locator("#strength input[type=range]").fill("0")  # the new edit is shown at strength 0: its source
+    before = wait_for_new_image(page, "#result img", edited)
+    page.locator("#edit").click()
+    page.locator("#gallery img").nth(1).wait_for(timeout=WAIT_MS)
+    started = wait_for_new_image(page, "#result img", before)
+    np.testing.assert_array_equal(pixels(page, started), pixels(page, edited))
+
+
 def test_a_second_visitor_queues_and_cancel_frees_the_device(page, other_page, demo_server, shared_data):
     _, workspace = demo_server
     runs_before = len(list((workspace / "results").iterdir()))
