@@ -7,7 +7,6 @@ an edit swaps the generator's noise buffers, so a concurrent render would draw w
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
-from sgsim.cli.edit import package_versions, weights_record, write_json, write_npz  # the CLI's output writers
+from sgsim.cli.edit import file_stems, package_versions, weights_record, write_json, write_npz  # the CLI's output writers
 from sgsim.errors import SgsimError
 
 PREVIEWS = 20  # about this many intermediate images are shown while an edit runs
@@ -62,10 +61,6 @@ def build_editor(generator: str, encoder: str, encoder_checkpoint: Optional[Path
     from sgsim.editing import Editor
 
     return Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip, device=device)
-
-
-def _file_stem(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:40] or "sound"
 
 
 class DemoEngine:
@@ -118,7 +113,7 @@ class DemoEngine:
             seconds = time.perf_counter() - started
             weights = self._weight_record()
             self._runs += 1
-            folder = self.results / f"{self._runs:04d}-{_file_stem(request.sound_name)}"
+            folder = self.results / f"{self._runs:04d}-{file_stems([Path(request.sound_name)])[0]}"
         folder.mkdir(parents=True, exist_ok=True)
         label = request.sound_name + (f" + {request.text!r}" if request.text else "")
         return EditedRun(
