@@ -19,7 +19,7 @@ class UploadLimits:
     """The largest upload the demo takes, and how long an edit a visitor may ask for."""
 
     max_file_mb: float = 20.0  # any one file; the server also refuses larger uploads at the door
-    max_sound_seconds: float = 60.0  # encoders look at a few centred seconds; longer clips only cost decoding
+    max_sound_seconds: float = 60.0  # the encoders' decoding cap (AudioEncoder.input_seconds): a sound is heard whole
     max_image_pixels: int = 4096 * 4096  # width x height of a photo to invert
     max_steps: int = 1000  # optimisation steps of one edit
     max_invert_steps: int = 1000  # inversion steps of a photo source
