@@ -17,11 +17,7 @@ STEPS = "4"
 
 
 def pixels(page, source: str) -> np.ndarray:
-    """The image at an <img>'s source, fetched from the server as the browser fetched it."""
-    if source.startswith("data:"):
-        import base64
-
-        return np.asarray(Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))).convert("RGB"))
+    """The image at an <img>'s source (a file URL of the server), fetched as the browser fetched it."""
     return np.asarray(Image.open(io.BytesIO(page.request.get(source).body())).convert("RGB"))
 
 
