@@ -44,8 +44,11 @@ def open_page(browser, url: str):
 
 
 def set_steps(page, steps: str) -> None:
-    page.locator("#steps input").fill(steps)
-    page.locator("#steps input").press("Enter")
+    """Type the number of steps and leave the field (Tab), as a visitor does, so the page commits it."""
+    field = page.locator("#steps input")
+    field.fill(steps)
+    field.press("Tab")
+    assert field.input_value() == steps
 
 
 @pytest.fixture
