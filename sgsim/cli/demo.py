@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from sgsim.cli.options import device_option
 from sgsim.errors import SgsimError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "audio"  # the checkout's example sounds, if installed from one
@@ -42,7 +43,7 @@ def start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, hos
 @click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name.")
 @click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None, help="Audio encoder weights (default: the encoder's released weights).")
 @click.option("--clip", "clip_weights", default=None, help="CLIP weights path (default: the model the encoder's space belongs to).")
-@click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+@device_option
 @click.option("--examples", type=click.Path(path_type=Path, file_okay=False), default=EXAMPLES,
               help="Folder of example .wav sounds listed on the page.  [default: the checkout's examples/audio]")
 def demo_command(host, port, generator, encoder, encoder_checkpoint, clip_weights, device, examples) -> None:

@@ -16,7 +16,9 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
-from sgsim.cli.edit import file_stems, package_versions, weights_record, write_json, write_npz  # the CLI's output writers
+from sgsim.cli.options import file_stems
+from sgsim.editing import ImageSource, LatentSource, SeedSource, Target
+from sgsim.outputs import run_record, weights_record, write_json
 from sgsim.errors import SgsimError
 
 PREVIEWS = 20  # about this many intermediate images are shown while an edit runs
@@ -63,6 +65,18 @@ def build_editor(generator: str, encoder: str, encoder_checkpoint: Optional[Path
     return Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip, device=device)
 
 
+def _typed_source(request: EditRequest):
+    """The Editor's source for a request: a seed, a photo to invert, or a latent file with the noise stored beside it."""
+    if request.source_kind == "seed":
+        return SeedSource(int(request.source))
+    if request.source_kind == "photo":
+        return ImageSource(request.source)
+    from sgsim.latents import read_latent_file
+
+    stored = read_latent_file(request.source)
+    return LatentSource(stored.latent, stored.noise)
+
+
 class DemoEngine:
     """Runs a visitor's edits on one Editor, one at a time, and keeps their results in `results`."""
 
@@ -78,13 +92,9 @@ class DemoEngine:
     def edit(self, request: EditRequest, progress: Progress, cancelled: threading.Event) -> EditedRun:
         """Optimise toward the request's sound (and text); calls `progress` after every step, with a preview every
         few steps. Setting `cancelled` stops the run at the next step with EditCancelled."""
-        from sgsim.editing import Target
-        from sgsim.editing.sources import read_latent_file
-        from sgsim.images import to_uint8
+        from sgsim.outputs import to_uint8
 
-        source, noise = request.source, None
-        if request.source_kind == "latent":
-            source, noise = read_latent_file(request.source)
+        source = _typed_source(request)
         every = max(1, request.steps // PREVIEWS)
         latest: dict[str, torch.Tensor] = {}
 
@@ -106,7 +116,7 @@ class DemoEngine:
             try:
                 result = self.editor.edit(
                     source, Target(audio=request.sound, text=request.text or None), steps=request.steps,
-                    invert_steps=request.invert_steps, noise=noise, callback=on_step,
+                    invert_steps=request.invert_steps, callback=on_step,
                 )
             finally:
                 hook.remove()
@@ -119,19 +129,18 @@ class DemoEngine:
         return EditedRun(
             folder=folder, label=label, source_latent=result.source_latent, edited_latent=result.edited_latents[0],
             noise={name: value.to(self.editor.device) for name, value in result.noise.items()},
-            record={
-                "command": "demo",
-                "source": {"kind": request.source_kind,
-                           **({"seed": request.source} if request.source_kind == "seed" else {"file": request.source_name}),
-                           "invert_steps": request.invert_steps if request.source_kind == "photo" else None},
-                "target": {"audio": request.sound_name, "text": request.text or None},
+            record=run_record(
+                "demo",  # the head every run.json has; argv is the server's command line
+                source={"kind": request.source_kind,
+                        **({"seed": request.source} if request.source_kind == "seed" else {"file": request.source_name}),
+                        "invert_steps": request.invert_steps if request.source_kind == "photo" else None},
+                target={"audio": request.sound_name, "text": request.text or None},
                 **self.networks,
-                "settings": result.settings,
-                "versions": package_versions(),
-                "weights": weights,
-                "final_losses": {name: float(values[-1, 0]) for name, values in result.losses.items()},
-                "timings_s": {"edit": seconds},
-            },
+                settings=result.settings,
+                weights=weights,
+                final_losses={name: float(values[-1, 0]) for name, values in result.losses.items()},
+                timings_s={"edit": seconds},
+            ),
         )
 
     def render(self, run: EditedRun, strength: float) -> torch.Tensor:
@@ -151,15 +160,14 @@ class DemoEngine:
 
     def write_downloads(self, run: EditedRun, strength: float, image: torch.Tensor) -> list[Path]:
         """result.png (the image shown), latent.npz (its W+ as 'w', so `sgsim edit --latent` starts from it; with the
-        source, the strength-1 edit and any fitted noise) and run.json, each written atomically."""
-        from sgsim.editing.sources import NOISE_PREFIX
-        from sgsim.images import write_png
+        edit's 'source', the strength and any fitted noise) and run.json, each written atomically."""
+        from sgsim.latents import write_latent_file
+        from sgsim.outputs import write_png
 
         png, latent, report = (run.folder / name for name in RESULT_FILES)
         write_png(png, image)
-        write_npz(latent, w=self.latent_at(run, strength).numpy(), edited=run.edited_latent.numpy(),
-                   original=run.source_latent.numpy(), strength=np.float32(strength),
-                   **{f"{NOISE_PREFIX}{name}": value.cpu().numpy() for name, value in run.noise.items()})
+        write_latent_file(latent, noise=run.noise, w=self.latent_at(run, strength), source=run.source_latent,
+                          strength=np.float32(strength))
         write_json(report, {**run.record, "strength": float(strength), "outputs": list(RESULT_FILES)})
         return [png, latent, report]
 

@@ -18,6 +18,7 @@ import gradio as gr
 import numpy as np
 from gradio.utils import get_upload_folder
 
+from sgsim.cli.options import SEED_MAX
 from sgsim.demo.engine import DemoEngine, EditedRun, EditRequest
 from sgsim.demo.uploads import MB, UploadLimits, check_image, check_size, check_sound, public_message, uploaded_file
 from sgsim.errors import user_errors
@@ -25,7 +26,6 @@ from sgsim.errors import user_errors
 DEVICE_QUEUE = "device"  # concurrency group of everything that uses the generator: one at a time
 RESULT_HEIGHT = 384  # pixels of the result on the page (the image keeps its shape)
 GALLERY_SIZE = 12  # most recent results kept in a visitor's gallery
-SEED_MAX = 2**32 - 1  # numpy RandomState seeds, as `sgsim edit --seed` takes them
 SOURCES = {"seed": "Seed", "photo": "Photo (inverted first)", "latent": "Latent file (.npz)"}
 STRENGTH_RANGE = (0.0, 2.0)  # of the slider; 0 is the source, 1 the optimised edit, beyond exaggerates
 DEFAULT_STEPS = 300  # as `sgsim edit`
@@ -150,7 +150,7 @@ class DemoPage:
         return self._show(run, strength)
 
     def _show(self, run: EditedRun, strength: float) -> tuple[np.ndarray, list[str]]:
-        from sgsim.images import to_uint8
+        from sgsim.outputs import to_uint8
 
         image = self.engine.render(run, strength)
         files = self.engine.write_downloads(run, strength, image)

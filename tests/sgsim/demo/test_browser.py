@@ -86,7 +86,7 @@ def source_image(generator_file: Path, seed: int) -> np.ndarray:
     import torch
 
     from sgsim.editing.sources import seed_latent
-    from sgsim.images import to_uint8
+    from sgsim.outputs import to_uint8
     from stylegan2 import load_generator
 
     G = load_generator(generator_file, device=torch.device("cpu")).eval()

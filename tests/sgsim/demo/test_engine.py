@@ -12,8 +12,8 @@ from PIL import Image
 
 from sgsim.demo import DemoEngine, EditCancelled, EditRequest, build_editor
 from sgsim.editing import Target
-from sgsim.editing.sources import read_latent_file
-from sgsim.images import to_uint8
+from sgsim.latents import read_latent_file
+from sgsim.outputs import to_uint8
 
 STEPS = 3
 
@@ -46,10 +46,11 @@ def test_downloads_hold_the_shown_image_and_a_latent_that_starts_there(engine, r
     shown = engine.render(run, 0.5)
     png, latent, report = engine.write_downloads(run, 0.5, shown)
     np.testing.assert_array_equal(np.asarray(Image.open(png)), to_uint8(shown)[0])
-    w, noise = read_latent_file(latent)  # as `sgsim edit --latent` reads it
-    assert noise == {}
-    torch.testing.assert_close(engine.editor.render(torch.from_numpy(w)[None])[0], shown, rtol=0, atol=1e-5)
+    stored = read_latent_file(latent)  # as `sgsim edit --latent` reads it
+    assert stored.key == "w" and stored.noise == {}
+    torch.testing.assert_close(engine.editor.render(torch.from_numpy(stored.latent)[None])[0], shown, rtol=0, atol=1e-5)
     record = json.loads(report.read_text())
+    assert record["command"] == "demo" and record["versions"]["torch"] and record["sgsim"]
     assert record["strength"] == 0.5 and record["source"] == {"kind": "seed", "seed": 7, "invert_steps": None}
     assert record["target"] == {"audio": "thunderstorm.wav", "text": None} and record["settings"]["steps"] == STEPS
     assert set(record["weights"]) == {"generator", "audio_encoder", "clip"} and record["outputs"] == [p.name for p in (png, latent, report)]
