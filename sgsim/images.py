@@ -88,7 +88,7 @@ def read_image(path: str | os.PathLike, resolution: int) -> torch.Tensor:
     Warns when the source square is under half the resolution, since upscaling that far blurs the target.
     """
     path = Path(path)
-    image = _centre_square(_to_rgb(ImageOps.exif_transpose(_open_fully(path))))
+    image = _centre_square(open_rgb(path))
     if image.width * _MAX_UPSCALE < resolution:
         warnings.warn(
             f"{path}: the centre square is {image.width} px but the generator works at {resolution} px; "
@@ -97,5 +97,15 @@ def read_image(path: str | os.PathLike, resolution: int) -> torch.Tensor:
         )
     if image.width != resolution:
         image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    return to_tensor(image)
+
+
+def open_rgb(path: str | os.PathLike) -> Image.Image:
+    """Read any image file as an upright (EXIF-rotated) 8-bit RGB Pillow image; errors name the file."""
+    return _to_rgb(ImageOps.exif_transpose(_open_fully(Path(path))))
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB Pillow image as a [1, 3, H, W] float32 tensor in [-1, 1]."""
     pixels = torch.from_numpy(np.asarray(image, dtype=np.float32).copy())
     return (pixels.permute(2, 0, 1).unsqueeze(0) / 127.5 - 1.0).contiguous()

@@ -1,13 +1,15 @@
 """GAN inversion: the W+ latent (and noise) whose StyleGAN2 image matches a photo, as NVIDIA's ADA projector finds it.
 
 Start at the mean of 10000 mapped z, optimise one w (broadcast to every layer) and every noise buffer with
-Adam on LPIPS-VGG16 at <= 256 px plus a noise autocorrelation penalty. Without LPIPS weights a pixel
-pyramid loss stands in, which reconstructs less faithfully.
+Adam on LPIPS-VGG16 at <= 256 px plus a noise autocorrelation penalty. Optionally refine after that with
+every W+ row free (same losses, as Image2StyleGAN fits W+), which reconstructs a real photo more closely.
+Without LPIPS weights a pixel pyramid loss stands in, which reconstructs less faithfully.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Optional
@@ -29,21 +31,41 @@ NOISE_RAMP_LENGTH = 0.75  # fraction of the steps over which that noise fades ou
 REGULARIZE_NOISE_WEIGHT = 1e5  # weight of the noise autocorrelation penalty
 ADAM_BETAS = (0.9, 0.999)
 LPIPS_MAX_SIZE = 256  # larger images are area-downsampled to this before VGG16
+REFINE_LR = 0.01  # peak learning rate of the W+ refinement: it starts from a fit, so a tenth of the W stage's (our choice)
 NOISE_PYRAMID_FLOOR = 8  # the noise penalty looks at every octave down to this many pixels
 PIXEL_PYRAMID_FLOOR = 8  # the stand-in pixel loss compares every octave down to this many pixels (our choice)
 
 MAPPING_BATCH = 1000  # z mapped at once while estimating the w statistics
 
-StepCallback = Callable[[int, float], None]
+W_STAGE, W_PLUS_STAGE = "w", "w+"
+
+
+@dataclass(frozen=True)
+class InversionProgress:
+    """Where an inversion stands after a step, for a progress bar."""
+
+    stage: str  # W_STAGE (one w for every layer) or W_PLUS_STAGE (every layer free)
+    step: int  # steps done, over both stages
+    total: int  # steps of both stages
+    loss: float  # total loss before this step
+    elapsed_s: float  # since the first step began (the w statistics before it excluded)
+
+    @property
+    def eta_s(self) -> float:
+        """Seconds left at the mean pace so far."""
+        return self.elapsed_s / self.step * (self.total - self.step)
+
+
+ProgressCallback = Callable[[InversionProgress], None]
 
 
 @dataclass
 class InversionResult:
     """What `invert` found; tensors live on the generator's device."""
 
-    w_plus: torch.Tensor  # [1, num_ws, w_dim]: the optimised w repeated for every layer
+    w_plus: torch.Tensor  # [1, num_ws, w_dim]: the optimised w repeated for every layer, then refined per layer if asked
     image: torch.Tensor  # [1, 3, R, R] in [-1, 1]: G.synthesis(w_plus) with the optimised noise
-    losses: list[float]  # total loss before each step
+    losses: list[float]  # total loss before each step: the W steps, then the W+ steps
     used_lpips: bool  # False: the pixel pyramid loss stood in for LPIPS
     noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise_const buffers under G.synthesis, by name
 
@@ -119,16 +141,47 @@ def _pixel_pyramid_loss(target: torch.Tensor) -> Callable[[torch.Tensor], torch.
     return lambda images: sum(F.mse_loss(level, goal) for level, goal in zip(pyramid(images), targets))
 
 
+def _fit(G, distance, latent: torch.Tensor, noise: dict[str, torch.Tensor], steps: int, lr: float,
+         exploration: float, rng: torch.Generator, on_step: Callable[[float], None]) -> None:
+    """Adam on `latent` ([1, 1, w_dim] broadcast to every layer, or [1, num_ws, w_dim]) and the noise, in place,
+    with the ramped learning rate; `exploration` > 0 adds w noise of that scale fading out over NOISE_RAMP_LENGTH."""
+    device = latent.device
+    optimizer = torch.optim.Adam([latent, *noise.values()], betas=ADAM_BETAS, lr=lr)
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = ramped_lr(step, steps, lr)
+        ws = latent
+        if exploration > 0:
+            scale = exploration * max(0.0, 1.0 - step / steps / NOISE_RAMP_LENGTH) ** 2
+            ws = latent + torch.randn(latent.shape, generator=rng).to(device) * scale
+        images = G.synthesis(ws.expand(1, G.num_ws, -1), noise_mode="const")
+        loss = distance(images) + REGULARIZE_NOISE_WEIGHT * noise_regularization(noise.values()).to(device)
+        value = float(loss.detach())
+        if not np.isfinite(value):
+            raise SgsimError(f"inversion diverged at step {step} (loss {value}); lower the learning rate (now {lr})")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            for buffer in noise.values():
+                buffer -= buffer.mean()
+                buffer *= buffer.square().mean().rsqrt()
+        on_step(value)
+
+
 def invert(
     G,                                          # stylegan2.Generator (unconditional); left as it was found
     target: torch.Tensor,                       # [1, 3, R, R] in [-1, 1], R = G.img_resolution (see sgsim.images.read_image)
-    steps: int = 1000,                          # Adam steps
-    lr: float = 0.1,                            # peak learning rate of the ramped schedule
+    steps: int = 1000,                          # Adam steps of the W fit
+    lr: float = 0.1,                            # peak learning rate of the W fit's ramped schedule
     lpips: Optional[LpipsDistance] = None,      # perceptual distance; None: pixel pyramid loss, with a warning
     seed: int = 0,                              # seeds the initial noise and the w exploration noise
-    callback: Optional[StepCallback] = None,    # called as callback(step, loss) after every step
+    callback: Optional[ProgressCallback] = None,  # called with an InversionProgress after every step
+    refine_steps: int = 0,                      # Adam steps of the W+ refinement after the W fit; 0: W only
+    refine_lr: float = REFINE_LR,               # peak learning rate of the refinement's ramped schedule
 ) -> InversionResult:
-    """Find the W+ latent and noise whose image matches `target` (NVIDIA ADA projector). Deterministic per seed on CPU.
+    """Find the W+ latent and noise whose image matches `target` (NVIDIA ADA projector, then `refine_steps` with
+    every W+ row free). Deterministic per seed on CPU.
 
     G's noise buffers are swapped for optimised copies only during the run and G's parameters get no gradient,
     so G is unchanged afterwards; `lpips` is moved to G's device. Re-render with `stylegan2.noise.swapped_noise(G, result.noise)`.
@@ -137,8 +190,9 @@ def invert(
     if target.dim() != 4 or tuple(target.shape) != (1, 3, resolution, resolution):
         raise SgsimError(f"target must be one image shaped [1, 3, {resolution}, {resolution}], got {list(target.shape)}; "
                          f"read it with sgsim.images.read_image(path, {resolution})")
-    if steps < 1 or not lr > 0:
-        raise SgsimError(f"inversion needs steps >= 1 and lr > 0, got steps={steps}, lr={lr}")
+    if steps < 1 or not lr > 0 or refine_steps < 0 or not refine_lr > 0:
+        raise SgsimError(f"inversion needs steps >= 1, refine_steps >= 0 and learning rates > 0, got steps={steps}, "
+                         f"lr={lr}, refine_steps={refine_steps}, refine_lr={refine_lr}")
     if getattr(G, "c_dim", 0):
         raise SgsimError(f"inversion supports unconditional generators only; this one takes a {G.c_dim}-d label")
 
@@ -158,32 +212,23 @@ def invert(
         name: torch.randn(buffer.shape, generator=rng).to(device).requires_grad_(True)
         for name, buffer in G.synthesis.named_buffers() if name.endswith("noise_const")
     }
-    optimizer = torch.optim.Adam([w_opt, *noise.values()], betas=ADAM_BETAS, lr=lr)
     losses: list[float] = []
+    started = time.perf_counter()
+
+    def recorder(stage: str) -> Callable[[float], None]:
+        def record(loss: float) -> None:
+            losses.append(loss)
+            if callback is not None:
+                callback(InversionProgress(stage, len(losses), steps + refine_steps, loss, time.perf_counter() - started))
+        return record
 
     with _frozen_parameters(G), swapped_noise(G, noise):
-        for step in range(steps):
-            t = step / steps
-            for group in optimizer.param_groups:
-                group["lr"] = ramped_lr(step, steps, lr)
-            w_noise_scale = w_std * INITIAL_NOISE_FACTOR * max(0.0, 1.0 - t / NOISE_RAMP_LENGTH) ** 2
-            w_noise = torch.randn(w_opt.shape, generator=rng).to(device) * w_noise_scale
-            images = G.synthesis((w_opt + w_noise).repeat(1, G.num_ws, 1), noise_mode="const")
-            loss = distance(images) + REGULARIZE_NOISE_WEIGHT * noise_regularization(noise.values()).to(device)
-            value = float(loss.detach())
-            if not np.isfinite(value):
-                raise SgsimError(f"inversion diverged at step {step} (loss {value}); lower lr (now {lr})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(value)
-            with torch.no_grad():
-                for buffer in noise.values():
-                    buffer -= buffer.mean()
-                    buffer *= buffer.square().mean().rsqrt()
-            if callback is not None:
-                callback(step, value)
+        _fit(G, distance, w_opt, noise, steps, lr, w_std * INITIAL_NOISE_FACTOR, rng, recorder(W_STAGE))
         w_plus = w_opt.detach().repeat(1, G.num_ws, 1)
+        if refine_steps:
+            w_plus.requires_grad_(True)
+            _fit(G, distance, w_plus, noise, refine_steps, refine_lr, 0.0, rng, recorder(W_PLUS_STAGE))
+            w_plus = w_plus.detach()
         with torch.no_grad():
             image = G.synthesis(w_plus, noise_mode="const")
     return InversionResult(w_plus, image, losses, lpips is not None, {name: b.detach() for name, b in noise.items()})

@@ -9,13 +9,14 @@ from typing import Optional
 
 import click
 
-from sgsim.cli.options import (SEED_MAX, command_line, device_option, file_stems, fresh_folder, out_option,
-                               parse_strengths, safe_stem, steps_option, unique)
+from sgsim.cli.options import (MAX_STEPS, SEED_MAX, align_option, command_line, device_option, file_stems, fresh_folder,
+                               out_option, parse_strengths, refine_steps_option, safe_stem, steps_option, unique)
 
 VIDEO_FRAMES = 50  # about this many optimisation snapshots go into --save-video's GIF
 # Seconds around a sound's centre checked for silence before any network loads (the editor checks the
 # encoder's own window again; this catches the usual case, a silent file, in a second instead of a minute).
 AUDIO_CHECK_SECONDS = 10.0
+INVERSION_SEED = 0  # seeds the inversion of an --image (initial noise, w exploration noise)
 
 
 def _strength_option(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
@@ -28,6 +29,7 @@ class EditPlan:
 
     source: object  # sgsim.editing SeedSource, ImageSource or LatentSource (with the noise stored beside the latent)
     latent_key: Optional[str] = None  # which array of the latent file
+    align: Optional[bool] = None  # an ImageSource's FFHQ face alignment (sgsim.alignment.should_align); None otherwise
     stems: list[str] = field(default_factory=list)  # file stem per target
     labels: list[str] = field(default_factory=list)  # grid label per target
     device: object = None  # torch.device
@@ -44,7 +46,7 @@ def _check_sound(path: Path) -> None:
 
 def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path], seed: Optional[int], latent: Optional[str],
               class_index: Optional[int], mix: str, precision: Optional[str], device: Optional[str], out: Optional[Path],
-              preset: Optional[str], generator: str) -> EditPlan:
+              preset: Optional[str], generator: str, align: Optional[bool] = None) -> EditPlan:
     """Check every flag and input that can be checked without the networks, cheapest first."""
     from sgsim.devices import parse_device
     from sgsim.editing.precision import check_precision
@@ -69,10 +71,12 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
     for path in audio:
         _check_sound(path)
     if image is not None:
+        from sgsim.alignment import should_align
         from sgsim.images import check_image
 
         check_image(image)
         plan.source, tag = ImageSource(image), safe_stem(image.stem, "image")
+        plan.align = should_align(generator, align)
     elif latent is not None:
         from sgsim.latents import read_latent_file, split_latent_spec
 
@@ -90,17 +94,28 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
 
 
 def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent,
-               lambda_id, strengths, mix, loudness_strength, save_video, precision, class_index, invert_steps):
-    """Load the networks and edit: the one place this command calls the Editor. Returns (result, weights files, timings)."""
+               lambda_id, strengths, mix, loudness_strength, save_video, precision, class_index, invert_steps, refine_steps):
+    """Load the networks, invert an --image (under its own progress bar) and edit: the one place this command calls
+    the Editor. Returns (result, weights files, timings, the inverted photo [1, 3, R, R] or None)."""
     from tqdm import tqdm
 
+    from sgsim.cli.invert import invert_photo
     from sgsim.editing import Editor, Target
+    from sgsim.editing.sources import ImageSource, LatentSource
 
     started = time.perf_counter()
     editor = Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights, device=plan.device,
                                     preset=preset)
     click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
     loaded = time.perf_counter()
+    source, photo, inversion_files, timings = plan.source, None, {}, {"load": loaded - started}
+    if isinstance(source, ImageSource):  # inverted here rather than inside editor.edit, to show its progress
+        photo, inversion, lpips_file = invert_photo(editor.generator, source.image, plan.align, invert_steps, refine_steps,
+                                                    INVERSION_SEED)
+        source = LatentSource(inversion.w_plus[0], inversion.noise)
+        inversion_files = {"lpips": lpips_file} if lpips_file is not None else {}
+        timings["invert"] = time.perf_counter() - loaded
+    inverted = time.perf_counter()
     targets = [Target(audio=path, text=text) for path in audio] if audio else [Target(text=text)]
     with tqdm(total=steps, desc="edit", unit="step", leave=False) as bar:
         def on_step(step: int, losses: dict[str, float]) -> None:
@@ -108,21 +123,28 @@ def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoi
             bar.update(1)
 
         result = editor.edit(
-            plan.source, targets, steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id,
+            source, targets, steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id,
             callback=on_step, mix=mix, strengths=strengths, loudness_strength=loudness_strength,
-            record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0, invert_steps=invert_steps, precision=precision,
+            record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0, precision=precision,
             class_index=class_index,  # as an argument, not in SeedSource: the Editor records the argument in settings
         )
-    return result, editor.weight_files, {"load": loaded - started, "edit": time.perf_counter() - loaded}
+    timings["edit"] = time.perf_counter() - inverted
+    return result, {**editor.weight_files, **inversion_files}, timings, photo
 
 
-def write_edit_images(folder: Path, result, stems: list[str], labels: list[str], strengths: list[float]) -> list[str]:
-    """source.png, <target stem>_s<strength>.png per target and strength, and comparison.png (all side by side,
-    labelled with the sound's file name or the text); returns the file names written."""
+def write_edit_images(folder: Path, result, stems: list[str], labels: list[str], strengths: list[float],
+                      input_photo=None) -> list[str]:
+    """input.png (the photo as inverted, for --image), source.png, <target stem>_s<strength>.png per target and
+    strength, and comparison.png (all side by side, labelled with the sound's file name or the text); returns the
+    file names written."""
     from sgsim.outputs import write_grid, write_png
 
+    names, images, grid_labels = [], [], []
+    if input_photo is not None:
+        write_png(folder / "input.png", input_photo)
+        names, images, grid_labels = ["input.png"], [input_photo[0]], ["input"]
     write_png(folder / "source.png", result.source_image)
-    names, images, grid_labels = ["source.png"], [result.source_image], ["source"]
+    names, images, grid_labels = names + ["source.png"], images + [result.source_image], grid_labels + ["source"]
     for t, (stem, label) in enumerate(zip(stems, labels)):
         for s, strength in enumerate(strengths):
             names.append(f"{stem}_s{strength:g}.png")
@@ -142,7 +164,9 @@ def write_edit_images(folder: Path, result, stems: list[str], labels: list[str],
               help="Source: a W or W+ latent in a .npz (sgsim generate/invert 'w', the ADA projector's projected_w.npz). "
                    "An edit's latents.npz continues from its first edited latent; FILE:edited[N] picks another, FILE:source its start.")
 @click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class of the --seed image (conditional generators only).")
-@click.option("--invert-steps", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Inversion steps for --image.")
+@click.option("--invert-steps", type=click.IntRange(1, MAX_STEPS), default=1000, show_default=True, help="Steps of the W fit of --image.")
+@refine_steps_option
+@align_option
 @click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
 @click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name.")
 @click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None, help="Audio encoder weights (default: the encoder's released weights).")
@@ -161,24 +185,25 @@ def write_edit_images(folder: Path, result, stems: list[str], labels: list[str],
 @click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
               help="Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: bfloat16 generator "
                    "autocast (fast on CPUs with AVX512-BF16 or AMX). Default: mixed on CUDA, fp32 on the CPU.")
-def edit_command(audio, text, image, seed, latent, class_index, invert_steps, generator, encoder, encoder_checkpoint, clip_weights, preset, out,
+def edit_command(audio, text, image, seed, latent, class_index, invert_steps, refine_steps, align, generator, encoder, encoder_checkpoint, clip_weights, preset, out,
                  overwrite, steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength, device, save_video, precision) -> None:
     """Edit an image so that it shows a sound, a text or both.
 
-    Writes source.png, one PNG per target and strength, comparison.png, latents.npz ('source', 'edited',
-    'swept', 'strengths', the source's 'noise.*'), run.json and with --save-video optimisation.gif.
+    Writes source.png (for --image: input.png, the photo as inverted, and source.png, its reconstruction), one PNG per
+    target and strength, comparison.png, latents.npz ('source', 'edited', 'swept', 'strengths', the source's 'noise.*'),
+    run.json and with --save-video optimisation.gif.
     """
     from sgsim.atomic import staged_output_dir
     from sgsim.latents import write_latent_file
     from sgsim.outputs import is_run_folder, run_record, weights_record, write_gif, write_json
 
-    plan = plan_edit(audio, text, image, seed, latent, class_index, mix, precision, device, out, preset, generator)
+    plan = plan_edit(audio, text, image, seed, latent, class_index, mix, precision, device, out, preset, generator, align)
     with staged_output_dir(plan.out, overwrite, is_run_folder) as staging:  # an unusable --out fails here, before the networks load
-        result, weights, timings = run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr,
-                                             lambda_latent, lambda_id, strengths, mix, loudness_strength, save_video, precision,
-                                             class_index, invert_steps)
+        result, weights, timings, photo = run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset,
+                                                    steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength,
+                                                    save_video, precision, class_index, invert_steps, refine_steps)
         written = time.perf_counter()
-        outputs = write_edit_images(staging, result, plan.stems, plan.labels, strengths)
+        outputs = write_edit_images(staging, result, plan.stems, plan.labels, strengths, photo)
         write_latent_file(staging / "latents.npz", noise=result.noise, source=result.source_latent, edited=result.edited_latents,
                           strengths=result.strengths, swept=result.latents)
         outputs.append("latents.npz")
@@ -186,11 +211,12 @@ def edit_command(audio, text, image, seed, latent, class_index, invert_steps, ge
             write_gif(staging / "optimisation.gif", result.frames)
             outputs.append("optimisation.gif")
         settings = dict(result.settings)
-        inversion_seed = settings.pop("seed", None)  # seeds only the inversion of an --image; not the source --seed
+        settings.pop("seed", None)  # the Editor's seed seeds only an image source's inversion, done here (INVERSION_SEED)
         write_json(staging / "run.json", run_record(
             "edit", command_line(),
             source={"seed": seed, "image": image, "latent": latent, "latent_key": plan.latent_key, "class": class_index,
-                    "invert_steps": invert_steps if image else None, "inversion_seed": inversion_seed if image else None},
+                    "invert_steps": invert_steps if image else None, "refine_steps": refine_steps if image else None,
+                    "align": plan.align, "inversion_seed": INVERSION_SEED if image else None},
             targets=[{"audio": str(path), "text": text} for path in audio] or [{"audio": None, "text": text}],
             generator=generator, encoder=encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights,
             settings=settings,

@@ -1,4 +1,5 @@
-"""Options and argument parsers the commands share: output folder, device, seeds, strengths, names of files."""
+"""Options and argument parsers the commands share: output folder, device, seeds, strengths, inversion of a photo,
+names of files."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ SEED_MAX = 2**32 - 1  # numpy RandomState seeds, as NVIDIA's generate.py draws z
 MAX_SEEDS = 10_000  # one generate run; a typo such as 0-4000000000 fails at once
 MAX_STEPS = 100_000  # optimisation and inversion steps: far above any useful run, small enough to allocate the loss history
 OUT_ROOT = Path("out")  # where default output folders go
+REFINE_STEPS = 300  # W+ refinement steps after an inversion's W fit (sgsim.inversion.invert refine_steps)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -121,3 +123,18 @@ def weight_option(function: Callable) -> Callable:
     return click.option("--weight", "loss_weights", multiple=True, callback=parse_weights, metavar="NAME=VALUE",
                         help="Weight of a loss term by name (clip, latent, id, perceptual, smoothness, ...), over the "
                              "preset's; repeat for several. 0 turns a term off.")(function)
+
+
+def refine_steps_option(function: Callable) -> Callable:
+    """--refine-steps of an inversion, shared by `invert` and `edit --image`."""
+    return click.option("--refine-steps", type=click.IntRange(0, MAX_STEPS), default=REFINE_STEPS, show_default=True,
+                        help="Steps of the W+ refinement after the W fit (every layer free); 0: keep the W fit.")(function)
+
+
+def align_option(function: Callable) -> Callable:
+    """--align/--no-align of a photo, shared by `invert` and `edit --image`; None (not given) lets
+    sgsim.alignment.should_align decide from the generator."""
+    return click.option("--align/--no-align", default=None,
+                        help="FFHQ face alignment of the photo (needs sgsim[faces]); --no-align: centre crop. Default: on for "
+                             "FFHQ-aligned generators (ffhq, metfaces, stylegan2-ffhq-config-f, by name or cached file), "
+                             "off otherwise.")(function)

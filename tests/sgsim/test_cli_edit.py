@@ -93,7 +93,7 @@ def test_edit_of_an_inverted_latent_starts_from_the_inverted_image(run, sounds, 
     edited = run("edit", "--audio", str(sounds[0]), "--latent", str(tmp_path / "inv" / "latent.npz"), "--out", str(tmp_path / "e"))
     assert edited.exit_code == 0, edited.output
     # Same W+ and the inversion's fitted noise: the edit's source is exactly the inverted image.
-    assert (tmp_path / "e" / "source.png").read_bytes() == (tmp_path / "inv" / "inverted.png").read_bytes()
+    assert (tmp_path / "e" / "source.png").read_bytes() == (tmp_path / "inv" / "reconstruction.png").read_bytes()
 
 
 def _one_line_error(result) -> str:
@@ -189,11 +189,12 @@ def test_generate_takes_seed_ranges_and_repeated_seeds(run, tmp_path):
 @pytest.mark.filterwarnings("ignore:inverting without LPIPS")
 def test_invert_records_its_run(run, tmp_path):
     assert run("generate", "--seed", "5", "--out", str(tmp_path / "gen")).exit_code == 0
-    assert run("invert", "--image", str(tmp_path / "gen" / "seed0005.png"), "--steps", "2", "--seed", "7",
+    assert run("invert", "--image", str(tmp_path / "gen" / "seed0005.png"), "--steps", "2", "--refine-steps", "3", "--seed", "7",
                "--out", str(tmp_path / "inv")).exit_code == 0
     report = json.loads((tmp_path / "inv" / "run.json").read_text())
     assert report["command"] == "invert" and report["inversion_seed"] == 7 and report["steps"] == 2
-    assert report["outputs"] == ["source.png", "inverted.png", "latent.npz", "run.json"]
+    assert report["refine_steps"] == 3 and report["align"] is False  # a generator file, not a cached face generator
+    assert report["outputs"] == ["input.png", "reconstruction.png", "latent.npz", "run.json"]
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -74,10 +74,11 @@ def test_pixel_loss_inversion_reduces_the_loss_substantially(tiny_G, reachable_t
 
 
 def test_lpips_inversion_reduces_the_loss(tiny_G, reachable_target, tiny_lpips):
-    steps = []
-    result = invert(tiny_G, reachable_target, steps=60, lpips=tiny_lpips, callback=lambda step, loss: steps.append((step, loss)))
+    progress = []
+    result = invert(tiny_G, reachable_target, steps=60, lpips=tiny_lpips, callback=progress.append)
     assert result.used_lpips
-    assert steps == list(enumerate(result.losses))
+    assert [(p.step, p.loss) for p in progress] == list(enumerate(result.losses, start=1))
+    assert {(p.stage, p.total) for p in progress} == {("w", 60)}
     assert min(result.losses[-3:]) < 0.01 * result.losses[0]
     assert float(tiny_lpips(result.image, reachable_target)) < 0.5 * float(tiny_lpips(_start_image(tiny_G), reachable_target))
 
@@ -175,7 +176,7 @@ def test_target_of_the_wrong_shape_is_an_error(tiny_G, shape):
 # `sgsim invert`
 
 
-def test_cli_writes_source_inverted_and_latent(tmp_path, monkeypatch, tiny_generator_file):
+def test_cli_writes_input_reconstruction_and_latent(tmp_path, monkeypatch, tiny_generator_file):
     from click.testing import CliRunner
     from PIL import Image
 
@@ -189,8 +190,8 @@ def test_cli_writes_source_inverted_and_latent(tmp_path, monkeypatch, tiny_gener
     with pytest.warns(UserWarning, match="without LPIPS"):
         result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["inverted.png", "latent.npz", "run.json", "source.png"]
-    with Image.open(out / "source.png") as source, Image.open(out / "inverted.png") as inverted:
+    assert sorted(p.name for p in out.iterdir()) == ["input.png", "latent.npz", "reconstruction.png", "run.json"]
+    with Image.open(out / "input.png") as source, Image.open(out / "reconstruction.png") as inverted:
         assert source.size == inverted.size == (32, 32)
     with np.load(out / "latent.npz") as stored:
         assert stored["w"].shape == (1, 8, 32)  # 32 px: 2 * log2(32) - 2 W+ rows
