@@ -136,23 +136,23 @@ def _landmark_model():
 
 
 def detect_face(image: Image.Image, source: str = "the image") -> FaceLandmarks:
-    """Landmarks of the largest face in an RGB photo (dlib HOG detector + 68-point predictor, searched at most
+    """Landmarks of the clearest face (highest detector score) in an RGB photo (dlib HOG detector + 68-point predictor, searched at most
     DETECT_MAX_SIDE px large); an SgsimError naming `source` when there is none."""
     detector, predictor = _landmark_model()
     scale = min(1.0, DETECT_MAX_SIDE / max(image.size))
     if scale < 1.0:
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
     pixels = np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
-    faces = detector(pixels, 1)  # one 2x upsampling: faces down to about 40 px are found
-    if len(faces) == 0:
+    boxes, scores, _ = detector.run(pixels, 1, 0.0)  # one 2x upsampling: faces down to about 40 px are found
+    if len(boxes) == 0:
         raise SgsimError(f"no face found in {source}; pass --no-align to invert a centre crop instead")
-    shape = predictor(pixels, max(faces, key=lambda box: box.area()))
+    shape = predictor(pixels, boxes[int(np.argmax(scores))])
     points = np.array([(part.x, part.y) for part in shape.parts()], dtype=np.float64) / scale
     return FaceLandmarks.from_ibug68(points)
 
 
 def read_face(path: str | os.PathLike, resolution: int) -> torch.Tensor:
-    """Read a photo as an FFHQ-aligned crop of its largest face: [1, 3, R, R] float32 in [-1, 1], like read_image."""
+    """Read a photo as an FFHQ-aligned crop of its clearest face: [1, 3, R, R] float32 in [-1, 1], like read_image."""
     from sgsim.images import open_rgb, to_tensor
 
     path = Path(path)
