@@ -14,6 +14,8 @@ from PIL import Image
 
 from sgsim.cli import main
 from sgsim.cli.options import parse_seeds
+from sgsim.images import read_image
+from sgsim.outputs import to_uint8
 
 
 STEPS = "4"
@@ -78,17 +80,21 @@ def test_generate_then_edit_its_latent_and_its_image(run, sounds, tmp_path):
     source = (tmp_path / "gen" / "seed0003.png").read_bytes()
     assert (tmp_path / "l" / "source.png").read_bytes() == source == (tmp_path / "s" / "source.png").read_bytes()
     by_image = run("edit", "--audio", str(sounds[0]), "--image", str(tmp_path / "gen" / "seed0004.png"),
-                   "--invert-steps", "2", "--mix", "layers", "--text", "a snowy mountain", "--out", str(tmp_path / "i"))
+                   "--invert-steps", "2", "--refine-steps", "3", "--mix", "layers", "--text", "a snowy mountain", "--out", str(tmp_path / "i"))
     assert by_image.exit_code == 0, by_image.output
     report = json.loads((tmp_path / "i" / "run.json").read_text())
     assert report["settings"]["mix"] == "layers" and report["source"]["invert_steps"] == 2
+    assert report["source"]["refine_steps"] == 3 and report["source"]["align"] is False  # a generator file: no alignment
+    assert report["outputs"][:2] == ["input.png", "source.png"]  # the photo as inverted, then the reconstruction
+    with Image.open(tmp_path / "i" / "input.png") as photo:
+        assert np.array_equal(np.asarray(photo), to_uint8(read_image(tmp_path / "gen" / "seed0004.png", 32))[0])
     assert any(key.startswith("noise.") for key in np.load(tmp_path / "i" / "latents.npz"))  # the inversion's noise
 
 
 @pytest.mark.filterwarnings("ignore:inverting without LPIPS")
 def test_edit_of_an_inverted_latent_starts_from_the_inverted_image(run, sounds, tmp_path):
     assert run("generate", "--seed", "4", "--out", str(tmp_path / "gen")).exit_code == 0
-    inverted = run("invert", "--image", str(tmp_path / "gen" / "seed0004.png"), "--steps", "2", "--out", str(tmp_path / "inv"))
+    inverted = run("invert", "--image", str(tmp_path / "gen" / "seed0004.png"), "--steps", "2", "--refine-steps", "3", "--out", str(tmp_path / "inv"))
     assert inverted.exit_code == 0, inverted.output
     edited = run("edit", "--audio", str(sounds[0]), "--latent", str(tmp_path / "inv" / "latent.npz"), "--out", str(tmp_path / "e"))
     assert edited.exit_code == 0, edited.output

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sgsim.errors import SgsimError
-from sgsim.inversion import invert, noise_regularization, w_statistics
+from sgsim.inversion import InversionProgress, invert, noise_regularization, w_statistics
 from sgsim.lpips import LpipsDistance
 from stylegan2.errors import NetworkConfigError
 from stylegan2.noise import swapped_noise
@@ -81,6 +81,59 @@ def test_lpips_inversion_reduces_the_loss(tiny_G, reachable_target, tiny_lpips):
     assert {(p.stage, p.total) for p in progress} == {("w", 60)}
     assert min(result.losses[-3:]) < 0.01 * result.losses[0]
     assert float(tiny_lpips(result.image, reachable_target)) < 0.5 * float(tiny_lpips(_start_image(tiny_G), reachable_target))
+
+
+@pytest.fixture(scope="module")
+def w_plus_target(tiny_G):
+    """An image only W+ reaches: a different w per layer, rendered with the generator's own noise."""
+    w_avg, _ = w_statistics(tiny_G)
+    with torch.no_grad():
+        w = w_avg + 0.7 * torch.randn(1, tiny_G.num_ws, 16, generator=torch.Generator().manual_seed(11))
+        return tiny_G.synthesis(w, noise_mode="const")
+
+
+@pytest.fixture(scope="module")
+def w_and_refined_runs(tiny_G, w_plus_target):
+    """80 W steps alone, and the same 80 W steps followed by 60 W+ steps, each with its progress reports."""
+    runs = []
+    for refine_steps in (0, 60):
+        progress = []
+        with pytest.warns(UserWarning, match="without LPIPS"):
+            result = invert(tiny_G, w_plus_target, steps=80, refine_steps=refine_steps, callback=progress.append)
+        runs.append((result, progress))
+    return runs
+
+
+def test_w_plus_refinement_frees_every_layer_and_fits_closer(tiny_G, w_plus_target, w_and_refined_runs):
+    (w_only, _), (refined, _) = w_and_refined_runs
+    assert torch.equal(w_only.w_plus, w_only.w_plus[:, :1].expand_as(w_only.w_plus))
+    assert not torch.equal(refined.w_plus, refined.w_plus[:, :1].expand_as(refined.w_plus))
+    assert refined.losses[:80] == w_only.losses  # the refinement starts from the very same W fit
+    assert len(refined.losses) == 140 and refined.losses[-1] < 0.1 * refined.losses[80]
+    w_error = float((w_only.image - w_plus_target).square().mean())
+    assert float((refined.image - w_plus_target).square().mean()) < 0.8 * w_error
+    with torch.no_grad(), swapped_noise(tiny_G, refined.noise):
+        torch.testing.assert_close(tiny_G.synthesis(refined.w_plus, noise_mode="const"), refined.image)
+
+
+def test_progress_reports_every_step_of_both_stages(w_and_refined_runs):
+    refined, progress = w_and_refined_runs[1]
+    assert [p.stage for p in progress] == ["w"] * 80 + ["w+"] * 60
+    assert [(p.step, p.loss) for p in progress] == list(enumerate(refined.losses, start=1))
+    assert {p.total for p in progress} == {140}
+    elapsed = [p.elapsed_s for p in progress]
+    assert elapsed == sorted(elapsed) and progress[-1].eta_s == 0.0
+
+
+def test_eta_is_the_mean_pace_times_the_steps_left():
+    assert InversionProgress("w", step=10, total=40, loss=1.0, elapsed_s=5.0).eta_s == pytest.approx(15.0)
+    assert InversionProgress("w+", step=40, total=40, loss=1.0, elapsed_s=20.0).eta_s == 0.0
+
+
+@pytest.mark.parametrize("settings", [{"steps": 0}, {"refine_steps": -1}, {"lr": 0.0}, {"refine_lr": -0.01}])
+def test_bad_step_counts_and_rates_are_errors(tiny_G, reachable_target, settings):
+    with pytest.raises(SgsimError, match="inversion needs"):
+        invert(tiny_G, reachable_target, **{"steps": 1, **settings})
 
 
 def test_matches_nvidia_projector_on_the_ada_parity_generator(random_weights):
@@ -186,7 +239,7 @@ def test_cli_writes_input_reconstruction_and_latent(tmp_path, monkeypatch, tiny_
     Image.new("RGB", (48, 40), (200, 120, 40)).save(tmp_path / "photo.jpg")
     out = tmp_path / "run"
     args = ["invert", "--image", str(tmp_path / "photo.jpg"), "--out", str(out),
-            "--generator", str(tiny_generator_file), "--steps", "3", "--device", "cpu"]
+            "--generator", str(tiny_generator_file), "--steps", "3", "--refine-steps", "2", "--device", "cpu"]
     with pytest.warns(UserWarning, match="without LPIPS"):
         result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -195,6 +248,7 @@ def test_cli_writes_input_reconstruction_and_latent(tmp_path, monkeypatch, tiny_
         assert source.size == inverted.size == (32, 32)
     with np.load(out / "latent.npz") as stored:
         assert stored["w"].shape == (1, 8, 32)  # 32 px: 2 * log2(32) - 2 W+ rows
+        assert not np.array_equal(stored["w"][0, 0], stored["w"][0, -1])  # refined per layer
         noise = {key.removeprefix("noise."): stored[key].shape for key in stored if key.startswith("noise.")}
     assert noise == {"b4.conv1.noise_const": (4, 4), "b8.conv0.noise_const": (8, 8), "b8.conv1.noise_const": (8, 8),
                      "b16.conv0.noise_const": (16, 16), "b16.conv1.noise_const": (16, 16),
@@ -224,3 +278,50 @@ def test_cli_missing_generator_weights_is_the_one_line_checkpoints_message(tmp_p
     args = ["invert", "--image", str(tmp_path / "x.png"), "--out", str(tmp_path / "run"), "--device", "cpu"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code != 0 and "ffhq" in result.output and "Traceback" not in result.output
+
+
+def test_cli_aligns_the_face_of_a_photo_when_asked(tmp_path, monkeypatch, tiny_generator_file):
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from sgsim.alignment import read_face
+    from sgsim.cli import main
+    from sgsim.outputs import to_uint8
+
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))
+    photo = DATA / "faces" / "astronaut.jpg"
+    args = ["invert", "--image", str(photo), "--out", str(tmp_path / "run"), "--generator", str(tiny_generator_file),
+            "--align", "--steps", "1", "--refine-steps", "0", "--device", "cpu"]
+    with pytest.warns(UserWarning, match="without LPIPS"):
+        result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "run" / "input.png") as written:
+        assert np.array_equal(np.asarray(written), to_uint8(read_face(photo, 32))[0])
+    with np.load(tmp_path / "run" / "latent.npz") as stored:
+        assert np.array_equal(stored["w"][0, 0], stored["w"][0, -1])  # --refine-steps 0: the W fit, one w
+
+
+def test_cli_align_without_the_faces_extra_is_one_line_naming_it(tmp_path, monkeypatch, tiny_generator_file):
+    import sys
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from sgsim import alignment
+    from sgsim.cli import main
+
+    alignment._landmark_model.cache_clear()
+    monkeypatch.setitem(sys.modules, "dlib", None)  # as if sgsim[faces] were not installed
+    Image.new("RGB", (48, 40), (200, 120, 40)).save(tmp_path / "photo.jpg")
+    args = ["invert", "--image", str(tmp_path / "photo.jpg"), "--out", str(tmp_path / "run"),
+            "--generator", str(tiny_generator_file), "--align", "--steps", "1", "--device", "cpu"]
+    try:
+        result = CliRunner().invoke(main, args)
+    finally:
+        alignment._landmark_model.cache_clear()
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert len(errors) == 1 and "pip install 'sgsim[faces]'" in errors[0] and "--no-align" in errors[0]
+    assert not (tmp_path / "run").exists()
