@@ -176,5 +176,10 @@ def read_photo(path: str | os.PathLike, resolution: int, align: bool) -> torch.T
 
 
 def should_align(generator: str | os.PathLike, align: bool | None) -> bool:
-    """`align` if given, else whether `generator` names a generator trained on FFHQ-aligned faces."""
-    return align if align is not None else str(generator) in FFHQ_ALIGNED_GENERATORS
+    """`align` if given, else whether `generator` is a generator trained on FFHQ-aligned faces: by manifest name,
+    or a file that is such a cached manifest generator."""
+    if align is not None:
+        return align
+    from sgsim.components import manifest_generator
+
+    return manifest_generator(generator) in FFHQ_ALIGNED_GENERATORS
