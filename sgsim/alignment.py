@@ -13,6 +13,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import scipy.ndimage
@@ -124,14 +125,21 @@ def align_face(image: Image.Image, face: FaceLandmarks, size: int) -> Image.Imag
     return image.resize((size, size), Image.Resampling.LANCZOS)
 
 
-@functools.lru_cache(maxsize=1)
-def _landmark_model():
-    """dlib's HOG face detector and 68-point shape predictor, loaded once (the predictor file is 100 MB)."""
+def import_faces_extra() -> tuple[ModuleType, ModuleType]:
+    """dlib and face_recognition_models (the 'faces' extra), or an SgsimError with the install line: the command
+    line calls it before any network loads, so a run that needs alignment fails at once without them."""
     try:
         import dlib
         import face_recognition_models
     except ImportError as exc:
         raise SgsimError(f"face alignment needs {exc.name}: {FACES_EXTRA_HINT}") from None
+    return dlib, face_recognition_models
+
+
+@functools.lru_cache(maxsize=1)
+def _landmark_model():
+    """dlib's HOG face detector and 68-point shape predictor, loaded once (the predictor file is 100 MB)."""
+    dlib, face_recognition_models = import_faces_extra()
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
 
 

@@ -71,12 +71,14 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
     for path in audio:
         _check_sound(path)
     if image is not None:
-        from sgsim.alignment import should_align
+        from sgsim.alignment import import_faces_extra, should_align
         from sgsim.images import check_image
 
         check_image(image)
         plan.source, tag = ImageSource(image), safe_stem(image.stem, "image")
         plan.align = should_align(generator, align)
+        if plan.align:
+            import_faces_extra()  # a missing 'faces' extra fails now, with its install line
     elif latent is not None:
         from sgsim.latents import read_latent_file, split_latent_spec
 

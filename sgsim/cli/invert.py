@@ -54,7 +54,7 @@ def invert_command(image, out, overwrite, generator, steps, refine_steps, align,
     'noise.*') and run.json.
     """
     from checkpoints import resolve
-    from sgsim.alignment import should_align
+    from sgsim.alignment import import_faces_extra, should_align
     from sgsim.atomic import staged_output_dir
     from sgsim.devices import parse_device
     from sgsim.images import check_image
@@ -66,6 +66,8 @@ def invert_command(image, out, overwrite, generator, steps, refine_steps, align,
     weights = resolve(generator)  # missing weights fail with the download instruction before anything else
     check_image(image)
     align = should_align(generator, align)
+    if align:
+        import_faces_extra()  # a missing 'faces' extra fails now, with its install line
     outputs = ["input.png", "reconstruction.png", "latent.npz", "run.json"]
     with staged_output_dir(out, overwrite, is_run_folder) as staging:
         started = time.perf_counter()

@@ -134,6 +134,24 @@ def test_bad_input_is_one_line_and_writes_nothing(run, sounds, tmp_path, case, e
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.wav", "silent.wav"]
 
 
+def test_image_to_align_without_the_faces_extra_is_one_line_before_the_networks_load(sounds, tmp_path, monkeypatch):
+    import sys
+
+    from sgsim.editing import Editor
+
+    def load(*args, **kwargs):
+        raise AssertionError("the networks loaded before the missing 'faces' extra was reported")
+
+    monkeypatch.setitem(sys.modules, "dlib", None)  # as if sgsim[faces] were not installed
+    monkeypatch.setattr(Editor, "from_pretrained", load)
+    Image.new("RGB", (48, 40), (200, 120, 40)).save(tmp_path / "photo.png")
+    result = CliRunner().invoke(main, ["edit", "--audio", str(sounds[0]), "--image", str(tmp_path / "photo.png"), "--align",
+                                       "--out", str(tmp_path / "out")])
+    error = _one_line_error(result)
+    assert "pip install 'sgsim[faces]'" in error and "--no-align" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
 def test_missing_weights_give_the_download_instruction(sounds, tmp_path, monkeypatch):
     monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))
     result = CliRunner().invoke(main, ["edit", "--audio", str(sounds[0]), "--seed", "1", "--out", str(tmp_path / "out")])

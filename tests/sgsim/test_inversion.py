@@ -303,24 +303,26 @@ def test_cli_aligns_the_face_of_a_photo_when_asked(tmp_path, monkeypatch, tiny_g
         assert np.array_equal(stored["w"][0, 0], stored["w"][0, -1])  # --refine-steps 0: the W fit, one w
 
 
-def test_cli_align_without_the_faces_extra_is_one_line_naming_it(tmp_path, monkeypatch, tiny_generator_file):
+def _no_network_loads(*args, **kwargs):
+    raise AssertionError("a network loaded before the missing 'faces' extra was reported")
+
+
+def test_cli_align_without_the_faces_extra_is_one_line_naming_it_before_the_generator_loads(tmp_path, monkeypatch,
+                                                                                            tiny_generator_file):
     import sys
 
     from click.testing import CliRunner
     from PIL import Image
 
-    from sgsim import alignment
+    import stylegan2
     from sgsim.cli import main
 
-    alignment._landmark_model.cache_clear()
     monkeypatch.setitem(sys.modules, "dlib", None)  # as if sgsim[faces] were not installed
+    monkeypatch.setattr(stylegan2, "load_generator", _no_network_loads)
     Image.new("RGB", (48, 40), (200, 120, 40)).save(tmp_path / "photo.jpg")
     args = ["invert", "--image", str(tmp_path / "photo.jpg"), "--out", str(tmp_path / "run"),
             "--generator", str(tiny_generator_file), "--align", "--steps", "1", "--device", "cpu"]
-    try:
-        result = CliRunner().invoke(main, args)
-    finally:
-        alignment._landmark_model.cache_clear()
+    result = CliRunner().invoke(main, args)
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert len(errors) == 1 and "pip install 'sgsim[faces]'" in errors[0] and "--no-align" in errors[0]
