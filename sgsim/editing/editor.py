@@ -12,15 +12,18 @@ import numpy as np
 import torch
 
 from sgsim import components
+from sgsim.editing.directions import (SoundDirection, architecture, check_generator, combined_offset, direction_names,
+                                      state_sha256, strength_latents)
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
 from sgsim.editing.optimise import StepCallback, optimise_latents
 from sgsim.editing.precision import check_precision, edit_precision
 from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
 from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale
+from sgsim.editing.variables import SharedOffset
 from sgsim.errors import SgsimError
 from sgsim.inversion import invert
-from sgsim.losses import TERMS, check_weights
+from sgsim.losses import TERMS, ClipDirection, IdentityTerm, check_weights
 from stylegan2.noise import swapped_noise
 from stylegan2.precision import MIXED, SynthesisPrecision
 
@@ -30,6 +33,18 @@ SYNTHESIS_BATCH = 8  # images rendered at once after the optimisation
 DEFAULT_NETWORKS = {"identity": components.load_identity, "lpips": components.load_lpips}
 
 AnySource = Union[SeedSource, LatentSource, ImageSource, int, str, Path, np.ndarray, torch.Tensor]
+
+
+@dataclass
+class AppliedEdit:
+    """Images of one source moved along learned directions, one per strength; tensors on the CPU, images in [-1, 1]."""
+
+    images: torch.Tensor  # [S, 3, H, W]
+    latents: torch.Tensor  # [S, num_ws, w_dim]: w_src + strength * sum_j weight_j * offset_j
+    source_latent: torch.Tensor  # [num_ws, w_dim]
+    strengths: list[float]
+    offset: torch.Tensor  # [num_ws, w_dim]: the combined offset applied at strength 1
+    noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise buffers the images were made with, if not G's own
 
 
 @dataclass
@@ -48,6 +63,15 @@ class EditResult:
     settings: dict  # every setting of the run, with the defaults filled in
     frames: list[torch.Tensor] = field(default_factory=list)  # [len(guides), 3, H, W] every `record_every` steps
     noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise buffers the images were made with, if not G's own
+
+
+def _describe_source(source) -> dict:
+    """A source as a direction's settings record it: the seed, the image file, or that it was a latent."""
+    if isinstance(source, SeedSource):
+        return {"seed": source.seed, "class_index": source.class_index}
+    if isinstance(source, ImageSource):
+        return {"image": str(source.image) if isinstance(source.image, (str, Path)) else "tensor"}
+    return {"latent": list(np.shape(source.latent))}
 
 
 def _default_device() -> torch.device:
@@ -76,14 +100,16 @@ class Editor:
         weight_files: Optional[Mapping[str, Path]] = None,  # component -> weights file it was read from (run.json)
     ):
         named = [name for name, value in (("generator", generator), ("audio_encoder", audio_encoder), ("clip", clip))
-                 if isinstance(value, (str, Path)) or value is None]
+                 if isinstance(value, (str, Path)) or (value is None and name == "generator")]
         if named:
             raise SgsimError(f"Editor takes loaded networks, got a name or nothing for {', '.join(named)}; "
                              f"load them by name with Editor.from_pretrained(generator, encoder, ...)")
+        if (audio_encoder is None) != (clip is None):
+            raise SgsimError("give the Editor both the audio encoder and its CLIP model, or neither (an Editor that only applies directions)")
         self.device = torch.device(device) if device is not None else _default_device()
         self.generator = generator.to(self.device).eval().requires_grad_(False)
-        self.audio_encoder = audio_encoder.to(self.device).eval().requires_grad_(False)
-        self.clip = clip.to(self.device).eval().requires_grad_(False)
+        self.audio_encoder = audio_encoder.to(self.device).eval().requires_grad_(False) if audio_encoder is not None else None
+        self.clip = clip.to(self.device).eval().requires_grad_(False) if clip is not None else None
         choice = preset_choice(preset, None, getattr(generator, "metadata", None))
         self.preset_choice = choice  # which preset, and why (the CLI prints choice.reason; a notice when not recognised)
         self.preset, self.preset_name, self.preset_reason = choice.preset, choice.name, choice.reason
@@ -95,12 +121,13 @@ class Editor:
                 network.to(self.device)
         self._missing: dict[str, str] = {}  # default networks absent from the cache -> why (each warned about once)
         self._warned: set[str] = set()
+        self._generator_sha256: Optional[str] = None  # checksum of the generator's weights, computed on first need
 
     @classmethod
     def from_pretrained(
         cls,
         generator: Union[str, Path] = "ffhq",  # manifest name ("ffhq", "landscape", ...) or checkpoint path
-        encoder: str = "sgsim-resnet18",  # registered audio encoder name
+        encoder: Optional[str] = "sgsim-resnet18",  # registered audio encoder name; None: an Editor that only applies directions
         encoder_checkpoint: Union[str, Path, None] = None,  # its weights (name or path); None: its released weights
         clip: Union[str, Path, None] = None,  # weights of the encoder's CLIP model; None: those it was aligned with
         identity: Union[str, Path, None] = None,  # identity weights; None: arcface-ir-se50 when an edit needs it
@@ -111,15 +138,16 @@ class Editor:
         """An Editor with every component loaded by manifest name or file path (sgsim.components)."""
         device = torch.device(device) if device is not None else _default_device()
         G = components.load_generator(generator, device)
-        encoder_loaded = components.load_audio_encoder(encoder, encoder_checkpoint, device)
-        clip_loaded = components.load_clip_for(encoder_loaded.component, clip, device)
-        loaded = {"generator": G, "audio_encoder": encoder_loaded, "clip": clip_loaded}
+        loaded = {"generator": G}
+        if encoder is not None:
+            loaded["audio_encoder"] = components.load_audio_encoder(encoder, encoder_checkpoint, device)
+            loaded["clip"] = components.load_clip_for(loaded["audio_encoder"].component, clip, device)
         if identity is not None:
             loaded["identity"] = components.load_identity(identity, device)
         known = components.manifest_generator(generator) if preset is None else None  # may hash the file: only when needed
         choice = preset_choice(preset, known or generator, G.component.metadata)
         return cls(
-            G.component, encoder_loaded.component, clip_loaded.component,
+            G.component, *(loaded[name].component if name in loaded else None for name in ("audio_encoder", "clip")),
             identity=loaded["identity"].component if "identity" in loaded else None, device=device, preset=choice,
             weight_files={name: item.weights for name, item in loaded.items() if item.weights is not None}, **options,
         )
@@ -221,6 +249,7 @@ class Editor:
         `class_index`: the class of a seed source, required for a conditional generator (one-hot label).
         Raises EditDiverged (an SgsimError carrying the last finite latents) on a NaN loss.
         """
+        self._require_encoders("edit")
         targets = self._check_targets(targets, mix)
         strengths = self._check_settings(steps, lr, mix, strengths)
         precision = check_precision(precision, self.device)
@@ -281,6 +310,179 @@ class Editor:
             frames=optimised.frames,
             noise={name: value.cpu() for name, value in noise.items()},
         )
+
+    def learn_direction(self, target: Union[Target, str, Path], sources: Sequence[AnySource], **options) -> SoundDirection:
+        """One sound's direction over `sources`: learn_directions([target], sources, **options)[0]."""
+        return self.learn_directions([target], sources, **options)[0]
+
+    def learn_directions(
+        self,
+        targets: Sequence[Union[Target, str, Path]],
+        sources: Sequence[AnySource],
+        steps: int = 300,
+        lr: float = 0.1,
+        weights: Optional[Mapping[str, float]] = None,
+        lambda_latent: Optional[float] = None,
+        lambda_id: Optional[float] = None,
+        layers: Optional[Iterable[int]] = None,
+        holdout: int = 3,
+        names: Optional[Sequence[str]] = None,
+        callback: Optional[StepCallback] = None,
+        precision: Optional[str] = None,
+        class_index: Optional[int] = None,
+        seed: int = 0,
+        invert_steps: int = 1000,
+    ) -> list[SoundDirection]:
+        """Learn one shared W+ offset per target over all `sources` in one batched optimisation (batch = targets x
+        sources): sample (k, i) is w_src_i + offset_k and scores the preset's loss terms, so each offset minimises
+        the mean CLIP loss of every source moved by it, its size penalised (the latent term is ||offset||^2) and
+        each source's identity kept where the preset weights it. Sources are rendered with the generator's own noise.
+
+        `holdout` > 0 then measures each direction on that many seeds it never saw (the first seeds not among the
+        sources) against the same target optimised per image (evaluate_directions); the numbers ride in `.holdout`.
+        `names`: one file-name-safe name per target (default: the sound's file stem, else the text).
+        """
+        from checkpoints.download import sha256_file
+        from sgsim import __version__
+
+        self._require_encoders("learn a direction")
+        targets = self._check_targets(targets, "weighted")
+        self._check_settings(steps, lr, "weighted", (1.0,))
+        if int(holdout) != holdout or holdout < 0:
+            raise SgsimError(f"holdout must be a whole number of seeds >= 0, got {holdout}")
+        names = direction_names(targets) if names is None else [str(name) for name in names]
+        if len(names) != len(targets) or len(set(names)) != len(names):
+            raise SgsimError(f"give one distinct name per target: {len(targets)} targets, names {names}")
+        sources = [as_source(source) for source in sources]
+        if not sources:
+            raise SgsimError("no sources: a direction is learned over one or more seeds, latents or images (16 is a good number)")
+        precision = check_precision(precision, self.device)
+        weights = self._weights(weights, lambda_latent, lambda_id)
+        networks = self._networks_for(weights)
+
+        embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
+        aims = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)]).to(self.device)
+        w_sources = torch.stack([self._start(source, seed, invert_steps, class_index)[0] for source in sources])
+        variables = SharedOffset(w_sources, layers, count=len(targets))
+        with edit_precision(precision, self.generator, self.clip, synthesis=self.mixed_synthesis) as image_encoder:
+            optimise_latents(
+                self.generator, image_encoder, variables.sources(), aims.repeat_interleave(len(sources), dim=0),
+                steps=steps, lr=lr, weights=weights, networks=networks, variables=variables, callback=callback,
+            )
+        offsets = variables.offsets().cpu()
+
+        settings = {
+            "steps": steps, "lr": lr, "weights": weights, "layers": None if layers is None else sorted({int(i) for i in layers}),
+            "sources": [_describe_source(source) for source in sources], "class_index": class_index,
+            "preset_name": self.preset_name, "device": str(self.device), "precision": precision,
+            "text_weight": [t.weight for t in targets],
+        }
+        directions = []
+        for k, (name, target) in enumerate(zip(names, targets)):
+            sound = None
+            if isinstance(target.audio, (str, Path)):
+                sound = {"file": Path(target.audio).name, "sha256": sha256_file(Path(target.audio))}
+            directions.append(SoundDirection(
+                name=name, offset=offsets[k], target=aims[k].cpu(), generator=self._generator_record(),
+                encoder={"name": getattr(self.audio_encoder, "name", type(self.audio_encoder).__name__),
+                         "state_sha256": state_sha256(self.audio_encoder)},
+                clip={"name": getattr(self.audio_encoder, "clip_model", type(self.clip).__name__), "state_sha256": state_sha256(self.clip)},
+                sound=sound, text=target.text, settings={**settings, "text_weight": target.weight}, sgsim_version=__version__,
+            ))
+        if holdout:
+            seen = {source.seed for source in sources if isinstance(source, SeedSource)}
+            seeds = [s for s in range(len(seen) + holdout) if s not in seen][:holdout]
+            for direction, measured in zip(directions, self.evaluate_directions(
+                    directions, seeds, steps=steps, lr=lr, weights=weights, layers=layers, class_index=class_index)):
+                direction.holdout = measured
+        return directions
+
+    def evaluate_directions(self, directions: Sequence[SoundDirection], seeds: Sequence[int], steps: int = 300, lr: float = 0.1,
+                            weights: Optional[Mapping[str, float]] = None, layers: Optional[Iterable[int]] = None,
+                            class_index: Optional[int] = None) -> list[dict]:
+        """How well each direction generalises to `seeds`: the CLIP loss toward its target (and the identity distance
+        to the source, when the identity term is on) of each seed's image as it is, moved by the direction at
+        strength 1, and optimised per image (`steps` of sgsim edit, all seeds and directions in one batch).
+        `gain_fraction` = mean CLIP-loss gain of the direction / that of the per-image optimisation."""
+        from sgsim.losses import EditProblem, StepInputs
+
+        self._require_encoders("evaluate a direction")
+        weights = self._weights(weights, None, None)
+        networks = self._networks_for(weights)
+        for direction in directions:
+            check_generator(direction, self.generator)
+        seeds = [int(seed) for seed in seeds]
+        w_seeds = torch.stack([seed_latent(self.generator, seed, class_index=class_index) for seed in seeds])
+        aims = torch.stack([d.target for d in directions]).to(self.device).repeat_interleave(len(seeds), dim=0)
+        offsets = torch.stack([d.offset for d in directions]).to(self.device)
+        sources = w_seeds.repeat(len(directions), 1, 1)  # sample (k, i) at k * len(seeds) + i, as SharedOffset lays out
+        moved = sources + offsets.repeat_interleave(len(seeds), dim=0)
+        optimised = optimise_latents(self.generator, self.clip, sources, aims, steps=steps, lr=lr, weights=weights,
+                                     networks=networks, layers=layers).latents
+        problem = EditProblem(self.generator, self.clip, aims, sources, networks)
+        measures = {"clip": ClipDirection().prepare(problem)}
+        if weights.get("id", 0) > 0:
+            measures["id"] = IdentityTerm().prepare(problem)
+        scores: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for label, latents in (("source", sources), ("direction", moved), ("per_image", optimised)):
+                images = torch.cat([self.generator.synthesis(chunk, noise_mode="const") for chunk in latents.split(SYNTHESIS_BATCH)])
+                for measure, score in measures.items():
+                    if measure == "id" and label == "source":
+                        continue  # 0 by definition
+                    scores[f"{measure}_{label}"] = score(StepInputs(latents, images)).float().cpu().reshape(len(directions), len(seeds))
+        results = []
+        for k in range(len(directions)):
+            row = {name: [float(v) for v in values[k]] for name, values in scores.items()}
+            means = {f"{name}_mean": float(values[k].mean()) for name, values in scores.items()}
+            gain = means["clip_source_mean"] - means["clip_per_image_mean"]
+            results.append({
+                "seeds": seeds, "steps": steps, **means, "per_seed": row,
+                "gain_fraction": (means["clip_source_mean"] - means["clip_direction_mean"]) / gain if gain > 0 else None,
+            })
+        return results
+
+    def apply(
+        self,
+        directions: Union[SoundDirection, Sequence[SoundDirection]],
+        source: AnySource,
+        strengths: Sequence[float] = (1.0,),
+        weights: Optional[Sequence[float]] = None,
+        seed: int = 0,
+        invert_steps: int = 1000,
+        class_index: Optional[int] = None,
+        noise: Optional[dict[str, torch.Tensor]] = None,
+    ) -> AppliedEdit:
+        """`source` moved along learned directions, one generator pass per strength, no optimisation:
+        w = w_src + strength * sum_j weights_j * offset_j (weights default 1 each, so rain + fire is one pass).
+        Strength 0 is the source exactly. `source`, `seed`, `invert_steps`, `class_index` and `noise` as for edit.
+        A direction learned on another architecture is refused; on other weights of the same one, a warning."""
+        directions = [directions] if isinstance(directions, SoundDirection) else list(directions)
+        strengths = self._check_settings(1, 1.0, "weighted", strengths)
+        for direction in directions:
+            check_generator(direction, self.generator, self._generator_record()["state_sha256"])
+        offset = combined_offset(directions, weights).to(self.device)
+        w_source, fitted_noise = self._start(source, seed, invert_steps, class_index)
+        noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
+        latents = strength_latents(w_source, offset, strengths)
+        with swapped_noise(self.generator, noise):
+            images = self.render(latents)
+        return AppliedEdit(images=images, latents=latents.cpu(), source_latent=w_source.cpu(), strengths=strengths,
+                           offset=offset.cpu(), noise={name: value.cpu() for name, value in noise.items()})
+
+    def _generator_record(self) -> dict:
+        """What a direction records of the generator it was learned on: name, architecture, weights checksum."""
+        if self._generator_sha256 is None:
+            self._generator_sha256 = state_sha256(self.generator)
+        name = self.weight_files.get("generator")
+        if name is not None:
+            name = components.manifest_generator(name) or str(name)
+        return {"name": name, "architecture": architecture(self.generator), "state_sha256": self._generator_sha256}
+
+    def _require_encoders(self, what: str) -> None:
+        if self.audio_encoder is None:
+            raise SgsimError(f"this Editor has no audio encoder and CLIP (it only applies directions); to {what}, "
+                             f"load one with Editor.from_pretrained(generator, encoder, ...)")
 
     def _weights(self, weights: Optional[Mapping[str, float]], lambda_latent: Optional[float],
                  lambda_id: Optional[float]) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """What the edit loop optimises: the parameters Adam moves and the W+ latents they make.
 
 FreeRows moves each latent on its own (sgsim edit); SharedOffset moves many source latents by one common
-offset (one edit of a sound applied to many images).
+offset per sound (a sound's direction, learned over many images at once: sgsim direction).
 """
 
 from __future__ import annotations
@@ -47,17 +47,30 @@ class FreeRows:
 
 
 class SharedOffset:
-    """One offset [len(layers), w_dim], starting at zero, added to the rows `layers` of every source latent:
-    w_i = w_src_i + offset."""
+    """`count` offsets [count, len(layers), w_dim], starting at zero, each added to the rows `layers` of every
+    source latent: sample k * N + i of the batch is w_src_i + offset_k (offset k shared by all N sources, e.g.
+    one per sound), so the batch is count x N latents."""
 
-    def __init__(self, source: torch.Tensor, layers: Optional[Iterable[int]] = None):
+    def __init__(self, source: torch.Tensor, layers: Optional[Iterable[int]] = None, count: int = 1):
+        if int(count) != count or count < 1:
+            raise SgsimError(f"count of shared offsets must be a whole number >= 1, got {count}")
         self.source = source.detach()  # [N, num_ws, w_dim]
         self.rows = free_rows(layers, source.shape[1]).to(source.device)
-        self.offset = torch.zeros(len(self.rows), source.shape[2], device=source.device, requires_grad=True)
+        self.offset = torch.zeros(int(count), len(self.rows), source.shape[2], device=source.device, requires_grad=True)
 
     def parameters(self) -> list[torch.Tensor]:
         return [self.offset]
 
+    def sources(self) -> torch.Tensor:
+        """The source latent of every sample of the batch [count * N, num_ws, w_dim] (what the loss terms keep near)."""
+        return self.source.repeat(len(self.offset), 1, 1)
+
+    def offsets(self) -> torch.Tensor:
+        """Each offset over all of W+ [count, num_ws, w_dim] (zero outside `layers`)."""
+        full = self.offset.new_zeros(len(self.offset), *self.source.shape[1:])
+        return full.index_copy(1, self.rows, self.offset.detach())
+
     def latents(self) -> torch.Tensor:
-        moved = self.source[:, self.rows] + self.offset
-        return self.source.index_copy(1, self.rows, moved)
+        moved = self.source[None, :, self.rows] + self.offset[:, None]  # [count, N, rows, w_dim]
+        latents = self.source.expand(len(self.offset), -1, -1, -1).index_copy(2, self.rows, moved)
+        return latents.flatten(0, 1)
