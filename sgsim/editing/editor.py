@@ -326,6 +326,7 @@ class Editor:
         lambda_id: Optional[float] = None,
         layers: Optional[Iterable[int]] = None,
         holdout: int = 3,
+        sources_per_step: Optional[int] = None,
         names: Optional[Sequence[str]] = None,
         callback: Optional[StepCallback] = None,
         precision: Optional[str] = None,
@@ -340,6 +341,8 @@ class Editor:
 
         `holdout` > 0 then measures each direction on that many seeds it never saw (the first seeds not among the
         sources) against the same target optimised per image (evaluate_directions); the numbers ride in `.holdout`.
+        `sources_per_step`: each step renders and scores only that many sources (in turn, in order; every offset at
+        every step), so a direction over 16 sources costs about that many per-image edits; None: all of them.
         `names`: one file-name-safe name per target (default: the sound's file stem, else the text).
         """
         from checkpoints.download import sha256_file
@@ -367,15 +370,16 @@ class Editor:
         with edit_precision(precision, self.generator, self.clip, synthesis=self.mixed_synthesis) as image_encoder:
             optimise_latents(
                 self.generator, image_encoder, variables.sources(), aims.repeat_interleave(len(sources), dim=0),
-                steps=steps, lr=lr, weights=weights, networks=networks, variables=variables, callback=callback,
+                steps=steps, lr=lr, weights=weights, networks=networks, variables=variables,
+                batches=variables.batches(sources_per_step), callback=callback,
             )
         offsets = variables.offsets().cpu()
 
         settings = {
             "steps": steps, "lr": lr, "weights": weights, "layers": None if layers is None else sorted({int(i) for i in layers}),
             "sources": [_describe_source(source) for source in sources], "class_index": class_index,
-            "preset_name": self.preset_name, "device": str(self.device), "precision": precision,
-            "text_weight": [t.weight for t in targets],
+            "sources_per_step": sources_per_step, "preset_name": self.preset_name, "device": str(self.device),
+            "precision": precision,
         }
         directions = []
         for k, (name, target) in enumerate(zip(names, targets)):

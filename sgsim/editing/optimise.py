@@ -9,7 +9,7 @@ or infinite loss stops the run instead of silently poisoning it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -56,12 +56,16 @@ def optimise_latents(
     networks: Optional[Mapping[str, object]] = None,  # helper networks the terms need: "identity", "lpips"
     layers: Optional[Iterable[int]] = None,  # W+ rows that move (FreeRows); the others stay exactly as in `source`
     variables: Optional[LatentVariables] = None,  # what Adam moves; default FreeRows(source, layers)
+    batches: Optional[Sequence[torch.Tensor]] = None,  # sample index sets, one per step in turn; None: every sample every step
     callback: Optional[StepCallback] = None,
     record_every: int = 0,  # > 0: keep the images of every k-th step (for a video)
 ) -> OptimisedLatents:
     """Adam minimising the sum over samples of sum_term weight * term(G(w), w). A term off (weight 0) is not
     evaluated and records zeros. The batch loss is the sum of per-sample losses, so with terms that score each
-    sample alone, each sample follows the path it would follow alone (up to float rounding)."""
+    sample alone, each sample follows the path it would follow alone (up to float rounding).
+
+    With `batches`, step t renders and scores only the samples batches[t % len(batches)] (minibatches: a shared
+    offset learned over many sources at the cost of a few); the losses of samples not scored at a step are NaN."""
     weights = check_weights(dict(weights))
     source = source.detach()
     variables = variables if variables is not None else FreeRows(source, layers)
@@ -71,10 +75,16 @@ def optimise_latents(
     if missing:
         name, need = next(iter(missing.items()))
         raise SgsimError(f"the loss term {name!r} needs the {need} network; pass it in networks or give {name!r} weight 0")
-    term_losses = {name: TERMS[name]().prepare(problem) for name in active}  # per-optimisation work happens once, here
+    everyone = torch.arange(source.shape[0], device=source.device)
+    batches = [everyone] if batches is None else [torch.as_tensor(b, device=source.device).long() for b in batches]
+    if not batches or any(len(b) == 0 or b.min() < 0 or b.max() >= len(everyone) for b in batches):
+        raise SgsimError(f"batches must be non-empty sets of sample indices in 0..{len(everyone) - 1}")
+    # Per-optimisation work happens once per batch, here (one batch, the problem itself, without minibatches).
+    term_losses = [{name: TERMS[name]().prepare(problem if b is everyone else problem.subset(b)) for name in active} for b in batches]
+    columns = [b.cpu().numpy() for b in batches]  # history columns of each batch, on the host once
     names = [TOTAL, *weights]
     optimizer = torch.optim.Adam(variables.parameters(), lr=lr)
-    history = {name: np.zeros((steps, source.shape[0])) for name in names}
+    history = {name: np.full((steps, source.shape[0]), 0.0 if batches[0] is everyone else np.nan) for name in names}
     frames: list[torch.Tensor] = []
     last_finite = source.clone()
 
@@ -88,10 +98,12 @@ def optimise_latents(
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = ramped_lr(step, steps, lr)
+        batch = batches[step % len(batches)]
         w = variables.latents()
-        images = generator.synthesis(w, noise_mode="const")
-        inputs = StepInputs(latents=w, images=images)
-        losses = {name: term(inputs) for name, term in term_losses.items()}
+        w_batch = w if batch is everyone else w[batch]
+        images = generator.synthesis(w_batch, noise_mode="const")
+        inputs = StepInputs(latents=w_batch, images=images)
+        losses = {name: term(inputs) for name, term in term_losses[step % len(batches)].items()}
         total = sum(weight * losses[name] for name, weight in active.items())
         losses[TOTAL] = total
         if record_every > 0 and step % record_every == 0:
@@ -110,10 +122,11 @@ def optimise_latents(
         if not np.isfinite(values[0]).all():
             raise diverged(step, "loss")
         last_finite = w.detach()
+        scored = columns[step % len(batches)]
         for name, row in zip(recorded, values):
-            history[name][step] = row
+            history[name][step, scored] = row
         if callback is not None:
-            callback(step, {name: float(history[name][step].mean()) for name in names})
+            callback(step, {name: float(history[name][step, scored].mean()) for name in names})
     with torch.no_grad():
         latents = variables.latents().detach()
     if not torch.isfinite(latents).all():

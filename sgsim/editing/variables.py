@@ -70,6 +70,17 @@ class SharedOffset:
         full = self.offset.new_zeros(len(self.offset), *self.source.shape[1:])
         return full.index_copy(1, self.rows, self.offset.detach())
 
+    def batches(self, sources_per_step: Optional[int]) -> Optional[list[torch.Tensor]]:
+        """Minibatches for optimise_latents: consecutive groups of `sources_per_step` sources, each with every
+        offset (so every offset moves at every step); None (all sources every step) when that is all of them."""
+        count, n = len(self.offset), len(self.source)
+        if sources_per_step is None or sources_per_step >= n:
+            return None
+        if int(sources_per_step) != sources_per_step or sources_per_step < 1:
+            raise SgsimError(f"sources per step must be a whole number >= 1, got {sources_per_step}")
+        groups = torch.arange(n).split(int(sources_per_step))
+        return [(torch.arange(count)[:, None] * n + group[None]).flatten() for group in groups]
+
     def latents(self) -> torch.Tensor:
         moved = self.source[None, :, self.rows] + self.offset[:, None]  # [count, N, rows, w_dim]
         latents = self.source.expand(len(self.offset), -1, -1, -1).index_copy(2, self.rows, moved)

@@ -24,6 +24,11 @@ class EditProblem:
     networks: Mapping[str, object] = field(default_factory=dict)  # helper networks by name: "identity", "lpips"
     _source_images: Optional[torch.Tensor] = field(default=None, repr=False)
 
+    def subset(self, samples: torch.Tensor) -> "EditProblem":
+        """The same problem for the samples `samples` only (a minibatch), sharing the source images rendered so far."""
+        images = self._source_images[samples] if self._source_images is not None else None
+        return EditProblem(self.generator, self.clip, self.directions[samples], self.source_latents[samples], self.networks, images)
+
     def source_images(self) -> torch.Tensor:
         """G(source_latents) [N, 3, H, W], rendered once on first use, without gradient."""
         if self._source_images is None:

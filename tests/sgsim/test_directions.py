@@ -7,6 +7,7 @@ import json
 import pickle
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -215,3 +216,30 @@ def test_corrupt_and_hostile_files_are_one_line_errors_and_run_no_code(learned, 
         load_directions(path)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "hostile-ran").exists()
+
+
+def test_minibatches_score_only_their_samples_and_all_sources_at_once_is_no_minibatch(editor, learned, sounds):
+    from sgsim.editing.optimise import optimise_latents
+    from sgsim.editing.variables import SharedOffset
+
+    sources = torch.stack([seed_latent(editor.generator, seed) for seed in TRAIN_SEEDS])
+    variables = SharedOffset(sources, count=2)
+    batches = variables.batches(4)
+    assert [b.tolist() for b in batches] == [[0, 1, 2, 3, 6, 7, 8, 9], [4, 5, 10, 11]]  # every offset in every batch
+    assert variables.batches(len(TRAIN_SEEDS)) is None
+    aims = torch.stack([d.target for d in learned]).repeat_interleave(len(TRAIN_SEEDS), dim=0)
+    result = optimise_latents(editor.generator, editor.clip, variables.sources(), aims, steps=3, lr=0.1,
+                              weights={"clip": 1.0, "latent": 0.002}, variables=variables, batches=batches)
+    clip = result.losses["clip"]
+    assert np.isfinite(clip[0, batches[0]]).all() and np.isnan(clip[0, batches[1]]).all()
+    assert np.isnan(clip[1, batches[0]]).all() and np.isfinite(clip[1, batches[1]]).all()
+    assert np.isfinite(clip[2, batches[0]]).all()
+    whole = editor.learn_directions([sounds["raining"], sounds["fire"]], TRAIN_SEEDS, steps=STEPS, holdout=0,
+                                    sources_per_step=len(TRAIN_SEEDS))
+    assert all(torch.equal(a.offset, b.offset) for a, b in zip(whole, learned))
+
+
+def test_a_direction_learned_in_minibatches_still_generalises(editor, sounds):
+    direction = editor.learn_direction(sounds["raining"], TRAIN_SEEDS, steps=STEPS, holdout=HOLDOUT, sources_per_step=2)
+    assert direction.settings["sources_per_step"] == 2
+    assert direction.holdout["clip_direction_mean"] < direction.holdout["clip_source_mean"]
