@@ -27,6 +27,8 @@ COMMANDS = {
                       "Train an SGSIM audio encoder on labelled audio (ESC-50, UrbanSound8K, VGGSound, a CSV or class folders)."),
     "weights": ("sgsim.cli.weights", "weights", "Official weights: list, download, import, verify, locate, convert."),
     "demo": ("sgsim.cli.demo", "demo_command", "Serve an interactive page: upload or record a sound, edit an image toward it, tune the strength."),
+    "direction": ("sgsim.cli.direction", "direction_command", "Learn a sound's direction once over many images, for instant edits with `sgsim apply`."),
+    "apply": ("sgsim.cli.apply", "apply_command", "Apply learned sound directions to images instantly: one generator pass per image and strength."),
 }
 
 

@@ -36,7 +36,7 @@ class EditPlan:
     out: Optional[Path] = None
 
 
-def _check_sound(path: Path) -> None:
+def check_sound(path: Path) -> None:
     """A missing, unreadable, empty, too short or silent sound fails now, naming the file, before the networks load."""
     from sgsim.audio import check_long_enough, check_not_silent, load_centred_window
 
@@ -69,7 +69,7 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
     if preset is not None:
         choose_preset(preset, generator)  # an unknown --preset fails here
     for path in audio:
-        _check_sound(path)
+        check_sound(path)
     if image is not None:
         from sgsim.alignment import import_faces_extra, should_align
         from sgsim.images import check_image

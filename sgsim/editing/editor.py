@@ -20,7 +20,7 @@ from sgsim.editing.precision import check_precision, edit_precision
 from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
 from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale
-from sgsim.editing.variables import SharedOffset
+from sgsim.editing.variables import SharedOffset, free_rows
 from sgsim.errors import SgsimError
 from sgsim.inversion import invert
 from sgsim.losses import TERMS, ClipDirection, IdentityTerm, check_weights
@@ -356,6 +356,7 @@ class Editor:
         names = direction_names(targets) if names is None else [str(name) for name in names]
         if len(names) != len(targets) or len(set(names)) != len(names):
             raise SgsimError(f"give one distinct name per target: {len(targets)} targets, names {names}")
+        free_rows(layers, self.generator.num_ws)  # bad rows fail before any work
         sources = [as_source(source) for source in sources]
         if not sources:
             raise SgsimError("no sources: a direction is learned over one or more seeds, latents or images (16 is a good number)")

@@ -1,0 +1,175 @@
+"""`sgsim direction` and `sgsim apply` end to end on tiny real-format networks and real sounds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from sgsim.cli import main
+from sgsim.editing import SoundDirection, load_directions
+
+STEPS = "4"
+
+
+@pytest.fixture(scope="module")
+def run(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space):
+    """Invoke the CLI with the tiny networks; returns click's Result."""
+    def invoke(*args: str):
+        extra = []
+        if args[0] == "direction":
+            extra = ["--generator", str(tiny_generator_file), "--encoder-checkpoint", str(encoder_checkpoint_file),
+                     "--device", "cpu", "--steps", STEPS]
+        return CliRunner().invoke(main, [*args, *extra], catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture(scope="module")
+def sounds(shared_data):
+    return {name: shared_data / "audio" / f"{name}.wav" for name in ("raining", "fire", "wind")}
+
+
+@pytest.fixture(scope="module")
+def library(run, sounds, tmp_path_factory):
+    """Rain and fire learned over seeds 0-3 into a library folder."""
+    folder = tmp_path_factory.mktemp("library") / "sounds"
+    result = run("direction", "--audio", str(sounds["raining"]), "--audio", str(sounds["fire"]), "--seeds", "0-3",
+                 "--holdout", "1", "--out", str(folder))
+    assert result.exit_code == 0, result.output
+    return folder, result.output
+
+
+def test_direction_writes_one_file_per_sound_and_prints_the_held_out_numbers(library, tiny_generator_file):
+    folder, output = library
+    assert sorted(p.name for p in folder.iterdir()) == ["fire.sgdir", "raining.sgdir"]
+    rain = SoundDirection.load(folder / "raining.sgdir")
+    assert rain.settings["sources"] == [{"seed": s, "class_index": None} for s in range(4)]
+    assert rain.generator["name"] == str(tiny_generator_file) and rain.holdout["seeds"] == [4]
+    assert "raining: held-out seeds 4: CLIP loss" in output and "fire: held-out seeds 4" in output
+    assert rain.settings["command_line"][1:3] == ["direction", "--audio"]
+
+
+def test_a_library_run_resumes_and_a_single_file_holds_every_direction(run, library, sounds, tmp_path):
+    folder, _ = library
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    result = run("direction", "--audio-dir", str(sounds["raining"].parent), "--seeds", "0-1", "--holdout", "0", "--out", str(folder),
+                 "--audio", str(sounds["raining"]))
+    assert result.exit_code == 0, result.output
+    assert "2 of 8 directions already" in result.output  # the folder's eight sounds; raining.wav named twice is learned once
+    after = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert {name: after[name] for name in before} == before  # learned ones are kept as they were
+    assert len(after) == 8 and "thunderstorm.sgdir" in after
+    single = tmp_path / "both.sgdir"
+    assert run("direction", "--audio", str(sounds["wind"]), "--text", "a storm", "--seeds", "0-1", "--holdout", "0",
+               "--out", str(single)).exit_code == 0
+    assert list(load_directions(single)) == ["wind"] and load_directions(single)["wind"].text == "a storm"
+
+
+def test_apply_writes_the_edit_layout_and_renders_w_plus_s_times_the_weighted_offsets(run, library, tmp_path):
+    folder, _ = library
+    out = tmp_path / "applied"
+    result = run("apply", "--direction", str(folder / "raining.sgdir"), "--direction", str(folder / "fire.sgdir"),
+                 "--weight", "1", "--weight", "0.5", "--seed", "7", "--seeds", "9", "--strength", "0.5,1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == sorted([
+        "comparison.png", "latents.npz", "run.json",
+        *(f"{seed}/{name}" for seed in ("seed0007", "seed0009") for name in ("source.png", "raining+fire_s0.5.png", "raining+fire_s1.png")),
+    ])
+    rain, fire = SoundDirection.load(folder / "raining.sgdir"), SoundDirection.load(folder / "fire.sgdir")
+    latents = np.load(out / "latents.npz")
+    offset = (rain.offset + 0.5 * fire.offset).numpy()
+    np.testing.assert_allclose(latents["offset"], offset, rtol=0, atol=1e-6)
+    for strength_index, strength in enumerate((0.5, 1.0)):
+        np.testing.assert_allclose(latents["applied"][:, strength_index], latents["sources"] + strength * offset, rtol=0, atol=1e-6)
+    assert Image.open(out / "comparison.png").width == 6 * 32
+    report = json.loads((out / "run.json").read_text())
+    assert [d["weight"] for d in report["directions"]] == [1.0, 0.5] and report["strengths"] == [0.5, 1.0]
+    assert report["generator"] == rain.generator["name"]  # found by the name the direction recorded
+
+
+def test_apply_at_strength_zero_is_the_generated_source(run, library, tmp_path, tiny_generator_file):
+    folder, _ = library
+    assert CliRunner().invoke(main, ["generate", "--seed", "7", "--generator", str(tiny_generator_file),
+                                     "--out", str(tmp_path / "gen")]).exit_code == 0
+    result = run("apply", "--direction", f"{folder / 'raining.sgdir'}:raining", "--latent", str(tmp_path / "gen" / "seed0007.npz"),
+                 "--strength", "0", "--out", str(tmp_path / "a"))
+    assert result.exit_code == 0, result.output
+    generated = np.asarray(Image.open(tmp_path / "gen" / "seed0007.png"))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a" / "seed0007" / "raining_s0.png")), generated)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a" / "seed0007" / "source.png")), generated)
+
+
+def assert_one_error_line(result, message: str) -> None:
+    """A failed run: a non-zero exit and one 'Error: ...' line on stderr naming the problem, no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def _narrow_generator(path):
+    from stylegan2 import save_generator
+    from stylegan2.networks import Generator
+
+    torch.manual_seed(1)
+    return save_generator(Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3, mapping_kwargs={"num_layers": 2},
+                                    synthesis_kwargs={"channel_base": 256, "channel_max": 16}), path)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("architecture", "another architecture"),
+    ("corrupt", "not a readable direction file"),
+    ("missing", "direction file not found"),
+    ("weights", "give one per direction"),
+    ("no source", "pass the images to edit"),
+    ("no name", "holds no direction named"),
+])
+def test_apply_refuses_bad_input_in_one_line_and_writes_nothing(run, library, tmp_path, case, message):
+    folder, _ = library
+    rain = str(folder / "raining.sgdir")
+    args = {
+        "architecture": ["--direction", rain, "--seed", "1", "--generator", str(_narrow_generator(tmp_path / "narrow.safetensors"))],
+        "corrupt": ["--direction", str(tmp_path / "bad.sgdir"), "--seed", "1"],
+        "missing": ["--direction", str(tmp_path / "absent.sgdir"), "--seed", "1"],
+        "weights": ["--direction", rain, "--weight", "1", "--weight", "2", "--seed", "1"],
+        "no source": ["--direction", rain],
+        "no name": ["--direction", f"{rain}:thunder", "--seed", "1"],
+    }[case]
+    (tmp_path / "bad.sgdir").write_bytes((folder / "raining.sgdir").read_bytes()[:100])
+    out = tmp_path / "out"
+    result = run("apply", *args, "--out", str(out))
+    assert_one_error_line(result, message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no sound", "pass --audio FILE"),
+    ("no source", "pass the images to learn over"),
+    ("bad layers", "is not a W+ row"),
+    ("layers out of range", "layers must be W+ row indices"),
+    ("silent", "silent"),
+    ("foreign file", "not an sgsim direction file"),
+])
+def test_direction_refuses_bad_input_in_one_line_and_writes_nothing(run, sounds, tmp_path, tiny_generator_file, case, message):
+    import soundfile
+
+    soundfile.write(tmp_path / "quiet.wav", np.zeros(44100, dtype=np.float32), 44100)
+    (tmp_path / "foreign.sgdir").write_bytes(tiny_generator_file.read_bytes())
+    rain = ["--audio", str(sounds["raining"])]
+    out = tmp_path / "out.sgdir"
+    args = {
+        "no sound": ["--seeds", "0-1", "--out", str(out)],
+        "no source": [*rain, "--out", str(out)],
+        "bad layers": [*rain, "--seeds", "0", "--layers", "a-b", "--out", str(out)],
+        "layers out of range": [*rain, "--seeds", "0", "--layers", "0-40", "--out", str(out)],
+        "silent": ["--audio", str(tmp_path / "quiet.wav"), "--seeds", "0", "--out", str(out)],
+        "foreign file": [*rain, "--seeds", "0", "--out", str(tmp_path / "foreign.sgdir")],
+    }[case]
+    before = (tmp_path / "foreign.sgdir").read_bytes()
+    result = run("direction", *args)
+    assert_one_error_line(result, message)
+    assert not out.exists() and (tmp_path / "foreign.sgdir").read_bytes() == before
