@@ -173,3 +173,19 @@ def test_direction_refuses_bad_input_in_one_line_and_writes_nothing(run, sounds,
     result = run("direction", *args)
     assert_one_error_line(result, message)
     assert not out.exists() and (tmp_path / "foreign.sgdir").read_bytes() == before
+
+
+@pytest.mark.filterwarnings("ignore:inverting without LPIPS")
+def test_apply_to_a_photo_inverts_it_first_and_names_its_folder_by_the_stem(run, library, tmp_path, tiny_generator_file):
+    folder, _ = library
+    assert CliRunner().invoke(main, ["generate", "--seed", "2", "--generator", str(tiny_generator_file),
+                                     "--out", str(tmp_path / "gen")]).exit_code == 0
+    photo = tmp_path / "portrait.png"
+    photo.write_bytes((tmp_path / "gen" / "seed0002.png").read_bytes())
+    result = run("apply", "--direction", str(folder / "fire.sgdir"), "--image", str(photo), "--invert-steps", "3",
+                 "--strength", "1", "--out", str(tmp_path / "a"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "a" / "portrait").iterdir()) == ["fire_s1.png", "source.png"]
+    latents = np.load(tmp_path / "a" / "latents.npz")
+    fire = SoundDirection.load(folder / "fire.sgdir")
+    np.testing.assert_allclose(latents["applied"][0, 0], latents["sources"][0] + fire.offset.numpy(), rtol=0, atol=1e-6)
