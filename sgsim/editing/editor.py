@@ -121,7 +121,7 @@ class Editor:
                 network.to(self.device)
         self._missing: dict[str, str] = {}  # default networks absent from the cache -> why (each warned about once)
         self._warned: set[str] = set()
-        self._generator_sha256: Optional[str] = None  # checksum of the generator's weights, computed on first need
+        self._checksums: dict[str, str] = {}  # component -> state_sha256, computed on first need (the networks are frozen)
 
     @classmethod
     def from_pretrained(
@@ -390,8 +390,8 @@ class Editor:
             directions.append(SoundDirection(
                 name=name, offset=offsets[k], target=aims[k].cpu(), generator=self._generator_record(),
                 encoder={"name": getattr(self.audio_encoder, "name", type(self.audio_encoder).__name__),
-                         "state_sha256": state_sha256(self.audio_encoder)},
-                clip={"name": getattr(self.audio_encoder, "clip_model", type(self.clip).__name__), "state_sha256": state_sha256(self.clip)},
+                         "state_sha256": self._checksum("audio_encoder")},
+                clip={"name": getattr(self.audio_encoder, "clip_model", type(self.clip).__name__), "state_sha256": self._checksum("clip")},
                 sound=sound, text=target.text, settings={**settings, "text_weight": target.weight}, sgsim_version=__version__,
             ))
         if holdout:
@@ -463,9 +463,9 @@ class Editor:
         Strength 0 is the source exactly. `source`, `seed`, `invert_steps`, `class_index` and `noise` as for edit.
         A direction learned on another architecture is refused; on other weights of the same one, a warning."""
         directions = [directions] if isinstance(directions, SoundDirection) else list(directions)
-        strengths = self._check_settings(1, 1.0, "weighted", strengths)
+        strengths = self._check_strengths(strengths)
         for direction in directions:
-            check_generator(direction, self.generator, self._generator_record()["state_sha256"])
+            check_generator(direction, self.generator, self._checksum("generator"))
         offset = combined_offset(directions, weights).to(self.device)
         w_source, fitted_noise = self._start(source, seed, invert_steps, class_index)
         noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
@@ -475,14 +475,18 @@ class Editor:
         return AppliedEdit(images=images, latents=latents.cpu(), source_latent=w_source.cpu(), strengths=strengths,
                            offset=offset.cpu(), noise={name: value.cpu() for name, value in noise.items()})
 
+    def _checksum(self, component: str) -> str:
+        """state_sha256 of the generator, audio_encoder or clip, hashed once per Editor."""
+        if component not in self._checksums:
+            self._checksums[component] = state_sha256(getattr(self, component))
+        return self._checksums[component]
+
     def _generator_record(self) -> dict:
         """What a direction records of the generator it was learned on: name, architecture, weights checksum."""
-        if self._generator_sha256 is None:
-            self._generator_sha256 = state_sha256(self.generator)
         name = self.weight_files.get("generator")
         if name is not None:
             name = components.manifest_generator(name) or str(name)
-        return {"name": name, "architecture": architecture(self.generator), "state_sha256": self._generator_sha256}
+        return {"name": name, "architecture": architecture(self.generator), "state_sha256": self._checksum("generator")}
 
     def _require_encoders(self, what: str) -> None:
         if self.audio_encoder is None:
@@ -535,6 +539,10 @@ class Editor:
             raise SgsimError(f"steps must be a whole number >= 1, got {steps}")
         if not (math.isfinite(lr) and lr > 0):
             raise SgsimError(f"lr must be a finite number > 0, got {lr}")
+        return Editor._check_strengths(strengths)
+
+    @staticmethod
+    def _check_strengths(strengths: Sequence[float]) -> list[float]:
         strengths = [float(s) for s in strengths]
         if not strengths or not all(math.isfinite(s) for s in strengths):
             raise SgsimError(f"strengths must be one or more finite numbers, got {strengths}")

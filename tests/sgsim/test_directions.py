@@ -243,3 +243,20 @@ def test_a_direction_learned_in_minibatches_still_generalises(editor, sounds):
     direction = editor.learn_direction(sounds["raining"], TRAIN_SEEDS, steps=STEPS, holdout=HOLDOUT, sources_per_step=2)
     assert direction.settings["sources_per_step"] == 2
     assert direction.holdout["clip_direction_mean"] < direction.holdout["clip_source_mean"]
+
+
+def test_with_the_identity_term_on_the_held_out_numbers_include_identity_distances(editor, sounds):
+    from sgsim.identity import ArcFace, IdentityLoss, IrSeConfig
+
+    torch.manual_seed(6)
+    identity = IdentityLoss(ArcFace(IrSeConfig(stem_channels=8, stages=((8, 1), (16, 1)), se_reduction=4, embedding_dim=32)).eval())
+    faces = Editor(editor.generator, editor.audio_encoder, editor.clip, identity=identity, device="cpu", preset="ffhq")
+    direction = faces.learn_direction(sounds["raining"], TRAIN_SEEDS[:3], steps=4, holdout=2, sources_per_step=2)
+    held = direction.holdout
+    assert direction.settings["weights"]["id"] == 0.004 and held["seeds"] == [3, 4]
+    w = torch.stack([seed_latent(editor.generator, seed) for seed in held["seeds"]])
+    with torch.no_grad():
+        source_images = editor.generator.synthesis(w, noise_mode="const")
+        expected = identity.to_source(source_images)(editor.generator.synthesis(w + direction.offset, noise_mode="const"))
+    assert held["id_direction_mean"] == pytest.approx(expected.mean().item(), abs=1e-5) and expected.mean() > 0
+    assert held["id_per_image_mean"] > 0 and "id_source_mean" not in held
