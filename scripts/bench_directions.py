@@ -7,7 +7,8 @@
 
 Networks are seeded random weights built in-process (no downloads): StyleGAN2 config-f widths (channel_base
 32768, max 512, 8 mapping layers), open_clip ViT-B/32 and the sgsim-resnet18 encoder; the sound is a real clip
-from tests/data/audio. The scene preset (no identity network) is used. Warm-up runs are not timed.
+from tests/data/audio. The scene preset (no identity network) is used. Warm-up runs are not timed. On the CPU the
+times are the process's CPU seconds (stable on a shared machine), on a GPU wall seconds after synchronising.
 
     python scripts/bench_directions.py --device cpu                                  # README Performance (CPU)
     python scripts/bench_directions.py --device cuda --apply-resolutions 1024        # absolute apply time at 1024 px
@@ -65,18 +66,19 @@ def sync(device: torch.device) -> None:
 
 def timed(runs: dict[str, Callable[[], object]], repeats: int, device: torch.device, warm: Optional[list[str]] = None) -> dict[str, float]:
     """Median seconds of each run over `repeats` rounds, after one untimed warm-up of each run in `warm` (default:
-    all). The runs alternate within a round, so a machine whose load drifts (a shared CPU) slows all of them alike
-    and the ratios hold."""
+    all). The runs alternate within a round, so a machine whose load drifts slows all of them alike. On the CPU the
+    seconds are this process's CPU time (all its threads): on a shared machine, wall time mostly measures the others."""
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     for name in runs if warm is None else warm:
         runs[name]()
     sync(device)
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            started = time.perf_counter()
+            started = clock()
             run()
             sync(device)
-            times[name].append(time.perf_counter() - started)
+            times[name].append(clock() - started)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
