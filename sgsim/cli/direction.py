@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 import click
 
-from sgsim.cli.options import command_line, device_option, parse_seeds, steps_option
+from sgsim.cli.options import command_line, device_option, parse_seeds, steps_option, weight_option
 
 SOUNDS_PER_RUN = 8  # sounds learned in one batched optimisation; a library folder is saved after each such group
 
@@ -102,6 +103,27 @@ def plan_direction(audio, audio_dir, text, seeds, latents, images, out, device, 
     return plan
 
 
+@contextlib.contextmanager
+def _progress(steps: int, description: str) -> Iterator[Callable[[int, dict], None]]:
+    """A step callback drawing a progress bar from the first step on, so that an error found before the
+    optimisation starts (a bad loss weight, a W+ row the generator lacks) stays the only line on stderr."""
+    from tqdm import tqdm
+
+    bars = []
+
+    def on_step(step: int, losses: dict) -> None:
+        if not bars:
+            bars.append(tqdm(total=steps, desc=description, unit="step", leave=False))
+        bars[0].set_postfix(clip=f"{losses['clip']:.4f}", refresh=False)
+        bars[0].update(1)
+
+    try:
+        yield on_step
+    finally:
+        for bar in bars:
+            bar.close()
+
+
 def _report(direction) -> str:
     """One line of held-out numbers for a learned direction."""
     held = direction.holdout
@@ -141,22 +163,20 @@ def _report(direction) -> str:
 @click.option("--layers", default=None, metavar="ROWS", help="W+ rows the direction may move, e.g. 0-6 (default: all).")
 @click.option("--lambda-latent", type=click.FloatRange(min=0), default=None, help="Weight of the offset's size ||offset||^2 (default: the preset's).")
 @click.option("--lambda-id", type=click.FloatRange(min=0), default=None, help="Identity loss weight (default: the preset's).")
+@weight_option
 @click.option("--invert-steps", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Inversion steps for --image.")
 @click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None, help="Of the optimisation, as for sgsim edit.")
 @device_option
 def direction_command(audio, audio_dir, text, seeds, latents, images, class_index, out, holdout, sources_per_step, generator, encoder,
-                      encoder_checkpoint, clip_weights, preset, steps, lr, layers, lambda_latent, lambda_id, invert_steps, precision,
-                      device) -> None:
+                      encoder_checkpoint, clip_weights, preset, steps, lr, layers, lambda_latent, lambda_id, loss_weights, invert_steps,
+                      precision, device) -> None:
     """Learn a sound's direction once over many images, for instant edits with `sgsim apply`.
 
     One shared W+ offset per sound, all sounds and images in one batched optimisation (up to 8 sounds at a
     time), each measured on held-out seeds against the same sound optimised per image.
     """
-    from tqdm import tqdm
-
     from sgsim.editing import Editor, Target
     from sgsim.editing.directions import SUFFIX, direction_names, save_directions
-    from sgsim.editing.variables import free_rows
 
     layer_rows = parse_layers(layers)
     plan = plan_direction(audio, audio_dir, text, seeds, latents, images, out, device, preset, generator)
@@ -170,18 +190,13 @@ def direction_command(audio, audio_dir, text, seeds, latents, images, class_inde
     editor = Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights,
                                     device=plan.device, preset=preset)
     click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
-    free_rows(layer_rows, editor.generator.num_ws)  # rows this generator lacks fail before the progress bar starts
     groups = [todo] if plan.single else [todo[i:i + SOUNDS_PER_RUN] for i in range(0, len(todo), SOUNDS_PER_RUN)]
     learned = []
     for group in groups:
-        with tqdm(total=steps, desc=f"{len(group)} direction(s)", unit="step", leave=False) as bar:
-            def on_step(step: int, losses: dict[str, float]) -> None:
-                bar.set_postfix(clip=f"{losses['clip']:.4f}", refresh=False)
-                bar.update(1)
-
+        with _progress(steps, f"{len(group)} direction(s)") as on_step:
             directions = editor.learn_directions(
-                [target for _, target in group], plan.sources, steps=steps, lr=lr, lambda_latent=lambda_latent,
-                lambda_id=lambda_id, layers=layer_rows, holdout=holdout, sources_per_step=sources_per_step,
+                [target for _, target in group], plan.sources, steps=steps, lr=lr, weights=loss_weights,
+                lambda_latent=lambda_latent, lambda_id=lambda_id, layers=layer_rows, holdout=holdout, sources_per_step=sources_per_step,
                 names=[name for name, _ in group], callback=on_step, precision=precision, class_index=class_index,
                 invert_steps=invert_steps,
             )

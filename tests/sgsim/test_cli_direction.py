@@ -66,8 +66,9 @@ def test_a_library_run_resumes_and_a_single_file_holds_every_direction(run, libr
     assert len(after) == 8 and "thunderstorm.sgdir" in after
     single = tmp_path / "both.sgdir"
     assert run("direction", "--audio", str(sounds["wind"]), "--text", "a storm", "--seeds", "0-1", "--holdout", "0",
-               "--out", str(single)).exit_code == 0
-    assert list(load_directions(single)) == ["wind"] and load_directions(single)["wind"].text == "a storm"
+               "--weight", "latent=0.5", "--out", str(single)).exit_code == 0
+    wind = load_directions(single)["wind"]
+    assert list(load_directions(single)) == ["wind"] and wind.text == "a storm" and wind.settings["weights"]["latent"] == 0.5
 
 
 def test_apply_writes_the_edit_layout_and_renders_w_plus_s_times_the_weighted_offsets(run, library, tmp_path):
@@ -153,6 +154,7 @@ def test_apply_refuses_bad_input_in_one_line_and_writes_nothing(run, library, tm
     ("layers out of range", "layers must be W+ row indices"),
     ("silent", "silent"),
     ("foreign file", "not an sgsim direction file"),
+    ("unknown loss term", "unknown loss term 'bogus'"),
 ])
 def test_direction_refuses_bad_input_in_one_line_and_writes_nothing(run, sounds, tmp_path, tiny_generator_file, case, message):
     import soundfile
@@ -168,6 +170,7 @@ def test_direction_refuses_bad_input_in_one_line_and_writes_nothing(run, sounds,
         "layers out of range": [*rain, "--seeds", "0", "--layers", "0-40", "--out", str(out)],
         "silent": ["--audio", str(tmp_path / "quiet.wav"), "--seeds", "0", "--out", str(out)],
         "foreign file": [*rain, "--seeds", "0", "--out", str(tmp_path / "foreign.sgdir")],
+        "unknown loss term": [*rain, "--seeds", "0", "--weight", "bogus=1", "--out", str(out)],
     }[case]
     before = (tmp_path / "foreign.sgdir").read_bytes()
     result = run("direction", *args)
