@@ -230,11 +230,11 @@ def measure_published(nets: Networks, sound: Path, args: argparse.Namespace, dev
 def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, device: torch.device, name: str) -> Measurement:
     """(b) / (c): sgsim's Editor at `args.precision` (default: the device's), all targets in one batch."""
     from sgsim.editing import Editor
-    from sgsim.editing.precision import check_precision
+    from sgsim.editing.precision import choose_precision
     from sgsim.identity import IdentityLoss
     from stylegan2.precision import MIXED, SynthesisPrecision
 
-    precision = check_precision(args.precision, device)
+    precision = choose_precision(args.precision, device).name
     mixed = SynthesisPrecision(num_fp16_res=args.fp16_res, conv_clamp=MIXED.conv_clamp, channels_last=args.channels_last,
                                fused_modconv=False if args.unfused_modconv else None)
     editor = Editor(nets.generator, nets.audio_encoder, clip=nets.clip, identity=IdentityLoss(nets.arcface), device=device,

@@ -49,7 +49,7 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
               preset: Optional[str], generator: str, align: Optional[bool] = None) -> EditPlan:
     """Check every flag and input that can be checked without the networks, cheapest first."""
     from sgsim.devices import parse_device
-    from sgsim.editing.precision import check_precision
+    from sgsim.editing.precision import choose_precision
     from sgsim.editing.presets import choose_preset
     from sgsim.editing.sources import ImageSource, LatentSource, SeedSource
 
@@ -65,7 +65,7 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
     if class_index is not None and seed is None:
         raise click.UsageError("--class picks the label of a --seed source; a latent or an image has none, leave out --class")
     plan = EditPlan(source=SeedSource(seed), device=parse_device(device))
-    check_precision(precision, plan.device)
+    choose_precision(precision, plan.device)
     if preset is not None:
         choose_preset(preset, generator)  # an unknown --preset fails here
     for path in audio:
@@ -186,7 +186,7 @@ def write_edit_images(folder: Path, result, stems: list[str], labels: list[str],
 @click.option("--save-video", is_flag=True, help="Also write optimisation.gif.")
 @click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
               help="Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: bfloat16 generator "
-                   "autocast (fast on CPUs with AVX512-BF16 or AMX). Default: mixed on CUDA, fp32 on the CPU.")
+                   "autocast. Default: mixed on CUDA; bf16 on a CPU with AVX512-BF16 or AMX, fp32 on one without.")
 def edit_command(audio, text, image, seed, latent, class_index, invert_steps, refine_steps, align, generator, encoder, encoder_checkpoint, clip_weights, preset, out,
                  overwrite, steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength, device, save_video, precision) -> None:
     """Edit an image so that it shows a sound, a text or both.

@@ -16,7 +16,7 @@ from sgsim.editing.directions import (SoundDirection, architecture, check_genera
                                       state_sha256, strength_latents)
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
 from sgsim.editing.optimise import StepCallback, optimise_latents
-from sgsim.editing.precision import check_precision, edit_precision
+from sgsim.editing.precision import choose_precision, edit_precision
 from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
 from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale
@@ -245,14 +245,16 @@ class Editor:
         `record_every` > 0 keeps snapshots in `frames`.
         `precision` of the optimisation: 'fp32'; 'mixed' (CUDA only: fp16 high-resolution generator blocks,
         CLIP under autocast); 'bf16' (generator in bfloat16 autocast, any device; fast on CPUs with AVX512-BF16 or AMX).
-        None: 'mixed' on CUDA, 'fp32' elsewhere. The returned images are always rendered in fp32.
+        None: 'mixed' on CUDA, 'bf16' on a CPU with native bfloat16 (AVX512-BF16 or AMX), 'fp32' elsewhere; the
+        choice and its reason are recorded in `settings`. The returned images are always rendered in fp32.
         `class_index`: the class of a seed source, required for a conditional generator (one-hot label).
         Raises EditDiverged (an SgsimError carrying the last finite latents) on a NaN loss.
         """
         self._require_encoders("edit")
         targets = self._check_targets(targets, mix)
         strengths = self._check_settings(steps, lr, mix, strengths)
-        precision = check_precision(precision, self.device)
+        chosen = choose_precision(precision, self.device)
+        precision = chosen.name
         weights = self._weights(weights, lambda_latent, lambda_id)
         networks = self._networks_for(weights)
 
@@ -304,7 +306,7 @@ class Editor:
                 "strengths": list(strengths), "loudness_strength": loudness_strength,
                 "loudness_dbfs": [e.loudness_dbfs for e in embeddings], "loudness_scale": scales,
                 "preset": asdict(self.preset), "preset_name": self.preset_name, "preset_reason": self.preset_reason,
-                "device": str(self.device), "precision": precision,
+                "device": str(self.device), "precision": precision, "precision_reason": chosen.reason,
                 "mixed_synthesis": asdict(self.mixed_synthesis) if precision == "mixed" else None,
             },
             frames=optimised.frames,
@@ -360,7 +362,8 @@ class Editor:
         sources = [as_source(source) for source in sources]
         if not sources:
             raise SgsimError("no sources: a direction is learned over one or more seeds, latents or images (16 is a good number)")
-        precision = check_precision(precision, self.device)
+        chosen = choose_precision(precision, self.device)
+        precision = chosen.name
         weights = self._weights(weights, lambda_latent, lambda_id)
         networks = self._networks_for(weights)
 
@@ -380,7 +383,7 @@ class Editor:
             "steps": steps, "lr": lr, "weights": weights, "layers": None if layers is None else sorted({int(i) for i in layers}),
             "sources": [_describe_source(source) for source in sources], "class_index": class_index,
             "sources_per_step": sources_per_step, "preset_name": self.preset_name, "device": str(self.device),
-            "precision": precision,
+            "precision": precision, "precision_reason": chosen.reason,
         }
         directions = []
         for k, (name, target) in enumerate(zip(names, targets)):

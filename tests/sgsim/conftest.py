@@ -19,6 +19,17 @@ TINY_CLIP_CONFIG = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cpu_without_native_bf16() -> Iterator[None]:
+    """Edits default to 'bf16' on CPUs with native bfloat16 and to 'fp32' on others; the tests' exact
+    expectations (batched == one by one to float rounding) are fp32's, so every CPU runs them as one without.
+    tests/sgsim/test_precision.py checks the choice itself."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+        patch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_generator_file(tmp_path_factory) -> Path:
     """A 32 px StyleGAN2-ADA generator (8 W+ rows of 32), saved by stylegan2.save_generator.

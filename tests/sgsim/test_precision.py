@@ -73,11 +73,23 @@ def directions(n: int, dim: int = 512) -> torch.Tensor:
     return torch.nn.functional.normalize(torch.randn(n, dim, generator=torch.Generator().manual_seed(3)), dim=-1)
 
 
-def test_cpu_default_is_fp32_and_identical_to_asking_for_it(editor, rain):
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, "fp32"), (True, False, "bf16"), (False, True, "bf16")])
+def test_cpu_default_follows_the_cpu_and_is_identical_to_asking_for_it(editor, rain, monkeypatch, avx512_bf16, amx, expected):
+    # an AVX2-only CPU emulates bf16 (slower than fp32): it gets fp32; native bfloat16 gets bf16
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     default = editor.edit(0, Target(rain), steps=3)
-    explicit = editor.edit(0, Target(rain), steps=3, precision="fp32")
-    assert default.settings["precision"] == "fp32"
+    explicit = editor.edit(0, Target(rain), steps=3, precision=expected)
+    assert default.settings["precision"] == expected and "native bfloat16" in default.settings["precision_reason"]
+    assert explicit.settings["precision_reason"] == "asked for"
     assert torch.equal(default.images, explicit.images)
+
+
+def test_bf16_on_a_cpu_without_native_bfloat16_warns_that_it_is_slower(editor, rain, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with pytest.warns(RuntimeWarning, match="slower than 'fp32'"):
+        editor.edit(0, Target(rain), steps=1, precision="bf16")
 
 
 @pytest.mark.parametrize("precision, message", [("mixed", "CUDA"), ("fp16", "unknown precision")])
