@@ -8,12 +8,16 @@ the speed and memory ratios b/a and c/a. Warm-up edits are not timed.
 
     python scripts/bench_edit.py --device cuda                  # the measurement of docs/reference.md#performance-targets (1024 px, 300 steps, 16 targets)
     python scripts/bench_edit.py --device cpu --quick           # tiny networks, a few steps: a smoke run, not a measurement
+    python scripts/bench_edit.py --device cpu --memory --resolution 1024 --steps 2   # peak RSS of (a) and (b), one process each
+    python scripts/bench_edit.py --device cpu --to-quality --resolution 256  # steps and seconds sgsim needs to reach (a)'s CLIP loss
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -176,9 +180,11 @@ def step_flops(run: Callable[[int], None]) -> float:
 
 
 def measure(name: str, run: Callable[[int], None], run_one: Callable[[int], None], edits: int, args: argparse.Namespace,
-            device: torch.device, dominant_precision: str) -> Measurement:
-    """Warm up, then time one full edit of `args.steps` steps; FLOPs are counted on short runs of one target (`run_one`)."""
-    run(args.warmup)
+            device: torch.device, dominant_precision: str, count_flops: bool = True) -> Measurement:
+    """Warm up, then time one full edit of `args.steps` steps; FLOPs are counted on short runs of one target (`run_one`).
+    Without `count_flops` (a memory run) neither the warm-up nor the count runs."""
+    if count_flops:
+        run(args.warmup)
     sync(device)
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -194,10 +200,12 @@ def measure(name: str, run: Callable[[int], None], run_one: Callable[[int], None
         started = time.perf_counter()
         run(args.steps)
         seconds, peak = time.perf_counter() - started, None
-    return Measurement(name, edits, args.steps, seconds, peak, step_flops(run_one) * edits, dominant_precision)
+    flops = step_flops(run_one) * edits if count_flops else float("nan")
+    return Measurement(name, edits, args.steps, seconds, peak, flops, dominant_precision)
 
 
-def measure_published(nets: Networks, sound: Path, args: argparse.Namespace, device: torch.device) -> Measurement:
+def measure_published(nets: Networks, sound: Path, args: argparse.Namespace, device: torch.device,
+                      count_flops: bool = True) -> Measurement:
     """(a): pure-PyTorch ops, fp32 generator, CLIP in fp16 on CUDA (as OpenAI's loader sets it), batch 1."""
     import copy
 
@@ -222,12 +230,13 @@ def measure_published(nets: Networks, sound: Path, args: argparse.Namespace, dev
                 nets.generator.synthesis(latent, noise_mode="const", force_fp32=True).cpu()
 
     try:
-        return measure("(a) published loop, batch 1", run, run, 1, args, device, "fp32")
+        return measure("(a) published loop, batch 1", run, run, 1, args, device, "fp32", count_flops)
     finally:  # the fp16 copy goes with this frame; measure() empties the cache before the next configuration
         nets.clip.to(device)
 
 
-def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, device: torch.device, name: str) -> Measurement:
+def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, device: torch.device, name: str,
+                  count_flops: bool = True) -> Measurement:
     """(b) / (c): sgsim's Editor at `args.precision` (default: the device's), all targets in one batch."""
     from sgsim.editing import Editor
     from sgsim.editing.precision import choose_precision
@@ -248,13 +257,19 @@ def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, 
         run(steps, targets[:1])
 
     return measure(f"{name}, {precision}, batch {len(targets)}", run, run_one, len(targets), args, device,
-                   {"mixed": "fp16"}.get(precision, precision))
+                   {"mixed": "fp16"}.get(precision, precision), count_flops)
 
 
-def device_peaks(device: torch.device) -> Optional[dict[str, float]]:
-    """The PEAK_TFLOPS entry of this device, or None (CPU, unknown GPU)."""
+def device_peaks(device: torch.device, cpu_peak_gflops: Optional[float] = None) -> Optional[dict[str, float]]:
+    """Peak TFLOP/s of this device: the PEAK_TFLOPS entry of a GPU; on a CPU the fp32 peak given on the command
+    line, doubled for bf16 where the CPU computes it natively (AVX512-BF16's dot products do two FMAs per lane);
+    None when unknown."""
     if device.type != "cuda":
-        return None
+        from sgsim.editing.precision import native_bf16
+
+        if cpu_peak_gflops is None:
+            return None
+        return {"fp32": cpu_peak_gflops / 1e3, "fp16": cpu_peak_gflops / 1e3 * (2 if native_bf16() else 1)}
     name = torch.cuda.get_device_name(device)
     return next((peaks for key, peaks in PEAK_TFLOPS.items() if key in name), None)
 
@@ -280,6 +295,83 @@ def report(results: list[Measurement], peaks: Optional[dict[str, float]]) -> str
     return "\n".join(lines)
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_only(nets: Networks, sounds: list[Path], args: argparse.Namespace, device: torch.device) -> None:
+    """One configuration, one edit of args.steps steps, no warm-up and no FLOP count: what --memory runs per process."""
+    setup = peak_rss_mib()
+    if args.only == "a":
+        measure_published(nets, sounds[0], args, device, count_flops=False)
+    else:
+        measure_sgsim(nets, sounds[:1], args, device, "(b) sgsim", count_flops=False)
+    print(f"peak RSS MiB: setup {setup:.0f}, edit {peak_rss_mib():.0f}")
+
+
+def measure_memory(args: argparse.Namespace, argv: list[str]) -> None:
+    """Peak RSS of (a) and of (b) at fp32 and at the device's default precision, each in a fresh process."""
+    from sgsim.editing.precision import choose_precision
+
+    default = choose_precision(None, args.device).name
+    configurations = [("(a) published loop", ["--only", "a"]), ("(b) sgsim fp32", ["--only", "b", "--precision", "fp32"])]
+    if default != "fp32":
+        configurations.append((f"(b) sgsim {default} (default)", ["--only", "b", "--precision", default]))
+    forwarded = [a for a in argv if a not in ("--memory",)]
+    peaks = []
+    for name, extra in configurations:
+        output = subprocess.run([sys.executable, __file__, *forwarded, *extra], check=True, capture_output=True, text=True).stdout
+        setup, edit = (float(v.rstrip(",")) for v in output.strip().splitlines()[-1].split()[4::2])
+        peaks.append(edit)
+        print(f"{name:32s} peak RSS {edit:8.0f} MiB (networks built: {setup:.0f} MiB)  {edit / peaks[0]:.2f}x (a)", flush=True)
+
+
+@torch.no_grad()
+def edit_terms(nets: Networks, w_source: torch.Tensor, latents: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """One yardstick for every loop's result, on fp32 renders: sgsim's CLIP loss (images clamped and normalised as
+    CLIP expects), the identity distance to the source image and the squared W+ distance to the source latent."""
+    render = lambda w: nets.generator.synthesis(w, noise_mode="const", force_fp32=True)  # noqa: E731
+    images, source = render(latents), render(w_source)
+    clip = 1 - F.cosine_similarity(nets.clip.encode_image(images).float(), target).item()
+    identity = 1 - F.cosine_similarity(nets.arcface.embed(images), nets.arcface.embed(source)).item()
+    return {"clip": clip, "id": identity, "latent": (latents - w_source).square().sum().item()}
+
+
+def measure_to_quality(nets: Networks, sound: Path, args: argparse.Namespace, device: torch.device) -> None:
+    """The CLIP loss (a) reaches after args.steps steps, and the steps and seconds sgsim needs to reach it: the
+    first step of a run as long as (a) whose loss is no higher, and the end of shorter runs (the ramped lr
+    schedule scales with the number of steps), each with its identity and latent terms."""
+    from sgsim.editing import Editor
+    from sgsim.editing.precision import choose_precision
+    from sgsim.editing.sources import seed_latent
+    from sgsim.identity import IdentityLoss
+
+    target = embed_target(Target(sound), nets.audio_encoder, nets.clip).sound[None].to(device)
+    w_source = seed_latent(nets.generator, 0)[None]
+    clip_model = nets.clip.model
+    to_clip = published_clip_input(nets.generator.img_resolution, nets.clip.image_size)
+    with reference_ops():
+        started = time.perf_counter()
+        latent, _ = published_edit(nets.generator, lambda images: clip_model.encode_image(to_clip(images)), nets.arcface,
+                                   w_source, target, args.steps)
+        seconds = time.perf_counter() - started
+    goal = edit_terms(nets, w_source, latent, target)
+    print(f"{'loop':34s} {'steps':>5s} {'seconds':>8s} {'clip':>7s} {'id':>7s} {'latent':>7s}  reaches (a)'s clip loss")
+    print(f"{'(a) published loop, fp32':34s} {args.steps:5d} {seconds:8.1f} {goal['clip']:7.4f} {goal['id']:7.4f} {goal['latent']:7.3f}")
+    precision = choose_precision(args.precision, device).name
+    editor = Editor(nets.generator, nets.audio_encoder, clip=nets.clip, identity=IdentityLoss(nets.arcface), device=device, preset="ffhq")
+    for steps in sorted({args.steps, *args.quality_steps}, reverse=True):
+        started = time.perf_counter()
+        result = editor.edit(0, Target(sound), steps=steps, lr=LR, lambda_latent=LAMBDA_LATENT, lambda_id=LAMBDA_ID, precision=precision)
+        seconds = time.perf_counter() - started
+        terms = edit_terms(nets, w_source, result.edited_latents.to(device), target)
+        reached = [step for step, loss in enumerate(result.losses["clip"][:, 0]) if loss <= goal["clip"]]
+        when = f"at step {reached[0] + 1} ({seconds * (reached[0] + 1) / steps:.1f} s)" if reached else "no"
+        print(f"{'(b) sgsim, ' + precision:34s} {steps:5d} {seconds:8.1f} {terms['clip']:7.4f} {terms['id']:7.4f} "
+              f"{terms['latent']:7.3f}  {when}", flush=True)
+
+
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
@@ -297,6 +389,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, help="folder of .wav targets (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quick", action="store_true", help="tiny networks and a few steps: a smoke run that finishes in seconds")
+    parser.add_argument("--cpu-peak-gflops", type=float, default=None,
+                        help="the CPU's fp32 peak (cores x GHz x FLOP/cycle) for the %% of peak column; bf16 counts double where native")
+    parser.add_argument("--memory", action="store_true", help="peak RSS of (a) and (b), each configuration in its own process")
+    parser.add_argument("--to-quality", action="store_true", help="steps and seconds sgsim needs to reach the published loop's CLIP loss")
+    parser.add_argument("--quality-steps", type=int, nargs="*", default=[150, 75], help="--to-quality: shorter sgsim runs to try")
+    parser.add_argument("--only", choices=["a", "b"], default=None, help=argparse.SUPPRESS)  # one process of --memory
     args = parser.parse_args(argv)
     args.resolution = args.resolution or (32 if args.quick else 1024)
     args.steps = args.steps or (3 if args.quick else 300)
@@ -310,6 +408,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> None:
     args = parse_args(argv)
+    if args.memory:
+        measure_memory(args, list(sys.argv[1:] if argv is None else argv))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -319,6 +420,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     batch_sounds = [sounds[i % len(sounds)] for i in range(args.batch)]
 
     nets = build_networks(args, device)
+    if args.only:
+        run_only(nets, sounds, args, device)
+        return
+    if args.to_quality:
+        measure_to_quality(nets, sounds[0], args, device)
+        return
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; {args.resolution} px, {args.steps} steps, batch {args.batch}; "
           f"mixed = fp16 in {args.fp16_res} resolutions{', channels_last' if args.channels_last else ''}"
@@ -332,7 +439,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         measure_sgsim(nets, sounds[:1], args, device, "(b) sgsim"),
         measure_sgsim(nets, batch_sounds, args, device, "(c) sgsim"),
     ]
-    print(report(results, device_peaks(device)))
+    print(report(results, device_peaks(device, args.cpu_peak_gflops)))
 
 
 if __name__ == "__main__":
