@@ -19,6 +19,8 @@ from sgsim.errors import user_errors
 # tests/sgsim/test_cli.py keeps it equal to the command's own)
 COMMANDS = {
     "edit": ("sgsim.cli.edit", "edit_command", "Edit an image so that it shows a sound, a text or both."),
+    "batch": ("sgsim.cli.batch", "batch_command",
+              "Run the edits of a CSV of jobs, one folder each; resumable, and split over the processes of torchrun."),
     "generate": ("sgsim.cli.generate", "generate_command", "Draw the generator's images of some seeds, with their W+ latents for `sgsim edit --latent`."),
     "invert": ("sgsim.cli.invert", "invert_command", "Find the W+ latent of a photo with the generator, for `sgsim edit --latent`."),
     "compare-encoders": ("sgsim.cli.compare_encoders", "compare_encoders_command",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import click
 
@@ -157,6 +157,65 @@ def write_edit_images(folder: Path, result, stems: list[str], labels: list[str],
     return names + ["comparison.png"]
 
 
+def edit_settings(function: Callable) -> Callable:
+    """The flags of an edit's networks, inversion and optimisation, shared by `sgsim edit` and `sgsim batch` (every job's)."""
+    options = [
+        click.option("--invert-steps", type=click.IntRange(1, MAX_STEPS), default=1000, show_default=True, help="Steps of the W fit of an image."),
+        refine_steps_option,
+        align_option,
+        click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path."),
+        click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name."),
+        click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None,
+                     help="Audio encoder weights (default: the encoder's released weights)."),
+        click.option("--clip", "clip_weights", default=None, help="CLIP weights path (default: the model the encoder's space belongs to)."),
+        click.option("--preset", default=None, help="Loss weights: ffhq (faces, identity kept), landscape or wikiart (default: the generator's)."),
+        steps_option(300),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True),
+        click.option("--lambda-latent", type=click.FloatRange(min=0), default=None, help="Latent distance weight (default: the generator's preset)."),
+        click.option("--lambda-id", type=click.FloatRange(min=0), default=None, help="Identity loss weight (default: the generator's preset)."),
+        click.option("--strength", "strengths", default="1", callback=_strength_option, show_default=True,
+                     help="Comma-separated edit strengths, e.g. 0.5,1,1.5."),
+        click.option("--mix", type=click.Choice(["weighted", "layers"]), default="weighted", show_default=True, help="How a sound and a text combine."),
+        click.option("--loudness-strength", is_flag=True, help="Scale each strength by the sound's loudness (-20 dBFS = 1)."),
+        device_option,
+        click.option("--save-video", is_flag=True, help="Also write optimisation.gif."),
+        click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
+                     help="Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: bfloat16 generator "
+                          "autocast. Default: mixed on CUDA; bf16 on a CPU with AVX512-BF16 or AMX, fp32 on one without."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def write_edit_folder(folder: Path, command: str, result, stems: list[str], labels: list[str], strengths: list[float], save_video: bool,
+                      photo, timings: dict[str, float], **fields) -> list[str]:
+    """Every file of an edit's output folder (see `sgsim edit --help`), run.json last with `fields` (source, targets,
+    networks, weights, ...) in its record; shared by `sgsim edit` and each job of `sgsim batch`. Returns the names written."""
+    from sgsim.latents import write_latent_file
+    from sgsim.outputs import run_record, write_gif, write_json
+
+    written = time.perf_counter()
+    outputs = write_edit_images(folder, result, stems, labels, strengths, photo)
+    write_latent_file(folder / "latents.npz", noise=result.noise, source=result.source_latent, edited=result.edited_latents,
+                      strengths=result.strengths, swept=result.latents)
+    outputs.append("latents.npz")
+    if save_video:
+        write_gif(folder / "optimisation.gif", result.frames)
+        outputs.append("optimisation.gif")
+    settings = dict(result.settings)
+    settings.pop("seed", None)  # the Editor's seed seeds only an image source's inversion, done by the command (INVERSION_SEED)
+    weights = fields.pop("weights")
+    write_json(folder / "run.json", run_record(
+        command, command_line(), **fields, settings=settings, weights=weights,
+        final_losses={guide: {name: float(values[-1, g]) for name, values in result.losses.items()}
+                      for g, guide in enumerate(unique(result.guides, separator=" #"))},
+        timings_s={**timings, "write": time.perf_counter() - written},
+        outputs=outputs + ["run.json"],
+    ))
+    return outputs + ["run.json"]
+
+
 @click.command("edit")
 @click.option("--audio", "audio", multiple=True, type=click.Path(path_type=Path), help="Sound to edit toward (repeat for several).")
 @click.option("--text", default=None, help="Text mixed with every sound (see --mix), or the only target when no --audio is given.")
@@ -166,27 +225,8 @@ def write_edit_images(folder: Path, result, stems: list[str], labels: list[str],
               help="Source: a W or W+ latent in a .npz (sgsim generate/invert 'w', the ADA projector's projected_w.npz). "
                    "An edit's latents.npz continues from its first edited latent; FILE:edited[N] picks another, FILE:source its start.")
 @click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class of the --seed image (conditional generators only).")
-@click.option("--invert-steps", type=click.IntRange(1, MAX_STEPS), default=1000, show_default=True, help="Steps of the W fit of --image.")
-@refine_steps_option
-@align_option
-@click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
-@click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name.")
-@click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None, help="Audio encoder weights (default: the encoder's released weights).")
-@click.option("--clip", "clip_weights", default=None, help="CLIP weights path (default: the model the encoder's space belongs to).")
-@click.option("--preset", default=None, help="Loss weights: ffhq (faces, identity kept), landscape or wikiart (default: the generator's).")
 @out_option(required=False, default_help=" (default: a new folder out/<sound or text>-<source>, -2, -3... if taken)")
-@steps_option(300)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
-@click.option("--lambda-latent", type=click.FloatRange(min=0), default=None, help="Latent distance weight (default: the generator's preset).")
-@click.option("--lambda-id", type=click.FloatRange(min=0), default=None, help="Identity loss weight (default: the generator's preset).")
-@click.option("--strength", "strengths", default="1", callback=_strength_option, show_default=True, help="Comma-separated edit strengths, e.g. 0.5,1,1.5.")
-@click.option("--mix", type=click.Choice(["weighted", "layers"]), default="weighted", show_default=True, help="How a sound and --text combine.")
-@click.option("--loudness-strength", is_flag=True, help="Scale each strength by the sound's loudness (-20 dBFS = 1).")
-@device_option
-@click.option("--save-video", is_flag=True, help="Also write optimisation.gif.")
-@click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
-              help="Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: bfloat16 generator "
-                   "autocast. Default: mixed on CUDA; bf16 on a CPU with AVX512-BF16 or AMX, fp32 on one without.")
+@edit_settings
 def edit_command(audio, text, image, seed, latent, class_index, invert_steps, refine_steps, align, generator, encoder, encoder_checkpoint, clip_weights, preset, out,
                  overwrite, steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength, device, save_video, precision) -> None:
     """Edit an image so that it shows a sound, a text or both.
@@ -196,36 +236,20 @@ def edit_command(audio, text, image, seed, latent, class_index, invert_steps, re
     run.json and with --save-video optimisation.gif.
     """
     from sgsim.atomic import staged_output_dir
-    from sgsim.latents import write_latent_file
-    from sgsim.outputs import is_run_folder, run_record, weights_record, write_gif, write_json
+    from sgsim.outputs import is_run_folder, weights_record
 
     plan = plan_edit(audio, text, image, seed, latent, class_index, mix, precision, device, out, preset, generator, align)
     with staged_output_dir(plan.out, overwrite, is_run_folder) as staging:  # an unusable --out fails here, before the networks load
         result, weights, timings, photo = run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset,
                                                     steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength,
                                                     save_video, precision, class_index, invert_steps, refine_steps)
-        written = time.perf_counter()
-        outputs = write_edit_images(staging, result, plan.stems, plan.labels, strengths, photo)
-        write_latent_file(staging / "latents.npz", noise=result.noise, source=result.source_latent, edited=result.edited_latents,
-                          strengths=result.strengths, swept=result.latents)
-        outputs.append("latents.npz")
-        if save_video:
-            write_gif(staging / "optimisation.gif", result.frames)
-            outputs.append("optimisation.gif")
-        settings = dict(result.settings)
-        settings.pop("seed", None)  # the Editor's seed seeds only an image source's inversion, done here (INVERSION_SEED)
-        write_json(staging / "run.json", run_record(
-            "edit", command_line(),
+        outputs = write_edit_folder(
+            staging, "edit", result, plan.stems, plan.labels, strengths, save_video, photo, timings,
             source={"seed": seed, "image": image, "latent": latent, "latent_key": plan.latent_key, "class": class_index,
                     "invert_steps": invert_steps if image else None, "refine_steps": refine_steps if image else None,
                     "align": plan.align, "inversion_seed": INVERSION_SEED if image else None},
             targets=[{"audio": str(path), "text": text} for path in audio] or [{"audio": None, "text": text}],
             generator=generator, encoder=encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights,
-            settings=settings,
             weights=weights_record(weights),
-            final_losses={guide: {name: float(values[-1, g]) for name, values in result.losses.items()}
-                          for g, guide in enumerate(unique(result.guides, separator=" #"))},
-            timings_s={**timings, "write": time.perf_counter() - written},
-            outputs=outputs + ["run.json"],
-        ))
-    click.echo(f"wrote {len(outputs) + 1} files to {plan.out}")
+        )
+    click.echo(f"wrote {len(outputs)} files to {plan.out}")
