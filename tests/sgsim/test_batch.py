@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile
 from click.testing import CliRunner
 from PIL import Image
 
@@ -68,3 +69,61 @@ def test_each_job_writes_the_folder_sgsim_edit_writes(run, shared_data, tmp_path
     assert record["command"] == "batch" and record["job"]["name"] == "rain3" and record["settings"]["strengths"] == [0.5, 1.0]
     assert list(record["final_losses"]) == ["raining.wav"] and record["source"]["seed"] == 3
     assert [row["status"] for row in summary(tmp_path / "batch")] == ["done", "done"]
+
+
+def test_bad_rows_and_failing_jobs_are_recorded_and_a_rerun_redoes_only_them(run, shared_data, tmp_path):
+    audio = shared_data / "audio"
+    soundfile.write(tmp_path / "silent.wav", np.zeros(44100, dtype=np.float32), 44100)
+    jobs = tmp_path / "jobs.csv"
+    rows = [
+        {"name": "ok", "audio": "sounds/wind.wav", "text": "", "seed": "1", "latent": ""},
+        {"name": "silent", "audio": "silent.wav", "text": "", "seed": "1", "latent": ""},
+        {"name": "two-sources", "audio": "sounds/wind.wav", "text": "", "seed": "1", "latent": "x.npz"},
+        {"name": "ok", "audio": "", "text": "a snowy mountain", "seed": "2", "latent": ""},
+        {"name": "no-latent", "audio": "", "text": "fire", "seed": "", "latent": "missing.npz"},
+        {"name": "text", "audio": "", "text": "fire", "seed": "2", "latent": ""},
+    ]
+    (tmp_path / "sounds").symlink_to(audio)  # relative paths are relative to the CSV's folder
+    write_jobs(jobs, rows)
+    out = tmp_path / "out"
+    first = run("batch", str(jobs), "--out", str(out))
+    assert first.exit_code == 1, first.output
+    assert "2 done, 0 skipped (complete before), 4 failed" in first.output
+    lines = summary(out)
+    assert [(row["row"], row["name"], row["status"]) for row in lines] == [
+        ("2", "ok", "done"), ("3", "silent", "failed"), ("4", "two-sources", "failed"), ("5", "ok", "failed"),
+        ("6", "no-latent", "failed"), ("7", "text", "done")]
+    errors = {row["row"]: row["error"] for row in lines}
+    assert "silent" in errors["3"] and "exactly one of seed, image, latent" in errors["4"]
+    assert "already used by row 2" in errors["5"] and "latent file not found" in errors["6"]
+    assert all("\n" not in error for error in errors.values())
+    assert sorted(p.name for p in out.iterdir()) == ["ok", "summary.csv", "text"]  # nothing half-written for the failures
+    stamp = (out / "ok" / "run.json").stat().st_mtime_ns
+
+    soundfile.write(tmp_path / "silent.wav", 0.3 * np.sin(np.arange(44100 * 2) / 10).astype(np.float32), 44100)  # fixed
+    rows[2]["latent"] = ""
+    write_jobs(jobs, rows)
+    second = run("batch", str(jobs), "--out", str(out))
+    assert second.exit_code == 1 and "2 done, 2 skipped (complete before), 2 failed" in second.output, second.output
+    assert [row["status"] for row in summary(out)] == ["skipped", "done", "done", "failed", "failed", "skipped"]
+    assert (out / "ok" / "run.json").stat().st_mtime_ns == stamp  # not redone
+
+    third = run("batch", str(jobs), "--out", str(out), "--strength", "0.5")  # other settings: every job is redone
+    assert "4 done, 0 skipped" in third.output, third.output
+    names = {p.name for p in (out / "ok").iterdir()}
+    assert "wind_s0.5.png" in names and "wind_s1.png" not in names
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "jobs file not found"),
+    ("audio,seed\nx.wav,1\n", "at least 'name'"),
+    ("name,audio,seeds\na,x.wav,1\n", "unknown column 'seeds'"),
+])
+def test_a_file_that_is_not_a_jobs_csv_is_one_line_and_writes_nothing(run, tmp_path, content, expected):
+    jobs = tmp_path / "jobs.csv"
+    if content is not None:
+        jobs.write_text(content)
+    result = run("batch", str(jobs), "--out", str(tmp_path / "out"))
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code != 0 and len(lines) == 1 and expected in lines[0], result.output
+    assert not (tmp_path / "out").exists()

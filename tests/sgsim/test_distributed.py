@@ -1,0 +1,142 @@
+"""sgsim under torchrun (CPU, gloo, 2 processes on 127.0.0.1): `sgsim batch` does every job exactly once, a rerun
+none, and a rank that fails or hangs ends the whole run with a report instead of a hang."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sgsim.distributed import Rank, shard
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_TIMEOUT_S = 300  # a bound on one torchrun run, far above its usual length: reaching it means a hang
+COLLECTIVE_TIMEOUT_S = "20"  # SGSIM_DISTRIBUTED_TIMEOUT of the ranks: how long one waits for a rank that hangs
+# Run `sgsim` in a torchrun worker with the tiny CLIP as the SGSIM encoders' space (as the tiny_clip_space fixture
+# does in-process); FAULT=raise|hang makes rank 1 fail or hang when it starts its share of the jobs.
+DRIVER = '''
+import dataclasses, os, sys, time
+import open_clip
+from encoders.registry import ENCODERS
+open_clip.add_model_config(os.environ["TINY_CLIP_CONFIG"])
+ENCODERS["sgsim-resnet18"] = dataclasses.replace(ENCODERS["sgsim-resnet18"], clip_model=os.environ["TINY_CLIP_NAME"],
+                                                  clip_weights=os.environ["TINY_CLIP_WEIGHTS"])
+fault = os.environ.get("FAULT")
+if fault and os.environ["RANK"] == "1":
+    from sgsim.cli import batch
+    def broken(self, group):
+        if fault == "raise":
+            raise RuntimeError("injected failure of rank 1")
+        time.sleep(3600)
+    batch._Runner.run_group = broken
+from sgsim.cli import main
+main(sys.argv[1:])
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def torchrun(tmp_path_factory, tiny_clip_file, tiny_clip_name):
+    """torchrun(script, *args, processes=2, **env) -> CompletedProcess: `script` (a file) under torchrun on 127.0.0.1."""
+    def launch(script: Path, *args: str, processes: int = 2, **env: str) -> subprocess.CompletedProcess:
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+                       "OMP_NUM_THREADS": "1", "SGSIM_DISTRIBUTED_TIMEOUT": COLLECTIVE_TIMEOUT_S,
+                       "TINY_CLIP_CONFIG": str(tiny_clip_file.parent / f"{tiny_clip_name}.json"), "TINY_CLIP_NAME": tiny_clip_name,
+                       "TINY_CLIP_WEIGHTS": str(tiny_clip_file), **env}
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(processes),
+                   "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), *args]
+        return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+
+    return launch
+
+
+@pytest.fixture(scope="module")
+def batch_driver(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("driver") / "sgsim_driver.py"
+    path.write_text(DRIVER)
+    return path
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory, shared_data) -> Path:
+    """Five jobs over three sources (two share seed 1, two share seed 2)."""
+    audio = shared_data / "audio"
+    path = tmp_path_factory.mktemp("jobs") / "jobs.csv"
+    rows = [("rain1", "raining.wav", 1), ("fire1", "fire.wav", 1), ("wind2", "wind.wav", 2), ("drill2", "drill.wav", 2),
+            ("thunder3", "thunderstorm.wav", 3)]
+    with open(path, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["name", "audio", "seed"])
+        writer.writerows([name, str(audio / sound), seed] for name, sound, seed in rows)
+    return path
+
+
+def summary(out: Path) -> list[dict]:
+    with open(out / "summary.csv", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def batch_args(jobs: Path, out: Path, tiny_generator_file, encoder_checkpoint_file) -> list[str]:
+    return ["batch", str(jobs), "--out", str(out), "--generator", str(tiny_generator_file), "--encoder-checkpoint",
+            str(encoder_checkpoint_file), "--steps", "2"]
+
+
+@pytest.mark.parametrize("world, weights, expected", [
+    (2, None, [[0, 2, 4], [1, 3]]),
+    (3, None, [[0, 3], [1, 4], [2]]),
+    (2, [2, 2, 1], [[0, 2], [1]]),  # groups of 2, 2 and 1 jobs: 3 jobs to rank 0, 2 to rank 1
+    (2, [1, 3, 1, 1], [[1], [0, 2, 3]]),  # the heaviest first, to rank 0
+    (4, [1, 1], [[0], [1], [], []]),
+])
+def test_shards_cover_every_item_once_and_balance_the_weights(world, weights, expected):
+    items = list(range(len(weights) if weights else 5))
+    shares = [shard(items, Rank(rank, world), weights) for rank in range(world)]
+    assert shares == expected
+    assert sorted(item for share in shares for item in share) == items
+
+
+def test_batch_under_torchrun_does_every_job_once_and_a_rerun_none(torchrun, batch_driver, jobs, tmp_path, tiny_generator_file,
+                                                                   encoder_checkpoint_file):
+    out = tmp_path / "out"
+    first = torchrun(batch_driver, *batch_args(jobs, out, tiny_generator_file, encoder_checkpoint_file))
+    assert first.returncode == 0, first.stdout + first.stderr
+    lines = summary(out)
+    assert [(row["name"], row["status"]) for row in lines] == [
+        ("rain1", "done"), ("fire1", "done"), ("wind2", "done"), ("drill2", "done"), ("thunder3", "done")]
+    # Seed 1's two jobs are one group on rank 0, seed 2's on rank 1, seed 3's job balances rank 1: no job ran twice.
+    assert [row["rank"] for row in lines] == ["0", "0", "1", "1", "0"]
+    assert (first.stdout + first.stderr).count("rain1: done") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["drill2", "fire1", "rain1", "summary.csv", "thunder3", "wind2"]
+    assert all((out / row["name"] / "run.json").is_file() for row in lines)
+    stamps = {row["name"]: (out / row["name"] / "run.json").stat().st_mtime_ns for row in lines}
+
+    second = torchrun(batch_driver, *batch_args(jobs, out, tiny_generator_file, encoder_checkpoint_file))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert [row["status"] for row in summary(out)] == ["skipped"] * 5
+    assert {name: (out / name / "run.json").stat().st_mtime_ns for name in stamps} == stamps
+
+
+@pytest.mark.parametrize("fault", ["raise", "hang"])
+def test_a_rank_that_fails_or_hangs_ends_the_run_with_a_report(torchrun, batch_driver, jobs, tmp_path, tiny_generator_file,
+                                                                encoder_checkpoint_file, fault):
+    out = tmp_path / "out"
+    result = torchrun(batch_driver, *batch_args(jobs, out, tiny_generator_file, encoder_checkpoint_file), FAULT=fault)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "ChildFailedError" in output  # torchrun's report names the failed rank(s)
+    if fault == "raise":
+        assert "injected failure of rank 1" in output
+    else:  # rank 0 gave up waiting for rank 1 after SGSIM_DISTRIBUTED_TIMEOUT
+        assert "rank: 0" in output
+    assert not (out / "summary.csv").exists()  # no summary of a run that did not finish
+    assert not [p.name for p in tmp_path.rglob(".*partial*")]  # nothing half-written
