@@ -212,3 +212,40 @@ def embed_dataset(
         problems=dataset.problems + problems,
         encoded=len(todo) - (len(problems) - skipped),
     )
+
+
+def embed_sharded(
+    encoder,
+    dataset: AudioDataset,
+    cache_root: str | Path | None = None,
+    batch_size: int = 32,
+    workers: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> EmbeddedDataset:
+    """embed_dataset under torchrun: each process embeds its round-robin share of the clips, and every process gets
+    the shares merged once, in the dataset's order, as one process would have embedded them. Alone: embed_dataset."""
+    from sgsim.distributed import active, current_rank, gather_objects, shard
+
+    if not active():
+        return embed_dataset(encoder, dataset, cache_root, batch_size, workers, progress)
+    positions = shard(list(range(len(dataset.clips))), current_rank())
+    mine = AudioDataset(dataset.name, dataset.root, dataset.classes, [dataset.clips[i] for i in positions])
+    part = embed_dataset(encoder, mine, cache_root, batch_size, workers, progress)
+    rows, problems, encoded = [], list(dataset.problems), 0
+    for positions, part in gather_objects((positions, part)):
+        walk = iter(positions)  # a share's kept clips are a subsequence of its clips, in order
+        for row, path in enumerate(part.paths):
+            position = next(p for p in walk if str(dataset.clips[p].path) == path)
+            rows.append((position, part.embeddings[row], int(part.labels[row]), part.folds[row], path))
+        problems += part.problems
+        encoded += part.encoded
+    rows.sort(key=lambda row: row[0])
+    dim = getattr(encoder, "embed_dim", 0)
+    return EmbeddedDataset(
+        embeddings=torch.stack([row[1] for row in rows]) if rows else torch.zeros(0, dim),
+        labels=torch.tensor([row[2] for row in rows], dtype=torch.long),
+        folds=[row[3] for row in rows],
+        paths=[row[4] for row in rows],
+        problems=problems,
+        encoded=encoded,
+    )

@@ -20,11 +20,14 @@ def spec_augment(
     max_time: float = 0.15,  # each pass masks up to 15 % of the time columns ...
     max_mel: float = 0.30,  # ... and up to 30 % of the mel rows
     fill: float = 0.0,  # masked value: the floor of the log-mel scale (top_db below the peak)
+    first: int = 0,  # under torchrun: log_mel is rows first.. of a global batch of `total` rows, ...
+    total: int | None = None,  # ... whose masks are drawn, so each row gets the mask a single process would give it
 ) -> torch.Tensor:
     """A masked copy of a batch of log-mel spectrograms."""
     batch, mels, frames = log_mel.shape
-    masked = torch.zeros(batch, mels, frames, dtype=torch.bool)
+    total = batch if total is None else total
+    masked = torch.zeros(total, mels, frames, dtype=torch.bool)
     for _ in range(passes):
-        masked |= _run_mask(batch, frames, max_time, generator)[:, None, :]
-        masked |= _run_mask(batch, mels, max_mel, generator)[:, :, None]
-    return log_mel.masked_fill(masked.to(log_mel.device), fill)
+        masked |= _run_mask(total, frames, max_time, generator)[:, None, :]
+        masked |= _run_mask(total, mels, max_mel, generator)[:, :, None]
+    return log_mel.masked_fill(masked[first:first + batch].to(log_mel.device), fill)

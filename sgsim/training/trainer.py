@@ -4,6 +4,12 @@ Every random draw of step s (crop offsets, text and SpecAugment) comes from gene
 (seed, s), and the data order of epoch e from (seed, e), so the state to save is the step counter
 beside the weights, optimiser and scheduler: a run resumed from any checkpoint repeats exactly what an
 uninterrupted run of the same seed does.
+
+Under torchrun each of N processes trains on its slice of every global batch (config.batch_size = N x the
+per-process batch) with DistributedDataParallel: batch norm and the contrastive loss see the whole global batch
+(sgsim.training.ddp) and every random draw is made for the global batch, so N processes train as one process with
+that batch does (to float rounding), and a run resumes under another number of processes with the same global batch.
+Rank 0 writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from encoders.registry import build_audio_encoder
 from sgsim.atomic import atomic_output
 from sgsim.audio import audio_duration, load_audio
 from sgsim.datasets import AudioDataset
+from sgsim.distributed import Rank
 from sgsim.errors import AudioError, SgsimError
-from sgsim.evaluation.embeddings import embed_dataset
+from sgsim.evaluation.embeddings import embed_sharded
 from sgsim.evaluation.prompts import class_embeddings, class_text
 from sgsim.evaluation.scoring import evaluation_folds, score_by_fold, zero_shot_scores
 from sgsim.training.contrastive import LogitScale, symmetric_info_nce
+from sgsim.training.ddp import ImageTower, gather_rows, synchronise_batch_norm
 from sgsim.training.spec_augment import spec_augment
 from sgsim.training.text_augment import augment_text
 
@@ -68,7 +76,7 @@ class TrainConfig:
 
     encoder: str = "sgsim-resnet18"  # registered encoder to train, a TrainableEncoder: sgsim-resnet18 or sgsim-resnet50
     epochs: int = 50  # docs/reference.md#encoder-training
-    batch_size: int = 320  # 320 in the reference code, 384 in the paper
+    batch_size: int = 320  # the global batch (all processes together): 320 in the reference code, 384 in the paper
     lr: float = 1e-3  # SGD peak learning rate (paper and code)
     lr_min: float = 1e-4  # low end of the cyclic schedule
     cycle_epochs: float = 2.0  # length of one up-and-down learning-rate cycle, in epochs
@@ -148,13 +156,19 @@ def train_val_split(dataset: AudioDataset, val_fold: int | None = None) -> tuple
 
 
 class EncoderTrainer:
-    """Owns the encoder, its optimiser and schedule, the frozen CLIP and the data; `run` trains and checkpoints."""
+    """Owns the encoder, its optimiser and schedule, the frozen CLIP and the data; `run` trains and checkpoints.
+
+    `rank`: this process's place under torchrun (its process group initialised); alone by default."""
 
     def __init__(self, config: TrainConfig, train: AudioDataset, clip, out_dir: str | Path, val: AudioDataset | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", rank: Rank = Rank()):
         if len(train.clips) < max(2, config.batch_size):
             raise SgsimError(f"{train.root}: {len(train.clips)} training clips, fewer than one batch of {config.batch_size}; lower --batch-size")
-        self.config, self.train, self.val, self.clip = config, train, val, clip
+        if config.batch_size % rank.world_size:
+            raise SgsimError(f"the global batch of {config.batch_size} does not split over {rank.world_size} processes; "
+                             f"pick a batch that {rank.world_size} divides")
+        self.config, self.train, self.val, self.clip, self.rank = config, train, val, clip, rank
+        self.share = config.batch_size // rank.world_size  # rows of each global batch this process trains on
         self.out_dir, self.device = Path(out_dir), torch.device(device)
         with torch.random.fork_rng(devices=[]):  # seeded initial weights without touching the caller's RNG
             torch.manual_seed(config.seed)
@@ -166,6 +180,14 @@ class EncoderTrainer:
             self.encoder.front_end = type(front)(**{"sample_rate": front.sample_rate, **config.front_end})
         front = self.encoder.front_end
         self.encoder.to(self.device)
+        self.network = ImageTower(self.encoder)  # what the optimiser moves, as one module (wrapped for DDP under torchrun)
+        if rank.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            synchronise_batch_norm(self.encoder, self.device)
+            # Buffers need no broadcast: synchronised batch norm keeps the running statistics equal on every rank.
+            self.network = DistributedDataParallel(self.network, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                                   broadcast_buffers=False)
         if clip.embed_dim != self.encoder.embed_dim:
             raise SgsimError(f"the CLIP model embeds in {clip.embed_dim}-d but {config.encoder} outputs {self.encoder.embed_dim}-d; pick the CLIP model of its space")
         self.scale = LogitScale(config.temperature, config.learn_temperature).to(self.device)
@@ -193,8 +215,10 @@ class EncoderTrainer:
     # --- checkpoints -------------------------------------------------------------------------------------------
 
     def _save(self, path: Path, content) -> None:
-        with atomic_output(path) as stream:
-            torch.save(content, stream)
+        """Write a file atomically; only rank 0 writes (the ranks hold the same weights)."""
+        if self.rank.is_main:
+            with atomic_output(path) as stream:
+                torch.save(content, stream)
 
     def save_state(self) -> None:
         """The resumable state, written atomically to last.pt."""
@@ -225,8 +249,9 @@ class EncoderTrainer:
         changed = sorted(k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k])
         if changed:
             differences = ", ".join(f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in changed)
+            hint = " (batch_size is the global batch: --batch-size x processes)" if "batch_size" in changed else ""
             raise SgsimError(
-                f"{path} was written with other settings ({differences}); "
+                f"{path} was written with other settings ({differences}){hint}; "
                 f"resume with the same settings or use another --out"
             )
         self.encoder.load_state_dict(state["encoder"])
@@ -256,35 +281,49 @@ class EncoderTrainer:
         return torch.stack([self.text_cache[text] for text in texts]).to(self.device)
 
     @torch.no_grad()
-    def _images(self, indices: list[int]) -> torch.Tensor | None:
-        """CLIP image embeddings of the clips' frames, or None when any clip of the batch has no frame."""
+    def _images(self, batch: list[int]) -> torch.Tensor | None:
+        """CLIP image embeddings of the frames of this process's rows of a global batch, or None when any clip of
+        the global batch has no frame (every rank decides alike)."""
         clips = self.train.clips
-        if any(clips[i].image is None for i in indices):
+        if any(clips[i].image is None for i in batch):
             return None
         from sgsim.images import read_image
 
+        indices = self._mine(batch)
         for i in indices:
             if i not in self.image_cache:
                 self.image_cache[i] = self.clip.encode_image(read_image(clips[i].image, self.clip.image_size).to(self.device))[0].cpu()
         return torch.stack([self.image_cache[i] for i in indices]).to(self.device)
 
-    def _losses(self, indices: list[int], waveform: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _mine(self, rows: list):
+        """This process's slice of a global batch's rows (all of them when alone)."""
+        first = self.rank.rank * self.share
+        return rows[first:first + self.share]
+
+    def _global(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every process's rows of a global batch, in order (differentiable); the rows themselves when alone."""
+        return gather_rows(rows) if self.rank.distributed else rows
+
+    def _losses(self, batch: list[int], waveform: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The losses of a global batch (`batch`: its clip indices), given the waveforms of this process's rows."""
         config, front = self.config, self.encoder.front_end
         generator = _generator(config.seed, self.step, 1)
-        texts = [augment_text(self.labels[i], generator, config.text_augment) for i in indices]
+        texts = [augment_text(self.labels[i], generator, config.text_augment) for i in batch]
         text_ids = {text: number for number, text in enumerate(dict.fromkeys(texts))}
         groups = torch.tensor([text_ids[text] for text in texts], device=self.device)
         log_mel = front.fit_frames(front.log_mel(waveform.to(self.device)))
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=config.amp and self.device.type == "cuda")
         with autocast:
-            audio = self.encoder.embed_image(front.to_image(log_mel)).float()
+            audio = self._global(self.network(front.to_image(log_mel)).float())
             scale = self.scale()
-            losses = {"text": symmetric_info_nce(audio, self._texts(texts), scale, groups) * config.text_weight}
-            images = self._images(indices) if config.image_weight else None
+            text = self._global(self._texts(self._mine(texts)))
+            losses = {"text": symmetric_info_nce(audio, text, scale, groups) * config.text_weight}
+            images = self._images(batch) if config.image_weight else None
             if images is not None:
-                losses["image"] = symmetric_info_nce(audio, images, scale) * config.image_weight
+                losses["image"] = symmetric_info_nce(audio, self._global(images), scale) * config.image_weight
             if config.audio_weight:
-                augmented = self.encoder.embed_image(front.to_image(spec_augment(log_mel, generator))).float()
+                masked = spec_augment(log_mel, generator, first=self.rank.rank * self.share, total=len(batch))
+                augmented = self._global(self.network(front.to_image(masked)).float())
                 losses["audio"] = symmetric_info_nce(audio, augmented, scale) * config.audio_weight
         return losses
 
@@ -302,7 +341,7 @@ class EncoderTrainer:
         if self.val is None or not self.val.clips:
             return None
         self.encoder.eval()
-        embedded = embed_dataset(self.encoder, self.val, None, batch_size=self.config.batch_size, workers=self.config.workers)
+        embedded = embed_sharded(self.encoder, self.val, None, batch_size=self.share, workers=self.config.workers)
         text = class_embeddings(self.clip, self.val.classes, (self.config.prompt,)).cpu()
         result = score_by_fold("zero-shot", zero_shot_scores(embedded.embeddings, text), embedded.labels, [0] * len(embedded.labels), self.val.classes)
         self.encoder.train()
@@ -321,12 +360,14 @@ class EncoderTrainer:
         while self.step < total:
             epoch, skip = divmod(self.step, self.steps_per_epoch)
             self.clips.epoch = epoch
-            loader = DataLoader(self.clips, batch_sampler=self._epoch_batches(epoch, skip), num_workers=config.workers)
-            for indices, waveform in loader:
+            batches = self._epoch_batches(epoch, skip)
+            # The distributed sampler: this process loads its slice of each global batch of the epoch's seeded order.
+            loader = DataLoader(self.clips, batch_sampler=[self._mine(batch) for batch in batches], num_workers=config.workers)
+            for batch, (_, waveform) in zip(batches, loader):
                 if max_steps is not None and self.step >= max_steps:
                     return TrainResult(self.out_dir, self.step, self.best, self.history)
                 started = time.perf_counter()
-                losses = self._losses(indices.tolist(), waveform)
+                losses = self._losses(batch, waveform)
                 loss = sum(losses.values())
                 if not torch.isfinite(loss):
                     raise SgsimError(f"step {self.step}: the loss is {float(loss)}; lower --lr or check the data")
@@ -347,8 +388,9 @@ class EncoderTrainer:
                     self.save_state()
         self.save_state()
         self.save_weights(FINAL_FILE)
-        with atomic_output(self.out_dir / LOG_FILE) as stream:
-            stream.write(json.dumps({"config": asdict(config), "history": self.history, "best_accuracy": self.best}, indent=2).encode())
+        if self.rank.is_main:
+            with atomic_output(self.out_dir / LOG_FILE) as stream:
+                stream.write(json.dumps({"config": asdict(config), "history": self.history, "best_accuracy": self.best}, indent=2).encode())
         return TrainResult(self.out_dir, self.step, self.best, self.history)
 
     def _end_epoch(self, epoch: int) -> None:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 import torch
 
+ROOT = Path(__file__).resolve().parents[2]
+TORCHRUN_TIMEOUT_S = 300  # a bound on one torchrun run, far above its usual length: reaching it means a hang
+COLLECTIVE_TIMEOUT_S = "10"  # SGSIM_DISTRIBUTED_TIMEOUT of the ranks: how long one waits for a rank that hangs
 TINY_CLIP = "sgsim-test-tiny-clip"
 # The tiny CLIP of docs/reference.md#tiny-clip-for-tests, with embed_dim 512 so it shares the SGSIM encoder's output size.
 TINY_CLIP_CONFIG = {
@@ -107,3 +114,25 @@ def tiny_clip_space(tiny_clip_file) -> Iterator[Path]:
         yield tiny_clip_file
 
 
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def torchrun(tiny_clip_file) -> Callable[..., subprocess.CompletedProcess]:
+    """torchrun(script, *args, processes=2, **env) -> CompletedProcess: `script` under torchrun on 127.0.0.1 (CPU, gloo),
+    importing this checkout, with TINY_CLIP_CONFIG / TINY_CLIP_NAME / TINY_CLIP_WEIGHTS telling it the tiny CLIP."""
+    def launch(script: Path, *args: str, processes: int = 2, **env: str) -> subprocess.CompletedProcess:
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+                       "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "SGSIM_DISTRIBUTED_TIMEOUT": COLLECTIVE_TIMEOUT_S,
+                       "TINY_CLIP_CONFIG": str(tiny_clip_file.parent / f"{TINY_CLIP}.json"), "TINY_CLIP_NAME": TINY_CLIP,
+                       "TINY_CLIP_WEIGHTS": str(tiny_clip_file), **env}
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(processes),
+                   "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(script), *args]
+        return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=TORCHRUN_TIMEOUT_S)
+
+    return launch
