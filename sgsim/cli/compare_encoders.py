@@ -51,17 +51,22 @@ def _clip_choices(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
 @click.option("--workers", type=click.IntRange(min=0), default=min(4, os.cpu_count() or 1), show_default=True, help="Audio decoding processes.")
 def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, baseline_resnet50, baseline_epochs, with_paper, out, cache_dir, no_cache, device,
                              batch_size, workers) -> None:
-    """Zero-shot and linear-probe accuracy of audio encoders, per official fold and averaged."""
+    """Zero-shot and linear-probe accuracy of audio encoders, per official fold and averaged.
+
+    Under `torchrun --nproc_per_node N` each process embeds 1/N of the clips on its own device; rank 0 writes the report.
+    """
     from tqdm import tqdm
 
     import checkpoints
     from sgsim.datasets import open_dataset
-    from sgsim.devices import parse_device
+    from sgsim.distributed import current_rank, process_group, rank_device
     from sgsim.evaluation.compare import EncoderChoice, compare_encoders, default_choices
     from sgsim.evaluation.report import write_reports
     from sgsim.evaluation.supervised import SupervisedConfig
 
-    device = str(parse_device(device))  # a bad --device fails before any encoder loads
+    rank = current_rank()
+    device = rank_device(rank, device)  # a bad --device fails before any encoder loads
+    say = click.echo if rank.is_main else (lambda *args, **kwargs: None)  # every rank sees the same; rank 0 tells
     started = time.perf_counter()
     clip_default, clip_per_encoder = _clip_choices(clips)
     if encoders:
@@ -73,26 +78,29 @@ def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, b
         raise click.UsageError(f"--clip {unknown[0]}=...: {unknown[0]} is not among the encoders compared")
     choices = [EncoderChoice(c.name, c.checkpoint, clip_per_encoder.get(c.name, clip_default)) for c in choices]
     for name, reason in skipped:
-        click.echo(f"skipping {name}: {reason}", err=True)
+        say(f"skipping {name}: {reason}", err=True)
     loaded = [open_dataset(path) for path in datasets]
     for dataset in loaded:
         for problem in dataset.problems:
-            click.echo(f"{dataset.root.name}: leaving out {problem.path}: {problem.reason}", err=True)
+            say(f"{dataset.root.name}: leaving out {problem.path}: {problem.reason}", err=True)
     cache_root = None if no_cache else (cache_dir or checkpoints.cache_dir() / "embeddings")
     bars = []
 
     def progress_factory(description: str, total: int):
         if bars:
             bars[-1].close()  # one bar per encoder and dataset, each finished before the next starts
-        bars.append(tqdm(total=total, desc=description, unit="clip"))
+        bars.append(tqdm(total=total, desc=description, unit="clip", disable=not rank.is_main))
         return bars[-1].update
 
     supervised = SupervisedConfig(epochs=baseline_epochs, batch_size=batch_size) if baseline_resnet50 else None
-    comparison = compare_encoders(
-        choices, loaded, prompts, linear_probe, cache_root, device, batch_size, workers, progress_factory, supervised
-    )
+    with process_group(device) as rank:
+        comparison = compare_encoders(
+            choices, loaded, prompts, linear_probe, cache_root, str(device), batch_size, workers, progress_factory, supervised
+        )
     if bars:
         bars[-1].close()
+    if not rank.is_main:
+        return  # the other ranks' results are rank 0's: it reports them once
     for name, reason in comparison.skipped:
         click.echo(f"skipping {name}: {reason}", err=True)
     comparison.skipped[:0] = skipped

@@ -14,7 +14,7 @@ from checkpoints.errors import WeightsError
 from encoders import available, load_audio_encoder, load_clip_for
 from encoders.errors import EncoderError
 from sgsim.datasets import AudioDataset, Problem
-from sgsim.evaluation.embeddings import EmbeddingCache, embed_dataset, weights_sha256
+from sgsim.evaluation.embeddings import EmbeddingCache, embed_sharded, weights_sha256
 from sgsim.evaluation.prompts import class_embeddings, templates_for
 from sgsim.evaluation.scoring import ProtocolResult, evaluation_folds, linear_probe_scores, score_by_fold, zero_shot_scores
 from sgsim.evaluation.supervised import BASELINE_NAME, SupervisedConfig, network_inputs, supervised_scores
@@ -86,9 +86,10 @@ def evaluate_encoder(
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
 ) -> DatasetResult:
-    """Zero-shot (and linear-probe) accuracy of one loaded encoder on one dataset, per fold and averaged."""
+    """Zero-shot (and linear-probe) accuracy of one loaded encoder on one dataset, per fold and averaged; under
+    torchrun the clips are embedded sharded over the processes and merged (every process then scores them alike)."""
     start = time.perf_counter()
-    embedded = embed_dataset(encoder, dataset, cache_root, batch_size, workers, progress)
+    embedded = embed_sharded(encoder, dataset, cache_root, batch_size, workers, progress)
     folds = evaluation_folds(embedded.folds)
     protocols = []
     if len(embedded.labels):
