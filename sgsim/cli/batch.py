@@ -25,6 +25,7 @@ class _Runner:
         self.out, self.overwrite, self.options, self.settings, self.rank = out, overwrite, options, settings, rank
         self.editor = None
         self.loaded_s = 0.0
+        self.weights: dict[tuple, dict] = {}  # weight files -> their run.json record, hashed once per run
 
     def _outcome(self, job, status: str, error: str = ""):
         from sgsim.batch import Outcome
@@ -76,9 +77,18 @@ class _Runner:
         )
         return [job_result(result, index, job, swept, o["mix"]) for index, job in enumerate(jobs)]
 
+    def _weights_record(self) -> dict:
+        """run.json's weights record of the networks loaded so far (helper networks load on first use)."""
+        from sgsim.outputs import weights_record
+
+        files = tuple(sorted((name, str(path)) for name, path in self.editor.weight_files.items()))
+        if files not in self.weights:
+            self.weights[files] = weights_record(self.editor.weight_files)
+        return self.weights[files]
+
     def _write(self, job, plan, result, edit_s: float) -> None:
         from sgsim.atomic import staged_output_dir
-        from sgsim.outputs import is_run_folder, weights_record
+        from sgsim.outputs import is_run_folder
 
         o = self.options
         with staged_output_dir(plan.out, self.overwrite, is_run_folder) as staging:
@@ -89,7 +99,7 @@ class _Runner:
                 timings={"load": self.loaded_s, "edit": edit_s},
                 targets=[{"audio": job.audio, "text": job.text}],
                 generator=o["generator"], encoder=o["encoder"], encoder_checkpoint=o["encoder_checkpoint"], clip=o["clip_weights"],
-                weights=weights_record(self.editor.weight_files),
+                weights=self._weights_record(),
                 job=job.record(), batch_settings=self.settings,
             )
 
@@ -109,6 +119,7 @@ class _Runner:
                 outcomes.append(self._outcome(job, "failed", _message(error)))
         if not ready:
             return outcomes
+        self._editor()  # networks that cannot load stop the run with one line: no job could succeed
         started = time.perf_counter()
         try:
             results = self._edit(ready)
