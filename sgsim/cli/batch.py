@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from sgsim.cli.edit import edit_settings, plan_edit, write_edit_folder
+from sgsim.cli.edit import INVERSION_SEED, edit_settings, plan_edit, write_edit_folder
 
 
 def _message(error: BaseException) -> str:
@@ -41,7 +41,7 @@ class _Runner:
 
         o = self.options
         plan = plan_edit((Path(job.audio),) if job.audio else (), job.text, Path(job.image) if job.image else None, job.seed, job.latent,
-                         job.class_index, o["mix"], o["precision"], str(self.device), self.out / job.name, o["preset"], o["generator"])
+                         job.class_index, o["mix"], o["precision"], str(self.device), self.out / job.name, o["preset"], o["generator"], o["align"])
         check_output_dir(plan.out, self.overwrite, is_run_folder)
         return plan
 
@@ -61,21 +61,32 @@ class _Runner:
             self.loaded_s = time.perf_counter() - started
         return self.editor
 
-    def _edit(self, ready: list) -> list:
-        """One optimisation for jobs sharing a source; returns each job's own result."""
+    def _edit(self, ready: list) -> tuple[list, object]:
+        """One optimisation for jobs sharing a source (an image inverted first, as `sgsim edit` inverts it); returns each
+        job's own result and the inverted photo (None for other sources)."""
         from sgsim.batch import job_result, union_strengths
+        from sgsim.cli.edit import VIDEO_FRAMES
+        from sgsim.cli.invert import invert_photo
         from sgsim.editing import Target
+        from sgsim.editing.sources import ImageSource, LatentSource
 
-        o = self.options
+        o, editor, plan = self.options, self._editor(), ready[0][1]
         jobs = [job for job, _ in ready]
+        source, photo = plan.source, None
+        if isinstance(source, ImageSource):
+            photo, inversion, lpips_file = invert_photo(editor.generator, source.image, plan.align, o["invert_steps"], o["refine_steps"],
+                                                        INVERSION_SEED)
+            source = LatentSource(inversion.w_plus[0], inversion.noise)
+            if lpips_file is not None:
+                editor.weight_files.setdefault("lpips", lpips_file)
         swept = union_strengths(jobs)
-        result = self._editor().edit(
-            ready[0][1].source, [Target(audio=job.audio, text=job.text) for job in jobs], steps=o["steps"], lr=o["lr"],
+        result = editor.edit(
+            source, [Target(audio=job.audio, text=job.text) for job in jobs], steps=o["steps"], lr=o["lr"],
             lambda_latent=o["lambda_latent"], lambda_id=o["lambda_id"], mix=o["mix"], strengths=swept,
-            loudness_strength=o["loudness_strength"], record_every=max(1, o["steps"] // 50) if o["save_video"] else 0,
-            invert_steps=o["invert_steps"], precision=o["precision"], class_index=jobs[0].class_index,
+            loudness_strength=o["loudness_strength"], record_every=max(1, o["steps"] // VIDEO_FRAMES) if o["save_video"] else 0,
+            precision=o["precision"], class_index=jobs[0].class_index,
         )
-        return [job_result(result, index, job, swept, o["mix"]) for index, job in enumerate(jobs)]
+        return [job_result(result, index, job, swept, o["mix"]) for index, job in enumerate(jobs)], photo
 
     def _weights_record(self) -> dict:
         """run.json's weights record of the networks loaded so far (helper networks load on first use)."""
@@ -86,17 +97,20 @@ class _Runner:
             self.weights[files] = weights_record(self.editor.weight_files)
         return self.weights[files]
 
-    def _write(self, job, plan, result, edit_s: float) -> None:
+    def _write(self, job, plan, result, photo, edit_s: float) -> None:
         from sgsim.atomic import staged_output_dir
         from sgsim.outputs import is_run_folder
 
         o = self.options
         with staged_output_dir(plan.out, self.overwrite, is_run_folder) as staging:
+            image = job.image is not None
             write_edit_folder(
-                staging, "batch", result, plan.stems, plan.labels, list(job.strengths), o["save_video"],
+                staging, "batch", result, plan.stems, plan.labels, list(job.strengths), o["save_video"], photo,
+                {"load": self.loaded_s, "edit": edit_s},
                 source={"seed": job.seed, "image": job.image, "latent": job.latent, "latent_key": plan.latent_key,
-                        "class": job.class_index, "invert_steps": o["invert_steps"]},
-                timings={"load": self.loaded_s, "edit": edit_s},
+                        "class": job.class_index, "invert_steps": o["invert_steps"] if image else None,
+                        "refine_steps": o["refine_steps"] if image else None, "align": plan.align,
+                        "inversion_seed": INVERSION_SEED if image else None},
                 targets=[{"audio": job.audio, "text": job.text}],
                 generator=o["generator"], encoder=o["encoder"], encoder_checkpoint=o["encoder_checkpoint"], clip=o["clip_weights"],
                 weights=self._weights_record(),
@@ -122,7 +136,7 @@ class _Runner:
         self._editor()  # networks that cannot load stop the run with one line: no job could succeed
         started = time.perf_counter()
         try:
-            results = self._edit(ready)
+            results, photo = self._edit(ready)
         except Exception as error:  # any failure of a job is recorded and the others go on
             if len(ready) > 1:  # find which job it was: each alone
                 return outcomes + [outcome for item in ready for outcome in self.run_group([item[0]])]
@@ -130,7 +144,7 @@ class _Runner:
         edit_s = (time.perf_counter() - started) / len(ready)
         for (job, plan), result in zip(ready, results):
             try:
-                self._write(job, plan, result, edit_s)
+                self._write(job, plan, result, photo, edit_s)
             except Exception as error:  # as above: recorded, the others go on
                 outcomes.append(self._outcome(job, "failed", _message(error)))
             else:
@@ -144,7 +158,7 @@ class _Runner:
               help="Folder of the job folders (OUT/<name>/, as `sgsim edit` writes) and summary.csv.")
 @click.option("--overwrite", is_flag=True, help="Replace a job's folder even if it holds files sgsim did not write.")
 @edit_settings
-def batch_command(jobs_file, out, overwrite, invert_steps, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr,
+def batch_command(jobs_file, out, overwrite, invert_steps, refine_steps, align, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr,
                   lambda_latent, lambda_id, strengths, mix, loudness_strength, device, save_video, precision) -> int:
     """Run the edits of a CSV of jobs, one folder each; resumable, and split over the processes of torchrun.
 
@@ -163,7 +177,7 @@ def batch_command(jobs_file, out, overwrite, invert_steps, generator, encoder, e
         raise SgsimError(f"--out {out} is a file; pass a folder for the job folders")
     rank = current_rank()
     rank_device(rank, device)  # a bad --device fails before any work
-    options = {"invert_steps": invert_steps, "generator": generator, "encoder": encoder, "encoder_checkpoint": encoder_checkpoint,
+    options = {"invert_steps": invert_steps, "refine_steps": refine_steps, "align": align, "generator": generator, "encoder": encoder, "encoder_checkpoint": encoder_checkpoint,
                "clip_weights": clip_weights, "preset": preset, "steps": steps, "lr": lr, "lambda_latent": lambda_latent,
                "lambda_id": lambda_id, "mix": mix, "loudness_strength": loudness_strength, "device": device,
                "save_video": save_video, "precision": precision}

@@ -127,3 +127,21 @@ def test_a_file_that_is_not_a_jobs_csv_is_one_line_and_writes_nothing(run, tmp_p
     lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert result.exit_code != 0 and len(lines) == 1 and expected in lines[0], result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.filterwarnings("ignore:inverting without LPIPS")
+def test_an_image_job_is_inverted_as_sgsim_edit_inverts_it(run, shared_data, tmp_path):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photo)
+    jobs = tmp_path / "jobs.csv"
+    write_jobs(jobs, [{"name": "photo-fire", "audio": str(shared_data / "audio" / "fire.wav"), "image": "photo.png"}])
+    options = ["--invert-steps", "2", "--refine-steps", "1", "--no-align"]
+    batch = run("batch", str(jobs), "--out", str(tmp_path / "batch"), *options)
+    edit = run("edit", "--audio", str(shared_data / "audio" / "fire.wav"), "--image", str(photo), "--out", str(tmp_path / "edit"), *options)
+    assert batch.exit_code == 0 and edit.exit_code == 0, batch.output + edit.output
+    folder = tmp_path / "batch" / "photo-fire"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (tmp_path / "edit").iterdir())
+    for name in ("input.png", "source.png", "fire_s1.png"):
+        assert (folder / name).read_bytes() == (tmp_path / "edit" / name).read_bytes(), name
+    record = json.loads((folder / "run.json").read_text())["source"]
+    assert record["invert_steps"] == 2 and record["refine_steps"] == 1 and record["align"] is False
