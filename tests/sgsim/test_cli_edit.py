@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import av
 import click
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from sgsim.cli import main
 from sgsim.cli.options import parse_seeds
 from sgsim.images import read_image
 from sgsim.outputs import to_uint8
+from sgsim.outputs import LABEL_BAND, font_size_for
 
 
 STEPS = "4"
@@ -45,11 +47,16 @@ def test_edit_writes_every_output_and_records_the_run(run, sounds, tmp_path, tin
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == sorted([
         "source.png", "raining_s0.5.png", "raining_s1.png", "fire_s0.5.png", "fire_s1.png",
-        "comparison.png", "latents.npz", "optimisation.gif", "run.json",
+        "comparison.png", "latents.npz", "optimisation.mp4", "run.json",
     ])
     assert [p.name for p in tmp_path.iterdir()] == ["rain"]  # no staging folder left behind
     assert Image.open(out / "raining_s1.png").size == (32, 32)
-    assert Image.open(out / "comparison.png").width == 5 * 32
+    # A row per sound, a column per strength after the source; 32 px tiles shown at 128 px under labels.
+    band = round(font_size_for(128) * LABEL_BAND)
+    assert Image.open(out / "comparison.png").size == (3 * 128, 2 * (2 * band + 128))
+    with av.open(str(out / "optimisation.mp4")) as video:
+        frames = [frame.to_ndarray(format="rgb24") for frame in video.decode(video=0)]
+    assert len(frames) == int(STEPS) and frames[0].shape == (band * 2 + 128, 3 * 128, 3)  # source + one tile per sound
     latents = np.load(out / "latents.npz")
     assert latents["source"].shape == (8, 32) and latents["edited"].shape == (2, 8, 32)
     assert latents["swept"].shape == (2, 2, 8, 32)
