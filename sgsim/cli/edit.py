@@ -95,6 +95,18 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
     return plan
 
 
+def _check_weights(generator: str, encoder: str, encoder_checkpoint: Optional[Path], clip_weights: Optional[str]) -> None:
+    """Every weights file the edit needs that is missing, named at once (with URLs), rather than one per attempt."""
+    from checkpoints import resolve_all
+    from encoders import available
+
+    info = {item.name: item for item in available()}.get(encoder)
+    needed = [generator]
+    if info is not None:
+        needed += [encoder_checkpoint or info.weights, clip_weights or info.clip_weights]
+    resolve_all([name for name in dict.fromkeys(needed) if name is not None])
+
+
 def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent,
                lambda_id, strengths, mix, loudness_strength, save_video, precision, class_index, invert_steps, refine_steps):
     """Load the networks, invert an --image (under its own progress bar) and edit: the one place this command calls
@@ -106,6 +118,7 @@ def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoi
     from sgsim.editing.sources import ImageSource, LatentSource
 
     started = time.perf_counter()
+    _check_weights(generator, encoder, encoder_checkpoint, clip_weights)
     editor = Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights, device=plan.device,
                                     preset=preset)
     click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")

@@ -13,6 +13,7 @@ import soundfile
 from click.testing import CliRunner
 from PIL import Image
 
+import checkpoints
 from sgsim.cli import main
 from sgsim.cli.options import parse_seeds
 from sgsim.images import read_image
@@ -161,9 +162,23 @@ def test_image_to_align_without_the_faces_extra_is_one_line_before_the_networks_
 
 def test_missing_weights_give_the_download_instruction(sounds, tmp_path, monkeypatch):
     monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))
-    result = CliRunner().invoke(main, ["edit", "--audio", str(sounds[0]), "--seed", "1", "--out", str(tmp_path / "out")])
-    assert "sgsim weights download ffhq" in _one_line_error(result)
+    result = CliRunner().invoke(main, ["edit", "--audio", str(sounds[0]), "--seed", "1", "--out", str(tmp_path / "out"),
+                                       "--clip", "clip-vit-b-32"])
+    message = _one_line_error(result)
+    assert "3 weights files are not in the cache" in message
+    assert "sgsim weights download ffhq sgsim-resnet18 clip-vit-b-32" in message
+    for name in ("ffhq", "sgsim-resnet18", "clip-vit-b-32"):
+        assert checkpoints.entry(name).urls[0] in message and f"sgsim weights import FILE --name {name}" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_one_missing_file_keeps_the_single_instruction(sounds, tmp_path, monkeypatch, tiny_generator_file, encoder_checkpoint_file):
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))
+    result = CliRunner().invoke(main, ["edit", "--audio", str(sounds[0]), "--seed", "1", "--out", str(tmp_path / "out"),
+                                       "--generator", str(tiny_generator_file), "--encoder-checkpoint", str(encoder_checkpoint_file),
+                                       "--clip", "clip-vit-b-32"])
+    message = _one_line_error(result)
+    assert message.startswith("Error: the clip-vit-b-32 weights") and "sgsim weights download clip-vit-b-32" in message
 
 
 def _pixels(path) -> np.ndarray:
