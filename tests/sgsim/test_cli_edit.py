@@ -41,11 +41,13 @@ def sounds(shared_data):
     return shared_data / "audio" / "raining.wav", shared_data / "audio" / "fire.wav"
 
 
-def test_edit_writes_every_output_and_records_the_run(run, sounds, tmp_path, tiny_generator_file):
+def test_edit_writes_every_output_and_records_the_run(run, sounds, tmp_path, tiny_generator_file, tiny_clip_space, caplog):
     out = tmp_path / "rain"
     result = run("edit", "--audio", str(sounds[0]), "--audio", str(sounds[1]), "--seed", "3", "--out", str(out),
                  "--strength", "0.5,1", "--save-video")
     assert result.exit_code == 0, result.output
+    assert f"clip {tiny_clip_space}" in result.output  # says which weights it loaded, not open_clip's "initialized randomly"
+    assert not any("initialized randomly" in record.getMessage() for record in caplog.records)
     assert sorted(p.name for p in out.iterdir()) == sorted([
         "source.png", "raining_s0.5.png", "raining_s1.png", "fire_s0.5.png", "fire_s1.png",
         "comparison.png", "latents.npz", "optimisation.mp4", "run.json",
