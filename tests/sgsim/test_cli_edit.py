@@ -99,6 +99,12 @@ def test_generate_then_edit_its_latent_and_its_image(run, sounds, tmp_path):
     with Image.open(tmp_path / "i" / "input.png") as photo:
         assert np.array_equal(np.asarray(photo), to_uint8(read_image(tmp_path / "gen" / "seed0004.png", 32))[0])
     assert any(key.startswith("noise.") for key in np.load(tmp_path / "i" / "latents.npz"))  # the inversion's noise
+    # The photo, its reconstruction, then the edit: the photo's tile is the photo itself, scaled x4 by nearest neighbour.
+    band = round(font_size_for(128) * LABEL_BAND)
+    comparison = np.asarray(Image.open(tmp_path / "i" / "comparison.png").convert("RGB"))
+    assert comparison.shape == (2 * band + 128, 3 * 128, 3)
+    photo = np.asarray(Image.open(tmp_path / "gen" / "seed0004.png").convert("RGB"))
+    np.testing.assert_array_equal(comparison[2 * band:, :128], photo.repeat(4, axis=0).repeat(4, axis=1))
 
 
 @pytest.mark.filterwarnings("ignore:inverting without LPIPS")
