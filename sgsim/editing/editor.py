@@ -229,10 +229,10 @@ class Editor:
 
     @torch.no_grad()
     def render(self, latents: torch.Tensor) -> torch.Tensor:
-        """Images [N, 3, H, W] in about [-1, 1] (the generator's raw output) on the CPU of W+ latents [N, num_ws, w_dim],
-        a few at a time."""
+        """Images [N, 3, H, W] on the CPU of W+ latents [N, num_ws, w_dim], a few at a time, clamped to [-1, 1]: the
+        generator overshoots it a little, and what a PNG shows (and an EditResult documents) is the clamped image."""
         chunks = [
-            self.generator.synthesis(chunk.to(self.device), noise_mode="const").cpu()
+            self.generator.synthesis(chunk.to(self.device), noise_mode="const").clamp(-1, 1).cpu()
             for chunk in latents.split(SYNTHESIS_BATCH)
         ]
         return torch.cat(chunks)
@@ -312,9 +312,8 @@ class Editor:
             applied = torch.tensor(scales)[:, None] * torch.tensor(strengths)[None, :]
             swept = sweep_strengths(w_source.cpu(), edited.cpu(), applied)
             flat = self.render(swept.flatten(0, 1))
-            # Clamped as documented: the generator overshoots [-1, 1] a little, and a PNG shows the clamped values.
-            images = flat.reshape(*swept.shape[:2], *flat.shape[1:]).clamp(-1, 1)
-            source_image = self.render(w_source[None])[0].clamp(-1, 1)
+            images = flat.reshape(*swept.shape[:2], *flat.shape[1:])
+            source_image = self.render(w_source[None])[0]
         return EditResult(
             images=images,
             latents=swept,

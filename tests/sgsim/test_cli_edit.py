@@ -265,3 +265,12 @@ def test_seed_lists_read_like_nvidias(text, expected):
 def test_bad_seed_lists_say_what_is_wrong(text, message):
     with pytest.raises(click.BadParameter, match=message):
         parse_seeds(text)
+
+
+def test_save_video_gif_writes_the_labelled_gif_instead(run, sounds, tmp_path):
+    result = run("edit", "--audio", str(sounds[1]), "--seed", "2", "--save-video", "gif", "--out", str(tmp_path / "g"))
+    assert result.exit_code == 0, result.output
+    assert "optimisation.gif" in json.loads((tmp_path / "g" / "run.json").read_text())["outputs"]
+    with Image.open(tmp_path / "g" / "optimisation.gif") as gif:
+        assert gif.n_frames == int(STEPS) and gif.size == (2 * 128, 2 * round(font_size_for(128) * LABEL_BAND) + 128)
+    assert not (tmp_path / "g" / "optimisation.mp4").exists()
