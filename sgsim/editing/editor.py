@@ -498,7 +498,7 @@ class Editor:
         for direction in directions:
             check_generator(direction, self.generator, self._checksum("generator"))
         offset = combined_offset(directions, weights).to(self.device)
-        w_source, fitted_noise = self._start(source, seed, invert_steps, class_index)
+        w_source, fitted_noise, _ = self._start(source, seed, invert_steps, class_index)
         noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
         latents = strength_latents(w_source, offset, strengths)
         with swapped_noise(self.generator, noise):
