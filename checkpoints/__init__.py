@@ -1,6 +1,6 @@
 """The manifest of official weights, the local cache and the downloader."""
 
-from checkpoints.cache import cache_dir, resolve, weights_dir
+from checkpoints.cache import cache_dir, resolve, resolve_all, weights_dir
 from checkpoints.download import VerifyResult, download, import_file, verify
 from checkpoints.errors import MissingWeightsError, WeightsError
 from checkpoints.manifest import WeightsEntry, entries, entry
@@ -16,6 +16,7 @@ __all__ = [
     "entry",
     "import_file",
     "resolve",
+    "resolve_all",
     "verify",
     "weights_dir",
 ]

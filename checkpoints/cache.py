@@ -48,6 +48,27 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     )
 
 
+def resolve_all(names_or_paths: list[str | os.PathLike]) -> list[Path]:
+    """resolve() for several files at once; when some are missing, one MissingWeightsError lists every one of them
+    with its URL and import command, and a single download command for them all (not one at a time)."""
+    paths, missing = [], []
+    for name in names_or_paths:
+        try:
+            paths.append(resolve(name))
+        except MissingWeightsError:
+            missing.append(entry(str(name)))
+    if not missing:
+        return paths
+    if len(missing) == 1:
+        resolve(missing[0].name)
+    listed = "; ".join(f"{item.name} ({item.filename}, {item.urls[0]}: `sgsim weights import FILE --name {item.name}`)"
+                       for item in missing)
+    raise MissingWeightsError(
+        f"{len(missing)} weights files are not in the cache {weights_dir()}: {listed}. "
+        f"Run `sgsim weights download {' '.join(item.name for item in missing)}`, or download each URL elsewhere and import it"
+    )
+
+
 def recorded_checksums() -> dict[str, dict]:
     """The sha256 and size the cache recorded at each name's first verified download or import."""
     path = weights_dir() / CHECKSUMS_FILENAME
@@ -73,7 +94,16 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        readable_by_all(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def readable_by_all(path: str | os.PathLike) -> None:
+    """Give a cache file the mode a plain download would have (0644 less the umask), not mkstemp's 0600: a shared
+    cache (one SGSIM_HOME for a lab or a container) must be readable by the other users."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o644 & ~umask)

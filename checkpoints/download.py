@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from checkpoints.cache import cache_dir, cached_path, record_checksum, recorded_checksums, resolve
+from checkpoints.cache import cache_dir, cached_path, readable_by_all, record_checksum, recorded_checksums, resolve
 from checkpoints.errors import WeightsError
 from checkpoints.formats import check_format
 from checkpoints.manifest import WeightsEntry, entry
@@ -299,6 +299,7 @@ def _copy_atomic(source: Path, target: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as out, source.open("rb") as src:
             shutil.copyfileobj(src, out, _CHUNK)
+        readable_by_all(tmp)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -6,9 +6,11 @@ user without cached weights hears so before any model code loads.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import pickle
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,9 @@ from encoders.strict_load import load_strict, unwrap_state_dict
 
 # Manifest names of OpenAI's own weights for the open_clip models that reproduce them (quick-GELU variants).
 OPENAI_WEIGHTS = {"ViT-B-32-quickgelu": "clip-vit-b-32", "RN50-quickgelu": "clip-rn50"}
+
+OPEN_CLIP_RANDOM_INIT = "No pretrained weights loaded"  # open_clip factory.create_model, logged before load_clip's own load
+_log = logging.getLogger(__name__)
 
 # OpenAI CLIP's image normalisation (openai/CLIP clip.py `_transform`; docs/reference.md#clip-normalisation).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -120,9 +125,35 @@ def load_clip(name: str = "ViT-B-32-quickgelu", pretrained: str | os.PathLike = 
 
     if name not in open_clip.list_models():
         raise EncoderError(f"unknown open_clip model {name!r}; use one of {', '.join(OPENAI_WEIGHTS)} or another name from open_clip.list_models()")
-    model = open_clip.create_model(name, pretrained=None, device="cpu")
+    with _without_random_init_warning():
+        model = open_clip.create_model(name, pretrained=None, device="cpu")
     load_strict(model, state_dict, mismatch=f"{path} does not fit this CLIP model", advice="pass weights for this model name")
+    _log.info("CLIP %s: every weight loaded strictly from %s", name, path)
     return ClipModel(model, open_clip.get_tokenizer(name)).to(device)
+
+
+class _DropRandomInitWarning(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded ... initialized randomly": true only until load_clip reads
+    the weights into the model a moment later, and read by users as "CLIP is random"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(OPEN_CLIP_RANDOM_INIT)
+
+
+@contextlib.contextmanager
+def _without_random_init_warning() -> Iterator[None]:
+    """Build an open_clip model without its random-initialisation warning. open_clip logs through the root logger's
+    module functions, which would also install a stderr handler (logging.basicConfig) when the root has none: a
+    NullHandler stands in meanwhile so the application's logging stays as it was."""
+    root = logging.getLogger()
+    drop, placeholder = _DropRandomInitWarning(), logging.NullHandler()
+    root.addFilter(drop)
+    root.addHandler(placeholder)
+    try:
+        yield
+    finally:
+        root.removeHandler(placeholder)
+        root.removeFilter(drop)
 
 
 def _torch_load(path: os.PathLike):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -25,10 +27,33 @@ if TYPE_CHECKING:
 RECORDED_PACKAGES = ("sgsim", "torch", "torchvision", "torchaudio", "open_clip_torch", "numpy", "librosa", "soundfile", "pillow")
 RUN_RECORD = "run.json"
 GIF_FRAME_MS = 80
-LABEL_HEIGHT = 20  # pixels above each tile of a grid for its label
+TILE_PX = 256  # side of a comparison tile: 1024 px images shrink to it, 32 px test images grow to 128
+MIN_FONT_PX = 13  # smallest label size that stays readable on a screen
+LABEL_BAND = 1.6  # a label band's height in font sizes
+LABEL_PAD = 4  # pixels between a label and its tile's edge
+TITLE_FILL = (228, 232, 240)  # background of a row's title band, so rows read apart
+VIDEO_FPS = 12.0  # optimisation video frame rate
+VIDEO_FORMATS = ("mp4", "gif")  # what --save-video writes
 MP4_CODEC = "libx264"  # H.264 in yuv420p: what every browser and phone plays
 MP4_AUDIO_CODEC = "aac"
 MP4_AUDIO_RATE = 48000
+
+
+def safe_stem(text: str, fallback: str, limit: int = 40) -> str:
+    """A file-name-safe stem of a name or a text ('a snowy mountain' -> 'a_snowy_mountain')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:limit] or fallback
+
+
+def unique(names: Iterable[str], separator: str = "-") -> list[str]:
+    """Names made unique in order: a repeat gets -2, -3, ... (so no file or report key hides another)."""
+    seen: list[str] = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in seen:
+            n += 1
+            candidate = f"{name}{separator}{n}"
+        seen.append(candidate)
+    return seen
 
 
 def to_uint8(images: "torch.Tensor") -> np.ndarray:
@@ -59,22 +84,104 @@ def write_png(path: Union[str, os.PathLike], image: "torch.Tensor") -> None:
     _save_png(path, Image.fromarray(pixels[0]))
 
 
-def write_grid(path: Union[str, os.PathLike], images: Sequence["torch.Tensor"], labels: Sequence[str]) -> None:
-    """Write images side by side, each under its label (e.g. source | inverted | edited), as one PNG, atomically."""
+@dataclass
+class GridRow:
+    """One row of a labelled grid: an optional title across the row, then tiles each under its caption."""
+
+    tiles: Sequence["torch.Tensor"]  # [1, 3, H, W] or [3, H, W] in [-1, 1]
+    captions: Sequence[str]
+    title: Optional[str] = None
+
+
+def label_font(size: int):
+    """DejaVu Sans (shipped inside matplotlib, a dependency) at `size` pixels: readable at any tile size, unlike
+    PIL's 10 px bitmap default, which stays the fallback when the file is absent."""
+    from PIL import ImageFont
+
+    try:
+        import matplotlib
+
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
+    except (ImportError, OSError):
+        return ImageFont.load_default(size)
+
+
+def font_size_for(tile: int) -> int:
+    """Label size in pixels for tiles `tile` pixels wide: about 1/16 of the tile, never below MIN_FONT_PX."""
+    return max(MIN_FONT_PX, tile // 16)
+
+
+def fit_text(draw, text: str, font, width: int) -> str:
+    """`text` cut with an ellipsis so that it fits `width` pixels in `font` (whole when it fits)."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def tile_size(height: int, target: int = TILE_PX) -> int:
+    """The side a [height x height] image gets in a comparison: large images shrink to `target`, small ones grow by a
+    whole factor (nearest neighbour, so pixels stay pixels) to at least half of it."""
+    if height > target:
+        return target
+    return height * max(1, -(-target // 2 // height))
+
+
+def grid_picture(rows: Sequence[GridRow], tile: Optional[int] = None):
+    """Rows of tiles as one Pillow picture: each row's title band across it, each tile's caption band above it.
+    `tile`: the side every tile is scaled to (None: as given). Labels are DejaVu Sans sized with the tiles."""
     from PIL import Image, ImageDraw
 
+    if not rows or any(len(row.tiles) == 0 or len(row.tiles) != len(row.captions) for row in rows):
+        raise ImageError(f"a grid needs rows with one caption per tile, got {[(len(r.tiles), len(r.captions)) for r in rows]}")
+    pictures = [[Image.fromarray(to_uint8(image)[0]) for image in row.tiles] for row in rows]
+    if tile is not None:
+        pictures = [[_scaled(picture, tile) for picture in row] for row in pictures]
+    cell_w = max(picture.width for row in pictures for picture in row)
+    cell_h = max(picture.height for row in pictures for picture in row)
+    font = label_font(font_size_for(cell_w))
+    band = round(font.size * LABEL_BAND)
+    columns = max(len(row) for row in pictures)
+    heights = [(band if row.title else 0) + band + cell_h for row in rows]
+    canvas = Image.new("RGB", (columns * cell_w, sum(heights)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    top = 0
+    for row, row_pictures, height in zip(rows, pictures, heights):
+        if row.title:
+            draw.rectangle((0, top, canvas.width, top + band - 1), fill=TITLE_FILL)
+            draw.text((LABEL_PAD, top + band // 2), fit_text(draw, row.title, font, canvas.width - 2 * LABEL_PAD),
+                      fill=(0, 0, 0), font=font, anchor="lm")
+            top += band
+        for c, (picture, caption) in enumerate(zip(row_pictures, row.captions)):
+            left = c * cell_w
+            draw.text((left + LABEL_PAD, top + band // 2), fit_text(draw, caption, font, cell_w - 2 * LABEL_PAD),
+                      fill=(0, 0, 0), font=font, anchor="lm")
+            canvas.paste(picture, (left, top + band))
+        top = top + band + cell_h
+    return canvas
+
+
+def _scaled(picture, side: int):
+    """A square-ish tile scaled so its height is `side`: Lanczos when shrinking, nearest neighbour when growing."""
+    from PIL import Image
+
+    if picture.height == side:
+        return picture
+    width = round(picture.width * side / picture.height)
+    return picture.resize((width, side), Image.Resampling.NEAREST if side > picture.height else Image.Resampling.LANCZOS)
+
+
+def write_grid(path: Union[str, os.PathLike], images: Sequence["torch.Tensor"], labels: Sequence[str]) -> None:
+    """Write images side by side, each under its label (e.g. source | inverted | edited), as one PNG, atomically."""
     if len(images) == 0 or len(images) != len(labels):
         raise ImageError(f"write_grid needs one label per image, got {len(images)} images and {len(labels)} labels")
-    tiles = [to_uint8(image)[0] for image in images]
-    height = max(tile.shape[0] for tile in tiles)
-    canvas = Image.new("RGB", (sum(tile.shape[1] for tile in tiles), height + LABEL_HEIGHT), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    left = 0
-    for tile, label in zip(tiles, labels):
-        canvas.paste(Image.fromarray(tile), (left, LABEL_HEIGHT))
-        draw.text((left + 4, 4), label, fill=(0, 0, 0))
-        left += tile.shape[1]
-    _save_png(path, canvas)
+    _save_png(path, grid_picture([GridRow(images, labels)]))
+
+
+def write_grid_rows(path: Union[str, os.PathLike], rows: Sequence[GridRow], tile: Optional[int] = None) -> None:
+    """Write a grid of titled rows (grid_picture) as one PNG, atomically."""
+    _save_png(path, grid_picture(rows, tile))
 
 
 def write_json(path: Union[str, os.PathLike], data: Mapping) -> None:
@@ -94,11 +201,11 @@ def side_by_side(frame: "torch.Tensor") -> np.ndarray:
     return np.concatenate(list(to_uint8(frame)), axis=1)
 
 
-def write_gif(path: Union[str, os.PathLike], frames: Iterable["torch.Tensor"], frame_ms: int = GIF_FRAME_MS) -> None:
-    """Optimisation snapshots ([N, 3, H, W] each, shown side by side) as a looping GIF, atomically."""
+def write_gif(path: Union[str, os.PathLike], frames: Iterable[Union[np.ndarray, "torch.Tensor"]], frame_ms: int = GIF_FRAME_MS) -> None:
+    """Frames ([H, W, 3] uint8 pictures, or [N, 3, H, W] snapshots shown side by side) as a looping GIF, atomically."""
     from PIL import Image
 
-    pictures = [Image.fromarray(side_by_side(frame)) for frame in frames]
+    pictures = [Image.fromarray(frame if isinstance(frame, np.ndarray) else side_by_side(frame)) for frame in frames]
     if not pictures:
         raise SgsimError(f"no frames to write to {path}")
     with atomic_output(path) as stream:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from sgsim.cli.edit import INVERSION_SEED, edit_settings, plan_edit, write_edit_folder
+from sgsim.cli.edit import INVERSION_SEED, edit_settings, plan_edit
+from sgsim.cli.options import command_line
 
 
 def _message(error: BaseException) -> str:
@@ -99,23 +100,28 @@ class _Runner:
 
     def _write(self, job, plan, result, photo, edit_s: float) -> None:
         from sgsim.atomic import staged_output_dir
-        from sgsim.outputs import is_run_folder
+        from sgsim.editing.folder import write_edit_folder
+        from sgsim.outputs import is_run_folder, run_record
 
         o = self.options
         with staged_output_dir(plan.out, self.overwrite, is_run_folder) as staging:
             image = job.image is not None
-            write_edit_folder(
-                staging, "batch", result, plan.stems, plan.labels, list(job.strengths), o["save_video"], photo,
-                {"load": self.loaded_s, "edit": edit_s},
+            if photo is not None:
+                result.input_image = photo[0]  # inverted here, as `sgsim edit` does: the folder shows the photo beside its reconstruction
+            settings = dict(result.settings)
+            settings.pop("seed", None)  # the Editor's seed seeds only an image source's inversion, done here (INVERSION_SEED)
+            write_edit_folder(staging, result, video=o["save_video"], run=run_record(
+                "batch", command_line(),
                 source={"seed": job.seed, "image": job.image, "latent": job.latent, "latent_key": plan.latent_key,
                         "class": job.class_index, "invert_steps": o["invert_steps"] if image else None,
                         "refine_steps": o["refine_steps"] if image else None, "align": plan.align,
                         "inversion_seed": INVERSION_SEED if image else None},
                 targets=[{"audio": job.audio, "text": job.text}],
                 generator=o["generator"], encoder=o["encoder"], encoder_checkpoint=o["encoder_checkpoint"], clip=o["clip_weights"],
-                weights=self._weights_record(),
+                settings=settings, weights=self._weights_record(),
+                timings_s={"load": self.loaded_s, "edit": edit_s},
                 job=job.record(), batch_settings=self.settings,
-            )
+            ))
 
     def run_group(self, group: list) -> list:
         """Skip the complete jobs, refuse the bad ones, edit the rest together (each alone if that fails), write each."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -11,15 +12,23 @@ import click
 from sgsim.evaluation.prompts import PROMPT_TEMPLATES
 
 
-def _pairs(values: tuple[str, ...], option: str) -> list[tuple[str, str | None]]:
-    """`NAME` or `NAME=VALUE` items of a repeated option as (name, value or None)."""
-    pairs = []
+def encoder_choices(values: tuple[str, ...]) -> list:
+    """`[LABEL:]NAME[=CHECKPOINT]` items of --encoder as EncoderChoices with unique labels. Without LABEL an encoder is
+    labelled by its NAME, and when NAME appears more than once by NAME (checkpoint stem, or 'released')."""
+    from sgsim.evaluation.compare import EncoderChoice
+    from sgsim.outputs import unique
+
+    parsed = []
     for value in values:
-        name, sep, rest = value.partition("=")
-        if not name or (sep and not rest):
-            raise click.UsageError(f"{option} {value!r}: expected NAME or NAME=PATH")
-        pairs.append((name, rest or None))
-    return pairs
+        spec, sep, checkpoint = value.partition("=")
+        label, _, name = spec.rpartition(":")
+        if not name or (":" in spec and not label) or (sep and not checkpoint):
+            raise click.UsageError(f"--encoder {value!r}: expected NAME or NAME=PATH, optionally labelled LABEL:NAME=PATH")
+        parsed.append((label or None, name, Path(checkpoint) if checkpoint else None))
+    names = [name for _, name, _ in parsed]
+    defaults = [label or (name if names.count(name) == 1 else f"{name} ({checkpoint.stem if checkpoint else 'released'})")
+                for label, name, checkpoint in parsed]
+    return [EncoderChoice(name, checkpoint, label=shown) for (_, name, checkpoint), shown in zip(parsed, unique(defaults, " #"))]
 
 
 def _clip_choices(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
@@ -36,8 +45,11 @@ def _clip_choices(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
 
 @click.command("compare-encoders")
 @click.argument("datasets", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--encoder", "encoders", multiple=True, help="NAME or NAME=CHECKPOINT (repeat); default: every encoder whose weights are present.")
-@click.option("--clip", "clips", multiple=True, help="CLIP weights for every encoder (PATH) or one (ENCODER=PATH); default: each encoder's own.")
+@click.option("--encoder", "encoders", multiple=True, metavar="[LABEL:]NAME[=CHECKPOINT]",
+              help="An encoder to compare (repeat), e.g. mine:sgsim-resnet18=runs/a/encoder.pt beside sgsim-resnet18; "
+                   "the label names its rows (default: NAME, with the checkpoint's stem when NAME repeats). "
+                   "Default: every encoder whose weights are present.")
+@click.option("--clip", "clips", multiple=True, help="CLIP weights for every encoder (PATH) or some (NAME=PATH or LABEL=PATH); default: each encoder's own.")
 @click.option("--prompts", type=click.Choice(list(PROMPT_TEMPLATES)), default="sound", show_default=True, help="Zero-shot prompt set.")
 @click.option("--linear-probe/--no-linear-probe", default=True, show_default=True, help="Also fit a logistic regression per held-out fold.")
 @click.option("--baseline-resnet50", is_flag=True, help="Also train the paper's supervised log-mel ResNet50 on the other folds (slow: one training per fold).")
@@ -60,7 +72,7 @@ def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, b
     import checkpoints
     from sgsim.datasets import open_dataset
     from sgsim.distributed import current_rank, process_group, rank_device
-    from sgsim.evaluation.compare import EncoderChoice, compare_encoders, default_choices
+    from sgsim.evaluation.compare import compare_encoders, default_choices
     from sgsim.evaluation.report import write_reports
     from sgsim.evaluation.supervised import SupervisedConfig
 
@@ -70,13 +82,13 @@ def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, b
     started = time.perf_counter()
     clip_default, clip_per_encoder = _clip_choices(clips)
     if encoders:
-        choices, skipped = [EncoderChoice(name, Path(path) if path else None) for name, path in _pairs(encoders, "--encoder")], []
+        choices, skipped = encoder_choices(encoders), []
     else:
         choices, skipped = default_choices()
-    unknown = sorted(set(clip_per_encoder) - {c.name for c in choices} - {name for name, _ in skipped})
+    unknown = sorted(set(clip_per_encoder) - {c.name for c in choices} - {c.shown for c in choices} - {name for name, _ in skipped})
     if unknown:
         raise click.UsageError(f"--clip {unknown[0]}=...: {unknown[0]} is not among the encoders compared")
-    choices = [EncoderChoice(c.name, c.checkpoint, clip_per_encoder.get(c.name, clip_default)) for c in choices]
+    choices = [replace(c, clip=clip_per_encoder.get(c.shown, clip_per_encoder.get(c.name, clip_default))) for c in choices]
     for name, reason in skipped:
         say(f"skipping {name}: {reason}", err=True)
     loaded = [open_dataset(path) for path in datasets]

@@ -10,9 +10,10 @@ from typing import Callable, Optional
 import click
 
 from sgsim.cli.options import (MAX_STEPS, SEED_MAX, align_option, command_line, device_option, file_stems, fresh_folder,
-                               out_option, parse_strengths, refine_steps_option, safe_stem, steps_option, unique)
+                               out_option, parse_strengths, refine_steps_option, safe_stem, steps_option)
+from sgsim.outputs import VIDEO_FORMATS
 
-VIDEO_FRAMES = 50  # about this many optimisation snapshots go into --save-video's GIF
+VIDEO_FRAMES = 50  # about this many optimisation snapshots go into --save-video's video
 # Seconds around a sound's centre checked for silence before any network loads (the editor checks the
 # encoder's own window again; this catches the usual case, a silent file, in a second instead of a minute).
 AUDIO_CHECK_SECONDS = 10.0
@@ -30,8 +31,7 @@ class EditPlan:
     source: object  # sgsim.editing SeedSource, ImageSource or LatentSource (with the noise stored beside the latent)
     latent_key: Optional[str] = None  # which array of the latent file
     align: Optional[bool] = None  # an ImageSource's FFHQ face alignment (sgsim.alignment.should_align); None otherwise
-    stems: list[str] = field(default_factory=list)  # file stem per target
-    labels: list[str] = field(default_factory=list)  # grid label per target
+    stems: list[str] = field(default_factory=list)  # file stem per target (the default folder is named after the first)
     device: object = None  # torch.device
     out: Optional[Path] = None
 
@@ -88,11 +88,23 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
     else:
         tag = f"seed{seed}"
     if audio:
-        plan.stems, plan.labels = file_stems(list(audio)), [path.name for path in audio]
+        plan.stems = file_stems(list(audio))
     else:
-        plan.stems, plan.labels = [safe_stem(text, "text")], [text]
+        plan.stems = [safe_stem(text, "text")]
     plan.out = out if out is not None else fresh_folder(f"{plan.stems[0]}-{tag}")
     return plan
+
+
+def _check_weights(generator: str, encoder: str, encoder_checkpoint: Optional[Path], clip_weights: Optional[str]) -> None:
+    """Every weights file the edit needs that is missing, named at once (with URLs), rather than one per attempt."""
+    from checkpoints import resolve_all
+    from encoders import available
+
+    info = {item.name: item for item in available()}.get(encoder)
+    needed = [generator]
+    if info is not None:
+        needed += [encoder_checkpoint or info.weights, clip_weights or info.clip_weights]
+    resolve_all([name for name in dict.fromkeys(needed) if name is not None])
 
 
 def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent,
@@ -106,9 +118,11 @@ def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoi
     from sgsim.editing.sources import ImageSource, LatentSource
 
     started = time.perf_counter()
+    _check_weights(generator, encoder, encoder_checkpoint, clip_weights)
     editor = Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights, device=plan.device,
                                     preset=preset)
     click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
+    click.echo("loaded " + ", ".join(f"{name} {path}" for name, path in editor.weight_files.items()))
     loaded = time.perf_counter()
     source, photo, inversion_files, timings = plan.source, None, {}, {"load": loaded - started}
     if isinstance(source, ImageSource):  # inverted here rather than inside editor.edit, to show its progress
@@ -134,29 +148,6 @@ def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoi
     return result, {**editor.weight_files, **inversion_files}, timings, photo
 
 
-def write_edit_images(folder: Path, result, stems: list[str], labels: list[str], strengths: list[float],
-                      input_photo=None) -> list[str]:
-    """input.png (the photo as inverted, for --image), source.png, <target stem>_s<strength>.png per target and
-    strength, and comparison.png (all side by side, labelled with the sound's file name or the text); returns the
-    file names written."""
-    from sgsim.outputs import write_grid, write_png
-
-    names, images, grid_labels = [], [], []
-    if input_photo is not None:
-        write_png(folder / "input.png", input_photo)
-        names, images, grid_labels = ["input.png"], [input_photo[0]], ["input"]
-    write_png(folder / "source.png", result.source_image)
-    names, images, grid_labels = names + ["source.png"], images + [result.source_image], grid_labels + ["source"]
-    for t, (stem, label) in enumerate(zip(stems, labels)):
-        for s, strength in enumerate(strengths):
-            names.append(f"{stem}_s{strength:g}.png")
-            write_png(folder / names[-1], result.images[t, s])
-            images.append(result.images[t, s])
-            grid_labels.append(f"{label} x{strength:g}")
-    write_grid(folder / "comparison.png", images, grid_labels)
-    return names + ["comparison.png"]
-
-
 def edit_settings(function: Callable) -> Callable:
     """The flags of an edit's networks, inversion and optimisation, shared by `sgsim edit` and `sgsim batch` (every job's)."""
     options = [
@@ -178,7 +169,9 @@ def edit_settings(function: Callable) -> Callable:
         click.option("--mix", type=click.Choice(["weighted", "layers"]), default="weighted", show_default=True, help="How a sound and a text combine."),
         click.option("--loudness-strength", is_flag=True, help="Scale each strength by the sound's loudness (-20 dBFS = 1)."),
         device_option,
-        click.option("--save-video", is_flag=True, help="Also write optimisation.gif."),
+        click.option("--save-video", type=click.Choice(VIDEO_FORMATS), is_flag=False, flag_value="mp4", default=None,
+                     help="Also write the optimisation as a video with the source, a label per target and the step: "
+                          "optimisation.mp4 (H.264), or optimisation.gif with --save-video gif."),
         click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
                      help="Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: bfloat16 generator "
                           "autocast. Default: mixed on CUDA; bf16 on a CPU with AVX512-BF16 or AMX, fp32 on one without."),
@@ -186,34 +179,6 @@ def edit_settings(function: Callable) -> Callable:
     for option in reversed(options):
         function = option(function)
     return function
-
-
-def write_edit_folder(folder: Path, command: str, result, stems: list[str], labels: list[str], strengths: list[float], save_video: bool,
-                      photo, timings: dict[str, float], **fields) -> list[str]:
-    """Every file of an edit's output folder (see `sgsim edit --help`), run.json last with `fields` (source, targets,
-    networks, weights, ...) in its record; shared by `sgsim edit` and each job of `sgsim batch`. Returns the names written."""
-    from sgsim.latents import write_latent_file
-    from sgsim.outputs import run_record, write_gif, write_json
-
-    written = time.perf_counter()
-    outputs = write_edit_images(folder, result, stems, labels, strengths, photo)
-    write_latent_file(folder / "latents.npz", noise=result.noise, source=result.source_latent, edited=result.edited_latents,
-                      strengths=result.strengths, swept=result.latents)
-    outputs.append("latents.npz")
-    if save_video:
-        write_gif(folder / "optimisation.gif", result.frames)
-        outputs.append("optimisation.gif")
-    settings = dict(result.settings)
-    settings.pop("seed", None)  # the Editor's seed seeds only an image source's inversion, done by the command (INVERSION_SEED)
-    weights = fields.pop("weights")
-    write_json(folder / "run.json", run_record(
-        command, command_line(), **fields, settings=settings, weights=weights,
-        final_losses={guide: {name: float(values[-1, g]) for name, values in result.losses.items()}
-                      for g, guide in enumerate(unique(result.guides, separator=" #"))},
-        timings_s={**timings, "write": time.perf_counter() - written},
-        outputs=outputs + ["run.json"],
-    ))
-    return outputs + ["run.json"]
 
 
 @click.command("edit")
@@ -233,23 +198,29 @@ def edit_command(audio, text, image, seed, latent, class_index, invert_steps, re
 
     Writes source.png (for --image: input.png, the photo as inverted, and source.png, its reconstruction), one PNG per
     target and strength, comparison.png, latents.npz ('source', 'edited', 'swept', 'strengths', the source's 'noise.*'),
-    run.json and with --save-video optimisation.gif.
+    run.json and with --save-video optimisation.mp4 (or .gif).
     """
     from sgsim.atomic import staged_output_dir
-    from sgsim.outputs import is_run_folder, weights_record
+    from sgsim.editing.folder import write_edit_folder
+    from sgsim.outputs import is_run_folder, run_record, weights_record
 
     plan = plan_edit(audio, text, image, seed, latent, class_index, mix, precision, device, out, preset, generator, align)
     with staged_output_dir(plan.out, overwrite, is_run_folder) as staging:  # an unusable --out fails here, before the networks load
         result, weights, timings, photo = run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset,
                                                     steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength,
                                                     save_video, precision, class_index, invert_steps, refine_steps)
-        outputs = write_edit_folder(
-            staging, "edit", result, plan.stems, plan.labels, strengths, save_video, photo, timings,
+        if photo is not None:
+            result.input_image = photo[0]  # inverted here, not by the Editor: the folder shows the photo beside its reconstruction
+        settings = dict(result.settings)
+        settings.pop("seed", None)  # the Editor's seed seeds only an image source's inversion, done here (INVERSION_SEED)
+        outputs = write_edit_folder(staging, result, video=save_video, run=run_record(
+            "edit", command_line(),
             source={"seed": seed, "image": image, "latent": latent, "latent_key": plan.latent_key, "class": class_index,
                     "invert_steps": invert_steps if image else None, "refine_steps": refine_steps if image else None,
                     "align": plan.align, "inversion_seed": INVERSION_SEED if image else None},
             targets=[{"audio": str(path), "text": text} for path in audio] or [{"audio": None, "text": text}],
             generator=generator, encoder=encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights,
-            weights=weights_record(weights),
-        )
+            settings=settings, weights=weights_record(weights),
+            timings_s=timings,
+        ))
     click.echo(f"wrote {len(outputs)} files to {plan.out}")

@@ -6,9 +6,11 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 import click
+
+from sgsim.outputs import safe_stem, unique  # noqa: F401  (the commands import them from here too)
 
 SEED_MAX = 2**32 - 1  # numpy RandomState seeds, as NVIDIA's generate.py draws z
 MAX_SEEDS = 10_000  # one generate run; a typo such as 0-4000000000 fails at once
@@ -44,23 +46,6 @@ def parse_strengths(text: str) -> list[float]:
     if not all(math.isfinite(v) for v in values):
         raise click.BadParameter(f"{text!r}: strengths must be finite numbers")
     return values
-
-
-def safe_stem(text: str, fallback: str, limit: int = 40) -> str:
-    """A file-name-safe stem of a name or a text ('a snowy mountain' -> 'a_snowy_mountain')."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:limit] or fallback
-
-
-def unique(names: Iterable[str], separator: str = "-") -> list[str]:
-    """Names made unique in order: a repeat gets -2, -3, ... (so no file or report key hides another)."""
-    seen: list[str] = []
-    for name in names:
-        candidate, n = name, 1
-        while candidate in seen:
-            n += 1
-            candidate = f"{name}{separator}{n}"
-        seen.append(candidate)
-    return seen
 
 
 def file_stems(paths: list[Path]) -> list[str]:

@@ -24,27 +24,40 @@ def weights() -> None:
 
 @weights.command("list")
 def list_command() -> None:
-    """Show every official weights file, whether it is cached, its size, kind and purpose."""
-    rows = [("NAME", "PRESENT", "SIZE", "KIND", "DESCRIPTION")]
+    """Show every official weights file: whether it is cached, its size there and the size expected, kind, URL, purpose."""
+    rows = [("NAME", "PRESENT", "SIZE", "EXPECTED", "KIND", "URL", "DESCRIPTION")]
     for item in checkpoints.entries():
         path = checkpoints.weights_dir() / item.filename
         present = path.is_file()
-        rows.append((item.name, "yes" if present else "no", _human_size(path.stat().st_size if present else item.size), item.kind, item.description))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        rows.append((item.name, "yes" if present else "no", _human_size(path.stat().st_size if present else None),
+                     _human_size(item.size) if item.size else "unknown", item.kind, item.urls[0], item.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
     click.echo(f"cache: {checkpoints.weights_dir()}")
 
 
 @weights.command("download")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--force", is_flag=True, help="Fetch again even when the file is already cached.")
-def download_command(names: tuple[str, ...], force: bool) -> None:
-    """Download weights by name into the cache (resumes interrupted downloads)."""
+@click.option("--url", "urls", multiple=True, help="Fetch from this URL instead of the manifest's (a mirror or local server); repeat to try several.")
+def download_command(names: tuple[str, ...], force: bool, urls: tuple[str, ...]) -> None:
+    """Download weights by name into the cache (resumes interrupted downloads). Every name is tried; the ones that
+    failed are listed at the end, each with its URL and the `weights import` route."""
     for name in names:
         checkpoints.entry(name)  # a typo fails before any transfer starts
+    if urls and len(names) > 1:
+        raise click.UsageError(f"--url gives where one file is; download the {len(names)} names one at a time with their own --url")
+    failed = []
     for name in names:
-        click.echo(checkpoints.download(name, force=force))
+        try:
+            click.echo(checkpoints.download(name, force=force, urls=urls or None))
+        except WeightsError as exc:
+            failed.append(name)
+            click.echo(f"{name}: FAILED: {exc}", err=True)
+    if failed:
+        listed = "; ".join(f"{name} from {checkpoints.entry(name).urls[0]} then `sgsim weights import FILE --name {name}`" for name in failed)
+        raise WeightsError(f"{len(failed)} of {len(names)} downloads failed (see above): {listed}")
 
 
 @weights.command("import")

@@ -63,6 +63,33 @@ class EditResult:
     settings: dict  # every setting of the run, with the defaults filled in
     frames: list[torch.Tensor] = field(default_factory=list)  # [len(guides), 3, H, W] every `record_every` steps
     noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise buffers the images were made with, if not G's own
+    input_image: Optional[torch.Tensor] = None  # [3, H, W]: the photo an image source was inverted from, as cropped
+
+    def save(self, folder: Union[str, Path], video: Optional[str] = None) -> list[str]:
+        """Write what `sgsim edit` writes (images, comparison.png, latents.npz, run.json; `video` 'mp4' or 'gif'
+        for the optimisation video) into `folder`; returns the file names."""
+        from sgsim.editing.folder import write_edit_folder
+
+        return write_edit_folder(folder, self, video=video)
+
+    def pil(self, target: Optional[int] = None, strength: int = 0):
+        """A Pillow picture: the labelled comparison grid, or with `target` that target's image at strength index `strength`."""
+        from PIL import Image
+
+        from sgsim.editing.folder import comparison_picture
+        from sgsim.outputs import to_uint8
+
+        if target is None:
+            return comparison_picture(self)
+        return Image.fromarray(to_uint8(self.images[target, strength])[0])
+
+    def __repr__(self) -> str:
+        T, S, _, H, W = self.images.shape
+        strengths = ", ".join(f"{float(s):g}" for s in self.strengths.flatten()[:8]) + (", ..." if self.strengths.numel() > 8 else "")
+        losses = ", ".join(f"{name} {float(values[-1].mean()):.4f}" for name, values in self.losses.items())
+        return (f"EditResult({T} target{'s' * (T != 1)} x {S} strength{'s' * (S != 1)} of {W}x{H} images; "
+                f"guides {self.guides}; strengths [{strengths}]; final losses {{{losses}}}; "
+                f"{self.settings.get('steps')} steps, {len(self.frames)} frames)")
 
 
 def _describe_source(source) -> dict:
@@ -175,34 +202,37 @@ class Editor:
         return self._start(source, seed, invert_steps, class_index)[0]
 
     def _start(self, source: AnySource, seed: int, invert_steps: int,
-               class_index: Optional[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The source's W+ latent and the noise buffers to render it with ({}: the generator's own)."""
+               class_index: Optional[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Optional[torch.Tensor]]:
+        """The source's W+ latent, the noise buffers to render it with ({}: the generator's own) and, for an image
+        source, the photo as inverted ([3, H, W] in [-1, 1])."""
         G = self.generator
         source = as_source(source)
         if isinstance(source, SeedSource):
             if class_index is not None and source.class_index is not None and class_index != source.class_index:
                 raise SgsimError(f"two classes given: class_index={class_index!r} and SeedSource.class_index={source.class_index!r}")
-            return seed_latent(G, source.seed, class_index=source.class_index if class_index is None else class_index), {}
+            return seed_latent(G, source.seed, class_index=source.class_index if class_index is None else class_index), {}, None
         if class_index is not None:
             # The label only enters through the mapping network, which a latent or an image source skips.
             raise SgsimError(f"class {class_index!r} given with a latent or image source: a class picks the label of a seed "
                              f"source only; leave out class_index / --class")
         if isinstance(source, LatentSource):
-            return as_w_plus(source.latent, G.num_ws, G.w_dim).to(self.device), dict(source.noise)
+            return as_w_plus(source.latent, G.num_ws, G.w_dim).to(self.device), dict(source.noise), None
         image = source.image
         if isinstance(image, (str, Path)):
             from sgsim.images import read_image
 
             image = read_image(image, G.img_resolution)
         lpips = self._network("lpips")  # None: invert warns and fits pixels instead
-        result = invert(G, image.reshape(-1, *image.shape[-3:]).to(self.device), steps=invert_steps, lpips=lpips, seed=seed)
-        return result.w_plus[0], result.noise
+        image = image.reshape(-1, *image.shape[-3:])
+        result = invert(G, image.to(self.device), steps=invert_steps, lpips=lpips, seed=seed)
+        return result.w_plus[0], result.noise, image[0].detach().float().cpu().clamp(-1, 1)
 
     @torch.no_grad()
     def render(self, latents: torch.Tensor) -> torch.Tensor:
-        """Images [N, 3, H, W] in [-1, 1] on the CPU of W+ latents [N, num_ws, w_dim], a few at a time."""
+        """Images [N, 3, H, W] on the CPU of W+ latents [N, num_ws, w_dim], a few at a time, clamped to [-1, 1]: the
+        generator overshoots it a little, and what a PNG shows (and an EditResult documents) is the clamped image."""
         chunks = [
-            self.generator.synthesis(chunk.to(self.device), noise_mode="const").cpu()
+            self.generator.synthesis(chunk.to(self.device), noise_mode="const").clamp(-1, 1).cpu()
             for chunk in latents.split(SYNTHESIS_BATCH)
         ]
         return torch.cat(chunks)
@@ -260,7 +290,7 @@ class Editor:
 
         source = as_source(source)
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
-        w_source, fitted_noise = self._start(source, seed, invert_steps, class_index)
+        w_source, fitted_noise, input_image = self._start(source, seed, invert_steps, class_index)
         noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
         if mix == "weighted":
             directions = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)])
@@ -303,14 +333,15 @@ class Editor:
                 "class_index": None if class_index is None else int(class_index),
                 "source_type": type(source).__name__,
                 "mix": mix, "mix_sound_rows": coarse_rows(self.generator.num_ws) if mix == "layers" else None,
-                "strengths": list(strengths), "loudness_strength": loudness_strength,
+                "strengths": list(strengths), "loudness_strength": loudness_strength, "record_every": record_every,
                 "loudness_dbfs": [e.loudness_dbfs for e in embeddings], "loudness_scale": scales,
                 "preset": asdict(self.preset), "preset_name": self.preset_name, "preset_reason": self.preset_reason,
                 "device": str(self.device), "precision": precision, "precision_reason": chosen.reason,
                 "mixed_synthesis": asdict(self.mixed_synthesis) if precision == "mixed" else None,
             },
-            frames=optimised.frames,
+            frames=[frame.clamp(-1, 1) for frame in optimised.frames],
             noise={name: value.cpu() for name, value in noise.items()},
+            input_image=input_image,
         )
 
     def learn_direction(self, target: Union[Target, str, Path], sources: Sequence[AnySource], **options) -> SoundDirection:
@@ -470,7 +501,7 @@ class Editor:
         for direction in directions:
             check_generator(direction, self.generator, self._checksum("generator"))
         offset = combined_offset(directions, weights).to(self.device)
-        w_source, fitted_noise = self._start(source, seed, invert_steps, class_index)
+        w_source, fitted_noise, _ = self._start(source, seed, invert_steps, class_index)
         noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
         latents = strength_latents(w_source, offset, strengths)
         with swapped_noise(self.generator, noise):

@@ -22,11 +22,18 @@ from sgsim.evaluation.supervised import BASELINE_NAME, SupervisedConfig, network
 
 @dataclass(frozen=True)
 class EncoderChoice:
-    """An encoder to evaluate: its registry name, its weights file (None: the released ones) and its CLIP weights."""
+    """An encoder to evaluate: its registry name, its weights file (None: the released ones), its CLIP weights and
+    the label its rows carry in the reports (unique within a comparison)."""
 
     name: str
     checkpoint: Path | None = None
     clip: str | None = None  # CLIP weights (path or manifest name); None: the encoder's own clip_weights
+    label: str | None = None  # None: the registry name
+
+    @property
+    def shown(self) -> str:
+        """The name this encoder's rows carry in the reports."""
+        return self.label or self.name
 
 
 @dataclass
@@ -41,6 +48,7 @@ class DatasetResult:
     protocols: list[ProtocolResult]
     encoded: int  # clips run through the encoder (the rest came from the cache)
     seconds: float  # wall time of embedding and scoring
+    model: str = ""  # the registry name behind `encoder` (which may be a user's label): matches the paper's rows
 
 
 @dataclass
@@ -110,6 +118,7 @@ def evaluate_encoder(
         protocols=protocols,
         encoded=embedded.encoded,
         seconds=time.perf_counter() - start,
+        model=encoder.name,
     )
 
 
@@ -134,7 +143,7 @@ def evaluate_supervised(
         protocols.append(score_by_fold("supervised", scores, labels, folds, dataset.classes))
     name = BASELINE_NAME if config.backbone == "resnet50" else f"{config.backbone}-supervised"
     return DatasetResult(name, dataset.root.name, dataset.name, len(clips), dataset.problems + problems, protocols,
-                         encoded=len(clips), seconds=time.perf_counter() - start)
+                         encoded=len(clips), seconds=time.perf_counter() - start, model=name)
 
 
 def compare_encoders(
@@ -161,13 +170,13 @@ def compare_encoders(
             encoder = load_audio_encoder(choice.name, checkpoint=choice.checkpoint, device=device)
             clip = load_clip_for(encoder, choice.clip, device)
         except (EncoderError, WeightsError) as error:
-            comparison.skipped.append((choice.name, str(error)))
+            comparison.skipped.append((choice.shown, str(error)))
             continue
         for dataset in datasets:
-            progress = progress_factory(f"{choice.name} on {dataset.root.name}", len(dataset.clips)) if progress_factory else None
-            comparison.results.append(
-                evaluate_encoder(encoder, clip, dataset, prompts, linear_probe, cache_root, batch_size, workers, progress)
-            )
+            progress = progress_factory(f"{choice.shown} on {dataset.root.name}", len(dataset.clips)) if progress_factory else None
+            result = evaluate_encoder(encoder, clip, dataset, prompts, linear_probe, cache_root, batch_size, workers, progress)
+            result.encoder, result.model = choice.shown, choice.name
+            comparison.results.append(result)
         del encoder, clip
     if supervised is not None:
         for dataset in datasets:

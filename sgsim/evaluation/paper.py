@@ -17,3 +17,16 @@ PAPER_RESULTS: dict[tuple[str, str], dict[str, float]] = {
     ("SGSIM w/o self-supervision", "zero-shot"): {"esc50": 49.4, "urbansound8k": 45.6},
     ("SGSIM", "zero-shot"): {"esc50": 57.8, "urbansound8k": 45.7},
 }
+
+# Our registry names -> the paper's method names, to put the paper's bar beside the matching own bar.
+PAPER_METHODS: dict[str, str] = {
+    "sgsim-resnet18": "SGSIM",
+    "sgsim-resnet50": "SGSIM",
+    "wav2clip": "Wav2CLIP",
+    "audioclip-partial": "AudioCLIP",
+    "audioclip-full": "AudioCLIP",
+    "resnet50-supervised": "ResNet50",
+}
+
+# The full datasets the paper's numbers were measured on (a comparison on a subset says so beside them).
+PAPER_DATASETS: dict[str, str] = {"esc50": "full ESC-50 (2000 clips, 5 folds)", "urbansound8k": "full UrbanSound8K (8732 clips, 10 folds)"}

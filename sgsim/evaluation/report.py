@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sgsim.atomic import atomic_output
 from sgsim.evaluation.compare import Comparison
-from sgsim.evaluation.paper import PAPER_RESULTS, PAPER_SOURCE
+from sgsim.evaluation.paper import PAPER_DATASETS, PAPER_METHODS, PAPER_RESULTS, PAPER_SOURCE
 
 REPORT_STEM = "encoders"
 
@@ -102,29 +102,88 @@ def json_text(comparison: Comparison, with_paper: bool = False) -> str:
     return json.dumps(content, indent=2, default=str) + "\n"
 
 
-def bar_chart_png(comparison: Comparison, with_paper: bool = False) -> bytes:
-    """Grouped bars of fold-averaged top-1 per dataset, one bar per (method, protocol); paper bars hatched."""
+def _colours(count: int) -> list:
+    """`count` colours, none repeated: tab10, tab20, then evenly spaced along a perceptual rainbow."""
+    from matplotlib import colormaps
+
+    if count <= 10:
+        return [colormaps["tab10"](i) for i in range(count)]
+    if count <= 20:
+        return [colormaps["tab20"](i) for i in range(count)]
+    return [colormaps["turbo"](0.05 + 0.9 * i / (count - 1)) for i in range(count)]
+
+
+def _paper_top1(model: str, protocol: str, layout: str) -> float | None:
+    """The paper's top-1 for our registry name `model` under `protocol` on the dataset layout, if it published one."""
+    return PAPER_RESULTS.get((PAPER_METHODS.get(model, ""), protocol), {}).get(layout)
+
+
+def bar_chart(comparison: Comparison, with_paper: bool = False):
+    """A matplotlib Figure: a panel per dataset, a group per method (encoder label and protocol) with our fold-averaged
+    top-1 (error bar: standard deviation over folds) and, with `with_paper`, the paper's bar beside it (hatched); the
+    paper's methods nobody ran follow on their own. One colour per method, values on the bars."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import numpy as np
     from matplotlib import pyplot
 
-    rows = [row for row in _rows(comparison, with_paper) if row["fold"] == "mean"]
-    datasets = list(_datasets(comparison))
-    series = list(dict.fromkeys((row["source"], row["method"], row["protocol"]) for row in rows))
-    figure, axes = pyplot.subplots(figsize=(max(6.0, 1.2 + 0.5 * len(series) * max(1, len(datasets))), 4.5))
-    width = 0.8 / max(1, len(series))
-    for position, key in enumerate(series):
-        values = {row["dataset"]: row["top1"] for row in rows if (row["source"], row["method"], row["protocol"]) == key}
-        xs = [d + position * width for d, name in enumerate(datasets) if name in values]
-        heights = [values[name] for name in datasets if name in values]
-        label = f"{key[1]} {key[2]}" + (" (paper)" if key[0] == "paper" else "")
-        axes.bar(xs, heights, width, label=label, hatch="//" if key[0] == "paper" else None)
-    axes.set_xticks([d + 0.4 - width / 2 for d in range(len(datasets))], datasets)
-    axes.set_ylabel("top-1 accuracy (%)")
-    axes.set_ylim(0, 100)
-    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    datasets = _datasets(comparison)
+    ours = list(dict.fromkeys((r.encoder, p.protocol) for r in comparison.results for p in r.protocols))
+    shown_paper = {(PAPER_METHODS.get(r.model, ""), p.protocol) for r in comparison.results for p in r.protocols}
+    paper_only = [key for key in PAPER_RESULTS if with_paper and key not in shown_paper
+                  and any(layout in PAPER_RESULTS[key] for layout in datasets.values())]
+    colours = dict(zip([*ours, *paper_only], _colours(len(ours) + len(paper_only))))
+    groups = len(ours) + len(paper_only)
+    figure, panels = pyplot.subplots(1, len(datasets), squeeze=False, sharey=True,
+                                     figsize=(max(6.0, 1.5 + 1.1 * groups) * len(datasets), 5.0))
+    width = 0.38 if with_paper else 0.7
+    for panel, (dataset, layout) in zip(panels[0], datasets.items()):
+        ticks, names = [], []
+        for x, (label, protocol) in enumerate(ours):
+            found = [(r, p) for r in comparison.results if r.dataset == dataset and r.encoder == label
+                     for p in r.protocols if p.protocol == protocol]
+            ticks.append(x)
+            names.append(f"{label}\n{protocol}")
+            if not found:
+                continue
+            result, scores = found[0]
+            paper = _paper_top1(result.model, protocol, layout) if with_paper else None
+            offset = -width / 2 if with_paper else 0.0
+            spread = float(np.std([fold.top1 for fold in scores.folds])) if len(scores.folds) > 1 else 0.0
+            bars = panel.bar(x + offset, scores.top1, width, yerr=spread, capsize=4, color=colours[(label, protocol)],
+                             label=f"{label} {protocol}")
+            panel.bar_label(bars, fmt="%.1f", padding=2, fontsize="small")
+            if paper is not None:
+                bars = panel.bar(x + width / 2, paper, width, color=colours[(label, protocol)], alpha=0.45, hatch="//",
+                                 edgecolor="black", label=f"{PAPER_METHODS[result.model]} {protocol} (paper)")
+                panel.bar_label(bars, fmt="%.1f", padding=2, fontsize="small")
+        for x, key in enumerate(paper_only, start=len(ours)):
+            if layout in PAPER_RESULTS[key]:
+                bars = panel.bar(x, PAPER_RESULTS[key][layout], width, color=colours[key], alpha=0.45, hatch="//",
+                                 edgecolor="black", label=f"{key[0]} {key[1]} (paper)")
+                panel.bar_label(bars, fmt="%.1f", padding=2, fontsize="small")
+            ticks.append(x)
+            names.append(f"{key[0]}\n{key[1]} (paper)")
+        clips = max((r.clips for r in comparison.results if r.dataset == dataset), default=0)
+        folds = max((len(p.folds) for r in comparison.results if r.dataset == dataset for p in r.protocols), default=0)
+        title = f"{dataset}: {clips} clips, {folds} held-out folds"
+        if with_paper and layout in PAPER_DATASETS:
+            title += f"\npaper (hatched): {PAPER_DATASETS[layout]}"
+        panel.set_title(title, fontsize="medium")
+        panel.set_xticks(ticks, names, fontsize="small", rotation=30 if groups > 4 else 0, ha="right" if groups > 4 else "center")
+        panel.set_ylim(0, 105)
+    panels[0][0].set_ylabel("top-1 accuracy (%), mean ± std over folds")
+    figure.suptitle(f"Audio encoders: top-1 accuracy (zero-shot prompts: {comparison.prompts})")
     figure.tight_layout()
+    return figure
+
+
+def bar_chart_png(comparison: Comparison, with_paper: bool = False) -> bytes:
+    """bar_chart as PNG bytes."""
+    from matplotlib import pyplot
+
+    figure = bar_chart(comparison, with_paper)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     pyplot.close(figure)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import open_clip
 import pytest
@@ -196,3 +197,15 @@ def test_clip_files_unwrap_like_encoder_files(tiny_name, tiny_weights, clip, tmp
     path = tmp_path / "wrapped.pt"
     torch.save({container: {f"module.{key}": value for key, value in tiny_weights.items()}, "epoch": 3}, path)
     torch.testing.assert_close(load_clip(tiny_name, pretrained=path).encode_text(["a horn"]), clip.encode_text(["a horn"]))
+
+
+def test_loading_says_which_weights_it_read_not_that_clip_is_random(tiny_name, tiny_file, caplog):
+    root = logging.getLogger()
+    handlers, filters = list(root.handlers), list(root.filters)
+    with caplog.at_level(logging.INFO):
+        load_clip(tiny_name, pretrained=str(tiny_file))
+        open_clip.create_model(tiny_name, pretrained=None)  # open_clip on its own still warns: only load_clip knows better
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("initialized randomly" in m for m in messages) == 1
+    assert f"CLIP {tiny_name}: every weight loaded strictly from {tiny_file}" in messages
+    assert root.handlers == handlers and root.filters == filters  # the application's logging is left as it was

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import av
 import click
 import numpy as np
 import pytest
@@ -12,10 +13,12 @@ import soundfile
 from click.testing import CliRunner
 from PIL import Image
 
+import checkpoints
 from sgsim.cli import main
 from sgsim.cli.options import parse_seeds
 from sgsim.images import read_image
 from sgsim.outputs import to_uint8
+from sgsim.outputs import LABEL_BAND, font_size_for
 
 
 STEPS = "4"
@@ -38,18 +41,25 @@ def sounds(shared_data):
     return shared_data / "audio" / "raining.wav", shared_data / "audio" / "fire.wav"
 
 
-def test_edit_writes_every_output_and_records_the_run(run, sounds, tmp_path, tiny_generator_file):
+def test_edit_writes_every_output_and_records_the_run(run, sounds, tmp_path, tiny_generator_file, tiny_clip_space, caplog):
     out = tmp_path / "rain"
     result = run("edit", "--audio", str(sounds[0]), "--audio", str(sounds[1]), "--seed", "3", "--out", str(out),
                  "--strength", "0.5,1", "--save-video")
     assert result.exit_code == 0, result.output
+    assert f"clip {tiny_clip_space}" in result.output  # says which weights it loaded, not open_clip's "initialized randomly"
+    assert not any("initialized randomly" in record.getMessage() for record in caplog.records)
     assert sorted(p.name for p in out.iterdir()) == sorted([
         "source.png", "raining_s0.5.png", "raining_s1.png", "fire_s0.5.png", "fire_s1.png",
-        "comparison.png", "latents.npz", "optimisation.gif", "run.json",
+        "comparison.png", "latents.npz", "optimisation.mp4", "run.json",
     ])
     assert [p.name for p in tmp_path.iterdir()] == ["rain"]  # no staging folder left behind
     assert Image.open(out / "raining_s1.png").size == (32, 32)
-    assert Image.open(out / "comparison.png").width == 5 * 32
+    # A row per sound, a column per strength after the source; 32 px tiles shown at 128 px under labels.
+    band = round(font_size_for(128) * LABEL_BAND)
+    assert Image.open(out / "comparison.png").size == (3 * 128, 2 * (2 * band + 128))
+    with av.open(str(out / "optimisation.mp4")) as video:
+        frames = [frame.to_ndarray(format="rgb24") for frame in video.decode(video=0)]
+    assert len(frames) == int(STEPS) and frames[0].shape == (band * 2 + 128, 3 * 128, 3)  # source + one tile per sound
     latents = np.load(out / "latents.npz")
     assert latents["source"].shape == (8, 32) and latents["edited"].shape == (2, 8, 32)
     assert latents["swept"].shape == (2, 2, 8, 32)
@@ -89,6 +99,12 @@ def test_generate_then_edit_its_latent_and_its_image(run, sounds, tmp_path):
     with Image.open(tmp_path / "i" / "input.png") as photo:
         assert np.array_equal(np.asarray(photo), to_uint8(read_image(tmp_path / "gen" / "seed0004.png", 32))[0])
     assert any(key.startswith("noise.") for key in np.load(tmp_path / "i" / "latents.npz"))  # the inversion's noise
+    # The photo, its reconstruction, then the edit: the photo's tile is the photo itself, scaled x4 by nearest neighbour.
+    band = round(font_size_for(128) * LABEL_BAND)
+    comparison = np.asarray(Image.open(tmp_path / "i" / "comparison.png").convert("RGB"))
+    assert comparison.shape == (2 * band + 128, 3 * 128, 3)
+    photo = np.asarray(Image.open(tmp_path / "gen" / "seed0004.png").convert("RGB"))
+    np.testing.assert_array_equal(comparison[2 * band:, :128], photo.repeat(4, axis=0).repeat(4, axis=1))
 
 
 @pytest.mark.filterwarnings("ignore:inverting without LPIPS")
@@ -154,9 +170,23 @@ def test_image_to_align_without_the_faces_extra_is_one_line_before_the_networks_
 
 def test_missing_weights_give_the_download_instruction(sounds, tmp_path, monkeypatch):
     monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))
-    result = CliRunner().invoke(main, ["edit", "--audio", str(sounds[0]), "--seed", "1", "--out", str(tmp_path / "out")])
-    assert "sgsim weights download ffhq" in _one_line_error(result)
+    result = CliRunner().invoke(main, ["edit", "--audio", str(sounds[0]), "--seed", "1", "--out", str(tmp_path / "out"),
+                                       "--clip", "clip-vit-b-32"])
+    message = _one_line_error(result)
+    assert "3 weights files are not in the cache" in message
+    assert "sgsim weights download ffhq sgsim-resnet18 clip-vit-b-32" in message
+    for name in ("ffhq", "sgsim-resnet18", "clip-vit-b-32"):
+        assert checkpoints.entry(name).urls[0] in message and f"sgsim weights import FILE --name {name}" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_one_missing_file_keeps_the_single_instruction(sounds, tmp_path, monkeypatch, tiny_generator_file, encoder_checkpoint_file):
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))
+    result = CliRunner().invoke(main, ["edit", "--audio", str(sounds[0]), "--seed", "1", "--out", str(tmp_path / "out"),
+                                       "--generator", str(tiny_generator_file), "--encoder-checkpoint", str(encoder_checkpoint_file),
+                                       "--clip", "clip-vit-b-32"])
+    message = _one_line_error(result)
+    assert message.startswith("Error: the clip-vit-b-32 weights") and "sgsim weights download clip-vit-b-32" in message
 
 
 def _pixels(path) -> np.ndarray:
@@ -235,3 +265,12 @@ def test_seed_lists_read_like_nvidias(text, expected):
 def test_bad_seed_lists_say_what_is_wrong(text, message):
     with pytest.raises(click.BadParameter, match=message):
         parse_seeds(text)
+
+
+def test_save_video_gif_writes_the_labelled_gif_instead(run, sounds, tmp_path):
+    result = run("edit", "--audio", str(sounds[1]), "--seed", "2", "--save-video", "gif", "--out", str(tmp_path / "g"))
+    assert result.exit_code == 0, result.output
+    assert "optimisation.gif" in json.loads((tmp_path / "g" / "run.json").read_text())["outputs"]
+    with Image.open(tmp_path / "g" / "optimisation.gif") as gif:
+        assert gif.n_frames == int(STEPS) and gif.size == (2 * 128, 2 * round(font_size_for(128) * LABEL_BAND) + 128)
+    assert not (tmp_path / "g" / "optimisation.mp4").exists()

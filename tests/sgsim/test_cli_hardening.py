@@ -134,7 +134,7 @@ def test_an_interrupted_rerun_leaves_the_earlier_run_whole(cli, rain, tmp_path, 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # Ctrl-C while the second run writes its files
 
-    monkeypatch.setattr("sgsim.outputs.write_gif", interrupted)
+    monkeypatch.setattr("sgsim.editing.folder.write_mp4", interrupted)
     result = cli("edit", "--audio", str(rain), "--seed", "2", "--steps", STEPS, "--device", "cpu", "--out", str(out), "--save-video")
     assert result.exit_code != 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first

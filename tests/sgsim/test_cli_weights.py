@@ -87,3 +87,55 @@ def test_convert_loads_by_name_and_writes_safetensors(home, tmp_path, monkeypatc
     assert run("convert", str(source), str(out)).exit_code == 0
     assert calls == [("load", source), ("save", "G", out)]
     assert run("convert", str(source), str(tmp_path / "g.pt")).exit_code == 2
+
+
+def test_list_shows_each_files_url_and_expected_size(home):
+    lines = run("list").output.splitlines()
+    assert lines[0].split()[:7] == ["NAME", "PRESENT", "SIZE", "EXPECTED", "KIND", "URL", "DESCRIPTION"]
+    rows = {line.split()[0]: line for line in lines[1:-1]}
+    for item in checkpoints.entries():
+        assert item.urls[0] in rows[item.name]
+        expected = rows[item.name].split()[3:5]
+        assert expected == ["unknown", item.kind] if item.size is None else float(expected[0]) * 2 ** (20 if expected[1] == "MiB" else 30) \
+            == pytest.approx(item.size, rel=0.06)
+
+
+def _state_dict_file(path):
+    torch.save({"conv.weight": torch.ones(3, 1, 3, 3)}, path)
+    return path
+
+
+def test_download_from_a_given_url_into_a_cache_readable_by_all(home, tmp_path):
+    source = _state_dict_file(tmp_path / "resnet18.pth")  # a local mirror, as a file:// URL
+    result = run("download", "sgsim-resnet18", "--url", "file:///nowhere/x.pth", "--url", source.as_uri())
+    assert result.exit_code == 0, result.output
+    cached = home / "weights" / checkpoints.entry("sgsim-resnet18").filename
+    assert cached.read_bytes() == source.read_bytes()
+    assert cached.stat().st_mode & 0o777 == 0o644 and (home / "weights" / "checksums.json").stat().st_mode & 0o777 == 0o644
+    assert "one at a time" in run("download", "ffhq", "wav2clip", "--url", source.as_uri()).output
+
+
+def test_imported_files_are_readable_by_other_users(home, tmp_path):
+    source = _state_dict_file(tmp_path / "resnet18.pth")
+    source.chmod(0o600)
+    assert run("import", str(source), "--name", "sgsim-resnet18").exit_code == 0
+    assert (home / "weights" / checkpoints.entry("sgsim-resnet18").filename).stat().st_mode & 0o777 == 0o644
+
+
+def test_download_tries_every_name_and_lists_every_failure(home, tmp_path, monkeypatch):
+    fetched = _state_dict_file(tmp_path / "w.pth")
+    real = checkpoints.download
+
+    def offline_but_wav2clip(name, **kwargs):  # the manifest's hosts are unreachable here; wav2clip comes from a mirror
+        if name == "wav2clip":
+            return real(name, urls=(fetched.as_uri(),), progress=False)
+        raise checkpoints.WeightsError(f"could not download {name}: cannot resolve host")
+
+    monkeypatch.setattr(checkpoints, "download", offline_but_wav2clip)
+    result = run("download", "ffhq", "wav2clip", "clip-vit-b-32")
+    assert result.exit_code == 1
+    assert "2 of 3 downloads failed" in result.output
+    for name in ("ffhq", "clip-vit-b-32"):
+        assert f"{name}: FAILED" in result.output and checkpoints.entry(name).urls[0] in result.output
+        assert f"sgsim weights import FILE --name {name}" in result.output
+    assert (home / "weights" / checkpoints.entry("wav2clip").filename).is_file()  # the name after a failure was still fetched

@@ -185,3 +185,12 @@ def test_bad_inputs_are_errors_that_name_the_problem(editor, sounds, tmp_path):
         editor.edit(0, Target(sounds["fire"], text="fire", weight=float("inf")), steps=2)
     with pytest.raises(SgsimError, match="strengths"):
         editor.edit(0, Target(sounds["fire"]), steps=2, strengths=(float("nan"),))
+
+
+def test_results_are_clamped_to_the_documented_range_and_save_what_the_cli_writes(rain_edit, tmp_path):
+    assert rain_edit.images.min() >= -1 and rain_edit.images.max() <= 1
+    assert rain_edit.source_image.min() >= -1 and rain_edit.source_image.max() <= 1
+    names = rain_edit.save(tmp_path / "saved")
+    assert names == ["source.png", "raining_s0.png", "raining_s0.5.png", "raining_s1.png", "raining_s1.5.png", "comparison.png",
+                     "latents.npz", "run.json"]
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted(names)

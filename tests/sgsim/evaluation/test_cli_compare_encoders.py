@@ -103,3 +103,27 @@ def test_fifo_folder_and_symlink_loop_named_like_clips_are_skipped(small_esc50, 
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     assert "6 clips evaluated, 3 left out" in result.output
+
+
+def test_two_checkpoints_of_one_encoder_get_rows_of_their_own(small_esc50, tmp_path, encoder_checkpoint_file, tiny_clip_space, monkeypatch):
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "home"))
+    trained = tmp_path / "epoch_30.pth"
+    shutil.copy(encoder_checkpoint_file, trained)
+    result = CliRunner().invoke(main, [
+        "compare-encoders", str(small_esc50), "--encoder", f"sgsim-resnet18={encoder_checkpoint_file}",
+        "--encoder", f"mine:sgsim-resnet18={trained}", "--encoder", f"sgsim-resnet18={trained}", "--no-linear-probe",
+        "--clip", f"sgsim-resnet18={tiny_clip_space}", "--out", str(tmp_path / "report"), "--workers", "0", "--no-cache",
+    ])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "report" / "encoders.csv").open()))
+    means = [r["method"] for r in rows if r["fold"] == "mean"]
+    assert means == [f"sgsim-resnet18 ({encoder_checkpoint_file.stem})", "mine", "sgsim-resnet18 (epoch_30)"]
+    assert len(rows) == 3 * 5  # each: four folds and the mean, no duplicated fold rows
+    report = json.loads((tmp_path / "report" / "encoders.json").read_text())
+    assert [r["model"] for r in report["results"]] == ["sgsim-resnet18"] * 3
+
+
+@pytest.mark.parametrize("value", ["mine:", ":sgsim-resnet18", "mine:sgsim-resnet18="])
+def test_bad_labelled_encoder_is_a_usage_error(small_esc50, value):
+    result = CliRunner().invoke(main, ["compare-encoders", str(small_esc50), "--encoder", value])
+    assert result.exit_code == 2 and "LABEL:NAME=PATH" in result.output

@@ -182,3 +182,36 @@ def test_class_text_embeddings_are_cached_by_text(tmp_path):
     second = class_embeddings(clip, ["rain", "dog"], ["the sound of {}"], cache)
     assert asked == [["the sound of dog", "the sound of rain"]]  # the second call reads the cache
     torch.testing.assert_close(second, first.flip(0))
+
+
+def test_bar_chart_groups_by_method_with_the_papers_bar_beside_and_the_spread(tmp_path):
+    from matplotlib import colors, pyplot
+
+    from sgsim.evaluation.compare import DatasetResult
+    from sgsim.evaluation.report import bar_chart
+
+    classes = ["dog", "rain"]
+    labels = torch.tensor([0, 1, 1, 0])
+    right = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    half = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])  # fold 1 right, fold 2 wrong: 50 ± 50
+    results = [DatasetResult(label, "esc50-six", "esc50", 4, [], [score_by_fold("zero-shot", scores, labels, [1, 1, 2, 2], classes)],
+                             encoded=4, seconds=0.1, model=model)
+               for label, model, scores in [("released", "sgsim-resnet18", right), ("mine", "sgsim-resnet18", half),
+                                            ("wav2clip", "wav2clip", right)]]
+    figure = bar_chart(Comparison(results, prompts="sound"), with_paper=True)
+    panel = figure.axes[0]
+    bars = [patch for patch in panel.patches]
+    heights = [round(bar.get_height(), 1) for bar in bars]
+    # released, its paper bar (SGSIM zero-shot 57.8), mine, the same paper bar, wav2clip, Wav2CLIP's 41.4; then AudioCLIP, ...
+    assert heights[:6] == [100.0, 57.8, 50.0, 57.8, 100.0, 41.4]
+    assert bars[1].get_x() == pytest.approx(bars[0].get_x() + bars[0].get_width())  # the paper's bar right beside our own
+    assert bars[1].get_hatch() == "//" and bars[0].get_hatch() is None
+    own = [colors.to_hex(bar.get_facecolor()[:3]) for bar in bars[0:6:2]]
+    assert len(set(own)) == 3  # no colour shared between methods
+    texts = {text.get_text() for text in panel.texts}
+    assert {"100.0", "57.8", "50.0", "41.4"} <= texts  # values on the bars
+    segments = [segment for container in panel.containers if getattr(container, "errorbar", None) is not None
+                for segment in container.errorbar.lines[2][0].get_segments()]
+    assert [round(s[1][1] - s[0][1], 1) for s in segments] == [0.0, 100.0, 0.0]  # ± std over folds: 50 ± 50 for "mine"
+    assert "full ESC-50" in panel.get_title() and "esc50-six: 4 clips, 2 held-out folds" in panel.get_title()
+    pyplot.close(figure)
