@@ -83,7 +83,7 @@ class _Runner:
         swept = union_strengths(jobs)
         result = editor.edit(
             source, [Target(audio=job.audio, text=job.text) for job in jobs], steps=o["steps"], lr=o["lr"],
-            lambda_latent=o["lambda_latent"], lambda_id=o["lambda_id"], mix=o["mix"], strengths=swept,
+            lambda_latent=o["lambda_latent"], lambda_id=o["lambda_id"], weights=o["loss_weights"], mix=o["mix"], strengths=swept,
             loudness_strength=o["loudness_strength"], record_every=max(1, o["steps"] // VIDEO_FRAMES) if o["save_video"] else 0,
             precision=o["precision"], class_index=jobs[0].class_index,
         )
@@ -165,7 +165,7 @@ class _Runner:
 @click.option("--overwrite", is_flag=True, help="Replace a job's folder even if it holds files sgsim did not write.")
 @edit_settings
 def batch_command(jobs_file, out, overwrite, invert_steps, refine_steps, align, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr,
-                  lambda_latent, lambda_id, strengths, mix, loudness_strength, device, save_video, precision) -> int:
+                  lambda_latent, lambda_id, loss_weights, strengths, mix, loudness_strength, device, save_video, precision) -> int:
     """Run the edits of a CSV of jobs, one folder each; resumable, and split over the processes of torchrun.
 
     JOBS.csv has a header and one row per job: name, audio and/or text, exactly one of seed / image / latent, and
@@ -185,7 +185,7 @@ def batch_command(jobs_file, out, overwrite, invert_steps, refine_steps, align, 
     rank_device(rank, device)  # a bad --device fails before any work
     options = {"invert_steps": invert_steps, "refine_steps": refine_steps, "align": align, "generator": generator, "encoder": encoder, "encoder_checkpoint": encoder_checkpoint,
                "clip_weights": clip_weights, "preset": preset, "steps": steps, "lr": lr, "lambda_latent": lambda_latent,
-               "lambda_id": lambda_id, "mix": mix, "loudness_strength": loudness_strength, "device": device,
+               "lambda_id": lambda_id, "loss_weights": loss_weights, "mix": mix, "loudness_strength": loudness_strength, "device": device,
                "save_video": save_video, "precision": precision}
     # What decides a job's result (not where it runs): a rerun with other settings redoes the job.
     settings = json.loads(json.dumps({k: v for k, v in options.items() if k != "device"}, default=str))

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import click
 
 from sgsim.cli.options import (MAX_STEPS, SEED_MAX, align_option, command_line, device_option, file_stems, fresh_folder,
-                               out_option, parse_strengths, refine_steps_option, safe_stem, steps_option)
+                               out_option, parse_strengths, refine_steps_option, safe_stem, steps_option, weight_option)
 from sgsim.outputs import VIDEO_FORMATS
 
 VIDEO_FRAMES = 50  # about this many optimisation snapshots go into --save-video's video
@@ -107,8 +107,22 @@ def _check_weights(generator: str, encoder: str, encoder_checkpoint: Optional[Pa
     resolve_all([name for name in dict.fromkeys(needed) if name is not None])
 
 
+# Seconds per optimisation step of a 256 px edit measured on a 2-core CPU (README, Performance: 13.6 s per 10 fp32
+# steps); a step's cost grows about with the pixel count, which is what the warning below scales by.
+CPU_SECONDS_PER_STEP_256 = 1.36
+SLOW_CPU_RESOLUTION = 1024
+
+
+def warn_slow_cpu_edit(resolution: int, device, steps: int) -> None:
+    """Say before it starts that a full-resolution edit on a CPU takes hours, and what to do instead."""
+    if str(device).startswith("cpu") and resolution >= SLOW_CPU_RESOLUTION:
+        hours = CPU_SECONDS_PER_STEP_256 * (resolution / 256) ** 2 * steps / 3600
+        click.echo(f"note: a {resolution} px edit on the CPU takes roughly {hours:.0f} h for {steps} steps on 2 cores "
+                   f"(estimated from the measured 256 px rate); a GPU takes minutes, and fewer --steps help", err=True)
+
+
 def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent,
-               lambda_id, strengths, mix, loudness_strength, save_video, precision, class_index, invert_steps, refine_steps):
+               lambda_id, loss_weights, strengths, mix, loudness_strength, save_video, precision, class_index, invert_steps, refine_steps):
     """Load the networks, invert an --image (under its own progress bar) and edit: the one place this command calls
     the Editor. Returns (result, weights files, timings, the inverted photo [1, 3, R, R] or None)."""
     from tqdm import tqdm
@@ -123,6 +137,7 @@ def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoi
                                     preset=preset)
     click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
     click.echo("loaded " + ", ".join(f"{name} {path}" for name, path in editor.weight_files.items()))
+    warn_slow_cpu_edit(editor.generator.img_resolution, editor.device, steps)
     loaded = time.perf_counter()
     source, photo, inversion_files, timings = plan.source, None, {}, {"load": loaded - started}
     if isinstance(source, ImageSource):  # inverted here rather than inside editor.edit, to show its progress
@@ -139,7 +154,7 @@ def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoi
             bar.update(1)
 
         result = editor.edit(
-            source, targets, steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id,
+            source, targets, steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id, weights=loss_weights,
             callback=on_step, mix=mix, strengths=strengths, loudness_strength=loudness_strength,
             record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0, precision=precision,
             class_index=class_index,  # as an argument, not in SeedSource: the Editor records the argument in settings
@@ -164,6 +179,7 @@ def edit_settings(function: Callable) -> Callable:
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True),
         click.option("--lambda-latent", type=click.FloatRange(min=0), default=None, help="Latent distance weight (default: the generator's preset)."),
         click.option("--lambda-id", type=click.FloatRange(min=0), default=None, help="Identity loss weight (default: the generator's preset)."),
+        weight_option,
         click.option("--strength", "strengths", default="1", callback=_strength_option, show_default=True,
                      help="Comma-separated edit strengths, e.g. 0.5,1,1.5."),
         click.option("--mix", type=click.Choice(["weighted", "layers"]), default="weighted", show_default=True, help="How a sound and a text combine."),
@@ -193,7 +209,8 @@ def edit_settings(function: Callable) -> Callable:
 @out_option(required=False, default_help=" (default: a new folder out/<sound or text>-<source>, -2, -3... if taken)")
 @edit_settings
 def edit_command(audio, text, image, seed, latent, class_index, invert_steps, refine_steps, align, generator, encoder, encoder_checkpoint, clip_weights, preset, out,
-                 overwrite, steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength, device, save_video, precision) -> None:
+                 overwrite, steps, lr, lambda_latent, lambda_id, loss_weights, strengths, mix, loudness_strength, device, save_video,
+                 precision) -> None:
     """Edit an image so that it shows a sound, a text or both.
 
     Writes source.png (for --image: input.png, the photo as inverted, and source.png, its reconstruction), one PNG per
@@ -207,7 +224,7 @@ def edit_command(audio, text, image, seed, latent, class_index, invert_steps, re
     plan = plan_edit(audio, text, image, seed, latent, class_index, mix, precision, device, out, preset, generator, align)
     with staged_output_dir(plan.out, overwrite, is_run_folder) as staging:  # an unusable --out fails here, before the networks load
         result, weights, timings, photo = run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset,
-                                                    steps, lr, lambda_latent, lambda_id, strengths, mix, loudness_strength,
+                                                    steps, lr, lambda_latent, lambda_id, loss_weights, strengths, mix, loudness_strength,
                                                     save_video, precision, class_index, invert_steps, refine_steps)
         if photo is not None:
             result.input_image = photo[0]  # inverted here, not by the Editor: the folder shows the photo beside its reconstruction

@@ -88,9 +88,13 @@ def steps_option(default: int, help: Optional[str] = None) -> Callable:
 
 
 def parse_weights(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
-    """('latent=0.01', 'perceptual=0.1') -> {'latent': 0.01, 'perceptual': 0.1}; names are checked against the
-    loss terms when the edit starts (sgsim.losses.check_weights), so the CLI need not import them."""
+    """('latent=0.01', 'perceptual=0.1') -> {'latent': 0.01, 'perceptual': 0.1}, each name one of the registered loss
+    terms (sgsim.losses.TERMS, imported only when the flag is given, so --help stays light)."""
     weights: dict[str, float] = {}
+    if values:
+        from sgsim.losses import TERMS
+    else:
+        TERMS = {}
     for text in values:
         name, equals, value = text.partition("=")
         try:
@@ -99,6 +103,8 @@ def parse_weights(ctx: click.Context, param: click.Parameter, values: tuple[str,
             number = math.nan
         if not equals or not name.strip() or not (math.isfinite(number) and number >= 0):
             raise click.BadParameter(f"{text!r} is not NAME=WEIGHT with a finite weight >= 0, such as latent=0.01")
+        if name.strip() not in TERMS:
+            raise click.BadParameter(f"{text!r}: {name.strip()!r} is not a loss term; the terms are {', '.join(TERMS)}")
         weights[name.strip()] = number
     return weights
 

@@ -274,3 +274,33 @@ def test_save_video_gif_writes_the_labelled_gif_instead(run, sounds, tmp_path):
     with Image.open(tmp_path / "g" / "optimisation.gif") as gif:
         assert gif.n_frames == int(STEPS) and gif.size == (2 * 128, 2 * round(font_size_for(128) * LABEL_BAND) + 128)
     assert not (tmp_path / "g" / "optimisation.mp4").exists()
+
+
+def test_weight_sets_any_loss_term_by_name_and_run_json_records_it(run, sounds, tmp_path):
+    out = tmp_path / "weighted"
+    result = run("edit", "--audio", str(sounds[0]), "--seed", "3", "--out", str(out), "--weight", "latent=0.5",
+                 "--weight", "perceptual=0")
+    assert result.exit_code == 0, result.output
+    weights = json.loads((out / "run.json").read_text())["settings"]["weights"]
+    assert weights["latent"] == 0.5 and weights["perceptual"] == 0.0
+
+
+@pytest.mark.parametrize("flag", ["latnet=0.5", "latent", "latent=-1", "latent=nan", "=1"])
+def test_a_bad_weight_is_one_line_before_any_work(run, sounds, tmp_path, flag):
+    out = tmp_path / "bad"
+    result = run("edit", "--audio", str(sounds[0]), "--seed", "3", "--out", str(out), "--weight", flag)
+    assert result.exit_code != 0
+    assert _one_line_error(result).startswith("Error: Invalid value for '--weight'")
+    assert not out.exists()
+
+
+def test_a_full_resolution_cpu_edit_is_announced_with_its_rough_cost(capsys):
+    from sgsim.cli.edit import CPU_SECONDS_PER_STEP_256, warn_slow_cpu_edit
+
+    warn_slow_cpu_edit(256, "cpu", 300)
+    warn_slow_cpu_edit(1024, "cuda:0", 300)
+    assert capsys.readouterr().err == ""
+    warn_slow_cpu_edit(1024, "cpu", 300)
+    note = capsys.readouterr().err
+    hours = CPU_SECONDS_PER_STEP_256 * 16 * 300 / 3600  # 16x the pixels of a 256 px image
+    assert note.count("\n") == 1 and f"roughly {hours:.0f} h for 300 steps" in note
