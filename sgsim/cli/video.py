@@ -31,10 +31,10 @@ def _written_by_sgsim_video(out: Path) -> bool:
 def check_video_out(out: Path, overwrite: bool) -> None:
     """--out must be an .mp4 file path; an existing one (or its .json) is replaced only if an earlier `sgsim video`
     wrote it, or with --overwrite."""
+    if out.is_dir() or record_path(out).is_dir():
+        raise click.UsageError(f"--out {out}: {out if out.is_dir() else record_path(out)} is a folder; pass a file path such as {out / 'clip.mp4' if out.is_dir() else 'clip.mp4'}")
     if out.suffix.lower() != ".mp4":
         raise click.UsageError(f"--out {out}: the video is written as MP4; pass a path ending in .mp4, e.g. clip.mp4")
-    if out.is_dir() or record_path(out).is_dir():
-        raise click.UsageError(f"--out {out}: {out if out.is_dir() else record_path(out)} is a folder; pass a file path such as {out / 'clip.mp4'}")
     taken = [path for path in (out, record_path(out)) if path.exists()]
     if taken and not overwrite and not _written_by_sgsim_video(out):
         raise click.UsageError(f"--out {out}: {taken[0]} exists and sgsim video did not write it; pass another --out, or --overwrite")

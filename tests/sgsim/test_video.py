@@ -14,14 +14,13 @@ import soundfile
 import torch
 import torch.nn.functional as F
 
-from sgsim.audio import load_audio
 from sgsim.editing import Editor
 from sgsim.editing.video import (RENDER_BATCH, embed_keyframes, frame_count, interpolate, keyframe_times, window_span,
                                  write_video)
 from sgsim.errors import AudioError, SgsimError
 
 RATE = 44100
-SOUND_SECONDS, GAP_SECONDS = 3.0, 3.0  # raining, silence, wind
+SOUND_SECONDS, GAP_SECONDS = 3.0, 3.0  # raining, silence, wind: the gap_track fixture's defaults
 WINDOW = 1.0  # a 1 s window fits inside the gap, so the gap's inner keyframes hear nothing
 STEPS = 3
 
@@ -31,16 +30,9 @@ def editor(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space) -> Edi
     return Editor.from_pretrained(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint=encoder_checkpoint_file, device="cpu")
 
 
-def two_sounds_with_a_gap(shared_data: Path, path: Path, gap: float = GAP_SECONDS) -> Path:
-    """raining.wav (3 s), `gap` s of digital silence, wind.wav (3 s), mono at 44.1 kHz."""
-    parts = [load_audio(shared_data / "audio" / f"{name}.wav", RATE, offset=2.0, duration=SOUND_SECONDS)[0] for name in ("raining", "wind")]
-    soundfile.write(path, np.concatenate([parts[0], np.zeros(int(gap * RATE), np.float32), parts[1]]), RATE)
-    return path
-
-
 @pytest.fixture(scope="module")
-def track(shared_data, tmp_path_factory) -> Path:
-    return two_sounds_with_a_gap(shared_data, tmp_path_factory.mktemp("track") / "rain-gap-wind.wav")
+def track(gap_track, tmp_path_factory) -> Path:
+    return gap_track(tmp_path_factory.mktemp("track") / "rain-gap-wind.wav").path
 
 
 @pytest.fixture(scope="module")
@@ -189,9 +181,9 @@ print(json.dumps({{"frames": written, "streamed_kib": streamed - before, "held_k
 """
 
 
-def test_peak_memory_does_not_grow_with_the_number_of_frames(shared_data, tmp_path, tiny_clip_file, tiny_clip_name,
+def test_peak_memory_does_not_grow_with_the_number_of_frames(gap_track, tmp_path, tiny_clip_file, tiny_clip_name,
                                                             tiny_generator_file, encoder_checkpoint_file):
-    track = two_sounds_with_a_gap(shared_data, tmp_path / "long.wav", gap=20.0)  # 26 s
+    track = gap_track(tmp_path / "long.wav", gap=20.0).path  # 26 s
     probe = MEMORY_PROBE.format(name=tiny_clip_name)
 
     def measure(fps: int, hold: str) -> dict:
