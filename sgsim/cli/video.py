@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from sgsim.cli.edit import plan_edit
-from sgsim.cli.options import SEED_MAX, command_line, device_option, steps_option
+from sgsim.cli.options import SEED_MAX, command_line, device_option, steps_option, weight_option
 from sgsim.editing.video import DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS, DEFAULT_WINDOW, MAX_FPS
 
 STAGES = {"embed": ("embed", "window"), "optimise": ("optimise", "step"), "render": ("render", "frame")}  # stage -> bar label, unit
@@ -87,12 +87,13 @@ class ProgressBars:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
 @click.option("--lambda-latent", type=click.FloatRange(min=0), default=None, help="Latent distance weight (default: the generator's preset).")
 @click.option("--lambda-id", type=click.FloatRange(min=0), default=None, help="Identity loss weight (default: the generator's preset).")
+@weight_option
 @device_option
 @click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
               help="Of the optimisation (as for sgsim edit). Default: mixed on CUDA, fp32 on the CPU.")
 def video_command(audio, seed, image, latent, class_index, invert_steps, out, overwrite, fps, keyframe_every, window, strength, smoothness,
-                  loudness, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent, lambda_id, device,
-                  precision) -> None:
+                  loudness, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent, lambda_id, loss_weights,
+                  device, precision) -> None:
     """Make a video whose picture follows a sound track over time.
 
     Keyframes every --keyframe-every seconds aim at the --window seconds of the track around them; quiet windows
@@ -102,10 +103,13 @@ def video_command(audio, seed, image, latent, class_index, invert_steps, out, ov
     from sgsim.audio import check_long_enough
     from sgsim.editing import Editor
     from sgsim.editing.video import check_timing, keyframe_times, require_audible, window_levels, write_video
+    from sgsim.losses import check_weights
     from sgsim.outputs import run_record, weights_record, write_json
 
     check_video_out(out, overwrite)
     check_timing(fps, keyframe_every, window)
+    weights = check_weights({**loss_weights, **{name: value for name, value in (("latent", lambda_latent), ("id", lambda_id)) if value is not None}})
+    smoothness = weights.pop("smoothness", smoothness)  # --weight smoothness=X is --smoothness X
     plan = plan_edit((audio,), None, image, seed, latent, class_index, "weighted", precision, device, out, preset, generator)
     require_audible(audio, window_levels(audio, keyframe_times(check_long_enough(audio), keyframe_every), window), window)
     with staged_output_files([out, record_path(out)]) as (staged_video, staged_record):
@@ -116,7 +120,6 @@ def video_command(audio, seed, image, latent, class_index, invert_steps, out, ov
         loaded = time.perf_counter()
         bars = ProgressBars()
         try:
-            weights = {name: value for name, value in (("latent", lambda_latent), ("id", lambda_id)) if value is not None}
             clip = editor.video(audio, plan.source, fps=fps, keyframe_every=keyframe_every, window=window, strength=strength,
                                 smoothness=smoothness, loudness=loudness, steps=steps, lr=lr, weights=weights, invert_steps=invert_steps,
                                 class_index=class_index, precision=precision, progress=bars)

@@ -124,3 +124,14 @@ def test_ctrl_c_while_encoding_leaves_nothing_behind(run, track, tmp_path, monke
     result = run("--audio", str(track.path), "--seed", "1", "--out", str(tmp_path / "clip.mp4"), "--fps", "8")
     assert result.exit_code != 0 and len(calls) == 20
     assert list(tmp_path.iterdir()) == []
+
+
+def test_loss_weights_by_name_reach_the_record(run, track, tmp_path):
+    out = tmp_path / "clip.mp4"
+    result = run("--audio", str(track.path), "--seed", "2", "--out", str(out), "--fps", "4", "--keyframe-every", "3",
+                 "--weight", "latent=0.5", "--weight", "smoothness=0.2", "--lambda-id", "0")
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "clip.json").read_text())["settings"]
+    assert settings["weights"]["latent"] == 0.5 and settings["smoothness"] == settings["weights"]["smoothness"] == 0.2
+    bad = run("--audio", str(track.path), "--seed", "2", "--out", str(tmp_path / "other.mp4"), "--weight", "sparkle=1")
+    assert "unknown loss term 'sparkle'" in _one_line_error(bad) and not (tmp_path / "other.mp4").exists()
