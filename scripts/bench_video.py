@@ -107,7 +107,7 @@ def stability(args: argparse.Namespace) -> None:
             duration = soundfile.info(str(path)).duration
             times = np.arange(window / 2, duration - window / 2 + 1e-9, 0.5)
             per_sound.append(embed_keyframes(path, times, encoder, window).directions)
-        steady = np.mean([F.cosine_similarity(d[1:], d[:-1]).mean().item() for d in per_sound])
+        steady = np.mean([F.cosine_similarity(d[1:], d[:-1]).mean().item() for d in per_sound if len(d) > 1])  # drill.wav is 4 s
         means = F.normalize(torch.stack([d.mean(0) for d in per_sound]), dim=-1)
         cross = means @ means.T
         apart = cross[~torch.eye(len(sounds), dtype=torch.bool)].mean().item()
