@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from sgsim.cli.edit import plan_edit
-from sgsim.cli.options import SEED_MAX, command_line, device_option, steps_option, weight_option
+from sgsim.cli.options import MAX_STEPS, SEED_MAX, command_line, device_option, weight_option
 from sgsim.editing.video import DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS, DEFAULT_WINDOW, MAX_FPS
 
 STAGES = {"embed": ("embed", "window"), "optimise": ("optimise", "step"), "render": ("render", "frame")}  # stage -> bar label, unit
@@ -78,12 +78,16 @@ class ProgressBars:
 @click.option("--smoothness", type=click.FloatRange(min=0), default=DEFAULT_SMOOTHNESS, show_default=True,
               help="Weight of the temporal smoothness term between neighbouring keyframes.")
 @click.option("--loudness/--no-loudness", default=True, show_default=True, help="Scale each keyframe's strength by its window's loudness.")
+@click.option("--direction", "direction_spec", default=None, metavar="FILE[:NAME]",
+              help="A learned direction (.sgdir from sgsim direction): each keyframe starts moved along it as far as its "
+                   "window sounds like the direction's sound; with --steps 0 that is the whole edit (no optimisation).")
 @click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
 @click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name.")
 @click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None, help="Audio encoder weights (default: the encoder's released weights).")
 @click.option("--clip", "clip_weights", default=None, help="CLIP weights path (default: the model the encoder's space belongs to).")
 @click.option("--preset", default=None, help="Loss weights: ffhq, landscape or wikiart (default: the generator's).")
-@steps_option(DEFAULT_STEPS)
+@click.option("--steps", type=click.IntRange(0, MAX_STEPS), default=DEFAULT_STEPS, show_default=True,
+              help="Optimisation steps of the keyframes (0 only with --direction).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
 @click.option("--lambda-latent", type=click.FloatRange(min=0), default=None, help="Latent distance weight (default: the generator's preset).")
 @click.option("--lambda-id", type=click.FloatRange(min=0), default=None, help="Identity loss weight (default: the generator's preset).")
@@ -92,7 +96,7 @@ class ProgressBars:
 @click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
               help="Of the optimisation (as for sgsim edit). Default: mixed on CUDA, fp32 on the CPU.")
 def video_command(audio, seed, image, latent, class_index, invert_steps, out, overwrite, fps, keyframe_every, window, strength, smoothness,
-                  loudness, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent, lambda_id, loss_weights,
+                  loudness, direction_spec, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent, lambda_id, loss_weights,
                   device, precision) -> None:
     """Make a video whose picture follows a sound track over time.
 
@@ -107,6 +111,13 @@ def video_command(audio, seed, image, latent, class_index, invert_steps, out, ov
     from sgsim.outputs import run_record, weights_record, write_json
 
     check_video_out(out, overwrite)
+    if steps == 0 and direction_spec is None:
+        raise click.UsageError("--steps 0 leaves nothing to do without --direction; pass --steps N or a --direction FILE")
+    direction = None
+    if direction_spec is not None:
+        from sgsim.cli.apply import read_direction_spec
+
+        direction = read_direction_spec(direction_spec)
     check_timing(fps, keyframe_every, window)
     weights = check_weights({**loss_weights, **{name: value for name, value in (("latent", lambda_latent), ("id", lambda_id)) if value is not None}})
     smoothness = weights.pop("smoothness", smoothness)  # --weight smoothness=X is --smoothness X
@@ -122,7 +133,8 @@ def video_command(audio, seed, image, latent, class_index, invert_steps, out, ov
         try:
             clip = editor.video(audio, plan.source, fps=fps, keyframe_every=keyframe_every, window=window, strength=strength,
                                 smoothness=smoothness, loudness=loudness, steps=steps, lr=lr, weights=weights, invert_steps=invert_steps,
-                                class_index=class_index, precision=precision, progress=bars)
+                                class_index=class_index, precision=precision, direction=direction,
+                                progress=bars)
             made = time.perf_counter()
             frames = write_video(staged_video, clip, progress=bars)
         finally:
@@ -133,7 +145,7 @@ def video_command(audio, seed, image, latent, class_index, invert_steps, out, ov
             audio={"path": str(audio), "sha256": _sha256(audio), "duration_s": clip.duration},
             source={"seed": seed, "image": image, "latent": latent, "latent_key": plan.latent_key, "class": class_index,
                     "invert_steps": invert_steps if image else None},
-            generator=generator, encoder=encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights,
+            generator=generator, encoder=encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights, direction=direction_spec,
             settings=clip.settings,
             weights=weights_record(editor.weight_files),
             video={"path": out.name, "frames": frames, "fps": clip.fps, "duration_s": frames / clip.fps, "codec": "h264", "audio_codec": "aac"},

@@ -540,6 +540,8 @@ class Editor:
         by its window's loudness scale. Returns a VideoEdit: iterate it for VideoFrame(index, time, image, latent)
         at `fps` (24), round(duration x fps) frames rendered a few at a time; sgsim.editing.video.write_video
         writes it as an MP4 with the track. `progress(stage, done, total)` reports "embed", "optimise", "render".
+        `direction` (a SoundDirection): each keyframe starts at w_src + reach_k * offset, reach_k = max(0, cos(window
+        embedding, direction target)) (0 for quiet windows); `steps` 0 then skips the optimisation (instant video).
         """
         from sgsim.editing.video import make_video
 

@@ -26,6 +26,7 @@ from sgsim.errors import AudioError, SgsimError
 from stylegan2.noise import swapped_noise
 
 if TYPE_CHECKING:
+    from sgsim.editing.directions import SoundDirection
     from sgsim.editing.editor import AnySource, Editor
 
 DEFAULT_FPS = 24.0
@@ -182,7 +183,7 @@ class VideoEdit:
     audible: np.ndarray  # [K] bool: the keyframe's window had a sound (else it is pinned at the source)
     levels_dbfs: np.ndarray  # [K]
     strengths: np.ndarray  # [K] strength applied to each keyframe (strength x loudness scale; 0 where silent)
-    losses: dict[str, np.ndarray]  # "total" and every term -> [steps, K]
+    losses: dict[str, np.ndarray]  # "total" and every term -> [steps, K]; {} when a direction ran without optimisation
     settings: dict
     render: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, default=None)  # W+ [N, ...] -> images [N, 3, H, W]
 
@@ -241,12 +242,19 @@ def make_video(
     class_index: Optional[int] = None,
     noise: Optional[dict[str, torch.Tensor]] = None,
     precision: Optional[str] = None,
+    direction: Optional["SoundDirection"] = None,
     progress: Optional[Progress] = None,
 ) -> VideoEdit:
     """Editor.video: see its docstring."""
     editor._require_encoders("make a sound-driven video")
     check_timing(fps, keyframe_every, window)
-    editor._check_settings(steps, lr, "weighted", [strength])
+    if direction is None or steps != 0:  # a direction alone may skip the optimisation
+        editor._check_settings(steps, lr, "weighted", [strength])
+    editor._check_strengths([strength])
+    if direction is not None:
+        from sgsim.editing.directions import check_generator
+
+        check_generator(direction, editor.generator, editor._checksum("generator"))
     chosen = choose_precision(precision, editor.device)
     precision = chosen.name
     weights = editor._weights({**(weights or {}), "smoothness": smoothness}, None, None)
@@ -259,18 +267,26 @@ def make_video(
     noise = {name: torch.as_tensor(value).to(editor.device) for name, value in (noise or fitted_noise).items()}
     G = editor.generator
     start = w_source.expand(len(times), -1, -1)
-    on_step = None if progress is None else (lambda step, losses: progress("optimise", step + 1, steps))
-    with swapped_noise(G, noise):
-        with edit_precision(precision, G, editor.clip, synthesis=editor.mixed_synthesis) as image_encoder:
-            optimised = optimise_latents(
-                G, image_encoder, start, targets.directions.to(editor.device), steps=steps, lr=lr, weights=weights,
-                networks=networks, variables=PinnedKeyframes(start, targets.audible, layers), callback=on_step,
-                target_weights=torch.as_tensor(targets.audible, dtype=torch.float32, device=editor.device),
-            )
+    reach = np.zeros(len(times))
+    if direction is not None:  # each keyframe starts moved along the direction as far as its window sounds like its target
+        reach = (targets.directions @ direction.target.float()).clamp(min=0).numpy() * targets.audible
+        start = start + torch.as_tensor(reach, dtype=torch.float32, device=editor.device)[:, None, None] * direction.offset.to(editor.device)
+    losses: dict[str, np.ndarray] = {}
+    optimised = start
+    if steps > 0:
+        on_step = None if progress is None else (lambda step, _: progress("optimise", step + 1, steps))
+        with swapped_noise(G, noise):
+            with edit_precision(precision, G, editor.clip, synthesis=editor.mixed_synthesis) as image_encoder:
+                result = optimise_latents(
+                    G, image_encoder, start, targets.directions.to(editor.device), steps=steps, lr=lr, weights=weights,
+                    networks=networks, variables=PinnedKeyframes(start, targets.audible, layers), callback=on_step,
+                    target_weights=torch.as_tensor(targets.audible, dtype=torch.float32, device=editor.device),
+                )
+        optimised, losses = result.latents, result.losses
     scales = np.array([loudness_scale(level) if loudness else 1.0 for level in targets.levels_dbfs])
     strengths = np.where(targets.audible, strength * scales, 0.0)
     w_src = w_source.cpu()
-    keyframes = w_src + torch.as_tensor(strengths, dtype=torch.float32)[:, None, None] * (optimised.latents.cpu() - w_src)
+    keyframes = w_src + torch.as_tensor(strengths, dtype=torch.float32)[:, None, None] * (optimised.cpu() - w_src)
 
     def render(latents: torch.Tensor) -> torch.Tensor:
         with swapped_noise(G, noise):
@@ -279,12 +295,13 @@ def make_video(
     return VideoEdit(
         audio=audio, fps=float(fps), duration=duration, keyframe_times=times, keyframe_latents=keyframes,
         source_latent=w_src, audible=targets.audible, levels_dbfs=targets.levels_dbfs, strengths=strengths,
-        losses=optimised.losses, render=render,
+        losses=losses, render=render,
         settings={
             "fps": float(fps), "keyframe_every": float(keyframe_every), "window": float(window), "strength": float(strength),
             "smoothness": weights["smoothness"], "loudness": bool(loudness), "quiet_window_dbfs": QUIET_WINDOW_DBFS,
             "steps": steps, "lr": lr, "weights": weights, "seed": seed, "layers": None if layers is None else sorted({int(i) for i in layers}),
             "class_index": class_index, "precision": precision, "precision_reason": chosen.reason, "device": str(editor.device), "preset_name": editor.preset_name,
             "interpolation": "linear in W+", "silent_keyframes": "pinned at the source",
+            "direction": None if direction is None else {**direction.record(), "reach": reach.tolist()},
         },
     )

@@ -19,8 +19,9 @@ RATE = 44100
 def run(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space):
     """Invoke `sgsim video` with the tiny networks; returns click's Result."""
     def invoke(*args: str):
-        extra = ["--generator", str(tiny_generator_file), "--encoder-checkpoint", str(encoder_checkpoint_file), "--steps", "2"]
-        extra += [] if "--device" in args else ["--device", "cpu"]
+        extra = ["--generator", str(tiny_generator_file), "--encoder-checkpoint", str(encoder_checkpoint_file)]
+        for flag, default in (("--device", "cpu"), ("--steps", "2")):
+            extra += [] if flag in args else [flag, default]
         return CliRunner().invoke(main, ["video", *args, *extra], catch_exceptions=False)
 
     return invoke
@@ -135,3 +136,23 @@ def test_loss_weights_by_name_reach_the_record(run, track, tmp_path):
     assert settings["weights"]["latent"] == 0.5 and settings["smoothness"] == settings["weights"]["smoothness"] == 0.2
     bad = run("--audio", str(track.path), "--seed", "2", "--out", str(tmp_path / "other.mp4"), "--weight", "sparkle=1")
     assert "unknown loss term 'sparkle'" in _one_line_error(bad) and not (tmp_path / "other.mp4").exists()
+
+
+def test_a_learned_direction_makes_an_instant_video(run, track, tmp_path, tiny_generator_file):
+    import torch
+
+    from sgsim.editing.directions import SoundDirection, architecture
+    from stylegan2 import load_generator
+
+    G = load_generator(tiny_generator_file, device="cpu")
+    direction = SoundDirection(name="rain", offset=torch.ones(G.num_ws, G.w_dim), target=torch.nn.functional.normalize(torch.ones(512), dim=0),
+                               generator={"name": str(tiny_generator_file), "architecture": architecture(G)})
+    path = direction.save(tmp_path / "rain.sgdir")
+    result = run("--audio", str(track.path), "--seed", "1", "--out", str(tmp_path / "clip.mp4"), "--fps", "4",
+                 "--direction", str(path), "--steps", "0")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "clip.json").read_text())
+    assert record["direction"] == str(path) and record["settings"]["direction"]["name"] == "rain"
+    assert len(decoded(tmp_path / "clip.mp4")[0]) == round(track.duration * 4)
+    no_steps = run("--audio", str(track.path), "--seed", "1", "--out", str(tmp_path / "other.mp4"), "--steps", "0")
+    assert "--steps 0" in _one_line_error(no_steps) and not (tmp_path / "other.mp4").exists()

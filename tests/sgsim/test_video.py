@@ -197,3 +197,21 @@ def test_peak_memory_does_not_grow_with_the_number_of_frames(gap_track, tmp_path
     assert (few["frames"], many["frames"]) == (52, 1560)
     assert held["growth_kib"] - few["growth_kib"] > 12 * 1024, (few, held)  # 1560 frames of 3x32x32 floats and latents: 19 MiB
     assert many["growth_kib"] - few["growth_kib"] < 4 * 1024, (few, many)  # 30 x the frames, no more memory
+
+
+def test_a_learned_direction_moves_each_keyframe_as_far_as_its_window_sounds_like_it(editor, track, video):
+    from sgsim.editing.directions import SoundDirection, architecture
+
+    target = embed_keyframes(track, video.keyframe_times, editor.audio_encoder, WINDOW).directions[2]  # the rain at 1 s
+    offset = torch.randn(editor.generator.num_ws, editor.generator.w_dim, generator=torch.Generator().manual_seed(0))
+    rain = SoundDirection(name="rain", offset=offset, target=target, generator={"architecture": architecture(editor.generator)})
+    instant = editor.video(track, 0, fps=12, window=WINDOW, steps=0, direction=rain, loudness=False)
+    reach = np.array(instant.settings["direction"]["reach"])
+    assert reach[2] == pytest.approx(1.0) and (reach[in_gap(instant.keyframe_times)] == 0).all() and (reach <= 1 + 1e-6).all()
+    expected = instant.source_latent + torch.as_tensor(reach, dtype=torch.float32)[:, None, None] * offset
+    torch.testing.assert_close(instant.keyframe_latents, expected)
+    assert instant.losses == {}
+    optimised = editor.video(track, 0, fps=12, window=WINDOW, steps=STEPS, direction=rain)
+    assert optimised.losses["clip"].shape == (STEPS, len(video.keyframe_times))
+    with pytest.raises(SgsimError, match="steps"):
+        editor.video(track, 0, steps=0)
