@@ -138,6 +138,8 @@ def torchrun(tiny_clip_file) -> Callable[..., subprocess.CompletedProcess]:
         return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=TORCHRUN_TIMEOUT_S)
 
     return launch
+
+
 @dataclass(frozen=True)
 class GapTrack:
     """A track of two real sounds with digital silence between them: raining, silence, wind (mono)."""
