@@ -263,7 +263,7 @@ def make_video(
     duration = check_long_enough(audio)
     times = keyframe_times(duration, keyframe_every)
     targets = embed_keyframes(audio, times, editor.audio_encoder, window, progress)  # a bad track fails before inversion
-    w_source, fitted_noise = editor._start(source, seed, invert_steps, class_index)
+    w_source, fitted_noise = editor._start(source, seed, invert_steps, class_index)[:2]
     noise = {name: torch.as_tensor(value).to(editor.device) for name, value in (noise or fitted_noise).items()}
     G = editor.generator
     start = w_source.expand(len(times), -1, -1)
