@@ -116,3 +116,27 @@ def staged_output_dir(out: str | os.PathLike, overwrite: bool = False,
             os.rename(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_output_files(paths: list[Path]) -> Iterator[list[Path]]:
+    """Yield staging paths for files that belong together (a video and its record), all in one hidden folder beside
+    `paths[0]` (.<name>.partial-<pid>-XXXX, which clean_stale_staging removes after a kill). On success each file
+    replaces its path by a rename, `paths[0]` last, so its presence means the others are whole; on any failure
+    nothing appears and the staging folder vanishes."""
+    first = Path(paths[0])
+    if len({Path(path).parent.resolve() for path in paths}) != 1:
+        raise SgsimError(f"files staged together must share a folder, got {[str(path) for path in paths]}")
+    clean_stale_staging(first)
+    try:
+        first.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=first.parent, prefix=f".{first.name}.{STAGING_KIND}-{os.getpid()}-"))
+    except OSError as exc:
+        raise SgsimError(f"cannot write {first} ({exc.strerror or exc}); pass a writable output path") from None
+    try:
+        staged = [staging / Path(path).name for path in paths]
+        yield staged
+        for source, target in [*zip(staged[1:], paths[1:]), (staged[0], first)]:
+            os.replace(source, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

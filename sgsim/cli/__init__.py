@@ -27,6 +27,7 @@ COMMANDS = {
                          "Zero-shot and linear-probe accuracy of audio encoders, per official fold and averaged."),
     "train-encoder": ("sgsim.cli.train_encoder", "train_encoder_command",
                       "Train an SGSIM audio encoder on labelled audio (ESC-50, UrbanSound8K, VGGSound, a CSV or class folders)."),
+    "video": ("sgsim.cli.video", "video_command", "Make a video whose picture follows a sound track over time."),
     "weights": ("sgsim.cli.weights", "weights", "Official weights: list, download, import, verify, locate, convert."),
     "demo": ("sgsim.cli.demo", "demo_command", "Serve an interactive page: upload or record a sound, edit an image toward it, tune the strength."),
     "direction": ("sgsim.cli.direction", "direction_command", "Learn a sound's direction once over many images, for instant edits with `sgsim apply`."),

@@ -6,7 +6,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ MIX_MODES = ("weighted", "layers")
 SYNTHESIS_BATCH = 8  # images rendered at once after the optimisation
 # Helper networks loaded on first use when none was given: name (as loss terms' `needs` say it) -> loader.
 DEFAULT_NETWORKS = {"identity": components.load_identity, "lpips": components.load_lpips}
+
+if TYPE_CHECKING:
+    from sgsim.editing.video import VideoEdit
 
 AnySource = Union[SeedSource, LatentSource, ImageSource, int, str, Path, np.ndarray, torch.Tensor]
 
@@ -526,6 +529,23 @@ class Editor:
         if self.audio_encoder is None:
             raise SgsimError(f"this Editor has no audio encoder and CLIP (it only applies directions); to {what}, "
                              f"load one with Editor.from_pretrained(generator, encoder, ...)")
+
+    def video(self, audio: Union[str, Path], source: AnySource, **options) -> "VideoEdit":
+        """A video whose picture follows the track `audio` over time (sgsim.editing.video.make_video).
+
+        Keyframes every `keyframe_every` s (0.5) aim at the `window` s (2.0) of the track centred on them; all are
+        optimised in one batch (`steps` 100, `lr`, `weights`, `layers`, `precision` as in `edit`) with the temporal
+        smoothness term (weight `smoothness`, 0.01) between neighbours. A window below -60 dBFS has no target and
+        its keyframe stays at the source. Each keyframe's edit is scaled by `strength` and, with `loudness` (on),
+        by its window's loudness scale. Returns a VideoEdit: iterate it for VideoFrame(index, time, image, latent)
+        at `fps` (24), round(duration x fps) frames rendered a few at a time; sgsim.editing.video.write_video
+        writes it as an MP4 with the track. `progress(stage, done, total)` reports "embed", "optimise", "render".
+        `direction` (a SoundDirection): each keyframe starts at w_src + reach_k * offset, reach_k = max(0, cos(window
+        embedding, direction target)) (0 for quiet windows); `steps` 0 then skips the optimisation (instant video).
+        """
+        from sgsim.editing.video import make_video
+
+        return make_video(self, audio, source, **options)
 
     def _weights(self, weights: Optional[Mapping[str, float]], lambda_latent: Optional[float],
                  lambda_id: Optional[float]) -> dict[str, float]:

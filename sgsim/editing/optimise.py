@@ -57,6 +57,7 @@ def optimise_latents(
     layers: Optional[Iterable[int]] = None,  # W+ rows that move (FreeRows); the others stay exactly as in `source`
     variables: Optional[LatentVariables] = None,  # what Adam moves; default FreeRows(source, layers)
     batches: Optional[Sequence[torch.Tensor]] = None,  # sample index sets, one per step in turn; None: every sample every step
+    target_weights: Optional[torch.Tensor] = None,  # [N] weight of each sample's target (0: none); None: 1 each
     callback: Optional[StepCallback] = None,
     record_every: int = 0,  # > 0: keep the images of every k-th step (for a video)
 ) -> OptimisedLatents:
@@ -69,7 +70,7 @@ def optimise_latents(
     weights = check_weights(dict(weights))
     source = source.detach()
     variables = variables if variables is not None else FreeRows(source, layers)
-    problem = EditProblem(generator, clip, directions, source, dict(networks or {}))
+    problem = EditProblem(generator, clip, directions, source, dict(networks or {}), target_weights)
     active = {name: weight for name, weight in weights.items() if weight > 0}
     missing = {name: need for name in active for need in TERMS[name].needs if need not in problem.networks}
     if missing:

@@ -22,12 +22,17 @@ class EditProblem:
     directions: torch.Tensor  # [N, embed_dim] L2-normalised CLIP-space targets, one per latent
     source_latents: torch.Tensor  # [N, num_ws, w_dim] W+ latents the optimisation starts from
     networks: Mapping[str, object] = field(default_factory=dict)  # helper networks by name: "identity", "lpips"
+    # [N] how much each sample's target counts in the terms that aim at `directions` (0: the sample has no target,
+    # e.g. a silent video keyframe); None: 1 for every sample
+    target_weights: Optional[torch.Tensor] = None
     _source_images: Optional[torch.Tensor] = field(default=None, repr=False)
 
     def subset(self, samples: torch.Tensor) -> "EditProblem":
         """The same problem for the samples `samples` only (a minibatch), sharing the source images rendered so far."""
         images = self._source_images[samples] if self._source_images is not None else None
-        return EditProblem(self.generator, self.clip, self.directions[samples], self.source_latents[samples], self.networks, images)
+        weights = self.target_weights[samples] if self.target_weights is not None else None
+        return EditProblem(self.generator, self.clip, self.directions[samples], self.source_latents[samples], self.networks,
+                           target_weights=weights, _source_images=images)
 
     def source_images(self) -> torch.Tensor:
         """G(source_latents) [N, 3, H, W], rendered once on first use, without gradient."""

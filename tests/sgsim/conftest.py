@@ -1,4 +1,5 @@
-"""Tiny networks in their real file formats for the editing tests: a generator, a CLIP and an SGSIM audio encoder."""
+"""Tiny networks in their real file formats for the editing tests: a generator, a CLIP and an SGSIM audio encoder;
+and a track of two real sounds with a silent gap for the video tests."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -136,3 +138,33 @@ def torchrun(tiny_clip_file) -> Callable[..., subprocess.CompletedProcess]:
         return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=TORCHRUN_TIMEOUT_S)
 
     return launch
+
+
+@dataclass(frozen=True)
+class GapTrack:
+    """A track of two real sounds with digital silence between them: raining, silence, wind (mono)."""
+
+    path: Path
+    sound_seconds: float
+    gap_seconds: float
+    rate: int
+
+    @property
+    def duration(self) -> float:
+        return 2 * self.sound_seconds + self.gap_seconds
+
+
+@pytest.fixture(scope="session")
+def gap_track(shared_data) -> Callable[..., GapTrack]:
+    """make(path, gap=3.0) -> GapTrack: 3 s of raining.wav, `gap` s of silence, 3 s of wind.wav at 44.1 kHz (video tests)."""
+    import numpy as np
+    import soundfile
+
+    from sgsim.audio import load_audio
+
+    def make(path: Path, gap: float = 3.0, sound: float = 3.0, rate: int = 44100) -> GapTrack:
+        parts = [load_audio(shared_data / "audio" / f"{name}.wav", rate, offset=2.0, duration=sound)[0] for name in ("raining", "wind")]
+        soundfile.write(path, np.concatenate([parts[0], np.zeros(int(gap * rate), np.float32), parts[1]]), rate)
+        return GapTrack(path, sound, gap, rate)
+
+    return make

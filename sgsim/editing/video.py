@@ -1,0 +1,307 @@
+"""Sound-driven video: the picture follows a track over time.
+
+Keyframes every `keyframe_every` seconds each take the window of the track centred on them as their target;
+all keyframe latents are optimised in one batch, each toward its window, held together by the temporal
+smoothness term; frames between keyframes are interpolated linearly in W+ and rendered a few at a time, so a
+long track never holds its frames in memory. A (near-)silent window has no target: its keyframe is pinned at
+the source, so the picture returns to the source in a silent stretch and leaves it when the sound comes back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional, Union
+
+import numpy as np
+import torch
+
+from sgsim.audio import check_long_enough, load_audio, rms_dbfs
+from sgsim.editing.optimise import optimise_latents
+from sgsim.editing.precision import choose_precision, edit_precision
+from sgsim.editing.targets import loudness_scale
+from sgsim.editing.variables import free_rows
+from sgsim.errors import AudioError, SgsimError
+from stylegan2.noise import swapped_noise
+
+if TYPE_CHECKING:
+    from sgsim.editing.directions import SoundDirection
+    from sgsim.editing.editor import AnySource, Editor
+
+DEFAULT_FPS = 24.0
+DEFAULT_KEYFRAME_EVERY = 0.5  # seconds between keyframes: fast enough for a thunderclap, slow enough to stay cheap
+# Seconds of audio each keyframe's target is embedded from (scripts/bench_video.py --stability measures how much
+# an encoder's embedding of neighbouring windows agrees per window length; README "Sound-driven video").
+DEFAULT_WINDOW = 2.0
+DEFAULT_SMOOTHNESS = 0.01  # weight of ||w_k - w_k+1||^2, the same order as the latent term's (0.002 - 0.008)
+DEFAULT_STEPS = 100
+# A window quieter than this has no target. Far above sgsim.audio's -90 dBFS "silent file": a gap between two
+# sounds in a recording sits at its noise floor, which carries no direction worth following.
+QUIET_WINDOW_DBFS = -60.0
+MAX_FPS = 240.0
+EMBED_BATCH = 16  # windows embedded at once
+RENDER_BATCH = 8  # frames rendered at once
+
+# progress(stage, done, total): stage is "embed", "optimise" or "render"
+Progress = Callable[[str, int, int], None]
+
+
+def frame_count(duration: float, fps: float) -> int:
+    """Frames of a `duration`-second video at `fps`: round(duration x fps), at least one."""
+    return max(1, int(round(duration * fps)))
+
+
+def keyframe_times(duration: float, every: float) -> np.ndarray:
+    """0, every, 2 every, ... and the track's end: the keyframes bracket every frame time."""
+    count = max(1, math.ceil(duration / every - 1e-9))
+    return np.minimum(np.arange(count + 1) * every, duration)
+
+
+def check_timing(fps: float, keyframe_every: float, window: float) -> None:
+    """Refuse frame rates, keyframe spacings and windows that are not finite and positive (or absurd)."""
+    if not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise SgsimError(f"fps must be a number in (0, {MAX_FPS:g}], got {fps}")
+    if not (math.isfinite(keyframe_every) and keyframe_every > 0):
+        raise SgsimError(f"keyframe_every must be a finite number of seconds > 0, got {keyframe_every}")
+    if not (math.isfinite(window) and window >= 0.1):
+        raise SgsimError(f"window must be a finite number of seconds >= 0.1, got {window}")
+
+
+def window_span(time: float, duration: float, window: float) -> tuple[float, float]:
+    """(offset, length) of the `window` seconds centred on `time`, shifted to lie inside the track."""
+    length = min(window, duration)
+    return min(max(0.0, time - length / 2), duration - length), length
+
+
+def _read_window(path: Path, time: float, duration: float, window: float, rate: Optional[int], mono: bool) -> np.ndarray:
+    offset, length = window_span(time, duration, window)
+    return load_audio(path, rate, mono, offset=offset, duration=length)[0]
+
+
+def window_levels(path: Union[str, Path], times: np.ndarray, window: float) -> np.ndarray:
+    """RMS level (dBFS) of the window around each time, read at the file's rate: a cheap check before any network."""
+    path = Path(path)
+    duration = check_long_enough(path)
+    return np.array([rms_dbfs(_read_window(path, float(t), duration, window, None, True)) for t in times])
+
+
+def require_audible(path: Union[str, Path], levels: np.ndarray, window: float) -> None:
+    """An AudioError when no window reaches QUIET_WINDOW_DBFS: the picture would have nothing to follow."""
+    if not (levels >= QUIET_WINDOW_DBFS).any():
+        raise AudioError(f"{path}: every {window:g} s window is below {QUIET_WINDOW_DBFS:g} dBFS (loudest {levels.max():.1f} dBFS), "
+                         f"so there is no sound for the picture to follow; pass a track with audible sound")
+
+
+@dataclass
+class KeyframeTargets:
+    """What each keyframe aims at: the embedding of its window, or nothing when the window is quiet."""
+
+    times: np.ndarray  # [K] seconds
+    directions: torch.Tensor  # [K, embed_dim] L2-normalised; zero rows where not audible
+    levels_dbfs: np.ndarray  # [K] RMS level of each window
+    audible: np.ndarray  # [K] bool: level >= QUIET_WINDOW_DBFS
+
+
+@torch.no_grad()
+def embed_keyframes(path: Union[str, Path], times: np.ndarray, audio_encoder, window: float = DEFAULT_WINDOW,
+                    progress: Optional[Progress] = None) -> KeyframeTargets:
+    """Embed the window around each keyframe time with the audio encoder, EMBED_BATCH windows at a time; quiet
+    windows get no target. A track with no audible window is an AudioError."""
+    path = Path(path)
+    duration = check_long_enough(path)
+    rate, mono = audio_encoder.sample_rate, audio_encoder.mono
+    directions = torch.zeros(len(times), audio_encoder.embed_dim)
+    levels = np.full(len(times), -math.inf)
+    for start in range(0, len(times), EMBED_BATCH):
+        chunk = range(start, min(start + EMBED_BATCH, len(times)))
+        waves = [_read_window(path, float(times[k]), duration, window, rate, mono) for k in chunk]
+        length = min(wave.shape[-1] for wave in waves)  # equal spans; resampling may differ by a sample
+        levels[start:chunk.stop] = [rms_dbfs(wave) for wave in waves]
+        audible = [i for i, k in enumerate(chunk) if levels[k] >= QUIET_WINDOW_DBFS]
+        if audible:
+            batch = torch.from_numpy(np.stack([waves[i][..., :length] for i in audible]))
+            directions[[start + i for i in audible]] = audio_encoder.encode(batch, rate).float().cpu()
+        if progress is not None:
+            progress("embed", chunk.stop, len(times))
+    require_audible(path, levels, window)
+    return KeyframeTargets(times, directions, levels, levels >= QUIET_WINDOW_DBFS)
+
+
+class PinnedKeyframes:
+    """The W+ rows `layers` of the moving keyframes are free; the other keyframes stay exactly at the source
+    (LatentVariables for optimise_latents)."""
+
+    def __init__(self, source: torch.Tensor, moving: np.ndarray, layers=None):
+        self.source = source.detach()  # [K, num_ws, w_dim]
+        self.index = torch.as_tensor(np.flatnonzero(moving), device=source.device)
+        self.rows = free_rows(layers, source.shape[1]).to(source.device)
+        self.free = self.source[self.index][:, self.rows].clone().requires_grad_(True)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.free]
+
+    def latents(self) -> torch.Tensor:
+        moved = self.source[self.index].index_copy(1, self.rows, self.free)
+        return self.source.index_copy(0, self.index, moved)
+
+
+def interpolate(times: np.ndarray, latents: torch.Tensor, at: np.ndarray) -> torch.Tensor:
+    """W+ latents at times `at`, linear between the bracketing keyframes ([K] times, [K, num_ws, w_dim] latents)."""
+    upper = np.clip(np.searchsorted(times, at, side="right"), 1, len(times) - 1) if len(times) > 1 else np.zeros(len(at), int)
+    lower = np.maximum(upper - 1, 0)
+    span = times[upper] - times[lower]
+    alpha = np.divide(at - times[lower], span, out=np.zeros(len(at)), where=span > 0).clip(0, 1)
+    alpha = torch.as_tensor(alpha, dtype=latents.dtype)[:, None, None]
+    return torch.lerp(latents[lower], latents[upper], alpha)
+
+
+@dataclass
+class VideoFrame:
+    """One frame of a sound-driven video."""
+
+    index: int
+    time: float  # seconds from the start of the track
+    image: torch.Tensor  # [3, H, W] in [-1, 1], on the CPU
+    latent: torch.Tensor  # [num_ws, w_dim] the W+ latent it was rendered from
+
+
+@dataclass
+class VideoEdit:
+    """A sound-driven video: the optimised keyframes and a lazy stream of frames (iterate it, or `frames()`).
+
+    Nothing is rendered until frames are asked for; then RENDER_BATCH at a time, so memory does not grow
+    with the track's length.
+    """
+
+    audio: Path  # the track; write_video muxes it
+    fps: float
+    duration: float  # seconds of the track
+    keyframe_times: np.ndarray  # [K]
+    keyframe_latents: torch.Tensor  # [K, num_ws, w_dim] after strength and loudness, on the CPU
+    source_latent: torch.Tensor  # [num_ws, w_dim]
+    audible: np.ndarray  # [K] bool: the keyframe's window had a sound (else it is pinned at the source)
+    levels_dbfs: np.ndarray  # [K]
+    strengths: np.ndarray  # [K] strength applied to each keyframe (strength x loudness scale; 0 where silent)
+    losses: dict[str, np.ndarray]  # "total" and every term -> [steps, K]; {} when a direction ran without optimisation
+    settings: dict
+    render: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, default=None)  # W+ [N, ...] -> images [N, 3, H, W]
+
+    @property
+    def frame_count(self) -> int:
+        return frame_count(self.duration, self.fps)
+
+    def __len__(self) -> int:
+        return self.frame_count
+
+    def frame_latents(self, indices: np.ndarray) -> torch.Tensor:
+        """W+ latents of frames `indices` (frame i shows time i / fps)."""
+        return interpolate(self.keyframe_times, self.keyframe_latents, np.asarray(indices) / self.fps)
+
+    def frames(self, start: int = 0, stop: Optional[int] = None, progress: Optional[Progress] = None) -> Iterator[VideoFrame]:
+        """Frames start..stop-1 (default all) in order, rendered RENDER_BATCH at a time."""
+        stop = self.frame_count if stop is None else min(stop, self.frame_count)
+        for first in range(start, stop, RENDER_BATCH):
+            indices = np.arange(first, min(first + RENDER_BATCH, stop))
+            latents = self.frame_latents(indices)
+            images = self.render(latents)
+            for i, index in enumerate(indices):
+                yield VideoFrame(int(index), float(index / self.fps), images[i], latents[i])
+            if progress is not None:
+                progress("render", int(indices[-1]) + 1 - start, stop - start)
+
+    def __iter__(self) -> Iterator[VideoFrame]:
+        return self.frames()
+
+
+def write_video(path: Union[str, Path], video: VideoEdit, progress: Optional[Progress] = None) -> int:
+    """Encode `video` as H.264 with its track muxed as AAC (sgsim.outputs.write_mp4), streaming frames; atomic.
+    Returns the number of frames written."""
+    from sgsim.outputs import to_uint8, write_mp4
+
+    return write_mp4(path, (to_uint8(frame.image)[0] for frame in video.frames(progress=progress)), video.fps, audio=video.audio)
+
+
+def make_video(
+    editor: "Editor",
+    audio: Union[str, Path],
+    source: "AnySource",
+    *,
+    fps: float = DEFAULT_FPS,
+    keyframe_every: float = DEFAULT_KEYFRAME_EVERY,
+    window: float = DEFAULT_WINDOW,
+    strength: float = 1.0,
+    smoothness: float = DEFAULT_SMOOTHNESS,
+    loudness: bool = True,
+    steps: int = DEFAULT_STEPS,
+    lr: float = 0.1,
+    weights: Optional[Mapping[str, float]] = None,
+    layers=None,
+    seed: int = 0,
+    invert_steps: int = 1000,
+    class_index: Optional[int] = None,
+    noise: Optional[dict[str, torch.Tensor]] = None,
+    precision: Optional[str] = None,
+    direction: Optional["SoundDirection"] = None,
+    progress: Optional[Progress] = None,
+) -> VideoEdit:
+    """Editor.video: see its docstring."""
+    editor._require_encoders("make a sound-driven video")
+    check_timing(fps, keyframe_every, window)
+    if direction is None or steps != 0:  # a direction alone may skip the optimisation
+        editor._check_settings(steps, lr, "weighted", [strength])
+    editor._check_strengths([strength])
+    if direction is not None:
+        from sgsim.editing.directions import check_generator
+
+        check_generator(direction, editor.generator, editor._checksum("generator"))
+    chosen = choose_precision(precision, editor.device)
+    precision = chosen.name
+    weights = editor._weights({**(weights or {}), "smoothness": smoothness}, None, None)
+    networks = editor._networks_for(weights)
+    audio = Path(audio)
+    duration = check_long_enough(audio)
+    times = keyframe_times(duration, keyframe_every)
+    targets = embed_keyframes(audio, times, editor.audio_encoder, window, progress)  # a bad track fails before inversion
+    w_source, fitted_noise = editor._start(source, seed, invert_steps, class_index)[:2]
+    noise = {name: torch.as_tensor(value).to(editor.device) for name, value in (noise or fitted_noise).items()}
+    G = editor.generator
+    start = w_source.expand(len(times), -1, -1)
+    reach = np.zeros(len(times))
+    if direction is not None:  # each keyframe starts moved along the direction as far as its window sounds like its target
+        reach = (targets.directions @ direction.target.float()).clamp(min=0).numpy() * targets.audible
+        start = start + torch.as_tensor(reach, dtype=torch.float32, device=editor.device)[:, None, None] * direction.offset.to(editor.device)
+    losses: dict[str, np.ndarray] = {}
+    optimised = start
+    if steps > 0:
+        on_step = None if progress is None else (lambda step, _: progress("optimise", step + 1, steps))
+        with swapped_noise(G, noise):
+            with edit_precision(precision, G, editor.clip, synthesis=editor.mixed_synthesis) as image_encoder:
+                result = optimise_latents(
+                    G, image_encoder, start, targets.directions.to(editor.device), steps=steps, lr=lr, weights=weights,
+                    networks=networks, variables=PinnedKeyframes(start, targets.audible, layers), callback=on_step,
+                    target_weights=torch.as_tensor(targets.audible, dtype=torch.float32, device=editor.device),
+                )
+        optimised, losses = result.latents, result.losses
+    scales = np.array([loudness_scale(level) if loudness else 1.0 for level in targets.levels_dbfs])
+    strengths = np.where(targets.audible, strength * scales, 0.0)
+    w_src = w_source.cpu()
+    keyframes = w_src + torch.as_tensor(strengths, dtype=torch.float32)[:, None, None] * (optimised.cpu() - w_src)
+
+    def render(latents: torch.Tensor) -> torch.Tensor:
+        with swapped_noise(G, noise):
+            return editor.render(latents)
+
+    return VideoEdit(
+        audio=audio, fps=float(fps), duration=duration, keyframe_times=times, keyframe_latents=keyframes,
+        source_latent=w_src, audible=targets.audible, levels_dbfs=targets.levels_dbfs, strengths=strengths,
+        losses=losses, render=render,
+        settings={
+            "fps": float(fps), "keyframe_every": float(keyframe_every), "window": float(window), "strength": float(strength),
+            "smoothness": weights["smoothness"], "loudness": bool(loudness), "quiet_window_dbfs": QUIET_WINDOW_DBFS,
+            "steps": steps, "lr": lr, "weights": weights, "seed": seed, "layers": None if layers is None else sorted({int(i) for i in layers}),
+            "class_index": class_index, "precision": precision, "precision_reason": chosen.reason, "device": str(editor.device), "preset_name": editor.preset_name,
+            "interpolation": "linear in W+", "silent_keyframes": "pinned at the source",
+            "direction": None if direction is None else {**direction.record(), "reach": reach.tolist()},
+        },
+    )
