@@ -129,12 +129,12 @@ def run_editor(plan: EditPlan, audio, text, generator, encoder, encoder_checkpoi
 
     from sgsim.cli.invert import invert_photo
     from sgsim.editing import Editor, Target
-    from sgsim.editing.sources import ImageSource, LatentSource
+    from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, class_label
 
     started = time.perf_counter()
     _check_weights(generator, encoder, encoder_checkpoint, clip_weights)
     editor = Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights, device=plan.device,
-                                    preset=preset)
+                                    preset=preset, check_generator=lambda G: class_label(G, class_index) if isinstance(plan.source, SeedSource) else None)
     click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
     click.echo("loaded " + ", ".join(f"{name} {path}" for name, path in editor.weight_files.items()))
     warn_slow_cpu_edit(editor.generator.img_resolution, editor.device, steps)

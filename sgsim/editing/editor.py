@@ -6,7 +6,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -163,11 +163,15 @@ class Editor:
         identity: Union[str, Path, None] = None,  # identity weights; None: arcface-ir-se50 when an edit needs it
         device: Union[str, torch.device, None] = None,
         preset: Union[str, EditPreset, None] = None,  # None: recognised from what the generator is
+        check_generator: Optional[Callable[[Any], None]] = None,  # called on the generator before the other networks load
         **options,  # further Editor arguments (mixed_synthesis)
     ) -> "Editor":
-        """An Editor with every component loaded by manifest name or file path (sgsim.components)."""
+        """An Editor with every component loaded by manifest name or file path (sgsim.components). `check_generator`
+        lets a caller refuse what the generator cannot do (a class it lacks) before the encoders and CLIP load."""
         device = torch.device(device) if device is not None else _default_device()
         G = components.load_generator(generator, device)
+        if check_generator is not None:
+            check_generator(G.component)
         loaded = {"generator": G}
         if encoder is not None:
             loaded["audio_encoder"] = components.load_audio_encoder(encoder, encoder_checkpoint, device)

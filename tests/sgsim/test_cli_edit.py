@@ -304,3 +304,15 @@ def test_a_full_resolution_cpu_edit_is_announced_with_its_rough_cost(capsys):
     note = capsys.readouterr().err
     hours = CPU_SECONDS_PER_STEP_256 * 16 * 300 / 3600  # 16x the pixels of a 256 px image
     assert note.count("\n") == 1 and f"roughly {hours:.0f} h for 300 steps" in note
+
+
+def test_a_class_the_generator_cannot_take_is_refused_before_the_encoders_load(run, sounds, tmp_path, monkeypatch):
+    from sgsim import components
+
+    def load(*args, **kwargs):
+        raise AssertionError("the audio encoder loaded before the generator's class was checked")
+
+    monkeypatch.setattr(components, "load_audio_encoder", load)
+    result = run("edit", "--audio", str(sounds[0]), "--seed", "1", "--class", "2", "--out", str(tmp_path / "out"))
+    assert "this generator is unconditional" in _one_line_error(result)
+    assert not (tmp_path / "out").exists()
