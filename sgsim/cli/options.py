@@ -104,7 +104,7 @@ def parse_weights(ctx: click.Context, param: click.Parameter, values: tuple[str,
         if not equals or not name.strip() or not (math.isfinite(number) and number >= 0):
             raise click.BadParameter(f"{text!r} is not NAME=WEIGHT with a finite weight >= 0, such as latent=0.01")
         if name.strip() not in TERMS:
-            raise click.BadParameter(f"{text!r}: {name.strip()!r} is not a loss term; the terms are {', '.join(TERMS)}")
+            raise click.BadParameter(f"{text!r}: unknown loss term {name.strip()!r}; the terms are {', '.join(TERMS)}")
         weights[name.strip()] = number
     return weights
 

@@ -130,16 +130,10 @@ def strength_latents(source: torch.Tensor, offset: torch.Tensor, strengths: Sequ
 def direction_names(targets) -> list[str]:
     """A plain, distinct name per target (editing.Target): its sound's file stem, else its text ('a_snowy_day'),
     a repeat getting -2, -3, ..."""
-    names: list[str] = []
-    for target in targets:
-        label = Path(target.audio).stem if isinstance(target.audio, (str, Path)) else (target.text or "sound")
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("._-")[:90] or "direction"
-        candidate, n = name, 1
-        while candidate in names:
-            n += 1
-            candidate = f"{name}-{n}"
-        names.append(candidate)
-    return names
+    from sgsim.outputs import safe_stem, unique
+
+    labels = [Path(t.audio).stem if isinstance(t.audio, (str, Path)) else (t.text or "sound") for t in targets]
+    return unique(safe_stem(label, "direction", limit=90) for label in labels)
 
 
 # ---- the file -----------------------------------------------------------------------------------------------
