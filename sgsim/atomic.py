@@ -86,6 +86,17 @@ def check_output_dir(out: str | os.PathLike, overwrite: bool = False,
     return out
 
 
+def _new_staging(path: Path, cannot_write: str) -> Path:
+    """A fresh hidden staging folder beside `path` (.<name>.partial-<pid>-XXXX), after removing those of killed runs;
+    an unwritable place is an SgsimError 'cannot write ' + `cannot_write` (formatted with path and reason)."""
+    clean_stale_staging(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.{STAGING_KIND}-{os.getpid()}-"))
+    except OSError as exc:
+        raise SgsimError("cannot write " + cannot_write.format(path=path, reason=exc.strerror or exc)) from None
+
+
 @contextlib.contextmanager
 def staged_output_dir(out: str | os.PathLike, overwrite: bool = False,
                       replaceable: Callable[[Path], bool] = lambda folder: False) -> Iterator[Path]:
@@ -97,12 +108,7 @@ def staged_output_dir(out: str | os.PathLike, overwrite: bool = False,
     Staging folders of killed runs (.<out>.partial-<pid>-*) are removed on the way in.
     """
     out = check_output_dir(out, overwrite, replaceable)
-    clean_stale_staging(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{STAGING_KIND}-{os.getpid()}-"))
-    except OSError as exc:
-        raise SgsimError(f"cannot write the output folder {out} ({exc.strerror or exc}); pass a writable --out") from None
+    staging = _new_staging(out, "the output folder {path} ({reason}); pass a writable --out")
     try:
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's folder is private (0700); the result is an ordinary folder
         yield staging
@@ -127,12 +133,7 @@ def staged_output_files(paths: list[Path]) -> Iterator[list[Path]]:
     first = Path(paths[0])
     if len({Path(path).parent.resolve() for path in paths}) != 1:
         raise SgsimError(f"files staged together must share a folder, got {[str(path) for path in paths]}")
-    clean_stale_staging(first)
-    try:
-        first.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=first.parent, prefix=f".{first.name}.{STAGING_KIND}-{os.getpid()}-"))
-    except OSError as exc:
-        raise SgsimError(f"cannot write {first} ({exc.strerror or exc}); pass a writable output path") from None
+    staging = _new_staging(first, "{path} ({reason}); pass a writable output path")
     try:
         staged = [staging / Path(path).name for path in paths]
         yield staged
