@@ -1,5 +1,6 @@
 """The demo's one contact with the editing API: build the Editor, run an edit with progress, previews and
-cancellation, re-render an edit at another strength, and write the files a visitor downloads.
+cancellation, re-render an edit at another strength, make a sound-driven video, and write the files a visitor
+downloads.
 
 One lock per engine (one engine per device) lets a single optimisation or re-render use the generator at a time:
 an edit swaps the generator's noise buffers, so a concurrent render would draw with the wrong ones.
@@ -23,9 +24,12 @@ from sgsim.errors import SgsimError
 
 PREVIEWS = 20  # about this many intermediate images are shown while an edit runs
 RESULT_FILES = ("result.png", "latent.npz", "run.json")
+VIDEO_FILE = "video.mp4"
 
 # progress(steps done, steps in all, preview [H, W, 3] uint8 or None)
 Progress = Callable[[int, int, Optional[np.ndarray]], None]
+# video progress(stage, done, total), stage "embed", "optimise" or "render" as sgsim.editing.video reports it
+VideoProgress = Callable[[str, int, int], None]
 
 
 class EditCancelled(SgsimError):
@@ -44,6 +48,18 @@ class EditRequest:
     text: Optional[str] = None  # mixed with the sound (equal weights)
     steps: int = 300
     invert_steps: int = 1000
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    """One sound-driven video a visitor asked for (from a seed); the sound has passed sgsim.demo.uploads' checks."""
+
+    sound: Path
+    sound_name: str
+    seed: int
+    fps: float
+    keyframe_every: float  # seconds
+    steps: int
 
 
 @dataclass
@@ -142,6 +158,28 @@ class DemoEngine:
                 timings_s={"edit": seconds},
             ),
         )
+
+    def video(self, request: VideoRequest, progress: VideoProgress, cancelled: threading.Event) -> Path:
+        """Make the request's video and write it (H.264 with the sound as AAC) into a fresh results folder; returns
+        the MP4's path. Setting `cancelled` stops it at the next step or frame batch with EditCancelled."""
+        from sgsim.atomic import staged_output_dir
+        from sgsim.editing.video import write_video
+
+        def report(stage: str, done: int, total: int) -> None:
+            if cancelled.is_set():
+                raise EditCancelled(f"video cancelled while it was at {stage} {done} of {total}")
+            progress(stage, done, total)
+
+        with self._device:
+            if cancelled.is_set():
+                raise EditCancelled("video cancelled before it started")
+            video = self.editor.video(request.sound, SeedSource(request.seed), fps=request.fps,
+                                      keyframe_every=request.keyframe_every, steps=request.steps, progress=report)
+            self._runs += 1
+            folder = self.results / f"{self._runs:04d}-{file_stems([Path(request.sound_name)])[0]}-video"
+            with staged_output_dir(folder) as staging:  # a video cancelled while rendering leaves no folder
+                write_video(staging / VIDEO_FILE, video, progress=report)
+        return folder / VIDEO_FILE
 
     def render(self, run: EditedRun, strength: float) -> torch.Tensor:
         """The image [3, H, W] in [-1, 1] of w_src + strength (w_edit - w_src): one synthesis."""

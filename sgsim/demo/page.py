@@ -19,8 +19,9 @@ import numpy as np
 from gradio.utils import get_upload_folder
 
 from sgsim.cli.options import SEED_MAX
-from sgsim.demo.engine import DemoEngine, EditedRun, EditRequest
-from sgsim.demo.uploads import MB, UploadLimits, check_image, check_size, check_sound, public_message, uploaded_file
+from sgsim.demo.engine import DemoEngine, EditedRun, EditRequest, VideoRequest
+from sgsim.demo.uploads import (MB, UploadLimits, check_image, check_keyframes, check_size, check_sound, public_message,
+                                uploaded_file)
 from sgsim.errors import user_errors
 
 DEVICE_QUEUE = "device"  # concurrency group of everything that uses the generator: one at a time
@@ -30,11 +31,17 @@ SOURCES = {"seed": "Seed", "photo": "Photo (inverted first)", "latent": "Latent 
 STRENGTH_RANGE = (0.0, 2.0)  # of the slider; 0 is the source, 1 the optimised edit, beyond exaggerates
 DEFAULT_STEPS = 300  # as `sgsim edit`
 DEFAULT_INVERT_STEPS = 300  # fewer than `sgsim edit`'s 1000: a visitor waits for them
+DEFAULT_VIDEO_STEPS = 50  # fewer than `sgsim video`'s 100: a visitor waits for them
+DEFAULT_VIDEO_FPS = 8
+KEYFRAME_RANGE = (0.5, 5.0)  # seconds between keyframes; with the keyframe limit this bounds the optimised batch
+VIDEO_STAGES = {"embed": ("hearing the sound", "windows"), "optimise": ("optimising keyframes", "steps"),
+                "render": ("rendering frames", "frames")}  # sgsim.editing.video's stage -> what the page says, unit
 PAGE_CSS = "#result img { width: 100%; height: 100%; object-fit: contain; }"  # small generators' images fill the box
 TITLE = "sgsim: sound-guided image editing"
 INTRO = ("Upload or record a sound (or pick an example), choose where the edit starts, and press **Edit**: "
          "a StyleGAN2 latent is optimised until CLIP sees the sound in the image. "
-         "The strength slider re-renders the result along the edit without optimising again.")
+         "The strength slider re-renders the result along the edit without optimising again. "
+         "The **Video** tab makes a clip whose picture follows the sound over time, with the sound as its track.")
 
 
 def _shown_error(message: str) -> gr.Error:
@@ -42,14 +49,16 @@ def _shown_error(message: str) -> gr.Error:
     return gr.Error(html.escape(message), duration=None, print_exception=False)
 
 
-def _whole_number(what: str, value, least: int, most: int) -> int:
-    """A number field's value as an int in [least, most], or a page error saying what it must be."""
+def _number(what: str, value, least: float, most: float, whole: bool = True):
+    """A number field's value in [least, most] (an int when `whole`), or a page error saying what it must be."""
     try:
-        if value is not None and float(value).is_integer() and least <= value <= most:
-            return int(value)
+        if value is not None and (not whole or float(value).is_integer()) and least <= value <= most:
+            return int(value) if whole else float(value)
     except (TypeError, ValueError, OverflowError):
         pass
-    raise _shown_error(f"{what} must be a whole number from {least} to {most}, got {value}")
+    shown = str if whole else "{:g}".format
+    kind = "a whole number" if whole else "a number"
+    raise _shown_error(f"{what} must be {kind} from {shown(least)} to {shown(most)}, got {value}")
 
 
 class DemoPage:
@@ -84,7 +93,7 @@ class DemoPage:
         """The visitor's inputs as an EditRequest, every file checked, every number within the limits."""
         sound_path, sound_name = self._upload(sound, "sound")
         if source_kind == "seed":
-            source, source_name = _whole_number("the seed", seed, 0, SEED_MAX), None
+            source, source_name = _number("the seed", seed, 0, SEED_MAX), None
         elif source_kind in ("photo", "latent"):
             source, source_name = self._upload(photo if source_kind == "photo" else latent,
                                                "photo" if source_kind == "photo" else "latent file")
@@ -92,50 +101,85 @@ class DemoPage:
             raise _shown_error(f"unknown source {source_kind!r}; choose one of {', '.join(SOURCES)}")
         return EditRequest(sound=sound_path, sound_name=sound_name, source=source, source_kind=source_kind,
                            source_name=source_name, text=(text or "").strip() or None,
-                           steps=_whole_number("steps", steps, 1, self.limits.max_steps),
-                           invert_steps=_whole_number("inversion steps", invert_steps, 1, self.limits.max_invert_steps))
+                           steps=_number("steps", steps, 1, self.limits.max_steps),
+                           invert_steps=_number("inversion steps", invert_steps, 1, self.limits.max_invert_steps))
 
     def edit(self, sound, source_kind, seed, photo, latent, text, steps, invert_steps, strength, gallery,
              session: gr.Request, progress=gr.Progress()) -> Iterator[tuple]:
         """Run the edit in a worker thread, yielding previews as it goes; Cancel, or this generator closing (a closed
         page), stops the optimisation after its current step."""
         request = self.request(sound, source_kind, seed, photo, latent, text, steps, invert_steps)
+        files = {request.sound: request.sound_name}
+        if isinstance(request.source, Path):
+            files[request.source] = request.source_name
+        job = lambda report, cancelled: self.engine.edit(request, report, cancelled)  # noqa: E731
+        for kind, value in self._running(session, job, files):
+            if kind == "step":
+                done, total, preview = value
+                what = "inverting the photo, then editing" if done == 0 and request.source_kind == "photo" else "editing"
+                progress((done, total), desc=what, unit="steps")
+                if preview is not None:
+                    yield preview, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        run: EditedRun = value
+        image, files = self._show(run, strength)
+        gallery = ([(image, run.label)] + list(gallery or []))[:GALLERY_SIZE]
+        yield image, run, files, gallery, gallery
+
+    def _running(self, session: gr.Request, job, files: dict[Path, str]) -> Iterator[tuple[str, object]]:
+        """Run job(report, cancelled) in a worker thread: yields ("step", what it reported) as it goes, then ("done", its
+        result). Its user errors become page errors naming `files` (server path -> the visitor's name); Cancel, or this
+        generator closing (a closed page), sets `cancelled`."""
         updates: queue.Queue = queue.Queue()
         cancelled = self._cancels[session.session_hash] = threading.Event()
 
         def work() -> None:
             try:
-                updates.put(("done", self.engine.edit(request, lambda *step: updates.put(("step", step)), cancelled)))
+                updates.put(("done", job(lambda *step: updates.put(("step", step)), cancelled)))
             except BaseException as exc:  # handed to the page thread, which shows it or re-raises it
                 updates.put(("error", exc))
 
-        threading.Thread(target=work, name="sgsim-demo-edit", daemon=True).start()
+        threading.Thread(target=work, name="sgsim-demo-job", daemon=True).start()
         try:
             while True:
                 kind, value = updates.get()
-                if kind == "step":
-                    done, total, preview = value
-                    what = "inverting the photo, then editing" if done == 0 and request.source_kind == "photo" else "editing"
-                    progress((done, total), desc=what, unit="steps")
-                    if preview is not None:
-                        yield preview, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-                elif kind == "error":
+                if kind == "error":
                     if not isinstance(value, user_errors()):
                         raise value
-                    message = public_message(value, request.sound, request.sound_name)
-                    if isinstance(request.source, Path):
-                        message = message.replace(str(request.source), request.source_name)
+                    message = str(value)
+                    for path, name in files.items():
+                        message = public_message(message, path, name)
                     raise _shown_error(message)
-                else:
-                    break
+                yield kind, value
+                if kind == "done":
+                    return
         finally:
             cancelled.set()
             if self._cancels.get(session.session_hash) is cancelled:
                 del self._cancels[session.session_hash]
-        run: EditedRun = value
-        image, files = self._show(run, strength)
-        gallery = ([(image, run.label)] + list(gallery or []))[:GALLERY_SIZE]
-        yield image, run, files, gallery, gallery
+
+    def video_request(self, sound, seed, fps, keyframe_every, steps) -> VideoRequest:
+        """The visitor's video inputs as a VideoRequest, the sound checked, every number within the limits."""
+        sound_path, sound_name = self._upload(sound, "sound")
+        keyframe_every = _number("seconds between keyframes", keyframe_every, *KEYFRAME_RANGE, whole=False)
+        try:
+            check_keyframes(sound_path, self.limits, sound_name, keyframe_every)
+        except user_errors() as exc:
+            raise _shown_error(public_message(exc, sound_path, sound_name)) from None
+        return VideoRequest(sound=sound_path, sound_name=sound_name, seed=_number("the seed", seed, 0, SEED_MAX),
+                            fps=_number("fps", fps, 1, self.limits.max_fps), keyframe_every=keyframe_every,
+                            steps=_number("steps", steps, 1, self.limits.max_video_steps))
+
+    def video(self, sound, seed, fps, keyframe_every, steps, session: gr.Request, progress=gr.Progress()) -> Iterator[tuple]:
+        """Make the video in a worker thread with a progress bar per stage; show it and offer it for download."""
+        request = self.video_request(sound, seed, fps, keyframe_every, steps)
+        job = lambda report, cancelled: self.engine.video(request, report, cancelled)  # noqa: E731
+        for kind, value in self._running(session, job, {request.sound: request.sound_name}):
+            if kind == "step":
+                stage, done, total = value
+                what, unit = VIDEO_STAGES[stage]
+                progress((done, total), desc=what, unit=unit)
+                yield gr.skip(), gr.skip()  # lets Cancel and a closed page reach the running job
+        yield str(value), [str(value)]
 
     def cancel(self, session: gr.Request) -> None:
         """Stop this page's running edit; Gradio's own cancelling only closes the handler at its next yield."""
@@ -157,39 +201,62 @@ class DemoPage:
         return to_uint8(image)[0], [str(path) for path in files]
 
     def build(self) -> gr.Blocks:
-        """The page: inputs on the left, the result, strength and downloads on the right, the gallery below."""
+        """The page: an Edit tab (inputs on the left, the result, strength and downloads on the right, the gallery
+        below) and a Video tab (sound, seed and timing on the left, the MP4 and its download on the right)."""
         with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
             run = gr.State(None)
             history = gr.State([])
             gr.Markdown(f"# {TITLE}\n{INTRO}")
-            with gr.Row():
-                with gr.Column():
-                    sound = gr.Audio(label="Sound", sources=["upload", "microphone"], type="filepath", elem_id="sound")
-                    if self.examples:
-                        gr.Examples([[str(path)] for path in self.examples], inputs=[sound], label="Example sounds")
-                    source_kind = gr.Radio([(label, key) for key, label in SOURCES.items()], value="seed", label="Start from")
-                    with gr.Row(visible=True) as seed_row:
-                        seed = gr.Number(value=1, precision=0, minimum=0, maximum=SEED_MAX, label="Seed", elem_id="seed")
-                        random_seed = gr.Button("Random", size="sm")
-                    photo = gr.Image(label="Photo", type="filepath", sources=["upload"], visible=False, elem_id="photo")
-                    latent = gr.File(label="Latent (.npz from sgsim edit, generate or invert)", file_types=[".npz"],
-                                     visible=False, elem_id="latent")
-                    text = gr.Textbox(label="Text to mix with the sound (optional)", placeholder="e.g. a snowy mountain")
-                    with gr.Accordion("Settings", open=False):
-                        steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=self.limits.max_steps,
-                                          label="Optimisation steps", elem_id="steps")
-                        invert_steps = gr.Number(value=DEFAULT_INVERT_STEPS, precision=0, minimum=1,
-                                                 maximum=self.limits.max_invert_steps, label="Inversion steps (photo)")
-                    with gr.Row():
-                        edit = gr.Button("Edit", variant="primary", elem_id="edit")
-                        cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
-                with gr.Column():
-                    result = gr.Image(label="Result", type="numpy", interactive=False, format="png", height=RESULT_HEIGHT,
-                                      elem_id="result")
-                    strength = gr.Slider(*STRENGTH_RANGE, value=1.0, step=0.05, label="Strength", elem_id="strength")
-                    downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
-            gallery = gr.Gallery(label="Results", columns=6, height=RESULT_HEIGHT // 2, object_fit="contain", preview=False,
-                                 interactive=False, elem_id="gallery")
+            with gr.Tab("Edit"):
+                with gr.Row():
+                    with gr.Column():
+                        sound = gr.Audio(label="Sound", sources=["upload", "microphone"], type="filepath", elem_id="sound")
+                        if self.examples:
+                            gr.Examples([[str(path)] for path in self.examples], inputs=[sound], label="Example sounds")
+                        source_kind = gr.Radio([(label, key) for key, label in SOURCES.items()], value="seed", label="Start from")
+                        with gr.Row(visible=True) as seed_row:
+                            seed = gr.Number(value=1, precision=0, minimum=0, maximum=SEED_MAX, label="Seed", elem_id="seed")
+                            random_seed = gr.Button("Random", size="sm")
+                        photo = gr.Image(label="Photo", type="filepath", sources=["upload"], visible=False, elem_id="photo")
+                        latent = gr.File(label="Latent (.npz from sgsim edit, generate or invert)", file_types=[".npz"],
+                                         visible=False, elem_id="latent")
+                        text = gr.Textbox(label="Text to mix with the sound (optional)", placeholder="e.g. a snowy mountain")
+                        with gr.Accordion("Settings", open=False):
+                            steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=self.limits.max_steps,
+                                              label="Optimisation steps", elem_id="steps")
+                            invert_steps = gr.Number(value=DEFAULT_INVERT_STEPS, precision=0, minimum=1,
+                                                     maximum=self.limits.max_invert_steps, label="Inversion steps (photo)")
+                        with gr.Row():
+                            edit = gr.Button("Edit", variant="primary", elem_id="edit")
+                            cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                    with gr.Column():
+                        result = gr.Image(label="Result", type="numpy", interactive=False, format="png", height=RESULT_HEIGHT,
+                                          elem_id="result")
+                        strength = gr.Slider(*STRENGTH_RANGE, value=1.0, step=0.05, label="Strength", elem_id="strength")
+                        downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+                gallery = gr.Gallery(label="Results", columns=6, height=RESULT_HEIGHT // 2, object_fit="contain", preview=False,
+                                     interactive=False, elem_id="gallery")
+            with gr.Tab("Video"):
+                with gr.Row():
+                    with gr.Column():
+                        video_sound = gr.Audio(label="Sound", sources=["upload", "microphone"], type="filepath",
+                                               elem_id="video-sound")
+                        video_seed = gr.Number(value=1, precision=0, minimum=0, maximum=SEED_MAX, label="Seed",
+                                               elem_id="video-seed")
+                        fps = gr.Slider(1, self.limits.max_fps, value=min(DEFAULT_VIDEO_FPS, self.limits.max_fps), step=1,
+                                        label="Frames per second", elem_id="fps")
+                        keyframe_every = gr.Slider(*KEYFRAME_RANGE, value=1.0, step=0.25, label="Seconds between keyframes",
+                                                   elem_id="keyframe-every")
+                        video_steps = gr.Number(value=min(DEFAULT_VIDEO_STEPS, self.limits.max_video_steps), precision=0,
+                                                minimum=1, maximum=self.limits.max_video_steps, label="Optimisation steps",
+                                                elem_id="video-steps")
+                        with gr.Row():
+                            make_video = gr.Button("Make video", variant="primary", elem_id="make-video")
+                            cancel_video = gr.Button("Cancel", variant="stop", elem_id="cancel-video")
+                    with gr.Column():
+                        video = gr.Video(label="Video", interactive=False, height=RESULT_HEIGHT, elem_id="video")
+                        video_download = gr.File(label="Download", file_count="multiple", interactive=False,
+                                                 elem_id="video-download")
 
             source_kind.change(lambda kind: (gr.update(visible=kind == "seed"), gr.update(visible=kind == "photo"),
                                              gr.update(visible=kind == "latent")),
@@ -205,6 +272,12 @@ class DemoPage:
             cancel.click(self.cancel, None, None, cancels=[running], queue=False, show_progress="hidden")
             strength.input(self.restrength, [run, strength], [result, downloads], concurrency_id=DEVICE_QUEUE,
                            concurrency_limit=1, trigger_mode="always_last", show_progress="hidden")
+            video_sound.upload(self.check_sound, video_sound, None, show_progress="hidden")
+            video_sound.stop_recording(self.check_sound, video_sound, None, show_progress="hidden")
+            making = make_video.click(self.video, [video_sound, video_seed, fps, keyframe_every, video_steps],
+                                      [video, video_download], concurrency_id=DEVICE_QUEUE, concurrency_limit=1,
+                                      show_progress_on=[video_download])
+            cancel_video.click(self.cancel, None, None, cancels=[making], queue=False, show_progress="hidden")
         return demo
 
 

@@ -23,6 +23,9 @@ class UploadLimits:
     max_image_pixels: int = 4096 * 4096  # width x height of a photo to invert
     max_steps: int = 1000  # optimisation steps of one edit
     max_invert_steps: int = 1000  # inversion steps of a photo source
+    max_video_steps: int = 200  # optimisation steps of a video's keyframes (all optimised in one batch)
+    max_fps: int = 12  # frames per second of a video
+    max_keyframes: int = 32  # keyframes of one video: the batch the optimisation holds on the device at once
 
 
 def uploaded_file(path: str | os.PathLike, folder: Path) -> Path:
@@ -56,6 +59,18 @@ def check_sound(path: Path, limits: UploadLimits, name: str) -> None:
     check_not_silent(waveform, name)
 
 
+def check_keyframes(path: Path, limits: UploadLimits, name: str, keyframe_every: float) -> None:
+    """Refuse a video whose sound, at this keyframe spacing, needs more keyframes than the limit."""
+    from sgsim.audio import audio_duration
+    from sgsim.editing.video import keyframe_times
+
+    seconds = audio_duration(path)
+    count = len(keyframe_times(seconds, keyframe_every))
+    if count > limits.max_keyframes:
+        raise SgsimError(f"{name} lasts {seconds:.1f} s: keyframes every {keyframe_every:g} s make {count}, over the "
+                         f"demo's {limits.max_keyframes}; space them further apart or trim the sound")
+
+
 def check_image(path: Path, limits: UploadLimits, name: str) -> None:
     """Refuse a photo that is too large in bytes or pixels, reading only its header (sgsim.images decodes it later)."""
     from PIL import Image, UnidentifiedImageError
@@ -71,6 +86,6 @@ def check_image(path: Path, limits: UploadLimits, name: str) -> None:
                          f"downscale it")
 
 
-def public_message(error: Exception, path: Path, name: str) -> str:
+def public_message(error: Exception | str, path: Path, name: str) -> str:
     """The error's message with the server-side path replaced by the name the visitor gave the file."""
     return str(error).replace(str(path), name)

@@ -1,4 +1,5 @@
-"""`sgsim demo` in a real headless Chromium: upload, edit, strength slider, a corrupt upload, cancelling, no outside requests."""
+"""`sgsim demo` in a real headless Chromium: upload, edit, strength slider, a corrupt upload, cancelling, the video tab,
+no outside requests."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def open_page(browser, url: str):
     page.on("request", lambda request: None if request.url.startswith((url, "data:", "blob:"))
             else page.outside_requests.append(request.url))
     page.goto(url)
+    # The tab bar is drawn once every tab has mounted; a field typed into before that can be reset to its default.
+    page.get_by_role("tab", name="Video").wait_for(timeout=WAIT_MS)
     page.get_by_text("Settings").click()
     set_steps(page, STEPS)
     return page
@@ -186,3 +189,24 @@ def test_a_request_naming_a_server_file_is_refused_and_the_server_goes_on(demo_s
         assert answer.startswith("event: error") and "not for visitors" not in answer
         assert client.get("/").status_code == 200
     assert sorted((workspace / "results").iterdir()) == runs_before
+
+
+def test_the_video_tab_shows_and_offers_an_mp4_of_the_sound(page, shared_data, tmp_path):
+    import av
+    import soundfile
+
+    waveform, rate = soundfile.read(shared_data / "audio" / "raining.wav", always_2d=True)
+    clip = tmp_path / "rain.wav"
+    soundfile.write(clip, waveform[: 2 * rate], rate)  # 2 s at the page's default 8 fps: 16 frames
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-sound input[type=file]").set_input_files(str(clip))
+    steps = page.locator("#video-steps input")
+    steps.fill("2")
+    steps.press("Tab")
+    page.locator("#make-video").click()
+    page.locator("#video video").wait_for(timeout=WAIT_MS)
+    link = page.locator('#video-download a[download="video.mp4"]')
+    link.wait_for(timeout=WAIT_MS)
+    with av.open(io.BytesIO(page.request.get(link.get_attribute("href")).body())) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 16
+    assert page.outside_requests == []
