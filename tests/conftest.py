@@ -99,3 +99,25 @@ def image_psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
 def psnr() -> Callable[[torch.Tensor, torch.Tensor], float]:
     """image_psnr, for the precision tests that bound how far a faster path's images are from fp32's."""
     return image_psnr
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """pick() -> a TCP port on 127.0.0.1 that was free a moment ago (for servers and torchrun the tests start)."""
+    def pick() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    return pick
+
+
+@pytest.fixture(scope="session")
+def one_error_line() -> Callable[..., str]:
+    """check(result) -> the single 'Error: ...' line of a failed CliRunner run, which printed no traceback."""
+    def check(result) -> str:
+        lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert result.exit_code != 0 and len(lines) == 1 and "Traceback" not in result.output, result.output
+        return lines[0]
+
+    return check

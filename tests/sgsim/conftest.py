@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -116,16 +115,17 @@ def tiny_clip_space(tiny_clip_file) -> Iterator[Path]:
         yield tiny_clip_file
 
 
+@pytest.fixture(scope="module")
+def editor(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space):
+    """An Editor on the tiny networks, one per test module so no module sees another's edits."""
+    from sgsim.editing import Editor
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return Editor.from_pretrained(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint=encoder_checkpoint_file,
+                                  device="cpu")
 
 
 @pytest.fixture(scope="session")
-def torchrun(tiny_clip_file) -> Callable[..., subprocess.CompletedProcess]:
+def torchrun(tiny_clip_file, free_port) -> Callable[..., subprocess.CompletedProcess]:
     """torchrun(script, *args, processes=2, **env) -> CompletedProcess: `script` under torchrun on 127.0.0.1 (CPU, gloo),
     importing this checkout, with TINY_CLIP_CONFIG / TINY_CLIP_NAME / TINY_CLIP_WEIGHTS telling it the tiny CLIP."""
     def launch(script: Path, *args: str, processes: int = 2, **env: str) -> subprocess.CompletedProcess:

@@ -119,13 +119,12 @@ def test_bad_rows_and_failing_jobs_are_recorded_and_a_rerun_redoes_only_them(run
     ("audio,seed\nx.wav,1\n", "at least 'name'"),
     ("name,audio,seeds\na,x.wav,1\n", "unknown column 'seeds'"),
 ])
-def test_a_file_that_is_not_a_jobs_csv_is_one_line_and_writes_nothing(run, tmp_path, content, expected):
+def test_a_file_that_is_not_a_jobs_csv_is_one_line_and_writes_nothing(run, tmp_path, content, expected, one_error_line):
     jobs = tmp_path / "jobs.csv"
     if content is not None:
         jobs.write_text(content)
     result = run("batch", str(jobs), "--out", str(tmp_path / "out"))
-    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert result.exit_code != 0 and len(lines) == 1 and expected in lines[0], result.output
+    assert expected in one_error_line(result)
     assert not (tmp_path / "out").exists()
 
 

@@ -118,12 +118,6 @@ def test_edit_of_an_inverted_latent_starts_from_the_inverted_image(run, sounds, 
     assert (tmp_path / "e" / "source.png").read_bytes() == (tmp_path / "inv" / "reconstruction.png").read_bytes()
 
 
-def _one_line_error(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert result.exit_code != 0 and len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
-
-
 @pytest.mark.parametrize("case, expected", [
     ("silent", "the sound is silent"),
     ("corrupt", "corrupt.wav"),
@@ -135,7 +129,7 @@ def _one_line_error(result) -> str:
     ("nan strength", "finite"),
     ("layers without text", "every target needs both audio and text"),
 ])
-def test_bad_input_is_one_line_and_writes_nothing(run, sounds, tmp_path, case, expected):
+def test_bad_input_is_one_line_and_writes_nothing(run, sounds, tmp_path, case, expected, one_error_line):
     silent, corrupt = tmp_path / "silent.wav", tmp_path / "corrupt.wav"
     soundfile.write(silent, np.zeros(44100, dtype=np.float32), 44100)
     corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(20))
@@ -146,11 +140,11 @@ def test_bad_input_is_one_line_and_writes_nothing(run, sounds, tmp_path, case, e
     out = tmp_path / "out"
     mix = ["--mix", "layers"] if case == "layers without text" else []
     result = run("edit", "--audio", str(audio), *source, "--strength", strength, *mix, "--out", str(out))
-    assert expected in _one_line_error(result)
+    assert expected in one_error_line(result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.wav", "silent.wav"]
 
 
-def test_image_to_align_without_the_faces_extra_is_one_line_before_the_networks_load(sounds, tmp_path, monkeypatch):
+def test_image_to_align_without_the_faces_extra_is_one_line_before_the_networks_load(sounds, tmp_path, monkeypatch, one_error_line):
     import sys
 
     from sgsim.editing import Editor
@@ -163,16 +157,16 @@ def test_image_to_align_without_the_faces_extra_is_one_line_before_the_networks_
     Image.new("RGB", (48, 40), (200, 120, 40)).save(tmp_path / "photo.png")
     result = CliRunner().invoke(main, ["edit", "--audio", str(sounds[0]), "--image", str(tmp_path / "photo.png"), "--align",
                                        "--out", str(tmp_path / "out")])
-    error = _one_line_error(result)
+    error = one_error_line(result)
     assert "pip install 'sgsim[faces]'" in error and "--no-align" in error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
 
 
-def test_missing_weights_give_the_download_instruction(sounds, tmp_path, monkeypatch):
+def test_missing_weights_give_the_download_instruction(sounds, tmp_path, monkeypatch, one_error_line):
     monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))
     result = CliRunner().invoke(main, ["edit", "--audio", str(sounds[0]), "--seed", "1", "--out", str(tmp_path / "out"),
                                        "--clip", "clip-vit-b-32"])
-    message = _one_line_error(result)
+    message = one_error_line(result)
     assert "3 weights files are not in the cache" in message
     assert "sgsim weights download ffhq sgsim-resnet18 clip-vit-b-32" in message
     for name in ("ffhq", "sgsim-resnet18", "clip-vit-b-32"):
@@ -180,12 +174,12 @@ def test_missing_weights_give_the_download_instruction(sounds, tmp_path, monkeyp
     assert not (tmp_path / "out").exists()
 
 
-def test_one_missing_file_keeps_the_single_instruction(sounds, tmp_path, monkeypatch, tiny_generator_file, encoder_checkpoint_file):
+def test_one_missing_file_keeps_the_single_instruction(sounds, tmp_path, monkeypatch, tiny_generator_file, encoder_checkpoint_file, one_error_line):
     monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))
     result = CliRunner().invoke(main, ["edit", "--audio", str(sounds[0]), "--seed", "1", "--out", str(tmp_path / "out"),
                                        "--generator", str(tiny_generator_file), "--encoder-checkpoint", str(encoder_checkpoint_file),
                                        "--clip", "clip-vit-b-32"])
-    message = _one_line_error(result)
+    message = one_error_line(result)
     assert message.startswith("Error: the clip-vit-b-32 weights") and "sgsim weights download clip-vit-b-32" in message
 
 
@@ -286,11 +280,11 @@ def test_weight_sets_any_loss_term_by_name_and_run_json_records_it(run, sounds, 
 
 
 @pytest.mark.parametrize("flag", ["latnet=0.5", "latent", "latent=-1", "latent=nan", "=1"])
-def test_a_bad_weight_is_one_line_before_any_work(run, sounds, tmp_path, flag):
+def test_a_bad_weight_is_one_line_before_any_work(run, sounds, tmp_path, flag, one_error_line):
     out = tmp_path / "bad"
     result = run("edit", "--audio", str(sounds[0]), "--seed", "3", "--out", str(out), "--weight", flag)
     assert result.exit_code != 0
-    assert _one_line_error(result).startswith("Error: Invalid value for '--weight'")
+    assert one_error_line(result).startswith("Error: Invalid value for '--weight'")
     assert not out.exists()
 
 
@@ -306,7 +300,7 @@ def test_a_full_resolution_cpu_edit_is_announced_with_its_rough_cost(capsys):
     assert note.count("\n") == 1 and f"roughly {hours:.0f} h for 300 steps" in note
 
 
-def test_a_class_the_generator_cannot_take_is_refused_before_the_encoders_load(run, sounds, tmp_path, monkeypatch):
+def test_a_class_the_generator_cannot_take_is_refused_before_the_encoders_load(run, sounds, tmp_path, monkeypatch, one_error_line):
     from sgsim import components
 
     def load(*args, **kwargs):
@@ -314,5 +308,5 @@ def test_a_class_the_generator_cannot_take_is_refused_before_the_encoders_load(r
 
     monkeypatch.setattr(components, "load_audio_encoder", load)
     result = run("edit", "--audio", str(sounds[0]), "--seed", "1", "--class", "2", "--out", str(tmp_path / "out"))
-    assert "this generator is unconditional" in _one_line_error(result)
+    assert "this generator is unconditional" in one_error_line(result)
     assert not (tmp_path / "out").exists()

@@ -72,12 +72,6 @@ def test_same_seed_gives_identical_decoded_frames_and_a_rerun_replaces_its_own_o
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.mp4", "b.json", "b.mp4"]
 
 
-def _one_line_error(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert result.exit_code != 0 and len(lines) == 1 and "Traceback" not in result.output, result.output
-    return lines[0]
-
-
 @pytest.mark.parametrize("case, expected", [
     ("silent-only", "no sound for the picture to follow"),
     ("digital silence", "the sound is silent"),
@@ -92,7 +86,7 @@ def _one_line_error(result) -> str:
     ("tiny window", "--window"),
     ("bad device", "not a device name"),
 ])
-def test_bad_input_is_one_line_and_writes_nothing(run, track, tmp_path, case, expected):
+def test_bad_input_is_one_line_and_writes_nothing(run, track, tmp_path, case, expected, one_error_line):
     quiet, silent, corrupt = tmp_path / "quiet.wav", tmp_path / "silent.wav", tmp_path / "corrupt.wav"
     soundfile.write(quiet, np.full(3 * RATE, 1e-4, np.float32), RATE)  # -80 dBFS: not digital silence, but no window is audible
     soundfile.write(silent, np.zeros(3 * RATE, np.float32), RATE)
@@ -106,7 +100,7 @@ def test_bad_input_is_one_line_and_writes_nothing(run, track, tmp_path, case, ex
              "bad device": ["--device", "gpu0"]}.get(case, [])
     before = sorted(p.name for p in tmp_path.iterdir())
     result = run("--audio", str(audio), *source, "--out", str(out), *extra)
-    assert expected in _one_line_error(result)
+    assert expected in one_error_line(result)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, no staging folder left
 
 
@@ -127,7 +121,7 @@ def test_ctrl_c_while_encoding_leaves_nothing_behind(run, track, tmp_path, monke
     assert list(tmp_path.iterdir()) == []
 
 
-def test_loss_weights_by_name_reach_the_record(run, track, tmp_path):
+def test_loss_weights_by_name_reach_the_record(run, track, tmp_path, one_error_line):
     out = tmp_path / "clip.mp4"
     result = run("--audio", str(track.path), "--seed", "2", "--out", str(out), "--fps", "4", "--keyframe-every", "3",
                  "--weight", "latent=0.5", "--weight", "smoothness=0.2", "--lambda-id", "0")
@@ -135,10 +129,10 @@ def test_loss_weights_by_name_reach_the_record(run, track, tmp_path):
     settings = json.loads((tmp_path / "clip.json").read_text())["settings"]
     assert settings["weights"]["latent"] == 0.5 and settings["smoothness"] == settings["weights"]["smoothness"] == 0.2
     bad = run("--audio", str(track.path), "--seed", "2", "--out", str(tmp_path / "other.mp4"), "--weight", "sparkle=1")
-    assert "unknown loss term 'sparkle'" in _one_line_error(bad) and not (tmp_path / "other.mp4").exists()
+    assert "unknown loss term 'sparkle'" in one_error_line(bad) and not (tmp_path / "other.mp4").exists()
 
 
-def test_a_learned_direction_makes_an_instant_video(run, track, tmp_path, tiny_generator_file):
+def test_a_learned_direction_makes_an_instant_video(run, track, tmp_path, tiny_generator_file, one_error_line):
     import torch
 
     from sgsim.editing.directions import SoundDirection, architecture
@@ -155,4 +149,4 @@ def test_a_learned_direction_makes_an_instant_video(run, track, tmp_path, tiny_g
     assert record["direction"] == str(path) and record["settings"]["direction"]["name"] == "rain"
     assert len(decoded(tmp_path / "clip.mp4")[0]) == round(track.duration * 4)
     no_steps = run("--audio", str(track.path), "--seed", "1", "--out", str(tmp_path / "other.mp4"), "--steps", "0")
-    assert "--steps 0" in _one_line_error(no_steps) and not (tmp_path / "other.mp4").exists()
+    assert "--steps 0" in one_error_line(no_steps) and not (tmp_path / "other.mp4").exists()

@@ -21,11 +21,6 @@ from stylegan2.errors import NetworkConfigError
 NVIDIA_PICKLE = Path(__file__).resolve().parents[1] / "data" / "stylegan2" / "ada_skip32.pkl"  # trained on "sgsim-fixture"
 
 
-@pytest.fixture(scope="module")
-def editor(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space) -> Editor:
-    return Editor.from_pretrained(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint=encoder_checkpoint_file, device="cpu")
-
-
 @pytest.fixture()
 def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "home"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import warnings
 
 import numpy as np
 import pytest
@@ -20,11 +19,6 @@ from sgsim.errors import SgsimError
 STEPS = 12
 TRAIN_SEEDS = list(range(6))
 HOLDOUT = 3
-
-
-@pytest.fixture(scope="module")
-def editor(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space) -> Editor:
-    return Editor.from_pretrained(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint=encoder_checkpoint_file, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sgsim.editing import EditDiverged, Editor, Target
+from sgsim.editing import EditDiverged, Target
 from sgsim.editing.mixing import coarse_rows
 from sgsim.audio import load_centred_window, rms_dbfs
 from sgsim.editing.targets import embed_target, loudness_scale
@@ -16,11 +16,6 @@ from sgsim.errors import AudioError, SgsimError
 
 
 STEPS = 12
-
-
-@pytest.fixture(scope="module")
-def editor(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space) -> Editor:
-    return Editor.from_pretrained(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint=encoder_checkpoint_file, device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -36,11 +36,6 @@ class NeedsAbsentNetwork:
 
 
 @pytest.fixture(scope="module")
-def editor(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space) -> Editor:
-    return Editor.from_pretrained(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint=encoder_checkpoint_file, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def toy_terms():
     register_term("brightness", Brightness)
     register_term("depth", NeedsAbsentNetwork)

@@ -49,11 +49,6 @@ def nudge_targets(targets: torch.Tensor, seed: int, size: float = TARGET_NUDGE) 
 
 
 @pytest.fixture(scope="module")
-def editor(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space) -> Editor:
-    return Editor.from_pretrained(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint=encoder_checkpoint_file, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def bench():
     """scripts/bench_edit.py as a module."""
     spec = importlib.util.spec_from_file_location("bench_edit", BENCH)

@@ -14,7 +14,6 @@ import soundfile
 import torch
 import torch.nn.functional as F
 
-from sgsim.editing import Editor
 from sgsim.editing.video import (RENDER_BATCH, embed_keyframes, frame_count, interpolate, keyframe_times, window_span,
                                  write_video)
 from sgsim.errors import AudioError, SgsimError
@@ -23,11 +22,6 @@ RATE = 44100
 SOUND_SECONDS, GAP_SECONDS = 3.0, 3.0  # raining, silence, wind: the gap_track fixture's defaults
 WINDOW = 1.0  # a 1 s window fits inside the gap, so the gap's inner keyframes hear nothing
 STEPS = 3
-
-
-@pytest.fixture(scope="module")
-def editor(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space) -> Editor:
-    return Editor.from_pretrained(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint=encoder_checkpoint_file, device="cpu")
 
 
 @pytest.fixture(scope="module")

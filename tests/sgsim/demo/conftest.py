@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from typing import Iterator
 
 import pytest
@@ -33,14 +32,8 @@ def gradio():
     return needed("gradio")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def demo_server(gradio, tmp_path_factory, tiny_generator_file, encoder_checkpoint_file, tiny_clip_space, shared_data, monkeypatch_module):
+def demo_server(gradio, free_port, tmp_path_factory, tiny_generator_file, encoder_checkpoint_file, tiny_clip_space, shared_data, monkeypatch_module):
     """`sgsim demo`'s start-up on the tiny networks, served on a free local port; yields (url, workspace); stopped after."""
     from sgsim.cli.demo import start_demo
 

@@ -34,11 +34,10 @@ def test_flags_reach_the_page_and_the_workspace_is_removed_after(served, tiny_ge
     assert page.uploads.parent.name.startswith("sgsim-demo-") and not page.uploads.parent.exists()
 
 
-def test_missing_weights_are_one_line_before_anything_is_served(served, tmp_path, monkeypatch):
+def test_missing_weights_are_one_line_before_anything_is_served(served, tmp_path, monkeypatch, one_error_line):
     monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))
     result = CliRunner().invoke(main, ["demo"])
-    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert result.exit_code != 0 and len(lines) == 1 and "sgsim weights download ffhq" in lines[0], result.output
+    assert "sgsim weights download ffhq" in one_error_line(result)
     assert served == []
 
 

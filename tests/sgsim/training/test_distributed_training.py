@@ -5,7 +5,6 @@ number of processes."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
