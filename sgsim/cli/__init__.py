@@ -100,6 +100,8 @@ class _Group(click.Group):
         try:
             with _sigterm_unwinds():
                 return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # matched first, so `--help` does not evaluate user_errors(), whose imports load torch
         except user_errors() as exc:
             raise click.ClickException(str(exc)) from None
 
