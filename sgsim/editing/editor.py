@@ -108,6 +108,25 @@ def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def check_settings(steps: int, lr: float, mix: str, strengths: Sequence[float]) -> list[float]:
+    """The optimisation's settings checked (the strengths returned as floats), each problem as one SgsimError line."""
+    if mix not in MIX_MODES:
+        raise SgsimError(f"unknown mix {mix!r}; choose one of {', '.join(MIX_MODES)}")
+    if int(steps) != steps or steps < 1:
+        raise SgsimError(f"steps must be a whole number >= 1, got {steps}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise SgsimError(f"lr must be a finite number > 0, got {lr}")
+    return check_strengths(strengths)
+
+
+def check_strengths(strengths: Sequence[float]) -> list[float]:
+    """Strengths as floats; at least one, all finite."""
+    strengths = [float(s) for s in strengths]
+    if not strengths or not all(math.isfinite(s) for s in strengths):
+        raise SgsimError(f"strengths must be one or more finite numbers, got {strengths}")
+    return strengths
+
+
 class Editor:
     """Sound-guided editing of StyleGAN2 images (SGSIM), with the defects of the reference code fixed.
 
@@ -206,9 +225,9 @@ class Editor:
     def source_latent(self, source: AnySource, seed: int = 0, invert_steps: int = 1000, class_index: Optional[int] = None) -> torch.Tensor:
         """W+ [num_ws, w_dim] on the device of a source: a seed (of class `class_index` for a conditional
         generator), a W / W+ latent, or an image (inverted, seeded by `seed`); see sources.as_source."""
-        return self._start(source, seed, invert_steps, class_index)[0]
+        return self.source_start(source, seed, invert_steps, class_index)[0]
 
-    def _start(self, source: AnySource, seed: int, invert_steps: int,
+    def source_start(self, source: AnySource, seed: int, invert_steps: int,
                class_index: Optional[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Optional[torch.Tensor]]:
         """The source's W+ latent, the noise buffers to render it with ({}: the generator's own) and, for an image
         source, the photo as inverted ([3, H, W] in [-1, 1])."""
@@ -287,17 +306,17 @@ class Editor:
         `class_index`: the class of a seed source, required for a conditional generator (one-hot label).
         Raises EditDiverged (an SgsimError carrying the last finite latents) on a NaN loss.
         """
-        self._require_encoders("edit")
+        self.require_encoders("edit")
         targets = self._check_targets(targets, mix)
-        strengths = self._check_settings(steps, lr, mix, strengths)
+        strengths = check_settings(steps, lr, mix, strengths)
         chosen = choose_precision(precision, self.device)
         precision = chosen.name
-        weights = self._weights(weights, lambda_latent, lambda_id)
-        networks = self._networks_for(weights)
+        weights = self.loss_weights(weights, lambda_latent, lambda_id)
+        networks = self.networks_for(weights)
 
         source = as_source(source)
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
-        w_source, fitted_noise, input_image = self._start(source, seed, invert_steps, class_index)
+        w_source, fitted_noise, input_image = self.source_start(source, seed, invert_steps, class_index)
         noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
         if mix == "weighted":
             directions = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)])
@@ -388,9 +407,9 @@ class Editor:
         from checkpoints.download import sha256_file
         from sgsim import __version__
 
-        self._require_encoders("learn a direction")
+        self.require_encoders("learn a direction")
         targets = self._check_targets(targets, "weighted")
-        self._check_settings(steps, lr, "weighted", (1.0,))
+        check_settings(steps, lr, "weighted", (1.0,))
         if int(holdout) != holdout or holdout < 0:
             raise SgsimError(f"holdout must be a whole number of seeds >= 0, got {holdout}")
         names = direction_names(targets) if names is None else [str(name) for name in names]
@@ -402,12 +421,12 @@ class Editor:
             raise SgsimError("no sources: a direction is learned over one or more seeds, latents or images (16 is a good number)")
         chosen = choose_precision(precision, self.device)
         precision = chosen.name
-        weights = self._weights(weights, lambda_latent, lambda_id)
-        networks = self._networks_for(weights)
+        weights = self.loss_weights(weights, lambda_latent, lambda_id)
+        networks = self.networks_for(weights)
 
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
         aims = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)]).to(self.device)
-        w_sources = torch.stack([self._start(source, seed, invert_steps, class_index)[0] for source in sources])
+        w_sources = torch.stack([self.source_start(source, seed, invert_steps, class_index)[0] for source in sources])
         variables = SharedOffset(w_sources, layers, count=len(targets))
         with edit_precision(precision, self.generator, self.clip, synthesis=self.mixed_synthesis) as image_encoder:
             optimise_latents(
@@ -431,8 +450,8 @@ class Editor:
             directions.append(SoundDirection(
                 name=name, offset=offsets[k], target=aims[k].cpu(), generator=self._generator_record(),
                 encoder={"name": getattr(self.audio_encoder, "name", type(self.audio_encoder).__name__),
-                         "state_sha256": self._checksum("audio_encoder")},
-                clip={"name": getattr(self.audio_encoder, "clip_model", type(self.clip).__name__), "state_sha256": self._checksum("clip")},
+                         "state_sha256": self.checksum("audio_encoder")},
+                clip={"name": getattr(self.audio_encoder, "clip_model", type(self.clip).__name__), "state_sha256": self.checksum("clip")},
                 sound=sound, text=target.text, settings={**settings, "text_weight": target.weight}, sgsim_version=__version__,
             ))
         if holdout:
@@ -452,9 +471,9 @@ class Editor:
         `gain_fraction` = mean CLIP-loss gain of the direction / that of the per-image optimisation."""
         from sgsim.losses import EditProblem, StepInputs
 
-        self._require_encoders("evaluate a direction")
-        weights = self._weights(weights, None, None)
-        networks = self._networks_for(weights)
+        self.require_encoders("evaluate a direction")
+        weights = self.loss_weights(weights, None, None)
+        networks = self.networks_for(weights)
         for direction in directions:
             check_generator(direction, self.generator)
         seeds = [int(seed) for seed in seeds]
@@ -504,11 +523,11 @@ class Editor:
         Strength 0 is the source exactly. `source`, `seed`, `invert_steps`, `class_index` and `noise` as for edit.
         A direction learned on another architecture is refused; on other weights of the same one, a warning."""
         directions = [directions] if isinstance(directions, SoundDirection) else list(directions)
-        strengths = self._check_strengths(strengths)
+        strengths = check_strengths(strengths)
         for direction in directions:
-            check_generator(direction, self.generator, self._checksum("generator"))
+            check_generator(direction, self.generator, self.checksum("generator"))
         offset = combined_offset(directions, weights).to(self.device)
-        w_source, fitted_noise, _ = self._start(source, seed, invert_steps, class_index)
+        w_source, fitted_noise, _ = self.source_start(source, seed, invert_steps, class_index)
         noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
         latents = strength_latents(w_source, offset, strengths)
         with swapped_noise(self.generator, noise):
@@ -516,7 +535,7 @@ class Editor:
         return AppliedEdit(images=images, latents=latents.cpu(), source_latent=w_source.cpu(), strengths=strengths,
                            offset=offset.cpu(), noise={name: value.cpu() for name, value in noise.items()})
 
-    def _checksum(self, component: str) -> str:
+    def checksum(self, component: str) -> str:
         """state_sha256 of the generator, audio_encoder or clip, hashed once per Editor."""
         if component not in self._checksums:
             self._checksums[component] = state_sha256(getattr(self, component))
@@ -527,9 +546,10 @@ class Editor:
         name = self.weight_files.get("generator")
         if name is not None:
             name = components.manifest_generator(name) or str(name)
-        return {"name": name, "architecture": architecture(self.generator), "state_sha256": self._checksum("generator")}
+        return {"name": name, "architecture": architecture(self.generator), "state_sha256": self.checksum("generator")}
 
-    def _require_encoders(self, what: str) -> None:
+    def require_encoders(self, what: str) -> None:
+        """Refuse `what` on an Editor built without an audio encoder and CLIP (one that only applies directions)."""
         if self.audio_encoder is None:
             raise SgsimError(f"this Editor has no audio encoder and CLIP (it only applies directions); to {what}, "
                              f"load one with Editor.from_pretrained(generator, encoder, ...)")
@@ -551,7 +571,7 @@ class Editor:
 
         return make_video(self, audio, source, **options)
 
-    def _weights(self, weights: Optional[Mapping[str, float]], lambda_latent: Optional[float],
+    def loss_weights(self, weights: Optional[Mapping[str, float]], lambda_latent: Optional[float],
                  lambda_id: Optional[float]) -> dict[str, float]:
         """The preset's loss weights updated by `weights` and the lambda_* aliases, checked."""
         aliases = {name: value for name, value in (("latent", lambda_latent), ("id", lambda_id)) if value is not None}
@@ -559,7 +579,7 @@ class Editor:
             raise SgsimError(f"lambda_latent and lambda_id must be finite numbers >= 0, got {lambda_latent} and {lambda_id}")
         return check_weights({**self.preset.weights, **(weights or {}), **aliases})
 
-    def _networks_for(self, weights: dict[str, float]) -> dict[str, object]:
+    def networks_for(self, weights: dict[str, float]) -> dict[str, object]:
         """The helper networks the terms with weight > 0 need; a term whose network is absent from the cache is
         turned off (weight set to 0 in `weights`), with one warning per network."""
         networks = {}
@@ -588,20 +608,3 @@ class Editor:
         if mix == "layers" and any(t.audio is None or not t.text for t in targets):
             raise SgsimError("mix='layers' mixes a sound-guided and a text-guided edit: every target needs both audio and text")
         return targets
-
-    @staticmethod
-    def _check_settings(steps: int, lr: float, mix: str, strengths: Sequence[float]) -> list[float]:
-        if mix not in MIX_MODES:
-            raise SgsimError(f"unknown mix {mix!r}; choose one of {', '.join(MIX_MODES)}")
-        if int(steps) != steps or steps < 1:
-            raise SgsimError(f"steps must be a whole number >= 1, got {steps}")
-        if not (math.isfinite(lr) and lr > 0):
-            raise SgsimError(f"lr must be a finite number > 0, got {lr}")
-        return Editor._check_strengths(strengths)
-
-    @staticmethod
-    def _check_strengths(strengths: Sequence[float]) -> list[float]:
-        strengths = [float(s) for s in strengths]
-        if not strengths or not all(math.isfinite(s) for s in strengths):
-            raise SgsimError(f"strengths must be one or more finite numbers, got {strengths}")
-        return strengths

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from sgsim.audio import check_long_enough, load_audio, rms_dbfs
+from sgsim.editing.editor import check_settings, check_strengths
 from sgsim.editing.optimise import optimise_latents
 from sgsim.editing.precision import choose_precision, edit_precision
 from sgsim.editing.targets import loudness_scale
@@ -246,24 +247,24 @@ def make_video(
     progress: Optional[Progress] = None,
 ) -> VideoEdit:
     """Editor.video: see its docstring."""
-    editor._require_encoders("make a sound-driven video")
+    editor.require_encoders("make a sound-driven video")
     check_timing(fps, keyframe_every, window)
     if direction is None or steps != 0:  # a direction alone may skip the optimisation
-        editor._check_settings(steps, lr, "weighted", [strength])
-    editor._check_strengths([strength])
+        check_settings(steps, lr, "weighted", [strength])
+    check_strengths([strength])
     if direction is not None:
         from sgsim.editing.directions import check_generator
 
-        check_generator(direction, editor.generator, editor._checksum("generator"))
+        check_generator(direction, editor.generator, editor.checksum("generator"))
     chosen = choose_precision(precision, editor.device)
     precision = chosen.name
-    weights = editor._weights({**(weights or {}), "smoothness": smoothness}, None, None)
-    networks = editor._networks_for(weights)
+    weights = editor.loss_weights({**(weights or {}), "smoothness": smoothness}, None, None)
+    networks = editor.networks_for(weights)
     audio = Path(audio)
     duration = check_long_enough(audio)
     times = keyframe_times(duration, keyframe_every)
     targets = embed_keyframes(audio, times, editor.audio_encoder, window, progress)  # a bad track fails before inversion
-    w_source, fitted_noise = editor._start(source, seed, invert_steps, class_index)[:2]
+    w_source, fitted_noise = editor.source_start(source, seed, invert_steps, class_index)[:2]
     noise = {name: torch.as_tensor(value).to(editor.device) for name, value in (noise or fitted_noise).items()}
     G = editor.generator
     start = w_source.expand(len(times), -1, -1)
