@@ -89,10 +89,16 @@ def supervised_scores(
     images: torch.Tensor, labels: torch.Tensor, folds: list[int], num_classes: int, config: SupervisedConfig,
     device: torch.device, progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """[N, K] softmax scores, each clip scored by a classifier trained from scratch on every other fold."""
+    """[N, K] softmax scores, each clip scored by a classifier trained from scratch on every other fold.
+
+    Under torchrun each process trains its share of the folds (each seeded by its fold alone, so which process
+    trains it does not matter) and the held-out scores are merged on every process."""
+    from sgsim.distributed import current_rank, gather_objects, shard
+
     fold_of = torch.tensor(folds)
     scores = torch.zeros(len(labels), num_classes)
-    for fold in sorted(set(folds)):
+    scored = 0
+    for fold in shard(sorted(set(folds)), current_rank()):
         train = torch.nonzero(fold_of != fold).flatten()
         held_out = torch.nonzero(fold_of == fold).flatten()
         torch.manual_seed(config.seed + fold)
@@ -116,6 +122,10 @@ def supervised_scores(
             for start in range(0, len(held_out), config.batch_size):
                 batch = held_out[start : start + config.batch_size]
                 scores[batch] = model(images[batch].to(device).float()).softmax(dim=1).cpu()
+        scored += len(held_out)
         if progress:
             progress(len(held_out))
-    return scores
+    merged = torch.stack(gather_objects(scores)).sum(0)  # every row was scored by one process, zeros elsewhere
+    if progress and scored < len(labels):
+        progress(len(labels) - scored)  # the other processes' folds
+    return merged
