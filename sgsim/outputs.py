@@ -80,7 +80,7 @@ def write_png(path: Union[str, os.PathLike], image: "torch.Tensor") -> None:
 
     pixels = to_uint8(image)
     if pixels.shape[0] != 1:
-        raise ImageError(f"write_png writes one image, got a batch of {pixels.shape[0]} for {path}; use write_grid")
+        raise ImageError(f"write_png writes one image, got a batch of {pixels.shape[0]} for {path}; use write_grid_rows")
     _save_png(path, Image.fromarray(pixels[0]))
 
 
@@ -170,13 +170,6 @@ def _scaled(picture, side: int):
         return picture
     width = round(picture.width * side / picture.height)
     return picture.resize((width, side), Image.Resampling.NEAREST if side > picture.height else Image.Resampling.LANCZOS)
-
-
-def write_grid(path: Union[str, os.PathLike], images: Sequence["torch.Tensor"], labels: Sequence[str]) -> None:
-    """Write images side by side, each under its label (e.g. source | inverted | edited), as one PNG, atomically."""
-    if len(images) == 0 or len(images) != len(labels):
-        raise ImageError(f"write_grid needs one label per image, got {len(images)} images and {len(labels)} labels")
-    _save_png(path, grid_picture([GridRow(images, labels)]))
 
 
 def write_grid_rows(path: Union[str, os.PathLike], rows: Sequence[GridRow], tile: Optional[int] = None) -> None:

@@ -81,7 +81,7 @@ def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, la
     from sgsim.devices import parse_device
     from sgsim.editing import Editor
     from sgsim.latents import write_latent_file
-    from sgsim.outputs import is_run_folder, run_record, weights_record, write_grid, write_json, write_png
+    from sgsim.outputs import GridRow, is_run_folder, run_record, tile_size, weights_record, write_grid_rows, write_json, write_png
 
     directions = [read_direction_spec(spec) for spec in direction_specs]
     if direction_weights and len(direction_weights) != len(directions):
@@ -102,23 +102,20 @@ def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, la
         loaded = components.load_generator(generator, device)
         editor = Editor(loaded.component, None, None, device=device, weight_files={"generator": loaded.weights})
         ready = time.perf_counter()
-        outputs, tiles, tile_labels, source_latents, applied_latents = [], [], [], [], []
+        outputs, rows, source_latents, applied_latents = [], [], [], []
         for name, source in sources:
             applied = editor.apply(directions, source, strengths=[0.0, *strengths], weights=weights, class_index=class_index,
                                    invert_steps=invert_steps)
             write_png(staging / name / "source.png", applied.images[0])
             outputs.append(f"{name}/source.png")
-            tiles.append(applied.images[0])
-            tile_labels.append(name)
             for strength, image in zip(strengths, applied.images[1:]):
                 outputs.append(f"{name}/{label}_s{strength:g}.png")
                 write_png(staging / outputs[-1], image)
-                tiles.append(image)
-                tile_labels.append(f"{label} x{strength:g}")
+            rows.append(GridRow(list(applied.images), ["source", *(f"{label} x{s:g}" for s in strengths)], name))
             source_latents.append(applied.source_latent)
             applied_latents.append(applied.latents[1:])
         applied_at = time.perf_counter()
-        write_grid(staging / "comparison.png", tiles, tile_labels)
+        write_grid_rows(staging / "comparison.png", rows, tile_size(applied.images.shape[-2]))  # a row per source
         write_latent_file(staging / "latents.npz", sources=torch.stack(source_latents), applied=torch.stack(applied_latents),
                           strengths=torch.tensor(strengths), offset=applied.offset)
         outputs += ["comparison.png", "latents.npz"]

@@ -12,6 +12,7 @@ from PIL import Image
 
 from sgsim.cli import main
 from sgsim.editing import SoundDirection, load_directions
+from sgsim.outputs import tile_size
 
 STEPS = "4"
 
@@ -87,7 +88,9 @@ def test_apply_writes_the_edit_layout_and_renders_w_plus_s_times_the_weighted_of
     np.testing.assert_allclose(latents["offset"], offset, rtol=0, atol=1e-6)
     for strength_index, strength in enumerate((0.5, 1.0)):
         np.testing.assert_allclose(latents["applied"][:, strength_index], latents["sources"] + strength * offset, rtol=0, atol=1e-6)
-    assert Image.open(out / "comparison.png").width == 6 * 32
+    with Image.open(out / "comparison.png") as comparison:  # a row per seed: source, then each strength
+        side = tile_size(32)
+        assert comparison.width == 3 * side and 2 * side < comparison.height < 3 * side
     report = json.loads((out / "run.json").read_text())
     assert [d["weight"] for d in report["directions"]] == [1.0, 0.5] and report["strengths"] == [0.5, 1.0]
     assert report["generator"] == rain.generator["name"]  # found by the name the direction recorded

@@ -11,7 +11,7 @@ from PIL import Image
 
 from sgsim.errors import ImageError
 from sgsim.images import read_image
-from sgsim.outputs import to_uint8, write_grid, write_png
+from sgsim.outputs import GridRow, to_uint8, write_grid_rows, write_png
 
 
 def _pixels(tensor: torch.Tensor) -> np.ndarray:
@@ -174,7 +174,7 @@ def test_png_round_trip_is_exact_for_eight_bit_values(tmp_path):
 def test_grid_places_images_side_by_side_under_labels(tmp_path):
     black = torch.full((1, 3, 8, 8), -1.0)
     white = torch.ones(1, 3, 8, 8)
-    write_grid(tmp_path / "grid.png", [black, white], ["source", "edited"])
+    write_grid_rows(tmp_path / "grid.png", [GridRow([black, white], ["source", "edited"])])
     with Image.open(tmp_path / "grid.png") as grid:
         pixels = np.asarray(grid.convert("RGB"))
     assert pixels.shape[1] == 16 and pixels.shape[0] > 8
@@ -183,6 +183,6 @@ def test_grid_places_images_side_by_side_under_labels(tmp_path):
     assert (pixels[:-8] < 128).any()  # some label text is drawn above the tiles
 
 
-def test_grid_needs_one_label_per_image(tmp_path):
-    with pytest.raises(ImageError, match="one label per image"):
-        write_grid(tmp_path / "grid.png", [torch.zeros(1, 3, 4, 4)], ["a", "b"])
+def test_grid_needs_one_caption_per_tile(tmp_path):
+    with pytest.raises(ImageError, match="one caption per tile"):
+        write_grid_rows(tmp_path / "grid.png", [GridRow([torch.zeros(1, 3, 4, 4)], ["a", "b"])])
