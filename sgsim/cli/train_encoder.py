@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sgsim.training.trainer import TrainConfig
+from sgsim.training.config import TrainConfig
 
 DEFAULTS = TrainConfig()
 

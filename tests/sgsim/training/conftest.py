@@ -60,7 +60,8 @@ def small_run(sound_classes, train_clip_file, tiny_clip_name):
 
     from encoders import load_clip
     from sgsim.datasets import read_csv_dataset
-    from sgsim.training.trainer import TrainConfig, train_val_split
+    from sgsim.training.config import TrainConfig
+    from sgsim.training.trainer import train_val_split
 
     train, val = train_val_split(read_csv_dataset(sound_classes), val_fold=2)
 
