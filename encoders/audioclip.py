@@ -143,13 +143,15 @@ class ESResNeXtFBSP(ResNet):
             self.add_module(f"att{index}", Attention2d(in_channels, out_channels, kernel, padding))
 
     def spectrogram(self, waveform: torch.Tensor) -> torch.Tensor:
-        """[B, C, T] float samples in [-1, 1] at 44.1 kHz -> dB bands [B, C, 3, 341, frames]."""
+        """[B, C, T] float samples in [-1, 1] at 44.1 kHz -> dB bands [B, C, 3, 341, frames], in float32 also under
+        autocast: the filterbank is a matmul whose quiet bins cancel, and in bfloat16 they lose their dB values."""
         batch, channels, _ = waveform.shape
         signal = int16_to_unit_range(waveform.reshape(batch * channels, -1) * INT16_SCALE)
         frames = frame_signal(signal, FRAME_LENGTH, HOP_LENGTH) * self.window
         padding = N_FFT - FRAME_LENGTH
         frames = F.pad(frames, (padding // 2, padding - padding // 2))
-        power = self.fbsp(frames).transpose(-1, -2)[:, : N_BANDS * BAND_HEIGHT]
+        with torch.autocast(waveform.device.type, enabled=False):
+            power = self.fbsp(frames).transpose(-1, -2)[:, : N_BANDS * BAND_HEIGHT]
         power = torch.where(power > 0, power, torch.full_like(power, LOG_FLOOR))
         return 10.0 * torch.log10(power).reshape(batch, channels, N_BANDS, BAND_HEIGHT, -1)
 

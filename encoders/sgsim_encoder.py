@@ -87,7 +87,8 @@ class LogMelFrontEnd(nn.Module):
             return_complex=True,
         )
         power = spectrum.real.square() + spectrum.imag.square()
-        mel = torch.matmul(self.mel_basis, power)
+        with torch.autocast(waveform.device.type, enabled=False):  # the same features under autocast: only networks run reduced
+            mel = torch.matmul(self.mel_basis, power)
         peak = mel.amax(dim=(-2, -1), keepdim=True)
         decibels = 10.0 * torch.log10(mel.clamp_min(self.amin)) - 10.0 * torch.log10(peak.clamp_min(self.amin))
         decibels = torch.maximum(decibels, decibels.amax(dim=(-2, -1), keepdim=True) - self.top_db)

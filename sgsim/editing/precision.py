@@ -50,12 +50,13 @@ def default_precision(device: Union[str, torch.device]) -> PrecisionChoice:
     return PrecisionChoice("fp32", f"default on {torch.device(device).type}: no native bfloat16 (AVX512-BF16 or AMX) here")
 
 
-def choose_precision(precision: Optional[str], device: Union[str, torch.device]) -> PrecisionChoice:
-    """The precision to use on `device`: the device's default for None, else `precision` if it can run there."""
+def choose_precision(precision: Optional[str], device: Union[str, torch.device], offered: tuple[str, ...] = PRECISIONS) -> PrecisionChoice:
+    """The precision to use on `device`: the device's default for None, else `precision` if it is among the caller's
+    `offered` ones (embedding offers fp32 and bf16) and can run there."""
     if precision is None:
         return default_precision(device)
-    if precision not in PRECISIONS:
-        raise SgsimError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision not in offered:
+        raise SgsimError(f"unknown precision {precision!r}; choose one of {', '.join(offered)}")
     if precision == "mixed" and torch.device(device).type != "cuda":
         raise SgsimError(f"precision='mixed' runs fp16 kernels on CUDA, but the device is {device}; use 'fp32' or 'bf16'")
     if precision == "bf16" and torch.device(device).type == "cpu" and not native_bf16():

@@ -58,6 +58,7 @@ class Comparison:
     results: list[DatasetResult] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (encoder name, reason)
     prompts: str = "sound"
+    precision: str = "fp32"  # of the audio embeddings (EMBEDDING_PRECISIONS)
 
 
 def _weights_missing(weights: str | None) -> str | None:
@@ -93,11 +94,13 @@ def evaluate_encoder(
     batch_size: int = 32,
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
+    precision: str = "fp32",
 ) -> DatasetResult:
-    """Zero-shot (and linear-probe) accuracy of one loaded encoder on one dataset, per fold and averaged; under
-    torchrun the clips are embedded sharded over the processes and merged (every process then scores them alike)."""
+    """Zero-shot (and linear-probe) accuracy of one loaded encoder on one dataset, per fold and averaged, with the clips
+    embedded at `precision`; under torchrun they are embedded sharded over the processes and merged (every process
+    then scores them alike)."""
     start = time.perf_counter()
-    embedded = embed_sharded(encoder, dataset, cache_root, batch_size, workers, progress)
+    embedded = embed_sharded(encoder, dataset, cache_root, batch_size, workers, progress, precision)
     folds = evaluation_folds(embedded.folds)
     protocols = []
     if len(embedded.labels):
@@ -157,14 +160,16 @@ def compare_encoders(
     workers: int = 2,
     progress_factory: Callable[[str, int], Callable[[int], None]] | None = None,
     supervised: SupervisedConfig | None = None,
+    precision: str = "fp32",
 ) -> Comparison:
-    """Run every chosen encoder (and, given `supervised`, the supervised baseline) on every dataset.
+    """Run every chosen encoder (and, given `supervised`, the supervised baseline) on every dataset, embedding the
+    clips at `precision` (EMBEDDING_PRECISIONS).
 
     An encoder that cannot be loaded is skipped with its reason. `progress_factory(description, total)`
     returns the progress callback of one encoder on one dataset.
     """
     templates_for(prompts)  # an unknown prompt set fails before any model loads
-    comparison = Comparison(prompts=prompts)
+    comparison = Comparison(prompts=prompts, precision=precision)
     for choice in choices:
         try:
             encoder = load_audio_encoder(choice.name, checkpoint=choice.checkpoint, device=device)
@@ -174,7 +179,7 @@ def compare_encoders(
             continue
         for dataset in datasets:
             progress = progress_factory(f"{choice.shown} on {dataset.root.name}", len(dataset.clips)) if progress_factory else None
-            result = evaluate_encoder(encoder, clip, dataset, prompts, linear_probe, cache_root, batch_size, workers, progress)
+            result = evaluate_encoder(encoder, clip, dataset, prompts, linear_probe, cache_root, batch_size, workers, progress, precision)
             result.encoder, result.model = choice.shown, choice.name
             comparison.results.append(result)
         del encoder, clip

@@ -1,8 +1,8 @@
 """Embed every clip of a dataset with an audio encoder: parallel decoding, batched encoding, an on-disk cache.
 
-The cache key of a clip is (file content sha256, encoder name, weights sha256), so renaming a file costs
-nothing and changing a file or the weights re-encodes exactly what changed. Clips whose file cannot be
-decoded or encoded are reported as problems and left out.
+The cache key of a clip is (file content sha256, encoder name, weights sha256, precision), so renaming a file
+costs nothing, changing a file or the weights re-encodes exactly what changed, and a bf16 embedding is never
+served for an fp32 request. Clips whose file cannot be decoded or encoded are reported as problems and left out.
 """
 
 from __future__ import annotations
@@ -26,9 +26,15 @@ from encoders.errors import EncoderError
 from sgsim.atomic import atomic_output
 from sgsim.audio import load_centred_window
 from sgsim.datasets import AudioDataset, Problem, not_a_clip
+from sgsim.editing.precision import choose_precision
 from sgsim.errors import AudioError
 
 HASH_CHUNK = 1 << 20
+# The precisions an encoder can embed at. fp32 is the default because accuracy tables are compared across machines;
+# bf16 (the encoder under bfloat16 autocast) is opt-in, for CPUs with native bfloat16 (AVX512-BF16, AMX) and GPUs.
+# Its tolerance: every embedding within cosine 0.999 of fp32's and the same zero-shot predictions
+# (tests/sgsim/evaluation/test_embeddings.py; README, Performance).
+EMBEDDING_PRECISIONS = ("fp32", "bf16")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -51,10 +57,12 @@ def weights_sha256(encoder: torch.nn.Module) -> str:
 
 
 class EmbeddingCache:
-    """One `.npy` per (encoder, weights, file content) under `root/{encoder}-{weights hash}/{content hash}.npy`."""
+    """One `.npy` per (encoder, weights, precision, file content) under `root/{encoder}-{weights hash}/{content hash}.npy`,
+    with `-{precision}` after the weights hash for any precision but fp32 (so the fp32 caches of earlier runs stay valid)."""
 
-    def __init__(self, root: str | Path, encoder_name: str, weights_hash: str):
-        self.folder = Path(root) / f"{encoder_name}-{weights_hash[:16]}"
+    def __init__(self, root: str | Path, encoder_name: str, weights_hash: str, precision: str = "fp32"):
+        variant = "" if precision == "fp32" else f"-{precision}"
+        self.folder = Path(root) / f"{encoder_name}-{weights_hash[:16]}{variant}"
 
     def _path(self, content_hash: str) -> Path:
         return self.folder / f"{content_hash}.npy"
@@ -147,14 +155,17 @@ def embed_dataset(
     batch_size: int = 32,
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
+    precision: str = "fp32",
 ) -> EmbeddedDataset:
-    """Embed every clip of `dataset` with `encoder` (an AudioEncoder), reading from and filling the cache.
+    """Embed every clip of `dataset` with `encoder` (an AudioEncoder) at `precision` (EMBEDDING_PRECISIONS), reading
+    from and filling the cache.
 
     Clips of one shape are encoded together (the encoders' front ends need equal lengths per batch), so
     fixed-length datasets such as ESC-50 run in full batches. `progress(n)` is told of every n clips done.
     """
+    precision = choose_precision(precision, encoder.device, EMBEDDING_PRECISIONS).name
     advance = progress or (lambda n: None)
-    cache = EmbeddingCache(cache_root, encoder.name, weights_sha256(encoder)) if cache_root is not None else None
+    cache = EmbeddingCache(cache_root, encoder.name, weights_sha256(encoder), precision) if cache_root is not None else None
     # Only regular files are hashed or decoded (a FIFO would block forever); datasets list no others, callers might.
     reasons = {index: not_a_clip(clip.path) for index, clip in enumerate(dataset.clips)}
     problems = [Problem(str(dataset.clips[index].path), reason) for index, reason in reasons.items() if reason]
@@ -178,7 +189,7 @@ def embed_dataset(
             batch = buckets.pop(shape)
             indices = [todo[position] for position, _ in batch]
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), torch.autocast(encoder.device.type, torch.bfloat16, enabled=precision == "bf16"):
                     vectors = fast.encode(torch.from_numpy(np.stack([w for _, w in batch])), encoder.sample_rate)
             except EncoderError as error:
                 problems.extend(Problem(str(dataset.clips[i].path), str(error)) for i in indices)
@@ -221,16 +232,17 @@ def embed_sharded(
     batch_size: int = 32,
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
+    precision: str = "fp32",
 ) -> EmbeddedDataset:
     """embed_dataset under torchrun: each process embeds its round-robin share of the clips, and every process gets
     the shares merged once, in the dataset's order, as one process would have embedded them. Alone: embed_dataset."""
     from sgsim.distributed import active, current_rank, gather_objects, shard
 
     if not active():
-        return embed_dataset(encoder, dataset, cache_root, batch_size, workers, progress)
+        return embed_dataset(encoder, dataset, cache_root, batch_size, workers, progress, precision)
     positions = shard(list(range(len(dataset.clips))), current_rank())
     mine = AudioDataset(dataset.name, dataset.root, dataset.classes, [dataset.clips[i] for i in positions])
-    part = embed_dataset(encoder, mine, cache_root, batch_size, workers, progress)
+    part = embed_dataset(encoder, mine, cache_root, batch_size, workers, progress, precision)
     rows, problems, encoded = [], list(dataset.problems), 0
     for positions, part in gather_objects((positions, part)):
         walk = iter(positions)  # a share's kept clips are a subsequence of its clips, in order

@@ -50,7 +50,8 @@ def markdown(comparison: Comparison, with_paper: bool = False) -> str:
         if row["fold"] == "mean":
             means.setdefault((row["source"], row["method"], row["protocol"]), {})[row["dataset"]] = row
     lines = [
-        f"Top-1 / top-5 accuracy (%), averaged over held-out folds; zero-shot prompts: {comparison.prompts}.",
+        f"Top-1 / top-5 accuracy (%), averaged over held-out folds; zero-shot prompts: {comparison.prompts}; "
+        f"audio embeddings in {comparison.precision}.",
         "",
         "| method | protocol | " + " | ".join(datasets) + " |",
         "| --- | --- | " + " | ".join("---" for _ in datasets) + " |",

@@ -127,3 +127,36 @@ def test_two_checkpoints_of_one_encoder_get_rows_of_their_own(small_esc50, tmp_p
 def test_bad_labelled_encoder_is_a_usage_error(small_esc50, value):
     result = CliRunner().invoke(main, ["compare-encoders", str(small_esc50), "--encoder", value])
     assert result.exit_code == 2 and "LABEL:NAME=PATH" in result.output
+
+
+def test_bf16_embeddings_are_cached_apart_from_fp32_and_give_the_same_zero_shot_results(small_esc50, tmp_path, encoder_checkpoint_file,
+                                                                                        tiny_clip_space, monkeypatch):
+    """--precision bf16 is opt-in (fp32 is the default), never served fp32's cached embeddings nor serves its own to fp32,
+    and on the real clips predicts what fp32 predicts (README, Performance: the tolerance of bf16 embeddings)."""
+    from sgsim.evaluation.embeddings import EMBEDDING_PRECISIONS
+
+    option = next(p for p in main.commands["compare-encoders"].params if p.name == "precision")
+    assert tuple(option.type.choices) == EMBEDDING_PRECISIONS and option.default == "fp32"
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "home"))
+
+    def compare(*precision: str) -> tuple[str, dict]:
+        out = tmp_path / f"report-{'-'.join(precision) or 'default'}"
+        result = CliRunner().invoke(main, [
+            "compare-encoders", str(small_esc50), "--encoder", f"sgsim-resnet18={encoder_checkpoint_file}", "--no-linear-probe",
+            "--clip", f"sgsim-resnet18={tiny_clip_space}", "--out", str(out), "--workers", "0", *precision,
+        ])
+        assert result.exit_code == 0, result.output
+        return result.output, json.loads((out / "encoders.json").read_text())
+
+    fp32_output, fp32 = compare()
+    assert "6 encoded" in fp32_output and "audio embeddings in fp32" in fp32_output
+    bf16_output, bf16 = compare("--precision", "bf16")
+    assert "6 encoded" in bf16_output and "audio embeddings in bf16" in bf16_output  # fp32's cache was not served
+    assert "0 encoded" in compare("--precision", "fp32")[0] and "0 encoded" in compare("--precision", "bf16")[0]
+    assert bf16["precision"] == "bf16" and fp32["precision"] == "fp32"
+    assert bf16["results"][0]["protocols"] == fp32["results"][0]["protocols"]  # per fold and per class: the same predictions
+
+
+def test_unknown_precision_is_a_usage_error(small_esc50):
+    result = CliRunner().invoke(main, ["compare-encoders", str(small_esc50), "--encoder", "sgsim-resnet18", "--precision", "mixed"])
+    assert result.exit_code == 2 and "'mixed' is not one of 'fp32', 'bf16'" in result.output

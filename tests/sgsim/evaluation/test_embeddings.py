@@ -63,3 +63,39 @@ def test_embedded_dataset_equals_each_real_clip_encoded_alone(shared_data, tmp_p
             for clip in dataset.clips
         ])
     torch.testing.assert_close(embedded.embeddings, expected, rtol=1e-5, atol=1e-6)
+
+
+def fp32_and_bf16_embeddings(name: str, shared_data) -> tuple[torch.Tensor, torch.Tensor]:
+    """The esc50-mini clips embedded by a seeded encoder `name` at fp32 and at bf16."""
+    dataset = read_esc50(shared_data / "esc50-mini")
+    torch.manual_seed(0)
+    encoder = with_telling_batch_norms(build_audio_encoder(name))
+    fp32 = embed_dataset(encoder, dataset, None, batch_size=5, workers=0).embeddings
+    with pytest.warns(RuntimeWarning, match="emulated"):  # tests run as on a CPU without native bf16 (tests/sgsim/conftest.py)
+        bf16 = embed_dataset(encoder, dataset, None, batch_size=5, workers=0, precision="bf16").embeddings
+    assert not torch.equal(bf16, fp32)  # it did run reduced
+    return fp32, bf16
+
+
+@pytest.mark.parametrize("name", ["sgsim-resnet18", "wav2clip", "audioclip-partial"])
+def test_bf16_embeddings_of_real_clips_stay_within_cosine_0999_of_fp32(name, shared_data):
+    """EMBEDDING_PRECISIONS' tolerance. The front ends stay fp32 under autocast: AudioCLIP's filterbank in bf16 fell to 0.989."""
+    fp32, bf16 = fp32_and_bf16_embeddings(name, shared_data)
+    assert torch.nn.functional.cosine_similarity(bf16, fp32).min() >= 0.999
+
+
+@pytest.mark.parametrize("name", ["wav2clip", "audioclip-partial"])
+def test_bf16_embedding_of_a_clip_is_nearest_to_its_own_fp32_embedding(name, shared_data):
+    """bf16 moves no clip toward another: the errors are small beside the differences between clips. (sgsim-resnet18
+    with random weights maps all clips within cosine 0.9999 of each other, as close as bf16's rounding: it cannot show this.)"""
+    fp32, bf16 = fp32_and_bf16_embeddings(name, shared_data)
+    assert (bf16 @ fp32.T).argmax(-1).tolist() == list(range(len(fp32)))
+
+
+def test_unknown_precision_is_refused_before_anything_is_cached(shared_data, tmp_path):
+    from sgsim.errors import SgsimError
+
+    dataset = read_esc50(shared_data / "esc50-mini")
+    with pytest.raises(SgsimError, match="unknown precision 'mixed'; choose one of fp32, bf16"):
+        embed_dataset(build_audio_encoder("sgsim-resnet18"), dataset, tmp_path / "cache", precision="mixed")
+    assert not (tmp_path / "cache").exists()
