@@ -7,8 +7,9 @@ The encoder is a full-size sgsim-resnet18 with seeded random weights (the speed 
 
 (a) is what the authors' code does for every clip (docs/reference.md#sgsim-audio-encoder): librosa.load at
 44.1 kHz, librosa's mel spectrogram and power_to_db in numpy, crop or pad, a bilinear resize, one forward of
-batch 1. It is timed on an evenly spaced sample of the clips (it is linear in the clips), after one untimed
-clip: librosa's first call compiles its numba kernels (about 3 s), which a whole run pays once, not per clip.
+batch 1. It is timed on an evenly spaced sample of the clips (it is linear in the clips), half before (b) and
+half after so that a change of the machine's load during the run biases neither, and after one untimed clip:
+librosa's first call compiles its numba kernels (about 3 s), which a whole run pays once, not per clip.
 (b) runs on every clip with a cold cache (a fresh cache folder), its one-time costs (copying the encoder,
 hashing its weights, starting the decoding processes) included, at `--precision`. Both run in this process
 with the same torch threads, and (b)'s embeddings of the sampled clips are compared with (a)'s: fp32 must
@@ -134,15 +135,19 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(f"built {len(dataset.clips)} clips in {time.perf_counter() - started:.1f} s; torch threads {torch.get_num_threads()}")
         sample = dataset.clips[:: max(1, len(dataset.clips) // args.reference_clips)][: args.reference_clips]
         reference_embedding(sample[-1].path, network)  # librosa's numba warm-up, paid once per run
+        before, after = sample[::2], sample[1::2]  # (a) half before and half after (b): a change of load biases neither
         started = time.perf_counter()
-        reference = torch.stack([reference_embedding(clip.path, network) for clip in sample])
-        reference_rate = len(sample) / (time.perf_counter() - started)
+        reference = [reference_embedding(clip.path, network) for clip in before]
+        reference_seconds = time.perf_counter() - started
         started = time.perf_counter()
         embedded = embed_dataset(encoder, dataset, Path(folder) / "cache", precision=args.precision, **options)
         sgsim_rate = len(dataset.clips) / (time.perf_counter() - started)
+        started = time.perf_counter()
+        reference += [reference_embedding(clip.path, network) for clip in after]
+        reference_rate = len(sample) / (reference_seconds + time.perf_counter() - started)
     assert embedded.encoded == len(dataset.clips), embedded.problems
-    rows = [dataset.clips.index(clip) for clip in sample]
-    cosine = F.cosine_similarity(embedded.embeddings[rows], reference).min().item()
+    rows = [dataset.clips.index(clip) for clip in before + after]
+    cosine = F.cosine_similarity(embedded.embeddings[rows], torch.stack(reference)).min().item()
     print(f"(a) reference per clip : {reference_rate:8.2f} clips/s  ({len(sample)} clips timed)")
     print(f"(b) sgsim embed_dataset: {sgsim_rate:8.2f} clips/s  ({len(dataset.clips)} clips, cold cache, {args.precision})  "
           f"{sgsim_rate / reference_rate:.2f}x (a)")
