@@ -85,17 +85,19 @@ def build_esc50(root: Path, clips: int, seed: int = 0) -> Path:
 
 
 def bilinear_resize(image: np.ndarray, rows: int, columns: int) -> np.ndarray:
-    """OpenCV INTER_LINEAR on a float image (half-pixel centres, edge clamped, no antialias), in numpy."""
+    """OpenCV INTER_LINEAR on a float32 image (half-pixel centres, edge clamped, no antialias), in numpy float32.
+    Columns first: shrinking 864 columns to 128 before growing 128 rows to 512 keeps it as cheap as cv2.resize
+    (0.2 ms, not 15), so (a) pays no more than the reference does."""
 
     def axis_weights(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         position = np.clip((np.arange(target) + 0.5) * source / target - 0.5, 0, source - 1)
         low = np.floor(position).astype(np.int64)
-        return low, np.minimum(low + 1, source - 1), (position - low)[:, None]
+        return low, np.minimum(low + 1, source - 1), (position - low).astype(np.float32)
 
-    top, bottom, row_weight = axis_weights(image.shape[0], rows)
-    image = image[top] * (1 - row_weight) + image[bottom] * row_weight
     left, right, column_weight = axis_weights(image.shape[1], columns)
-    return image[:, left] * (1 - column_weight.T) + image[:, right] * column_weight.T
+    image = image[:, left] * (1 - column_weight) + image[:, right] * column_weight
+    top, bottom, row_weight = axis_weights(image.shape[0], rows)
+    return image[top] * (1 - row_weight[:, None]) + image[bottom] * row_weight[:, None]
 
 
 def reference_embedding(path: Path, network: torch.nn.Module, frames: int = 864) -> torch.Tensor:
