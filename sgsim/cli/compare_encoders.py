@@ -63,8 +63,9 @@ def _clip_choices(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=min(4, os.cpu_count() or 1), show_default=True, help="Audio decoding processes.")
 @click.option("--precision", type=click.Choice(list(EMBEDDING_PRECISIONS)), default="fp32", show_default=True,
-              help="Of the audio embeddings. bf16: the encoders under bfloat16 autocast, about 2x faster on a CPU with AVX512-BF16 or "
-                   "AMX, every embedding within cosine 0.999 of fp32's; its tables may differ from fp32 ones slightly. Cached apart.")
+              help="Of the audio embeddings. bf16: the encoders' networks under bfloat16 autocast (front ends stay fp32), a forward "
+                   "about 2x faster on a CPU with AVX512-BF16 or AMX, every embedding within cosine 0.999 of fp32's; its tables may "
+                   "differ slightly from fp32 ones. Cached apart.")
 def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, baseline_resnet50, baseline_epochs, with_paper, out, cache_dir, no_cache, device,
                              batch_size, workers, precision) -> None:
     """Zero-shot and linear-probe accuracy of audio encoders, per official fold and averaged.

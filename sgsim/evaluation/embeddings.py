@@ -31,9 +31,10 @@ from sgsim.errors import AudioError
 
 HASH_CHUNK = 1 << 20
 # The precisions an encoder can embed at. fp32 is the default because accuracy tables are compared across machines;
-# bf16 (the encoder under bfloat16 autocast) is opt-in, for CPUs with native bfloat16 (AVX512-BF16, AMX) and GPUs.
-# Its tolerance: every embedding within cosine 0.999 of fp32's and the same zero-shot predictions
-# (tests/sgsim/evaluation/test_embeddings.py; README, Performance).
+# bf16 (the encoder's network under bfloat16 autocast, its front end in fp32) is opt-in, for CPUs with native
+# bfloat16 (AVX512-BF16, AMX) and GPUs. Its tolerance on the real test clips: every embedding within cosine 0.999 of
+# fp32's and nearer its own clip's fp32 embedding than any other clip's, the same zero-shot results
+# (tests/sgsim/evaluation/test_embeddings.py and test_cli_compare_encoders.py; README, Performance).
 EMBEDDING_PRECISIONS = ("fp32", "bf16")
 
 
