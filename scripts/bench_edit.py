@@ -239,7 +239,7 @@ def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, 
                   count_flops: bool = True) -> Measurement:
     """(b) / (c): sgsim's Editor at `args.precision` (default: the device's), all targets in one batch."""
     from sgsim.editing import Editor
-    from sgsim.editing.precision import choose_precision
+    from sgsim.devices import choose_precision
     from sgsim.identity import IdentityLoss
     from stylegan2.precision import MIXED, SynthesisPrecision
 
@@ -265,7 +265,7 @@ def device_peaks(device: torch.device, cpu_peak_gflops: Optional[float] = None) 
     line, doubled for bf16 where the CPU computes it natively (AVX512-BF16's dot products do two FMAs per lane);
     None when unknown."""
     if device.type != "cuda":
-        from sgsim.editing.precision import native_bf16
+        from sgsim.devices import native_bf16
 
         if cpu_peak_gflops is None:
             return None
@@ -312,7 +312,7 @@ def run_only(nets: Networks, sounds: list[Path], args: argparse.Namespace, devic
 
 def measure_memory(args: argparse.Namespace, argv: list[str]) -> None:
     """Peak RSS of (a) and of (b) at fp32 and at the device's default precision, each in a fresh process."""
-    from sgsim.editing.precision import choose_precision
+    from sgsim.devices import choose_precision
 
     default = choose_precision(None, args.device).name
     configurations = [("(a) published loop", ["--only", "a"]), ("(b) sgsim fp32", ["--only", "b", "--precision", "fp32"])]
@@ -343,7 +343,7 @@ def measure_to_quality(nets: Networks, sound: Path, args: argparse.Namespace, de
     first step of a run as long as (a) whose loss is no higher, and the end of shorter runs (the ramped lr
     schedule scales with the number of steps), each with its identity and latent terms."""
     from sgsim.editing import Editor
-    from sgsim.editing.precision import choose_precision
+    from sgsim.devices import choose_precision
     from sgsim.editing.sources import seed_latent
     from sgsim.identity import IdentityLoss
 

@@ -49,7 +49,7 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
               preset: Optional[str], generator: str, align: Optional[bool] = None) -> EditPlan:
     """Check every flag and input that can be checked without the networks, cheapest first."""
     from sgsim.devices import parse_device
-    from sgsim.editing.precision import choose_precision
+    from sgsim.devices import choose_precision
     from sgsim.editing.presets import choose_preset
     from sgsim.editing.sources import ImageSource, LatentSource, SeedSource
 

@@ -8,61 +8,18 @@ Only the optimisation runs reduced: the images an edit returns are rendered in f
 
 from __future__ import annotations
 
-import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional
 
 import torch
 
-from sgsim.errors import SgsimError
 from stylegan2.precision import FP32, MIXED, SynthesisPrecision, synthesis_precision
 
-PRECISIONS = ("fp32", "mixed", "bf16")
 # On a CPU the modulated convolutions scale activations instead of running one grouped convolution per
 # layer: an edit needs style gradients, not weight gradients, and this form skips the weight-gradient
 # convolution (314 -> 224 GFLOP per step at 256 px) and oneDNN's slow grouped convolutions (README, Performance).
 # Unmeasured on a GPU, so CUDA keeps NVIDIA's rule.
 CPU_SYNTHESIS = SynthesisPrecision(num_fp16_res=0, fused_modconv=False)
-
-
-@dataclass(frozen=True)
-class PrecisionChoice:
-    """The precision an edit runs at, and why (recorded in run.json's settings)."""
-
-    name: str  # 'fp32', 'mixed' or 'bf16'
-    reason: str
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX). Without it oneDNN emulates bf16 and
-    the 'bf16' path is slower than 'fp32' (docs: README, Performance)."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-
-
-def default_precision(device: Union[str, torch.device]) -> PrecisionChoice:
-    """'mixed' on CUDA, where fp16 kernels are fast; on a CPU 'bf16' where it computes bfloat16 natively
-    (measured 1.9x fp32's steps/s at 256 px with AVX512-BF16) and 'fp32' where it would emulate it."""
-    if torch.device(device).type == "cuda":
-        return PrecisionChoice("mixed", "default on CUDA: fp16 generator blocks and CLIP under autocast")
-    if torch.device(device).type == "cpu" and native_bf16():
-        return PrecisionChoice("bf16", "default on this CPU: it has native bfloat16 (AVX512-BF16 or AMX)")
-    return PrecisionChoice("fp32", f"default on {torch.device(device).type}: no native bfloat16 (AVX512-BF16 or AMX) here")
-
-
-def choose_precision(precision: Optional[str], device: Union[str, torch.device], offered: tuple[str, ...] = PRECISIONS) -> PrecisionChoice:
-    """The precision to use on `device`: the device's default for None, else `precision` if it is among the caller's
-    `offered` ones (embedding offers fp32 and bf16) and can run there."""
-    if precision is None:
-        return default_precision(device)
-    if precision not in offered:
-        raise SgsimError(f"unknown precision {precision!r}; choose one of {', '.join(offered)}")
-    if precision == "mixed" and torch.device(device).type != "cuda":
-        raise SgsimError(f"precision='mixed' runs fp16 kernels on CUDA, but the device is {device}; use 'fp32' or 'bf16'")
-    if precision == "bf16" and torch.device(device).type == "cpu" and not native_bf16():
-        warnings.warn("this CPU has no native bfloat16 instructions (AVX512-BF16 or AMX): precision='bf16' is "
-                      "emulated and slower than 'fp32' here", RuntimeWarning, stacklevel=3)
-    return PrecisionChoice(precision, "asked for")
 
 
 class AutocastImageEncoder:

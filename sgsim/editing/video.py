@@ -20,7 +20,8 @@ import torch
 from sgsim.audio import check_long_enough, load_audio, rms_dbfs
 from sgsim.editing.editor import check_settings, check_strengths
 from sgsim.editing.optimise import optimise_latents
-from sgsim.editing.precision import choose_precision, edit_precision
+from sgsim.devices import choose_precision
+from sgsim.editing.precision import edit_precision
 from sgsim.editing.targets import loudness_scale
 from sgsim.editing.variables import free_rows
 from sgsim.errors import AudioError, SgsimError

@@ -26,7 +26,7 @@ from encoders.errors import EncoderError
 from sgsim.atomic import atomic_output
 from sgsim.audio import load_centred_window
 from sgsim.datasets import AudioDataset, Problem, not_a_clip
-from sgsim.editing.precision import choose_precision
+from sgsim.devices import choose_precision
 from sgsim.errors import AudioError
 
 HASH_CHUNK = 1 << 20

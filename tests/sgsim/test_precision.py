@@ -263,7 +263,7 @@ def test_cli_precision_flag(tiny_generator_file, encoder_checkpoint_file, tiny_c
     from click.testing import CliRunner
 
     from sgsim.cli import main
-    from sgsim.editing.precision import PRECISIONS
+    from sgsim.devices import PRECISIONS
 
     option = next(p for p in main.commands["edit"].params if p.name == "precision")
     assert tuple(option.type.choices) == PRECISIONS
