@@ -18,6 +18,7 @@ reproduce them (cosine 0.9999), bf16 stay within its tolerance (cosine 0.999, sg
     python scripts/bench_evaluation.py                      # 2000 clips, (a) on 100 of them
     python scripts/bench_evaluation.py --precision bf16     # (b) under bfloat16 autocast
     python scripts/bench_evaluation.py --clips 64 --reference-clips 8     # a smoke run
+    python scripts/bench_evaluation.py --device cuda        # both on a GPU: (a) decodes and computes features on the CPU
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import torch.nn.functional as F
 
 from encoders.sgsim_encoder import SgsimEncoder
 from sgsim.audio import load_audio
+from sgsim.devices import parse_device
 from sgsim.datasets import read_esc50
 from sgsim.evaluation.embeddings import EMBEDDING_PRECISIONS, embed_dataset
 
@@ -108,8 +110,9 @@ def reference_embedding(path: Path, network: torch.nn.Module, frames: int = 864)
     start = max(0, (log_mel.shape[1] - frames) // 2)
     log_mel = np.pad(log_mel[:, start : start + frames], ((0, 0), (0, max(0, frames - log_mel.shape[1]))))
     image = bilinear_resize(log_mel, 512, 128).reshape(1, 1, 128, 512).astype(np.float32)
+    device = next(network.parameters()).device
     with torch.no_grad():
-        return F.normalize(network(torch.from_numpy(image)), dim=-1)[0]
+        return F.normalize(network(torch.from_numpy(image).to(device)), dim=-1)[0].cpu()
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -120,6 +123,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None, help="(b)'s decoding processes (default: embed_dataset's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of both (default: torch's)")
     parser.add_argument("--precision", choices=EMBEDDING_PRECISIONS, default="fp32", help="(b)'s precision")
+    parser.add_argument("--device", default="cpu", help="where both run their networks (default: %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -128,13 +132,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    encoder = SgsimEncoder("resnet18").eval()
+    encoder = SgsimEncoder("resnet18").eval().to(parse_device(args.device))
     network = torch.nn.Sequential(encoder.conv, encoder.feature_extractor)  # what the reference calls per clip
     options = {key: value for key, value in (("batch_size", args.batch_size), ("workers", args.workers)) if value is not None}
     with tempfile.TemporaryDirectory(prefix="sgsim-bench-eval-") as folder:
         started = time.perf_counter()
         dataset = read_esc50(build_esc50(Path(folder) / "esc50", args.clips))
-        print(f"built {len(dataset.clips)} clips in {time.perf_counter() - started:.1f} s; torch threads {torch.get_num_threads()}")
+        print(f"built {len(dataset.clips)} clips in {time.perf_counter() - started:.1f} s; device {encoder.device}, "
+              f"torch threads {torch.get_num_threads()}")
         sample = dataset.clips[:: max(1, len(dataset.clips) // args.reference_clips)][: args.reference_clips]
         reference_embedding(sample[-1].path, network)  # librosa's numba warm-up, paid once per run
         before, after = sample[::2], sample[1::2]  # (a) half before and half after (b): a change of load biases neither
