@@ -160,3 +160,10 @@ def test_bf16_embeddings_are_cached_apart_from_fp32_and_give_the_same_zero_shot_
 def test_unknown_precision_is_a_usage_error(small_esc50):
     result = CliRunner().invoke(main, ["compare-encoders", str(small_esc50), "--encoder", "sgsim-resnet18", "--precision", "mixed"])
     assert result.exit_code == 2 and "'mixed' is not one of 'fp32', 'bf16'" in result.output
+
+
+def test_the_prompt_choices_are_the_prompt_sets():
+    from sgsim.evaluation.prompts import PROMPT_TEMPLATES
+
+    option = next(p for p in main.commands["compare-encoders"].params if p.name == "prompts")
+    assert tuple(option.type.choices) == tuple(PROMPT_TEMPLATES) and option.default in PROMPT_TEMPLATES
