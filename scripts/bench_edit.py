@@ -238,8 +238,8 @@ def measure_published(nets: Networks, sound: Path, args: argparse.Namespace, dev
 def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, device: torch.device, name: str,
                   count_flops: bool = True) -> Measurement:
     """(b) / (c): sgsim's Editor at `args.precision` (default: the device's), all targets in one batch."""
-    from sgsim.editing import Editor
     from sgsim.devices import choose_precision
+    from sgsim.editing import Editor
     from sgsim.identity import IdentityLoss
     from stylegan2.precision import MIXED, SynthesisPrecision
 
@@ -342,8 +342,8 @@ def measure_to_quality(nets: Networks, sound: Path, args: argparse.Namespace, de
     """The CLIP loss (a) reaches after args.steps steps, and the steps and seconds sgsim needs to reach it: the
     first step of a run as long as (a) whose loss is no higher, and the end of shorter runs (the ramped lr
     schedule scales with the number of steps), each with its identity and latent terms."""
-    from sgsim.editing import Editor
     from sgsim.devices import choose_precision
+    from sgsim.editing import Editor
     from sgsim.editing.sources import seed_latent
     from sgsim.identity import IdentityLoss
 

@@ -48,8 +48,7 @@ def plan_edit(audio: tuple[Path, ...], text: Optional[str], image: Optional[Path
               class_index: Optional[int], mix: str, precision: Optional[str], device: Optional[str], out: Optional[Path],
               preset: Optional[str], generator: str, align: Optional[bool] = None) -> EditPlan:
     """Check every flag and input that can be checked without the networks, cheapest first."""
-    from sgsim.devices import parse_device
-    from sgsim.devices import choose_precision
+    from sgsim.devices import choose_precision, parse_device
     from sgsim.editing.presets import choose_preset
     from sgsim.editing.sources import ImageSource, LatentSource, SeedSource
 

@@ -10,7 +10,7 @@ import click
 
 from sgsim.cli.edit import plan_edit
 from sgsim.cli.options import MAX_STEPS, SEED_MAX, command_line, device_option, weight_option
-from sgsim.editing.video import DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS, DEFAULT_WINDOW, MAX_FPS
+from sgsim.editing.video_settings import DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS, DEFAULT_WINDOW, MAX_FPS
 
 STAGES = {"embed": ("embed", "window"), "optimise": ("optimise", "step"), "render": ("render", "frame")}  # stage -> bar label, unit
 

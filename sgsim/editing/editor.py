@@ -12,11 +12,11 @@ import numpy as np
 import torch
 
 from sgsim import components
+from sgsim.devices import choose_precision
 from sgsim.editing.directions import (SoundDirection, architecture, check_generator, combined_offset, direction_names,
                                       state_sha256, strength_latents)
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
 from sgsim.editing.optimise import StepCallback, optimise_latents
-from sgsim.devices import choose_precision
 from sgsim.editing.precision import edit_precision
 from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
 from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, seed_latent

@@ -18,12 +18,14 @@ import numpy as np
 import torch
 
 from sgsim.audio import check_long_enough, load_audio, rms_dbfs
+from sgsim.devices import choose_precision
 from sgsim.editing.editor import check_settings, check_strengths
 from sgsim.editing.optimise import optimise_latents
-from sgsim.devices import choose_precision
 from sgsim.editing.precision import edit_precision
 from sgsim.editing.targets import loudness_scale
 from sgsim.editing.variables import free_rows
+from sgsim.editing.video_settings import (DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS,
+                                          DEFAULT_WINDOW, MAX_FPS)
 from sgsim.errors import AudioError, SgsimError
 from stylegan2.noise import swapped_noise
 
@@ -31,17 +33,9 @@ if TYPE_CHECKING:
     from sgsim.editing.directions import SoundDirection
     from sgsim.editing.editor import AnySource, Editor
 
-DEFAULT_FPS = 24.0
-DEFAULT_KEYFRAME_EVERY = 0.5  # seconds between keyframes: fast enough for a thunderclap, slow enough to stay cheap
-# Seconds of audio each keyframe's target is embedded from (scripts/bench_video.py --stability measures how much
-# an encoder's embedding of neighbouring windows agrees per window length; README "Sound-driven video").
-DEFAULT_WINDOW = 2.0
-DEFAULT_SMOOTHNESS = 0.01  # weight of ||w_k - w_k+1||^2, the same order as the latent term's (0.002 - 0.008)
-DEFAULT_STEPS = 100
 # A window quieter than this has no target. Far above sgsim.audio's -90 dBFS "silent file": a gap between two
 # sounds in a recording sits at its noise floor, which carries no direction worth following.
 QUIET_WINDOW_DBFS = -60.0
-MAX_FPS = 240.0
 EMBED_BATCH = 16  # windows embedded at once
 RENDER_BATCH = 8  # frames rendered at once
 

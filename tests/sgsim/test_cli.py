@@ -57,7 +57,7 @@ def _modules_after(code: str) -> set[str]:
     "from sgsim.cli import main; main(['--version'])",
     *(f"from sgsim.cli import main; main([{name!r}, '--help'])" for name in ("edit", "apply", "batch", "direction", "demo",
                                                                             "generate", "invert", "weights", "train-encoder",
-                                                                            "compare-encoders")),
+                                                                            "compare-encoders", "video")),
 ])
 def test_help_and_version_do_not_import_torch(code):
     assert "torch" not in _modules_after(code)

@@ -89,3 +89,16 @@ def test_the_editing_api_is_exported_lazily():
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split() == ["False", "False"]
     with pytest.raises(AttributeError, match="no attribute 'Edtor'"):
         sgsim.Edtor
+
+
+def test_the_package_names_resolve_to_their_modules_objects():
+    import importlib
+
+    import sgsim.editing
+
+    assert sorted(sgsim.editing.__all__) == sorted(sgsim.editing._HOMES)
+    for name in sgsim.editing.__all__:
+        home = importlib.import_module(f"sgsim.editing.{sgsim.editing._HOMES[name]}")
+        assert getattr(sgsim.editing, name) is getattr(home, name)
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        sgsim.editing.Nothing
