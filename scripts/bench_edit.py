@@ -358,7 +358,7 @@ def measure_to_quality(nets: Networks, sound: Path, args: argparse.Namespace, de
         seconds = time.perf_counter() - started
     goal = edit_terms(nets, w_source, latent, target)
     print(f"{'loop':34s} {'steps':>5s} {'seconds':>8s} {'clip':>7s} {'id':>7s} {'latent':>7s}  reaches (a)'s clip loss")
-    print(f"{'(a) published loop, fp32':34s} {args.steps:5d} {seconds:8.1f} {goal['clip']:7.4f} {goal['id']:7.4f} {goal['latent']:7.3f}")
+    print(f"{'(a) published loop, fp32':34s} {args.steps:5d} {seconds:8.1f} {goal['clip']:7.4f} {goal['id']:7.4f} {goal['latent']:7.3f}", flush=True)
     precision = choose_precision(args.precision, device).name
     editor = Editor(nets.generator, nets.audio_encoder, clip=nets.clip, identity=IdentityLoss(nets.arcface), device=device, preset="ffhq")
     for steps in sorted({args.steps, *args.quality_steps}, reverse=True):
