@@ -71,3 +71,12 @@ def chromium() -> Iterator:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space, tmp_path_factory):
+    """A DemoEngine on the tiny networks with its own results folder, one per test module."""
+    from sgsim.demo import DemoEngine, build_editor
+
+    editor = build_editor(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint_file, None, "cpu")
+    return DemoEngine(editor, tmp_path_factory.mktemp("results"), {"generator": str(tiny_generator_file)})

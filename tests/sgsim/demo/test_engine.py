@@ -10,18 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from sgsim.demo import DemoEngine, EditCancelled, EditRequest, build_editor
+from sgsim.demo import EditCancelled, EditRequest
 from sgsim.editing import Target
 from sgsim.latents import read_latent_file
 from sgsim.outputs import to_uint8
 
 STEPS = 3
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space, tmp_path_factory):
-    editor = build_editor(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint_file, None, "cpu")
-    return DemoEngine(editor, tmp_path_factory.mktemp("results"), {"generator": str(tiny_generator_file)})
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from sgsim.demo import DemoEngine, EditCancelled, VideoRequest, build_editor
+from sgsim.demo import EditCancelled, VideoRequest
 from sgsim.errors import AudioError
 
 CLIP_SECONDS = 2.0
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space, tmp_path_factory):
-    editor = build_editor(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint_file, None, "cpu")
-    return DemoEngine(editor, tmp_path_factory.mktemp("results"), {"generator": str(tiny_generator_file)})
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,12 @@
-"""Synthetic datasets in official layouts, written by the tests: an UrbanSound8K folder with mixed rates and channels."""
+"""Synthetic datasets in official layouts, written by the tests: an UrbanSound8K folder with mixed rates and channels;
+and two torchrun ranks simulated in one process."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -52,3 +54,32 @@ def make_urbansound8k(root: Path, missing: set[str] = frozenset()) -> Path:
 def synthetic() -> SimpleNamespace:
     """The writers and the layout constants of the synthetic datasets."""
     return SimpleNamespace(us8k_classes=US8K_CLASSES, us8k_slices=US8K_SLICES, make_urbansound8k=make_urbansound8k, write_tone=write_tone)
+
+
+@pytest.fixture
+def as_two_ranks(monkeypatch) -> Callable:
+    """run(compute) -> (rank 0's result, {rank: what it gathered}): compute() as rank 1 of 2 under torchrun, stopped at
+    its gather_objects, then as rank 0, whose gather returns both shares. Two ranks in one process, no process group."""
+    import sgsim.distributed
+    from sgsim.distributed import Rank
+
+    def run(compute: Callable[[], object]) -> tuple[object, dict[int, object]]:
+        shares = {}
+
+        def gather(value, rank: int):
+            shares[rank] = value
+            if rank == 1:
+                raise StopIteration
+            return [shares[0], shares[1]]
+
+        monkeypatch.setattr(sgsim.distributed, "active", lambda: True)
+        for rank in (1, 0):
+            monkeypatch.setattr(sgsim.distributed, "current_rank", lambda rank=rank: Rank(rank, 2))
+            monkeypatch.setattr(sgsim.distributed, "gather_objects", lambda value, rank=rank: gather(value, rank))
+            try:
+                result = compute()
+            except StopIteration:
+                continue
+        return result, shares
+
+    return run

@@ -5,10 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-import sgsim.distributed
 from encoders.base import AudioEncoder
 from sgsim.datasets import read_urbansound8k
-from sgsim.distributed import Rank
 from sgsim.evaluation.embeddings import embed_dataset, embed_sharded
 
 
@@ -28,31 +26,14 @@ class SummaryEncoder(AudioEncoder):
         return torch.stack([waveform.abs().mean(-1), waveform.std(-1), waveform[:, 0]], -1) * self.unit
 
 
-def test_two_shards_merge_into_the_single_process_result(tmp_path, synthetic, monkeypatch):
+def test_two_shards_merge_into_the_single_process_result(tmp_path, synthetic, as_two_ranks):
     root = synthetic.make_urbansound8k(tmp_path / "us8k")
     dataset = read_urbansound8k(root)
     broken = dataset.clips[3].path
     broken.write_bytes(b"RIFF0000WAVE")  # a clip that cannot be decoded: a problem, in the share of rank 1
     encoder = SummaryEncoder()
     alone = embed_dataset(encoder, dataset, None, batch_size=2, workers=0)
-
-    # Two ranks in one process: rank 1 embeds its share (stopped at the gather), rank 0 then gathers it beside its own.
-    shares = {}
-
-    def gather(value, rank: int):
-        shares[rank] = value
-        if rank == 1:
-            raise StopIteration
-        return [shares[0], shares[1]]
-
-    monkeypatch.setattr(sgsim.distributed, "active", lambda: True)
-    for rank in (1, 0):
-        monkeypatch.setattr(sgsim.distributed, "current_rank", lambda rank=rank: Rank(rank, 2))
-        monkeypatch.setattr(sgsim.distributed, "gather_objects", lambda value, rank=rank: gather(value, rank))
-        try:
-            merged = embed_sharded(encoder, dataset, None, batch_size=2, workers=0)
-        except StopIteration:
-            continue
+    merged, shares = as_two_ranks(lambda: embed_sharded(encoder, dataset, None, batch_size=2, workers=0))
 
     assert len(shares[0][0]) + len(shares[1][0]) == len(dataset.clips) and 3 in shares[1][0]
     assert merged.paths == alone.paths and str(broken) not in merged.paths

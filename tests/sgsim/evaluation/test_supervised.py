@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import torch
 
-import sgsim.distributed
 from sgsim.datasets import read_csv_dataset
-from sgsim.distributed import Rank
 from sgsim.evaluation.compare import evaluate_supervised
 from sgsim.evaluation.supervised import SupervisedConfig, supervised_scores
 
@@ -29,32 +27,20 @@ def test_supervised_baseline_learns_tones_on_held_out_folds(tmp_path, synthetic)
     assert protocol.top1 >= 2 * 100 / 3, [f.top1 for f in protocol.folds]  # chance is 33 %
 
 
-def test_under_torchrun_each_process_trains_its_share_of_the_folds_and_all_get_every_score(monkeypatch):
+def test_under_torchrun_each_process_trains_its_share_of_the_folds_and_all_get_every_score(as_two_ranks):
     generator = torch.Generator().manual_seed(0)
     labels = torch.arange(12) % 2
     images = torch.randn(12, 1, 16, 16, generator=generator) + labels[:, None, None, None].float()
     folds = [1 + i % 3 for i in range(12)]
     config = SupervisedConfig(backbone="resnet18", epochs=1, batch_size=4)
     alone = supervised_scores(images, labels, folds, 2, config, torch.device("cpu"))
+    progress = []
 
-    # Two ranks in one process: rank 1 trains its folds (stopped at the gather), rank 0 then gathers both shares.
-    shares, progress = {}, []
+    def as_a_rank() -> torch.Tensor:
+        progress.clear()  # what the last rank to run, rank 0, reported
+        return supervised_scores(images, labels, folds, 2, config, torch.device("cpu"), progress.append)
 
-    def gather(value, rank: int):
-        shares[rank] = value
-        if rank == 1:
-            raise StopIteration
-        return [shares[0], shares[1]]
-
-    monkeypatch.setattr(sgsim.distributed, "active", lambda: True)
-    for rank in (1, 0):
-        monkeypatch.setattr(sgsim.distributed, "current_rank", lambda rank=rank: Rank(rank, 2))
-        monkeypatch.setattr(sgsim.distributed, "gather_objects", lambda value, rank=rank: gather(value, rank))
-        progress.clear()
-        try:
-            merged = supervised_scores(images, labels, folds, 2, config, torch.device("cpu"), progress.append)
-        except StopIteration:
-            continue
+    merged, shares = as_two_ranks(as_a_rank)
 
     scored = {rank: sorted({folds[i] for i in torch.nonzero(shares[rank].sum(1)).flatten().tolist()}) for rank in (0, 1)}
     assert scored == {0: [1, 3], 1: [2]}  # round robin over the folds, no fold trained twice
