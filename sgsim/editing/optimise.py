@@ -8,14 +8,16 @@ or infinite loss stops the run instead of silently poisoning it.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Callable, ContextManager, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from sgsim.editing.variables import FreeRows, LatentVariables
 from sgsim.errors import SgsimError
+from sgsim.host_memory import freed_memory_kept
 from sgsim.losses import TERMS, EditProblem, StepInputs, check_weights
 from sgsim.schedule import ramped_lr
 
@@ -42,6 +44,17 @@ class OptimisedLatents:
     latents: torch.Tensor  # [N, num_ws, w_dim]
     losses: dict[str, np.ndarray]  # "total" and each term's name -> [steps, N]
     frames: list[torch.Tensor] = field(default_factory=list)  # each [N, 3, H, W] in [-1, 1], on the CPU
+
+
+def activation_memory(generator, device: torch.device, batch: int) -> ContextManager[bool]:
+    """On the CPU, keep freed memory in the heap while the loop runs (sgsim.host_memory), by the size of its
+    largest activation: `batch` images in the generator's last block, at the caller's autocast dtype if any."""
+    if device.type != "cpu":
+        return nullcontext(False)
+    resolution = generator.img_resolution
+    channels = getattr(generator.synthesis, f"b{resolution}").out_channels
+    itemsize = 2 if torch.is_autocast_enabled("cpu") else 4
+    return freed_memory_kept(batch * channels * resolution**2 * itemsize)
 
 
 def optimise_latents(
@@ -96,38 +109,40 @@ def optimise_latents(
             step, last_finite, {k: v[:step] for k, v in history.items()},
         )
 
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = ramped_lr(step, steps, lr)
-        batch = batches[step % len(batches)]
-        w = variables.latents()
-        w_batch = w if batch is everyone else w[batch]
-        images = generator.synthesis(w_batch, noise_mode="const")
-        inputs = StepInputs(latents=w_batch, images=images)
-        losses = {name: term(inputs) for name, term in term_losses[step % len(batches)].items()}
-        total = sum(weight * losses[name] for name, weight in active.items())
-        losses[TOTAL] = total
-        if record_every > 0 and step % record_every == 0:
-            frames.append(images.detach().cpu())
-        optimizer.zero_grad(set_to_none=True)
-        # Backward outside any autocast region the caller opened (edit_precision's bf16): on the CPU the backward
-        # runs in this thread, and autocast would recast its matmuls (PyTorch advises against backward under it).
-        with torch.autocast(device_type=source.device.type, enabled=False):
-            total.sum().backward()
-        optimizer.step()
-        # One device-to-host copy per step, once the whole step is queued: the device need not idle while the
-        # host queues the backward pass. A non-finite loss still stops the run at this step, with the latents
-        # of the previous one (this step's update is discarded with the error).
-        recorded = [name for name in names if name in losses]
-        values = torch.stack([losses[name].detach().float() for name in recorded]).cpu().numpy()
-        if not np.isfinite(values[0]).all():
-            raise diverged(step, "loss")
-        last_finite = w.detach()
-        scored = columns[step % len(batches)]
-        for name, row in zip(recorded, values):
-            history[name][step, scored] = row
-        if callback is not None:
-            callback(step, {name: float(history[name][step, scored].mean()) for name in names})
+    # Every step frees and re-requests the same large blocks.
+    with activation_memory(generator, source.device, max(len(b) for b in batches)):
+        for step in range(steps):
+            for group in optimizer.param_groups:
+                group["lr"] = ramped_lr(step, steps, lr)
+            batch = batches[step % len(batches)]
+            w = variables.latents()
+            w_batch = w if batch is everyone else w[batch]
+            images = generator.synthesis(w_batch, noise_mode="const")
+            inputs = StepInputs(latents=w_batch, images=images)
+            losses = {name: term(inputs) for name, term in term_losses[step % len(batches)].items()}
+            total = sum(weight * losses[name] for name, weight in active.items())
+            losses[TOTAL] = total
+            if record_every > 0 and step % record_every == 0:
+                frames.append(images.detach().cpu())
+            optimizer.zero_grad(set_to_none=True)
+            # Backward outside any autocast region the caller opened (edit_precision's bf16): on the CPU the backward
+            # runs in this thread, and autocast would recast its matmuls (PyTorch advises against backward under it).
+            with torch.autocast(device_type=source.device.type, enabled=False):
+                total.sum().backward()
+            optimizer.step()
+            # One device-to-host copy per step, once the whole step is queued: the device need not idle while the
+            # host queues the backward pass. A non-finite loss still stops the run at this step, with the latents
+            # of the previous one (this step's update is discarded with the error).
+            recorded = [name for name in names if name in losses]
+            values = torch.stack([losses[name].detach().float() for name in recorded]).cpu().numpy()
+            if not np.isfinite(values[0]).all():
+                raise diverged(step, "loss")
+            last_finite = w.detach()
+            scored = columns[step % len(batches)]
+            for name, row in zip(recorded, values):
+                history[name][step, scored] = row
+            if callback is not None:
+                callback(step, {name: float(history[name][step, scored].mean()) for name in names})
     with torch.no_grad():
         latents = variables.latents().detach()
     if not torch.isfinite(latents).all():
