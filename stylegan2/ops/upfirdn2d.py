@@ -133,25 +133,25 @@ def _check_input(x: torch.Tensor, f: torch.Tensor | None, geometry: Geometry) ->
 def _upfirdn2d_ref(x: torch.Tensor, f: torch.Tensor | None, g: Geometry) -> torch.Tensor:
     (upx, upy), (downx, downy), (px0, px1, py0, py1) = g.up, g.down, g.padding
     n, c, h, w = x.shape
-    # Zero insertion: each sample is followed by up-1 zeros along each axis.
-    x = x.reshape(n, c, h, 1, w, 1)
-    x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-    x = x.reshape(n, c, h * upy, w * upx)
-    # Positive padding pads with zeros, negative padding crops.
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    # F.pad copies even when it pads nothing, so both steps are skipped when they would change nothing.
+    if (upx, upy) != (1, 1):  # zero insertion: each sample is followed by up-1 zeros along each axis
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
+        x = x.reshape(n, c, h * upy, w * upx)
+    if max(px0, px1, py0, py1) > 0:  # positive padding pads with zeros, negative padding crops
+        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     if f is None:
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     f = (f * (g.gain ** (f.ndim / 2))).to(x.dtype)
     if not g.flip_filter:  # conv2d correlates; an FIR filter convolves
         f = f.flip(list(range(f.ndim)))
+    # Downsampling strides the filter: only the kept outputs are computed.
     if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c)
-    else:
-        taps = f[None, None].repeat(c, 1, 1)
-        x = F.conv2d(x, taps.unsqueeze(2), groups=c)
-        x = F.conv2d(x, taps.unsqueeze(3), groups=c)
-    return x[:, :, ::downy, ::downx]
+        return F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), stride=(downy, downx), groups=c)
+    taps = f[None, None].repeat(c, 1, 1)
+    x = F.conv2d(x, taps.unsqueeze(2), stride=(1, downx), groups=c)
+    return F.conv2d(x, taps.unsqueeze(3), stride=(downy, 1), groups=c)
 
 
 def upfirdn2d_ref(
