@@ -138,9 +138,14 @@ def _upfirdn2d_ref(x: torch.Tensor, f: torch.Tensor | None, g: Geometry) -> torc
         x = x.reshape(n, c, h, 1, w, 1)
         x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
         x = x.reshape(n, c, h * upy, w * upx)
-    if max(px0, px1, py0, py1) > 0:  # positive padding pads with zeros, negative padding crops
-        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
+    # Positive padding pads with zeros, negative padding crops. Padding that is the same on both sides of each
+    # axis is left to the convolution, which pads without a padded copy of the activation.
+    symmetric = px0 == px1 >= 0 and py0 == py1 >= 0
+    pad = (py0, px0) if symmetric else (0, 0)
+    if not symmetric:
+        if max(px0, px1, py0, py1) > 0:
+            x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     if f is None:
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     f = (f * (g.gain ** (f.ndim / 2))).to(x.dtype)
@@ -148,10 +153,10 @@ def _upfirdn2d_ref(x: torch.Tensor, f: torch.Tensor | None, g: Geometry) -> torc
         f = f.flip(list(range(f.ndim)))
     # Downsampling strides the filter: only the kept outputs are computed.
     if f.ndim == 2:
-        return F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), stride=(downy, downx), groups=c)
+        return F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), stride=(downy, downx), padding=pad, groups=c)
     taps = f[None, None].repeat(c, 1, 1)
-    x = F.conv2d(x, taps.unsqueeze(2), stride=(1, downx), groups=c)
-    return F.conv2d(x, taps.unsqueeze(3), stride=(downy, 1), groups=c)
+    x = F.conv2d(x, taps.unsqueeze(2), stride=(1, downx), padding=(0, pad[1]), groups=c)
+    return F.conv2d(x, taps.unsqueeze(3), stride=(downy, 1), padding=(pad[0], 0), groups=c)
 
 
 def upfirdn2d_ref(

@@ -35,6 +35,9 @@ CASES = [
     (ASYMMETRIC, (3, 2), (2, 2), (-1, 2, 3, -2), False, 0.5),
     (np.array([1.0, 3.0, 3.0, 1.0]) / 8, (2, 2), (1, 1), (2, 1, 2, 1), False, 4.0),
     (np.linspace(1, 2, 9), (2, 1), (1, 2), (4, 4, 3, 5), True, 1.0),  # >= 8 taps: separable path
+    # Padding the same on both sides of each axis (the generator's): the convolution pads.
+    (ASYMMETRIC, (2, 2), (1, 1), (1, 1, 2, 2), False, 1.0),
+    (np.linspace(1, 2, 9), (1, 1), (2, 2), (3, 3, 4, 4), False, 1.0),
 ]
 
 
