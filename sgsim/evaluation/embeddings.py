@@ -11,6 +11,7 @@ import copy
 import hashlib
 import io
 from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,7 @@ from sgsim.audio import load_centred_window
 from sgsim.datasets import AudioDataset, Problem, not_a_clip
 from sgsim.devices import choose_precision
 from sgsim.errors import AudioError
+from sgsim.host_memory import freed_memory_kept
 
 HASH_CHUNK = 1 << 20
 # The precisions an encoder can embed at. fp32 is the default because accuracy tables are compared across machines;
@@ -201,17 +203,19 @@ def embed_dataset(
                         cache.put(hashes[index], vector)
             advance(len(batch))
 
-        for items in loader:
-            for position, waveform, error in items:
-                if waveform is None:
-                    problems.append(Problem(str(dataset.clips[todo[position]].path), error))
-                    advance(1)
-                    continue
-                buckets[waveform.shape].append((position, waveform))
-                if len(buckets[waveform.shape]) >= batch_size:
-                    flush(waveform.shape)
-        for shape in list(buckets):
-            flush(shape)
+        # Every batch frees and re-requests the same large blocks (15% of a CPU run's time at 1 thread).
+        with freed_memory_kept(None) if encoder.device.type == "cpu" else nullcontext():
+            for items in loader:
+                for position, waveform, error in items:
+                    if waveform is None:
+                        problems.append(Problem(str(dataset.clips[todo[position]].path), error))
+                        advance(1)
+                        continue
+                    buckets[waveform.shape].append((position, waveform))
+                    if len(buckets[waveform.shape]) >= batch_size:
+                        flush(waveform.shape)
+            for shape in list(buckets):
+                flush(shape)
     kept = sorted(found)
     clips = [dataset.clips[i] for i in kept]
     dim = getattr(encoder, "embed_dim", 0)

@@ -1,5 +1,6 @@
 """sgsim.host_memory: within the block freed memory is reused without page faults, afterwards malloc is back to
-mapping large blocks; the block-size rule and the user's setting decide; CPU edits ask by their activations."""
+mapping large blocks; the block-size rule and the user's setting decide; CPU edits ask by their activations,
+CPU embedding runs ask too."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from encoders.registry import build_audio_encoder
+from sgsim.datasets import read_esc50
 from sgsim.editing import optimise as optimise_module
 from sgsim.editing.optimise import optimise_latents
 from sgsim.editing.sources import seed_latent
+from sgsim.evaluation import embeddings as embeddings_module
 from sgsim.host_memory import LARGEST_KEPT_BLOCK, SETTING, glibc_malloc, wants_kept
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +68,7 @@ def test_freed_blocks_are_reused_inside_the_block_and_given_back_after_it():
 @pytest.mark.parametrize("setting, tunables, block, expected", [
     (None, None, LARGEST_KEPT_BLOCK, True),
     (None, None, LARGEST_KEPT_BLOCK + 1, False),  # larger blocks fragment the heap past the published loop's peak
+    (None, None, None, True),
     ("1", None, 10 * LARGEST_KEPT_BLOCK, True),
     ("0", None, 1, False),
     (None, "glibc.malloc.arena_max=2", 1, False),  # the user tunes malloc: sgsim leaves it alone
@@ -89,3 +94,11 @@ def test_cpu_edits_ask_by_their_largest_activation(monkeypatch, editor, precisio
                          weights={"clip": 1.0})
     last = getattr(G.synthesis, f"b{G.img_resolution}")
     assert asked == [2 * last.out_channels * G.img_resolution**2 * itemsize]
+
+
+def test_cpu_embedding_runs_keep_freed_memory(monkeypatch, shared_data):
+    asked = []
+    monkeypatch.setattr(embeddings_module, "freed_memory_kept", lambda size: asked.append(size) or nullcontext(True))
+    dataset = read_esc50(shared_data / "esc50-mini")
+    embedded = embeddings_module.embed_dataset(build_audio_encoder("sgsim-resnet18"), dataset, None, batch_size=5, workers=0)
+    assert embedded.encoded == len(dataset.clips) and asked == [None]  # None: its peak memory is not at stake
