@@ -18,9 +18,12 @@ import functools
 import os
 import sys
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterator, Optional
+
+if TYPE_CHECKING:
+    import torch
 
 # mallopt(3) parameters (glibc malloc.h) and the values sgsim sets.
 M_TRIM_THRESHOLD = -1  # free memory at the heap's top beyond this goes back to the kernel
@@ -102,3 +105,16 @@ def freed_memory_kept(largest_block: Optional[int]) -> Iterator[bool]:
                     malloc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_AFTER)
                     malloc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_AFTER)
                     malloc.trim(0)
+
+
+def generator_memory_kept(generator, device: "torch.device", batch: int) -> ContextManager[bool]:
+    """freed_memory_kept for a loop that renders `batch` images with `generator` (stylegan2.Generator) on `device`:
+    its largest activation is the last block's output, at the caller's autocast dtype if any. Only on the CPU."""
+    import torch
+
+    if device.type != "cpu":
+        return nullcontext(False)
+    resolution = generator.img_resolution
+    channels = getattr(generator.synthesis, f"b{resolution}").out_channels
+    itemsize = 2 if torch.is_autocast_enabled("cpu") else 4
+    return freed_memory_kept(batch * channels * resolution**2 * itemsize)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from sgsim.errors import SgsimError
+from sgsim.host_memory import generator_memory_kept
 from sgsim.lpips import LpipsDistance
 from sgsim.schedule import ramped_lr
 from stylegan2.noise import swapped_noise
@@ -147,26 +148,27 @@ def _fit(G, distance, latent: torch.Tensor, noise: dict[str, torch.Tensor], step
     with the ramped learning rate; `exploration` > 0 adds w noise of that scale fading out over NOISE_RAMP_LENGTH."""
     device = latent.device
     optimizer = torch.optim.Adam([latent, *noise.values()], betas=ADAM_BETAS, lr=lr)
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = ramped_lr(step, steps, lr)
-        ws = latent
-        if exploration > 0:
-            scale = exploration * max(0.0, 1.0 - step / steps / NOISE_RAMP_LENGTH) ** 2
-            ws = latent + torch.randn(latent.shape, generator=rng).to(device) * scale
-        images = G.synthesis(ws.expand(1, G.num_ws, -1), noise_mode="const")
-        loss = distance(images) + REGULARIZE_NOISE_WEIGHT * noise_regularization(noise.values()).to(device)
-        value = float(loss.detach())
-        if not np.isfinite(value):
-            raise SgsimError(f"inversion diverged at step {step} (loss {value}); lower the learning rate (now {lr})")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            for buffer in noise.values():
-                buffer -= buffer.mean()
-                buffer *= buffer.square().mean().rsqrt()
-        on_step(value)
+    with generator_memory_kept(G, device, 1):  # every step frees and re-requests the same large blocks
+        for step in range(steps):
+            for group in optimizer.param_groups:
+                group["lr"] = ramped_lr(step, steps, lr)
+            ws = latent
+            if exploration > 0:
+                scale = exploration * max(0.0, 1.0 - step / steps / NOISE_RAMP_LENGTH) ** 2
+                ws = latent + torch.randn(latent.shape, generator=rng).to(device) * scale
+            images = G.synthesis(ws.expand(1, G.num_ws, -1), noise_mode="const")
+            loss = distance(images) + REGULARIZE_NOISE_WEIGHT * noise_regularization(noise.values()).to(device)
+            value = float(loss.detach())
+            if not np.isfinite(value):
+                raise SgsimError(f"inversion diverged at step {step} (loss {value}); lower the learning rate (now {lr})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                for buffer in noise.values():
+                    buffer -= buffer.mean()
+                    buffer *= buffer.square().mean().rsqrt()
+            on_step(value)
 
 
 def invert(

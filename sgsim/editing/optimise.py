@@ -8,16 +8,15 @@ or infinite loss stops the run instead of silently poisoning it.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from sgsim.editing.variables import FreeRows, LatentVariables
 from sgsim.errors import SgsimError
-from sgsim.host_memory import freed_memory_kept
+from sgsim.host_memory import generator_memory_kept
 from sgsim.losses import TERMS, EditProblem, StepInputs, check_weights
 from sgsim.schedule import ramped_lr
 
@@ -44,17 +43,6 @@ class OptimisedLatents:
     latents: torch.Tensor  # [N, num_ws, w_dim]
     losses: dict[str, np.ndarray]  # "total" and each term's name -> [steps, N]
     frames: list[torch.Tensor] = field(default_factory=list)  # each [N, 3, H, W] in [-1, 1], on the CPU
-
-
-def activation_memory(generator, device: torch.device, batch: int) -> ContextManager[bool]:
-    """On the CPU, keep freed memory in the heap while the loop runs (sgsim.host_memory), by the size of its
-    largest activation: `batch` images in the generator's last block, at the caller's autocast dtype if any."""
-    if device.type != "cpu":
-        return nullcontext(False)
-    resolution = generator.img_resolution
-    channels = getattr(generator.synthesis, f"b{resolution}").out_channels
-    itemsize = 2 if torch.is_autocast_enabled("cpu") else 4
-    return freed_memory_kept(batch * channels * resolution**2 * itemsize)
 
 
 def optimise_latents(
@@ -110,7 +98,7 @@ def optimise_latents(
         )
 
     # Every step frees and re-requests the same large blocks.
-    with activation_memory(generator, source.device, max(len(b) for b in batches)):
+    with generator_memory_kept(generator, source.device, max(len(b) for b in batches)):
         for step in range(steps):
             for group in optimizer.param_groups:
                 group["lr"] = ramped_lr(step, steps, lr)

@@ -15,7 +15,7 @@ import torch
 
 from encoders.registry import build_audio_encoder
 from sgsim.datasets import read_esc50
-from sgsim.editing import optimise as optimise_module
+from sgsim import host_memory
 from sgsim.editing.optimise import optimise_latents
 from sgsim.editing.sources import seed_latent
 from sgsim.evaluation import embeddings as embeddings_module
@@ -86,7 +86,7 @@ def test_the_block_size_and_the_users_settings_decide(monkeypatch, setting, tuna
 @pytest.mark.parametrize("precision, itemsize", [("fp32", 4), ("bf16", 2)])
 def test_cpu_edits_ask_by_their_largest_activation(monkeypatch, editor, precision, itemsize):
     asked = []
-    monkeypatch.setattr(optimise_module, "freed_memory_kept", lambda size: asked.append(size) or nullcontext(True))
+    monkeypatch.setattr(host_memory, "freed_memory_kept", lambda size: asked.append(size) or nullcontext(True))
     G = editor.generator
     target = torch.nn.functional.normalize(torch.ones(2, 512), dim=1)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):

@@ -326,3 +326,16 @@ def test_cli_align_without_the_faces_extra_is_one_line_naming_it_before_the_gene
     error = one_error_line(result)
     assert "pip install 'sgsim[faces]'" in error and "--no-align" in error
     assert not (tmp_path / "run").exists()
+
+
+def test_cpu_inversion_keeps_freed_memory_by_its_largest_activation(monkeypatch, tiny_G, reachable_target):
+    from contextlib import nullcontext
+
+    from sgsim import host_memory
+
+    asked = []
+    monkeypatch.setattr(host_memory, "freed_memory_kept", lambda size: asked.append(size) or nullcontext(True))
+    with pytest.warns(UserWarning):  # no LPIPS: the pixel loss, with its warning
+        invert(tiny_G, reachable_target, steps=1, refine_steps=1)
+    last = getattr(tiny_G.synthesis, f"b{tiny_G.img_resolution}")
+    assert asked == [last.out_channels * tiny_G.img_resolution**2 * 4] * 2  # the W fit and the W+ refinement
