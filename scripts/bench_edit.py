@@ -15,8 +15,11 @@ the speed and memory ratios b/a and c/a. Warm-up edits are not timed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -47,6 +50,7 @@ PEAK_TFLOPS: dict[str, dict[str, float]] = {
 LAMBDA_LATENT = 0.008
 LAMBDA_ID = 0.004
 LR = 0.1  # SGSIM README
+DEFAULT_STEPS = 300  # the steps of an edit in the published loop and in sgsim
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,12 @@ class Networks:
 class Measurement:
     """One timed configuration."""
 
+    key: str  # "a", "a'", "b" or "c": what the ratios call it
     name: str
     edits: int  # targets edited by the timed run
     steps: int  # optimiser steps of the timed run
     seconds: float  # wall time of the timed run, synchronised
+    step_seconds: float  # one step once the loop runs: from the end of the timed run's first step to that of its last
     peak_mib: Optional[float]  # peak GPU memory allocated during the timed run; None on the CPU
     flops_per_step: float  # model FLOPs of one optimiser step of the whole batch (forward + backward), edits x batch 1
     dominant_precision: str  # 'fp32', 'fp16' or 'bf16': its peak is the one achieved FLOP/s is compared with
@@ -117,6 +123,7 @@ def published_edit(
     lr: float = LR,
     lambda_latent: float = LAMBDA_LATENT,
     lambda_id: float = LAMBDA_ID,
+    on_step: Optional[Callable[[], None]] = None,  # called after every step, once its loss is on the host
 ) -> tuple[torch.Tensor, list[float]]:
     """The published edit loop, re-created from docs/reference.md#edit-loss: Adam on W+ with the ramped lr, loss
     (1 - cos(CLIP(G(w)), target)) + lambda_latent ||w - w_src||^2 + lambda_id (1 - cos(ArcFace(G(w_src)), ArcFace(G(w)))),
@@ -141,6 +148,8 @@ def published_edit(
         loss.sum().backward()
         optimizer.step()
         totals.append(float(loss.detach().sum()))
+        if on_step is not None:
+            on_step()
     return w.detach(), totals
 
 
@@ -179,34 +188,42 @@ def step_flops(run: Callable[[int], None]) -> float:
     return float(counts[1] - counts[0])
 
 
-def measure(name: str, run: Callable[[int], None], run_one: Callable[[int], None], edits: int, args: argparse.Namespace,
+# A configuration's edit: run(steps, ticks) edits with `steps` steps and appends time.perf_counter() to `ticks`
+# (if given) after every step, once the step's loss is on the host.
+EditRun = Callable[..., None]
+
+
+def measure(key: str, name: str, run: EditRun, run_one: EditRun, edits: int, args: argparse.Namespace,
             device: torch.device, dominant_precision: str, count_flops: bool = True) -> Measurement:
     """Warm up, then time one full edit of `args.steps` steps; FLOPs are counted on short runs of one target (`run_one`).
     Without `count_flops` (a memory run) neither the warm-up nor the count runs."""
     if count_flops:
         run(args.warmup)
     sync(device)
+    ticks: list[float] = []
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        run(args.steps)
+        run(args.steps, ticks)
         end.record()
         sync(device)
         seconds = start.elapsed_time(end) / 1000
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         started = time.perf_counter()
-        run(args.steps)
+        run(args.steps, ticks)
         seconds, peak = time.perf_counter() - started, None
     flops = step_flops(run_one) * edits if count_flops else float("nan")
-    return Measurement(name, edits, args.steps, seconds, peak, flops, dominant_precision)
+    step_seconds = (ticks[-1] - ticks[0]) / (len(ticks) - 1) if len(ticks) > 1 else seconds / args.steps
+    return Measurement(key, name, edits, args.steps, seconds, step_seconds, peak, flops, dominant_precision)
 
 
 def measure_published(nets: Networks, sound: Path, args: argparse.Namespace, device: torch.device,
-                      count_flops: bool = True) -> Measurement:
-    """(a): pure-PyTorch ops, fp32 generator, CLIP in fp16 on CUDA (as OpenAI's loader sets it), batch 1."""
+                      count_flops: bool = True, key: str = "a") -> Measurement:
+    """(a): pure-PyTorch ops, fp32 generator, CLIP in fp16 on CUDA (as OpenAI's loader sets it), batch 1.
+    key "a'": the same in a process whose malloc keeps freed memory as sgsim's edit loop has it (sgsim.host_memory)."""
     import copy
 
     from sgsim.editing.sources import seed_latent
@@ -221,21 +238,23 @@ def measure_published(nets: Networks, sound: Path, args: argparse.Namespace, dev
     def encode_image(images: torch.Tensor) -> torch.Tensor:
         return clip_model.encode_image(to_clip(images).to(clip_dtype))
 
-    def run(steps: int) -> None:
+    def run(steps: int, ticks: Optional[list[float]] = None) -> None:
+        on_step = (lambda: ticks.append(time.perf_counter())) if ticks is not None else None
         with reference_ops():
             target = embed_target(Target(sound), nets.audio_encoder, nets.clip).sound[None].to(device)
             w_source = seed_latent(nets.generator, 0)[None]
-            latent, _ = published_edit(nets.generator, encode_image, nets.arcface, w_source, target, steps)
+            latent, _ = published_edit(nets.generator, encode_image, nets.arcface, w_source, target, steps, on_step=on_step)
             with torch.no_grad():
                 nets.generator.synthesis(latent, noise_mode="const", force_fp32=True).cpu()
 
     try:
-        return measure("(a) published loop, batch 1", run, run, 1, args, device, "fp32", count_flops)
+        name = "(a) published loop, batch 1" if key == "a" else "(a') published loop, heap kept"
+        return measure(key, name, run, run, 1, args, device, "fp32", count_flops)
     finally:  # the fp16 copy goes with this frame; measure() empties the cache before the next configuration
         nets.clip.to(device)
 
 
-def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, device: torch.device, name: str,
+def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, device: torch.device, key: str, name: str,
                   count_flops: bool = True) -> Measurement:
     """(b) / (c): sgsim's Editor at `args.precision` (default: the device's), all targets in one batch."""
     from sgsim.devices import choose_precision
@@ -250,13 +269,15 @@ def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, 
                     preset="ffhq", mixed_synthesis=mixed)
     targets = [Target(sound) for sound in sounds]
 
-    def run(steps: int, batch: list[Target] = targets) -> None:
-        editor.edit(0, batch, steps=steps, lr=LR, lambda_latent=LAMBDA_LATENT, lambda_id=LAMBDA_ID, precision=precision)
+    def run(steps: int, ticks: Optional[list[float]] = None, batch: list[Target] = targets) -> None:
+        callback = (lambda step, losses: ticks.append(time.perf_counter())) if ticks is not None else None
+        editor.edit(0, batch, steps=steps, lr=LR, lambda_latent=LAMBDA_LATENT, lambda_id=LAMBDA_ID, precision=precision,
+                    callback=callback)
 
-    def run_one(steps: int) -> None:
-        run(steps, targets[:1])
+    def run_one(steps: int, ticks: Optional[list[float]] = None) -> None:
+        run(steps, ticks, targets[:1])
 
-    return measure(f"{name}, {precision}, batch {len(targets)}", run, run_one, len(targets), args, device,
+    return measure(key, f"{name}, {precision}, batch {len(targets)}", run, run_one, len(targets), args, device,
                    {"mixed": "fp16"}.get(precision, precision), count_flops)
 
 
@@ -274,9 +295,15 @@ def device_peaks(device: torch.device, cpu_peak_gflops: Optional[float] = None) 
     return next((peaks for key, peaks in PEAK_TFLOPS.items() if key in name), None)
 
 
+def default_edit_seconds(m: Measurement) -> float:
+    """A DEFAULT_STEPS-step edit's seconds, from a shorter timed one: its fixed part (everything but the steps at
+    the loop's pace: embedding, renders, the first step's extra) plus DEFAULT_STEPS steps at that pace."""
+    return m.seconds - m.steps * m.step_seconds + DEFAULT_STEPS * m.step_seconds
+
+
 def report(results: list[Measurement], peaks: Optional[dict[str, float]]) -> str:
     """The results table and the ratios against the first (published) row."""
-    header = (f"{'configuration':38s} {'s/edit':>9s} {'edits/min':>10s} {'steps/s':>8s} {'peak MiB':>9s} {'MiB/edit':>9s} "
+    header = (f"{'configuration':38s} {'s/edit':>9s} {'edits/min':>10s} {'steps/s':>8s} {'s/step':>7s} {'peak MiB':>9s} {'MiB/edit':>9s} "
               f"{'GFLOP/step/edit':>16s} {'TFLOP/s':>8s} {'% peak':>7s}")
     lines = [header, "-" * len(header)]
     for m in results:
@@ -284,14 +311,19 @@ def report(results: list[Measurement], peaks: Optional[dict[str, float]]) -> str
         peak = f"{100 * achieved / peaks['fp32' if m.dominant_precision == 'fp32' else 'fp16']:6.1f}%" if peaks else "    n/a"
         memory = (f"{m.peak_mib:9.0f} {m.peak_mib / m.edits:9.0f}" if m.peak_mib is not None else f"{'n/a':>9s} {'n/a':>9s}")
         lines.append(
-            f"{m.name:38s} {m.seconds / m.edits:9.3f} {60 * m.edits / m.seconds:10.2f} {m.steps / m.seconds:8.2f} {memory} "
+            f"{m.name:38s} {m.seconds / m.edits:9.3f} {60 * m.edits / m.seconds:10.2f} {m.steps / m.seconds:8.2f} {m.step_seconds:7.3f} {memory} "
             f"{m.flops_per_step / m.edits / 1e9:16.1f} {achieved:8.3f} {peak} ({m.dominant_precision})"
         )
-    baseline = results[0]
-    for label, m in zip("bc", results[1:]):
-        speed = (m.edits / m.seconds) / (baseline.edits / baseline.seconds)
-        memory = f"{(m.peak_mib / m.edits) / baseline.peak_mib:.2f}x" if m.peak_mib is not None else "n/a"
-        lines.append(f"{label}/a: {speed:.2f}x the edits per minute, {memory} the peak memory per edit")
+    baselines = [m for m in results if m.key in ("a", "a'")]
+    for baseline in baselines:
+        for m in results:
+            if m.key in ("b", "c"):
+                speed = (m.edits / m.seconds) / (baseline.edits / baseline.seconds)
+                per_step = (m.edits / m.step_seconds) / (baseline.edits / baseline.step_seconds)
+                full = (m.edits / default_edit_seconds(m)) / (baseline.edits / default_edit_seconds(baseline))
+                memory = f"{(m.peak_mib / m.edits) / baseline.peak_mib:.2f}x" if m.peak_mib is not None else "n/a"
+                lines.append(f"{m.key}/{baseline.key}: {speed:.2f}x the edits per minute ({m.steps}-step edits), {per_step:.2f}x per step, "
+                             f"{full:.2f}x for {DEFAULT_STEPS}-step edits; {memory} the peak memory per edit")
     return "\n".join(lines)
 
 
@@ -306,8 +338,18 @@ def run_only(nets: Networks, sounds: list[Path], args: argparse.Namespace, devic
     if args.only == "a":
         measure_published(nets, sounds[0], args, device, count_flops=False)
     else:
-        measure_sgsim(nets, sounds[:1], args, device, "(b) sgsim", count_flops=False)
+        measure_sgsim(nets, sounds[:1], args, device, "b", "(b) sgsim", count_flops=False)
     print(f"peak RSS MiB: setup {setup:.0f}, edit {peak_rss_mib():.0f}")
+
+
+def measure_in_child(key: str, argv: list[str]) -> Measurement:
+    """(a) or (a') timed in a fresh process: (a) runs with the C library's malloc as the published code has it,
+    which this process no longer does once sgsim's edit loop has run here (sgsim.host_memory)."""
+    forwarded = [a for a in argv if a != "--child"]
+    run = subprocess.run([sys.executable, __file__, *forwarded, "--child", key], capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"measuring ({key}) in its own process failed:\n{run.stderr}")
+    return Measurement(**json.loads(run.stdout.strip().splitlines()[-1]))
 
 
 def measure_memory(args: argparse.Namespace, argv: list[str]) -> None:
@@ -379,6 +421,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps per edit (default 300; --quick: 3)")
     parser.add_argument("--batch", type=int, default=None, help="targets edited in one batch in (c) (default 16; --quick: 2)")
     parser.add_argument("--warmup", type=int, default=2, help="steps of the untimed warm-up edit of each configuration")
+    parser.add_argument("--repeats", type=int, default=1, help="time every configuration this many times, interleaved; report the medians")
     parser.add_argument("--precision", choices=["fp32", "mixed", "bf16"], default=None, help="sgsim's precision (default: the device's)")
     parser.add_argument("--fp16-res", type=int, default=4, help="mixed: fp16 for this many highest resolutions (NVIDIA: 4)")
     parser.add_argument("--channels-last", action="store_true", help="mixed: channels_last activations in the fp16 blocks")
@@ -395,12 +438,13 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--to-quality", action="store_true", help="steps and seconds sgsim needs to reach the published loop's CLIP loss")
     parser.add_argument("--quality-steps", type=int, nargs="*", default=[150, 75], help="--to-quality: shorter sgsim runs to try")
     parser.add_argument("--only", choices=["a", "b"], default=None, help=argparse.SUPPRESS)  # one process of --memory
+    parser.add_argument("--child", choices=["a", "a'"], default=None, help=argparse.SUPPRESS)  # (a) or (a') timed in its own process
     args = parser.parse_args(argv)
     args.resolution = args.resolution or (32 if args.quick else 1024)
     args.steps = args.steps or (3 if args.quick else 300)
     args.batch = args.batch or (2 if args.quick else 16)
-    if min(args.steps, args.batch, args.warmup) < 1:
-        parser.error("--steps, --batch and --warmup must be at least 1")
+    if min(args.steps, args.batch, args.warmup, args.repeats) < 1:
+        parser.error("--steps, --batch, --warmup and --repeats must be at least 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible; use --device cpu")
     return args
@@ -423,6 +467,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.only:
         run_only(nets, sounds, args, device)
         return
+    if args.child:
+        from contextlib import nullcontext
+
+        from sgsim.editing.optimise import activation_memory
+
+        # (a'): the heap as sgsim's loop keeps it for the same activations (fp32, batch 1), where it keeps it.
+        with activation_memory(nets.generator, device, 1) if args.child == "a'" else nullcontext():
+            print(json.dumps(dataclasses.asdict(measure_published(nets, sounds[0], args, device, key=args.child))))
+        return
     if args.to_quality:
         measure_to_quality(nets, sounds[0], args, device)
         return
@@ -432,13 +485,22 @@ def main(argv: Optional[list[str]] = None) -> None:
           f"{', unfused modconv' if args.unfused_modconv else ''}"
           f"{'; sgsim synthesis compiled' if args.compile else ''}"
           f"{'; --quick smoke run, not a measurement' if args.quick else ''}")
-    results = [measure_published(nets, sounds[0], args, device)]
-    if args.compile:  # after (a), which stays eager; each warm-up edit pays its compilation
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if args.compile:  # (a) stays eager in its own process; each warm-up edit pays its compilation
         nets.generator.synthesis.forward = torch.compile(nets.generator.synthesis.forward)
-    results += [
-        measure_sgsim(nets, sounds[:1], args, device, "(b) sgsim"),
-        measure_sgsim(nets, batch_sounds, args, device, "(c) sgsim"),
-    ]
+    rounds = []
+    for round_ in range(args.repeats):  # interleaved, so that a machine whose speed drifts slows every row alike
+        measured = [measure_in_child("a", argv)] + ([measure_in_child("a'", argv)] if device.type == "cpu" else [])
+        measured += [
+            measure_sgsim(nets, sounds[:1], args, device, "b", "(b) sgsim"),
+            measure_sgsim(nets, batch_sounds, args, device, "c", "(c) sgsim"),
+        ]
+        if args.repeats > 1:
+            print(f"round {round_ + 1}: " + ", ".join(f"({m.key}) {m.seconds / m.edits:.2f} s/edit" for m in measured), flush=True)
+        rounds.append(measured)
+    results = [dataclasses.replace(row[0], seconds=statistics.median(m.seconds for m in row),
+                                   step_seconds=statistics.median(m.step_seconds for m in row),
+                                   peak_mib=None if row[0].peak_mib is None else max(m.peak_mib for m in row)) for row in zip(*rounds)]
     print(report(results, device_peaks(device, args.cpu_peak_gflops)))
 
 
