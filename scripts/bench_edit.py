@@ -470,10 +470,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.child:
         from contextlib import nullcontext
 
-        from sgsim.editing.optimise import activation_memory
+        from sgsim.host_memory import generator_memory_kept
 
         # (a'): the heap as sgsim's loop keeps it for the same activations (fp32, batch 1), where it keeps it.
-        with activation_memory(nets.generator, device, 1) if args.child == "a'" else nullcontext():
+        with generator_memory_kept(nets.generator, device, 1) if args.child == "a'" else nullcontext():
             print(json.dumps(dataclasses.asdict(measure_published(nets, sounds[0], args, device, key=args.child))))
         return
     if args.to_quality:
