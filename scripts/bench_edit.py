@@ -2,9 +2,12 @@
 
 All networks are full size with seeded random weights built in-process (no downloads): the FFHQ config-f
 generator, open_clip ViT-B/32, the sgsim-resnet18 audio encoder and ArcFace IR-SE50 for the identity term;
-the targets are real sounds (by default the paper's eight demo sounds in tests/data/audio). Prints seconds per edit, edits per minute, optimiser
-steps per second, peak GPU memory, model FLOPs per step and the achieved fraction of the device's peak, and
-the speed and memory ratios b/a and c/a. Warm-up edits are not timed.
+the targets are real sounds (by default the paper's eight demo sounds in tests/data/audio). (a) runs in a process
+of its own, with the C library's malloc as the published code has it; on a CPU (a') is (a) with the heap kept as
+sgsim's loops keep it (sgsim/host_memory.py). Prints seconds per edit, edits per minute, optimiser steps per
+second, seconds per step once the loop runs, peak GPU memory, model FLOPs per step and the achieved fraction of
+the device's peak, and the ratios of (b) and (c) to (a) and (a'): per timed edit, per step and for 300-step
+edits. Warm-up edits are not timed; --repeats N interleaves N timings of each configuration and reports medians.
 
     python scripts/bench_edit.py --device cuda                  # the measurement of docs/reference.md#performance-targets (1024 px, 300 steps, 16 targets)
     python scripts/bench_edit.py --device cpu --quick           # tiny networks, a few steps: a smoke run, not a measurement

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from sgsim.editing import Editor, Target
 from sgsim.editing.optimise import optimise_latents
-from sgsim.editing.precision import edit_precision
+from sgsim.editing.precision import AutocastImageEncoder, edit_precision
 from sgsim.editing.sources import seed_latent
 from sgsim.errors import SgsimError
 from stylegan2.precision import SynthesisPrecision
@@ -119,6 +119,19 @@ def test_cpu_edits_run_modulated_convolutions_unfused(editor, precision):
     with edit_precision(precision, editor.generator, editor.clip):
         assert all(block.fused_modconv is False for block in blocks)
     assert all(block.fused_modconv is None for block in blocks)
+
+
+def test_bf16_clip_sees_one_image_at_a_time_on_the_cpu_and_stays_near_fp32(editor):
+    """bf16 CLIP on the CPU encodes image by image (contiguous activations); each embedding stays within cosine
+    0.999 of fp32's, and one at a time gives what the batch gives."""
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    full = editor.clip.encode_image(images)
+    with edit_precision("bf16", editor.generator, editor.clip) as encoder:
+        assert encoder.per_sample and encoder.dtype == torch.bfloat16
+        low = encoder.encode_image(images)
+    assert low.dtype == torch.float32 and low.shape == full.shape
+    assert (F.cosine_similarity(low, full) > 0.999).all()
+    torch.testing.assert_close(AutocastImageEncoder(editor.clip, None, per_sample=True).encode_image(images), full, atol=1e-5, rtol=0)
 
 
 def test_bf16_renders_match_fp32_and_edits_return_fp32_renders(editor, rain, psnr):
