@@ -301,7 +301,7 @@ def device_peaks(device: torch.device, cpu_peak_gflops: Optional[float] = None) 
 def default_edit_seconds(m: Measurement) -> float:
     """A DEFAULT_STEPS-step edit's seconds, from a shorter timed one: its fixed part (everything but the steps at
     the loop's pace: embedding, renders, the first step's extra) plus DEFAULT_STEPS steps at that pace."""
-    return m.seconds - m.steps * m.step_seconds + DEFAULT_STEPS * m.step_seconds
+    return m.seconds + (DEFAULT_STEPS - m.steps) * m.step_seconds
 
 
 def report(results: list[Measurement], peaks: Optional[dict[str, float]]) -> str:
@@ -348,8 +348,7 @@ def run_only(nets: Networks, sounds: list[Path], args: argparse.Namespace, devic
 def measure_in_child(key: str, argv: list[str]) -> Measurement:
     """(a) or (a') timed in a fresh process: (a) runs with the C library's malloc as the published code has it,
     which this process no longer does once sgsim's edit loop has run here (sgsim.host_memory)."""
-    forwarded = [a for a in argv if a != "--child"]
-    run = subprocess.run([sys.executable, __file__, *forwarded, "--child", key], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, __file__, *argv, "--child", key], capture_output=True, text=True)
     if run.returncode != 0:
         sys.exit(f"measuring ({key}) in its own process failed:\n{run.stderr}")
     return Measurement(**json.loads(run.stdout.strip().splitlines()[-1]))

@@ -18,7 +18,7 @@ import functools
 import os
 import sys
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, ContextManager, Iterator, Optional
 
@@ -43,7 +43,7 @@ LARGEST_KEPT_BLOCK = 64 * 2**20
 SETTING = "SGSIM_KEEP_FREED_MEMORY"  # 1: keep whatever the block size, 0: never; unset: by LARGEST_KEPT_BLOCK
 
 _lock = threading.Lock()
-_depth = [0]  # nested blocks that keep memory (video and batch edits run several optimisations)
+_depth = 0  # nested blocks that keep memory (video and batch edits run several optimisations)
 
 
 @dataclass(frozen=True)
@@ -82,16 +82,18 @@ def wants_kept(largest_block: Optional[int]) -> bool:
 
 
 @contextmanager
-def freed_memory_kept(largest_block: Optional[int]) -> Iterator[bool]:
-    """Within the block, glibc's malloc serves every block from its heap and keeps freed ones there, if
-    `wants_kept(largest_block)`; yields whether it does. Afterwards large blocks are mapped again and the
-    heap's free memory goes back to the kernel, so a long-lived process does not hold an edit's peak."""
+def freed_memory_kept(largest_block: Optional[int], device: "torch.device") -> Iterator[bool]:
+    """Within the block, glibc's malloc serves every block from its heap and keeps freed ones there, if the work
+    runs on the CPU (elsewhere its activations are not in host memory) and `wants_kept(largest_block)`; yields
+    whether it does. Afterwards large blocks are mapped again and the heap's free memory goes back to the
+    kernel, so a long-lived process does not hold an edit's peak."""
+    global _depth
     malloc = glibc_malloc()
-    keep = malloc is not None and wants_kept(largest_block)
+    keep = device.type == "cpu" and malloc is not None and wants_kept(largest_block)
     if keep:
         with _lock:
-            _depth[0] += 1
-            if _depth[0] == 1:
+            _depth += 1
+            if _depth == 1:
                 malloc.mallopt(M_MMAP_MAX, 0)
                 malloc.mallopt(M_TRIM_THRESHOLD, KEEP)
     try:
@@ -99,8 +101,8 @@ def freed_memory_kept(largest_block: Optional[int]) -> Iterator[bool]:
     finally:
         if keep:
             with _lock:
-                _depth[0] -= 1
-                if _depth[0] == 0:
+                _depth -= 1
+                if _depth == 0:
                     malloc.mallopt(M_MMAP_MAX, MMAP_MAX_DEFAULT)
                     malloc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_AFTER)
                     malloc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_AFTER)
@@ -109,12 +111,10 @@ def freed_memory_kept(largest_block: Optional[int]) -> Iterator[bool]:
 
 def generator_memory_kept(generator, device: "torch.device", batch: int) -> ContextManager[bool]:
     """freed_memory_kept for a loop that renders `batch` images with `generator` (stylegan2.Generator) on `device`:
-    its largest activation is the last block's output, at the caller's autocast dtype if any. Only on the CPU."""
+    its largest activation is the last block's output, at the caller's autocast dtype if any."""
     import torch
 
-    if device.type != "cpu":
-        return nullcontext(False)
     resolution = generator.img_resolution
     channels = getattr(generator.synthesis, f"b{resolution}").out_channels
     itemsize = 2 if torch.is_autocast_enabled("cpu") else 4
-    return freed_memory_kept(batch * channels * resolution**2 * itemsize)
+    return freed_memory_kept(batch * channels * resolution**2 * itemsize, device)

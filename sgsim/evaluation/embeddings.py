@@ -11,7 +11,6 @@ import copy
 import hashlib
 import io
 from collections import defaultdict
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -204,7 +203,7 @@ def embed_dataset(
             advance(len(batch))
 
         # Every batch frees and re-requests the same large blocks (15% of a CPU run's time at 1 thread).
-        with freed_memory_kept(None) if encoder.device.type == "cpu" else nullcontext():
+        with freed_memory_kept(None, encoder.device):
             for items in loader:
                 for position, waveform, error in items:
                     if waveform is None:

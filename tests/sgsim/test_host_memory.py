@@ -32,7 +32,7 @@ from contextlib import nullcontext
 from sgsim.host_memory import freed_memory_kept
 rss = lambda: int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
 start = rss()
-with freed_memory_kept(0) if sys.argv[1] == "keep" else nullcontext(False) as kept:
+with freed_memory_kept(0, torch.device("cpu")) if sys.argv[1] == "keep" else nullcontext(False) as kept:
     for _ in range(5):
         torch.ones(2**24)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -83,22 +83,27 @@ def test_the_block_size_and_the_users_settings_decide(monkeypatch, setting, tuna
     assert wants_kept(block) is expected
 
 
+def test_work_off_the_cpu_leaves_malloc_alone():
+    with host_memory.freed_memory_kept(0, torch.device("cuda")) as kept:  # a CUDA loop's activations live on the GPU
+        assert kept is False
+
+
 @pytest.mark.parametrize("precision, itemsize", [("fp32", 4), ("bf16", 2)])
 def test_cpu_edits_ask_by_their_largest_activation(monkeypatch, editor, precision, itemsize):
     asked = []
-    monkeypatch.setattr(host_memory, "freed_memory_kept", lambda size: asked.append(size) or nullcontext(True))
+    monkeypatch.setattr(host_memory, "freed_memory_kept", lambda size, device: asked.append((size, device.type)) or nullcontext(True))
     G = editor.generator
     target = torch.nn.functional.normalize(torch.ones(2, 512), dim=1)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         optimise_latents(G, editor.clip, seed_latent(G, 0)[None].expand(2, -1, -1), target, steps=1, lr=0.01,
                          weights={"clip": 1.0})
     last = getattr(G.synthesis, f"b{G.img_resolution}")
-    assert asked == [2 * last.out_channels * G.img_resolution**2 * itemsize]
+    assert asked == [(2 * last.out_channels * G.img_resolution**2 * itemsize, "cpu")]
 
 
 def test_cpu_embedding_runs_keep_freed_memory(monkeypatch, shared_data):
     asked = []
-    monkeypatch.setattr(embeddings_module, "freed_memory_kept", lambda size: asked.append(size) or nullcontext(True))
+    monkeypatch.setattr(embeddings_module, "freed_memory_kept", lambda size, device: asked.append((size, device.type)) or nullcontext(True))
     dataset = read_esc50(shared_data / "esc50-mini")
     embedded = embeddings_module.embed_dataset(build_audio_encoder("sgsim-resnet18"), dataset, None, batch_size=5, workers=0)
-    assert embedded.encoded == len(dataset.clips) and asked == [None]  # None: its peak memory is not at stake
+    assert embedded.encoded == len(dataset.clips) and asked == [(None, "cpu")]  # None: its peak memory is not at stake

@@ -334,8 +334,8 @@ def test_cpu_inversion_keeps_freed_memory_by_its_largest_activation(monkeypatch,
     from sgsim import host_memory
 
     asked = []
-    monkeypatch.setattr(host_memory, "freed_memory_kept", lambda size: asked.append(size) or nullcontext(True))
+    monkeypatch.setattr(host_memory, "freed_memory_kept", lambda size, device: asked.append((size, device.type)) or nullcontext(True))
     with pytest.warns(UserWarning):  # no LPIPS: the pixel loss, with its warning
         invert(tiny_G, reachable_target, steps=1, refine_steps=1)
     last = getattr(tiny_G.synthesis, f"b{tiny_G.img_resolution}")
-    assert asked == [last.out_channels * tiny_G.img_resolution**2 * 4] * 2  # the W fit and the W+ refinement
+    assert asked == [(last.out_channels * tiny_G.img_resolution**2 * 4, "cpu")] * 2  # the W fit and the W+ refinement
