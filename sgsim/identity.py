@@ -52,13 +52,28 @@ class SqueezeExcitation(nn.Module):
         return x * gate
 
 
+class Subsample(nn.Module):
+    """Every `stride`-th row and column: what TreB1eN's parameter-free shortcut MaxPool2d(1, stride) computes (a
+    maximum over one element), without the pooling kernel and its indices (at stride 1 it is the identity)."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}"
+
+
 class BottleneckIrSe(nn.Module):
     """Pre-activation residual unit: BN, 3x3 conv, PReLU, 3x3 conv (strided), BN, SE; plus a shortcut."""
 
     def __init__(self, in_channels: int, channels: int, stride: int, se_reduction: int):
         super().__init__()
         if in_channels == channels:
-            self.shortcut_layer = nn.MaxPool2d(1, stride)  # parameter-free subsampling
+            self.shortcut_layer = Subsample(stride)
         else:
             self.shortcut_layer = nn.Sequential(
                 nn.Conv2d(in_channels, channels, 1, stride, bias=False),
@@ -116,21 +131,17 @@ class ArcFace(nn.Module):
         return self(F.adaptive_avg_pool2d(faces, self.config.input_size))
 
 
-class IdentityLoss:
+class IdentityLoss(nn.Module):
     """1 - cos(ArcFace(images), ArcFace(source)) per image; the gradient flows to `images`, the source is a constant.
 
     (StyleCLIP's edit loop passes these two the other way round, so its identity term sends no gradient.)
     """
 
     def __init__(self, net: ArcFace):
+        super().__init__()
         self.net = net
 
-    def to(self, device: torch.device | str) -> IdentityLoss:
-        """Move the network to `device`; returns self, as nn.Module.to does."""
-        self.net.to(device)
-        return self
-
-    def __call__(self, images: torch.Tensor, source_images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, source_images: torch.Tensor) -> torch.Tensor:
         return self.to_source(source_images)(images)
 
     def to_source(self, source_images: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -378,6 +378,8 @@ class SynthesisBlock(torch.nn.Module):
         self.use_fp16 = use_fp16
         self.channels_last = use_fp16 and fp16_channels_last
         self.fp16_on_cpu = False  # CPU fp16 kernels are slow: True only to check fp16 numerics without a GPU
+        # The dtype use_fp16 means: float16 (NVIDIA's, with clamps), or bfloat16 (fp32's range; CPUs compute it natively).
+        self.reduced_dtype = torch.float16
         self.fused_modconv: bool | None = None  # default for forward's fused_modconv; None = NVIDIA's rule
         self.register_buffer("resample_filter", upfirdn2d.setup_filter(list(resample_filter), device=torch.get_default_device()))
         self.num_conv = 0
@@ -407,8 +409,9 @@ class SynthesisBlock(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(features, image so far, ws [N, num_conv + num_torgb, w_dim]) -> (features, image) at this resolution."""
         w_iter = iter(ws.unbind(dim=1))
-        half = self.use_fp16 and not force_fp32 and (ws.device.type == "cuda" or self.fp16_on_cpu)
-        dtype = torch.float16 if half else torch.float32
+        half = self.use_fp16 and not force_fp32 and (
+            ws.device.type == "cuda" or self.fp16_on_cpu or self.reduced_dtype == torch.bfloat16)
+        dtype = self.reduced_dtype if half else torch.float32
         memory_format = torch.channels_last if self.channels_last and half else torch.contiguous_format
         if fused_modconv is None:
             fused_modconv = self.fused_modconv

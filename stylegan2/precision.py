@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
+import torch
+
 from stylegan2.networks import SynthesisLayer, SynthesisNetwork, ToRGBLayer, lowest_fp16_resolution
 
 
@@ -24,6 +26,9 @@ class SynthesisPrecision:
     # Modulated convolutions as one grouped convolution (True), by scaling activations (False, faster on CPUs,
     # whose grouped convolutions are slow), or by NVIDIA's rule (None: fused in inference unless fp16 with a batch).
     fused_modconv: bool | None = None
+    # The reduced dtype: float16 as NVIDIA trains, or bfloat16 (needs no clamp; native on recent CPUs, and the
+    # generator's CUDA kernels have no bf16 form, so bf16 blocks are for the CPU's reference ops).
+    dtype: torch.dtype = torch.float16
 
 
 FP32 = SynthesisPrecision(num_fp16_res=0)
@@ -50,6 +55,7 @@ def synthesis_precision(synthesis: SynthesisNetwork, precision: SynthesisPrecisi
             assign(block, "channels_last", half and precision.channels_last)
             assign(block, "fp16_on_cpu", precision.fp16_on_cpu)
             assign(block, "fused_modconv", precision.fused_modconv)
+            assign(block, "reduced_dtype", precision.dtype)
             for layer in block.modules():
                 if isinstance(layer, (SynthesisLayer, ToRGBLayer)) and layer.conv_clamp is None:
                     assign(layer, "conv_clamp", precision.conv_clamp)

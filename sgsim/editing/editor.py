@@ -327,7 +327,8 @@ class Editor:
             guides = [f"{t.label} (sound)" for t in targets] + [f"{t.text} (text)" for t in targets]
 
         with swapped_noise(self.generator, noise):
-            with edit_precision(precision, self.generator, self.clip, synthesis=self.mixed_synthesis) as image_encoder:
+            with edit_precision(precision, self.generator, self.clip, synthesis=self.mixed_synthesis,
+                                helpers=networks.values()) as image_encoder:
                 optimised = optimise_latents(
                     self.generator, image_encoder, w_source.expand(len(guides), -1, -1), directions.to(self.device),
                     steps=steps, lr=lr, weights=weights, networks=networks,
@@ -429,7 +430,8 @@ class Editor:
         aims = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)]).to(self.device)
         w_sources = torch.stack([self.source_start(source, seed, invert_steps, class_index)[0] for source in sources])
         variables = SharedOffset(w_sources, layers, count=len(targets))
-        with edit_precision(precision, self.generator, self.clip, synthesis=self.mixed_synthesis) as image_encoder:
+        with edit_precision(precision, self.generator, self.clip, synthesis=self.mixed_synthesis,
+                                helpers=networks.values()) as image_encoder:
             optimise_latents(
                 self.generator, image_encoder, variables.sources(), aims.repeat_interleave(len(sources), dim=0),
                 steps=steps, lr=lr, weights=weights, networks=networks, variables=variables,

@@ -8,10 +8,11 @@ Only the optimisation runs reduced: the images an edit returns are rendered in f
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Optional
+from contextlib import ExitStack, contextmanager
+from typing import Iterable, Iterator, Optional
 
 import torch
+from torch import nn
 
 from stylegan2.precision import FP32, MIXED, SynthesisPrecision, synthesis_precision
 
@@ -20,6 +21,41 @@ from stylegan2.precision import FP32, MIXED, SynthesisPrecision, synthesis_preci
 # convolution (314 -> 224 GFLOP per step at 256 px) and oneDNN's slow grouped convolutions (README, Performance).
 # Unmeasured on a GPU, so CUDA keeps NVIDIA's rule.
 CPU_SYNTHESIS = SynthesisPrecision(num_fp16_res=0, fused_modconv=False)
+
+
+def cpu_bf16_synthesis(synthesis) -> SynthesisPrecision:
+    """A bf16 edit's generator on a CPU: every block above 4 px computes in bfloat16 itself, so that the
+    elementwise work between its convolutions runs on half the bytes (autocast would round only each
+    convolution's input and leave that work in fp32), with the modulated convolutions unfused as in CPU_SYNTHESIS."""
+    return SynthesisPrecision(num_fp16_res=synthesis.img_resolution_log2 - 2, fused_modconv=False, dtype=torch.bfloat16)
+
+
+# The layers whose weights autocast casts at every call: matrices and kernels of linear layers, convolutions and
+# attention in-projections (biases, norms and embeddings are small or stay fp32 under autocast).
+_CAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.MultiheadAttention)
+
+
+@contextmanager
+def frozen_weights_in(dtype: torch.dtype, modules: Iterable[nn.Module]) -> Iterator[None]:
+    """Within the block, the frozen fp32 weights of the linear, convolution and attention layers of `modules` are
+    held in `dtype`; afterwards the fp32 ones come back. Autocast caches only the casts of weights that require a
+    gradient and casts frozen ones again at every call (a bf16 step recast CLIP's and ArcFace's weights, 130M
+    numbers, every time): with this they are cast once per edit, to the same values."""
+    saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+    try:
+        for module in modules:
+            for layer in module.modules():
+                if not isinstance(layer, _CAST_LAYERS):
+                    continue
+                for name in ("weight", "in_proj_weight"):
+                    weight = getattr(layer, name, None)
+                    if isinstance(weight, torch.Tensor) and weight.dtype == torch.float32 and not weight.requires_grad:
+                        saved.append((weight, weight.data))
+                        weight.data = weight.data.to(dtype)
+        yield
+    finally:
+        for weight, data in reversed(saved):
+            weight.data = data
 
 
 class AutocastImageEncoder:
@@ -42,14 +78,16 @@ class AutocastImageEncoder:
 
 
 @contextmanager
-def edit_precision(precision: str, generator, clip, synthesis: SynthesisPrecision = MIXED) -> Iterator[object]:
+def edit_precision(precision: str, generator, clip, synthesis: SynthesisPrecision = MIXED,
+                   helpers: Iterable[object] = ()) -> Iterator[object]:
     """Within the block, `generator` runs at `precision`; yields the CLIP image encoder to use with it.
 
     'fp32' also keeps the fp16 blocks of a mixed-precision network (ADA's) in fp32. `synthesis` says how
     'mixed' runs the generator (MIXED: NVIDIA's num_fp16_res 4 and conv_clamp 256). 'bf16' runs the
-    generator, the identity network and CLIP's image tower under bfloat16 autocast (bf16 has fp32's range,
-    so it needs neither fp16 blocks nor a clamp); on the CPU CLIP sees one image at a time (contiguous
-    activations), where bf16 halves its 0.35 s share of a 256 px step.
+    generator in bfloat16 (bf16 has fp32's range, so it needs no clamp; on the CPU its blocks compute in bf16
+    themselves, elsewhere under autocast), CLIP's image tower and the `helpers` (the loss terms' networks:
+    identity, LPIPS) under bfloat16 autocast, with their weights cast once (frozen_weights_in); on the CPU
+    CLIP sees one image at a time (contiguous activations), where bf16 halves its 0.35 s share of a 256 px step.
     """
     device_type = next(generator.parameters()).device.type
     full = CPU_SYNTHESIS if device_type == "cpu" else FP32
@@ -57,7 +95,12 @@ def edit_precision(precision: str, generator, clip, synthesis: SynthesisPrecisio
         with synthesis_precision(generator.synthesis, synthesis):
             yield AutocastImageEncoder(clip)
     elif precision == "bf16":
-        with synthesis_precision(generator.synthesis, full), torch.autocast(device_type=device_type, dtype=torch.bfloat16):
+        blocks = cpu_bf16_synthesis(generator.synthesis) if device_type == "cpu" else full
+        cast = [clip.model.visual, *(helper for helper in helpers if isinstance(helper, nn.Module))]
+        with ExitStack() as stack:
+            stack.enter_context(synthesis_precision(generator.synthesis, blocks))
+            stack.enter_context(frozen_weights_in(torch.bfloat16, cast))
+            stack.enter_context(torch.autocast(device_type=device_type, dtype=torch.bfloat16))
             yield AutocastImageEncoder(clip, torch.bfloat16, per_sample=device_type == "cpu")
     else:
         with synthesis_precision(generator.synthesis, full):

@@ -272,7 +272,8 @@ def make_video(
     if steps > 0:
         on_step = None if progress is None else (lambda step, _: progress("optimise", step + 1, steps))
         with swapped_noise(G, noise):
-            with edit_precision(precision, G, editor.clip, synthesis=editor.mixed_synthesis) as image_encoder:
+            with edit_precision(precision, G, editor.clip, synthesis=editor.mixed_synthesis,
+                                helpers=networks.values()) as image_encoder:
                 result = optimise_latents(
                     G, image_encoder, start, targets.directions.to(editor.device), steps=steps, lr=lr, weights=weights,
                     networks=networks, variables=PinnedKeyframes(start, targets.audible, layers), callback=on_step,

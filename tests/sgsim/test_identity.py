@@ -48,7 +48,7 @@ def test_ir_se50_has_the_treb1en_key_layout():
     }
     for key, shape in expected_shapes.items():
         assert tuple(state[key].shape) == shape, key
-    assert not any(key.startswith("body.0.shortcut_layer") for key in state)  # same width: parameter-free max-pool
+    assert not any(key.startswith("body.0.shortcut_layer") for key in state)  # same width: parameter-free subsampling
 
 
 def test_ir_se50_embeds_a_112_px_face_as_a_512_d_unit_vector():
@@ -110,6 +110,15 @@ def test_embeddings_match_styleclip_arcface_on_seeded_weights(random_weights):
     with torch.no_grad():
         torch.testing.assert_close(net.embed(faces256), torch.from_numpy(golden["embeddings256"]), atol=1e-5, rtol=0)
         torch.testing.assert_close(net.embed(faces64), torch.from_numpy(golden["embeddings64"]), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("stride, size", [(1, 14), (2, 14), (2, 7)])
+def test_subsampling_shortcut_is_treb1en_s_one_pixel_max_pool(stride, size):
+    """The same-width shortcut takes every stride-th pixel: exactly MaxPool2d(1, stride), odd sizes included."""
+    from sgsim.identity import Subsample
+
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(stride + size))
+    assert torch.equal(Subsample(stride)(x), F.max_pool2d(x, 1, stride))
 
 
 def test_embed_pools_to_256_crops_the_face_and_pools_to_112(tiny_net):

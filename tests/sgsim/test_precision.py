@@ -134,6 +134,35 @@ def test_bf16_clip_sees_one_image_at_a_time_on_the_cpu_and_stays_near_fp32(edito
     torch.testing.assert_close(AutocastImageEncoder(editor.clip, None, per_sample=True).encode_image(images), full, atol=1e-5, rtol=0)
 
 
+def test_bf16_cpu_edits_run_the_generator_in_bf16_and_cast_frozen_weights_once(editor):
+    """A bf16 CPU edit: the generator's blocks above 4 px compute in bf16 themselves; CLIP's image tower and the
+    loss terms' networks hold bf16 weights for the whole edit (not recast at every call), which encode exactly as
+    autocast's own casts do; weights that need a gradient are left alone, and every fp32 weight comes back."""
+    from sgsim.identity import ArcFace, IdentityLoss, IrSeConfig
+    from stylegan2.precision import SynthesisPrecision
+
+    torch.manual_seed(6)
+    frozen = IdentityLoss(ArcFace(IrSeConfig(stem_channels=8, stages=((8, 1), (16, 1)), se_reduction=4, embedding_dim=32)).eval().requires_grad_(False))
+    trained = torch.nn.Linear(4, 4)  # requires grad: autocast caches its cast itself
+    G, visual = editor.generator, editor.clip.model.visual
+    before = {name: p.detach().clone() for name, p in [*visual.named_parameters(), *frozen.named_parameters()]}
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    with torch.autocast("cpu", torch.bfloat16):
+        autocast_cast = AutocastImageEncoder(editor.clip, torch.bfloat16, per_sample=True).encode_image(images)
+    top = G.synthesis.block_resolutions[-1]
+    with edit_precision("bf16", G, editor.clip, helpers=[frozen, trained, "not a network"]) as encoder:
+        assert getattr(G.synthesis, f"b{top}").reduced_dtype == torch.bfloat16
+        assert visual.transformer.resblocks[0].attn.in_proj_weight.dtype == torch.bfloat16
+        assert frozen.net.output_layer[3].weight.dtype == torch.bfloat16 and trained.weight.dtype == torch.float32
+        assert visual.class_embedding.dtype == torch.float32  # not a layer's weight: untouched
+        assert torch.equal(encoder.encode_image(images), autocast_cast)
+        with torch.no_grad():
+            assert G.synthesis(seed_latent(G, 0)[None], noise_mode="const").isfinite().all()
+    after = dict([*visual.named_parameters(), *frozen.named_parameters()])
+    assert all(after[name].dtype == torch.float32 and torch.equal(after[name], value) for name, value in before.items())
+    assert getattr(G.synthesis, f"b{top}").reduced_dtype == torch.float16
+
+
 def test_bf16_renders_match_fp32_and_edits_return_fp32_renders(editor, rain, psnr):
     G = editor.generator
     ws = G.mapping(torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(7)), None, truncation_psi=0.7)

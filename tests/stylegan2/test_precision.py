@@ -55,6 +55,22 @@ def test_fp16_runs_in_the_highest_blocks_only(generator, ws):
     assert dtypes == {4: torch.float32, 8: torch.float32, 16: torch.float32, 32: torch.float16, 64: torch.float16}
 
 
+def test_bf16_blocks_compute_in_bf16_on_the_cpu_and_stay_close_to_fp32(generator, ws, psnr):
+    """bfloat16 blocks need neither a GPU nor a clamp: they run on the CPU as asked, in bf16 themselves (not under
+    autocast), and their image (accumulated in fp32) stays near fp32's; the blocks' own dtype comes back."""
+    bf16 = SynthesisPrecision(num_fp16_res=2, dtype=torch.bfloat16)
+    with torch.no_grad():
+        reference = generator.synthesis(ws)
+        with synthesis_precision(generator.synthesis, bf16):
+            dtypes = block_dtypes(generator, ws)
+            image = generator.synthesis(ws)
+    assert dtypes == {4: torch.float32, 8: torch.float32, 16: torch.float32, 32: torch.bfloat16, 64: torch.bfloat16}
+    assert image.dtype == torch.float32 and not torch.equal(image, reference)
+    # bf16 keeps 8 significant bits to fp16's 11: measured 53 dB here (fp16: 71 dB), 41 dB at 256 px with config-f widths.
+    assert psnr(image, reference) >= 45.0
+    assert all(getattr(generator.synthesis, f"b{res}").reduced_dtype == torch.float16 for res in generator.synthesis.block_resolutions)
+
+
 def test_fp16_forward_stays_close_to_fp32(generator, ws, psnr):
     with torch.no_grad():
         reference = generator.synthesis(ws)
