@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -37,6 +38,8 @@ def modulated_conv2d(
     demodulate: bool = True,                    # Normalise each output channel's weights to unit norm?
     flip_weight: bool = True,                   # True = correlation (like F.conv2d), False = convolution.
     fused_modconv: bool = True,                 # One grouped convolution for the whole batch instead of scaling activations?
+    gain: float = 1,                            # Scale of the output before the noise, applied to the small per-sample factors.
+    energy: torch.Tensor | None = None,         # sum over the kernel of weight^2 [out_channels, in_channels], if known.
 ) -> torch.Tensor:
     """StyleGAN2's modulated convolution: weights scaled per sample by styles, then demodulated."""
     batch_size = x.shape[0]
@@ -50,6 +53,9 @@ def modulated_conv2d(
         weight = weight * (1 / math.sqrt(in_channels * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
+    if gain != 1 and not demodulate:
+        styles = styles * gain  # without demodulation the output is linear in the styles
+
     w = None
     dcoefs = None
     if fused_modconv:
@@ -60,8 +66,25 @@ def modulated_conv2d(
     elif demodulate:
         # The same sums with kh*kw times less memory: sum_ik (W_oik s_ni)^2 = sum_i s_ni^2 sum_k W_oik^2. Elementwise,
         # not a matmul, so that autocast cannot lower its precision.
-        energy = weight.square().sum(dim=[2, 3])  # [OI]
+        energy = weight.square().sum(dim=[2, 3]) if energy is None else energy  # [OI]
         dcoefs = ((styles.square().unsqueeze(1) * energy.unsqueeze(0)).sum(dim=2) + 1e-8).rsqrt()  # [NO]
+    if gain != 1 and demodulate:
+        dcoefs = dcoefs * gain
+        if w is not None:
+            w = w * gain
+
+    if not fused_modconv and kh == kw == 1 and up == 1 and padding == 0:
+        # A 1x1 kernel (toRGB): the per-sample weights are as small as the styles, so they are scaled instead of
+        # the activations: one batched matrix product, and no pass over x to scale it or for the styles' gradient.
+        w = weight[:, :, 0, 0].unsqueeze(0) * styles.unsqueeze(1)  # [NOI]
+        if demodulate:
+            w = w * dcoefs.unsqueeze(2)
+        w = w.to(x.dtype)
+        if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+            x = torch.matmul(w, x.flatten(2)).unflatten(2, x.shape[2:])
+        else:  # channels_last: [N, H*W, I] rows, so that x's gradient keeps x's layout
+            x = torch.matmul(x.permute(0, 2, 3, 1).flatten(1, 2), w.transpose(1, 2)).unflatten(1, x.shape[2:]).permute(0, 3, 1, 2)
+        return x.add_(noise.to(x.dtype)) if noise is not None else x
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
@@ -226,6 +249,14 @@ class MappingNetwork(torch.nn.Module):
         return f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, num_ws={self.num_ws}, label_concat={self.label_concat_mode}"
 
 
+@dataclass(frozen=True)
+class FixedWeight:
+    """A modulated layer's weight prepared once for many passes in which it does not change (an edit's loop)."""
+
+    weight: torch.Tensor  # the weight in the dtype its block computes in
+    energy: torch.Tensor  # sum over the kernel of the fp32 weight squared [out_channels, in_channels]
+
+
 class SynthesisLayer(torch.nn.Module):
     """Modulated 3x3 convolution (optionally upsampling), noise injection, bias, lrelu."""
 
@@ -263,6 +294,7 @@ class SynthesisLayer(torch.nn.Module):
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
             self.noise_strength = torch.nn.Parameter(torch.zeros([]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
+        self.fixed: FixedWeight | None = None  # set by stylegan2.precision while the weights are fixed
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused_modconv: bool = True, gain: float = 1) -> torch.Tensor:
         if noise_mode not in NOISE_MODES:
@@ -274,13 +306,21 @@ class SynthesisLayer(torch.nn.Module):
         if self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         flip_weight = self.up == 1  # slightly faster; both give the same result
-        x = modulated_conv2d(
-            x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-            resample_filter=self.resample_filter, flip_weight=flip_weight, fused_modconv=fused_modconv,
-        )
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
+        # Unfused (the CPU's form), the activation's gain moves into the layer's small factors (demodulation
+        # coefficients, noise, bias): act(g * y) = g * act(y) for g > 0, one pass fewer over the layer's output,
+        # forward and backward. Fused keeps NVIDIA's order of operations.
+        folded = act_gain if not fused_modconv and ACTIVATIONS[self.activation].homogeneous and act_gain > 0 else 1.0
+        fixed = self.fixed
+        weight = fixed.weight if fixed is not None and fixed.weight.dtype == x.dtype else self.weight
+        x = modulated_conv2d(
+            x, weight, styles, noise=noise * folded if noise is not None and folded != 1 else noise, up=self.up,
+            padding=self.padding, resample_filter=self.resample_filter, flip_weight=flip_weight,
+            fused_modconv=fused_modconv, gain=folded, energy=fixed.energy if fixed is not None else None,
+        )
+        bias = self.bias * folded if folded != 1 else self.bias
+        return bias_act(x, bias.to(x.dtype), act=self.activation, gain=act_gain / folded, clamp=act_clamp)
 
     def extra_repr(self) -> str:
         return (
@@ -398,6 +438,12 @@ class SynthesisBlock(torch.nn.Module):
         if in_channels != 0 and architecture == "resnet":
             self.skip = SkipLayer(in_channels, out_channels, resample_filter=resample_filter, channels_last=self.channels_last)
 
+    def compute_dtype(self, device: torch.device, force_fp32: bool = False) -> torch.dtype:
+        """The dtype this block computes in on `device`: its reduced dtype if use_fp16 (fp16 on CUDA, or on the CPU
+        when asked; bf16 anywhere), else fp32."""
+        reduced = device.type == "cuda" or self.fp16_on_cpu or self.reduced_dtype == torch.bfloat16
+        return self.reduced_dtype if self.use_fp16 and not force_fp32 and reduced else torch.float32
+
     def forward(
         self,
         x: torch.Tensor | None,
@@ -409,9 +455,8 @@ class SynthesisBlock(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(features, image so far, ws [N, num_conv + num_torgb, w_dim]) -> (features, image) at this resolution."""
         w_iter = iter(ws.unbind(dim=1))
-        half = self.use_fp16 and not force_fp32 and (
-            ws.device.type == "cuda" or self.fp16_on_cpu or self.reduced_dtype == torch.bfloat16)
-        dtype = self.reduced_dtype if half else torch.float32
+        dtype = self.compute_dtype(ws.device, force_fp32)
+        half = dtype != torch.float32
         memory_format = torch.channels_last if self.channels_last and half else torch.contiguous_format
         if fused_modconv is None:
             fused_modconv = self.fused_modconv

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import torch
 
-from stylegan2.networks import SynthesisLayer, SynthesisNetwork, ToRGBLayer, lowest_fp16_resolution
+from stylegan2.networks import FixedWeight, SynthesisBlock, SynthesisLayer, SynthesisNetwork, ToRGBLayer, lowest_fp16_resolution
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,24 @@ class SynthesisPrecision:
     # The reduced dtype: float16 as NVIDIA trains, or bfloat16 (needs no clamp; native on recent CPUs, and the
     # generator's CUDA kernels have no bf16 form, so bf16 blocks are for the CPU's reference ops).
     dtype: torch.dtype = torch.float16
+    # The weights do not change within the block (an edit's loop): each modulated layer's weight is cast to its
+    # block's dtype and its demodulation energy computed once, not in every forward pass.
+    fixed_weights: bool = False
 
 
 FP32 = SynthesisPrecision(num_fp16_res=0)
 # stylegan2-ada-pytorch train.py: every configuration trains with num_fp16_res 4 and conv_clamp 256.
 MIXED = SynthesisPrecision(num_fp16_res=4, conv_clamp=256)
+
+
+def laid_out(weight: torch.Tensor, layer: SynthesisLayer, block: SynthesisBlock) -> torch.Tensor:
+    """`weight` in the memory format of the block's activations, which each convolution would otherwise convert it
+    to; for an upsampling layer such that the transposed convolution's [in, out, k, k] view of it is in that format."""
+    if not (block.channels_last and weight.dtype != torch.float32):
+        return weight
+    if layer.up == 1:
+        return weight.contiguous(memory_format=torch.channels_last)
+    return weight.transpose(0, 1).contiguous(memory_format=torch.channels_last).transpose(0, 1)
 
 
 @contextmanager
@@ -59,6 +72,11 @@ def synthesis_precision(synthesis: SynthesisNetwork, precision: SynthesisPrecisi
             for layer in block.modules():
                 if isinstance(layer, (SynthesisLayer, ToRGBLayer)) and layer.conv_clamp is None:
                     assign(layer, "conv_clamp", precision.conv_clamp)
+                if isinstance(layer, SynthesisLayer) and precision.fixed_weights:
+                    with torch.no_grad():
+                        weight = layer.weight.detach()
+                        dtype = block.compute_dtype(weight.device)
+                        assign(layer, "fixed", FixedWeight(laid_out(weight.to(dtype), layer, block), weight.square().sum(dim=[2, 3])))
         yield synthesis
     finally:
         for module, name, value in reversed(saved):

@@ -20,14 +20,15 @@ from stylegan2.precision import FP32, MIXED, SynthesisPrecision, synthesis_preci
 # layer: an edit needs style gradients, not weight gradients, and this form skips the weight-gradient
 # convolution (314 -> 224 GFLOP per step at 256 px) and oneDNN's slow grouped convolutions (README, Performance).
 # Unmeasured on a GPU, so CUDA keeps NVIDIA's rule.
-CPU_SYNTHESIS = SynthesisPrecision(num_fp16_res=0, fused_modconv=False)
+CPU_SYNTHESIS = SynthesisPrecision(num_fp16_res=0, fused_modconv=False, fixed_weights=True)
 
 
 def cpu_bf16_synthesis(synthesis) -> SynthesisPrecision:
     """A bf16 edit's generator on a CPU: every block above 4 px computes in bfloat16 itself, so that the
     elementwise work between its convolutions runs on half the bytes (autocast would round only each
     convolution's input and leave that work in fp32), with the modulated convolutions unfused as in CPU_SYNTHESIS."""
-    return SynthesisPrecision(num_fp16_res=synthesis.img_resolution_log2 - 2, fused_modconv=False, dtype=torch.bfloat16)
+    return SynthesisPrecision(num_fp16_res=synthesis.img_resolution_log2 - 2, channels_last=True, fused_modconv=False,
+                              dtype=torch.bfloat16, fixed_weights=True)
 
 
 # The layers whose weights autocast casts at every call: matrices and kernels of linear layers, convolutions and

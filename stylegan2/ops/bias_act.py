@@ -23,13 +23,14 @@ class Activation:
     def_gain: float
     kernel_index: int  # must match the ActivationKind enum in cuda/bias_act.cu
     has_2nd_grad: bool  # False where the second derivative is zero almost everywhere
+    homogeneous: bool = False  # func(g * x) = g * func(x) for every g > 0, so a gain may be applied before it
 
 
 # Default gains keep the signal's second moment near 1 (He et al. 2015); NVIDIA's StyleGAN2 uses the same values.
 ACTIVATIONS: dict[str, Activation] = {
-    "linear": Activation(lambda x, alpha: x, 0.0, 1.0, 1, False),
-    "relu": Activation(lambda x, alpha: F.relu(x), 0.0, math.sqrt(2), 2, False),
-    "lrelu": Activation(lambda x, alpha: F.leaky_relu(x, alpha), 0.2, math.sqrt(2), 3, False),
+    "linear": Activation(lambda x, alpha: x, 0.0, 1.0, 1, False, homogeneous=True),
+    "relu": Activation(lambda x, alpha: F.relu(x), 0.0, math.sqrt(2), 2, False, homogeneous=True),
+    "lrelu": Activation(lambda x, alpha: F.leaky_relu(x, alpha), 0.2, math.sqrt(2), 3, False, homogeneous=True),
     "tanh": Activation(lambda x, alpha: torch.tanh(x), 0.0, 1.0, 4, True),
     "sigmoid": Activation(lambda x, alpha: torch.sigmoid(x), 0.0, 1.0, 5, True),
     "elu": Activation(lambda x, alpha: F.elu(x), 0.0, 1.0, 6, True),

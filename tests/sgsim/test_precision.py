@@ -139,7 +139,6 @@ def test_bf16_cpu_edits_run_the_generator_in_bf16_and_cast_frozen_weights_once(e
     loss terms' networks hold bf16 weights for the whole edit (not recast at every call), which encode exactly as
     autocast's own casts do; weights that need a gradient are left alone, and every fp32 weight comes back."""
     from sgsim.identity import ArcFace, IdentityLoss, IrSeConfig
-    from stylegan2.precision import SynthesisPrecision
 
     torch.manual_seed(6)
     frozen = IdentityLoss(ArcFace(IrSeConfig(stem_channels=8, stages=((8, 1), (16, 1)), se_reduction=4, embedding_dim=32)).eval().requires_grad_(False))

@@ -35,6 +35,14 @@ def test_every_activation_has_a_closed_form():
 
 
 @pytest.mark.parametrize("act", sorted(CLOSED_FORMS))
+def test_homogeneous_flag_says_whether_a_positive_gain_commutes_with_the_activation(act):
+    """The generator moves a gain in front of activations flagged homogeneous: the flag must match the closed form."""
+    values = [v / 4 for v in range(-12, 13)]
+    commutes = all(math.isclose(CLOSED_FORMS[act](2.5 * v), 2.5 * CLOSED_FORMS[act](v), rel_tol=1e-12, abs_tol=1e-12) for v in values)
+    assert ACTIVATIONS[act].homogeneous == commutes
+
+
+@pytest.mark.parametrize("act", sorted(CLOSED_FORMS))
 def test_matches_closed_form_with_bias_along_dim_and_default_gain(act):
     x = torch.linspace(-3, 3, 24, dtype=torch.float64).reshape(2, 3, 4)
     b = torch.tensor([0.5, -0.25, 0.0, 1.0], dtype=torch.float64)

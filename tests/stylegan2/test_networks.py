@@ -247,6 +247,33 @@ def test_modulated_conv2d_matches_per_sample_convolution():
         assert torch.allclose(out[n : n + 1], torch.nn.functional.conv2d(x[n : n + 1], w, padding=1), atol=1e-5)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("demodulate, kernel", [(True, 3), (False, 1), (True, 1)])
+def test_modulated_conv2d_gain_scales_the_output_before_the_noise(fused, demodulate, kernel):
+    """gain (applied to the small per-sample factors) gives gain * output + noise, in every form of the convolution."""
+    torch.manual_seed(2)
+    x, weight, styles = torch.randn(2, 4, 6, 6), torch.randn(5, 4, kernel, kernel), torch.randn(2, 4)
+    noise = torch.randn(6, 6)
+    kwargs = dict(padding=kernel // 2, demodulate=demodulate, fused_modconv=fused)
+    plain = modulated_conv2d(x, weight, styles, **kwargs)
+    scaled = modulated_conv2d(x, weight, styles, noise=noise, gain=1.7, **kwargs)
+    torch.testing.assert_close(scaled, 1.7 * plain + noise, rtol=1e-5, atol=1e-5)
+
+
+def test_unfused_1x1_modulated_conv2d_keeps_channels_last_and_its_gradient_layout():
+    """toRGB's unfused form (a batched matrix product) gives the convolution's result from either memory format, and
+    a channels_last input gets a channels_last gradient (no layout conversion in the backward pass)."""
+    torch.manual_seed(3)
+    x, weight, styles = torch.randn(2, 8, 5, 7), torch.randn(3, 8, 1, 1), torch.randn(2, 8)
+    fused = modulated_conv2d(x, weight, styles, demodulate=False)
+    last = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    unfused = modulated_conv2d(last, weight, styles, demodulate=False, fused_modconv=False)
+    torch.testing.assert_close(unfused, fused, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(modulated_conv2d(x, weight, styles, demodulate=False, fused_modconv=False), fused, rtol=1e-5, atol=1e-5)
+    unfused.square().sum().backward()
+    assert last.grad.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_ada_label_embedding_and_missing_label():
     G = Generator(16, 5, 16, 8, 3, synthesis_kwargs=TINY_SYNTHESIS).eval()
     assert G.mapping.embed.weight.shape == (16, 5) and G.mapping.fc0.weight.shape == (16, 32)

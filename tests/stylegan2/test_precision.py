@@ -1,10 +1,12 @@
 """stylegan2.precision: a built generator runs its high-resolution blocks in fp16 (checked on the CPU) and gets its settings back."""
 
+import dataclasses
+
 import pytest
 import torch
 
 from stylegan2 import Generator
-from stylegan2.networks import lowest_fp16_resolution
+from stylegan2.networks import SynthesisLayer, lowest_fp16_resolution
 from stylegan2.precision import FP32, MIXED, SynthesisPrecision, synthesis_precision
 
 # fp16 in the 32 and 64 px blocks of a 64 px generator, NVIDIA's clamp, run on the CPU.
@@ -69,6 +71,29 @@ def test_bf16_blocks_compute_in_bf16_on_the_cpu_and_stay_close_to_fp32(generator
     # bf16 keeps 8 significant bits to fp16's 11: measured 53 dB here (fp16: 71 dB), 41 dB at 256 px with config-f widths.
     assert psnr(image, reference) >= 45.0
     assert all(getattr(generator.synthesis, f"b{res}").reduced_dtype == torch.float16 for res in generator.synthesis.block_resolutions)
+
+
+def test_fixed_weights_are_prepared_once_give_the_same_images_and_go_afterwards(generator, ws):
+    """fixed_weights: each modulated layer's weight in its block's dtype and layout, demodulation energy precomputed;
+    the images are those of the weights used afresh (bit for bit), an fp32 pass inside still uses the fp32
+    weights, and nothing stays behind."""
+    layers = [m for m in generator.synthesis.modules() if isinstance(m, SynthesisLayer)]
+    for base in (SynthesisPrecision(num_fp16_res=0, fused_modconv=False),
+                 SynthesisPrecision(num_fp16_res=2, fused_modconv=False, channels_last=True, dtype=torch.bfloat16)):
+        fixed = dataclasses.replace(base, fixed_weights=True)
+        with torch.no_grad():
+            with synthesis_precision(generator.synthesis, base):
+                fresh, fresh_fp32 = generator.synthesis(ws), generator.synthesis(ws, force_fp32=True)
+            with synthesis_precision(generator.synthesis, fixed):
+                assert all(layer.fixed is not None for layer in layers)
+                top = generator.synthesis.b64
+                assert top.conv1.fixed.weight.dtype == (base.dtype if base.num_fp16_res else torch.float32)
+                if base.channels_last:  # the layout the convolution wants, for the transposed one as it views it
+                    assert top.conv1.fixed.weight.is_contiguous(memory_format=torch.channels_last)
+                    assert top.conv0.fixed.weight.transpose(0, 1).is_contiguous(memory_format=torch.channels_last)
+                assert torch.equal(generator.synthesis(ws), fresh)
+                assert torch.equal(generator.synthesis(ws, force_fp32=True), fresh_fp32)
+        assert all(layer.fixed is None for layer in layers)
 
 
 def test_fp16_forward_stays_close_to_fp32(generator, ws, psnr):
