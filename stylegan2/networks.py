@@ -52,6 +52,7 @@ def modulated_conv2d(
         # Pre-normalise so that fp16 cannot overflow; demodulation cancels the scale.
         weight = weight * (1 / math.sqrt(in_channels * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+        energy = None  # a given energy is the unscaled weight's
 
     if gain != 1 and not demodulate:
         styles = styles * gain  # without demodulation the output is linear in the styles

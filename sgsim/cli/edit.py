@@ -188,8 +188,8 @@ def edit_settings(function: Callable) -> Callable:
                      help="Also write the optimisation as a video with the source, a label per target and the step: "
                           "optimisation.mp4 (H.264), or optimisation.gif with --save-video gif."),
         click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
-                     help="Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: bfloat16 autocast of the "
-                          "generator, CLIP and the identity network. Default: mixed on CUDA; bf16 on a CPU with AVX512-BF16 or AMX, fp32 on one without."),
+                     help="Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: the generator in bfloat16 "
+                          "(its blocks in bf16 on a CPU), CLIP and the identity network under bfloat16 autocast. Default: mixed on CUDA; bf16 on a CPU with AVX512-BF16 or AMX, fp32 on one without."),
     ]
     for option in reversed(options):
         function = option(function)

@@ -301,7 +301,8 @@ class Editor:
         (LatentSource.noise says the same); an image source uses those of its own inversion.
         `record_every` > 0 keeps snapshots in `frames`.
         `precision` of the optimisation: 'fp32'; 'mixed' (CUDA only: fp16 high-resolution generator blocks,
-        CLIP under autocast); 'bf16' (generator in bfloat16 autocast, any device; fast on CPUs with AVX512-BF16 or AMX).
+        CLIP under autocast); 'bf16' (generator in bfloat16, CLIP and the loss networks under bfloat16 autocast,
+        any device; fast on CPUs with AVX512-BF16 or AMX).
         None: 'mixed' on CUDA, 'bf16' on a CPU with native bfloat16 (AVX512-BF16 or AMX), 'fp32' elsewhere; the
         choice and its reason are recorded in `settings`. The returned images are always rendered in fp32.
         `class_index`: the class of a seed source, required for a conditional generator (one-hot label).

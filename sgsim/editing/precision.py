@@ -1,5 +1,5 @@
 """The edit loop's precision: 'fp32' everywhere; 'mixed' (fp16 high-resolution generator blocks, CLIP under
-autocast) on CUDA; or 'bf16' (generator and identity network under bfloat16 autocast) on any device.
+autocast) on CUDA; or 'bf16' (generator in bfloat16, CLIP and the loss networks under bfloat16 autocast) on any device.
 
 The reduced precisions trade a bounded loss of accuracy for speed: the generator's images of the same
 latents stay within 35 dB PSNR of fp32's (docs/reference.md#performance-targets; the bounds live in tests/sgsim/test_precision.py, 'mixed' on a GPU only).
