@@ -13,6 +13,7 @@ edits. Warm-up edits are not timed; --repeats N interleaves N timings of each co
     python scripts/bench_edit.py --device cpu --quick           # tiny networks, a few steps: a smoke run, not a measurement
     python scripts/bench_edit.py --device cpu --memory --resolution 1024 --steps 2   # peak RSS of (a) and (b), one process each
     python scripts/bench_edit.py --device cpu --to-quality --resolution 256  # steps and seconds sgsim needs to reach (a)'s CLIP loss
+    python scripts/bench_edit.py --device cpu --tolerance --resolution 256 --precision bf16  # bf16 renders and edits vs fp32
 """
 
 from __future__ import annotations
@@ -416,6 +417,51 @@ def measure_to_quality(nets: Networks, sound: Path, args: argparse.Namespace, de
               f"{terms['latent']:7.3f}  {when}", flush=True)
 
 
+def measure_tolerance(nets: Networks, sound: Path, args: argparse.Namespace, device: torch.device) -> None:
+    """The documented tolerance of sgsim's reduced precision (sgsim/editing/precision.py) on these networks: the
+    renders of the same latents, and whole edits of args.steps steps at that precision, in fp32, and in fp32
+    toward the target moved by 1 % (how far rounding-sized changes carry an edit), each scored on fp32 renders."""
+    import math
+
+    from sgsim.devices import choose_precision
+    from sgsim.editing.optimise import optimise_latents
+    from sgsim.editing.precision import (EDIT_MARGIN_DB, EDIT_MAX_CLIP_LOSS_DIFF, RENDER_MIN_PSNR_DB, edit_precision,
+                                         nudge_targets)
+    from sgsim.editing.sources import seed_latent
+    from sgsim.identity import IdentityLoss
+
+    precision = choose_precision(args.precision, device).name
+    G = nets.generator
+    psnr = lambda a, b: 10 * math.log10(4 / (a.float() - b.float()).square().mean().item())  # noqa: E731  images in [-1, 1]
+    ws = G.mapping(torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(7)).to(device), None, truncation_psi=0.7)
+    with torch.no_grad():
+        renders = {}
+        for name in ("fp32", precision):
+            with edit_precision(name, G, nets.clip):
+                renders[name] = G.synthesis(ws, noise_mode="const")
+    render_db = psnr(renders[precision], renders["fp32"])
+    print(f"renders, {precision} vs fp32: {render_db:.1f} dB (bound {RENDER_MIN_PSNR_DB:.0f} dB)", flush=True)
+
+    target = embed_target(Target(sound), nets.audio_encoder, nets.clip).sound[None].to(device)
+    source = seed_latent(G, 0)[None]
+    weights, helpers = {"clip": 1.0, "latent": LAMBDA_LATENT, "id": LAMBDA_ID}, {"identity": IdentityLoss(nets.arcface)}
+    edits = {}
+    for name, run_precision, aim in ((precision, precision, target), ("fp32", "fp32", target),
+                                     ("fp32, target moved 1 %", "fp32", nudge_targets(target, seed=8))):
+        started = time.perf_counter()
+        with edit_precision(run_precision, G, nets.clip, helpers=helpers.values()) as clip:
+            out = optimise_latents(G, clip, source, aim, steps=args.steps, lr=LR, weights=weights, networks=helpers)
+        with torch.no_grad(), edit_precision("fp32", G, nets.clip):
+            edits[name] = (G.synthesis(out.latents, noise_mode="const"), out.losses)
+        print(f"{name:24s} {time.perf_counter() - started:7.1f} s  clip {out.losses['clip'][-1, 0]:.4f} (from "
+              f"{out.losses['clip'][0, 0]:.4f})  id {out.losses['id'][-1, 0]:.4f}", flush=True)
+    achieved, floor = psnr(edits[precision][0], edits["fp32"][0]), psnr(edits["fp32, target moved 1 %"][0], edits["fp32"][0])
+    clip_diff = abs(edits[precision][1]["clip"][-1, 0] - edits["fp32"][1]["clip"][-1, 0])
+    within = achieved >= min(RENDER_MIN_PSNR_DB, floor - EDIT_MARGIN_DB) and clip_diff < EDIT_MAX_CLIP_LOSS_DIFF
+    print(f"edits, {precision} vs fp32: {achieved:.1f} dB; fp32 toward the moved target vs fp32: {floor:.1f} dB; final CLIP "
+          f"losses {clip_diff:.4f} apart: {'within' if within else 'OUTSIDE'} the tolerance")
+
+
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
@@ -439,6 +485,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--memory", action="store_true", help="peak RSS of (a) and (b), each configuration in its own process")
     parser.add_argument("--to-quality", action="store_true", help="steps and seconds sgsim needs to reach the published loop's CLIP loss")
     parser.add_argument("--quality-steps", type=int, nargs="*", default=[150, 75], help="--to-quality: shorter sgsim runs to try")
+    parser.add_argument("--tolerance", action="store_true",
+                        help="--precision's renders and whole edits against fp32's, by the documented tolerance")
     parser.add_argument("--only", choices=["a", "b"], default=None, help=argparse.SUPPRESS)  # one process of --memory
     parser.add_argument("--child", choices=["a", "a'"], default=None, help=argparse.SUPPRESS)  # (a) or (a') timed in its own process
     args = parser.parse_args(argv)
@@ -480,6 +528,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         return
     if args.to_quality:
         measure_to_quality(nets, sounds[0], args, device)
+        return
+    if args.tolerance:
+        measure_tolerance(nets, sounds[0], args, device)
         return
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; {args.resolution} px, {args.steps} steps, batch {args.batch}; "

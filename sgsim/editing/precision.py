@@ -12,9 +12,28 @@ from contextlib import ExitStack, contextmanager
 from typing import Iterable, Iterator, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from stylegan2.precision import FP32, MIXED, SynthesisPrecision, synthesis_precision
+
+# The documented tolerance of the reduced precisions (docs/reference.md#performance-targets): the generator's
+# images of the same latents within RENDER_MIN_PSNR_DB of fp32's. Whole edits: 300 Adam steps amplify any
+# rounding (at 256 px, fp32 edits toward targets 1 % apart end 26 dB apart), so a reduced-precision edit must
+# be within RENDER_MIN_PSNR_DB of the fp32 edit of the same inputs, or at most EDIT_MARGIN_DB farther from it
+# than an fp32 edit toward targets moved by TARGET_NUDGE (nudge_targets), and reach the same final CLIP loss
+# within EDIT_MAX_CLIP_LOSS_DIFF. Checked by tests/sgsim/test_precision.py and scripts/bench_edit.py --tolerance.
+RENDER_MIN_PSNR_DB = 35.0
+TARGET_NUDGE = 0.01
+EDIT_MARGIN_DB = 3.0
+EDIT_MAX_CLIP_LOSS_DIFF = 0.01
+
+
+def nudge_targets(targets: torch.Tensor, seed: int, size: float = TARGET_NUDGE) -> torch.Tensor:
+    """Unit target embeddings [N, D] each moved by a random vector of norm `size`, renormalised."""
+    noise = torch.randn(targets.shape, generator=torch.Generator().manual_seed(seed)).to(targets.device)
+    return F.normalize(targets + size * F.normalize(noise, dim=-1), dim=-1)
+
 
 # On a CPU the modulated convolutions scale activations instead of running one grouped convolution per
 # layer: an edit needs style gradients, not weight gradients, and this form skips the weight-gradient
