@@ -421,18 +421,15 @@ def measure_tolerance(nets: Networks, sound: Path, args: argparse.Namespace, dev
     """The documented tolerance of sgsim's reduced precision (sgsim/editing/precision.py) on these networks: the
     renders of the same latents, and whole edits of args.steps steps at that precision, in fp32, and in fp32
     toward the target moved by 1 % (how far rounding-sized changes carry an edit), each scored on fp32 renders."""
-    import math
-
     from sgsim.devices import choose_precision
     from sgsim.editing.optimise import optimise_latents
     from sgsim.editing.precision import (EDIT_MARGIN_DB, EDIT_MAX_CLIP_LOSS_DIFF, RENDER_MIN_PSNR_DB, edit_precision,
-                                         nudge_targets)
+                                         image_psnr as psnr, nudge_targets)
     from sgsim.editing.sources import seed_latent
     from sgsim.identity import IdentityLoss
 
     precision = choose_precision(args.precision, device).name
     G = nets.generator
-    psnr = lambda a, b: 10 * math.log10(4 / (a.float() - b.float()).square().mean().item())  # noqa: E731  images in [-1, 1]
     ws = G.mapping(torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(7)).to(device), None, truncation_psi=0.7)
     with torch.no_grad():
         renders = {}

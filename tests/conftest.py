@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import socket
 import time
 import zlib
@@ -89,15 +88,11 @@ def random_weights() -> Callable[[dict[str, torch.Tensor], int], dict[str, torch
     return seeded_state_dict
 
 
-def image_psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
-    """PSNR in dB between two batches of generator images in [-1, 1] (clamped first; peak-to-peak 2), over all pixels."""
-    error = (images.float().clamp(-1, 1) - reference.float().clamp(-1, 1)).square().mean().item()
-    return float("inf") if error == 0 else 10.0 * math.log10(4.0 / error)
-
-
 @pytest.fixture(scope="session")
 def psnr() -> Callable[[torch.Tensor, torch.Tensor], float]:
-    """image_psnr, for the precision tests that bound how far a faster path's images are from fp32's."""
+    """sgsim's image_psnr, for the precision tests that bound how far a faster path's images are from fp32's."""
+    from sgsim.editing.precision import image_psnr
+
     return image_psnr
 
 

@@ -8,6 +8,7 @@ Only the optimisation runs reduced: the images an edit returns are rendered in f
 
 from __future__ import annotations
 
+import math
 from contextlib import ExitStack, contextmanager
 from typing import Iterable, Iterator, Optional
 
@@ -19,7 +20,7 @@ from stylegan2.precision import FP32, MIXED, SynthesisPrecision, synthesis_preci
 
 # The documented tolerance of the reduced precisions (docs/reference.md#performance-targets): the generator's
 # images of the same latents within RENDER_MIN_PSNR_DB of fp32's. Whole edits: 300 Adam steps amplify any
-# rounding (at 256 px, fp32 edits toward targets 1 % apart end 26 dB apart), so a reduced-precision edit must
+# rounding (at 256 px, fp32 edits toward targets 1 % apart end 28 dB apart), so a reduced-precision edit must
 # be within RENDER_MIN_PSNR_DB of the fp32 edit of the same inputs, or at most EDIT_MARGIN_DB farther from it
 # than an fp32 edit toward targets moved by TARGET_NUDGE (nudge_targets), and reach the same final CLIP loss
 # within EDIT_MAX_CLIP_LOSS_DIFF. Checked by tests/sgsim/test_precision.py and scripts/bench_edit.py --tolerance.
@@ -27,6 +28,13 @@ RENDER_MIN_PSNR_DB = 35.0
 TARGET_NUDGE = 0.01
 EDIT_MARGIN_DB = 3.0
 EDIT_MAX_CLIP_LOSS_DIFF = 0.01
+
+
+def image_psnr(images: torch.Tensor, reference: torch.Tensor) -> float:
+    """PSNR in dB between two batches of generator images in [-1, 1] (clamped first; peak-to-peak 2), over all
+    pixels: the distance the tolerance is stated in."""
+    error = (images.float().clamp(-1, 1) - reference.float().clamp(-1, 1)).square().mean().item()
+    return float("inf") if error == 0 else 10.0 * math.log10(4.0 / error)
 
 
 def nudge_targets(targets: torch.Tensor, seed: int, size: float = TARGET_NUDGE) -> torch.Tensor:
