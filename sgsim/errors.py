@@ -5,6 +5,11 @@ class SgsimError(Exception):
     """A user-facing problem in sgsim itself: bad input, bad option, failed run."""
 
 
+class UsageProblem(SgsimError):
+    """Options that cannot work together (two sources, none, a class without a seed): the command line reports it as a
+    usage error, exit code 2."""
+
+
 class AudioError(SgsimError):
     """An audio file or waveform cannot be used: missing, corrupt, empty or silent."""
 

@@ -37,6 +37,7 @@ VIDEO_FORMATS = ("mp4", "gif")  # what --save-video writes
 MP4_CODEC = "libx264"  # H.264 in yuv420p: what every browser and phone plays
 MP4_AUDIO_CODEC = "aac"
 MP4_AUDIO_RATE = 48000
+OUT_ROOT = Path("out")  # where default output folders go
 
 
 def safe_stem(text: str, fallback: str, limit: int = 40) -> str:
@@ -54,6 +55,20 @@ def unique(names: Iterable[str], separator: str = "-") -> list[str]:
             candidate = f"{name}{separator}{n}"
         seen.append(candidate)
     return seen
+
+
+def fresh_folder(name: str, root: Path = OUT_ROOT) -> Path:
+    """root/name, or root/name-2, -3, ... : the first that does not exist yet, so runs never overwrite each other."""
+    candidate, n = root / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{name}-{n}"
+    return candidate
+
+
+def file_stems(paths: Iterable[Path]) -> list[str]:
+    """A file-name-safe, unique stem per sound (a repeated stem gets -2, -3, ...)."""
+    return unique(safe_stem(path.stem, "sound") for path in paths)
 
 
 def to_uint8(images: "torch.Tensor") -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Iterator
 import click
 
 from sgsim import __version__
-from sgsim.errors import user_errors
+from sgsim.errors import UsageProblem, user_errors
 
 # name -> (module, attribute, first line of the command's help, which `sgsim --help` shows without importing it;
 # tests/sgsim/test_cli.py keeps it equal to the command's own)
@@ -102,6 +102,8 @@ class _Group(click.Group):
                 return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise  # matched first, so `--help` does not evaluate user_errors(), whose imports load torch
+        except UsageProblem as exc:  # the library's word for flags that cannot work together: a usage error, exit 2
+            raise click.UsageError(str(exc)) from None
         except user_errors() as exc:
             raise click.ClickException(str(exc)) from None
 

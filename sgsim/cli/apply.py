@@ -14,17 +14,6 @@ def _strength_option(ctx: click.Context, param: click.Parameter, value: str) -> 
     return parse_strengths(value)
 
 
-def read_direction_spec(spec: str):
-    """'FILE' or 'FILE:NAME' -> the SoundDirection; a path that exists as given wins (a colon in a file name)."""
-    from sgsim.editing.directions import SoundDirection
-
-    path, name = Path(spec), None
-    if not path.exists() and ":" in spec:
-        head, _, tail = spec.rpartition(":")
-        path, name = Path(head), tail
-    return SoundDirection.load(path, name)
-
-
 def learned_generator(directions) -> str:
     """The generator the directions were learned on, when it can be found here: a manifest name, or a file that exists."""
     from checkpoints import entries
@@ -83,7 +72,9 @@ def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, la
     from sgsim.latents import write_latent_file
     from sgsim.outputs import GridRow, is_run_folder, run_record, tile_size, weights_record, write_grid_rows, write_json, write_png
 
-    directions = [read_direction_spec(spec) for spec in direction_specs]
+    from sgsim.editing.directions import SoundDirection
+
+    directions = [SoundDirection.from_spec(spec) for spec in direction_specs]
     if direction_weights and len(direction_weights) != len(directions):
         raise click.UsageError(f"{len(direction_weights)} --weight for {len(directions)} --direction: give one per direction, or none")
     weights = list(direction_weights) or [1.0] * len(directions)

@@ -59,7 +59,7 @@ def _sound_files(audio: tuple[Path, ...], audio_dir: Optional[Path]) -> list[Pat
 
 def plan_direction(audio, audio_dir, text, seeds, latents, images, out, device, preset, generator) -> DirectionPlan:
     """Check every flag and input that can be checked without the networks, cheapest first."""
-    from sgsim.cli.edit import check_sound
+    from sgsim.editing.plan import check_sound
     from sgsim.devices import parse_device
     from sgsim.editing.directions import SUFFIX, direction_names, load_directions
     from sgsim.editing.presets import choose_preset

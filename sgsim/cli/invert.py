@@ -12,32 +12,6 @@ from sgsim.cli.options import (SEED_MAX, align_option, command_line, device_opti
                                steps_option)
 
 
-def invert_photo(G, image: Path, align: bool, steps: int, refine_steps: int, seed: int):
-    """Read the photo (FFHQ-aligned or centre-cropped) and invert it under its own progress bar (stage, loss, ETA).
-
-    Returns the target [1, 3, R, R], the InversionResult and the LPIPS weights file used (None: pixel loss)."""
-    from tqdm import tqdm
-
-    from checkpoints.errors import MissingWeightsError
-    from sgsim.alignment import read_photo
-    from sgsim.components import load_lpips
-    from sgsim.inversion import invert
-
-    target = read_photo(image, G.img_resolution, align)
-    try:
-        lpips = load_lpips()
-    except MissingWeightsError:
-        lpips = None  # invert warns and fits pixels instead
-    with tqdm(total=steps + refine_steps, desc="invert", unit="step", leave=False) as bar:
-        def on_step(progress) -> None:
-            bar.set_postfix(stage=progress.stage, loss=f"{progress.loss:.4f}", refresh=False)
-            bar.update(1)
-
-        result = invert(G, target, steps=steps, refine_steps=refine_steps, lpips=lpips.component if lpips else None,
-                        seed=seed, callback=on_step)
-    return target, result, lpips.weights if lpips else None
-
-
 @click.command("invert")
 @click.option("--image", type=click.Path(path_type=Path), required=True, help="Photo to invert (any size).")
 @out_option(required=True)
@@ -57,9 +31,11 @@ def invert_command(image, out, overwrite, generator, steps, refine_steps, align,
     from sgsim.alignment import import_faces_extra, should_align
     from sgsim.atomic import staged_output_dir
     from sgsim.devices import parse_device
+    from sgsim.editing.sources import invert_photo
     from sgsim.images import check_image
     from sgsim.latents import write_latent_file
     from sgsim.outputs import is_run_folder, run_record, weights_record, write_json, write_png
+    from sgsim.progress import inversion_bar
     from stylegan2 import load_generator
 
     device = parse_device(device)
@@ -72,7 +48,8 @@ def invert_command(image, out, overwrite, generator, steps, refine_steps, align,
     with staged_output_dir(out, overwrite, is_run_folder) as staging:
         started = time.perf_counter()
         G = load_generator(weights, device=device).eval()
-        target, result, lpips_file = invert_photo(G, image, align, steps, refine_steps, seed)
+        with inversion_bar(steps + refine_steps) as on_step:
+            target, result, lpips_file = invert_photo(G, image, align, steps, refine_steps, seed, callback=on_step)
         write_png(staging / "input.png", target)
         write_png(staging / "reconstruction.png", result.image)
         write_latent_file(staging / "latent.npz", noise=result.noise, w=result.w_plus)

@@ -10,13 +10,8 @@ from typing import Callable, Optional
 
 import click
 
-from sgsim.outputs import safe_stem, unique  # noqa: F401  (the commands import them from here too)
-
-SEED_MAX = 2**32 - 1  # numpy RandomState seeds, as NVIDIA's generate.py draws z
-MAX_SEEDS = 10_000  # one generate run; a typo such as 0-4000000000 fails at once
-MAX_STEPS = 100_000  # optimisation and inversion steps: far above any useful run, small enough to allocate the loss history
-OUT_ROOT = Path("out")  # where default output folders go
-REFINE_STEPS = 300  # W+ refinement steps after an inversion's W fit (sgsim.inversion.invert refine_steps)
+from sgsim.outputs import VIDEO_FORMATS, file_stems, fresh_folder, safe_stem, unique  # noqa: F401  (the commands import them from here too)
+from sgsim.settings import MAX_SEEDS, MAX_STEPS, REFINE_STEPS, SEED_MAX  # noqa: F401  (as above)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -46,20 +41,6 @@ def parse_strengths(text: str) -> list[float]:
     if not all(math.isfinite(v) for v in values):
         raise click.BadParameter(f"{text!r}: strengths must be finite numbers")
     return values
-
-
-def file_stems(paths: list[Path]) -> list[str]:
-    """A file-name-safe, unique stem per sound (a repeated stem gets -2, -3, ...)."""
-    return unique(safe_stem(path.stem, "sound") for path in paths)
-
-
-def fresh_folder(name: str, root: Path = OUT_ROOT) -> Path:
-    """root/name, or root/name-2, -3, ... : the first that does not exist yet, so runs never overwrite each other."""
-    candidate, n = root / name, 1
-    while candidate.exists():
-        n += 1
-        candidate = root / f"{name}-{n}"
-    return candidate
 
 
 def command_line() -> list[str]:
@@ -129,3 +110,41 @@ def align_option(function: Callable) -> Callable:
                         help="FFHQ face alignment of the photo (needs sgsim[faces]); --no-align: centre crop. Default: on for "
                              "FFHQ-aligned generators (ffhq, metfaces, stylegan2-ffhq-config-f, by name or cached file), "
                              "off otherwise.")(function)
+
+
+def _strength_option(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
+    return parse_strengths(value)
+
+
+def edit_settings(function: Callable) -> Callable:
+    """The flags of an edit's networks, inversion and optimisation, shared by `sgsim edit` and `sgsim batch` (every job's)."""
+    options = [
+        click.option("--invert-steps", type=click.IntRange(1, MAX_STEPS), default=1000, show_default=True, help="Steps of the W fit of an image."),
+        refine_steps_option,
+        align_option,
+        click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path."),
+        click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name."),
+        click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None,
+                     help="Audio encoder weights (default: the encoder's released weights)."),
+        click.option("--clip", "clip_weights", default=None, help="CLIP weights path (default: the model the encoder's space belongs to)."),
+        click.option("--preset", default=None, help="Loss weights: ffhq (faces, identity kept), landscape or wikiart (default: the generator's)."),
+        steps_option(300),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True),
+        click.option("--lambda-latent", type=click.FloatRange(min=0), default=None, help="Latent distance weight (default: the generator's preset)."),
+        click.option("--lambda-id", type=click.FloatRange(min=0), default=None, help="Identity loss weight (default: the generator's preset)."),
+        weight_option,
+        click.option("--strength", "strengths", default="1", callback=_strength_option, show_default=True,
+                     help="Comma-separated edit strengths, e.g. 0.5,1,1.5."),
+        click.option("--mix", type=click.Choice(["weighted", "layers"]), default="weighted", show_default=True, help="How a sound and a text combine."),
+        click.option("--loudness-strength", is_flag=True, help="Scale each strength by the sound's loudness (-20 dBFS = 1)."),
+        device_option,
+        click.option("--save-video", type=click.Choice(VIDEO_FORMATS), is_flag=False, flag_value="mp4", default=None,
+                     help="Also write the optimisation as a video with the source, a label per target and the step: "
+                          "optimisation.mp4 (H.264), or optimisation.gif with --save-video gif."),
+        click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
+                     help="Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: the generator in bfloat16 "
+                          "(its blocks in bf16 on a CPU), CLIP and the identity network under bfloat16 autocast. Default: mixed on CUDA; bf16 on a CPU with AVX512-BF16 or AMX, fp32 on one without."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function

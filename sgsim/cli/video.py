@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from sgsim.cli.edit import plan_edit
 from sgsim.cli.options import MAX_STEPS, SEED_MAX, command_line, device_option, weight_option
 from sgsim.editing.video_settings import DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS, DEFAULT_WINDOW, MAX_FPS
 
@@ -106,6 +105,7 @@ def video_command(audio, seed, image, latent, class_index, invert_steps, out, ov
     from sgsim.atomic import staged_output_files
     from sgsim.audio import check_long_enough
     from sgsim.editing import Editor
+    from sgsim.editing.plan import plan_edit
     from sgsim.editing.video import check_timing, keyframe_times, require_audible, window_levels, write_video
     from sgsim.losses import check_weights
     from sgsim.outputs import run_record, weights_record, write_json
@@ -115,9 +115,9 @@ def video_command(audio, seed, image, latent, class_index, invert_steps, out, ov
         raise click.UsageError("--steps 0 leaves nothing to do without --direction; pass --steps N or a --direction FILE")
     direction = None
     if direction_spec is not None:
-        from sgsim.cli.apply import read_direction_spec
+        from sgsim.editing.directions import SoundDirection
 
-        direction = read_direction_spec(direction_spec)
+        direction = SoundDirection.from_spec(direction_spec)
     check_timing(fps, keyframe_every, window)
     weights = check_weights({**loss_weights, **{name: value for name, value in (("latent", lambda_latent), ("id", lambda_id)) if value is not None}})
     smoothness = weights.pop("smoothness", smoothness)  # --weight smoothness=X is --smoothness X

@@ -17,9 +17,8 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
-from sgsim.cli.options import file_stems
 from sgsim.editing import ImageSource, LatentSource, SeedSource, Target
-from sgsim.outputs import run_record, weights_record, write_json
+from sgsim.outputs import file_stems, run_record, weights_record, write_json
 from sgsim.errors import SgsimError
 
 PREVIEWS = 20  # about this many intermediate images are shown while an edit runs

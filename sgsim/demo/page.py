@@ -18,11 +18,11 @@ import gradio as gr
 import numpy as np
 from gradio.utils import get_upload_folder
 
-from sgsim.cli.options import SEED_MAX
 from sgsim.demo.engine import DemoEngine, EditedRun, EditRequest, VideoRequest
 from sgsim.demo.uploads import (MB, UploadLimits, check_image, check_keyframes, check_size, check_sound, public_message,
                                 uploaded_file)
 from sgsim.errors import user_errors
+from sgsim.settings import SEED_MAX
 
 DEVICE_QUEUE = "device"  # concurrency group of everything that uses the generator: one at a time
 RESULT_HEIGHT = 384  # pixels of the result on the page (the image keeps its shape)

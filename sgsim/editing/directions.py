@@ -60,6 +60,16 @@ class SoundDirection:
             raise SgsimError(f"{path} holds no direction named {name!r}; it holds {', '.join(found)}")
         return found[name]
 
+    @staticmethod
+    def from_spec(spec: str) -> "SoundDirection":
+        """'FILE' or 'FILE:NAME' (as `sgsim apply --direction` takes it) -> the direction; a path that exists as given
+        wins (a colon in a file name)."""
+        path, name = Path(spec), None
+        if not path.exists() and ":" in spec:
+            head, _, tail = spec.rpartition(":")
+            path, name = Path(head), tail
+        return SoundDirection.load(path, name)
+
     def record(self) -> dict:
         """The JSON-able metadata of this direction (everything but the tensors)."""
         record = asdict(self)

@@ -23,12 +23,12 @@ from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_sour
 from sgsim.editing.targets import Target, embed_target, loudness_scale
 from sgsim.editing.variables import SharedOffset, free_rows
 from sgsim.errors import SgsimError
+from sgsim.settings import check_settings, check_strengths
 from sgsim.inversion import invert
 from sgsim.losses import TERMS, ClipDirection, IdentityTerm, check_weights
 from stylegan2.noise import swapped_noise
 from stylegan2.precision import MIXED, SynthesisPrecision
 
-MIX_MODES = ("weighted", "layers")
 SYNTHESIS_BATCH = 8  # images rendered at once after the optimisation
 # Helper networks loaded on first use when none was given: name (as loss terms' `needs` say it) -> loader.
 DEFAULT_NETWORKS = {"identity": components.load_identity, "lpips": components.load_lpips}
@@ -107,25 +107,6 @@ def _describe_source(source) -> dict:
 
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def check_settings(steps: int, lr: float, mix: str, strengths: Sequence[float]) -> list[float]:
-    """The optimisation's settings checked (the strengths returned as floats), each problem as one SgsimError line."""
-    if mix not in MIX_MODES:
-        raise SgsimError(f"unknown mix {mix!r}; choose one of {', '.join(MIX_MODES)}")
-    if int(steps) != steps or steps < 1:
-        raise SgsimError(f"steps must be a whole number >= 1, got {steps}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise SgsimError(f"lr must be a finite number > 0, got {lr}")
-    return check_strengths(strengths)
-
-
-def check_strengths(strengths: Sequence[float]) -> list[float]:
-    """Strengths as floats; at least one, all finite."""
-    strengths = [float(s) for s in strengths]
-    if not strengths or not all(math.isfinite(s) for s in strengths):
-        raise SgsimError(f"strengths must be one or more finite numbers, got {strengths}")
-    return strengths
 
 
 class Editor:

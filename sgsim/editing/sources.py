@@ -96,3 +96,22 @@ def as_w_plus(latent: np.ndarray | torch.Tensor, num_ws: int, w_dim: int) -> tor
         f"a latent must be W [{w_dim}] or W+ [{num_ws}, {w_dim}] for this generator, got shape {list(shape)}; "
         f"was it made with another generator?"
     )
+
+
+def invert_photo(generator, image: Union[str, Path], align: bool, steps: int, refine_steps: int, seed: int, callback=None):
+    """Read a photo (FFHQ-aligned or centre-cropped) and invert it, with LPIPS from the cache (else pixels, warned).
+
+    Returns the target [1, 3, R, R], the InversionResult and the LPIPS weights file used (None: pixel loss)."""
+    from checkpoints.errors import MissingWeightsError
+    from sgsim.alignment import read_photo
+    from sgsim.components import load_lpips
+    from sgsim.inversion import invert
+
+    target = read_photo(image, generator.img_resolution, align)
+    try:
+        lpips = load_lpips()
+    except MissingWeightsError:
+        lpips = None  # invert warns and fits pixels instead
+    result = invert(generator, target, steps=steps, refine_steps=refine_steps, lpips=lpips.component if lpips else None,
+                    seed=seed, callback=callback)
+    return target, result, lpips.weights if lpips else None

@@ -19,7 +19,6 @@ import torch
 
 from sgsim.audio import check_long_enough, load_audio, rms_dbfs
 from sgsim.devices import choose_precision
-from sgsim.editing.editor import check_settings, check_strengths
 from sgsim.editing.optimise import optimise_latents
 from sgsim.editing.precision import edit_precision
 from sgsim.editing.targets import loudness_scale
@@ -27,6 +26,7 @@ from sgsim.editing.variables import free_rows
 from sgsim.editing.video_settings import (DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS,
                                           DEFAULT_WINDOW, MAX_FPS)
 from sgsim.errors import AudioError, SgsimError
+from sgsim.settings import check_settings, check_strengths
 from stylegan2.noise import swapped_noise
 
 if TYPE_CHECKING:

@@ -22,12 +22,12 @@ ENCODERS["sgsim-resnet18"] = dataclasses.replace(ENCODERS["sgsim-resnet18"], cli
                                                   clip_weights=os.environ["TINY_CLIP_WEIGHTS"])
 fault = os.environ.get("FAULT")
 if fault and os.environ["RANK"] == "1":
-    from sgsim.cli import batch
+    from sgsim import jobs
     def broken(self, group):
         if fault == "raise":
             raise RuntimeError("injected failure of rank 1")
         time.sleep(3600)
-    batch._Runner.run_group = broken
+    jobs.JobRunner.run_group = broken
 from sgsim.cli import main
 main(sys.argv[1:])
 '''

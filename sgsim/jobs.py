@@ -1,5 +1,6 @@
-"""Jobs of `sgsim batch`: a CSV of edits read into checked jobs, grouped by shared source, each job's slice of a
-group's edit, whether a job's folder is already complete, and the summary of a run.
+"""Jobs of `sgsim batch`: a CSV of edits read into checked jobs, grouped by shared source, run with one Editor per
+process (split over the processes of torchrun when started under it), each job's slice of a group's edit written as
+`sgsim edit` writes one, whether a job's folder is already complete, and the summary of a run.
 
 CSV format (a header row, then one row per job; empty cells are absent; relative paths are relative to the CSV):
   name      folder name of the job under --out (letters, digits, . _ -), unique
@@ -15,13 +16,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 from sgsim.atomic import atomic_output
-from sgsim.cli.options import SEED_MAX
 from sgsim.errors import SgsimError
+from sgsim.settings import SEED_MAX, VIDEO_FRAMES
 
 COLUMNS = ("name", "audio", "text", "seed", "image", "latent", "strength", "class")
 SOURCE_COLUMNS = ("seed", "image", "latent")
@@ -226,3 +229,170 @@ def write_summary(path: Path, outcomes: Iterable[Outcome]) -> None:
         writer.writerow([outcome.row, outcome.name, outcome.status, outcome.rank, outcome.error])
     with atomic_output(path) as stream:
         stream.write(buffer.getvalue().encode("utf-8"))
+
+
+def _print(message: str, error: bool = False) -> None:
+    print(message, file=sys.stderr if error else sys.stdout, flush=True)
+
+
+# echo(message, error): how the runner reports each job's outcome (the command line passes click.echo's)
+Echo = Callable[[str, bool], None]
+
+
+class JobRunner:
+    """Runs this rank's groups of jobs with one Editor (loaded at the first job that needs it) and records each job."""
+
+    def __init__(self, out: Path, overwrite: bool, options: dict, settings: dict, rank, argv: Sequence[str] = (),
+                 echo: Echo = _print):
+        self.out, self.overwrite, self.options, self.settings, self.rank = out, overwrite, options, settings, rank
+        self.argv, self.echo = list(argv), echo
+        self.editor = None
+        self.loaded_s = 0.0
+        self.weights: dict[tuple, dict] = {}  # weight files -> their run.json record, hashed once per run
+
+    def _outcome(self, job: Job, status: str, error: str = "") -> Outcome:
+        prefix = f"[rank {self.rank.rank}] " if self.rank.distributed else ""
+        self.echo(f"{prefix}{job.name}: {status}{' - ' + error if error else ''}", status == FAILED)
+        return Outcome(job.row, job.name, status, self.rank.rank, error)
+
+    def _plan(self, job: Job):
+        """Every check `sgsim edit` makes before the networks load, on this job's inputs and folder."""
+        from sgsim.atomic import check_output_dir
+        from sgsim.editing.plan import plan_edit
+        from sgsim.outputs import is_run_folder
+
+        o = self.options
+        plan = plan_edit((Path(job.audio),) if job.audio else (), job.text, Path(job.image) if job.image else None, job.seed, job.latent,
+                         job.class_index, o["mix"], o["precision"], str(self.device), self.out / job.name, o["preset"], o["generator"], o["align"])
+        check_output_dir(plan.out, self.overwrite, is_run_folder)
+        return plan
+
+    @property
+    def device(self):
+        from sgsim.distributed import rank_device
+
+        return rank_device(self.rank, self.options["device"])
+
+    def _editor(self):
+        if self.editor is None:
+            from sgsim.editing import Editor
+
+            o, started = self.options, time.perf_counter()
+            self.editor = Editor.from_pretrained(o["generator"], o["encoder"], encoder_checkpoint=o["encoder_checkpoint"], clip=o["clip_weights"],
+                                                 device=self.device, preset=o["preset"])
+            self.loaded_s = time.perf_counter() - started
+        return self.editor
+
+    def _edit(self, ready: list) -> tuple[list, object]:
+        """One optimisation for jobs sharing a source (an image inverted first, as `sgsim edit` inverts it); returns each
+        job's own result and the inverted photo (None for other sources)."""
+        from sgsim.editing import Target
+        from sgsim.editing.plan import inverted_source
+
+        o, editor, plan = self.options, self._editor(), ready[0][1]
+        jobs = [job for job, _ in ready]
+        source, photo = inverted_source(editor, plan, o["invert_steps"], o["refine_steps"])
+        swept = union_strengths(jobs)
+        result = editor.edit(
+            source, [Target(audio=job.audio, text=job.text) for job in jobs], steps=o["steps"], lr=o["lr"],
+            lambda_latent=o["lambda_latent"], lambda_id=o["lambda_id"], weights=o["loss_weights"], mix=o["mix"], strengths=swept,
+            loudness_strength=o["loudness_strength"], record_every=max(1, o["steps"] // VIDEO_FRAMES) if o["save_video"] else 0,
+            precision=o["precision"], class_index=jobs[0].class_index,
+        )
+        return [job_result(result, index, job, swept, o["mix"]) for index, job in enumerate(jobs)], photo
+
+    def _weights_record(self) -> dict:
+        """run.json's weights record of the networks loaded so far (helper networks load on first use)."""
+        from sgsim.outputs import weights_record
+
+        files = tuple(sorted((name, str(path)) for name, path in self.editor.weight_files.items()))
+        if files not in self.weights:
+            self.weights[files] = weights_record(self.editor.weight_files)
+        return self.weights[files]
+
+    def _write(self, job: Job, plan, result, photo, edit_s: float) -> None:
+        from sgsim.atomic import staged_output_dir
+        from sgsim.editing.folder import write_edit_folder
+        from sgsim.outputs import is_run_folder, run_record
+        from sgsim.settings import INVERSION_SEED
+
+        o = self.options
+        with staged_output_dir(plan.out, self.overwrite, is_run_folder) as staging:
+            image = job.image is not None
+            if photo is not None:
+                result.input_image = photo[0]  # inverted here, as `sgsim edit` does: the folder shows the photo beside its reconstruction
+            settings = dict(result.settings)
+            settings.pop("seed", None)  # the Editor's seed seeds only an image source's inversion, done here (INVERSION_SEED)
+            write_edit_folder(staging, result, video=o["save_video"], run=run_record(
+                "batch", self.argv,
+                source={"seed": job.seed, "image": job.image, "latent": job.latent, "latent_key": plan.latent_key,
+                        "class": job.class_index, "invert_steps": o["invert_steps"] if image else None,
+                        "refine_steps": o["refine_steps"] if image else None, "align": plan.align,
+                        "inversion_seed": INVERSION_SEED if image else None},
+                targets=[{"audio": job.audio, "text": job.text}],
+                generator=o["generator"], encoder=o["encoder"], encoder_checkpoint=o["encoder_checkpoint"], clip=o["clip_weights"],
+                settings=settings, weights=self._weights_record(),
+                timings_s={"load": self.loaded_s, "edit": edit_s},
+                job=job.record(), batch_settings=self.settings,
+            ))
+
+    def run_group(self, group: list[Job]) -> list[Outcome]:
+        """Skip the complete jobs, refuse the bad ones, edit the rest together (each alone if that fails), write each."""
+        from sgsim.errors import user_errors
+
+        outcomes, ready = [], []
+        for job in group:
+            if is_complete(self.out / job.name, job, self.settings):
+                outcomes.append(self._outcome(job, SKIPPED))
+                continue
+            try:
+                ready.append((job, self._plan(job)))
+            except user_errors() as error:
+                outcomes.append(self._outcome(job, FAILED, one_line(error)))
+        if not ready:
+            return outcomes
+        self._editor()  # networks that cannot load stop the run with one line: no job could succeed
+        started = time.perf_counter()
+        try:
+            results, photo = self._edit(ready)
+        except Exception as error:  # any failure of a job is recorded and the others go on
+            if len(ready) > 1:  # find which job it was: each alone
+                return outcomes + [outcome for item in ready for outcome in self.run_group([item[0]])]
+            return outcomes + [self._outcome(ready[0][0], FAILED, one_line(error))]
+        edit_s = (time.perf_counter() - started) / len(ready)
+        for (job, plan), result in zip(ready, results):
+            try:
+                self._write(job, plan, result, photo, edit_s)
+            except Exception as error:  # as above: recorded, the others go on
+                outcomes.append(self._outcome(job, FAILED, one_line(error)))
+            else:
+                outcomes.append(self._outcome(job, DONE))
+        return outcomes
+
+
+def run_jobs(jobs_file: Path, out: Path, overwrite: bool, options: dict, argv: Sequence[str] = (), echo: Echo = _print) -> int:
+    """Run every job of `jobs_file` into OUT/<name>/ and write OUT/summary.csv; under torchrun the jobs are split over
+    the processes, each on its own device. `options` are the edit settings every job shares. Returns the exit code:
+    1 unless every job succeeded."""
+    from sgsim.distributed import current_rank, gather_objects, process_group, rank_device, shard
+
+    jobs, refused = read_jobs(jobs_file, options["strengths"], options["mix"])
+    if out.exists() and not out.is_dir():
+        raise SgsimError(f"--out {out} is a file; pass a folder for the job folders")
+    rank = current_rank()
+    rank_device(rank, options["device"])  # a bad --device fails before any work
+    options = {name: value for name, value in options.items() if name != "strengths"}
+    # What decides a job's result (not where it runs): a rerun with other settings redoes the job.
+    settings = json.loads(json.dumps({k: v for k, v in options.items() if k != "device"}, default=str))
+    with process_group() as rank:  # gloo: the ranks exchange only their outcomes, on the CPU
+        groups = group_jobs(jobs)
+        runner = JobRunner(out, overwrite, options, settings, rank, argv, echo)
+        mine = [outcome for group in shard(groups, rank, [len(group) for group in groups]) for outcome in runner.run_group(group)]
+        outcomes = refused + [outcome for part in gather_objects(mine) for outcome in part]
+        if rank.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            write_summary(out / SUMMARY_FILE, outcomes)
+            counts = {status: sum(o.status == status for o in outcomes) for status in (DONE, SKIPPED, FAILED)}
+            echo(f"{counts[DONE]} done, {counts[SKIPPED]} skipped (complete before), {counts[FAILED]} failed; "
+                 f"see {out / SUMMARY_FILE}", False)
+    return 1 if any(outcome.status == FAILED for outcome in outcomes) else 0

@@ -1,0 +1,100 @@
+"""What an edit checks before any network loads: its source, its targets and where it writes; shared by `sgsim edit`,
+`sgsim video`, `sgsim direction` and the batch jobs, so each refuses the same mistakes with the same line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from sgsim.errors import UsageProblem
+from sgsim.outputs import file_stems, fresh_folder, safe_stem
+
+# Seconds around a sound's centre checked for silence before any network loads (the editor checks the
+# encoder's own window again; this catches the usual case, a silent file, in a second instead of a minute).
+AUDIO_CHECK_SECONDS = 10.0
+
+
+@dataclass
+class EditPlan:
+    """Everything an edit checked before loading a network: the source, the targets, where to write."""
+
+    source: object  # sgsim.editing SeedSource, ImageSource or LatentSource (with the noise stored beside the latent)
+    latent_key: Optional[str] = None  # which array of the latent file
+    align: Optional[bool] = None  # an ImageSource's FFHQ face alignment (sgsim.alignment.should_align); None otherwise
+    stems: list[str] = field(default_factory=list)  # file stem per target (the default folder is named after the first)
+    device: object = None  # torch.device
+    out: Optional[Path] = None
+
+
+def check_sound(path: Path) -> None:
+    """A missing, unreadable, empty, too short or silent sound fails now, naming the file, before the networks load."""
+    from sgsim.audio import check_long_enough, check_not_silent, load_centred_window
+
+    check_long_enough(path)
+    check_not_silent(load_centred_window(path, None, True, AUDIO_CHECK_SECONDS), path)
+
+
+def plan_edit(audio: Sequence[Path], text: Optional[str], image: Optional[Path], seed: Optional[int], latent: Optional[str],
+              class_index: Optional[int], mix: str, precision: Optional[str], device: Optional[str], out: Optional[Path],
+              preset: Optional[str], generator: str, align: Optional[bool] = None) -> EditPlan:
+    """Check every flag and input that can be checked without the networks, cheapest first."""
+    from sgsim.devices import choose_precision, parse_device
+    from sgsim.editing.presets import choose_preset
+    from sgsim.editing.sources import ImageSource, LatentSource, SeedSource
+
+    sources = {"--seed": seed, "--image": image, "--latent": latent}
+    given = [flag for flag, value in sources.items() if value is not None]
+    if len(given) != 1:
+        raise UsageProblem(f"pass exactly one source, --seed N, --image FILE or --latent FILE[:KEY]; got {len(given)} ({', '.join(given) or 'none'})")
+    if not audio and not text:
+        raise UsageProblem("pass at least one --audio FILE, or a --text to edit toward")
+    if mix == "layers" and not (audio and text):
+        raise UsageProblem("--mix layers mixes a sound-guided and a text-guided edit: every target needs both audio and text; "
+                           "pass --audio and --text")
+    if class_index is not None and seed is None:
+        raise UsageProblem("--class picks the label of a --seed source; a latent or an image has none, leave out --class")
+    plan = EditPlan(source=SeedSource(seed), device=parse_device(device))
+    choose_precision(precision, plan.device)
+    if preset is not None:
+        choose_preset(preset, generator)  # an unknown --preset fails here
+    for path in audio:
+        check_sound(path)
+    if image is not None:
+        from sgsim.alignment import import_faces_extra, should_align
+        from sgsim.images import check_image
+
+        check_image(image)
+        plan.source, tag = ImageSource(image), safe_stem(image.stem, "image")
+        plan.align = should_align(generator, align)
+        if plan.align:
+            import_faces_extra()  # a missing 'faces' extra fails now, with its install line
+    elif latent is not None:
+        from sgsim.latents import read_latent_file, split_latent_spec
+
+        stored = read_latent_file(latent)
+        plan.source, plan.latent_key = LatentSource(stored.latent, stored.noise), stored.key
+        tag = safe_stem(split_latent_spec(latent)[0].stem, "latent")
+    else:
+        tag = f"seed{seed}"
+    plan.stems = file_stems(list(audio)) if audio else [safe_stem(text, "text")]
+    plan.out = out if out is not None else fresh_folder(f"{plan.stems[0]}-{tag}")
+    return plan
+
+
+def inverted_source(editor, plan: EditPlan, invert_steps: int, refine_steps: int) -> tuple[object, Optional[object]]:
+    """The plan's source ready to edit: an image is inverted here (under its own progress bar, seeded by
+    INVERSION_SEED, its LPIPS file added to the editor's weight files) and becomes a LatentSource with its noise.
+    Returns (source, the photo as inverted [1, 3, R, R] or None)."""
+    from sgsim.editing.sources import ImageSource, LatentSource, invert_photo
+    from sgsim.progress import inversion_bar
+    from sgsim.settings import INVERSION_SEED
+
+    if not isinstance(plan.source, ImageSource):
+        return plan.source, None
+    with inversion_bar(invert_steps + refine_steps) as on_step:
+        photo, inversion, lpips_file = invert_photo(editor.generator, plan.source.image, plan.align, invert_steps, refine_steps,
+                                                    INVERSION_SEED, callback=on_step)
+    if lpips_file is not None:
+        editor.weight_files.setdefault("lpips", lpips_file)
+    return LatentSource(inversion.w_plus[0], inversion.noise), photo

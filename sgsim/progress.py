@@ -1,0 +1,40 @@
+"""Progress bars of long steps (an inversion, an edit), shared by the command line and the batch jobs runner."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+
+@contextlib.contextmanager
+def inversion_bar(total: int) -> Iterator[Callable]:
+    """A bar over an inversion's steps; yields the callback sgsim.inversion.invert calls (stage, loss, ETA)."""
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="invert", unit="step", leave=False) as bar:
+        def on_step(progress) -> None:
+            bar.set_postfix(stage=progress.stage, loss=f"{progress.loss:.4f}", refresh=False)
+            bar.update(1)
+
+        yield on_step
+
+
+@contextlib.contextmanager
+def edit_bar(total: int, description: str = "edit") -> Iterator[Callable]:
+    """A bar over an optimisation's steps; yields its step callback (showing the total and CLIP losses). Drawn from
+    the first step on, so that an error found before the optimisation starts stays the only line on stderr."""
+    from tqdm import tqdm
+
+    bars: list = []
+
+    def on_step(step: int, losses: dict) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc=description, unit="step", leave=False))
+        bars[0].set_postfix(loss=f"{losses['total']:.4f}", clip=f"{losses['clip']:.4f}", refresh=False)
+        bars[0].update(1)
+
+    try:
+        yield on_step
+    finally:
+        for bar in bars:
+            bar.close()
