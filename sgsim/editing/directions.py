@@ -133,8 +133,9 @@ def combined_offset(directions: Sequence[SoundDirection], weights: Optional[Sequ
 
 def strength_latents(source: torch.Tensor, offset: torch.Tensor, strengths: Sequence[float]) -> torch.Tensor:
     """w_src + s * offset per strength: source [num_ws, w_dim] -> [S, num_ws, w_dim]; strength 0 is the source exactly."""
-    scale = torch.tensor([float(s) for s in strengths], dtype=source.dtype, device=source.device)
-    return source + scale[:, None, None] * offset.to(source)
+    from sgsim.editing.mixing import move_by
+
+    return move_by(source, offset.to(source)[None], torch.tensor([[float(s) for s in strengths]], dtype=source.dtype))[0]
 
 
 def direction_names(targets) -> list[str]:

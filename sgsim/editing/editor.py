@@ -12,15 +12,15 @@ import numpy as np
 import torch
 
 from sgsim import components
-from sgsim.devices import choose_precision
+from sgsim.devices import PrecisionChoice, choose_precision
 from sgsim.editing.directions import (SoundDirection, architecture, check_generator, combined_offset, direction_names,
                                       state_sha256, strength_latents)
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
-from sgsim.editing.optimise import StepCallback, optimise_latents
+from sgsim.editing.optimise import OptimisedLatents, StepCallback, optimise_latents
 from sgsim.editing.precision import edit_precision
 from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
 from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, seed_latent
-from sgsim.editing.targets import Target, embed_target, loudness_scale
+from sgsim.editing.targets import Target, embed_target, loudness_scale, loudness_strengths
 from sgsim.editing.variables import SharedOffset, free_rows
 from sgsim.errors import SgsimError
 from sgsim.settings import check_settings, check_strengths
@@ -49,6 +49,15 @@ class AppliedEdit:
     strengths: list[float]
     offset: torch.Tensor  # [num_ws, w_dim]: the combined offset applied at strength 1
     noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise buffers the images were made with, if not G's own
+
+
+@dataclass
+class PreparedRun:
+    """What an optimisation settled before it starts (Editor.prepare_run)."""
+
+    precision: PrecisionChoice  # name and reason
+    weights: dict[str, float]  # every loss term's weight, the preset's updated by the call's
+    networks: dict[str, object]  # the helper networks the terms with weight > 0 need
 
 
 @dataclass
@@ -292,10 +301,8 @@ class Editor:
         self.require_encoders("edit")
         targets = self._check_targets(targets, mix)
         strengths = check_settings(steps, lr, mix, strengths)
-        chosen = choose_precision(precision, self.device)
-        precision = chosen.name
-        weights = self.loss_weights(weights, lambda_latent, lambda_id)
-        networks = self.networks_for(weights)
+        run = self.prepare_run(precision, weights, lambda_latent, lambda_id)
+        weights = run.weights
 
         source = as_source(source)
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
@@ -308,21 +315,16 @@ class Editor:
             directions = torch.stack([e.sound for e in embeddings] + [e.text for e in embeddings])
             guides = [f"{t.label} (sound)" for t in targets] + [f"{t.text} (text)" for t in targets]
 
+        optimised = self.optimise(run, w_source.expand(len(guides), -1, -1), directions, noise=noise, steps=steps, lr=lr,
+                                  layers=layers, callback=callback, record_every=record_every)
+        edited = optimised.latents
+        if mix == "layers":
+            edited = mix_layers(edited[: len(targets)], edited[len(targets):])
+        levels = [e.loudness_dbfs for e in embeddings]
+        applied = loudness_strengths(levels, strengths, loudness_strength).float()
+        scales = [loudness_scale(level) if loudness_strength else 1.0 for level in levels]
+        swept = sweep_strengths(w_source.cpu(), edited.cpu(), applied)
         with swapped_noise(self.generator, noise):
-            with edit_precision(precision, self.generator, self.clip, synthesis=self.mixed_synthesis,
-                                helpers=networks.values()) as image_encoder:
-                optimised = optimise_latents(
-                    self.generator, image_encoder, w_source.expand(len(guides), -1, -1), directions.to(self.device),
-                    steps=steps, lr=lr, weights=weights, networks=networks,
-                    layers=layers, callback=callback, record_every=record_every,
-                )
-            edited = optimised.latents
-            if mix == "layers":
-                edited = mix_layers(edited[: len(targets)], edited[len(targets):])
-
-            scales = [loudness_scale(e.loudness_dbfs) if loudness_strength else 1.0 for e in embeddings]
-            applied = torch.tensor(scales)[:, None] * torch.tensor(strengths)[None, :]
-            swept = sweep_strengths(w_source.cpu(), edited.cpu(), applied)
             flat = self.render(swept.flatten(0, 1))
             images = flat.reshape(*swept.shape[:2], *flat.shape[1:])
             source_image = self.render(w_source[None])[0]
@@ -346,8 +348,8 @@ class Editor:
                 "strengths": list(strengths), "loudness_strength": loudness_strength, "record_every": record_every,
                 "loudness_dbfs": [e.loudness_dbfs for e in embeddings], "loudness_scale": scales,
                 "preset": asdict(self.preset), "preset_name": self.preset_name, "preset_reason": self.preset_reason,
-                "device": str(self.device), "precision": precision, "precision_reason": chosen.reason,
-                "mixed_synthesis": asdict(self.mixed_synthesis) if precision == "mixed" else None,
+                "device": str(self.device), "precision": run.precision.name, "precision_reason": run.precision.reason,
+                "mixed_synthesis": asdict(self.mixed_synthesis) if run.precision.name == "mixed" else None,
             },
             frames=[frame.clamp(-1, 1) for frame in optimised.frames],
             noise={name: value.cpu() for name, value in noise.items()},
@@ -403,29 +405,23 @@ class Editor:
         sources = [as_source(source) for source in sources]
         if not sources:
             raise SgsimError("no sources: a direction is learned over one or more seeds, latents or images (16 is a good number)")
-        chosen = choose_precision(precision, self.device)
-        precision = chosen.name
-        weights = self.loss_weights(weights, lambda_latent, lambda_id)
-        networks = self.networks_for(weights)
+        run = self.prepare_run(precision, weights, lambda_latent, lambda_id)
+        weights = run.weights
 
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
         aims = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)]).to(self.device)
         w_sources = torch.stack([self.source_start(source, seed, invert_steps, class_index)[0] for source in sources])
         variables = SharedOffset(w_sources, layers, count=len(targets))
-        with edit_precision(precision, self.generator, self.clip, synthesis=self.mixed_synthesis,
-                                helpers=networks.values()) as image_encoder:
-            optimise_latents(
-                self.generator, image_encoder, variables.sources(), aims.repeat_interleave(len(sources), dim=0),
-                steps=steps, lr=lr, weights=weights, networks=networks, variables=variables,
-                batches=variables.batches(sources_per_step), callback=callback,
-            )
+        # Sources are rendered with the generator's own noise (an image source's fitted noise is not carried).
+        self.optimise(run, variables.sources(), aims.repeat_interleave(len(sources), dim=0), steps=steps, lr=lr,
+                      variables=variables, batches=variables.batches(sources_per_step), callback=callback)
         offsets = variables.offsets().cpu()
 
         settings = {
             "steps": steps, "lr": lr, "weights": weights, "layers": None if layers is None else sorted({int(i) for i in layers}),
             "sources": [_describe_source(source) for source in sources], "class_index": class_index,
             "sources_per_step": sources_per_step, "preset_name": self.preset_name, "device": str(self.device),
-            "precision": precision, "precision_reason": chosen.reason,
+            "precision": run.precision.name, "precision_reason": run.precision.reason,
         }
         directions = []
         for k, (name, target) in enumerate(zip(names, targets)):
@@ -443,22 +439,24 @@ class Editor:
             seen = {source.seed for source in sources if isinstance(source, SeedSource)}
             seeds = [s for s in range(len(seen) + holdout) if s not in seen][:holdout]
             for direction, measured in zip(directions, self.evaluate_directions(
-                    directions, seeds, steps=steps, lr=lr, weights=weights, layers=layers, class_index=class_index)):
+                    directions, seeds, steps=steps, lr=lr, weights=weights, layers=layers, class_index=class_index,
+                    precision=run.precision.name)):
                 direction.holdout = measured
         return directions
 
     def evaluate_directions(self, directions: Sequence[SoundDirection], seeds: Sequence[int], steps: int = 300, lr: float = 0.1,
                             weights: Optional[Mapping[str, float]] = None, layers: Optional[Iterable[int]] = None,
-                            class_index: Optional[int] = None) -> list[dict]:
+                            class_index: Optional[int] = None, precision: Optional[str] = None) -> list[dict]:
         """How well each direction generalises to `seeds`: the CLIP loss toward its target (and the identity distance
         to the source, when the identity term is on) of each seed's image as it is, moved by the direction at
         strength 1, and optimised per image (`steps` of sgsim edit, all seeds and directions in one batch).
-        `gain_fraction` = mean CLIP-loss gain of the direction / that of the per-image optimisation."""
+        `gain_fraction` = mean CLIP-loss gain of the direction / that of the per-image optimisation. The per-image
+        optimisation runs in `precision` as `edit` does; the measurements render in fp32."""
         from sgsim.losses import EditProblem, StepInputs
 
         self.require_encoders("evaluate a direction")
-        weights = self.loss_weights(weights, None, None)
-        networks = self.networks_for(weights)
+        run = self.prepare_run(precision, weights, None, None)
+        weights, networks = run.weights, run.networks
         for direction in directions:
             check_generator(direction, self.generator)
         seeds = [int(seed) for seed in seeds]
@@ -467,8 +465,7 @@ class Editor:
         offsets = torch.stack([d.offset for d in directions]).to(self.device)
         sources = w_seeds.repeat(len(directions), 1, 1)  # sample (k, i) at k * len(seeds) + i, as SharedOffset lays out
         moved = sources + offsets.repeat_interleave(len(seeds), dim=0)
-        optimised = optimise_latents(self.generator, self.clip, sources, aims, steps=steps, lr=lr, weights=weights,
-                                     networks=networks, layers=layers).latents
+        optimised = self.optimise(run, sources, aims, steps=steps, lr=lr, layers=layers).latents
         problem = EditProblem(self.generator, self.clip, aims, sources, networks)
         measures = {"clip": ClipDirection().prepare(problem)}
         if weights.get("id", 0) > 0:
@@ -555,6 +552,25 @@ class Editor:
         from sgsim.editing.video import make_video
 
         return make_video(self, audio, source, **options)
+
+    def prepare_run(self, precision: Optional[str], weights: Optional[Mapping[str, float]], lambda_latent: Optional[float] = None,
+                    lambda_id: Optional[float] = None) -> "PreparedRun":
+        """What every optimisation settles first: its precision (and why), the loss weights over the preset's, and the
+        helper networks those terms need (a term whose network is absent is turned off, with a warning)."""
+        chosen = choose_precision(precision, self.device)
+        weights = self.loss_weights(weights, lambda_latent, lambda_id)
+        return PreparedRun(chosen, weights, self.networks_for(weights))
+
+    def optimise(self, run: "PreparedRun", start: torch.Tensor, aims: torch.Tensor,
+                 noise: Optional[Mapping[str, torch.Tensor]] = None, **loop) -> OptimisedLatents:
+        """The one optimisation path of edit, learn_directions, evaluate_directions and video: optimise_latents from
+        `start` toward `aims` under the run's precision and with `noise` in the generator, both held for this call
+        only (`loop`: optimise_latents' steps, lr, layers, variables, batches, callback, ...)."""
+        with swapped_noise(self.generator, dict(noise or {})):
+            with edit_precision(run.precision.name, self.generator, self.clip, synthesis=self.mixed_synthesis,
+                                helpers=run.networks.values()) as image_encoder:
+                return optimise_latents(self.generator, image_encoder, start, aims.to(self.device), weights=run.weights,
+                                        networks=run.networks, **loop)
 
     def loss_weights(self, weights: Optional[Mapping[str, float]], lambda_latent: Optional[float],
                  lambda_id: Optional[float]) -> dict[str, float]:

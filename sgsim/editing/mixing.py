@@ -21,8 +21,13 @@ def mix_layers(sound_latents: torch.Tensor, text_latents: torch.Tensor) -> torch
     return torch.cat([sound_latents[..., :split, :], text_latents[..., split:, :]], dim=-2)
 
 
+def move_by(source: torch.Tensor, offsets: torch.Tensor, strengths: torch.Tensor) -> torch.Tensor:
+    """The one strength rule: w_src + s * offset for each offset and strength: source [L, D], offsets [T, L, D],
+    strengths [T, S] -> [T, S, L, D]. Strength 0 is the source exactly, 1 the full offset, > 1 exaggerates."""
+    return source + torch.as_tensor(strengths)[..., None, None].to(offsets) * offsets[:, None]
+
+
 def sweep_strengths(source: torch.Tensor, edited: torch.Tensor, strengths: torch.Tensor) -> torch.Tensor:
     """Latents w_src + s (w_edit - w_src) for each strength: source [L, D], edited [T, L, D],
     strengths [T, S] -> [T, S, L, D]. Strength 0 is the source, 1 the optimised edit, > 1 exaggerates."""
-    step = edited - source
-    return source + strengths[..., None, None].to(step) * step[:, None]
+    return move_by(source, edited - source, strengths)

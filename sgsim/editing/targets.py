@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -66,6 +66,13 @@ def loudness_scale(level_dbfs: float | None) -> float:
         return 1.0
     low, high = LOUDNESS_SCALE_RANGE
     return float(np.clip(2.0 ** ((level_dbfs - REFERENCE_DBFS) / 10.0), low, high))
+
+
+def loudness_strengths(levels_dbfs: Sequence[Optional[float]], strengths: Sequence[float], loudness: bool) -> torch.Tensor:
+    """Strengths applied per target [T, S]: each asked strength times the target's loudness scale when `loudness` is on
+    (the one place an edit's or a video keyframe's strength meets its sound's level), else as asked."""
+    scales = torch.tensor([loudness_scale(level) if loudness else 1.0 for level in levels_dbfs], dtype=torch.float64)
+    return scales[:, None] * torch.tensor([float(s) for s in strengths], dtype=torch.float64)[None, :]
 
 
 def _load_sound(audio: AudioSource, audio_encoder) -> tuple[torch.Tensor, int]:

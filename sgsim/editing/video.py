@@ -18,10 +18,8 @@ import numpy as np
 import torch
 
 from sgsim.audio import check_long_enough, load_audio, rms_dbfs
-from sgsim.devices import choose_precision
-from sgsim.editing.optimise import optimise_latents
-from sgsim.editing.precision import edit_precision
-from sgsim.editing.targets import loudness_scale
+from sgsim.editing.mixing import move_by
+from sgsim.editing.targets import loudness_strengths
 from sgsim.editing.variables import free_rows
 from sgsim.editing.video_settings import (DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS,
                                           DEFAULT_WINDOW, MAX_FPS)
@@ -251,10 +249,8 @@ def make_video(
         from sgsim.editing.directions import check_generator
 
         check_generator(direction, editor.generator, editor.checksum("generator"))
-    chosen = choose_precision(precision, editor.device)
-    precision = chosen.name
-    weights = editor.loss_weights({**(weights or {}), "smoothness": smoothness}, None, None)
-    networks = editor.networks_for(weights)
+    run = editor.prepare_run(precision, {**(weights or {}), "smoothness": smoothness})
+    weights = run.weights
     audio = Path(audio)
     duration = check_long_enough(audio)
     times = keyframe_times(duration, keyframe_every)
@@ -271,19 +267,14 @@ def make_video(
     optimised = start
     if steps > 0:
         on_step = None if progress is None else (lambda step, _: progress("optimise", step + 1, steps))
-        with swapped_noise(G, noise):
-            with edit_precision(precision, G, editor.clip, synthesis=editor.mixed_synthesis,
-                                helpers=networks.values()) as image_encoder:
-                result = optimise_latents(
-                    G, image_encoder, start, targets.directions.to(editor.device), steps=steps, lr=lr, weights=weights,
-                    networks=networks, variables=PinnedKeyframes(start, targets.audible, layers), callback=on_step,
-                    target_weights=torch.as_tensor(targets.audible, dtype=torch.float32, device=editor.device),
-                )
+        result = editor.optimise(
+            run, start, targets.directions, noise=noise, steps=steps, lr=lr, variables=PinnedKeyframes(start, targets.audible, layers),
+            callback=on_step, target_weights=torch.as_tensor(targets.audible, dtype=torch.float32, device=editor.device),
+        )
         optimised, losses = result.latents, result.losses
-    scales = np.array([loudness_scale(level) if loudness else 1.0 for level in targets.levels_dbfs])
-    strengths = np.where(targets.audible, strength * scales, 0.0)
+    strengths = np.where(targets.audible, loudness_strengths(targets.levels_dbfs, [strength], loudness)[:, 0].numpy(), 0.0)
     w_src = w_source.cpu()
-    keyframes = w_src + torch.as_tensor(strengths, dtype=torch.float32)[:, None, None] * (optimised.cpu() - w_src)
+    keyframes = move_by(w_src, optimised.cpu() - w_src, torch.as_tensor(strengths, dtype=torch.float32)[:, None])[:, 0]
 
     def render(latents: torch.Tensor) -> torch.Tensor:
         with swapped_noise(G, noise):
@@ -297,7 +288,7 @@ def make_video(
             "fps": float(fps), "keyframe_every": float(keyframe_every), "window": float(window), "strength": float(strength),
             "smoothness": weights["smoothness"], "loudness": bool(loudness), "quiet_window_dbfs": QUIET_WINDOW_DBFS,
             "steps": steps, "lr": lr, "weights": weights, "seed": seed, "layers": None if layers is None else sorted({int(i) for i in layers}),
-            "class_index": class_index, "precision": precision, "precision_reason": chosen.reason, "device": str(editor.device), "preset_name": editor.preset_name,
+            "class_index": class_index, "precision": run.precision.name, "precision_reason": run.precision.reason, "device": str(editor.device), "preset_name": editor.preset_name,
             "interpolation": "linear in W+", "silent_keyframes": "pinned at the source",
             "direction": None if direction is None else {**direction.record(), "reach": reach.tolist()},
         },
