@@ -22,8 +22,6 @@ from PIL import Image
 
 from sgsim.errors import SgsimError
 
-# Generators trained on FFHQ-aligned faces (checkpoints-manifest names): their photos are aligned by default.
-FFHQ_ALIGNED_GENERATORS = frozenset({"ffhq", "metfaces", "stylegan2-ffhq-config-f"})
 
 # The FFHQ recipe (NVlabs ffhq-dataset, recreate_aligned_images).
 EYE_SCALE = 2.0  # the crop's half side is at least this many eye-to-eye distances ...
@@ -183,11 +181,21 @@ def read_photo(path: str | os.PathLike, resolution: int, align: bool) -> torch.T
     return read_image(path, resolution)
 
 
-def should_align(generator: str | os.PathLike, align: bool | None) -> bool:
-    """`align` if given, else whether `generator` is a generator trained on FFHQ-aligned faces: by manifest name,
-    or a file that is such a cached manifest generator."""
+def alignment(generator: str | os.PathLike, align: bool | None, metadata: dict | None = None) -> tuple[bool, str]:
+    """Whether a photo for `generator` is FFHQ-aligned, and why in words: `align` if given, else whether the generator
+    is a face generator (sgsim.editing.presets.generator_kind: its manifest name, a file that is a cached manifest
+    generator, or the training set its file's `metadata` names)."""
     if align is not None:
-        return align
+        return align, "aligning the face (asked for)" if align else "centre crop (asked for)"
     from sgsim.components import manifest_generator
+    from sgsim.editing.presets import generator_kind
 
-    return manifest_generator(generator) in FFHQ_ALIGNED_GENERATORS
+    kind = generator_kind(manifest_generator(generator) or generator, metadata)
+    if kind.face:
+        return True, f"aligning the face ({kind.reason})"
+    return False, f"centre crop: not a face generator ({kind.reason})"
+
+
+def should_align(generator: str | os.PathLike, align: bool | None, metadata: dict | None = None) -> bool:
+    """`align` if given, else whether `generator` is a face generator (see alignment)."""
+    return alignment(generator, align, metadata)[0]

@@ -291,7 +291,7 @@ class JobRunner:
 
         o, editor, plan = self.options, self._editor(), ready[0][1]
         jobs = [job for job, _ in ready]
-        source, photo = inverted_source(editor, plan, o["invert_steps"], o["refine_steps"])
+        source, photo = inverted_source(editor, plan, o["invert_steps"], o["refine_steps"], lambda line: self.echo(line, False))
         swept = union_strengths(jobs)
         result = editor.edit(
             source, [Target(audio=job.audio, text=job.text) for job in jobs], steps=o["steps"], lr=o["lr"],
@@ -328,7 +328,7 @@ class JobRunner:
                 source={"seed": job.seed, "image": job.image, "latent": job.latent, "latent_key": plan.latent_key,
                         "class": job.class_index, "invert_steps": o["invert_steps"] if image else None,
                         "refine_steps": o["refine_steps"] if image else None, "align": plan.align,
-                        "inversion_seed": INVERSION_SEED if image else None},
+                        "align_reason": plan.align_reason or None, "inversion_seed": INVERSION_SEED if image else None},
                 targets=[{"audio": job.audio, "text": job.text}],
                 generator=o["generator"], encoder=o["encoder"], encoder_checkpoint=o["encoder_checkpoint"], clip=o["clip_weights"],
                 settings=settings, weights=self._weights_record(),

@@ -56,7 +56,7 @@ def run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_w
     warn_slow_cpu_edit(editor.generator.img_resolution, editor.device, steps)
     loaded = time.perf_counter()
     timings = {"load": loaded - started}
-    source, photo = inverted_source(editor, plan, invert_steps, refine_steps)  # here rather than inside editor.edit, to show its progress
+    source, photo = inverted_source(editor, plan, invert_steps, refine_steps, click.echo)  # here rather than inside editor.edit, to show its progress
     if photo is not None:
         timings["invert"] = time.perf_counter() - loaded
     inverted = time.perf_counter()
@@ -110,7 +110,7 @@ def edit_command(audio, text, image, seed, latent, class_index, invert_steps, re
             "edit", command_line(),
             source={"seed": seed, "image": image, "latent": latent, "latent_key": plan.latent_key, "class": class_index,
                     "invert_steps": invert_steps if image else None, "refine_steps": refine_steps if image else None,
-                    "align": plan.align, "inversion_seed": INVERSION_SEED if image else None},
+                    "align": plan.align, "align_reason": plan.align_reason or None, "inversion_seed": INVERSION_SEED if image else None},
             targets=[{"audio": str(path), "text": text} for path in audio] or [{"audio": None, "text": text}],
             generator=generator, encoder=encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights,
             settings=settings, weights=weights_record(weights),

@@ -28,7 +28,7 @@ def invert_command(image, out, overwrite, generator, steps, refine_steps, align,
     'noise.*') and run.json.
     """
     from checkpoints import resolve
-    from sgsim.alignment import import_faces_extra, should_align
+    from sgsim.alignment import alignment, import_faces_extra
     from sgsim.atomic import staged_output_dir
     from sgsim.devices import parse_device
     from sgsim.editing.sources import invert_photo
@@ -41,13 +41,18 @@ def invert_command(image, out, overwrite, generator, steps, refine_steps, align,
     device = parse_device(device)
     weights = resolve(generator)  # missing weights fail with the download instruction before anything else
     check_image(image)
-    align = should_align(generator, align)
+    asked = align
+    align, reason = alignment(generator, asked)
     if align:
         import_faces_extra()  # a missing 'faces' extra fails now, with its install line
     outputs = ["input.png", "reconstruction.png", "latent.npz", "run.json"]
     with staged_output_dir(out, overwrite, is_run_folder) as staging:
         started = time.perf_counter()
         G = load_generator(weights, device=device).eval()
+        align, reason = alignment(generator, asked, G.metadata)  # the file's own metadata may say it holds faces
+        if align:
+            import_faces_extra()
+        click.echo(reason)
         with inversion_bar(steps + refine_steps) as on_step:
             target, result, lpips_file = invert_photo(G, image, align, steps, refine_steps, seed, callback=on_step)
         write_png(staging / "input.png", target)
@@ -55,7 +60,7 @@ def invert_command(image, out, overwrite, generator, steps, refine_steps, align,
         write_latent_file(staging / "latent.npz", noise=result.noise, w=result.w_plus)
         files = {"generator": weights, **({"lpips": lpips_file} if lpips_file is not None else {})}
         write_json(staging / "run.json", run_record(
-            "invert", command_line(), image=image, generator=generator, align=align, steps=steps, refine_steps=refine_steps,
+            "invert", command_line(), image=image, generator=generator, align=align, align_reason=reason, steps=steps, refine_steps=refine_steps,
             inversion_seed=seed, device=str(device), loss="lpips" if result.used_lpips else "pixels",
             final_loss=float(result.losses[-1]), weights=weights_record(files), timings_s={"total": time.perf_counter() - started},
             outputs=outputs,

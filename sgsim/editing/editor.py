@@ -235,10 +235,11 @@ class Editor:
         if isinstance(source, LatentSource):
             return as_w_plus(source.latent, G.num_ws, G.w_dim).to(self.device), dict(source.noise), None
         image = source.image
-        if isinstance(image, (str, Path)):
-            from sgsim.images import read_image
+        if isinstance(image, (str, Path)):  # aligned or centre-cropped by the rule the command line follows
+            from sgsim.alignment import alignment, read_photo
 
-            image = read_image(image, G.img_resolution)
+            align, _ = alignment(self.weight_files.get("generator", ""), source.align, getattr(G, "metadata", None))
+            image = read_photo(image, G.img_resolution, align)
         lpips = self._network("lpips")  # None: invert warns and fits pixels instead
         image = image.reshape(-1, *image.shape[-3:])
         result = invert(G, image.to(self.device), steps=invert_steps, lpips=lpips, seed=seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from sgsim.errors import UsageProblem
 from sgsim.outputs import file_stems, fresh_folder, safe_stem
@@ -21,7 +21,10 @@ class EditPlan:
 
     source: object  # sgsim.editing SeedSource, ImageSource or LatentSource (with the noise stored beside the latent)
     latent_key: Optional[str] = None  # which array of the latent file
-    align: Optional[bool] = None  # an ImageSource's FFHQ face alignment (sgsim.alignment.should_align); None otherwise
+    align: Optional[bool] = None  # an ImageSource's FFHQ face alignment (sgsim.alignment.alignment); None otherwise
+    align_asked: Optional[bool] = None  # --align / --no-align; None: decided from what the generator is
+    align_reason: str = ""  # why the photo is aligned or centre-cropped, in words (printed and recorded)
+    generator: str = ""  # the generator as named (manifest name or path)
     stems: list[str] = field(default_factory=list)  # file stem per target (the default folder is named after the first)
     device: object = None  # torch.device
     out: Optional[Path] = None
@@ -61,12 +64,13 @@ def plan_edit(audio: Sequence[Path], text: Optional[str], image: Optional[Path],
     for path in audio:
         check_sound(path)
     if image is not None:
-        from sgsim.alignment import import_faces_extra, should_align
+        from sgsim.alignment import alignment, import_faces_extra
         from sgsim.images import check_image
 
         check_image(image)
         plan.source, tag = ImageSource(image), safe_stem(image.stem, "image")
-        plan.align = should_align(generator, align)
+        plan.align_asked, plan.generator = align, str(generator)
+        plan.align, plan.align_reason = alignment(generator, align)  # by name now; the file's metadata once it is loaded
         if plan.align:
             import_faces_extra()  # a missing 'faces' extra fails now, with its install line
     elif latent is not None:
@@ -82,16 +86,24 @@ def plan_edit(audio: Sequence[Path], text: Optional[str], image: Optional[Path],
     return plan
 
 
-def inverted_source(editor, plan: EditPlan, invert_steps: int, refine_steps: int) -> tuple[object, Optional[object]]:
-    """The plan's source ready to edit: an image is inverted here (under its own progress bar, seeded by
-    INVERSION_SEED, its LPIPS file added to the editor's weight files) and becomes a LatentSource with its noise.
-    Returns (source, the photo as inverted [1, 3, R, R] or None)."""
+def inverted_source(editor, plan: EditPlan, invert_steps: int, refine_steps: int,
+                    echo: Callable[[str], None] = lambda line: None) -> tuple[object, Optional[object]]:
+    """The plan's source ready to edit: an image is aligned or centre-cropped as the loaded generator calls for (its
+    name and its file's metadata; the choice and why go to `echo` and plan.align_reason), inverted here (under its
+    own progress bar, seeded by INVERSION_SEED, its LPIPS file added to the editor's weight files) and becomes a
+    LatentSource with its noise. Returns (source, the photo as inverted [1, 3, R, R] or None)."""
+    from sgsim.alignment import alignment, import_faces_extra
+
     from sgsim.editing.sources import ImageSource, LatentSource, invert_photo
     from sgsim.progress import inversion_bar
     from sgsim.settings import INVERSION_SEED
 
     if not isinstance(plan.source, ImageSource):
         return plan.source, None
+    plan.align, plan.align_reason = alignment(plan.generator, plan.align_asked, getattr(editor.generator, "metadata", None))
+    if plan.align:
+        import_faces_extra()  # a file that says it holds a face generator needs the 'faces' extra too
+    echo(plan.align_reason)
     with inversion_bar(invert_steps + refine_steps) as on_step:
         photo, inversion, lpips_file = invert_photo(editor.generator, plan.source.image, plan.align, invert_steps, refine_steps,
                                                     INVERSION_SEED, callback=on_step)

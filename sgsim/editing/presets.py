@@ -61,6 +61,36 @@ DEFAULT_PRESET = SCENES
 DEFAULT_PRESET_NAME = "landscape"
 
 
+FACE_PRESET = "ffhq"  # the preset of every generator of aligned human faces
+
+
+@dataclass(frozen=True)
+class GeneratorKind:
+    """What a generator is, as far as editing cares: the preset of its domain (None: not recognised) and why."""
+
+    preset: Optional[str]
+    reason: str
+
+    @property
+    def face(self) -> bool:
+        """Trained on aligned human faces (FFHQ, MetFaces, CelebA-HQ): its photos are FFHQ-aligned before inversion."""
+        return self.preset == FACE_PRESET
+
+
+def generator_kind(name: object, metadata: Optional[Mapping[str, str]] = None) -> GeneratorKind:
+    """The one answer to "what is this generator", which presets and face alignment both read: by its manifest name
+    (`name`; a path or an object is not a name), else by the training set its file names (G.metadata["dataset"])."""
+    name = str(name) if isinstance(name, (str, Path)) else None
+    if name in GENERATOR_PRESETS:
+        return GeneratorKind(GENERATOR_PRESETS[name], f"the generator is the manifest's {name!r}")
+    dataset = (metadata or {}).get("dataset", "")
+    for word, chosen in DATASET_PRESETS.items():
+        if word in dataset.lower():
+            return GeneratorKind(chosen, f"the generator's file says it was trained on {dataset!r}")
+    what = f"no preset for the generator {name!r}" if name else "the generator is not recognised"
+    return GeneratorKind(None, what + (f" (trained on {dataset!r})" if dataset else " (its file names no training set)"))
+
+
 @dataclass(frozen=True)
 class PresetChoice:
     """The preset an Editor uses, its name (None for an EditPreset passed in) and why it was chosen, in words."""
@@ -84,18 +114,11 @@ def preset_choice(preset: Union[str, EditPreset, PresetChoice, None], generator:
         if preset not in PRESETS:
             raise SgsimError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)} or pass an EditPreset")
         return PresetChoice(preset, PRESETS[preset], f"preset {preset!r} was asked for")
-    name = str(generator) if isinstance(generator, (str, Path)) else None
-    if name in GENERATOR_PRESETS:
-        chosen = GENERATOR_PRESETS[name]
-        return PresetChoice(chosen, PRESETS[chosen], f"the generator is the manifest's {name!r}")
-    dataset = (metadata or {}).get("dataset", "")
-    for word, chosen in DATASET_PRESETS.items():
-        if word in dataset.lower():
-            return PresetChoice(chosen, PRESETS[chosen], f"the generator's file says it was trained on {dataset!r}")
-    what = f"no preset for the generator {name!r}" if name else "the generator is not recognised"
-    what += f" (trained on {dataset!r})" if dataset else " (its file names no training set)"
+    kind = generator_kind(generator, metadata)
+    if kind.preset is not None:
+        return PresetChoice(kind.preset, PRESETS[kind.preset], kind.reason)
     return PresetChoice(DEFAULT_PRESET_NAME, DEFAULT_PRESET,
-                        f"{what}: scene weights without the identity loss; pass preset='ffhq' for a face model", recognised=False)
+                        f"{kind.reason}: scene weights without the identity loss; pass preset='ffhq' for a face model", recognised=False)
 
 
 def choose_preset(preset: Union[str, EditPreset, None], generator: object,

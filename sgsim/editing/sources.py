@@ -31,11 +31,23 @@ class LatentSource:
     noise: dict = field(default_factory=dict)
 
 
+INVERSION_METHODS = ("optimise",)  # how a photo becomes a latent; an encoder-based method is one more name here
+
+
 @dataclass(frozen=True)
 class ImageSource:
-    """Start from a photo: a file, or a [1, 3, H, W] tensor in [-1, 1]; it is inverted first (sgsim.inversion)."""
+    """Start from a photo: a file, or a [1, 3, H, W] tensor in [-1, 1]; it is inverted first (sgsim.inversion).
+
+    A file is FFHQ-aligned for a face generator and centre-cropped otherwise (`align` None: decided by
+    sgsim.alignment.alignment from the generator's name and metadata, the same rule the command line follows)."""
 
     image: Union[str, Path, torch.Tensor]
+    align: Optional[bool] = None
+    method: str = "optimise"  # one of INVERSION_METHODS
+
+    def __post_init__(self):
+        if self.method not in INVERSION_METHODS:
+            raise SgsimError(f"unknown inversion method {self.method!r}; choose one of {', '.join(INVERSION_METHODS)}")
 
 
 Source = Union[SeedSource, LatentSource, ImageSource]
@@ -98,20 +110,31 @@ def as_w_plus(latent: np.ndarray | torch.Tensor, num_ws: int, w_dim: int) -> tor
     )
 
 
-def invert_photo(generator, image: Union[str, Path], align: bool, steps: int, refine_steps: int, seed: int, callback=None):
-    """Read a photo (FFHQ-aligned or centre-cropped) and invert it, with LPIPS from the cache (else pixels, warned).
-
-    Returns the target [1, 3, R, R], the InversionResult and the LPIPS weights file used (None: pixel loss)."""
-    from checkpoints.errors import MissingWeightsError
+def invert_photo(generator, image: Union[str, Path], align: bool, steps: int, refine_steps: int, seed: int, callback=None,
+                 method: str = "optimise"):
+    """Read a photo (FFHQ-aligned or centre-cropped) and invert it (invert_target). Returns the target [1, 3, R, R],
+    the InversionResult and the LPIPS weights file used (None: pixel loss)."""
     from sgsim.alignment import read_photo
+
+    target = read_photo(image, generator.img_resolution, align)
+    return (target, *invert_target(generator, target, steps, refine_steps, seed, callback, method))
+
+
+def invert_target(generator, target: torch.Tensor, steps: int, refine_steps: int, seed: int, callback=None,
+                  method: str = "optimise"):
+    """The one place a photo [1, 3, R, R] becomes a latent, by `method` (INVERSION_METHODS; 'optimise': the ADA
+    projector's W fit, then the W+ refinement, LPIPS from the cache, else pixels, warned). Returns the InversionResult
+    and the LPIPS weights file used (None: pixel loss)."""
+    from checkpoints.errors import MissingWeightsError
     from sgsim.components import load_lpips
     from sgsim.inversion import invert
 
-    target = read_photo(image, generator.img_resolution, align)
+    if method not in INVERSION_METHODS:
+        raise SgsimError(f"unknown inversion method {method!r}; choose one of {', '.join(INVERSION_METHODS)}")
     try:
         lpips = load_lpips()
     except MissingWeightsError:
         lpips = None  # invert warns and fits pixels instead
     result = invert(generator, target, steps=steps, refine_steps=refine_steps, lpips=lpips.component if lpips else None,
                     seed=seed, callback=callback)
-    return target, result, lpips.weights if lpips else None
+    return result, lpips.weights if lpips else None

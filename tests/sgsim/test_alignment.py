@@ -167,3 +167,16 @@ def test_missing_landmark_model_names_the_extra_and_no_align(monkeypatch):
             alignment.detect_face(Image.new("RGB", (32, 32)))
     finally:
         alignment._landmark_model.cache_clear()
+
+
+def test_a_file_that_says_it_holds_faces_is_aligned_as_its_preset_says():
+    from sgsim.alignment import alignment
+    from sgsim.editing.presets import preset_choice
+
+    metadata = {"dataset": "/data/ffhq-256x256.zip"}
+    align, reason = alignment("/models/unknown.pkl", None, metadata)
+    assert align and "aligning the face" in reason and "ffhq-256x256" in reason
+    assert preset_choice(None, "/models/unknown.pkl", metadata).name == "ffhq"  # one rule: the preset agrees
+    assert alignment("/models/unknown.pkl", None, {"dataset": "lsun-church"}) == (
+        False, "centre crop: not a face generator (no preset for the generator '/models/unknown.pkl' (trained on 'lsun-church'))")
+    assert alignment("ffhq", False, metadata) == (False, "centre crop (asked for)")
