@@ -93,15 +93,12 @@ def _number(column: str, value: str, kind: type, low: int, high: Optional[int] =
 
 
 def _strengths(value: str) -> tuple[float, ...]:
-    import math
+    from sgsim.settings import parse_strengths
 
     try:
-        strengths = tuple(float(part) for part in value.split(","))
-    except ValueError:
-        raise SgsimError(f"strength {value!r} is not a comma-separated list of numbers such as 0.5,1,1.5") from None
-    if not all(math.isfinite(s) for s in strengths):
-        raise SgsimError(f"strength {value!r}: strengths must be finite numbers")
-    return strengths
+        return tuple(parse_strengths(value))
+    except SgsimError as error:
+        raise SgsimError(f"strength {error}") from None
 
 
 def parse_row(cells: dict[str, str], line: int, base: Path, default_strengths: Iterable[float], mix: str) -> Job:

@@ -17,6 +17,18 @@ VIDEO_FRAMES = 50  # about this many optimisation snapshots go into an edit's op
 MIX_MODES = ("weighted", "layers")  # how a sound and a text combine (sgsim.editing.Editor.edit mix)
 
 
+def parse_strengths(text: str) -> list[float]:
+    """'0.5,1,1.5' -> [0.5, 1.0, 1.5] (the command line's --strength, a jobs CSV's strength cell); anything else is an
+    SgsimError naming the text."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise SgsimError(f"{text!r} is not a comma-separated list of numbers such as 0.5,1,1.5") from None
+    if not all(math.isfinite(v) for v in values):
+        raise SgsimError(f"{text!r}: strengths must be finite numbers")
+    return values
+
+
 def check_settings(steps: int, lr: float, mix: str, strengths: Sequence[float]) -> list[float]:
     """The optimisation's settings checked (the strengths returned as floats), each problem as one SgsimError line."""
     if mix not in MIX_MODES:

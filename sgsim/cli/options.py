@@ -10,6 +10,7 @@ from typing import Callable, Optional
 
 import click
 
+from sgsim.errors import SgsimError
 from sgsim.outputs import VIDEO_FORMATS, file_stems, fresh_folder, safe_stem, unique  # noqa: F401  (the commands import them from here too)
 from sgsim.settings import MAX_SEEDS, MAX_STEPS, REFINE_STEPS, SEED_MAX  # noqa: F401  (as above)
 
@@ -34,13 +35,12 @@ def parse_seeds(text: str) -> list[int]:
 
 def parse_strengths(text: str) -> list[float]:
     """'0.5,1,1.5' -> [0.5, 1.0, 1.5]; anything else is a usage error naming the bad part."""
+    from sgsim.settings import parse_strengths as parse
+
     try:
-        values = [float(part) for part in text.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers such as 0.5,1,1.5") from None
-    if not all(math.isfinite(v) for v in values):
-        raise click.BadParameter(f"{text!r}: strengths must be finite numbers")
-    return values
+        return parse(text)
+    except SgsimError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def command_line() -> list[str]:
