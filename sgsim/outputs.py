@@ -198,6 +198,33 @@ def write_json(path: Union[str, os.PathLike], data: Mapping) -> None:
         stream.write((json.dumps(data, indent=2, default=str) + "\n").encode("utf-8"))
 
 
+def write_text(path: Union[str, os.PathLike], text: str) -> None:
+    """A text file (Markdown, HTML) in UTF-8, atomically."""
+    with atomic_output(path) as stream:
+        stream.write(text.encode("utf-8"))
+
+
+def spreadsheet_cell(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text, never runs: text starting with = + - @ or a tab/CR gets a leading
+    apostrophe (OWASP's advice against formula injection); numbers pass unchanged."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def write_csv(path: Union[str, os.PathLike], rows: Sequence[Mapping[str, object]]) -> None:
+    """Rows of one shape as CSV (header from the first row's keys), every text cell spreadsheet-safe, atomically."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({key: spreadsheet_cell(value) for key, value in row.items()} for row in rows)
+    write_text(path, buffer.getvalue())
+
+
 def write_npz(path: Union[str, os.PathLike], **arrays: np.ndarray) -> None:
     """Arrays as an uncompressed .npz file, atomically."""
     with atomic_output(path) as stream:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import time
 import zlib
@@ -12,6 +14,8 @@ from typing import Callable, Iterator
 import pytest
 import torch
 
+BROWSER_REQUIRED = os.environ.get("SGSIM_REQUIRE_BROWSER") == "1"  # CI: a missing browser or demo extra fails, not skips
+BROWSER_INSTALL = "pip install -e '.[test,demo]' and apt-get install chromium"
 # Real recordings kept in the repository (sources and licences in each folder's SOURCES.md).
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
@@ -116,3 +120,36 @@ def one_error_line() -> Callable[..., str]:
         return lines[0]
 
     return check
+
+
+@pytest.fixture(scope="session")
+def optional_import() -> Callable[[str], object]:
+    """needed(module) -> the module, or a skip (a failure under SGSIM_REQUIRE_BROWSER=1) saying how to install it."""
+    def needed(module: str):
+        try:
+            return __import__(module)
+        except ImportError:
+            if BROWSER_REQUIRED:
+                raise
+            pytest.skip(f"{module} is not installed ({BROWSER_INSTALL})")
+
+    return needed
+
+
+@pytest.fixture(scope="module")
+def chromium(optional_import) -> Iterator:
+    """Headless Chromium from the system packages, driven by Playwright (never Playwright's own browser download)."""
+    optional_import("playwright")
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        if BROWSER_REQUIRED:
+            pytest.fail(f"no chromium on PATH ({BROWSER_INSTALL})")
+        pytest.skip(f"no chromium on PATH ({BROWSER_INSTALL})")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -32,6 +32,7 @@ COMMANDS = {
     "demo": ("sgsim.cli.demo", "demo_command", "Serve an interactive page: upload or record a sound, edit an image toward it, tune the strength."),
     "direction": ("sgsim.cli.direction", "direction_command", "Learn a sound's direction once over many images, for instant edits with `sgsim apply`."),
     "apply": ("sgsim.cli.apply", "apply_command", "Apply learned sound directions to images instantly: one generator pass per image and strength."),
+    "study": ("sgsim.cli.study", "study_command", "Write a user study of edits, or tally its answers."),
 }
 
 

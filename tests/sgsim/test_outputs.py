@@ -98,3 +98,18 @@ def test_run_records_mark_their_folder_as_replaceable(tmp_path):
     assert not is_run_folder(tmp_path)
     (tmp_path / "run.json").write_text("not json")
     assert not is_run_folder(tmp_path)
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_written_as_text(tmp_path):
+    import csv
+
+    from sgsim.outputs import write_csv
+
+    rows = [{"name": "=HYPERLINK(\"http://x\")", "other": "+1", "n": -3, "plain": "rain"},
+            {"name": "@SUM(A1)", "other": "-2", "n": 4.5, "plain": "\tx"}]
+    write_csv(tmp_path / "t.csv", rows)
+    with open(tmp_path / "t.csv", newline="") as stream:
+        read = list(csv.DictReader(stream))
+    assert [r["name"] for r in read] == ["'=HYPERLINK(\"http://x\")", "'@SUM(A1)"]
+    assert [r["other"] for r in read] == ["'+1", "'-2"] and [r["n"] for r in read] == ["-3", "4.5"]  # numbers stay numbers
+    assert [r["plain"] for r in read] == ["rain", "'\tx"]

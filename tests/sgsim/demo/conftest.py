@@ -1,35 +1,19 @@
-"""The demo running on the tiny real-format networks, and a headless Chromium from the system to drive it.
+"""The demo running on the tiny real-format networks (the Chromium that drives it is tests/conftest.py's).
 
-Without the demo extra or a system Chromium these tests are skipped, unless SGSIM_REQUIRE_BROWSER=1 (CI sets it)
-makes either absence a failure.
+Without the demo extra these tests are skipped, unless SGSIM_REQUIRE_BROWSER=1 (CI sets it) makes its absence a failure.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Iterator
 
 import pytest
 
-REQUIRED = os.environ.get("SGSIM_REQUIRE_BROWSER") == "1"
-INSTALL = "pip install -e '.[test,demo]' and apt-get install chromium"
-
-
-def needed(module: str):
-    """Import a demo dependency, or skip (fail in CI) saying how to install it."""
-    try:
-        return __import__(module)
-    except ImportError:
-        if REQUIRED:
-            raise
-        pytest.skip(f"{module} is not installed ({INSTALL})")
-
 
 @pytest.fixture(scope="session")
-def gradio():
+def gradio(optional_import):
     """The gradio module (the demo extra)."""
-    return needed("gradio")
+    return optional_import("gradio")
 
 
 @pytest.fixture(scope="module")
@@ -52,25 +36,6 @@ def demo_server(gradio, free_port, tmp_path_factory, tiny_generator_file, encode
 def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
     with pytest.MonkeyPatch.context() as patch:
         yield patch
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator:
-    """Headless Chromium from the system packages, driven by Playwright (never Playwright's own browser download)."""
-    needed("playwright")
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        if REQUIRED:
-            pytest.fail(f"no chromium on PATH ({INSTALL})")
-        pytest.skip(f"no chromium on PATH ({INSTALL})")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")
