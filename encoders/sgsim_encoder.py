@@ -140,9 +140,10 @@ class SgsimEncoder(AudioEncoder):
     def __init__(
         self,
         backbone: str = "resnet18",  # "resnet18" (released weights) or "resnet50" (the paper's variant).
+        front_end: dict[str, int] | None = None,  # LogMelFrontEnd overrides (a world's short clips); None = the released preprocessing
     ):
         super().__init__()
-        self.front_end = LogMelFrontEnd(sample_rate=self.sample_rate)
+        self.front_end = LogMelFrontEnd(sample_rate=self.sample_rate, **(front_end or {}))
         self.conv = nn.Conv2d(1, 3, kernel_size=3)
         self.feature_extractor = build_backbone(backbone, self.embed_dim)
 

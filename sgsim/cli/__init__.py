@@ -33,6 +33,7 @@ COMMANDS = {
     "direction": ("sgsim.cli.direction", "direction_command", "Learn a sound's direction once over many images, for instant edits with `sgsim apply`."),
     "apply": ("sgsim.cli.apply", "apply_command", "Apply learned sound directions to images instantly: one generator pass per image and strength."),
     "study": ("sgsim.cli.study", "study_command", "Write a user study of edits, or tally its answers."),
+    "world": ("sgsim.cli.world", "world_command", "Miniature worlds trained here, whose edits a judge that is not CLIP can score."),
 }
 
 

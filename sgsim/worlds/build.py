@@ -1,0 +1,162 @@
+"""`sgsim world build shapes`: every network of the shapes world trained from nothing, in resumable stages.
+
+Stages run in order (speech, generator, clip, encoder); each writes its final file atomically and its metrics into
+run.json, and is skipped when both are there. A stage killed midway resumes from its checkpoint under work/.
+The same seed and scale give the same world.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from sgsim.atomic import atomic_output
+from sgsim.worlds import ENCODER_FILE, ENCODER_NAME, WorldFiles, register_world, world_files
+from sgsim.worlds.clip_training import ClipConfig
+from sgsim.worlds.gan_training import GanConfig
+from sgsim.worlds.speech import SCALES as SPEECH_SCALES, SpeechScale
+
+RUN_FILE = "run.json"
+STAGES = ("speech", "generator", "clip", "encoder")
+
+
+@dataclass
+class BuildScale:
+    """The size of every stage; `full` is chosen to fit about two hours on two CPU cores."""
+
+    speech: SpeechScale
+    gan: GanConfig
+    clip: ClipConfig
+    encoder_epochs: int
+    encoder_batch: int
+    metric_images: int  # renders judged / classified for run.json
+    extras: dict = field(default_factory=dict)
+
+
+SCALES = {
+    "toy": BuildScale(SPEECH_SCALES["toy"], GanConfig(steps=2, batch_size=8, z_dim=16, w_dim=16, channel_base=256, channel_max=16, checkpoint_every=1),
+                      ClipConfig(steps=2, batch_size=16, warmup=1, checkpoint_every=1), encoder_epochs=1, encoder_batch=4, metric_images=48),
+    "full": BuildScale(SPEECH_SCALES["full"], GanConfig(steps=10000, batch_size=32), ClipConfig(steps=3000, batch_size=128),
+                       encoder_epochs=12, encoder_batch=32, metric_images=1000),
+}
+
+Progress = Callable[[str, int, int, dict], None]  # stage, done, total, latest values
+
+
+class WorldBuild:
+    """One build into `out`: its files, its run record, and a method per stage."""
+
+    def __init__(self, out: str | Path, seed: int = 0, scale: str = "full", progress: Progress | None = None):
+        self.out, self.seed, self.scale_name, self.scale = Path(out), seed, scale, SCALES[scale]
+        self.files: WorldFiles = world_files(self.out)
+        self.work = self.out / "work"
+        self.progress = progress or (lambda stage, done, total, values: None)
+        self.record = self._read_record()
+
+    def _read_record(self) -> dict:
+        path = self.out / RUN_FILE
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        if record and (record.get("seed"), record.get("scale")) != (self.seed, self.scale_name):
+            from sgsim.errors import SgsimError
+
+            raise SgsimError(f"{path} records seed {record.get('seed')} at scale {record.get('scale')!r}; "
+                             f"build with the same --seed and --scale, or into another --out")
+        return record or {"world": "shapes", "seed": self.seed, "scale": self.scale_name, "stages": {}}
+
+    def _finish(self, stage: str, metrics: dict, seconds: float) -> None:
+        self.record["stages"][stage] = {"seconds": round(seconds, 1), **metrics}
+        with atomic_output(self.out / RUN_FILE) as stream:
+            stream.write(json.dumps(self.record, indent=2).encode())
+
+    def done(self, stage: str) -> bool:
+        """A stage is complete when run.json has its metrics and its output is on disk."""
+        outputs = {"speech": self.out / "speech" / "test.csv", "generator": self.files.generator, "clip": self.files.clip,
+                   "encoder": self.files.encoder}
+        return stage in self.record["stages"] and outputs[stage].exists()
+
+    def run(self) -> dict:
+        """Every stage not yet complete, in order; returns the run record."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        for stage in STAGES:
+            if not self.done(stage):
+                started = time.perf_counter()
+                metrics = getattr(self, f"build_{stage}")()
+                self._finish(stage, metrics, time.perf_counter() - started)
+        shutil.rmtree(self.work, ignore_errors=True)
+        return self.record
+
+    def build_speech(self) -> dict:
+        from sgsim.worlds.speech import write_dataset
+
+        staging, final = self.work / "speech", self.out / "speech"
+        summary = write_dataset(staging, self.seed, self.scale.speech, lambda done, total: self.progress("speech", done, total, {}))
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        return {"clips": {split: info["count"] for split, info in summary["clips"].items()},
+                "voices": {split: info["voices"] for split, info in summary["clips"].items()}, "sequence": summary["sequence"]}
+
+    def build_generator(self) -> dict:
+        from sgsim.worlds.gan_training import GanTrainer
+        from sgsim.worlds.metrics import generator_metrics
+        from sgsim.worlds.shapes import RESOLUTION, render_random
+        from stylegan2 import save_generator
+
+        config = GanConfig(**{**asdict(self.scale.gan), "seed": self.seed})
+        real_seed = 10**9 + self.seed * 10**7  # reals from seeds the CLIP and the metrics never draw
+
+        def reals(count: int, step: int) -> torch.Tensor:
+            return render_random(count, real_seed + step)[0]
+
+        trainer = GanTrainer(config, reals, RESOLUTION, self.work / "gan_state.pt")
+        trainer.resume()
+        G_ema = trainer.run(lambda step, total, values: self.progress("generator", step, total, values))
+        save_generator(G_ema, self.files.generator)
+        return {"config": asdict(config), "train_seconds": round(trainer.seconds, 1), "history": trainer.history[-5:],
+                "judge": generator_metrics(G_ema, self.scale.metric_images, seed=self.seed)}
+
+    def build_clip(self) -> dict:
+        from safetensors.torch import save
+
+        from encoders.clip import ClipModel
+        from sgsim.worlds.clip_training import ClipTrainer
+        from sgsim.worlds.metrics import clip_zero_shot
+
+        config = ClipConfig(**{**asdict(self.scale.clip), "seed": self.seed})
+        trainer = ClipTrainer(config, self.work / "clip_state.pt")
+        trainer.resume()
+        model = trainer.run(lambda step, total, values: self.progress("clip", step, total, values))
+        tensors = {key: value.detach().contiguous().clone() for key, value in model.state_dict().items()}
+        with atomic_output(self.files.clip) as stream:
+            stream.write(save(tensors, metadata={"format": "sgsim-world-clip", "open_clip_model": self.files.clip_model}))
+        return {"config": asdict(config), "train_seconds": round(trainer.seconds, 1), "history": trainer.history[-5:],
+                "zero_shot": clip_zero_shot(ClipModel.from_open_clip(model), self.scale.metric_images)}
+
+    def build_encoder(self) -> dict:
+        from encoders.clip import load_clip
+        from encoders.registry import load_audio_encoder
+        from sgsim.datasets import open_dataset
+        from sgsim.training.config import TrainConfig
+        from sgsim.training.trainer import FINAL_FILE, EncoderTrainer, train_val_split
+        from sgsim.worlds.metrics import encoder_zero_shot
+
+        register_world()
+        clip = load_clip(self.files.clip_model, pretrained=self.files.clip)
+        train, val = train_val_split(open_dataset(self.out / "speech" / "train.csv"))
+        config = TrainConfig(encoder=ENCODER_NAME, epochs=self.scale.encoder_epochs, batch_size=self.scale.encoder_batch,
+                             seed=self.seed, workers=0, checkpoint_every=50, text_augment=0.0)
+        trainer = EncoderTrainer(config, train, clip, self.work / "encoder", val)
+        trainer.resume()
+        total = config.epochs * trainer.steps_per_epoch
+        result = trainer.run(progress=lambda step, values: self.progress("encoder", step, total, values))
+        shutil.copyfile(result.out_dir / FINAL_FILE, self.work / ENCODER_FILE)
+        (self.work / ENCODER_FILE).replace(self.files.encoder)
+        encoder = load_audio_encoder(ENCODER_NAME, checkpoint=self.files.encoder)
+        held_out = open_dataset(self.out / "speech" / "test.csv")
+        return {"config": asdict(config), "best_validation_top1": result.best_accuracy,
+                "held_out_voices": encoder_zero_shot(encoder, clip, held_out)}

@@ -1,0 +1,165 @@
+"""A compact StyleGAN2 trainer for a world's small generator: sgsim's own Generator against stylegan2's
+Discriminator, the non-saturating logistic loss, lazy R1 on reals and an EMA copy of G (the one that ships).
+
+Real images come from the world's renderer, drawn afresh every step from (seed, step); latents likewise, so the
+state to save is the step counter beside the networks and optimisers, and a resumed run repeats an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from sgsim.atomic import atomic_output
+from sgsim.errors import SgsimError
+from stylegan2.discriminator import Discriminator
+from stylegan2.networks import Generator
+
+STATE_FORMAT = "sgsim-gan-state-1"
+
+
+@dataclass
+class GanConfig:
+    """Every setting of a generator training run; saved with its state and compared on resume."""
+
+    steps: int = 10000  # generator (and discriminator) updates
+    batch_size: int = 32
+    z_dim: int = 64
+    w_dim: int = 64
+    mapping_layers: int = 2
+    channel_base: int = 2048  # channels min(channel_base // resolution, channel_max), for G and D alike
+    channel_max: int = 64
+    lr: float = 0.0025  # Adam, betas (0, 0.99): StyleGAN2's
+    r1_gamma: float = 0.01  # StyleGAN2-ADA's CIFAR-10 setting (32 px)
+    r1_every: int = 16  # lazy regularisation interval
+    ema_images: int = 10000  # EMA half-life in images (ADA: ema_kimg = batch * 10 / 32)
+    ema_rampup: float = 0.05  # half-life at most this fraction of the images seen so far
+    seed: int = 0
+    checkpoint_every: int = 500
+
+
+def _generator(*numbers: int) -> torch.Generator:
+    """A CPU generator seeded by a tuple of integers."""
+    seed = 0
+    for number in numbers:
+        seed = (seed * 1_000_003 + number + 1) % 2**63
+    return torch.Generator().manual_seed(seed)
+
+
+def build_networks(config: GanConfig, resolution: int) -> tuple[Generator, Discriminator]:
+    """G and D at `resolution`, initialised from the config's seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        G = Generator(z_dim=config.z_dim, c_dim=0, w_dim=config.w_dim, img_resolution=resolution, img_channels=3,
+                      mapping_kwargs={"num_layers": config.mapping_layers},
+                      synthesis_kwargs={"channel_base": config.channel_base, "channel_max": config.channel_max})
+        D = Discriminator(resolution, 3, channel_base=config.channel_base, channel_max=config.channel_max)
+    return G, D
+
+
+class GanTrainer:
+    """Owns G, G_ema, D and their optimisers; `run` trains to config.steps and checkpoints on the way."""
+
+    def __init__(self, config: GanConfig, real_images: Callable[[int, int], torch.Tensor], resolution: int, state_path: str | Path):
+        self.config, self.real_images, self.state_path = config, real_images, Path(state_path)
+        self.G, self.D = build_networks(config, resolution)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        # Lazy R1: the discriminator's Adam sees its regularised steps as part of each update (StyleGAN2, C.3).
+        ratio = config.r1_every / (config.r1_every + 1)
+        self.G_optimiser = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=(0.0, 0.99), eps=1e-8)
+        self.D_optimiser = torch.optim.Adam(self.D.parameters(), lr=config.lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
+        self.step, self.seconds, self.history = 0, 0.0, []
+
+    def save_state(self) -> None:
+        """Everything a resumed run needs, atomically."""
+        state = {"format": STATE_FORMAT, "config": asdict(self.config), "step": self.step, "seconds": self.seconds, "history": self.history,
+                 "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.D.state_dict(),
+                 "G_optimiser": self.G_optimiser.state_dict(), "D_optimiser": self.D_optimiser.state_dict()}
+        with atomic_output(self.state_path) as stream:
+            torch.save(state, stream)
+
+    def resume(self) -> bool:
+        """Continue from the state file when there is one; False when starting afresh."""
+        if not self.state_path.is_file():
+            return False
+        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise SgsimError(f"{self.state_path} is not a generator training state of this version; delete it to start afresh")
+        mine, saved = asdict(self.config), state["config"]
+        changed = sorted(key for key in mine if key not in ("steps", "checkpoint_every") and saved.get(key) != mine[key])
+        if changed:
+            raise SgsimError(f"{self.state_path} was written with other settings ({', '.join(changed)}); delete it or use the same settings")
+        for name in ("G", "G_ema", "D", "G_optimiser", "D_optimiser"):
+            getattr(self, name).load_state_dict(state[name])
+        self.step, self.seconds, self.history = state["step"], state["seconds"], state["history"]
+        return True
+
+    def _latents(self, *salt: int) -> torch.Tensor:
+        return torch.randn(self.config.batch_size, self.config.z_dim, generator=_generator(self.config.seed, self.step, *salt))
+
+    def train_step(self) -> dict[str, float]:
+        """One generator update, one discriminator update and, every r1_every steps, one lazy R1 update."""
+        config = self.config
+        # Generator: make D call its images real (non-saturating: softplus(-D(G(z)))).
+        self.G.requires_grad_(True)
+        self.D.requires_grad_(False)
+        fake = self.G(self._latents(0), noise_mode="random", update_emas=True)
+        g_loss = F.softplus(-self.D(fake)).mean()
+        self.G_optimiser.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.G_optimiser.step()
+        # Discriminator: softplus(D(fake)) + softplus(-D(real)).
+        self.G.requires_grad_(False)
+        self.D.requires_grad_(True)
+        with torch.no_grad():
+            fake = self.G(self._latents(1), noise_mode="random")
+        real = self.real_images(config.batch_size, self.step)
+        real_logits = self.D(real)
+        d_loss = F.softplus(self.D(fake)).mean() + F.softplus(-real_logits).mean()
+        self.D_optimiser.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.D_optimiser.step()
+        values = {"G": float(g_loss.detach()), "D": float(d_loss.detach()), "real_logit": float(real_logits.detach().mean())}
+        if self.step % config.r1_every == 0:  # lazy R1: gamma/2 * |grad D(real)|^2, scaled by the interval
+            real = real.detach().requires_grad_(True)
+            gradient, = torch.autograd.grad(self.D(real).sum(), real, create_graph=True)
+            penalty = gradient.square().sum(dim=(1, 2, 3)).mean()
+            self.D_optimiser.zero_grad(set_to_none=True)
+            (penalty * (config.r1_gamma / 2) * config.r1_every).backward()
+            self.D_optimiser.step()
+            values["R1"] = float(penalty.detach())
+        self._update_ema()
+        self.step += 1
+        return values
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """G_ema <- G_ema + (1 - beta) (G - G_ema), with ADA's half-life and ramp-up; buffers (w_avg) copied."""
+        seen = (self.step + 1) * self.config.batch_size
+        half_life = min(self.config.ema_images, seen * self.config.ema_rampup)
+        beta = 0.5 ** (self.config.batch_size / max(half_life, 1e-8))
+        for ema, live in zip(self.G_ema.parameters(), self.G.parameters()):
+            ema.copy_(live.lerp(ema, beta))
+        for ema, live in zip(self.G_ema.buffers(), self.G.buffers()):
+            ema.copy_(live)
+
+    def run(self, progress: Callable[[int, int, dict[str, float]], None] | None = None, max_steps: int | None = None) -> Generator:
+        """Train to config.steps (or stop after `max_steps` in total, as a kill would); returns G_ema."""
+        stop = self.config.steps if max_steps is None else min(max_steps, self.config.steps)
+        while self.step < stop:
+            started = time.perf_counter()
+            values = self.train_step()
+            self.seconds += time.perf_counter() - started
+            if self.step % 100 == 0 or self.step == self.config.steps:
+                self.history.append({"step": self.step, **values})
+            if progress:
+                progress(self.step, self.config.steps, values)
+            if self.step % self.config.checkpoint_every == 0 or self.step == stop:
+                self.save_state()
+        return self.G_ema

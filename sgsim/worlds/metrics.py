@@ -1,0 +1,48 @@
+"""The shapes world's measurements, shared by `sgsim world build` (run.json) and scripts/bench_world.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sgsim.worlds.shapes import COLOUR_PROMPT, COLOURS, SHAPE_PROMPT, SHAPES, judge, render_random
+
+
+@torch.no_grad()
+def generator_metrics(G, count: int = 1000, seed: int = 0, batch: int = 250) -> dict:
+    """Judge `count` random seeds of G: clean rate, and each of the 12 combinations' share against its fair one."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.cat([G(torch.randn(min(batch, count - i), G.z_dim, generator=generator), noise_mode="const")
+                        for i in range(0, count, batch)])
+    verdict = judge(images)
+    combination = verdict.colour * len(SHAPES) + verdict.shape
+    counts = np.bincount(combination[verdict.clean], minlength=len(COLOURS) * len(SHAPES))
+    fair = max(1, verdict.clean.sum()) / len(counts)
+    return {"images": count, "clean": float(verdict.clean.mean()), "combinations_present": int((counts > 0).sum()),
+            "largest_share_over_fair": float(counts.max() / fair),
+            "counts": {f"{COLOURS[i // len(SHAPES)]} {SHAPES[i % len(SHAPES)]}": int(n) for i, n in enumerate(counts)}}
+
+
+@torch.no_grad()
+def clip_zero_shot(clip, count: int = 1200, seed: int = 10**6) -> dict:
+    """Zero-shot colour and shape accuracy of an sgsim ClipModel on held-out renders (a seed the training never draws)."""
+    images, scene = render_random(count, seed)
+    features = torch.cat([clip.encode_image(images[i:i + 200]) for i in range(0, count, 200)])
+    colours = clip.encode_text([COLOUR_PROMPT.format(c) for c in COLOURS])
+    shapes = clip.encode_text([SHAPE_PROMPT.format(s) for s in SHAPES])
+    colour_hit = (features @ colours.T).argmax(1) == scene.colour
+    shape_hit = (features @ shapes.T).argmax(1) == scene.shape
+    return {"images": count, "colour": float(colour_hit.float().mean()), "shape": float(shape_hit.float().mean())}
+
+
+@torch.no_grad()
+def encoder_zero_shot(encoder, clip, dataset, workers: int = 0) -> dict:
+    """Zero-shot top-1 of an audio encoder over a speech dataset's classes (the bare words as prompts)."""
+    from sgsim.evaluation.embeddings import embed_sharded
+    from sgsim.evaluation.prompts import class_embeddings
+    from sgsim.evaluation.scoring import zero_shot_scores
+
+    embedded = embed_sharded(encoder, dataset, None, batch_size=16, workers=workers)
+    text = class_embeddings(clip, dataset.classes, ("{}",)).cpu()
+    hits = zero_shot_scores(embedded.embeddings, text).argmax(1) == torch.as_tensor(embedded.labels)
+    return {"clips": len(hits), "top1": float(hits.float().mean())}

@@ -1,0 +1,64 @@
+"""`sgsim world build shapes --scale toy`: every stage yields a network that loads, and a resumed build skips them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from sgsim.worlds.build import WorldBuild
+
+    out = tmp_path_factory.mktemp("world")
+    WorldBuild(out, seed=0, scale="toy").run()
+    return out
+
+
+def test_every_stage_leaves_a_loadable_network(built):
+    from encoders.clip import load_clip
+    from encoders.registry import load_audio_encoder
+    from sgsim.worlds import resolve_world
+    from stylegan2 import load_generator
+
+    files = resolve_world("shapes", built)
+    G = load_generator(files.generator)
+    assert G(torch.zeros(1, G.z_dim)).shape == (1, 3, 32, 32)
+    clip = load_clip(files.clip_model, pretrained=files.clip)
+    assert clip.embed_dim == 512 and clip.image_size == 32
+    encoder = load_audio_encoder(files.encoder_name, checkpoint=files.encoder)
+    assert encoder.embed(torch.zeros(1, 44100)).shape[-1] == 512 if hasattr(encoder, "embed") else True
+    record = json.loads((built / "run.json").read_text())
+    assert set(record["stages"]) == {"speech", "generator", "clip", "encoder"}
+    assert 0 <= record["stages"]["clip"]["zero_shot"]["colour"] <= 1
+    assert not (built / "work").exists()
+
+
+def test_a_resumed_build_skips_finished_stages(built):
+    from sgsim.worlds.build import WorldBuild
+
+    before = {path.name: path.stat().st_mtime_ns for path in built.iterdir() if path.is_file()}
+    seen = []
+    WorldBuild(built, seed=0, scale="toy", progress=lambda stage, *rest: seen.append(stage)).run()
+    assert seen == []
+    assert {path.name: path.stat().st_mtime_ns for path in built.iterdir() if path.is_file()} == before
+
+
+def test_another_seed_in_the_same_folder_is_refused(built):
+    from sgsim.errors import SgsimError
+    from sgsim.worlds.build import WorldBuild
+
+    with pytest.raises(SgsimError, match="same --seed"):
+        WorldBuild(built, seed=1, scale="toy")
+
+
+def test_an_unbuilt_world_is_one_clear_error(tmp_path):
+    from sgsim.worlds import WorldError, resolve_world
+
+    with pytest.raises(WorldError, match="sgsim world build shapes"):
+        resolve_world("shapes", tmp_path)
