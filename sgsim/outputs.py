@@ -371,13 +371,24 @@ def run_record(command: str, argv: Optional[list[str]] = None, **fields) -> dict
     }
 
 
+MAX_RECORD_BYTES = 64 << 20  # a run.json read back: far above any run's (a 10000-job batch writes a few MB)
+
+
+def read_run_record(folder: Path) -> Optional[dict]:
+    """The run record sgsim wrote in `folder` as data, or None when there is none, or it is not sgsim's, not JSON,
+    too large, or nested too deeply to read (a record read back is input like any other)."""
+    record = Path(folder) / RUN_RECORD
+    try:
+        if not record.is_file() or record.stat().st_size > MAX_RECORD_BYTES:
+            return None
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # RecursionError: lists nested thousands deep
+        return None
+    if isinstance(data, dict) and ("sgsim" in data or "sgsim" in (data.get("versions") or {})):
+        return data
+    return None
+
+
 def is_run_folder(folder: Path) -> bool:
     """True when `folder` is an earlier output of an sgsim command (its run.json names sgsim), which a rerun may replace."""
-    record = folder / RUN_RECORD
-    if record.is_file():
-        try:
-            data = json.loads(record.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return isinstance(data, dict) and ("sgsim" in data or "sgsim" in (data.get("versions") or {}))
-    return False
+    return read_run_record(folder) is not None

@@ -9,15 +9,15 @@ import html
 import json
 import math
 import random
-import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Sequence
 
 from sgsim.errors import SgsimError
-from sgsim.outputs import RUN_RECORD, unique, write_csv, write_json, write_text
+from sgsim.evaluation.folders import EditFolder, EditedImage, find_edit_folders
+from sgsim.outputs import unique, write_csv, write_json, write_text
 
 # (id, question shown above each pair): what the two radio groups of a pair ask.
 QUESTIONS = (
@@ -28,23 +28,8 @@ ANSWERS = ("A", "B", "same")
 STUDY_RECORD = "study.json"  # the key: which condition stands behind each side of each pair (not read by the page)
 PAGE = "index.html"
 MAX_PAIRS = 200  # default number of pairs a study holds; a participant answers each once
-MAX_SCAN_DEPTH = 3  # an apply run keeps its edits one folder down, a batch's jobs another
 MAX_ANSWER_BYTES = 1 << 20  # one participant's answer file: far above 200 pairs' worth
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
-MAX_AUDIO_BYTES = 50 << 20  # a sound copied onto the page; larger ones are named, not played
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile, for Wilson intervals
-EDITED = re.compile(r"(?P<target>.+)_s(?P<strength>[-+0-9.eE]+)\.png")
-
-
-@dataclass(frozen=True)
-class EditImage:
-    """One edited image in an output folder, with what it can be matched on across conditions."""
-    source: str  # sha256 of the photo (input.png) or the source image: the same seed or photo gives the same key
-    target: str  # the target's file stem, e.g. 'raining'
-    strength: str  # as written in the file name, e.g. '1' or '0.5'
-    image: Path
-    source_image: Path
-    audio: Optional[Path] = None  # the sound the edit aimed at, when its run record names a readable file
 
 
 @dataclass
@@ -97,49 +82,6 @@ def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float,
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _run_audio(folder: Path) -> dict[str, Path]:
-    """The sounds an edit folder's run record (or its parent's) names, keyed by file stem."""
-    for candidate in (folder / RUN_RECORD, folder.parent / RUN_RECORD):
-        if candidate.is_file() and candidate.stat().st_size <= MAX_ANSWER_BYTES * 16:
-            try:
-                record = json.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                return {}
-            targets = record.get("targets") if isinstance(record, dict) else None
-            sounds = {}
-            for target in targets if isinstance(targets, list) else []:
-                audio = target.get("audio") if isinstance(target, dict) else None
-                if isinstance(audio, str) and len(audio) < 4096:
-                    path = Path(audio)
-                    if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file() and path.stat().st_size <= MAX_AUDIO_BYTES:
-                        sounds.setdefault(path.stem, path)
-            return sounds
-    return {}
-
-
-def find_edits(folder: Path) -> list[EditImage]:
-    """Every edited image under `folder`: folders holding source.png and <target>_s<strength>.png (edit, apply, batch)."""
-    found = []
-    folders = [folder, *(p for depth in range(1, MAX_SCAN_DEPTH + 1) for p in sorted(folder.glob("/".join(["*"] * depth))))]
-    for edit in folders:
-        source = edit / "source.png"
-        if edit.is_symlink() or not edit.is_dir() or not source.is_file():
-            continue
-        photo = edit / "input.png"
-        key = _sha256(photo if photo.is_file() else source)
-        sounds = _run_audio(edit)
-        for image in sorted(edit.glob("*_s*.png")):
-            match = EDITED.fullmatch(image.name)
-            if match and image.is_file():
-                target = match["target"]
-                found.append(EditImage(key, target, match["strength"], image, source, sounds.get(re.sub(r"-\d+$", "", target))))
-    return found
-
-
 def parse_condition(text: str) -> tuple[str, Path]:
     """'LABEL=DIR' or 'DIR' (labelled with the folder's name)."""
     label, equals, path = text.partition("=")
@@ -159,15 +101,15 @@ def make_study(conditions: Sequence[tuple[str, Path]], out: Path, max_pairs: int
     if len(conditions) < 2:
         raise SgsimError("a study compares at least two conditions: pass two or more output folders ([LABEL=]DIR)")
     labels = unique(label for label, _ in conditions)
-    edits: dict[str, dict[tuple[str, str, str], EditImage]] = {}
+    edits: dict[str, dict[tuple[str, str, str], tuple[EditFolder, EditedImage]]] = {}
     for label, (_, folder) in zip(labels, conditions):
         if not folder.is_dir():
             raise SgsimError(f"{folder} is not a folder; pass sgsim output folders (edit, apply or batch runs)")
-        found = find_edits(folder)
+        found = find_edit_folders(folder)
         if not found:
-            raise SgsimError(f"{folder} holds no edited images (source.png beside <target>_s<strength>.png); "
+            raise SgsimError(f"{folder} holds no edited images (source.png beside <target>_s<strength>.png and a run.json); "
                              f"pass folders written by sgsim edit, apply or batch")
-        edits[label] = {(e.source, e.target, e.strength): e for e in found}
+        edits[label] = {(f.source_key, image.target, image.strength): (f, image) for f in found for image in f.images}
     rng = random.Random(seed)
     candidates = [(key, a, b) for i, a in enumerate(labels) for b in labels[i + 1:]
                   for key in sorted(edits[a].keys() & edits[b].keys())]
@@ -188,10 +130,10 @@ def make_study(conditions: Sequence[tuple[str, Path]], out: Path, max_pairs: int
     pairs, shown = [], []
     for number, (key, first, second) in enumerate(chosen):
         left, right = (first, second) if rng.random() < 0.5 else (second, first)
-        a, b = edits[left][key], edits[right][key]
-        audio = a.audio or b.audio
-        pair = {"id": f"p{number:04d}", "source": copy(a.source_image, "images"), "a": copy(a.image, "images"),
-                "b": copy(b.image, "images"), "audio": copy(audio, "audio") if audio else None,
+        (folder_a, a), (folder_b, b) = edits[left][key], edits[right][key]
+        audio = folder_a.sound_for(a.target) or folder_b.sound_for(b.target)
+        pair = {"id": f"p{number:04d}", "source": copy(folder_a.source, "images"), "a": copy(a.path, "images"),
+                "b": copy(b.path, "images"), "audio": copy(audio, "audio") if audio else None,
                 "target": key[1], "strength": key[2]}
         shown.append(pair)
         pairs.append({**pair, "a_condition": left, "b_condition": right, "source_sha256": key[0]})

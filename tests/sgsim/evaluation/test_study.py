@@ -19,8 +19,9 @@ HOSTILE = "<img src=x onerror=alert(1)>"  # a target name that would run as HTML
 
 
 def write_edit(folder: Path, seed: int, targets: dict[str, float], shade: int) -> None:
-    """An edit folder as sgsim writes it: source.png (the same pixels for the same seed) and <target>_s<strength>.png."""
+    """An edit folder as sgsim writes it: run.json, source.png (the same pixels for the same seed) and <target>_s<strength>.png."""
     folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"sgsim": "0.1.0", "command": "edit"}))
     Image.fromarray(np.full((8, 8, 3), seed, np.uint8)).save(folder / "source.png")
     for target, strength in targets.items():
         Image.fromarray(np.full((8, 8, 3), shade, np.uint8)).save(folder / f"{target}_s{strength:g}.png")
