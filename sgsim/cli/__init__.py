@@ -32,6 +32,7 @@ COMMANDS = {
     "demo": ("sgsim.cli.demo", "demo_command", "Serve an interactive page: upload or record a sound, edit an image toward it, tune the strength."),
     "direction": ("sgsim.cli.direction", "direction_command", "Learn a sound's direction once over many images, for instant edits with `sgsim apply`."),
     "apply": ("sgsim.cli.apply", "apply_command", "Apply learned sound directions to images instantly: one generator pass per image and strength."),
+    "evaluate": ("sgsim.cli.evaluate", "evaluate_command", "Measure edits: how strongly each image shows its target, and how much of the source it keeps."),
     "study": ("sgsim.cli.study", "study_command", "Write a user study of edits, or tally its answers."),
     "world": ("sgsim.cli.world", "world_command", "Miniature worlds trained here, whose edits a judge that is not CLIP can score."),
 }
