@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from sgsim.errors import SgsimError
+from sgsim.losses.adaptive_latent import AdaptiveLayerMasking
 from sgsim.losses.base import EditProblem, LossTerm, StepInputs, StepLoss
 from sgsim.losses.clip_direction import ClipDirection
 from sgsim.losses.identity import IdentityDistance, IdentityTerm
@@ -19,6 +20,7 @@ TERMS: dict[str, type[LossTerm]] = {
     "id": IdentityTerm,
     "perceptual": PerceptualDistance,
     "smoothness": TemporalSmoothness,
+    "adaptive_latent": AdaptiveLayerMasking,  # the official script's --adaptive_layer_masking (instead of "latent")
 }
 
 
@@ -44,6 +46,6 @@ def check_weights(weights: dict[str, float]) -> dict[str, float]:
 
 
 __all__ = [
-    "ClipDirection", "EditProblem", "IdentityDistance", "IdentityTerm", "LatentDistance", "LossTerm", "PerceptualDistance",
+    "AdaptiveLayerMasking", "ClipDirection", "EditProblem", "IdentityDistance", "IdentityTerm", "LatentDistance", "LossTerm", "PerceptualDistance",
     "StepInputs", "StepLoss", "TERMS", "TemporalSmoothness", "check_weights", "register_term",
 ]
