@@ -43,6 +43,7 @@ class FileServer:
     ignore_range: set[str] = field(default_factory=set)  # paths served whole even when a Range is asked
     cut_without_length: set[str] = field(default_factory=set)  # paths sent without Content-Length, cut at half
     trickle: set[str] = field(default_factory=set)  # paths sent one byte every 0.5 s
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> the path a 302 sends the client to
 
 
 def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
@@ -53,6 +54,12 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path, requested = self.path, self.headers.get("Range")
             server.requests.append((path, requested))
+            if path in server.redirects:
+                self.send_response(302)
+                self.send_header("Location", server.redirects[path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             body = server.files.get(path)
             if body is None:
                 self.send_error(404, "Not Found")
