@@ -109,6 +109,9 @@ def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+MAX_STRENGTH = 100.0  # |strength| bound: 1 is the edit, the demo's slider stops at 2; 1e300 was inf in float32
+
+
 def check_settings(steps: int, lr: float, mix: str, strengths: Sequence[float]) -> list[float]:
     """The optimisation's settings checked (the strengths returned as floats), each problem as one SgsimError line."""
     if mix not in MIX_MODES:
@@ -121,10 +124,13 @@ def check_settings(steps: int, lr: float, mix: str, strengths: Sequence[float]) 
 
 
 def check_strengths(strengths: Sequence[float]) -> list[float]:
-    """Strengths as floats; at least one, all finite."""
-    strengths = [float(s) for s in strengths]
-    if not strengths or not all(math.isfinite(s) for s in strengths):
-        raise SgsimError(f"strengths must be one or more finite numbers, got {strengths}")
+    """Strengths as floats; at least one, all finite and within +-MAX_STRENGTH."""
+    try:
+        strengths = [float(s) for s in strengths]
+    except (TypeError, ValueError):
+        raise SgsimError(f"strengths must be numbers, got {list(strengths)!r:.200}") from None
+    if not strengths or not all(math.isfinite(s) and abs(s) <= MAX_STRENGTH for s in strengths):
+        raise SgsimError(f"strengths must be one or more numbers from {-MAX_STRENGTH:g} to {MAX_STRENGTH:g}, got {strengths}")
     return strengths
 
 
