@@ -27,6 +27,7 @@ COLUMNS = ("name", "audio", "text", "seed", "image", "latent", "strength", "clas
 SOURCE_COLUMNS = ("seed", "image", "latent")
 SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = ("row", "name", "status", "rank", "error")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads a cell starting so as a formula (OWASP, CSV injection)
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"  # skipped: its folder was complete from an earlier run
 NAME_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -217,12 +218,17 @@ def is_complete(folder: Path, job: Job, settings: dict) -> bool:
             and all((folder / name).is_file() for name in record.get("outputs") or ["missing"]))
 
 
+def spreadsheet_text(text: str) -> str:
+    """A text cell that a spreadsheet shows as text: a leading formula character gets a ' before it, as OWASP advises."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def write_summary(path: Path, outcomes: Iterable[Outcome]) -> None:
     """summary.csv: one line per row of the jobs file, in row order, with its status and one-line error; atomic."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
     for outcome in sorted(outcomes, key=lambda o: o.row):
-        writer.writerow([outcome.row, outcome.name, outcome.status, outcome.rank, outcome.error])
+        writer.writerow([outcome.row, spreadsheet_text(outcome.name), outcome.status, outcome.rank, spreadsheet_text(outcome.error)])
     with atomic_output(path) as stream:
         stream.write(buffer.getvalue().encode("utf-8"))

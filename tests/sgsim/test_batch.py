@@ -144,3 +144,19 @@ def test_an_image_job_is_inverted_as_sgsim_edit_inverts_it(run, shared_data, tmp
         assert (folder / name).read_bytes() == (tmp_path / "edit" / name).read_bytes(), name
     record = json.loads((folder / "run.json").read_text())["source"]
     assert record["invert_steps"] == 2 and record["refine_steps"] == 1 and record["align"] is False
+
+
+def test_a_name_written_as_a_formula_stays_text_in_the_summary(run, shared_data, tmp_path):
+    """CSV injection: a refused name such as =HYPERLINK(...) reaches summary.csv prefixed with ', so a spreadsheet shows it."""
+    hostile = ['=HYPERLINK("http://127.0.0.1/x","open me")', "+1+2", "@SUM(A1)", "-2+3", "-rain"]  # the last is a valid name
+    jobs = tmp_path / "jobs.csv"
+    write_jobs(jobs, [*({"name": name, "audio": str(shared_data / "audio" / "wind.wav"), "seed": "1"} for name in hostile),
+                      {"name": "ok", "audio": str(shared_data / "audio" / "wind.wav"), "seed": "1"}])
+    out = tmp_path / "out"
+    result = run("batch", str(jobs), "--out", str(out))
+    assert result.exit_code == 1 and "2 done, 0 skipped (complete before), 4 failed" in result.output, result.output
+    lines = summary(out)
+    names = [row["name"] for row in lines]
+    assert names == ["'" + name for name in hostile] + ["ok"]
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in lines for cell in row.values())
+    assert sorted(p.name for p in out.iterdir()) == ["-rain", "ok", "summary.csv"]
