@@ -26,6 +26,7 @@ class UploadLimits:
     max_video_steps: int = 200  # optimisation steps of a video's keyframes (all optimised in one batch)
     max_fps: int = 12  # frames per second of a video
     max_keyframes: int = 32  # keyframes of one video: the batch the optimisation holds on the device at once
+    max_text_chars: int = 1000  # the text mixed with the sound (CLIP reads its first 77 tokens)
 
 
 def uploaded_file(path: str | os.PathLike, folder: Path) -> Path:
@@ -79,6 +80,8 @@ def check_image(path: Path, limits: UploadLimits, name: str) -> None:
     try:
         with Image.open(path) as image:
             width, height = image.size
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name} claims more pixels than the demo's limit of {limits.max_image_pixels:,}; downscale it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ImageError(f"{name} is not an image the demo can read; upload a PNG or JPEG") from None
     if width * height > limits.max_image_pixels:

@@ -71,11 +71,14 @@ def test_a_sound_within_the_limits_passes(shared_data):
     check_sound(shared_data / "audio" / "raining.wav", UploadLimits(), "raining.wav")
 
 
-@pytest.mark.parametrize("case, expected", [("too many pixels", "300x200 pixels, over the demo's limit of 59,999 pixels"), ("not an image", "not an image")])
-def test_bad_photos_are_refused_from_their_header(tmp_path, case, expected):
+@pytest.mark.parametrize("case, expected", [("too many pixels", "300x200 pixels, over the demo's limit of 59,999 pixels"), ("not an image", "not an image"),
+                                            ("a GIF claiming 65535x65535", "claims more pixels than the demo's limit of 59,999")])
+def test_bad_photos_are_refused_from_their_header(tmp_path, gif_claiming, case, expected):
     path = tmp_path / "photo.png"
     if case == "not an image":
         path.write_bytes(b"GIF89a but not really" * 10)
+    elif case == "a GIF claiming 65535x65535":
+        path.write_bytes(gif_claiming(65535, 65535))
     else:
         Image.new("RGB", (300, 200)).save(path)
     with pytest.raises(SgsimError, match=expected):
