@@ -211,11 +211,20 @@ def is_complete(folder: Path, job: Job, settings: dict) -> bool:
     every file it lists is there); anything else is redone."""
     try:
         record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: lists nested thousands deep
         return False
-    return (isinstance(record, dict) and record.get("command") == "batch" and record.get("job") == job.record()
-            and record.get("batch_settings") == settings
-            and all((folder / name).is_file() for name in record.get("outputs") or ["missing"]))
+    if not (isinstance(record, dict) and record.get("command") == "batch" and record.get("job") == job.record()
+            and record.get("batch_settings") == settings):
+        return False
+    outputs = record.get("outputs")  # names the record gives of other files: only plain names inside the folder count
+    return (isinstance(outputs, list) and bool(outputs)
+            and all(isinstance(name, str) and _inside(folder, name) and (folder / name).is_file() for name in outputs))
+
+
+def _inside(folder: Path, name: str) -> bool:
+    """True when `name` is a relative path that stays inside `folder` (no absolute path, no '..')."""
+    path = Path(name)
+    return bool(name) and "\0" not in name and not path.is_absolute() and ".." not in path.parts
 
 
 def spreadsheet_text(text: str) -> str:

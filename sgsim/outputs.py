@@ -335,7 +335,7 @@ def is_run_folder(folder: Path) -> bool:
     if record.is_file():
         try:
             data = json.loads(record.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # RecursionError: lists nested thousands deep
             return False
         return isinstance(data, dict) and ("sgsim" in data or "sgsim" in (data.get("versions") or {}))
     return False

@@ -160,3 +160,27 @@ def test_a_name_written_as_a_formula_stays_text_in_the_summary(run, shared_data,
     assert names == ["'" + name for name in hostile] + ["ok"]
     assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in lines for cell in row.values())
     assert sorted(p.name for p in out.iterdir()) == ["-rain", "ok", "summary.csv"]
+
+
+@pytest.mark.parametrize("outputs, complete", [
+    (["source.png"], True),
+    ("[" * 100000 + "]" * 100000, False),  # the whole record nested 100000 lists deep
+    (5, False),
+    ([5], False),
+    (["/etc/hostname"], False),  # a record naming a file outside its folder proves nothing about the job
+    (["../other/source.png"], False),
+    ([], False),
+])
+def test_a_run_record_read_back_is_data_never_trusted_about_other_files(tmp_path, outputs, complete):
+    from sgsim.batch import Job, is_complete
+
+    job, settings = Job(row=2, name="rain", audio="rain.wav", seed=1), {"steps": 3}
+    folder = tmp_path / "rain"
+    folder.mkdir()
+    (folder / "source.png").write_bytes(b"png")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "source.png").write_bytes(b"png")
+    record = outputs if isinstance(outputs, str) else json.dumps({"command": "batch", "job": job.record(), "batch_settings": settings,
+                                                                   "outputs": outputs})
+    (folder / "run.json").write_text(record)
+    assert is_complete(folder, job, settings) is complete

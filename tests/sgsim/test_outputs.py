@@ -98,3 +98,10 @@ def test_run_records_mark_their_folder_as_replaceable(tmp_path):
     assert not is_run_folder(tmp_path)
     (tmp_path / "run.json").write_text("not json")
     assert not is_run_folder(tmp_path)
+
+
+def test_a_run_record_nested_too_deeply_is_not_an_sgsim_run(tmp_path):
+    from sgsim.outputs import is_run_folder
+
+    (tmp_path / "run.json").write_text("[" * 100000 + "]" * 100000)
+    assert is_run_folder(tmp_path) is False
