@@ -251,13 +251,25 @@ def _fetch(url: str, part: Path, item: WeightsEntry, *, timeout: float, progress
     )
 
 
+class _HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to an http(s) URL: urllib would also follow one to ftp://."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlsplit(newurl).scheme.lower() not in MIRROR_SCHEMES:
+            raise _SourceFailed(f"HTTP {code}: the server redirects to {newurl[:200]!r}, not an http(s) URL")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpRedirectsOnly)
+
+
 def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
     """Send the GET, with a Range from `offset` when resuming; raise _RangeRejected on HTTP 416."""
     headers = {"User-Agent": _USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        return _OPENER.open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
             total = exc.headers.get("Content-Range", "").rpartition("/")[2]  # "bytes */TOTAL"
@@ -268,8 +280,8 @@ def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
 
 
 def _body_span(response: http.client.HTTPResponse, offset: int) -> tuple[int, int | None]:
-    """(first byte the body holds, total file size or None) from the status and Content-Range/Content-Length."""
-    length = response.headers.get("Content-Length")
+    """(first byte the body holds, total file size or None) from the status and Content-Range/Content-Length (as
+    http.client parsed it: None when missing, negative or not a number)."""
     if response.status == 206:
         content_range = response.headers.get("Content-Range", "")  # "bytes START-END/TOTAL"
         try:
@@ -278,7 +290,7 @@ def _body_span(response: http.client.HTTPResponse, offset: int) -> tuple[int, in
             return start, (None if total == "*" else int(total))
         except (IndexError, ValueError):
             return -1, None
-    return 0, (int(length) if length is not None else None)
+    return 0, getattr(response, "length", None)
 
 
 def _copy_body(response: http.client.HTTPResponse, part: Path, start: int, total: int | None, item: WeightsEntry,

@@ -214,3 +214,15 @@ def test_a_source_sending_more_than_the_size_bound_is_cut_and_nothing_kept(sgsim
         checkpoints.download("tiny", progress=False, urls=(file_server.url + "/big",))
     assert not any((sgsim_home / "weights").iterdir())
     assert checkpoints.download("tiny", progress=False).read_bytes() == state_dict_bytes
+
+
+def test_a_redirect_away_from_http_and_a_length_that_is_not_a_number(sgsim_home, file_server, test_manifest, state_dict_bytes):
+    """A server may send the client to ftp:// (urllib would follow) or say "Content-Length: many" (was a ValueError)."""
+    file_server.redirects["/to-ftp"] = "ftp://127.0.0.1:9/w"
+    file_server.files["/w"] = state_dict_bytes
+    file_server.bad_length.add("/w")
+    test_manifest([_entry(file_server, "/to-ftp", "torch-state-dict")])
+    with pytest.raises(WeightsError, match="redirects to 'ftp://127.0.0.1:9/w', not an http.s. URL") as caught:
+        checkpoints.download("tiny", progress=False)
+    assert "\n" not in str(caught.value)
+    assert checkpoints.download("tiny", progress=False, urls=(file_server.url + "/w",)).read_bytes() == state_dict_bytes
