@@ -113,6 +113,8 @@ def download(name: str, *, force: bool = False, progress: bool = True, timeout: 
     target = cached_path(item)
     if target.is_file() and not force:
         return target
+    if item.sha256 is None:
+        recorded_checksums()  # a damaged table fails here, not after the file is placed without its checksum
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     failures = []
@@ -139,6 +141,8 @@ def import_file(path: str | os.PathLike, name: str) -> Path:
     source = Path(path).expanduser()
     if not source.is_file():
         raise WeightsError(f"no such file to import: {source}")
+    if item.sha256 is None:
+        recorded_checksums()  # a damaged table fails here, not after the file is placed
     try:
         sha256 = _check_file(source, item, source=str(source))
     except _SourceFailed as exc:

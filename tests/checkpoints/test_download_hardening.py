@@ -226,3 +226,23 @@ def test_a_redirect_away_from_http_and_a_length_that_is_not_a_number(sgsim_home,
         checkpoints.download("tiny", progress=False)
     assert "\n" not in str(caught.value)
     assert checkpoints.download("tiny", progress=False, urls=(file_server.url + "/w",)).read_bytes() == state_dict_bytes
+
+
+@pytest.mark.parametrize("content", [
+    "[" * 100000 + "]" * 100000, "[]", '{"tiny": 5}', '{"tiny": {"sha256": "x", "size": 1}}',
+    '{"tiny": {"sha256": "' + "a" * 64 + '", "size": -1}}', b"\xff\xfe",
+])
+def test_a_damaged_checksums_file_is_one_line_and_a_fresh_one_is_recorded(sgsim_home, file_server, test_manifest, state_dict_bytes,
+                                                                          content):
+    file_server.files["/w"] = state_dict_bytes
+    test_manifest([_entry(file_server, "/w", "torch-state-dict")])
+    checksums = sgsim_home / "weights" / "checksums.json"
+    checksums.parent.mkdir(parents=True)
+    checksums.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(WeightsError, match=r"checksums.json is corrupt.*delete it and run `sgsim weights verify`") as caught:
+        checkpoints.download("tiny", progress=False)
+    assert "\n" not in str(caught.value)
+    assert sorted(p.name for p in checksums.parent.iterdir()) == ["checksums.json"]  # nothing fetched or placed
+    checksums.unlink()
+    checkpoints.download("tiny", progress=False)
+    assert checkpoints.verify("tiny").status == "ok"
