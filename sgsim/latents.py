@@ -75,22 +75,32 @@ def _pick(path: Path, latents: Mapping[str, np.ndarray], key: str | None) -> tup
     return array, key
 
 
+_READABLE = "pass latents.npz from sgsim edit, generate or invert"
+
+
+def unpacked_bytes(path: Path) -> int:
+    """The bytes the arrays of the .npz at `path` unpack to, from its zip directory (nothing is inflated)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise SgsimError(f"{path} is not a readable .npz latent file ({exc}); {_READABLE}") from None
+
+
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
     """Every array of the .npz at `path`, refusing a plain .npy, a zip that unpacks past MAX_UNPACKED_BYTES and
     an array header claiming more memory than there is."""
-    readable = "pass latents.npz from sgsim edit, generate or invert"
+    unpacked = unpacked_bytes(path)
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise SgsimError(f"{path} unpacks to {unpacked} bytes, more than the {MAX_UNPACKED_BYTES >> 20} MiB a latent "
+                         f"file may hold; it is not a latent file, {_READABLE}")
     try:
-        with zipfile.ZipFile(path) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-        if unpacked > MAX_UNPACKED_BYTES:
-            raise SgsimError(f"{path} unpacks to {unpacked} bytes, more than the {MAX_UNPACKED_BYTES >> 20} MiB a latent "
-                             f"file may hold; it is not a latent file, {readable}")
         with np.load(path, allow_pickle=False) as arrays:
             return dict(arrays)
     except MemoryError:
-        raise SgsimError(f"{path} claims an array larger than this machine's memory; it is not a latent file, {readable}") from None
+        raise SgsimError(f"{path} claims an array larger than this machine's memory; it is not a latent file, {_READABLE}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise SgsimError(f"{path} is not a readable .npz latent file ({exc}); {readable}") from None
+        raise SgsimError(f"{path} is not a readable .npz latent file ({exc}); {_READABLE}") from None
 
 
 def _check_values(label: str, array: np.ndarray, what: str) -> None:

@@ -20,7 +20,7 @@ from gradio.utils import get_upload_folder
 
 from sgsim.cli.options import SEED_MAX
 from sgsim.demo.engine import DemoEngine, EditedRun, EditRequest, VideoRequest
-from sgsim.demo.uploads import (MB, UploadLimits, check_image, check_keyframes, check_size, check_sound, public_message,
+from sgsim.demo.uploads import (MB, UploadLimits, check_image, check_keyframes, check_latent, check_sound, public_message,
                                 uploaded_file)
 from sgsim.errors import user_errors
 
@@ -92,7 +92,7 @@ class DemoPage:
         name = Path(path).name
         try:
             checked = uploaded_file(path, self.uploads)
-            {"sound": check_sound, "photo": check_image, "latent file": check_size}[kind](checked, self.limits, name)
+            {"sound": check_sound, "photo": check_image, "latent file": check_latent}[kind](checked, self.limits, name)
         except user_errors() as exc:
             raise _shown_error(public_message(exc, Path(path).resolve(), name)) from None
         return checked, name

@@ -27,6 +27,7 @@ class UploadLimits:
     max_fps: int = 12  # frames per second of a video
     max_keyframes: int = 32  # keyframes of one video: the batch the optimisation holds on the device at once
     max_text_chars: int = 1000  # the text mixed with the sound (CLIP reads its first 77 tokens)
+    max_latent_unpacked_mb: float = 64.0  # a latent file's arrays unpacked (a 1024 px edit's with noise: a few MB)
 
 
 def uploaded_file(path: str | os.PathLike, folder: Path) -> Path:
@@ -70,6 +71,17 @@ def check_keyframes(path: Path, limits: UploadLimits, name: str, keyframe_every:
     if count > limits.max_keyframes:
         raise SgsimError(f"{name} lasts {seconds:.1f} s: keyframes every {keyframe_every:g} s make {count}, over the "
                          f"demo's {limits.max_keyframes}; space them further apart or trim the sound")
+
+
+def check_latent(path: Path, limits: UploadLimits, name: str) -> None:
+    """Refuse a latent file too large in bytes, or whose arrays unpack past the limit (a zip bomb), inflating nothing."""
+    from sgsim.latents import unpacked_bytes
+
+    check_size(path, limits, name)
+    unpacked = unpacked_bytes(path)
+    if unpacked > limits.max_latent_unpacked_mb * MB:
+        raise SgsimError(f"{name} unpacks to {unpacked / MB:.0f} MB, over the demo's {limits.max_latent_unpacked_mb:g} MB "
+                         f"for a latent file; upload latent.npz from sgsim")
 
 
 def check_image(path: Path, limits: UploadLimits, name: str) -> None:
