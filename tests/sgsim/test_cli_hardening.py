@@ -82,6 +82,7 @@ CASES = [
     ("NaN latent", "edit", ["--latent", "{tmp}/nan.npz"], "nan.npz:w contains NaN or infinite values (or values beyond float32); the file is damaged"),
     ("latent with text noise", "edit", ["--latent", "{tmp}/text_noise.npz"], "noise buffer b4.conv1.noise_const holds <U1 values, not real numbers"),
     ("complex latent", "edit", ["--latent", "{tmp}/complex.npz"], "complex.npz:w holds complex64 values, not real numbers"),
+    ("edit strength 1e300", "edit", ["--strength", "1e300"], "strengths must be one or more numbers from -100 to 100"),
     ("mixed precision on the CPU", "edit", ["--precision", "mixed"], "precision='mixed' runs fp16 kernels on CUDA"),
     ("class on an unconditional generator", "edit", ["--class", "2"], "this generator is unconditional"),
     ("class with a latent source", "edit", ["--class", "2", "--latent", "{tmp}/nan.npz"], "--class picks the label of a --seed source"),
