@@ -29,7 +29,7 @@ DEFAULT_DEADLINE_S = 3600.0  # a whole transfer from one URL; a server trickling
 MIRRORS_FILENAME = "mirrors.json"  # in the cache dir: {"name": ["url", ...]} tried before the manifest's URLs
 MAX_RESUMES = 3  # a transfer that breaks off is resumed from its .part this many times before giving up on a mirror
 MAX_UNKNOWN_SIZE = 4 << 30  # bytes a file may reach when the manifest does not know its size (the largest official one is < 1 GiB)
-MIRROR_SCHEMES = ("http", "https")  # what mirrors.json may point at; an explicit `urls=` may also name a local file:// copy
+MIRROR_SCHEMES = ("http", "https")  # what mirrors.json and redirects may point at; `urls=` may also name a file:// copy
 _CHUNK = 1 << 20
 _USER_AGENT = "sgsim-weights/0.1"
 
@@ -223,7 +223,6 @@ class _Watch:
 
 def _fetch(url: str, part: Path, item: WeightsEntry, *, timeout: float, progress: bool, watch: _Watch) -> None:
     """Stream `url` into `part`, resuming what is already there with an HTTP Range request, while `watch` allows."""
-    max_size = item.size if item.size is not None else MAX_UNKNOWN_SIZE
     for _ in range(MAX_RESUMES + 1):
         offset = part.stat().st_size if part.exists() else 0
         if item.size is not None and offset >= item.size:
@@ -244,7 +243,7 @@ def _fetch(url: str, part: Path, item: WeightsEntry, *, timeout: float, progress
                 part.unlink(missing_ok=True)
                 if start != 0:
                     continue
-            if total is not None and total > max_size:
+            if total is not None and total > _size_bound(item):
                 part.unlink(missing_ok=True)
                 raise _SourceFailed(_too_big(total, item))
             if _copy_body(response, part, start, total, item, progress, watch) and (total is None or part.stat().st_size >= total):
@@ -304,8 +303,7 @@ def _copy_body(response: http.client.HTTPResponse, part: Path, start: int, total
     read1 returns what one socket read brings, so a server that trickles bytes still meets the deadline and the stall
     rule; a body growing past the manifest's size (or MAX_UNKNOWN_SIZE) is refused and its .part deleted.
     """
-    label = item.name
-    max_size = item.size if item.size is not None else MAX_UNKNOWN_SIZE
+    label, max_size = item.name, _size_bound(item)
     bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress)
     try:
         with part.open("ab" if start else "wb") as out, bar:
@@ -338,6 +336,11 @@ def _copy_body(response: http.client.HTTPResponse, part: Path, start: int, total
             f"(or point SGSIM_HOME at a bigger disk) and run `sgsim weights download {label}` again: "
             f"the {have} bytes already fetched are kept and the download resumes"
         ) from None
+
+
+def _size_bound(item: WeightsEntry) -> int:
+    """The most bytes a source of `item` may send: the manifest's size, or MAX_UNKNOWN_SIZE when it is not known."""
+    return item.size if item.size is not None else MAX_UNKNOWN_SIZE
 
 
 def _too_big(size: int, item: WeightsEntry) -> str:

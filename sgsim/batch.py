@@ -218,13 +218,13 @@ def is_complete(folder: Path, job: Job, settings: dict) -> bool:
         return False
     outputs = record.get("outputs")  # names the record gives of other files: only plain names inside the folder count
     return (isinstance(outputs, list) and bool(outputs)
-            and all(isinstance(name, str) and _inside(folder, name) and (folder / name).is_file() for name in outputs))
+            and all(isinstance(name, str) and _stays_inside(name) and (folder / name).is_file() for name in outputs))
 
 
-def _inside(folder: Path, name: str) -> bool:
-    """True when `name` is a relative path that stays inside `folder` (no absolute path, no '..')."""
+def _stays_inside(name: str) -> bool:
+    """True when `name` is a relative path that stays inside the folder it is joined to (not absolute, no '..')."""
     path = Path(name)
-    return bool(name) and "\0" not in name and not path.is_absolute() and ".." not in path.parts
+    return not path.is_absolute() and ".." not in path.parts
 
 
 def spreadsheet_text(text: str) -> str:
