@@ -24,6 +24,7 @@ NOISE_PREFIX = "noise."  # npz keys of fitted noise buffers, e.g. noise.b8.conv0
 # (row 0: the first sound's edit; FILE:edited[N] picks another, FILE:source the unedited start).
 LATENT_KEYS = ("edited", "w", "source")
 MAX_UNPACKED_BYTES = 1 << 30  # a latent file's arrays unpacked; an edit's latents with 1024 px noise are a few MB
+_READABLE = "pass latents.npz from sgsim edit, generate or invert"  # what to do about a file that is not a latent file
 _KEY_PATTERN = re.compile(r"^(?P<key>[A-Za-z0-9_.]+?)(?:\[(?P<row>\d+)\])?$")
 
 
@@ -73,9 +74,6 @@ def _pick(path: Path, latents: Mapping[str, np.ndarray], key: str | None) -> tup
         array = array[int(row)]
         key = f"{name}[{row}]"
     return array, key
-
-
-_READABLE = "pass latents.npz from sgsim edit, generate or invert"
 
 
 def unpacked_bytes(path: Path) -> int:
