@@ -110,6 +110,7 @@ def _default_device() -> torch.device:
 
 
 MAX_STRENGTH = 100.0  # |strength| bound: 1 is the edit, the demo's slider stops at 2; 1e300 was inf in float32
+MAX_STRENGTHS = 256  # strengths of one run: each is a generator pass and an image written
 
 
 def check_settings(steps: int, lr: float, mix: str, strengths: Sequence[float]) -> list[float]:
@@ -124,11 +125,13 @@ def check_settings(steps: int, lr: float, mix: str, strengths: Sequence[float]) 
 
 
 def check_strengths(strengths: Sequence[float]) -> list[float]:
-    """Strengths as floats; at least one, all finite and within +-MAX_STRENGTH."""
+    """Strengths as floats; one to MAX_STRENGTHS of them, all finite and within +-MAX_STRENGTH."""
     try:
         strengths = [float(s) for s in strengths]
     except (TypeError, ValueError):
         raise SgsimError(f"strengths must be numbers, got {list(strengths)!r:.200}") from None
+    if len(strengths) > MAX_STRENGTHS:
+        raise SgsimError(f"{len(strengths)} strengths, more than the {MAX_STRENGTHS} one run renders; split them over several runs")
     if not strengths or not all(math.isfinite(s) and abs(s) <= MAX_STRENGTH for s in strengths):
         raise SgsimError(f"strengths must be one or more numbers from {-MAX_STRENGTH:g} to {MAX_STRENGTH:g}, got {strengths}")
     return strengths

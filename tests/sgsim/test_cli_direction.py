@@ -136,6 +136,7 @@ def _narrow_generator(path):
     ("strength 1e300", "strengths must be one or more numbers from -100 to 100"),
     ("weight 1e300", "direction weights must be numbers from -100 to 100"),
     ("offset beyond float32 at this strength", "are not finite numbers"),
+    ("10000 strengths", "10000 strengths, more than the 256 one run renders"),
 ])
 def test_apply_refuses_bad_input_in_one_line_and_writes_nothing(run, library, tmp_path, case, message):
     folder, _ = library
@@ -150,6 +151,7 @@ def test_apply_refuses_bad_input_in_one_line_and_writes_nothing(run, library, tm
         "strength 1e300": ["--direction", rain, "--seed", "1", "--strength", "1e300"],  # finite in Python, inf in float32
         "weight 1e300": ["--direction", rain, "--weight", "1e300", "--seed", "1"],
         "offset beyond float32 at this strength": ["--direction", str(tmp_path / "huge.sgdir"), "--seed", "1", "--strength", "100"],
+        "10000 strengths": ["--direction", rain, "--seed", "1", "--strength", ",".join(["0.5"] * 10000)],
     }[case]
     (tmp_path / "bad.sgdir").write_bytes((folder / "raining.sgdir").read_bytes()[:100])
     huge = SoundDirection.load(rain)
