@@ -74,10 +74,24 @@ def recorded_checksums() -> dict[str, dict]:
     path = weights_dir() / CHECKSUMS_FILENAME
     if not path.is_file():
         return {}
+    advice = "delete it and run `sgsim weights verify` to record checksums again"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise WeightsError(f"{path} is corrupt ({exc}); delete it and run `sgsim weights verify` to record checksums again") from None
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise WeightsError(f"{path} is corrupt ({reason}); {advice}") from None
+    if not (isinstance(table, dict) and all(_is_checksum_record(record) for record in table.values())):
+        raise WeightsError(f"{path} is corrupt: it should map names to {{\"sha256\": 64 hex digits, \"size\": bytes}}; {advice}")
+    return table
+
+
+def _is_checksum_record(record: object) -> bool:
+    """True for {"sha256": 64 lowercase hex digits, "size": a whole number of bytes >= 0}."""
+    if not isinstance(record, dict) or set(record) != {"sha256", "size"}:
+        return False
+    sha256, size = record["sha256"], record["size"]
+    return (isinstance(sha256, str) and len(sha256) == 64 and set(sha256) <= set("0123456789abcdef")
+            and isinstance(size, int) and not isinstance(size, bool) and size >= 0)
 
 
 def record_checksum(name: str, sha256: str, size: int) -> None:

@@ -28,8 +28,22 @@ DEFAULT_TIMEOUT_S = 10.0  # per connect and per read: an offline user hears with
 DEFAULT_DEADLINE_S = 3600.0  # a whole transfer from one URL; a server trickling bytes must not hold the user forever
 MIRRORS_FILENAME = "mirrors.json"  # in the cache dir: {"name": ["url", ...]} tried before the manifest's URLs
 MAX_RESUMES = 3  # a transfer that breaks off is resumed from its .part this many times before giving up on a mirror
+MAX_UNKNOWN_SIZE = 4 << 30  # bytes a file may reach when the manifest does not know its size (the largest official one is < 1 GiB)
+MIRROR_SCHEMES = ("http", "https")  # what mirrors.json and redirects may point at; `urls=` may also name a file:// copy
 _CHUNK = 1 << 20
 _USER_AGENT = "sgsim-weights/0.1"
+
+
+@dataclass(frozen=True)
+class StallRule:
+    """Give up on a URL that sends fewer than `min_bytes_per_s` on average over `window_s` seconds (curl's
+    --speed-limit/--speed-time), so a trickling server costs a minute, not the whole deadline."""
+
+    min_bytes_per_s: float = 1024.0
+    window_s: float = 60.0
+
+
+DEFAULT_STALL = StallRule()
 
 
 class _SourceFailed(Exception):
@@ -71,32 +85,42 @@ def mirrors() -> dict[str, list[str]]:
         return {}
     try:
         table = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WeightsError(f"{path} is not valid JSON ({exc}); it should map weights names to lists of URLs") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise WeightsError(f"{path} is not valid JSON ({reason}); it should map weights names to lists of URLs") from None
     if not (isinstance(table, dict) and all(isinstance(urls, list) and all(isinstance(url, str) for url in urls)
                                             for urls in table.values())):
         raise WeightsError(f"{path} should map weights names to lists of URLs, e.g. {{\"ffhq\": [\"http://host/ffhq.pkl\"]}}")
+    for name, urls in table.items():
+        for url in urls:
+            if urlsplit(url).scheme.lower() not in MIRROR_SCHEMES:
+                raise WeightsError(f"{path}: the mirror {url[:200]!r} for {name[:100]!r} is not an http(s) URL; for a file on "
+                                   f"this machine run `sgsim weights import FILE --name NAME` instead")
     return table
 
 
 def download(name: str, *, force: bool = False, progress: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
-             urls: tuple[str, ...] | None = None, deadline: float = DEFAULT_DEADLINE_S) -> Path:
+             urls: tuple[str, ...] | None = None, deadline: float = DEFAULT_DEADLINE_S,
+             stall: StallRule = DEFAULT_STALL) -> Path:
     """Fetch the manifest file `name` into the cache (mirrors in order, resuming a .part) and return its path.
 
     `urls` replaces where to fetch from (a mirror or a local server; the manifest's size and sha256 still apply);
-    otherwise `$SGSIM_HOME/mirrors.json` URLs come before the manifest's. `deadline` bounds each URL's transfer.
+    otherwise `$SGSIM_HOME/mirrors.json` URLs come before the manifest's. `deadline` bounds each URL's transfer and
+    `stall` gives up on a URL sooner when it sends too slowly; either way the next URL resumes the .part.
     """
     item = entry(name)
     sources = tuple(urls) if urls else (*mirrors().get(name, ()), *item.urls)
     target = cached_path(item)
     if target.is_file() and not force:
         return target
+    if item.sha256 is None:
+        recorded_checksums()  # a damaged table fails here, not after the file is placed without its checksum
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     failures = []
     for url in sources:
         try:
-            _fetch(url, part, item, timeout=timeout, progress=progress, deadline=deadline)
+            _fetch(url, part, item, timeout=timeout, progress=progress, watch=_Watch(deadline, stall))
             sha256 = _check_file(part, item, source=url)
         except _SourceFailed as exc:
             failures.append(f"{url}: {exc}")
@@ -117,6 +141,8 @@ def import_file(path: str | os.PathLike, name: str) -> Path:
     source = Path(path).expanduser()
     if not source.is_file():
         raise WeightsError(f"no such file to import: {source}")
+    if item.sha256 is None:
+        recorded_checksums()  # a damaged table fails here, not after the file is placed
     try:
         sha256 = _check_file(source, item, source=str(source))
     except _SourceFailed as exc:
@@ -172,9 +198,31 @@ def _check_file(path: Path, item: WeightsEntry, source: str) -> str:
     return sha256
 
 
-def _fetch(url: str, part: Path, item: WeightsEntry, *, timeout: float, progress: bool, deadline: float) -> None:
-    """Stream `url` into `part`, resuming what is already there with an HTTP Range request, for at most `deadline` s."""
-    give_up_at = time.monotonic() + deadline
+class _Watch:
+    """The deadline and the stall rule of one URL's transfer (across its resumes), checked after every read."""
+
+    def __init__(self, deadline: float, stall: StallRule):
+        self.deadline, self.stall = deadline, stall
+        self.give_up_at = time.monotonic() + deadline
+        self.window_start, self.window_bytes = time.monotonic(), 0
+
+    def too_slow(self, received: int) -> str | None:
+        """Count `received` new bytes; the reason to give up on this URL, or None."""
+        now = time.monotonic()
+        if now > self.give_up_at:
+            return f"the transfer did not finish within the {self.deadline:g} s deadline (a stalled or very slow server)"
+        self.window_bytes += received
+        if now - self.window_start < self.stall.window_s:
+            return None
+        if self.window_bytes < self.stall.min_bytes_per_s * self.stall.window_s:
+            return (f"the server sent {self.window_bytes} bytes in {now - self.window_start:.3g} s, below the stall limit "
+                    f"of {self.stall.min_bytes_per_s:g} bytes/s over {self.stall.window_s:g} s")
+        self.window_start, self.window_bytes = now, 0
+        return None
+
+
+def _fetch(url: str, part: Path, item: WeightsEntry, *, timeout: float, progress: bool, watch: _Watch) -> None:
+    """Stream `url` into `part`, resuming what is already there with an HTTP Range request, while `watch` allows."""
     for _ in range(MAX_RESUMES + 1):
         offset = part.stat().st_size if part.exists() else 0
         if item.size is not None and offset >= item.size:
@@ -195,12 +243,27 @@ def _fetch(url: str, part: Path, item: WeightsEntry, *, timeout: float, progress
                 part.unlink(missing_ok=True)
                 if start != 0:
                     continue
-            if _copy_body(response, part, start, total, item.name, progress, give_up_at, deadline) and (total is None or part.stat().st_size >= total):
+            if total is not None and total > _size_bound(item):
+                part.unlink(missing_ok=True)
+                raise _SourceFailed(_too_big(total, item))
+            if _copy_body(response, part, start, total, item, progress, watch) and (total is None or part.stat().st_size >= total):
                 return
     raise _SourceFailed(
         f"the transfer broke off {MAX_RESUMES + 1} times; run the download again to resume from the "
         f"{part.stat().st_size if part.exists() else 0} bytes kept in {part}"
     )
+
+
+class _HttpRedirectsOnly(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to an http(s) URL: urllib would also follow one to ftp://."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlsplit(newurl).scheme.lower() not in MIRROR_SCHEMES:
+            raise _SourceFailed(f"HTTP {code}: the server redirects to {newurl[:200]!r}, not an http(s) URL")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpRedirectsOnly)
 
 
 def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
@@ -209,7 +272,7 @@ def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
-        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        return _OPENER.open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
             total = exc.headers.get("Content-Range", "").rpartition("/")[2]  # "bytes */TOTAL"
@@ -220,8 +283,8 @@ def _open(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
 
 
 def _body_span(response: http.client.HTTPResponse, offset: int) -> tuple[int, int | None]:
-    """(first byte the body holds, total file size or None) from the status and Content-Range/Content-Length."""
-    length = response.headers.get("Content-Length")
+    """(first byte the body holds, total file size or None) from the status and Content-Range/Content-Length (as
+    http.client parsed it: None when missing, negative or not a number)."""
     if response.status == 206:
         content_range = response.headers.get("Content-Range", "")  # "bytes START-END/TOTAL"
         try:
@@ -230,32 +293,38 @@ def _body_span(response: http.client.HTTPResponse, offset: int) -> tuple[int, in
             return start, (None if total == "*" else int(total))
         except (IndexError, ValueError):
             return -1, None
-    return 0, (int(length) if length is not None else None)
+    return 0, getattr(response, "length", None)
 
 
-def _copy_body(response: http.client.HTTPResponse, part: Path, start: int, total: int | None, label: str, progress: bool,
-               give_up_at: float, deadline: float) -> bool:
+def _copy_body(response: http.client.HTTPResponse, part: Path, start: int, total: int | None, item: WeightsEntry,
+               progress: bool, watch: _Watch) -> bool:
     """Append the body to `part` (truncating it first when `start` is 0); False when the transfer broke off.
 
-    read1 returns what one socket read brings, so a server that trickles bytes still meets the deadline.
+    read1 returns what one socket read brings, so a server that trickles bytes still meets the deadline and the stall
+    rule; a body growing past the manifest's size (or MAX_UNKNOWN_SIZE) is refused and its .part deleted.
     """
+    label, max_size = item.name, _size_bound(item)
     bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress)
     try:
         with part.open("ab" if start else "wb") as out, bar:
+            size, received = start, 0
             while True:
-                if time.monotonic() > give_up_at:
-                    raise _SourceFailed(
-                        f"the transfer did not finish within the {deadline:g} s deadline (a stalled or very slow server); "
-                        f"the {out.tell()} bytes fetched are kept in {part}: run the download again to resume"
-                    )
+                reason = watch.too_slow(received)
+                if reason:
+                    raise _SourceFailed(f"{reason}; the {size} bytes fetched are kept in {part}: run the download again to resume")
                 try:
                     chunk = response.read1(_CHUNK)
                 except (http.client.IncompleteRead, ConnectionError, TimeoutError):
                     return False
                 if not chunk:
                     return True
+                received = len(chunk)
+                size += received
+                if size > max_size:
+                    part.unlink()
+                    raise _SourceFailed(_too_big(size, item))
                 out.write(chunk)
-                bar.update(len(chunk))
+                bar.update(received)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
@@ -269,8 +338,22 @@ def _copy_body(response: http.client.HTTPResponse, part: Path, start: int, total
         ) from None
 
 
+def _size_bound(item: WeightsEntry) -> int:
+    """The most bytes a source of `item` may send: the manifest's size, or MAX_UNKNOWN_SIZE when it is not known."""
+    return item.size if item.size is not None else MAX_UNKNOWN_SIZE
+
+
+def _too_big(size: int, item: WeightsEntry) -> str:
+    """Why a body of (at least) `size` bytes is not the file `item`."""
+    bound = f"the manifest says {item.size}" if item.size is not None else f"more than the {MAX_UNKNOWN_SIZE / 2**30:g} GiB any weights file may have"
+    return f"the source sends {size} bytes or more, {bound}: not this file"
+
+
 def _http_message(code: int, reason: str) -> str:
-    """A user-facing reading of an HTTP error status."""
+    """A user-facing reading of an HTTP error status; the server's own reason phrase is cut to one short line."""
+    if 300 <= code < 400:  # urllib's own multi-line text for a loop or too many hops
+        return f"HTTP {code}: the server redirects in a loop or too many times; try another URL"
+    reason = "".join(ch for ch in " ".join(str(reason).split()) if ch.isprintable())[:100]
     meaning = {
         403: "the server refuses access (an expired link, or a host that wants a login or blocks scripts)",
         404: "the file is not at this address (moved or removed)",

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 SILENCE_DBFS = -90.0  # below this RMS level a clip carries no usable sound
 MIN_SECONDS = 0.1  # shorter clips hold no recognisable sound (the SGSIM front end alone needs 1025 samples, 23 ms)
 RESAMPLE_TYPE = "soxr_hq"  # librosa.load's default res_type (librosa >= 0.10)
+MIXDOWN_BLOCK_FRAMES = 1 << 16  # frames decoded at a time when mixing down: an 8-channel 384 kHz file is never held whole
 
 
 def _check_file(path: Path) -> None:
@@ -64,8 +65,9 @@ def _frame_count(seconds: float, rate: int) -> int:
     return int(np.round(seconds * rate))
 
 
-def _read_soundfile(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
-    """Decode [C, T] float32 with libsndfile, seeking to `offset` and reading only `duration`."""
+def _read_soundfile(path: Path, offset: float, duration: float | None, mono: bool) -> tuple[np.ndarray, int]:
+    """Decode [C, T] float32 with libsndfile, seeking to `offset` and reading only `duration`; with `mono`, [1, T]
+    mixed down block by block (the channel mean librosa.load takes, per sample, so the result is the same)."""
     with _native_stderr_silenced(), soundfile.SoundFile(str(path)) as audio_file:
         rate = audio_file.samplerate
         start = _frame_count(offset, rate)
@@ -74,8 +76,11 @@ def _read_soundfile(path: Path, offset: float, duration: float | None) -> tuple[
                 return np.zeros((audio_file.channels, 0), np.float32), rate
             audio_file.seek(start)
         frames = -1 if duration is None else _frame_count(duration, rate)
-        data = audio_file.read(frames, dtype="float32", always_2d=True)
-    return data.T, rate
+        if not mono or audio_file.channels == 1:
+            return audio_file.read(frames, dtype="float32", always_2d=True).T, rate
+        blocks = [block.T.mean(axis=0) for block in
+                  audio_file.blocks(MIXDOWN_BLOCK_FRAMES, frames=frames, dtype="float32", always_2d=True)]
+    return np.concatenate([np.zeros(0, np.float32), *blocks])[None], rate
 
 
 def _read_audioread(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
@@ -86,10 +91,10 @@ def _read_audioread(path: Path, offset: float, duration: float | None) -> tuple[
     return np.atleast_2d(data), int(rate)
 
 
-def _decode(path: Path, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
+def _decode(path: Path, offset: float, duration: float | None, mono: bool) -> tuple[np.ndarray, int]:
     """Decode with libsndfile (wav, flac, ogg, mp3 from libsndfile 1.1) and fall back to audioread."""
     try:
-        return _read_soundfile(path, offset, duration)
+        return _read_soundfile(path, offset, duration, mono)
     except soundfile.LibsndfileError as sndfile_error:
         try:
             return _read_audioread(path, offset, duration)
@@ -151,7 +156,7 @@ def load_audio(
         raise AudioError(f"{path}: offset must be a finite number of seconds >= 0, got {offset}")
     if duration is not None and (duration <= 0 or not math.isfinite(duration)):
         raise AudioError(f"{path}: duration must be a finite number of seconds > 0 or None, got {duration}")
-    waveform, rate = _decode(path, offset, duration)
+    waveform, rate = _decode(path, offset, duration, mono)
     if waveform.shape[-1] == 0:
         where = f" after {offset} s" if offset else ""
         raise AudioError(f"{path} has no audio samples{where}; pass a recording that contains sound")

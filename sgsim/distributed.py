@@ -8,6 +8,7 @@ so the same code path runs alone and under `torchrun --nproc_per_node N`.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,6 +23,7 @@ T = TypeVar("T")
 # Seconds a collective waits for the other ranks before failing (a rank that died or hangs); torch's default is 30 min.
 TIMEOUT_ENV = "SGSIM_DISTRIBUTED_TIMEOUT"
 DEFAULT_TIMEOUT_S = 1800.0
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a week; inf overflowed timedelta
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,23 @@ def timeout_seconds() -> float:
         seconds = float(value) if value else DEFAULT_TIMEOUT_S
     except ValueError:
         seconds = -1.0
-    if not seconds > 0:
-        raise SgsimError(f"{TIMEOUT_ENV}={value!r} must be a number of seconds > 0")
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT_S):
+        raise SgsimError(f"{TIMEOUT_ENV}={value!r} must be a number of seconds > 0 and at most {MAX_TIMEOUT_S:g} (a week)")
     return seconds
+
+
+def rendezvous_address(rank: Rank) -> str:
+    """'MASTER_ADDR:MASTER_PORT', where torchrun's ranks meet, checked to be set before any connection is tried."""
+    address, port = os.environ.get("MASTER_ADDR", ""), os.environ.get("MASTER_PORT", "")
+    if not address or not (port.isdigit() and 0 < int(port) < 65536):
+        raise SgsimError(f"WORLD_SIZE={rank.world_size} but MASTER_ADDR={address[:100]!r} and MASTER_PORT={port[:100]!r} do not say "
+                         f"where the ranks meet; run under torchrun, which sets them")
+    return f"{address}:{port}"
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of a torch.distributed error (they run to many lines of C++ context)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 def rank_device(rank: Rank, requested: Union[str, "torch.device", None]) -> "torch.device":
@@ -102,10 +118,15 @@ def process_group(device: Union[str, "torch.device", None] = None) -> Iterator[R
         return
     if not dist.is_available():
         raise SgsimError("this torch build has no torch.distributed; run without torchrun")
+    timeout, address = timeout_seconds(), rendezvous_address(rank)
     cuda = torch.device(device).type == "cuda" if device is not None else False
     if cuda:
         torch.cuda.set_device(torch.device(device))
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_seconds()))
+    try:
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout))
+    except (dist.DistError, ValueError) as error:
+        raise SgsimError(f"rank {rank.rank} of {rank.world_size} could not join the job at {address} within {timeout:g} s "
+                         f"({_first_line(error)}); start every rank, or raise {TIMEOUT_ENV}") from None
     try:
         yield rank
     finally:
@@ -146,7 +167,8 @@ def gather_objects(value: T) -> list[T]:
     import torch.distributed as dist
 
     gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, value)
+    with _peers_answer("exchange results"):
+        dist.all_gather_object(gathered, value)
     return gathered
 
 
@@ -155,4 +177,17 @@ def barrier() -> None:
     if active():
         import torch.distributed as dist
 
-        dist.barrier()
+        with _peers_answer("wait for each other"):
+            dist.barrier()
+
+
+@contextlib.contextmanager
+def _peers_answer(what: str) -> Iterator[None]:
+    """Turn a collective that failed (a rank died, hung past the timeout or left) into one SgsimError line."""
+    import torch.distributed as dist
+
+    try:
+        yield
+    except dist.DistError as error:
+        raise SgsimError(f"the ranks could not {what}: another rank failed, hung past {timeout_seconds():g} s or left "
+                         f"({_first_line(error)}); see that rank's output") from None

@@ -30,6 +30,7 @@ COLUMNS = ("name", "audio", "text", "seed", "image", "latent", "strength", "clas
 SOURCE_COLUMNS = ("seed", "image", "latent")
 SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = ("row", "name", "status", "rank", "error")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads a cell starting so as a formula (OWASP, CSV injection)
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"  # skipped: its folder was complete from an earlier run
 NAME_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -210,11 +211,25 @@ def is_complete(folder: Path, job: Job, settings: dict) -> bool:
     every file it lists is there); anything else is redone."""
     try:
         record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: lists nested thousands deep
         return False
-    return (isinstance(record, dict) and record.get("command") == "batch" and record.get("job") == job.record()
-            and record.get("batch_settings") == settings
-            and all((folder / name).is_file() for name in record.get("outputs") or ["missing"]))
+    if not (isinstance(record, dict) and record.get("command") == "batch" and record.get("job") == job.record()
+            and record.get("batch_settings") == settings):
+        return False
+    outputs = record.get("outputs")  # names the record gives of other files: only plain names inside the folder count
+    return (isinstance(outputs, list) and bool(outputs)
+            and all(isinstance(name, str) and _stays_inside(name) and (folder / name).is_file() for name in outputs))
+
+
+def _stays_inside(name: str) -> bool:
+    """True when `name` is a relative path that stays inside the folder it is joined to (not absolute, no '..')."""
+    path = Path(name)
+    return not path.is_absolute() and ".." not in path.parts
+
+
+def spreadsheet_text(text: str) -> str:
+    """A text cell that a spreadsheet shows as text: a leading formula character gets a ' before it, as OWASP advises."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def write_summary(path: Path, outcomes: Iterable[Outcome]) -> None:
@@ -223,7 +238,7 @@ def write_summary(path: Path, outcomes: Iterable[Outcome]) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
     for outcome in sorted(outcomes, key=lambda o: o.row):
-        writer.writerow([outcome.row, outcome.name, outcome.status, outcome.rank, outcome.error])
+        writer.writerow([outcome.row, spreadsheet_text(outcome.name), outcome.status, outcome.rank, spreadsheet_text(outcome.error)])
     with atomic_output(path) as stream:
         stream.write(buffer.getvalue().encode("utf-8"))
 

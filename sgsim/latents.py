@@ -23,6 +23,8 @@ NOISE_PREFIX = "noise."  # npz keys of fitted noise buffers, e.g. noise.b8.conv0
 # source it started from; the edit result is what a chained edit continues from, so 'edited' comes first
 # (row 0: the first sound's edit; FILE:edited[N] picks another, FILE:source the unedited start).
 LATENT_KEYS = ("edited", "w", "source")
+MAX_UNPACKED_BYTES = 1 << 30  # a latent file's arrays unpacked; an edit's latents with 1024 px noise are a few MB
+_READABLE = "pass latents.npz from sgsim edit, generate or invert"  # what to do about a file that is not a latent file
 _KEY_PATTERN = re.compile(r"^(?P<key>[A-Za-z0-9_.]+?)(?:\[(?P<row>\d+)\])?$")
 
 
@@ -74,28 +76,55 @@ def _pick(path: Path, latents: Mapping[str, np.ndarray], key: str | None) -> tup
     return array, key
 
 
+def unpacked_bytes(path: Path) -> int:
+    """The bytes the arrays of the .npz at `path` unpack to, from its zip directory (nothing is inflated)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise SgsimError(f"{path} is not a readable .npz latent file ({exc}); {_READABLE}") from None
+
+
+def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the .npz at `path`, refusing a plain .npy, a zip that unpacks past MAX_UNPACKED_BYTES and
+    an array header claiming more memory than there is."""
+    unpacked = unpacked_bytes(path)
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise SgsimError(f"{path} unpacks to {unpacked} bytes, more than the {MAX_UNPACKED_BYTES >> 20} MiB a latent "
+                         f"file may hold; it is not a latent file, {_READABLE}")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return dict(arrays)
+    except MemoryError:
+        raise SgsimError(f"{path} claims an array larger than this machine's memory; it is not a latent file, {_READABLE}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise SgsimError(f"{path} is not a readable .npz latent file ({exc}); {_READABLE}") from None
+
+
+def _check_values(label: str, array: np.ndarray, what: str) -> None:
+    """Refuse an array that is not real numbers, or whose values are not finite once cast to the float32 sgsim computes in."""
+    if array.dtype.kind not in "fiu":
+        raise SgsimError(f"{label} holds {array.dtype} values, not real numbers; it is not {what}")
+    with np.errstate(over="ignore"):
+        finite = np.isfinite(array.astype(np.float32)).all()
+    if not finite:
+        raise SgsimError(f"{label} contains NaN or infinite values (or values beyond float32); the file is damaged, write it again")
+
+
 def read_latent_file(spec: str | os.PathLike) -> LatentFile:
-    """The latent a .npz file (or 'FILE:KEY') holds and the noise buffers stored beside it, checked to be finite."""
+    """The latent a .npz file (or 'FILE:KEY') holds and the noise buffers stored beside it, checked to be real and finite."""
     path, key = split_latent_spec(spec)
     if not path.is_file():
         raise SgsimError(f"latent file not found: {path}; check the path")
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            stored = dict(arrays)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise SgsimError(f"{path} is not a readable .npz latent file ({exc}); pass latents.npz from sgsim edit, generate or invert") from None
+    stored = _load_arrays(path)
     noise = {k.removeprefix(NOISE_PREFIX): v for k, v in stored.items() if k.startswith(NOISE_PREFIX)}
     latents = {k: v for k, v in stored.items() if not k.startswith(NOISE_PREFIX)}
     if not latents:
         raise SgsimError(f"{path} holds no latent; pass latents.npz from sgsim edit, generate or invert")
     latent, key = _pick(path, latents, key)
-    if not np.issubdtype(latent.dtype, np.number):
-        raise SgsimError(f"{path}:{key} is not numeric ({latent.dtype}); it is not a latent")
-    if not np.isfinite(latent).all():
-        raise SgsimError(f"{path}:{key} contains NaN or infinite values; the file is damaged, write it again")
-    bad_noise = sorted(name for name, value in noise.items() if not np.isfinite(value).all())
-    if bad_noise:
-        raise SgsimError(f"{path}: noise buffer {bad_noise[0]} contains NaN or infinite values; the file is damaged, write it again")
+    _check_values(f"{path}:{key}", latent, "a latent")
+    for name in sorted(noise):
+        _check_values(f"{path}: noise buffer {name}", noise[name], "a noise buffer")
     return LatentFile(latent=latent, key=key, noise=noise)
 
 

@@ -14,6 +14,8 @@ INVERT_STEPS = 1000  # steps of an inversion's W fit (sgsim.inversion.invert ste
 REFINE_STEPS = 300  # W+ refinement steps after an inversion's W fit (sgsim.inversion.invert refine_steps)
 INVERSION_SEED = 0  # seeds the inversion of a photo (initial noise, w exploration noise)
 VIDEO_FRAMES = 50  # about this many optimisation snapshots go into an edit's optimisation video
+MAX_STRENGTH = 100.0  # |strength| bound: 1 is the edit, the demo's slider stops at 2; 1e300 was inf in float32
+MAX_STRENGTHS = 256  # strengths of one run: each is a generator pass and an image written
 MIX_MODES = ("weighted", "layers")  # how a sound and a text combine (sgsim.editing.Editor.edit mix)
 
 
@@ -41,8 +43,13 @@ def check_settings(steps: int, lr: float, mix: str, strengths: Sequence[float]) 
 
 
 def check_strengths(strengths: Sequence[float]) -> list[float]:
-    """Strengths as floats; at least one, all finite."""
-    strengths = [float(s) for s in strengths]
-    if not strengths or not all(math.isfinite(s) for s in strengths):
-        raise SgsimError(f"strengths must be one or more finite numbers, got {strengths}")
+    """Strengths as floats; one to MAX_STRENGTHS of them, all finite and within +-MAX_STRENGTH."""
+    try:
+        strengths = [float(s) for s in strengths]
+    except (TypeError, ValueError):
+        raise SgsimError(f"strengths must be numbers, got {list(strengths)!r:.200}") from None
+    if len(strengths) > MAX_STRENGTHS:
+        raise SgsimError(f"{len(strengths)} strengths, more than the {MAX_STRENGTHS} one run renders; split them over several runs")
+    if not strengths or not all(math.isfinite(s) and abs(s) <= MAX_STRENGTH for s in strengths):
+        raise SgsimError(f"strengths must be one or more numbers from {-MAX_STRENGTH:g} to {MAX_STRENGTH:g}, got {strengths}")
     return strengths

@@ -15,14 +15,16 @@ def _strength_option(ctx: click.Context, param: click.Parameter, value: str) -> 
 
 
 def learned_generator(directions) -> str:
-    """The generator the directions were learned on, when it can be found here: a manifest name, or a file that exists."""
+    """The generator the directions were learned on when it is a manifest name; a file the record names is loaded
+    only when the user passes it as --generator (the record is data from elsewhere, not a confirmed path)."""
     from checkpoints import entries
+    from sgsim.editing.directions import shown
 
     name = directions[0].generator.get("name")
-    if isinstance(name, str) and (name in {item.name for item in entries() if item.kind == "generator"} or Path(name).is_file()):
+    if isinstance(name, str) and name in {item.name for item in entries() if item.kind == "generator"}:
         return name
-    raise click.UsageError(f"direction {directions[0].name!r} was learned on {name!r}, which is neither a manifest name nor a file "
-                           f"here; pass --generator NAME_OR_FILE")
+    raise click.UsageError(f"direction {directions[0].name!r} was learned on {shown(name)}, not a manifest name; "
+                           f"pass --generator NAME_OR_FILE (a file a direction records is loaded only when you name it)")
 
 
 def _sources(seeds: list[int], latents: tuple[str, ...], images: tuple[Path, ...]) -> list[tuple[str, object]]:
@@ -72,12 +74,14 @@ def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, la
     from sgsim.latents import write_latent_file
     from sgsim.outputs import GridRow, is_run_folder, run_record, tile_size, weights_record, write_grid_rows, write_json, write_png
 
-    from sgsim.editing.directions import SoundDirection
+    from sgsim.editing.directions import SoundDirection, check_weights
+    from sgsim.settings import check_strengths
 
     directions = [SoundDirection.from_spec(spec) for spec in direction_specs]
     if direction_weights and len(direction_weights) != len(directions):
         raise click.UsageError(f"{len(direction_weights)} --weight for {len(directions)} --direction: give one per direction, or none")
-    weights = list(direction_weights) or [1.0] * len(directions)
+    weights = check_weights(direction_weights or None, len(directions))
+    check_strengths(strengths)
     seeds = list(dict.fromkeys([*(parse_seeds(seed_ranges) if seed_ranges else []), *seed_list]))
     if class_index is not None and not seeds:
         raise click.UsageError("--class picks the label of a seed source; a latent or an image has none, leave out --class")

@@ -22,7 +22,7 @@ def record_path(out: Path) -> Path:
 def _written_by_sgsim_video(out: Path) -> bool:
     try:
         data = json.loads(record_path(out).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(data, dict) and "sgsim" in data and data.get("command") == "video"
 

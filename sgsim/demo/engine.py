@@ -191,9 +191,11 @@ class DemoEngine:
     @staticmethod
     def latent_at(run: EditedRun, strength: float) -> torch.Tensor:
         """W+ [num_ws, w_dim] of the edit at `strength` (0: the source, 1: the optimised latent)."""
+        from sgsim.settings import check_strengths
         from sgsim.editing.mixing import sweep_strengths
 
-        return sweep_strengths(run.source_latent, run.edited_latent[None], torch.tensor([[float(strength)]]))[0, 0]
+        strength = check_strengths([strength])[0]  # NaN would pass into latent.npz and run.json
+        return sweep_strengths(run.source_latent, run.edited_latent[None], torch.tensor([[strength]]))[0, 0]
 
     def write_downloads(self, run: EditedRun, strength: float, image: torch.Tensor) -> list[Path]:
         """result.png (the image shown), latent.npz (its W+ as 'w', so `sgsim edit --latent` starts from it; with the

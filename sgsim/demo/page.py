@@ -19,7 +19,7 @@ import numpy as np
 from gradio.utils import get_upload_folder
 
 from sgsim.demo.engine import DemoEngine, EditedRun, EditRequest, VideoRequest
-from sgsim.demo.uploads import (MB, UploadLimits, check_image, check_keyframes, check_size, check_sound, public_message,
+from sgsim.demo.uploads import (MB, UploadLimits, check_image, check_keyframes, check_latent, check_sound, public_message,
                                 uploaded_file)
 from sgsim.errors import user_errors
 from sgsim.settings import SEED_MAX
@@ -50,15 +50,26 @@ def _shown_error(message: str) -> gr.Error:
 
 
 def _number(what: str, value, least: float, most: float, whole: bool = True):
-    """A number field's value in [least, most] (an int when `whole`), or a page error saying what it must be."""
+    """A number field's raw value in [least, most] (an int when `whole`), or a page error saying what it must be.
+    NaN fails every comparison, so it is refused here as any other value outside the range."""
     try:
-        if value is not None and (not whole or float(value).is_integer()) and least <= value <= most:
+        if (isinstance(value, (int, float)) and not isinstance(value, bool) and (not whole or float(value).is_integer())
+                and least <= value <= most):
             return int(value) if whole else float(value)
     except (TypeError, ValueError, OverflowError):
         pass
     shown = str if whole else "{:g}".format
     kind = "a whole number" if whole else "a number"
-    raise _shown_error(f"{what} must be {kind} from {shown(least)} to {shown(most)}, got {value}")
+    raise _shown_error(f"{what} must be {kind} from {shown(least)} to {shown(most)}, got {value!r:.40}")
+
+
+def _text(value, limit: int) -> Optional[str]:
+    """The optional text field's raw value, stripped (None when empty), or a page error when it is not short text."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise _shown_error(f"the text must be at most {limit} characters of text")
+    return value.strip() or None
 
 
 class DemoPage:
@@ -75,11 +86,13 @@ class DemoPage:
         """A checked upload (path inside the upload folder) and the name its sender gave it, or a page error."""
         if value is None:
             raise _shown_error(f"no {kind} given; upload one first")
-        path = value if isinstance(value, str) else value.path if hasattr(value, "path") else value["path"]
+        path = value if isinstance(value, str) else value.get("path") if isinstance(value, dict) else getattr(value, "path", None)
+        if not isinstance(path, str):
+            raise _shown_error(f"the {kind} is not an uploaded file; upload it again")
         name = Path(path).name
         try:
             checked = uploaded_file(path, self.uploads)
-            {"sound": check_sound, "photo": check_image, "latent file": check_size}[kind](checked, self.limits, name)
+            {"sound": check_sound, "photo": check_image, "latent file": check_latent}[kind](checked, self.limits, name)
         except user_errors() as exc:
             raise _shown_error(public_message(exc, Path(path).resolve(), name)) from None
         return checked, name
@@ -98,9 +111,9 @@ class DemoPage:
             source, source_name = self._upload(photo if source_kind == "photo" else latent,
                                                "photo" if source_kind == "photo" else "latent file")
         else:
-            raise _shown_error(f"unknown source {source_kind!r}; choose one of {', '.join(SOURCES)}")
+            raise _shown_error(f"unknown source {source_kind!r:.40}; choose one of {', '.join(SOURCES)}")
         return EditRequest(sound=sound_path, sound_name=sound_name, source=source, source_kind=source_kind,
-                           source_name=source_name, text=(text or "").strip() or None,
+                           source_name=source_name, text=_text(text, self.limits.max_text_chars),
                            steps=_number("steps", steps, 1, self.limits.max_steps),
                            invert_steps=_number("inversion steps", invert_steps, 1, self.limits.max_invert_steps))
 
@@ -109,6 +122,7 @@ class DemoPage:
         """Run the edit in a worker thread, yielding previews as it goes; Cancel, or this generator closing (a closed
         page), stops the optimisation after its current step."""
         request = self.request(sound, source_kind, seed, photo, latent, text, steps, invert_steps)
+        strength = _number("strength", strength, *STRENGTH_RANGE, whole=False)  # before the minutes of the edit
         files = {request.sound: request.sound_name}
         if isinstance(request.source, Path):
             files[request.source] = request.source_name
@@ -191,7 +205,7 @@ class DemoPage:
         """The result at another strength (one synthesis) and its downloads; nothing to do before the first edit."""
         if run is None:
             return gr.skip(), gr.skip()
-        return self._show(run, strength)
+        return self._show(run, _number("strength", strength, *STRENGTH_RANGE, whole=False))
 
     def _show(self, run: EditedRun, strength: float) -> tuple[np.ndarray, list[str]]:
         from sgsim.outputs import to_uint8
@@ -262,21 +276,24 @@ class DemoPage:
                                              gr.update(visible=kind == "latent")),
                                source_kind, [seed_row, photo, latent], queue=False, show_progress="hidden")
             random_seed.click(lambda: random.randint(0, SEED_MAX), None, seed, queue=False, show_progress="hidden")
-            sound.upload(self.check_sound, sound, None, show_progress="hidden")
-            sound.stop_recording(self.check_sound, sound, None, show_progress="hidden")
+            # preprocess=False: the handlers get the raw values and sgsim checks every one (finite, in range, typed);
+            # a value Gradio's own preprocessing fails on (a photo claiming 65535x65535) reached the page as "error: null".
+            raw = {"preprocess": False}
+            sound.upload(self.check_sound, sound, None, show_progress="hidden", **raw)
+            sound.stop_recording(self.check_sound, sound, None, show_progress="hidden", **raw)
             running = edit.click(
                 self.edit, [sound, source_kind, seed, photo, latent, text, steps, invert_steps, strength, history],
                 [result, run, downloads, history, gallery], concurrency_id=DEVICE_QUEUE, concurrency_limit=1,
-                show_progress_on=[downloads],
+                show_progress_on=[downloads], **raw,
             )
             cancel.click(self.cancel, None, None, cancels=[running], queue=False, show_progress="hidden")
             strength.input(self.restrength, [run, strength], [result, downloads], concurrency_id=DEVICE_QUEUE,
-                           concurrency_limit=1, trigger_mode="always_last", show_progress="hidden")
-            video_sound.upload(self.check_sound, video_sound, None, show_progress="hidden")
-            video_sound.stop_recording(self.check_sound, video_sound, None, show_progress="hidden")
+                           concurrency_limit=1, trigger_mode="always_last", show_progress="hidden", **raw)
+            video_sound.upload(self.check_sound, video_sound, None, show_progress="hidden", **raw)
+            video_sound.stop_recording(self.check_sound, video_sound, None, show_progress="hidden", **raw)
             making = make_video.click(self.video, [video_sound, video_seed, fps, keyframe_every, video_steps],
                                       [video, video_download], concurrency_id=DEVICE_QUEUE, concurrency_limit=1,
-                                      show_progress_on=[video_download])
+                                      show_progress_on=[video_download], **raw)
             cancel_video.click(self.cancel, None, None, cancels=[making], queue=False, show_progress="hidden")
         return demo
 

@@ -26,6 +26,8 @@ class UploadLimits:
     max_video_steps: int = 200  # optimisation steps of a video's keyframes (all optimised in one batch)
     max_fps: int = 12  # frames per second of a video
     max_keyframes: int = 32  # keyframes of one video: the batch the optimisation holds on the device at once
+    max_text_chars: int = 1000  # the text mixed with the sound (CLIP reads its first 77 tokens)
+    max_latent_unpacked_mb: float = 64.0  # a latent file's arrays unpacked (a 1024 px edit's with noise: a few MB)
 
 
 def uploaded_file(path: str | os.PathLike, folder: Path) -> Path:
@@ -71,6 +73,17 @@ def check_keyframes(path: Path, limits: UploadLimits, name: str, keyframe_every:
                          f"demo's {limits.max_keyframes}; space them further apart or trim the sound")
 
 
+def check_latent(path: Path, limits: UploadLimits, name: str) -> None:
+    """Refuse a latent file too large in bytes, or whose arrays unpack past the limit (a zip bomb), inflating nothing."""
+    from sgsim.latents import unpacked_bytes
+
+    check_size(path, limits, name)
+    unpacked = unpacked_bytes(path)
+    if unpacked > limits.max_latent_unpacked_mb * MB:
+        raise SgsimError(f"{name} unpacks to {unpacked / MB:.0f} MB, over the demo's {limits.max_latent_unpacked_mb:g} MB "
+                         f"for a latent file; upload latent.npz from sgsim")
+
+
 def check_image(path: Path, limits: UploadLimits, name: str) -> None:
     """Refuse a photo that is too large in bytes or pixels, reading only its header (sgsim.images decodes it later)."""
     from PIL import Image, UnidentifiedImageError
@@ -79,6 +92,8 @@ def check_image(path: Path, limits: UploadLimits, name: str) -> None:
     try:
         with Image.open(path) as image:
             width, height = image.size
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name} claims more pixels than the demo's limit of {limits.max_image_pixels:,}; downscale it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise ImageError(f"{name} is not an image the demo can read; upload a PNG or JPEG") from None
     if width * height > limits.max_image_pixels:

@@ -25,6 +25,7 @@ FORMAT_VERSION = 1
 METADATA_KEY = "sgsim.directions"  # the safetensors metadata entry holding the JSON
 SUFFIX = ".sgdir"
 MAX_METADATA_CHARS = 10_000_000  # far above any real record; a hostile header fails fast
+MAX_WEIGHT = 100.0  # |weight| of a direction in a combination; 1e300 was inf in float32
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # direction names are file stems and tensor-key prefixes
 
 
@@ -102,6 +103,12 @@ def describe_architecture(arch: Mapping) -> str:
             f"channel_max {synthesis.get('channel_max', '?')}, {synthesis.get('architecture', '?')}")
 
 
+def shown(recorded: object, limit: int = 120) -> str:
+    """A value read from a file, for a message: its repr (control characters escaped), cut to `limit` characters."""
+    text = repr(recorded)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def check_generator(direction: SoundDirection, generator, weights_sha256: Optional[str] = None) -> None:
     """Refuse a direction learned on a generator of another architecture (one line naming both); warn when the
     architecture matches but the weights differ (the offset may mean something else there)."""
@@ -109,22 +116,28 @@ def check_generator(direction: SoundDirection, generator, weights_sha256: Option
     current = architecture(generator)
     if stored != current:
         raise SgsimError(f"direction {direction.name!r} was learned on a generator of another architecture "
-                         f"({direction.generator.get('name')}: {describe_architecture(stored or {})}) than this one "
+                         f"({shown(direction.generator.get('name'))}: {describe_architecture(stored or {})}) than this one "
                          f"({describe_architecture(current)}); learn it again on this generator with sgsim direction")
     if weights_sha256 is not None and direction.generator.get("state_sha256") not in (None, weights_sha256):
         warnings.warn(f"direction {direction.name!r} was learned on other weights of this architecture "
-                      f"({direction.generator.get('name')}); it may not mean the same here", stacklevel=3)
+                      f"({shown(direction.generator.get('name'))}); it may not mean the same here", stacklevel=3)
+
+
+def check_weights(weights: Optional[Sequence[float]], count: int) -> list[float]:
+    """One weight per direction as floats (default 1 each), each finite and within +-MAX_WEIGHT."""
+    weights = [1.0] * count if weights is None else [float(w) for w in weights]
+    if len(weights) != count:
+        raise SgsimError(f"{len(weights)} weights for {count} directions: give one weight per direction")
+    if not all(math.isfinite(w) and abs(w) <= MAX_WEIGHT for w in weights):
+        raise SgsimError(f"direction weights must be numbers from {-MAX_WEIGHT:g} to {MAX_WEIGHT:g}, got {weights}")
+    return weights
 
 
 def combined_offset(directions: Sequence[SoundDirection], weights: Optional[Sequence[float]] = None) -> torch.Tensor:
     """sum_j weight_j * offset_j [num_ws, w_dim]: several sounds in one pass (rain + fire)."""
     if not directions:
         raise SgsimError("no direction given: pass at least one SoundDirection")
-    weights = [1.0] * len(directions) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(directions):
-        raise SgsimError(f"{len(weights)} weights for {len(directions)} directions: give one weight per direction")
-    if not all(math.isfinite(w) for w in weights):
-        raise SgsimError(f"direction weights must be finite numbers, got {weights}")
+    weights = check_weights(weights, len(directions))
     shapes = {tuple(d.offset.shape) for d in directions}
     if len(shapes) != 1:
         raise SgsimError(f"the directions have offsets of different shapes {sorted(shapes)}: they were learned on different generators")
@@ -135,7 +148,11 @@ def strength_latents(source: torch.Tensor, offset: torch.Tensor, strengths: Sequ
     """w_src + s * offset per strength: source [num_ws, w_dim] -> [S, num_ws, w_dim]; strength 0 is the source exactly."""
     from sgsim.editing.mixing import move_by
 
-    return move_by(source, offset.to(source)[None], torch.tensor([[float(s) for s in strengths]], dtype=source.dtype))[0]
+    latents = move_by(source, offset.to(source)[None], torch.tensor([[float(s) for s in strengths]], dtype=source.dtype))[0]
+    if not torch.isfinite(latents).all():
+        raise SgsimError(f"the latents at strengths {list(strengths)} are not finite numbers (the offset or the source is too "
+                         f"large for float32); use smaller strengths or weights")
+    return latents
 
 
 def direction_names(targets) -> list[str]:

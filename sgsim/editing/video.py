@@ -22,7 +22,7 @@ from sgsim.editing.mixing import move_by
 from sgsim.editing.targets import loudness_strengths
 from sgsim.editing.variables import free_rows
 from sgsim.editing.video_settings import (DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS,
-                                          DEFAULT_WINDOW, MAX_FPS)
+                                          DEFAULT_WINDOW, MAX_FPS, MAX_KEYFRAMES)
 from sgsim.errors import AudioError, SgsimError
 from sgsim.settings import check_settings, check_strengths
 from stylegan2.noise import swapped_noise
@@ -47,8 +47,12 @@ def frame_count(duration: float, fps: float) -> int:
 
 
 def keyframe_times(duration: float, every: float) -> np.ndarray:
-    """0, every, 2 every, ... and the track's end: the keyframes bracket every frame time."""
+    """0, every, 2 every, ... and the track's end: the keyframes bracket every frame time; at most MAX_KEYFRAMES."""
     count = max(1, math.ceil(duration / every - 1e-9))
+    if count + 1 > MAX_KEYFRAMES:
+        raise SgsimError(f"keyframes every {every:g} s over the {duration:.1f} s sound make {count + 1}, over the limit of "
+                         f"{MAX_KEYFRAMES} (MAX_KEYFRAMES, all optimised at once); space them at least "
+                         f"{duration / (MAX_KEYFRAMES - 1):.3g} s apart or trim the sound")
     return np.minimum(np.arange(count + 1) * every, duration)
 
 

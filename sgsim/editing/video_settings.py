@@ -4,6 +4,7 @@ them without loading torch."""
 DEFAULT_FPS = 24.0
 MAX_FPS = 240.0
 DEFAULT_KEYFRAME_EVERY = 0.5  # seconds between keyframes: fast enough for a thunderclap, slow enough to stay cheap
+MAX_KEYFRAMES = 1024  # keyframes of one video, all optimised in one batch: over 8 minutes of sound at the default spacing
 # Seconds of audio each keyframe's target is embedded from (scripts/bench_video.py --stability measures how much
 # an encoder's embedding of neighbouring windows agrees per window length; README "Sound-driven video").
 DEFAULT_WINDOW = 2.0

@@ -43,6 +43,8 @@ class FileServer:
     ignore_range: set[str] = field(default_factory=set)  # paths served whole even when a Range is asked
     cut_without_length: set[str] = field(default_factory=set)  # paths sent without Content-Length, cut at half
     trickle: set[str] = field(default_factory=set)  # paths sent one byte every 0.5 s
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> the path a 302 sends the client to
+    bad_length: set[str] = field(default_factory=set)  # paths sent whole with "Content-Length: many"
 
 
 def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
@@ -53,6 +55,12 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path, requested = self.path, self.headers.get("Range")
             server.requests.append((path, requested))
+            if path in server.redirects:
+                self.send_response(302)
+                self.send_header("Location", server.redirects[path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             body = server.files.get(path)
             if body is None:
                 self.send_error(404, "Not Found")
@@ -70,6 +78,12 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
             else:
                 self.send_response(200)
+            if path in server.bad_length:
+                self.send_header("Content-Length", "many")
+                self.end_headers()
+                self.wfile.write(body[start:])
+                self.close_connection = True
+                return
             if path in server.cut_without_length:  # the end of the connection is all that ends the body
                 self.end_headers()
                 self.wfile.write(body[start : start + (len(body) - start) // 2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import pickle
@@ -147,3 +148,101 @@ def test_verify_finds_a_cut_file_whose_checksum_was_recorded(sgsim_home, file_se
     (weights / "checksums.json").write_text(json.dumps({"tiny": {"sha256": hashlib.sha256(cut).hexdigest(), "size": len(cut)}}))
     with pytest.raises(WeightsError, match=r"outside the file.*sgsim weights download tiny"):
         checkpoints.verify("tiny")
+
+
+def test_a_stalled_url_is_given_up_for_the_next_which_resumes_the_part(sgsim_home, file_server, test_manifest, state_dict_bytes):
+    """1 byte every 0.5 s is far within a 60 s deadline but below 100 bytes/s over 1 s: the next URL takes over."""
+    file_server.files["/slow"] = file_server.files["/fast"] = state_dict_bytes
+    file_server.trickle.add("/slow")
+    test_manifest([_entry(file_server, "/slow", "torch-state-dict")])
+    stall = checkpoints.StallRule(min_bytes_per_s=100, window_s=1.0)
+    with pytest.raises(WeightsError, match=r"below the stall limit of 100 bytes/s over 1 s.*kept in") as caught:
+        checkpoints.download("tiny", progress=False, deadline=60, stall=stall)
+    assert "\n" not in str(caught.value)
+    part = sgsim_home / "weights" / "tiny.bin.part"
+    kept = part.stat().st_size
+    assert 0 < kept < len(state_dict_bytes)
+    urls = (file_server.url + "/slow", file_server.url + "/fast")
+    assert checkpoints.download("tiny", progress=False, deadline=60, stall=stall, urls=urls).read_bytes() == state_dict_bytes
+    path, requested = file_server.requests[-1]
+    assert path == "/fast" and int(requested.removeprefix("bytes=").rstrip("-")) > kept  # resumed the slow URL's .part
+    assert not part.exists()
+
+
+def test_a_redirect_loop_is_one_line(sgsim_home, file_server, test_manifest, state_dict_bytes):
+    file_server.redirects.update({"/a": "/b", "/b": "/a"})
+    file_server.files["/w"] = state_dict_bytes
+    test_manifest([_entry(file_server, "/a", "torch-state-dict")])
+    with pytest.raises(WeightsError, match="redirects in a loop") as caught:
+        checkpoints.download("tiny", progress=False)
+    assert "\n" not in str(caught.value)
+    assert checkpoints.download("tiny", progress=False, urls=(file_server.url + "/w",)).read_bytes() == state_dict_bytes
+
+
+@pytest.mark.parametrize("table, message", [
+    ("[" * 100000 + "]" * 100000, "nested too deeply"),
+    ('{"tiny": ["file:///dev/zero"]}', "not an http"),
+    ('{"tiny": ["ftp://127.0.0.1/w"]}', "not an http"),
+])
+def test_hostile_mirrors_files_are_one_line(sgsim_home, file_server, test_manifest, state_dict_bytes, table, message):
+    file_server.files["/w"] = state_dict_bytes
+    test_manifest([_entry(file_server, "/w", "torch-state-dict")])
+    sgsim_home.mkdir()
+    (sgsim_home / "mirrors.json").write_text(table)
+    with pytest.raises(WeightsError, match=message) as caught:
+        checkpoints.download("tiny", progress=False)
+    assert "\n" not in str(caught.value)
+    assert not (sgsim_home / "weights").exists() or not any((sgsim_home / "weights").iterdir())
+    (sgsim_home / "mirrors.json").unlink()
+    assert checkpoints.download("tiny", progress=False).read_bytes() == state_dict_bytes
+
+
+def test_a_source_sending_more_than_the_size_bound_is_cut_and_nothing_kept(sgsim_home, file_server, test_manifest,
+                                                                           state_dict_bytes, monkeypatch):
+    """A stream without end (file:///dev/zero, a server ignoring sizes) stops at the manifest's size or the cap."""
+    monkeypatch.setattr(importlib.import_module("checkpoints.download"), "MAX_UNKNOWN_SIZE", 3 << 20)
+    file_server.files["/w"] = state_dict_bytes
+    file_server.files["/big"] = state_dict_bytes + b"\0" * (4 << 20)
+    test_manifest([_entry(file_server, "/w", "torch-state-dict")])
+    for url in ("file:///dev/zero", file_server.url + "/big"):
+        with pytest.raises(WeightsError, match="bytes or more, more than the .* GiB any weights file may have") as caught:
+            checkpoints.download("tiny", progress=False, urls=(url,))
+        assert "\n" not in str(caught.value)
+        assert not any((sgsim_home / "weights").iterdir())
+    test_manifest([_entry(file_server, "/w", "torch-state-dict", size=len(state_dict_bytes))])
+    with pytest.raises(WeightsError, match=f"the manifest says {len(state_dict_bytes)}"):
+        checkpoints.download("tiny", progress=False, urls=(file_server.url + "/big",))
+    assert not any((sgsim_home / "weights").iterdir())
+    assert checkpoints.download("tiny", progress=False).read_bytes() == state_dict_bytes
+
+
+def test_a_redirect_away_from_http_and_a_length_that_is_not_a_number(sgsim_home, file_server, test_manifest, state_dict_bytes):
+    """A server may send the client to ftp:// (urllib would follow) or say "Content-Length: many" (was a ValueError)."""
+    file_server.redirects["/to-ftp"] = "ftp://127.0.0.1:9/w"
+    file_server.files["/w"] = state_dict_bytes
+    file_server.bad_length.add("/w")
+    test_manifest([_entry(file_server, "/to-ftp", "torch-state-dict")])
+    with pytest.raises(WeightsError, match="redirects to 'ftp://127.0.0.1:9/w', not an http.s. URL") as caught:
+        checkpoints.download("tiny", progress=False)
+    assert "\n" not in str(caught.value)
+    assert checkpoints.download("tiny", progress=False, urls=(file_server.url + "/w",)).read_bytes() == state_dict_bytes
+
+
+@pytest.mark.parametrize("content", [
+    "[" * 100000 + "]" * 100000, "[]", '{"tiny": 5}', '{"tiny": {"sha256": "x", "size": 1}}',
+    '{"tiny": {"sha256": "' + "a" * 64 + '", "size": -1}}', b"\xff\xfe",
+])
+def test_a_damaged_checksums_file_is_one_line_and_a_fresh_one_is_recorded(sgsim_home, file_server, test_manifest, state_dict_bytes,
+                                                                          content):
+    file_server.files["/w"] = state_dict_bytes
+    test_manifest([_entry(file_server, "/w", "torch-state-dict")])
+    checksums = sgsim_home / "weights" / "checksums.json"
+    checksums.parent.mkdir(parents=True)
+    checksums.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(WeightsError, match=r"checksums.json is corrupt.*delete it and run `sgsim weights verify`") as caught:
+        checkpoints.download("tiny", progress=False)
+    assert "\n" not in str(caught.value)
+    assert sorted(p.name for p in checksums.parent.iterdir()) == ["checksums.json"]  # nothing fetched or placed
+    checksums.unlink()
+    checkpoints.download("tiny", progress=False)
+    assert checkpoints.verify("tiny").status == "ok"

@@ -211,3 +211,23 @@ def test_too_short_a_sound_is_refused_by_name(tmp_path):
         check_long_enough(tmp_path / "click.wav")
     soundfile.write(tmp_path / "note.wav", sine(440, 0.5, 16000), 16000)
     assert check_long_enough(tmp_path / "note.wav") == pytest.approx(0.5)
+
+
+def test_a_many_channel_file_is_mixed_down_block_by_block_as_librosa_mixes_it(tmp_path):
+    """An 8-channel file is never held whole: the channel mean is taken per decoded block, with librosa's numbers."""
+    import tracemalloc
+
+    rate, channels = 48000, 8
+    data = np.random.default_rng(0).uniform(-0.5, 0.5, (rate * 20, channels)).astype(np.float32)
+    path = tmp_path / "eight.flac"
+    soundfile.write(path, data, rate, subtype="PCM_24")
+    expected, _ = librosa.load(path, sr=16000, mono=True)
+    tracemalloc.start()
+    try:
+        waveform, _ = load_audio(path, 16000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(waveform, expected)
+    assert peak < data.nbytes / 2, f"{peak / 2**20:.1f} MiB for a file of {data.nbytes / 2**20:.1f} MiB decoded"
+    np.testing.assert_array_equal(load_audio(path, mono=False)[0], librosa.load(path, sr=None, mono=False)[0])

@@ -144,3 +144,43 @@ def test_an_image_job_is_inverted_as_sgsim_edit_inverts_it(run, shared_data, tmp
         assert (folder / name).read_bytes() == (tmp_path / "edit" / name).read_bytes(), name
     record = json.loads((folder / "run.json").read_text())["source"]
     assert record["invert_steps"] == 2 and record["refine_steps"] == 1 and record["align"] is False
+
+
+def test_a_name_written_as_a_formula_stays_text_in_the_summary(run, shared_data, tmp_path):
+    """CSV injection: a refused name such as =HYPERLINK(...) reaches summary.csv prefixed with ', so a spreadsheet shows it."""
+    hostile = ['=HYPERLINK("http://127.0.0.1/x","open me")', "+1+2", "@SUM(A1)", "-2+3", "-rain"]  # the last is a valid name
+    jobs = tmp_path / "jobs.csv"
+    write_jobs(jobs, [*({"name": name, "audio": str(shared_data / "audio" / "wind.wav"), "seed": "1"} for name in hostile),
+                      {"name": "ok", "audio": str(shared_data / "audio" / "wind.wav"), "seed": "1"}])
+    out = tmp_path / "out"
+    result = run("batch", str(jobs), "--out", str(out))
+    assert result.exit_code == 1 and "2 done, 0 skipped (complete before), 4 failed" in result.output, result.output
+    lines = summary(out)
+    names = [row["name"] for row in lines]
+    assert names == ["'" + name for name in hostile] + ["ok"]
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in lines for cell in row.values())
+    assert sorted(p.name for p in out.iterdir()) == ["-rain", "ok", "summary.csv"]
+
+
+@pytest.mark.parametrize("outputs, complete", [
+    (["source.png"], True),
+    ("[" * 100000 + "]" * 100000, False),  # the whole record nested 100000 lists deep
+    (5, False),
+    ([5], False),
+    (["/etc/hostname"], False),  # a record naming a file outside its folder proves nothing about the job
+    (["../other/source.png"], False),
+    ([], False),
+])
+def test_a_run_record_read_back_is_data_never_trusted_about_other_files(tmp_path, outputs, complete):
+    from sgsim.batch import Job, is_complete
+
+    job, settings = Job(row=2, name="rain", audio="rain.wav", seed=1), {"steps": 3}
+    folder = tmp_path / "rain"
+    folder.mkdir()
+    (folder / "source.png").write_bytes(b"png")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "source.png").write_bytes(b"png")
+    record = outputs if isinstance(outputs, str) else json.dumps({"command": "batch", "job": job.record(), "batch_settings": settings,
+                                                                   "outputs": outputs})
+    (folder / "run.json").write_text(record)
+    assert is_complete(folder, job, settings) is complete

@@ -25,6 +25,8 @@ def run(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space):
         if args[0] == "direction":
             extra = ["--generator", str(tiny_generator_file), "--encoder-checkpoint", str(encoder_checkpoint_file),
                      "--device", "cpu", "--steps", STEPS]
+        if args[0] == "apply" and "--generator" not in args:  # the file a direction records is loaded only when named
+            extra = ["--generator", str(tiny_generator_file)]
         return CliRunner().invoke(main, [*args, *extra], catch_exceptions=False)
 
     return invoke
@@ -131,6 +133,10 @@ def _narrow_generator(path):
     ("weights", "give one per direction"),
     ("no source", "pass the images to edit"),
     ("no name", "holds no direction named"),
+    ("strength 1e300", "strengths must be one or more numbers from -100 to 100"),
+    ("weight 1e300", "direction weights must be numbers from -100 to 100"),
+    ("offset beyond float32 at this strength", "are not finite numbers"),
+    ("10000 strengths", "10000 strengths, more than the 256 one run renders"),
 ])
 def test_apply_refuses_bad_input_in_one_line_and_writes_nothing(run, library, tmp_path, case, message):
     folder, _ = library
@@ -142,12 +148,36 @@ def test_apply_refuses_bad_input_in_one_line_and_writes_nothing(run, library, tm
         "weights": ["--direction", rain, "--weight", "1", "--weight", "2", "--seed", "1"],
         "no source": ["--direction", rain],
         "no name": ["--direction", f"{rain}:thunder", "--seed", "1"],
+        "strength 1e300": ["--direction", rain, "--seed", "1", "--strength", "1e300"],  # finite in Python, inf in float32
+        "weight 1e300": ["--direction", rain, "--weight", "1e300", "--seed", "1"],
+        "offset beyond float32 at this strength": ["--direction", str(tmp_path / "huge.sgdir"), "--seed", "1", "--strength", "100"],
+        "10000 strengths": ["--direction", rain, "--seed", "1", "--strength", ",".join(["0.5"] * 10000)],
     }[case]
     (tmp_path / "bad.sgdir").write_bytes((folder / "raining.sgdir").read_bytes()[:100])
+    huge = SoundDirection.load(rain)
+    huge.offset = torch.full_like(huge.offset, 1e37)
+    huge.save(tmp_path / "huge.sgdir")
     out = tmp_path / "out"
     result = run("apply", *args, "--out", str(out))
     assert_one_error_line(result, message)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("recorded", ["x" * 5000, "the generator file itself"])
+def test_apply_loads_only_a_manifest_name_or_a_file_the_user_names(library, tiny_generator_file, tmp_path, recorded):
+    """A direction's record is data from elsewhere: a file it names is loaded only when given as --generator."""
+    folder, _ = library
+    direction = SoundDirection.load(folder / "raining.sgdir")
+    direction.generator["name"] = str(tiny_generator_file) if recorded == "the generator file itself" else recorded
+    direction.save(tmp_path / "recorded.sgdir")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["apply", "--direction", str(tmp_path / "recorded.sgdir"), "--seed", "1", "--out", str(out)])
+    assert_one_error_line(result, "not a manifest name; pass --generator NAME_OR_FILE")
+    assert len(result.stderr) < 400 and not out.exists()
+    result = CliRunner().invoke(main, ["apply", "--direction", str(tmp_path / "recorded.sgdir"), "--seed", "1", "--out", str(out),
+                                       "--generator", str(tiny_generator_file)])
+    assert result.exit_code == 0, result.output
+    assert (out / "seed0001" / "raining_s1.png").is_file()
 
 
 @pytest.mark.parametrize("case, message", [

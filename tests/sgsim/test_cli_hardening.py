@@ -57,6 +57,8 @@ def _broken_inputs(tmp_path):
     (tmp_path / "garbage.mp3").write_bytes(b"ID3" + bytes(range(256)) * 20)
     os.mkfifo(tmp_path / "fifo.wav")
     np.savez(tmp_path / "nan.npz", w=np.full((8, 32), np.nan, np.float32))
+    np.savez(tmp_path / "text_noise.npz", w=np.zeros((8, 32), np.float32), **{"noise.b4.conv1.noise_const": np.array(["x"] * 16)})
+    np.savez(tmp_path / "complex.npz", w=np.zeros((8, 32), np.complex64))
     from PIL import Image
 
     Image.new("RGB", (32, 32), (200, 100, 50)).save(tmp_path / "photo.png")
@@ -77,7 +79,10 @@ CASES = [
     ("silent sound", "edit", ["--audio", "{tmp}/silent.wav"], "silent.wav: the sound is silent"),
     ("garbage sound", "edit", ["--audio", "{tmp}/garbage.mp3"], "garbage.mp3 cannot be read as audio by libsndfile or a system decoder"),
     ("fifo sound", "edit", ["--audio", "{tmp}/fifo.wav"], "fifo.wav is not a regular file"),
-    ("NaN latent", "edit", ["--latent", "{tmp}/nan.npz"], "nan.npz:w contains NaN or infinite values; the file is damaged"),
+    ("NaN latent", "edit", ["--latent", "{tmp}/nan.npz"], "nan.npz:w contains NaN or infinite values (or values beyond float32); the file is damaged"),
+    ("latent with text noise", "edit", ["--latent", "{tmp}/text_noise.npz"], "noise buffer b4.conv1.noise_const holds <U1 values, not real numbers"),
+    ("complex latent", "edit", ["--latent", "{tmp}/complex.npz"], "complex.npz:w holds complex64 values, not real numbers"),
+    ("edit strength 1e300", "edit", ["--strength", "1e300"], "strengths must be one or more numbers from -100 to 100"),
     ("mixed precision on the CPU", "edit", ["--precision", "mixed"], "precision='mixed' runs fp16 kernels on CUDA"),
     ("class on an unconditional generator", "edit", ["--class", "2"], "this generator is unconditional"),
     ("class with a latent source", "edit", ["--class", "2", "--latent", "{tmp}/nan.npz"], "--class picks the label of a --seed source"),

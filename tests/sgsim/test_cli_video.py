@@ -81,8 +81,10 @@ def test_same_seed_gives_identical_decoded_frames_and_a_rerun_replaces_its_own_o
     ("not mp4", "ending in .mp4"),
     ("out is a folder", "is a folder"),
     ("foreign file", "sgsim video did not write it"),
+    ("record nested 100000 deep", "sgsim video did not write it"),
     ("zero fps", "--fps"),
     ("negative keyframe spacing", "--keyframe-every"),
+    ("a keyframe every microsecond", "keyframes every 1e-06 s over the 9.0 s sound make 9000001, over the limit of 1024"),
     ("tiny window", "--window"),
     ("bad device", "not a device name"),
 ])
@@ -95,8 +97,12 @@ def test_bad_input_is_one_line_and_writes_nothing(run, track, tmp_path, case, ex
     out = {"not mp4": tmp_path / "clip.avi", "out is a folder": tmp_path}.get(case, tmp_path / "clip.mp4")
     if case == "foreign file":
         (tmp_path / "clip.mp4").write_bytes(b"someone else's video")
+    if case == "record nested 100000 deep":
+        (tmp_path / "clip.mp4").write_bytes(b"someone else's video")
+        (tmp_path / "clip.json").write_text("[" * 100000 + "]" * 100000)
     source = [] if case == "no source" else ["--seed", "1"]
-    extra = {"zero fps": ["--fps", "0"], "negative keyframe spacing": ["--keyframe-every", "-1"], "tiny window": ["--window", "0.01"],
+    extra = {"zero fps": ["--fps", "0"], "negative keyframe spacing": ["--keyframe-every", "-1"],
+             "a keyframe every microsecond": ["--keyframe-every", "0.000001"], "tiny window": ["--window", "0.01"],
              "bad device": ["--device", "gpu0"]}.get(case, [])
     before = sorted(p.name for p in tmp_path.iterdir())
     result = run("--audio", str(audio), *source, "--out", str(out), *extra)

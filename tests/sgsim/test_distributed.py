@@ -120,3 +120,34 @@ def test_a_rank_that_fails_or_hangs_ends_the_run_with_a_report(first_run, torchr
     else:  # rank 0 gave up waiting for rank 1 after SGSIM_DISTRIBUTED_TIMEOUT (the torchrun fixture's); torchrun then stopped rank 1
         assert "rank: 0" in output
     assert not (out / "summary.csv").exists()  # no summary of a run that did not finish
+
+
+@pytest.mark.parametrize("case, env, expected", [
+    ("no MASTER_ADDR", {"WORLD_SIZE": "2", "RANK": "0"}, "MASTER_ADDR='' and MASTER_PORT='' do not say where the ranks meet"),
+    ("a peer that never comes", {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "SGSIM_DISTRIBUTED_TIMEOUT": "1"},
+     "rank 0 of 2 could not join the job at 127.0.0.1:"),
+    ("infinite timeout", {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "SGSIM_DISTRIBUTED_TIMEOUT": "inf"},
+     "SGSIM_DISTRIBUTED_TIMEOUT='inf' must be a number of seconds > 0 and at most 604800"),
+])
+def test_a_job_that_cannot_form_is_one_line_and_a_run_alone_still_works(tmp_path, monkeypatch, free_port, one_error_line,
+                                                                         case, env, expected):
+    from click.testing import CliRunner
+
+    from sgsim.cli import main
+
+    jobs, out = tmp_path / "jobs.csv", tmp_path / "out"
+    jobs.write_text("name,audio,seed\n")
+    for name in ("MASTER_ADDR", "MASTER_PORT", "SGSIM_DISTRIBUTED_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**env, "MASTER_PORT": str(free_port())}.items():
+        monkeypatch.setenv(name, value)
+    if case == "no MASTER_ADDR":
+        monkeypatch.delenv("MASTER_PORT")
+    result = CliRunner().invoke(main, ["batch", str(jobs), "--out", str(out), "--device", "cpu"])
+    assert expected in one_error_line(result)
+    assert not out.exists()
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT", "SGSIM_DISTRIBUTED_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(main, ["batch", str(jobs), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert (out / "summary.csv").read_text() == "row,name,status,rank,error\n"

@@ -113,3 +113,8 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_written_as_text(tmp_path):
     assert [r["name"] for r in read] == ["'=HYPERLINK(\"http://x\")", "'@SUM(A1)"]
     assert [r["other"] for r in read] == ["'+1", "'-2"] and [r["n"] for r in read] == ["-3", "4.5"]  # numbers stay numbers
     assert [r["plain"] for r in read] == ["rain", "'\tx"]
+def test_a_run_record_nested_too_deeply_is_not_an_sgsim_run(tmp_path):
+    from sgsim.outputs import is_run_folder
+
+    (tmp_path / "run.json").write_text("[" * 100000 + "]" * 100000)
+    assert is_run_folder(tmp_path) is False

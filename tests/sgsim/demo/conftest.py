@@ -5,6 +5,7 @@ Without the demo extra these tests are skipped, unless SGSIM_REQUIRE_BROWSER=1 (
 
 from __future__ import annotations
 
+import struct
 from typing import Iterator
 
 import pytest
@@ -45,3 +46,14 @@ def engine(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space, tmp_pa
 
     editor = build_editor(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint_file, None, "cpu")
     return DemoEngine(editor, tmp_path_factory.mktemp("results"), {"generator": str(tiny_generator_file)})
+
+
+@pytest.fixture(scope="session")
+def gif_claiming():
+    """gif(width, height) -> a 29-byte GIF whose header claims width x height (PIL refuses 65535x65535 as a bomb)."""
+    def gif(width: int, height: int) -> bytes:
+        header = b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0)
+        image = b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x44\x01\x00"
+        return header + image + b"\x3b"
+
+    return gif

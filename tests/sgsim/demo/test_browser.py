@@ -197,6 +197,48 @@ def test_a_request_naming_a_server_file_is_refused_and_the_server_goes_on(demo_s
     assert sorted((workspace / "results").iterdir()) == runs_before
 
 
+def api_call(client, data: list) -> str:
+    """POST /gradio_api/call/edit with `data` (the page's inputs in order) and return the event stream it answers."""
+    body = json.dumps({"data": data})  # Python's json writes NaN as the token a hostile client may send
+    call = client.post("/gradio_api/call/edit", content=body, headers={"Content-Type": "application/json"})
+    return client.get(f"/gradio_api/call/edit/{call.json()['event_id']}").text
+
+
+def test_hostile_api_values_are_one_readable_line_and_a_valid_edit_follows(demo_server, shared_data, tmp_path, gif_claiming):
+    """Values sent to the API by hand, past the page's widgets: each is refused by sgsim with a readable line (never
+    Gradio's "error: null"), nothing is written, and the next valid edit completes."""
+    import httpx
+
+    url, workspace = demo_server
+    gif, latent = tmp_path / "photo.gif", tmp_path / "latent.npz"
+    gif.write_bytes(gif_claiming(65535, 65535))
+    np.savez(latent, w=np.zeros((8, 32), np.float32), **{"noise.b4.conv1.noise_const": np.array(["x"] * 16)})
+    runs_before = sorted((workspace / "results").iterdir()) if (workspace / "results").exists() else []
+    with httpx.Client(base_url=url, timeout=WAIT_MS / 1000) as client:
+        def upload(path: Path) -> dict:
+            with path.open("rb") as stream:
+                stored = client.post("/gradio_api/upload", files={"files": (path.name, stream)}).json()[0]
+            return {"path": stored, "meta": {"_type": "gradio.FileData"}}
+
+        sound = upload(shared_data / "audio" / "raining.wav")
+        cases = {
+            "NaN strength": ([sound, "seed", 1, None, None, "", 2, 2, float("nan")], "strength must be a number from 0 to 2, got nan"),
+            "text seed": ([sound, "seed", "1", None, None, "", 2, 2, 1.0], "the seed must be a whole number"),
+            "GIF claiming 65535x65535": ([sound, "photo", 1, upload(gif), None, "", 2, 2, 1.0],
+                                         "photo.gif claims more pixels than the demo&#x27;s limit"),
+            "latent with text noise": ([sound, "latent", 1, None, upload(latent), "", 2, 2, 1.0],
+                                       "latent.npz: noise buffer b4.conv1.noise_const holds &lt;U1 values, not real numbers"),
+        }
+        for case, (data, expected) in cases.items():
+            answer = api_call(client, data)
+            assert answer.startswith("event: error"), (case, answer)
+            shown = json.loads(answer.splitlines()[1].removeprefix("data: "))["error"]  # None is Gradio's "error: null"
+            assert shown is not None and expected in shown and "\n" not in shown, (case, answer)
+        assert (sorted((workspace / "results").iterdir()) if (workspace / "results").exists() else []) == runs_before
+        answer = api_call(client, [sound, "seed", 1, None, None, "", 2, 2, 1.0])
+        assert "event: complete" in answer, answer
+
+
 def test_the_video_tab_shows_and_offers_an_mp4_of_the_sound(page, shared_data, tmp_path):
     import av
     import soundfile

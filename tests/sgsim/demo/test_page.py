@@ -42,6 +42,13 @@ def test_a_valid_request_names_only_checked_uploads(page):
     ({"steps": 51}, "steps must be a whole number from 1 to 50"),
     ({"invert_steps": 0}, "inversion steps must be a whole number"),
     ({"source_kind": "../../etc"}, "unknown source"),
+    ({"seed": True}, "the seed must be a whole number"),  # the raw JSON value: Gradio's preprocessing is skipped
+    ({"seed": "3"}, "the seed must be a whole number"),
+    ({"steps": 1e300}, "steps must be a whole number from 1 to 50, got 1e+300"),
+    ({"text": 5}, "the text must be at most 1000 characters of text"),
+    ({"text": "x" * 1001}, "the text must be at most 1000 characters of text"),
+    ({"source_kind": ["seed"] * 1000}, "unknown source"),
+    ({"source_kind": "photo", "photo": {"url": "x"}}, "the photo is not an uploaded file"),
 ])
 def test_bad_requests_are_page_errors(page, fields, expected):
     demo, gr, uploads = page
@@ -49,6 +56,17 @@ def test_bad_requests_are_page_errors(page, fields, expected):
     with pytest.raises(gr.Error) as error:
         ask(demo, sound, **fields)
     assert expected in error.value.message and str(uploads) not in error.value.message
+
+
+@pytest.mark.parametrize("strength", [float("nan"), float("inf"), -0.1, 2.5, "1", None, True])
+def test_a_strength_outside_the_slider_is_a_page_error_before_any_work(page, strength):
+    """NaN fails every comparison, so it passed the slider's bounds and reached latent.npz and run.json."""
+    demo, gr, uploads = page
+    with pytest.raises(gr.Error, match="strength must be a number from 0 to 2"):
+        demo.restrength(object(), strength)  # refused before the engine (None here) is asked for anything
+    edit = demo.edit(str(uploads / "h1" / "rain.wav"), "seed", 3, None, None, "", 10, 5, strength, [], session=None)
+    with pytest.raises(gr.Error, match="strength must be a number from 0 to 2"):
+        next(edit)
 
 
 def test_a_file_name_is_shown_as_text_never_as_markup(page):

@@ -9,7 +9,7 @@ import pytest
 import soundfile
 from PIL import Image
 
-from sgsim.demo.uploads import UploadLimits, check_image, check_sound, public_message, uploaded_file
+from sgsim.demo.uploads import UploadLimits, check_image, check_latent, check_sound, public_message, uploaded_file
 from sgsim.errors import SgsimError
 
 
@@ -71,14 +71,35 @@ def test_a_sound_within_the_limits_passes(shared_data):
     check_sound(shared_data / "audio" / "raining.wav", UploadLimits(), "raining.wav")
 
 
-@pytest.mark.parametrize("case, expected", [("too many pixels", "300x200 pixels, over the demo's limit of 59,999 pixels"), ("not an image", "not an image")])
-def test_bad_photos_are_refused_from_their_header(tmp_path, case, expected):
+@pytest.mark.parametrize("case, expected", [("too many pixels", "300x200 pixels, over the demo's limit of 59,999 pixels"), ("not an image", "not an image"),
+                                            ("a GIF claiming 65535x65535", "claims more pixels than the demo's limit of 59,999")])
+def test_bad_photos_are_refused_from_their_header(tmp_path, gif_claiming, case, expected):
     path = tmp_path / "photo.png"
     if case == "not an image":
         path.write_bytes(b"GIF89a but not really" * 10)
+    elif case == "a GIF claiming 65535x65535":
+        path.write_bytes(gif_claiming(65535, 65535))
     else:
         Image.new("RGB", (300, 200)).save(path)
     with pytest.raises(SgsimError, match=expected):
         check_image(path, UploadLimits(max_image_pixels=300 * 200 - 1), "photo.png")
     Image.new("RGB", (300, 200)).save(path)
     check_image(path, UploadLimits(max_image_pixels=300 * 200), "photo.png")
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("zip bomb", "unpacks to 64 MB, over the demo's 16 MB for a latent file"),
+    ("not a zip", "is not a readable .npz latent file"),
+])
+def test_bad_latent_files_are_refused_before_anything_is_inflated(tmp_path, case, expected):
+    path = tmp_path / "latent.npz"
+    if case == "zip bomb":  # 64 MB of zeros, compressed to well under the upload limit
+        np.savez_compressed(path, w=np.zeros(16 << 20, np.float32))
+    else:
+        path.write_bytes(b"PK but not a zip" * 10)
+    with pytest.raises(SgsimError) as error:
+        check_latent(path, UploadLimits(max_latent_unpacked_mb=16), "latent.npz")
+    message = public_message(error.value, path, "latent.npz")
+    assert expected in message and "\n" not in message and str(tmp_path) not in message
+    np.savez(path, w=np.zeros((8, 32), np.float32))
+    check_latent(path, UploadLimits(max_latent_unpacked_mb=16), "latent.npz")
