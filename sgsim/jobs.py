@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from sgsim.atomic import atomic_output
 from sgsim.errors import SgsimError
 from sgsim.settings import SEED_MAX, VIDEO_FRAMES
 
@@ -30,7 +29,6 @@ COLUMNS = ("name", "audio", "text", "seed", "image", "latent", "strength", "clas
 SOURCE_COLUMNS = ("seed", "image", "latent")
 SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = ("row", "name", "status", "rank", "error")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads a cell starting so as a formula (OWASP, CSV injection)
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"  # skipped: its folder was complete from an earlier run
 NAME_CHARACTERS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -227,20 +225,12 @@ def _stays_inside(name: str) -> bool:
     return not path.is_absolute() and ".." not in path.parts
 
 
-def spreadsheet_text(text: str) -> str:
-    """A text cell that a spreadsheet shows as text: a leading formula character gets a ' before it, as OWASP advises."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
 def write_summary(path: Path, outcomes: Iterable[Outcome]) -> None:
     """summary.csv: one line per row of the jobs file, in row order, with its status and one-line error; atomic."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
-    for outcome in sorted(outcomes, key=lambda o: o.row):
-        writer.writerow([outcome.row, spreadsheet_text(outcome.name), outcome.status, outcome.rank, spreadsheet_text(outcome.error)])
-    with atomic_output(path) as stream:
-        stream.write(buffer.getvalue().encode("utf-8"))
+    from sgsim.outputs import write_csv
+
+    write_csv(path, [dict(zip(SUMMARY_COLUMNS, (o.row, o.name, o.status, o.rank, o.error)))
+                     for o in sorted(outcomes, key=lambda o: o.row)], SUMMARY_COLUMNS)
 
 
 def _print(message: str, error: bool = False) -> None:

@@ -212,14 +212,15 @@ def spreadsheet_cell(value: object) -> object:
     return value
 
 
-def write_csv(path: Union[str, os.PathLike], rows: Sequence[Mapping[str, object]]) -> None:
-    """Rows of one shape as CSV (header from the first row's keys), every text cell spreadsheet-safe, atomically."""
+def write_csv(path: Union[str, os.PathLike], rows: Sequence[Mapping[str, object]], columns: Optional[Sequence[str]] = None) -> None:
+    """Rows as CSV under a header (`columns`, else the first row's keys), every text cell spreadsheet-safe, atomically."""
     import csv
     import io
 
     buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, list(rows[0]), lineterminator="\n")
+    columns = list(columns) if columns is not None else list(rows[0]) if rows else []
+    if columns:
+        writer = csv.DictWriter(buffer, columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows({key: spreadsheet_cell(value) for key, value in row.items()} for row in rows)
     write_text(path, buffer.getvalue())

@@ -172,7 +172,7 @@ def test_a_name_written_as_a_formula_stays_text_in_the_summary(run, shared_data,
     ([], False),
 ])
 def test_a_run_record_read_back_is_data_never_trusted_about_other_files(tmp_path, outputs, complete):
-    from sgsim.batch import Job, is_complete
+    from sgsim.jobs import Job, is_complete
 
     job, settings = Job(row=2, name="rain", audio="rain.wav", seed=1), {"steps": 3}
     folder = tmp_path / "rain"
