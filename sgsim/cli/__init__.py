@@ -33,6 +33,7 @@ COMMANDS = {
     "direction": ("sgsim.cli.direction", "direction_command", "Learn a sound's direction once over many images, for instant edits with `sgsim apply`."),
     "apply": ("sgsim.cli.apply", "apply_command", "Apply learned sound directions to images instantly: one generator pass per image and strength."),
     "evaluate": ("sgsim.cli.evaluate", "evaluate_command", "Measure edits: how strongly each image shows its target, and how much of the source it keeps."),
+    "reproduce": ("sgsim.cli.reproduce", "reproduce_command", "Reproduce the paper's tables and figures: `paper` (examples/reproduce/paper.json) or a job file."),
     "study": ("sgsim.cli.study", "study_command", "Write a user study of edits, or tally its answers."),
     "world": ("sgsim.cli.world", "world_command", "Miniature worlds trained here, whose edits a judge that is not CLIP can score."),
 }
