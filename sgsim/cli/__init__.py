@@ -8,12 +8,13 @@ import importlib
 import signal
 import sys
 import threading
+import warnings
 from typing import Iterator
 
 import click
 
 from sgsim import __version__
-from sgsim.errors import user_errors
+from sgsim.errors import SgsimNotice, user_errors
 
 # name -> (module, attribute, first line of the command's help, which `sgsim --help` shows without importing it;
 # tests/sgsim/test_cli.py keeps it equal to the command's own)
@@ -68,6 +69,25 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _notices_as_lines() -> Iterator[None]:
+    """Show sgsim's notices (SgsimNotice warnings, from anywhere in the library) as one `note: ...` line written
+    above any progress bar, instead of Python's `file:line: UserWarning` and source line; other warnings as usual."""
+    with warnings.catch_warnings():  # restores showwarning when the command ends
+        python_way = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            if issubclass(category, SgsimNotice):
+                from tqdm import tqdm
+
+                tqdm.write(f"note: {message}", file=sys.stderr)  # clears a bar's line, prints, redraws the bar below
+            else:
+                python_way(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 class _LazyCommands(dict):
     """name -> command, importing a command's module the first time it is looked up (main.commands["edit"] works)."""
 
@@ -115,7 +135,7 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            with _sigterm_unwinds():
+            with _sigterm_unwinds(), _notices_as_lines():
                 return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise  # matched first, so `--help` does not evaluate user_errors(), whose imports load torch

@@ -22,7 +22,7 @@ from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
 from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale
 from sgsim.editing.variables import SharedOffset, free_rows
-from sgsim.errors import SgsimError
+from sgsim.errors import SgsimError, SgsimNotice
 from sgsim.inversion import invert
 from sgsim.losses import TERMS, ClipDirection, IdentityTerm, check_weights
 from stylegan2.noise import swapped_noise
@@ -594,7 +594,8 @@ class Editor:
                 weights[name] = 0.0
                 if absent[0] not in self._warned:
                     self._warned.add(absent[0])
-                    warnings.warn(f"editing without the {absent[0]} loss ({name} weight 0): {self._missing[absent[0]]}", stacklevel=3)
+                    warnings.warn(f"editing without the {absent[0]} loss ({name} weight 0): {self._missing[absent[0]]}",
+                                  category=SgsimNotice, stacklevel=3)
                 continue
             networks.update({need: self.networks[need] for need in needs})
         return networks

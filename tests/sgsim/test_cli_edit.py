@@ -310,3 +310,14 @@ def test_a_class_the_generator_cannot_take_is_refused_before_the_encoders_load(r
     result = run("edit", "--audio", str(sounds[0]), "--seed", "1", "--class", "2", "--out", str(tmp_path / "out"))
     assert "this generator is unconditional" in one_error_line(result)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_notice_is_one_clean_note_line_not_a_python_warning(run, sounds, tmp_path, monkeypatch):
+    """The library's notices (here: no ArcFace weights, so no identity loss) reach a CLI user as one `note:` line,
+    without Python's file:line, category and source line; the API keeps them as SgsimNotice warnings."""
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))
+    result = run("edit", "--audio", str(sounds[0]), "--seed", "3", "--out", str(tmp_path / "o"), "--weight", "id=0.5")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "editing without the identity loss" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: editing without the identity loss (id weight 0): ")
+    assert "Warning" not in result.output and "editor.edit(" not in result.output and ".py:" not in result.output
