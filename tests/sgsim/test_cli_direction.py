@@ -72,7 +72,12 @@ def test_a_library_run_resumes_and_a_single_file_holds_every_direction(run, libr
     assert list(load_directions(single)) == ["wind"] and wind.text == "a storm" and wind.settings["weights"]["latent"] == 0.5
 
 
-def test_apply_writes_the_edit_layout_and_renders_w_plus_s_times_the_weighted_offsets(run, library, tmp_path):
+def test_apply_writes_the_edit_layout_and_renders_w_plus_s_times_the_weighted_offsets(run, library, tmp_path, monkeypatch):
+    import sgsim.outputs
+
+    grids = []
+    write_grid_rows = sgsim.outputs.write_grid_rows
+    monkeypatch.setattr(sgsim.outputs, "write_grid_rows", lambda path, rows, *args: grids.append(rows) or write_grid_rows(path, rows, *args))
     folder, _ = library
     out = tmp_path / "applied"
     result = run("apply", "--direction", str(folder / "raining.sgdir"), "--direction", str(folder / "fire.sgdir"),
@@ -88,6 +93,9 @@ def test_apply_writes_the_edit_layout_and_renders_w_plus_s_times_the_weighted_of
     np.testing.assert_allclose(latents["offset"], offset, rtol=0, atol=1e-6)
     for strength_index, strength in enumerate((0.5, 1.0)):
         np.testing.assert_allclose(latents["applied"][:, strength_index], latents["sources"] + strength * offset, rtol=0, atol=1e-6)
+    [rows] = grids  # labelled as `edit` labels its grid: the strength under each tile, the weighted sum above the row
+    assert sorted(row.title for row in rows) == ["seed0007: raining + 0.5·fire", "seed0009: raining + 0.5·fire"]
+    assert rows[0].captions == ["source", "strength 0.5", "strength 1"]
     with Image.open(out / "comparison.png") as comparison:  # a row per seed: source, then each strength
         side = tile_size(32)
         assert comparison.width == 3 * side and 2 * side < comparison.height < 3 * side

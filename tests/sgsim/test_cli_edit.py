@@ -59,7 +59,7 @@ def test_edit_writes_every_output_and_records_the_run(run, sounds, tmp_path, tin
     assert Image.open(out / "comparison.png").size == (3 * 128, 2 * (2 * band + 128))
     with av.open(str(out / "optimisation.mp4")) as video:
         frames = [frame.to_ndarray(format="rgb24") for frame in video.decode(video=0)]
-    assert len(frames) == int(STEPS) and frames[0].shape == (band * 2 + 128, 3 * 128, 3)  # source + one tile per sound
+    assert len(frames) == int(STEPS) + 1 and frames[0].shape == (band * 2 + 128, 3 * 128, 3)  # each step's input, then the result; source + one tile per sound
     latents = np.load(out / "latents.npz")
     assert latents["source"].shape == (8, 32) and latents["edited"].shape == (2, 8, 32)
     assert latents["swept"].shape == (2, 2, 8, 32)

@@ -151,6 +151,17 @@ def test_identity_is_never_loaded_at_lambda_id_zero_and_missing_weights_warn_onc
     assert (result.losses["id"] == 0).all()
 
 
+def test_recorded_frames_end_on_the_result_of_the_last_step(editor, sounds):
+    """A video of the optimisation shows every k-th step's input and then the final edit, never stopping a step short."""
+    from sgsim.editing.folder import optimisation_frames
+
+    result = editor.edit(0, Target(sounds["fire"]), steps=5, record_every=2)
+    assert len(result.frames) == 4  # the inputs of steps 0, 2 and 4, then the result
+    torch.testing.assert_close(result.frames[-1][0], result.images[0, 0], atol=1e-5, rtol=0)
+    assert not torch.allclose(result.frames[-2][0], result.images[0, 0], atol=1e-5, rtol=0)
+    assert len(list(optimisation_frames(result))) == 4
+
+
 def test_a_nan_loss_stops_with_the_step_and_the_last_finite_latents(editor, sounds):
     with pytest.raises(EditDiverged, match="diverged at step") as caught:
         editor.edit(0, Target(sounds["fire"]), steps=STEPS, lr=1e30)
