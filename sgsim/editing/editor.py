@@ -25,6 +25,7 @@ from sgsim.editing.variables import SharedOffset, free_rows
 from sgsim.errors import SgsimError, SgsimNotice
 from sgsim.inversion import invert
 from sgsim.losses import TERMS, ClipDirection, IdentityTerm, check_weights
+from sgsim.progress import phase_bar
 from stylegan2.noise import swapped_noise
 from stylegan2.precision import MIXED, SynthesisPrecision
 
@@ -251,7 +252,8 @@ class Editor:
             image = read_image(image, G.img_resolution)
         lpips = self._network("lpips")  # None: invert warns and fits pixels instead
         image = image.reshape(-1, *image.shape[-3:])
-        result = invert(G, image.to(self.device), steps=invert_steps, lpips=lpips, seed=seed)
+        with phase_bar(invert_steps, "inverting the photo") as on_step:
+            result = invert(G, image.to(self.device), steps=invert_steps, lpips=lpips, seed=seed, callback=on_step)
         return result.w_plus[0], result.noise, image[0].detach().float().cpu().clamp(-1, 1)
 
     @torch.no_grad()
@@ -486,8 +488,9 @@ class Editor:
         offsets = torch.stack([d.offset for d in directions]).to(self.device)
         sources = w_seeds.repeat(len(directions), 1, 1)  # sample (k, i) at k * len(seeds) + i, as SharedOffset lays out
         moved = sources + offsets.repeat_interleave(len(seeds), dim=0)
-        optimised = optimise_latents(self.generator, self.clip, sources, aims, steps=steps, lr=lr, weights=weights,
-                                     networks=networks, layers=layers).latents
+        with phase_bar(steps, "held-out check") as on_step:
+            optimised = optimise_latents(self.generator, self.clip, sources, aims, steps=steps, lr=lr, weights=weights,
+                                         networks=networks, layers=layers, callback=on_step).latents
         problem = EditProblem(self.generator, self.clip, aims, sources, networks)
         measures = {"clip": ClipDirection().prepare(problem)}
         if weights.get("id", 0) > 0:

@@ -18,6 +18,7 @@ from sgsim.editing.variables import FreeRows, LatentVariables
 from sgsim.errors import SgsimError
 from sgsim.host_memory import generator_memory_kept
 from sgsim.losses import TERMS, EditProblem, StepInputs, check_weights
+from sgsim.progress import phase_bar
 from sgsim.schedule import ramped_lr
 
 TOTAL = "total"  # name of the weighted sum in the recorded losses
@@ -98,7 +99,8 @@ def optimise_latents(
         )
 
     # Every step frees and re-requests the same large blocks.
-    with generator_memory_kept(generator, source.device, max(len(b) for b in batches)):
+    with generator_memory_kept(generator, source.device, max(len(b) for b in batches)), \
+            phase_bar(steps, "optimising", callback) as callback:  # a bar when the caller follows no steps
         for step in range(steps):
             for group in optimizer.param_groups:
                 group["lr"] = ramped_lr(step, steps, lr)

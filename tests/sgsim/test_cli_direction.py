@@ -52,6 +52,8 @@ def test_direction_writes_one_file_per_sound_and_prints_the_held_out_numbers(lib
     assert rain.settings["sources"] == [{"seed": s, "class_index": None} for s in range(4)]
     assert rain.generator["name"] == str(tiny_generator_file) and rain.holdout["seeds"] == [4]
     assert "raining: held-out seeds 4: CLIP loss" in output and "fire: held-out seeds 4" in output
+    assert f"loaded generator {tiny_generator_file}" in output  # as `edit` says what it loaded
+    assert "held-out check: " in output and f"/{STEPS} [" in output  # the check has a bar of its own
     assert rain.settings["command_line"][1:3] == ["direction", "--audio"]
 
 
@@ -199,6 +201,7 @@ def test_apply_to_a_photo_inverts_it_first_and_names_its_folder_by_the_stem(run,
     result = run("apply", "--direction", str(folder / "fire.sgdir"), "--image", str(photo), "--invert-steps", "3",
                  "--strength", "1", "--out", str(tmp_path / "a"))
     assert result.exit_code == 0, result.output
+    assert "inverting the photo: " in result.output and "/3 [" in result.output  # the inversion is never silent
     assert sorted(p.name for p in (tmp_path / "a" / "portrait").iterdir()) == ["fire_s1.png", "source.png"]
     latents = np.load(tmp_path / "a" / "latents.npz")
     fire = SoundDirection.load(folder / "fire.sgdir")
