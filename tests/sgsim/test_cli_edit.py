@@ -266,7 +266,7 @@ def test_save_video_gif_writes_the_labelled_gif_instead(run, sounds, tmp_path):
     assert result.exit_code == 0, result.output
     assert "optimisation.gif" in json.loads((tmp_path / "g" / "run.json").read_text())["outputs"]
     with Image.open(tmp_path / "g" / "optimisation.gif") as gif:
-        assert gif.n_frames == int(STEPS) and gif.size == (2 * 128, 2 * round(font_size_for(128) * LABEL_BAND) + 128)
+        assert gif.n_frames == int(STEPS) + 1 and gif.size == (2 * 128, 2 * round(font_size_for(128) * LABEL_BAND) + 128)
     assert not (tmp_path / "g" / "optimisation.mp4").exists()
 
 
