@@ -118,3 +118,15 @@ def import_weights(path: str | os.PathLike, name: str, *, force: bool = False) -
             f"or pass --force to keep it as {name} anyway"
         )
     return checkpoints.import_file(path, name, forced=problem)
+
+
+def verify_weights(name: str) -> checkpoints.VerifyResult:
+    """checkpoints.verify, and for a file whose bytes no publisher vouches for (no published sha256) that it holds
+    what `name` promises, unless it was imported with --force (the result then says why it was kept)."""
+    result = checkpoints.verify(name)
+    if checkpoints.entry(name).sha256 is None and result.forced is None:
+        problem = mismatch(result.path, name)
+        if problem:
+            raise WeightsMismatchError(f"{result.path} is not the {name} weights: {problem}; delete it and download "
+                                       f"or import the right file (`sgsim weights import FILE --name {name}`)")
+    return result

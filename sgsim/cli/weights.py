@@ -82,7 +82,10 @@ def import_command(file: Path, name: str, force: bool) -> None:
 @weights.command("verify")
 @click.argument("names", nargs=-1)
 def verify_command(names: tuple[str, ...]) -> None:
-    """Re-hash cached files (all present ones when no NAME is given) against the manifest or recorded checksums."""
+    """Re-hash cached files (all present ones when no NAME is given) against the manifest or recorded checksums, and
+    check that a file without a published checksum holds what its name promises."""
+    from sgsim.weights_check import verify_weights
+
     if not names:
         names = tuple(item.name for item in checkpoints.entries() if (checkpoints.weights_dir() / item.filename).is_file())
         if not names:
@@ -91,7 +94,7 @@ def verify_command(names: tuple[str, ...]) -> None:
     failed = 0
     for name in names:
         try:
-            result = checkpoints.verify(name)
+            result = verify_weights(name)
         except WeightsError as exc:
             failed += 1
             click.echo(f"{name}: FAILED: {exc}", err=True)

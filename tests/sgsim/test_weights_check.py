@@ -95,3 +95,13 @@ def test_clip_weights_must_be_the_named_model_with_its_embedding_size(home, tiny
     entries_as("clip-vit-b-32", expects={"clip_model": tiny_clip_name, "embed_dim": 1024})
     assert mismatch(tiny_clip_file, "clip-vit-b-32") == "it holds 512-d embeddings where clip-vit-b-32 has 1024-d embeddings"
     assert mismatch(tiny_clip_file, "clip-rn50").startswith("it does not load as CLIP RN50-quickgelu")
+
+
+def test_verify_finds_a_wrong_file_put_into_the_cache_by_hand(home, tiny_generator_file, entries_as):
+    entries_as("landscape", format="safetensors")  # 256 px, 14 rows promised
+    cached(home, "landscape").parent.mkdir(parents=True)
+    cached(home, "landscape").write_bytes(tiny_generator_file.read_bytes())
+    result = CliRunner().invoke(main, ["weights", "verify", "landscape"])
+    assert result.exit_code == 1
+    assert "landscape: FAILED: " in result.output and "is not the landscape weights: it holds 32 px, 8 W+ rows" in result.output
+    assert "1 of 1 weights files failed verification" in result.output
