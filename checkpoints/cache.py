@@ -94,10 +94,11 @@ def _is_checksum_record(record: object) -> bool:
             and isinstance(size, int) and not isinstance(size, bool) and size >= 0)
 
 
-def record_checksum(name: str, sha256: str, size: int) -> None:
-    """Remember a file's sha256 and size so later verifies detect a changed or damaged file."""
+def record_checksum(name: str, sha256: str, size: int, forced: str | None = None) -> None:
+    """Remember a file's sha256 and size so later verifies detect a changed or damaged file; `forced` is why the
+    file is not what its name promises, when the user imported it anyway (`weights import --force`)."""
     table = recorded_checksums()
-    table[name] = {"sha256": sha256, "size": size}
+    table[name] = {"sha256": sha256, "size": size} | ({"forced": forced} if forced else {})
     write_text_atomic(weights_dir() / CHECKSUMS_FILENAME, json.dumps(table, indent=2, sort_keys=True) + "\n")
 
 

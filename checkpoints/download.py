@@ -67,6 +67,7 @@ class VerifyResult:
     sha256: str
     size: int
     status: str  # "ok": matches the manifest or the recorded checksum; "recorded": first hash, now remembered
+    forced: str | None = None  # why the file is not what its name promises, when it was imported with --force
 
 
 def sha256_file(path: Path) -> str:
@@ -135,8 +136,10 @@ def download(name: str, *, force: bool = False, progress: bool = True, timeout: 
     )
 
 
-def import_file(path: str | os.PathLike, name: str) -> Path:
-    """Copy a file fetched by other means into the cache as `name`, after checking its format and checksum."""
+def import_file(path: str | os.PathLike, name: str, *, forced: str | None = None) -> Path:
+    """Copy a file fetched by other means into the cache as `name`, after checking its format and checksum.
+
+    `forced` records why the file is kept although it is not what `name` promises (verify reports it)."""
     item = entry(name)
     source = Path(path).expanduser()
     if not source.is_file():
@@ -150,8 +153,8 @@ def import_file(path: str | os.PathLike, name: str) -> Path:
     target = cached_path(item)
     if not (target.is_file() and target.samefile(source)):
         _copy_atomic(source, target)
-    if item.sha256 is None:
-        record_checksum(name, sha256, target.stat().st_size)
+    if item.sha256 is None or forced or name in recorded_checksums():  # (a record also drops an earlier forced note)
+        record_checksum(name, sha256, target.stat().st_size, forced)
     return target
 
 
@@ -165,7 +168,8 @@ def verify(name: str) -> VerifyResult:
     except WeightsError as exc:
         raise WeightsError(f"{exc}; delete it and run `sgsim weights download {name}` again") from None
     sha256, size = sha256_file(path), path.stat().st_size
-    expected = item.sha256 or recorded_checksums().get(name, {}).get("sha256")
+    recorded = recorded_checksums().get(name, {})
+    expected = item.sha256 or recorded.get("sha256")
     if expected is None:
         record_checksum(name, sha256, size)
         return VerifyResult(name, path, sha256, size, "recorded")
@@ -175,7 +179,7 @@ def verify(name: str) -> VerifyResult:
             f"{path} has changed or is damaged: sha256 {sha256} ({size} bytes) differs from {origin} ({expected}); "
             f"delete it and run `sgsim weights download {name}` again"
         )
-    return VerifyResult(name, path, sha256, size, "ok")
+    return VerifyResult(name, path, sha256, size, "ok", recorded.get("forced"))
 
 
 def _check_file(path: Path, item: WeightsEntry, source: str) -> str:

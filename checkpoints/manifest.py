@@ -5,8 +5,9 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 from checkpoints.errors import WeightsError
 
@@ -26,6 +27,9 @@ class WeightsEntry:
     kind: str  # one of the manifest's "kinds": generator, audio-encoder, clip, lpips, identity
     licence: str
     description: str
+    # What the file must hold, checked on import (sgsim.weights_check): a generator's resolution and w_plus_rows,
+    # an audio encoder's registry name and embed_dim, a CLIP's clip_model and embed_dim, a helper network's name.
+    expects: Mapping[str, Any] = field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=1)

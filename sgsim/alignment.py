@@ -20,7 +20,7 @@ import scipy.ndimage
 import torch
 from PIL import Image
 
-from sgsim.errors import SgsimError
+from sgsim.errors import SgsimError, SgsimNotice
 
 
 # The FFHQ recipe (NVlabs ffhq-dataset, recreate_aligned_images).
@@ -168,7 +168,8 @@ def read_face(path: str | os.PathLike, resolution: int) -> torch.Tensor:
     side = float(np.hypot(*(quad[3] - quad[0])))
     if side * _MAX_UPSCALE < resolution:
         warnings.warn(f"{path}: the face crop is {side:.0f} px but the generator works at {resolution} px; upscaling it "
-                      f"that far gives a blurry target, use a larger photo of the face if you have one", stacklevel=2)
+                      f"that far gives a blurry target, use a larger photo of the face if you have one",
+                      category=SgsimNotice, stacklevel=2)
     return to_tensor(align_face(image, face, resolution))
 
 

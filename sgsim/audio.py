@@ -18,7 +18,7 @@ import librosa
 import numpy as np
 import soundfile
 
-from sgsim.errors import AudioError
+from sgsim.errors import AudioError, SgsimNotice
 
 if TYPE_CHECKING:
     import torch
@@ -180,7 +180,7 @@ def load_centred_window(path: str | Path, sample_rate: int, mono: bool, seconds:
     duration = audio_duration(path)
     offset = max(0.0, (duration - seconds) / 2)
     if offset > 0:
-        warnings.warn(f"{path} lasts {duration:.1f} s; only its centred {seconds:g} s are used", stacklevel=2)
+        warnings.warn(f"{path} lasts {duration:.1f} s; only its centred {seconds:g} s are used", category=SgsimNotice, stacklevel=2)
     waveform, _ = load_audio(path, sample_rate, mono, offset=offset, duration=seconds)
     return waveform
 

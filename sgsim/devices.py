@@ -8,7 +8,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Union
 
-from sgsim.errors import SgsimError
+from sgsim.errors import SgsimError, SgsimNotice
 
 if TYPE_CHECKING:
     import torch
@@ -93,5 +93,5 @@ def choose_precision(precision: Optional[str], device: Union[str, "torch.device"
         raise SgsimError(f"precision='mixed' runs fp16 kernels on CUDA, but the device is {device}; use 'fp32' or 'bf16'")
     if precision == "bf16" and torch.device(device).type == "cpu" and not native_bf16():
         warnings.warn("this CPU has no native bfloat16 instructions (AVX512-BF16 or AMX): precision='bf16' is "
-                      "emulated and slower than 'fp32' here", RuntimeWarning, stacklevel=3)
+                      "emulated and slower than 'fp32' here", SgsimNotice, stacklevel=3)
     return PrecisionChoice(precision, "asked for")

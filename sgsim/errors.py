@@ -1,4 +1,4 @@
-"""Errors of the editing toolkit and the tuple of every error the CLI reports as one line."""
+"""Errors of the editing toolkit, the tuple of every error the CLI reports as one line, and the notices it shows."""
 
 
 class SgsimError(Exception):
@@ -20,6 +20,11 @@ class ImageError(SgsimError):
 
 class NetworkFileError(SgsimError):
     """A weights file for a helper network (identity, LPIPS) is not in the format that network expects."""
+
+
+class SgsimNotice(UserWarning):
+    """Something a user should know about a run that still goes on (a loss turned off, a long file cut). The API
+    raises it as a Python warning; the CLI shows it as one `note: ...` line above any progress bar."""
 
 
 def user_errors() -> tuple[type[Exception], ...]:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from sgsim.errors import ImageError
+from sgsim.errors import ImageError, SgsimNotice
 
 # Full-scale value of the single-channel modes that are not 8-bit. Pillow opens 16-bit PNGs as
 # 'I' or 'I;16*', so 'I' is read on the 16-bit scale; float images ('F') on [0, 1].
@@ -93,7 +93,7 @@ def read_image(path: str | os.PathLike, resolution: int) -> torch.Tensor:
         warnings.warn(
             f"{path}: the centre square is {image.width} px but the generator works at {resolution} px; "
             f"upscaling it that far gives a blurry target, use a larger image if you have one",
-            stacklevel=2,
+            category=SgsimNotice, stacklevel=2,
         )
     if image.width != resolution:
         image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sgsim.errors import SgsimError
+from sgsim.errors import SgsimError, SgsimNotice
 from sgsim.host_memory import generator_memory_kept
 from sgsim.lpips import LpipsDistance
 from sgsim.schedule import ramped_lr
@@ -202,7 +202,7 @@ def invert(
     target = target.to(device, torch.float32)
     if lpips is None:
         warnings.warn("inverting without LPIPS-VGG16 weights (`sgsim weights download lpips-vgg16`): "
-                      "a pixel loss stands in and the reconstruction is less faithful", stacklevel=2)
+                      "a pixel loss stands in and the reconstruction is less faithful", category=SgsimNotice, stacklevel=2)
         distance = _pixel_pyramid_loss(target)
     else:
         distance = _lpips_loss(lpips.to(device), target)

@@ -41,3 +41,20 @@ def test_code_cites_no_document_outside_the_repository():
     offenders = [f"{path.relative_to(ROOT)}:{number}" for path in text_files((".py",)) if path != this
                  for number, line in enumerate(path.read_text().splitlines(), 1) if UNREADABLE.search(line)]
     assert offenders == []
+
+
+# Words that tell who measured something, when or on which occasion, instead of what the project is and does.
+OCCASION = re.compile(r"\bsessions?\b|session's|\bso far\b|\btoday\b|\bwe\b|\bour\b|\bwas lent\b|\bnot measured yet\b|"
+                      r"\bin one measurement\b|\bloaded machine\b|\bsince then\b|\bthis one included\b", re.IGNORECASE)
+
+
+def test_the_readme_speaks_of_the_project_not_of_who_measured_when():
+    readme = (ROOT / "README.md").read_text()
+    assert [match.group(0) for match in OCCASION.finditer(readme)] == []
+    assert OCCASION.search("a table from this session's runs") and OCCASION.search("we chose it")  # the rule bites
+
+
+def test_the_readme_says_how_long_the_test_command_takes_on_2_cores():
+    readme = (ROOT / "README.md").read_text()
+    assert ".venv/bin/python -m pytest -q" in readme
+    assert re.search(r"the whole suite: it takes \d+ to \d+ minutes on 2 CPU cores", readme)

@@ -8,12 +8,13 @@ import importlib
 import signal
 import sys
 import threading
+import warnings
 from typing import Iterator
 
 import click
 
 from sgsim import __version__
-from sgsim.errors import UsageProblem, user_errors
+from sgsim.errors import SgsimNotice, UsageProblem, user_errors
 
 # name -> (module, attribute, first line of the command's help, which `sgsim --help` shows without importing it;
 # tests/sgsim/test_cli.py keeps it equal to the command's own)
@@ -39,23 +40,56 @@ COMMANDS = {
 }
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived. A command stops with exit 143 and one line; a server (`sgsim demo`) catches it as its
+    normal way to stop."""
+
+# How `sgsim --help` groups the commands, in the order a user meets them: edit first, then the fast path of learned
+# directions, then the latents edits start from, the audio encoders, and the weights everything needs.
+SECTIONS = {
+    "Edit images with sounds": ("edit", "batch", "video", "demo"),
+    "Learn a sound's direction once, apply it instantly": ("direction", "apply"),
+    "Latents to edit": ("generate", "invert"),
+    "Audio encoders": ("train-encoder", "compare-encoders"),
+    "Weights": ("weights",),
+}
+
+
 @contextlib.contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit(143) while a command runs, so `finally` blocks remove its staging folder
+    """Turn SIGTERM into Terminated(143) while a command runs, so `finally` blocks remove its staging folder
     (Python's default for SIGTERM is to die on the spot). Only the main thread may set signal handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def terminated(signum, frame):
-        click.echo("Error: terminated (SIGTERM); nothing was written", err=True)
-        raise SystemExit(128 + signum)
+        raise Terminated(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, terminated)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _notices_as_lines() -> Iterator[None]:
+    """Show sgsim's notices (SgsimNotice warnings, from anywhere in the library) as one `note: ...` line written
+    above any progress bar, instead of Python's `file:line: UserWarning` and source line; other warnings as usual."""
+    with warnings.catch_warnings():  # restores showwarning when the command ends
+        python_way = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None) -> None:
+            if issubclass(category, SgsimNotice):
+                from tqdm import tqdm
+
+                tqdm.write(f"note: {message}", file=sys.stderr)  # clears a bar's line, prints, redraws the bar below
+            else:
+                python_way(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 class _LazyCommands(dict):
@@ -83,15 +117,18 @@ class _Group(click.Group):
     input) as one line and a non-zero exit."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS)
+        return [name for names in SECTIONS.values() for name in names]
 
     def get_command(self, ctx: click.Context, name: str):
         return self.commands[name] if name in COMMANDS else None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)  # as click.Group lays out its commands
-        with formatter.section("Commands"):
-            formatter.write_dl([(name, click.Command(name, help=summary).get_short_help_str(limit)) for name, (_, _, summary) in COMMANDS.items()])
+        width = max(len(name) for name in COMMANDS)  # one column for every section
+        limit = formatter.width - 6 - width  # as click.Group lays out its commands
+        for title, names in SECTIONS.items():
+            with formatter.section(title):
+                formatter.write_dl([(name.ljust(width), click.Command(name, help=COMMANDS[name][2]).get_short_help_str(limit))
+                                    for name in names])
 
     def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
         """Keep the command line as typed, for run records (sgsim.cli.options.command_line)."""
@@ -102,10 +139,13 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            with _sigterm_unwinds():
+            with _sigterm_unwinds(), _notices_as_lines():
                 return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise  # matched first, so `--help` does not evaluate user_errors(), whose imports load torch
+        except Terminated:
+            click.echo("Error: terminated (SIGTERM); nothing was written", err=True)
+            raise
         except UsageProblem as exc:  # the library's word for flags that cannot work together: a usage error, exit 2
             raise click.UsageError(str(exc)) from None
         except user_errors() as exc:

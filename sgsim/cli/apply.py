@@ -71,6 +71,7 @@ def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, la
     from sgsim.atomic import staged_output_dir
     from sgsim.devices import parse_device
     from sgsim.editing import Editor
+    from sgsim.editing.folder import directions_title, strength_caption
     from sgsim.latents import write_latent_file
     from sgsim.outputs import GridRow, is_run_folder, run_record, tile_size, weights_record, write_grid_rows, write_json, write_png
 
@@ -90,7 +91,8 @@ def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, la
         raise click.UsageError("pass the images to edit: --seed N, --seeds LIST, --latent FILE or --image FILE")
     generator = generator or learned_generator(directions)
     device = parse_device(device)
-    label = "+".join(unique(d.name for d in directions))
+    label = "+".join(unique(d.name for d in directions))  # for file names; the grid says the weights too
+    title = directions_title([d.name for d in directions], weights)
     out = out if out is not None else fresh_folder(f"{safe_stem(label, 'direction')}-apply")
     with staged_output_dir(out, overwrite, is_run_folder) as staging:  # an unusable --out fails here, before the generator loads
         started = time.perf_counter()
@@ -106,7 +108,7 @@ def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, la
             for strength, image in zip(strengths, applied.images[1:]):
                 outputs.append(f"{name}/{label}_s{strength:g}.png")
                 write_png(staging / outputs[-1], image)
-            rows.append(GridRow(list(applied.images), ["source", *(f"{label} x{s:g}" for s in strengths)], name))
+            rows.append(GridRow(list(applied.images), ["source", *(strength_caption(s, s) for s in strengths)], f"{name}: {title}"))
             source_latents.append(applied.source_latent)
             applied_latents.append(applied.latents[1:])
         applied_at = time.perf_counter()

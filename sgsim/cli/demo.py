@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import click
 
+from sgsim.cli import Terminated
 from sgsim.cli.options import device_option
 from sgsim.errors import SgsimError
 
@@ -49,4 +51,20 @@ def start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, hos
 def demo_command(host, port, generator, encoder, encoder_checkpoint, clip_weights, device, examples) -> None:
     """Serve an interactive page: upload or record a sound, edit an image toward it, tune the strength."""
     with tempfile.TemporaryDirectory(prefix="sgsim-demo-") as workspace:  # uploads and results go when the server stops
-        start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, host, port, examples, Path(workspace))
+        server = None
+        try:
+            server = start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, host, port, examples,
+                                Path(workspace), block=False)
+            wait_for_stop()
+        except (KeyboardInterrupt, Terminated):
+            pass  # Ctrl+C and SIGTERM are how a server is stopped: neither is an error
+        finally:
+            if server is not None:
+                server.close()
+    click.echo("sgsim demo stopped")
+
+
+def wait_for_stop() -> None:
+    """Block until Ctrl+C or SIGTERM interrupts the wait."""
+    while True:
+        time.sleep(3600)

@@ -190,6 +190,7 @@ def direction_command(audio, audio_dir, text, seeds, latents, images, class_inde
     editor = Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights,
                                     device=plan.device, preset=preset)
     click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
+    click.echo("loaded " + ", ".join(f"{name} {path}" for name, path in editor.weight_files.items()))
     groups = [todo] if plan.single else [todo[i:i + SOUNDS_PER_RUN] for i in range(0, len(todo), SOUNDS_PER_RUN)]
     learned = []
     for group in groups:

@@ -96,6 +96,10 @@ def _train(rank, device, config: TrainConfig, data, val_fold, clip_weights, clip
     trainer = EncoderTrainer(config, train, clip, out, val, device, rank)
     resumed = trainer.resume()
     total = config.epochs * trainer.steps_per_epoch
+    if resumed and trainer.step >= total and (out / FINAL_FILE).is_file():
+        say(f"{out} is complete: all {total} steps are trained and the encoder is {out / FINAL_FILE}; "
+            f"raise --epochs to train on, or pick another --out to start afresh")
+        return
     processes = f", {rank.world_size} processes x {trainer.share} clips = a global batch of {config.batch_size}" if rank.distributed else ""
     say(
         f"{'resuming at step ' + str(trainer.step) if resumed else 'training'}: {len(train.clips)} clips, "

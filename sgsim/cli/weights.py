@@ -22,18 +22,24 @@ def weights() -> None:
     """Official weights: list, download, import, verify, locate, convert."""
 
 
+LIST_WIDTH = 100  # `weights list` fits a 100-column terminal; descriptions are cut to what is left
+
+
 @weights.command("list")
 def list_command() -> None:
-    """Show every official weights file: whether it is cached, its size there and the size expected, kind, URL, purpose."""
-    rows = [("NAME", "PRESENT", "SIZE", "EXPECTED", "KIND", "URL", "DESCRIPTION")]
+    """Show every official weights file: whether it is cached, its size there, the size its publisher states, its
+    kind and purpose (`sgsim weights path NAME` tells where a missing one comes from)."""
+    rows = [("NAME", "CACHED", "SIZE", "PUBLISHED SIZE", "KIND", "DESCRIPTION")]
     for item in checkpoints.entries():
         path = checkpoints.weights_dir() / item.filename
         present = path.is_file()
         rows.append((item.name, "yes" if present else "no", _human_size(path.stat().st_size if present else None),
-                     _human_size(item.size) if item.size else "unknown", item.kind, item.urls[0], item.description))
+                     _human_size(item.size) if item.size else "not published", item.kind, item.description))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    room = LIST_WIDTH - sum(widths) - 2 * len(widths)
     for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+        description = row[-1] if len(row[-1]) <= room else row[-1][: room - 1] + "…"
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + description)
     click.echo(f"cache: {checkpoints.weights_dir()}")
 
 
@@ -63,15 +69,23 @@ def download_command(names: tuple[str, ...], force: bool, urls: tuple[str, ...])
 @weights.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", required=True, help="The manifest name this file is (see `sgsim weights list`).")
-def import_command(file: Path, name: str) -> None:
-    """Copy a file downloaded elsewhere into the cache, after checking its format and checksum."""
-    click.echo(checkpoints.import_file(file, name))
+@click.option("--force", is_flag=True, help="Keep a file that is not what NAME promises (other resolution, W+ rows, "
+              "architecture or embedding size); the cache records it and `weights verify` says so.")
+def import_command(file: Path, name: str, force: bool) -> None:
+    """Copy a file downloaded elsewhere into the cache, after checking its format, its checksum and that it holds
+    what NAME promises (a generator's resolution and W+ rows, an encoder's or CLIP's architecture and embedding size)."""
+    from sgsim.weights_check import import_weights
+
+    click.echo(import_weights(file, name, force=force))
 
 
 @weights.command("verify")
 @click.argument("names", nargs=-1)
 def verify_command(names: tuple[str, ...]) -> None:
-    """Re-hash cached files (all present ones when no NAME is given) against the manifest or recorded checksums."""
+    """Re-hash cached files (all present ones when no NAME is given) against the manifest or recorded checksums, and
+    check that a file without a published checksum holds what its name promises."""
+    from sgsim.weights_check import verify_weights
+
     if not names:
         names = tuple(item.name for item in checkpoints.entries() if (checkpoints.weights_dir() / item.filename).is_file())
         if not names:
@@ -80,12 +94,13 @@ def verify_command(names: tuple[str, ...]) -> None:
     failed = 0
     for name in names:
         try:
-            result = checkpoints.verify(name)
+            result = verify_weights(name)
         except WeightsError as exc:
             failed += 1
             click.echo(f"{name}: FAILED: {exc}", err=True)
             continue
-        click.echo(f"{name}: {result.status} sha256 {result.sha256} ({result.size} bytes)")
+        forced = f"; imported with --force although {result.forced}" if result.forced else ""
+        click.echo(f"{name}: {result.status} sha256 {result.sha256} ({result.size} bytes){forced}")
     if failed:
         raise WeightsError(f"{failed} of {len(names)} weights files failed verification (see above)")
 

@@ -11,8 +11,9 @@ import html
 import queue
 import random
 import threading
+import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import gradio as gr
 import numpy as np
@@ -36,7 +37,18 @@ DEFAULT_VIDEO_FPS = 8
 KEYFRAME_RANGE = (0.5, 5.0)  # seconds between keyframes; with the keyframe limit this bounds the optimised batch
 VIDEO_STAGES = {"embed": ("hearing the sound", "windows"), "optimise": ("optimising keyframes", "steps"),
                 "render": ("rendering frames", "frames")}  # sgsim.editing.video's stage -> what the page says, unit
-PAGE_CSS = "#result img { width: 100%; height: 100%; object-fit: contain; }"  # small generators' images fill the box
+THUMBNAIL_PX = 128  # side of a square thumbnail in the Results gallery
+PAGE_CSS = (
+    "#result img { width: 100%; height: 100%; object-fit: contain; }"  # small generators' images fill the box
+    # Square thumbnails in a grid, however many results there are (Gradio stretches a lone one to the full width).
+    f"#gallery .grid-container {{ grid-template-columns: repeat(auto-fill, {THUMBNAIL_PX}px) !important;"
+    f" grid-template-rows: none !important; grid-auto-rows: {THUMBNAIL_PX}px !important; }}"
+    f"#gallery .thumbnail-item {{ width: {THUMBNAIL_PX}px; height: {THUMBNAIL_PX}px; aspect-ratio: 1 / 1; }}"
+    "#gallery .thumbnail-item img { object-fit: contain; }"
+    "#gallery .grid-wrap { padding-top: 2.5em; }"  # below the gallery's label, not under it
+)
+# Closes the page's messages: before a new event's own message, and when the visitor turns to another tab.
+CLOSE_MESSAGES_JS = "(...values) => { document.querySelectorAll('.toast-close').forEach(b => b.click()); return values; }"
 TITLE = "sgsim: sound-guided image editing"
 INTRO = ("Upload or record a sound (or pick an example), choose where the edit starts, and press **Edit**: "
          "a StyleGAN2 latent is optimised until CLIP sees the sound in the image. "
@@ -70,6 +82,20 @@ def _text(value, limit: int) -> Optional[str]:
     if not isinstance(value, str) or len(value) > limit:
         raise _shown_error(f"the text must be at most {limit} characters of text")
     return value.strip() or None
+
+
+class ProgressClock:
+    """The status line of a running job: steps done, time elapsed and the time left at the rate so far (Gradio's own
+    timer restarts at every preview, so the page keeps its own)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.started = clock()
+
+    def line(self, what: str, done: int, total: int, unit: str = "steps") -> str:
+        elapsed = self.clock() - self.started
+        left = f" · about {elapsed / done * (total - done):.0f} s left" if 0 < done < total else ""
+        return f"{what}: {done} of {total} {unit} · {elapsed:.0f} s elapsed{left}"
 
 
 class DemoPage:
@@ -118,26 +144,39 @@ class DemoPage:
                            invert_steps=_number("inversion steps", invert_steps, 1, self.limits.max_invert_steps))
 
     def edit(self, sound, source_kind, seed, photo, latent, text, steps, invert_steps, strength, gallery,
-             session: gr.Request, progress=gr.Progress()) -> Iterator[tuple]:
-        """Run the edit in a worker thread, yielding previews as it goes; Cancel, or this generator closing (a closed
-        page), stops the optimisation after its current step."""
+             session: gr.Request) -> Iterator[tuple]:
+        """Run the edit in a worker thread, yielding previews and a status line (steps, time elapsed, time left) as it
+        goes; Cancel, or this generator closing (a closed page), stops the optimisation after its current step."""
         request = self.request(sound, source_kind, seed, photo, latent, text, steps, invert_steps)
         strength = _number("strength", strength, *STRENGTH_RANGE, whole=False)  # before the minutes of the edit
         files = {request.sound: request.sound_name}
         if isinstance(request.source, Path):
             files[request.source] = request.source_name
         job = lambda report, cancelled: self.engine.edit(request, report, cancelled)  # noqa: E731
+        clock = None
         for kind, value in self._running(session, job, files):
             if kind == "step":
                 done, total, preview = value
+                clock = clock or ProgressClock()  # from the first report, when the job has the device
                 what = "inverting the photo, then editing" if done == 0 and request.source_kind == "photo" else "editing"
-                progress((done, total), desc=what, unit="steps")
-                if preview is not None:
-                    yield preview, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                yield (preview if preview is not None else gr.skip()), *[gr.skip()] * 4, clock.line(what, done, total)
         run: EditedRun = value
         image, files = self._show(run, strength)
         gallery = ([(image, run.label)] + list(gallery or []))[:GALLERY_SIZE]
-        yield image, run, files, gallery, gallery
+        took = f" in {clock.clock() - clock.started:.0f} s" if clock else ""
+        yield image, run, files, gallery, gallery, f"done{took}: {run.label}"
+
+    def waiting(self) -> str:
+        """The status line the moment Edit is pressed, before the device is free."""
+        return "waiting for the device: another visitor's job is running" if self._cancels else "starting"
+
+    def stopped(self, run: Optional[EditedRun], strength: float, why: str) -> tuple:
+        """After a cancelled or failed edit: the previous result and its downloads again (none before a first edit),
+        never a half-finished preview beside the last run's files; the status says what happened."""
+        if run is None:
+            return None, None, f"{why}; no result yet"
+        image, files = self._show(run, strength)
+        return image, files, f"{why}; the previous result is shown"
 
     def _running(self, session: gr.Request, job, files: dict[Path, str]) -> Iterator[tuple[str, object]]:
         """Run job(report, cancelled) in a worker thread: yields ("step", what it reported) as it goes, then ("done", its
@@ -183,23 +222,35 @@ class DemoPage:
                             fps=_number("fps", fps, 1, self.limits.max_fps), keyframe_every=keyframe_every,
                             steps=_number("steps", steps, 1, self.limits.max_video_steps))
 
-    def video(self, sound, seed, fps, keyframe_every, steps, session: gr.Request, progress=gr.Progress()) -> Iterator[tuple]:
-        """Make the video in a worker thread with a progress bar per stage; show it and offer it for download."""
+    def video(self, sound, seed, fps, keyframe_every, steps, session: gr.Request) -> Iterator[tuple]:
+        """Make the video in a worker thread with a status line per stage; show it and offer it for download."""
         request = self.video_request(sound, seed, fps, keyframe_every, steps)
         job = lambda report, cancelled: self.engine.video(request, report, cancelled)  # noqa: E731
+        clocks: dict[str, ProgressClock] = {}
         for kind, value in self._running(session, job, {request.sound: request.sound_name}):
             if kind == "step":
                 stage, done, total = value
                 what, unit = VIDEO_STAGES[stage]
-                progress((done, total), desc=what, unit=unit)
-                yield gr.skip(), gr.skip()  # lets Cancel and a closed page reach the running job
-        yield str(value), [str(value)]
+                clock = clocks.setdefault(stage, ProgressClock())  # each stage has its own pace
+                yield gr.skip(), gr.skip(), clock.line(what, done, total, unit)
+        yield str(value), [str(value)], "done: the video is ready"
 
-    def cancel(self, session: gr.Request) -> None:
-        """Stop this page's running edit; Gradio's own cancelling only closes the handler at its next yield."""
+    def cancel(self, session: gr.Request) -> bool:
+        """Stop this page's running job (Gradio's own cancelling only closes the handler at its next yield); whether
+        one was running."""
         running = self._cancels.get(session.session_hash)
         if running is not None:
             running.set()
+        return running is not None
+
+    def cancel_edit(self, run: Optional[EditedRun], strength: float, session: gr.Request) -> tuple:
+        """Cancel: the edit stops, the previous result comes back and the status says "cancelled"."""
+        if not self.cancel(session):
+            return gr.skip(), gr.skip(), "nothing to cancel"
+        return self.stopped(run, strength, "cancelled")
+
+    def cancel_video(self, session: gr.Request) -> str:
+        return "cancelled" if self.cancel(session) else "nothing to cancel"
 
     def restrength(self, run: Optional[EditedRun], strength: float):
         """The result at another strength (one synthesis) and its downloads; nothing to do before the first edit."""
@@ -221,7 +272,7 @@ class DemoPage:
             run = gr.State(None)
             history = gr.State([])
             gr.Markdown(f"# {TITLE}\n{INTRO}")
-            with gr.Tab("Edit"):
+            with gr.Tab("Edit") as edit_tab:
                 with gr.Row():
                     with gr.Column():
                         sound = gr.Audio(label="Sound", sources=["upload", "microphone"], type="filepath", elem_id="sound")
@@ -243,14 +294,15 @@ class DemoPage:
                         with gr.Row():
                             edit = gr.Button("Edit", variant="primary", elem_id="edit")
                             cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                        status = gr.Markdown("", elem_id="status")
                     with gr.Column():
                         result = gr.Image(label="Result", type="numpy", interactive=False, format="png", height=RESULT_HEIGHT,
                                           elem_id="result")
                         strength = gr.Slider(*STRENGTH_RANGE, value=1.0, step=0.05, label="Strength", elem_id="strength")
                         downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
-                gallery = gr.Gallery(label="Results", columns=6, height=RESULT_HEIGHT // 2, object_fit="contain", preview=False,
-                                     interactive=False, elem_id="gallery")
-            with gr.Tab("Video"):
+                gallery = gr.Gallery(label="Results", height=2 * THUMBNAIL_PX + 100, object_fit="contain", preview=False, interactive=False,
+                                     elem_id="gallery")
+            with gr.Tab("Video") as video_tab:
                 with gr.Row():
                     with gr.Column():
                         video_sound = gr.Audio(label="Sound", sources=["upload", "microphone"], type="filepath",
@@ -267,6 +319,7 @@ class DemoPage:
                         with gr.Row():
                             make_video = gr.Button("Make video", variant="primary", elem_id="make-video")
                             cancel_video = gr.Button("Cancel", variant="stop", elem_id="cancel-video")
+                        video_status = gr.Markdown("", elem_id="video-status")
                     with gr.Column():
                         video = gr.Video(label="Video", interactive=False, height=RESULT_HEIGHT, elem_id="video")
                         video_download = gr.File(label="Download", file_count="multiple", interactive=False,
@@ -279,22 +332,32 @@ class DemoPage:
             # preprocess=False: the handlers get the raw values and sgsim checks every one (finite, in range, typed);
             # a value Gradio's own preprocessing fails on (a photo claiming 65535x65535) reached the page as "error: null".
             raw = {"preprocess": False}
-            sound.upload(self.check_sound, sound, None, show_progress="hidden", **raw)
-            sound.stop_recording(self.check_sound, sound, None, show_progress="hidden", **raw)
+            for tab in (edit_tab, video_tab):  # a message belongs to its tab
+                tab.select(None, None, None, js=CLOSE_MESSAGES_JS)
+            for audio in (sound, video_sound):  # a new sound's message replaces the last one
+                audio.upload(None, None, None, js=CLOSE_MESSAGES_JS)
+                audio.upload(self.check_sound, audio, None, show_progress="hidden", **raw)
+                audio.stop_recording(self.check_sound, audio, None, show_progress="hidden", **raw)
+            # The status line and Cancel speak for a job: Gradio's progress overlay is hidden (its timer restarts at
+            # every preview, and it would mark Downloads as failed while the previous result stays).
+            edit.click(self.waiting, None, status, queue=False, show_progress="hidden", js=CLOSE_MESSAGES_JS)
             running = edit.click(
                 self.edit, [sound, source_kind, seed, photo, latent, text, steps, invert_steps, strength, history],
-                [result, run, downloads, history, gallery], concurrency_id=DEVICE_QUEUE, concurrency_limit=1,
-                show_progress_on=[downloads], **raw,
+                [result, run, downloads, history, gallery, status], concurrency_id=DEVICE_QUEUE, concurrency_limit=1,
+                show_progress="hidden", **raw,
             )
-            cancel.click(self.cancel, None, None, cancels=[running], queue=False, show_progress="hidden")
+            running.failure(lambda run, strength: self.stopped(run, strength, "the edit failed (see the message)"),
+                            [run, strength], [result, downloads, status], concurrency_id=DEVICE_QUEUE, show_progress="hidden")
+            cancel.click(self.cancel_edit, [run, strength], [result, downloads, status], cancels=[running], queue=False,
+                         show_progress="hidden")
             strength.input(self.restrength, [run, strength], [result, downloads], concurrency_id=DEVICE_QUEUE,
                            concurrency_limit=1, trigger_mode="always_last", show_progress="hidden", **raw)
-            video_sound.upload(self.check_sound, video_sound, None, show_progress="hidden", **raw)
-            video_sound.stop_recording(self.check_sound, video_sound, None, show_progress="hidden", **raw)
+            make_video.click(self.waiting, None, video_status, queue=False, show_progress="hidden", js=CLOSE_MESSAGES_JS)
             making = make_video.click(self.video, [video_sound, video_seed, fps, keyframe_every, video_steps],
-                                      [video, video_download], concurrency_id=DEVICE_QUEUE, concurrency_limit=1,
-                                      show_progress_on=[video_download], **raw)
-            cancel_video.click(self.cancel, None, None, cancels=[making], queue=False, show_progress="hidden")
+                                      [video, video_download, video_status], concurrency_id=DEVICE_QUEUE, concurrency_limit=1,
+                                      show_progress="hidden", **raw)
+            making.failure(lambda: "the video failed (see the message)", None, video_status, show_progress="hidden")
+            cancel_video.click(self.cancel_video, None, video_status, cancels=[making], queue=False, show_progress="hidden")
         return demo
 
 

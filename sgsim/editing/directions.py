@@ -18,7 +18,7 @@ from typing import Mapping, Optional, Sequence, Union
 
 import torch
 
-from sgsim.errors import SgsimError
+from sgsim.errors import SgsimError, SgsimNotice
 
 FORMAT_NAME = "sgsim-direction"
 FORMAT_VERSION = 1
@@ -120,7 +120,8 @@ def check_generator(direction: SoundDirection, generator, weights_sha256: Option
                          f"({describe_architecture(current)}); learn it again on this generator with sgsim direction")
     if weights_sha256 is not None and direction.generator.get("state_sha256") not in (None, weights_sha256):
         warnings.warn(f"direction {direction.name!r} was learned on other weights of this architecture "
-                      f"({shown(direction.generator.get('name'))}); it may not mean the same here", stacklevel=3)
+                      f"({shown(direction.generator.get('name'))}); it may not mean the same here",
+                  category=SgsimNotice, stacklevel=3)
 
 
 def check_weights(weights: Optional[Sequence[float]], count: int) -> list[float]:

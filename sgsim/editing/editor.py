@@ -22,10 +22,11 @@ from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
 from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale, loudness_strengths
 from sgsim.editing.variables import SharedOffset, free_rows
-from sgsim.errors import SgsimError
+from sgsim.errors import SgsimError, SgsimNotice
 from sgsim.settings import check_settings, check_strengths
 from sgsim.inversion import invert
 from sgsim.losses import TERMS, ClipDirection, IdentityTerm, check_weights
+from sgsim.progress import phase_bar
 from stylegan2.noise import swapped_noise
 from stylegan2.precision import MIXED, SynthesisPrecision
 
@@ -242,7 +243,8 @@ class Editor:
             image = read_photo(image, G.img_resolution, align)
         lpips = self._network("lpips")  # None: invert warns and fits pixels instead
         image = image.reshape(-1, *image.shape[-3:])
-        result = invert(G, image.to(self.device), steps=invert_steps, lpips=lpips, seed=seed)
+        with phase_bar(invert_steps, "inverting the photo") as on_step:
+            result = invert(G, image.to(self.device), steps=invert_steps, lpips=lpips, seed=seed, callback=on_step)
         return result.w_plus[0], result.noise, image[0].detach().float().cpu().clamp(-1, 1)
 
     @torch.no_grad()
@@ -466,7 +468,8 @@ class Editor:
         offsets = torch.stack([d.offset for d in directions]).to(self.device)
         sources = w_seeds.repeat(len(directions), 1, 1)  # sample (k, i) at k * len(seeds) + i, as SharedOffset lays out
         moved = sources + offsets.repeat_interleave(len(seeds), dim=0)
-        optimised = self.optimise(run, sources, aims, steps=steps, lr=lr, layers=layers).latents
+        with phase_bar(steps, "held-out check") as on_step:
+            optimised = self.optimise(run, sources, aims, steps=steps, lr=lr, layers=layers, callback=on_step).latents
         problem = EditProblem(self.generator, self.clip, aims, sources, networks)
         measures = {"clip": ClipDirection().prepare(problem)}
         if weights.get("id", 0) > 0:
@@ -592,7 +595,8 @@ class Editor:
                 weights[name] = 0.0
                 if absent[0] not in self._warned:
                     self._warned.add(absent[0])
-                    warnings.warn(f"editing without the {absent[0]} loss ({name} weight 0): {self._missing[absent[0]]}", stacklevel=3)
+                    warnings.warn(f"editing without the {absent[0]} loss ({name} weight 0): {self._missing[absent[0]]}",
+                                  category=SgsimNotice, stacklevel=3)
                 continue
             networks.update({need: self.networks[need] for need in needs})
         return networks

@@ -46,6 +46,11 @@ def target_title(target: "Target", mix: str = "weighted") -> str:
     return f"{target.label} {how} “{target.text}”{weight}"
 
 
+def directions_title(names: Sequence[str], weights: Sequence[float]) -> str:
+    """What an `apply` row adds to its source: the directions as the weighted sum they are ("raining + 0.5·fire")."""
+    return " + ".join(name if weight == 1 else f"{weight:g}·{name}" for name, weight in zip(names, weights))
+
+
 def strength_caption(asked: float, applied: float) -> str:
     """A tile's caption: the strength applied, after the one asked for when the loudness scale changed it."""
     if abs(applied - asked) <= 1e-6 * max(1.0, abs(asked)):
@@ -88,7 +93,8 @@ def optimisation_frames(result: "EditResult", tile: int = VIDEO_TILE_PX) -> Iter
     lead, lead_captions = _leading_tiles(result)
     side = tile_size(result.source_image.shape[-2], tile)
     for index, frame in enumerate(result.frames):
-        title = f"step {index * every} of {steps}" if steps else f"step {index * every}"
+        step = steps if steps and index == len(result.frames) - 1 else index * every  # the last frame is the result
+        title = f"step {step} of {steps}" if steps else f"step {step}"
         row = GridRow([*lead, *frame], [*lead_captions, *result.guides], title)
         yield np.asarray(grid_picture([row], side))
 

@@ -18,6 +18,7 @@ from sgsim.editing.variables import FreeRows, LatentVariables
 from sgsim.errors import SgsimError
 from sgsim.host_memory import generator_memory_kept
 from sgsim.losses import TERMS, EditProblem, StepInputs, check_weights
+from sgsim.progress import phase_bar
 from sgsim.schedule import ramped_lr
 
 TOTAL = "total"  # name of the weighted sum in the recorded losses
@@ -60,7 +61,7 @@ def optimise_latents(
     batches: Optional[Sequence[torch.Tensor]] = None,  # sample index sets, one per step in turn; None: every sample every step
     target_weights: Optional[torch.Tensor] = None,  # [N] weight of each sample's target (0: none); None: 1 each
     callback: Optional[StepCallback] = None,
-    record_every: int = 0,  # > 0: keep the images of every k-th step (for a video)
+    record_every: int = 0,  # > 0: keep the images of every k-th step and of the result (for a video)
 ) -> OptimisedLatents:
     """Adam minimising the sum over samples of sum_term weight * term(G(w), w). A term off (weight 0) is not
     evaluated and records zeros. The batch loss is the sum of per-sample losses, so with terms that score each
@@ -98,7 +99,8 @@ def optimise_latents(
         )
 
     # Every step frees and re-requests the same large blocks.
-    with generator_memory_kept(generator, source.device, max(len(b) for b in batches)):
+    with generator_memory_kept(generator, source.device, max(len(b) for b in batches)), \
+            phase_bar(steps, "optimising", callback) as callback:  # a bar when the caller follows no steps
         for step in range(steps):
             for group in optimizer.param_groups:
                 group["lr"] = ramped_lr(step, steps, lr)
@@ -135,4 +137,7 @@ def optimise_latents(
         latents = variables.latents().detach()
     if not torch.isfinite(latents).all():
         raise diverged(steps, "latent")
+    if record_every > 0:  # the frames show each step's input; the video ends on what the last step made
+        with torch.no_grad():
+            frames.append(generator.synthesis(latents, noise_mode="const").detach().cpu())
     return OptimisedLatents(latents=latents, losses=history, frames=frames)

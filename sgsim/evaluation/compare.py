@@ -18,6 +18,7 @@ from sgsim.evaluation.embeddings import EmbeddingCache, embed_sharded, weights_s
 from sgsim.evaluation.prompts import class_embeddings, templates_for
 from sgsim.evaluation.scoring import ProtocolResult, evaluation_folds, linear_probe_scores, score_by_fold, zero_shot_scores
 from sgsim.evaluation.supervised import BASELINE_NAME, SupervisedConfig, network_inputs, supervised_scores
+from sgsim.outputs import unique
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,14 @@ def evaluate_supervised(
                          encoded=len(clips), seconds=time.perf_counter() - start, model=name)
 
 
+def dataset_labels(datasets: list[AudioDataset]) -> list[str]:
+    """Each dataset's name in progress bars and reports: its folder's name, with the parent folder's when two
+    datasets' folders share a name (two `audio` folders must not read alike)."""
+    names = [dataset.root.name for dataset in datasets]
+    return unique([name if names.count(name) == 1 else f"{dataset.root.parent.name}/{name}" for dataset, name in zip(datasets, names)],
+                  " #")
+
+
 def compare_encoders(
     choices: list[EncoderChoice],
     datasets: list[AudioDataset],
@@ -170,6 +179,7 @@ def compare_encoders(
     """
     templates_for(prompts)  # an unknown prompt set fails before any model loads
     comparison = Comparison(prompts=prompts, precision=precision)
+    labels = dataset_labels(datasets)
     for choice in choices:
         try:
             encoder = load_audio_encoder(choice.name, checkpoint=choice.checkpoint, device=device)
@@ -177,14 +187,16 @@ def compare_encoders(
         except (EncoderError, WeightsError) as error:
             comparison.skipped.append((choice.shown, str(error)))
             continue
-        for dataset in datasets:
-            progress = progress_factory(f"{choice.shown} on {dataset.root.name}", len(dataset.clips)) if progress_factory else None
+        for dataset, label in zip(datasets, labels):
+            progress = progress_factory(f"{choice.shown} on {label}", len(dataset.clips)) if progress_factory else None
             result = evaluate_encoder(encoder, clip, dataset, prompts, linear_probe, cache_root, batch_size, workers, progress, precision)
-            result.encoder, result.model = choice.shown, choice.name
+            result.encoder, result.model, result.dataset = choice.shown, choice.name, label
             comparison.results.append(result)
         del encoder, clip
     if supervised is not None:
-        for dataset in datasets:
-            progress = progress_factory(f"supervised {supervised.backbone} on {dataset.root.name}", len(dataset.clips)) if progress_factory else None
-            comparison.results.append(evaluate_supervised(dataset, supervised, device, progress))
+        for dataset, label in zip(datasets, labels):
+            progress = progress_factory(f"supervised {supervised.backbone} on {label}", len(dataset.clips)) if progress_factory else None
+            result = evaluate_supervised(dataset, supervised, device, progress)
+            result.dataset = label
+            comparison.results.append(result)
     return comparison

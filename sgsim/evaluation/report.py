@@ -74,9 +74,10 @@ def markdown(comparison: Comparison, with_paper: bool = False) -> str:
                 )
     lines += ["", "## Runs", ""]
     for result in comparison.results:
+        cached = max(result.clips - result.encoded, 0)  # evaluated clips that were not encoded in this run
         lines.append(
             f"- {result.encoder} on {result.dataset}: {result.clips} clips evaluated, {len(result.problems)} left out, "
-            f"{result.encoded} encoded (the rest from the cache), {result.seconds:.1f} s"
+            f"{result.encoded} encoded, {cached or 'none'} from the cache, {result.seconds:.1f} s"
         )
     for name, reason in comparison.skipped:
         lines.append(f"- skipped {name}: {reason}")

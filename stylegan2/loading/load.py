@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,18 +132,15 @@ def _meta_generator(init_kwargs: dict[str, Any], source: str) -> Generator:
         raise CheckpointError(f"{source}: cannot build a generator from {str(init_kwargs)[:300]} ({error})") from None
 
 
-def build_generator(checkpoint: GeneratorCheckpoint, source: str) -> Generator:
-    """Generator(**init_kwargs) with the checkpoint's state loaded strictly; filter buffers come from the build.
-
-    The settings are checked against bounds and every tensor shape against the file before any weight is
-    allocated, so memory follows the file's size, never what its settings claim.
-    """
-    template = _meta_generator(checkpoint.init_kwargs, source).state_dict()
+def _fitted_state(checkpoint: GeneratorCheckpoint, source: str) -> tuple[Generator, dict[str, torch.Tensor], set[str]]:
+    """The checkpoint's state checked key by key and shape by shape against the meta generator its settings
+    describe; returns that meta generator, the state and the keys the build must supply (FIR filters, an absent w_avg)."""
+    meta = _meta_generator(checkpoint.init_kwargs, source)
+    template = meta.state_dict()
     state = dict(checkpoint.state_dict)
     # FIR filters are fixed by resample_filter, and only NVIDIA pickles store them.
     from_build = {key for key in template if key.endswith("resample_filter") and key not in state}
-    estimate_w_avg = "mapping.w_avg" in template and "mapping.w_avg" not in state
-    if estimate_w_avg:
+    if "mapping.w_avg" in template and "mapping.w_avg" not in state:
         from_build.add("mapping.w_avg")
     missing, unexpected = set(template) - set(state) - from_build, set(state) - set(template)
     wrong = {key for key in set(template) & set(state) if template[key].shape != state[key].shape}
@@ -150,6 +148,35 @@ def build_generator(checkpoint: GeneratorCheckpoint, source: str) -> Generator:
         problems = [f"{what}: {_first(keys)}" for what, keys in
                     (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
         raise CheckpointError(f"{source} does not match the generator its kwargs describe ({'; '.join(problems)})")
+    return meta, state, from_build
+
+
+@dataclass(frozen=True)
+class GeneratorSummary:
+    """What a generator file holds, found without allocating its network: to check a file is the one its name promises."""
+
+    format: str  # a key of detect.FORMATS
+    resolution: int  # output images are resolution x resolution pixels
+    w_plus_rows: int  # rows of a W+ latent (num_ws): 18 at 1024 px, 16 at 512, 14 at 256
+    w_dim: int
+    c_dim: int  # 0 for an unconditional generator
+
+
+def describe_generator(path: str | os.PathLike, network: str = "G_ema") -> GeneratorSummary:
+    """Format, resolution and W+ rows of the generator in any supported file, its state checked against them."""
+    checkpoint = read_checkpoint(path, network)
+    meta, _, _ = _fitted_state(checkpoint, str(path))
+    return GeneratorSummary(checkpoint.format, meta.img_resolution, meta.num_ws, meta.w_dim, meta.c_dim)
+
+
+def build_generator(checkpoint: GeneratorCheckpoint, source: str) -> Generator:
+    """Generator(**init_kwargs) with the checkpoint's state loaded strictly; filter buffers come from the build.
+
+    The settings are checked against bounds and every tensor shape against the file before any weight is
+    allocated, so memory follows the file's size, never what its settings claim.
+    """
+    _, state, from_build = _fitted_state(checkpoint, source)
+    estimate_w_avg = "mapping.w_avg" in from_build
     G = Generator(**checkpoint.init_kwargs)
     built = G.state_dict()
     state.update({key: built[key] for key in from_build})

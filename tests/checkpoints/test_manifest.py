@@ -56,3 +56,25 @@ def test_reference_facts_are_pinned():
 def test_unknown_name_lists_close_names():
     with pytest.raises(WeightsError, match="unknown weights name 'fhq'.*ffhq"):
         checkpoints.entry("fhq")
+
+
+@pytest.mark.parametrize("item", checkpoints.entries(), ids=lambda item: item.name)
+def test_published_checksums_are_whole_and_pinned(item):
+    """A stated size and sha256 come together, and a Hugging Face URL names the revision they were published at."""
+    assert (item.size is None) == (item.sha256 is None)
+    if item.sha256 is not None:
+        assert len(item.sha256) == 64 and int(item.sha256, 16) >= 0 and item.sha256 == item.sha256.lower()
+        assert isinstance(item.size, int) and item.size > 0
+        for url in item.urls:
+            if urlsplit(url).hostname == "huggingface.co":
+                revision = urlsplit(url).path.split("/resolve/")[1].split("/")[0]
+                assert len(revision) == 40, f"{url} must pin the revision whose LFS sha256 the manifest states"
+
+
+@pytest.mark.parametrize("item", checkpoints.entries(), ids=lambda item: item.name)
+def test_every_entry_says_what_its_file_must_hold(item):
+    required = {"generator": {"resolution", "w_plus_rows"}, "audio-encoder": {"encoder", "embed_dim"},
+                "clip": {"clip_model", "embed_dim"}, "lpips": {"network"}, "identity": {"network"}}[item.kind]
+    assert set(item.expects) == required
+    if item.kind == "generator":  # StyleGAN2 has two W+ rows per resolution from 8 px up, plus 4 px's two
+        assert item.expects["w_plus_rows"] == 2 * item.expects["resolution"].bit_length() - 4

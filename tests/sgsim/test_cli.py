@@ -71,6 +71,19 @@ def test_the_command_list_shows_each_commands_own_summary():
     assert all(name in listing for name in COMMANDS)
 
 
+def test_help_groups_the_commands_in_the_order_a_user_meets_them():
+    from sgsim.cli import SECTIONS
+
+    listed = [name for names in SECTIONS.values() for name in names]
+    assert sorted(listed) == sorted(COMMANDS)  # each command in one section
+    lines = run("--help").output.splitlines()
+    headings = [line.rstrip(":") for line in lines if line.endswith(":") and not line.startswith(" ")]
+    assert headings == ["Options", *SECTIONS]
+    shown = [line.split()[0] for line in lines if line.startswith("  ") and line.split()[0] in COMMANDS]
+    assert shown == listed
+    assert shown[:2] == ["edit", "batch"] and shown[-1] == "weights"
+
+
 def test_version_is_the_package_version():
     from sgsim import __version__
 

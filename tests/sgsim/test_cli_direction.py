@@ -54,6 +54,8 @@ def test_direction_writes_one_file_per_sound_and_prints_the_held_out_numbers(lib
     assert rain.settings["sources"] == [{"seed": s, "class_index": None} for s in range(4)]
     assert rain.generator["name"] == str(tiny_generator_file) and rain.holdout["seeds"] == [4]
     assert "raining: held-out seeds 4: CLIP loss" in output and "fire: held-out seeds 4" in output
+    assert f"loaded generator {tiny_generator_file}" in output  # as `edit` says what it loaded
+    assert "held-out check: " in output and f"/{STEPS} [" in output  # the check has a bar of its own
     assert rain.settings["command_line"][1:3] == ["direction", "--audio"]
 
 
@@ -74,7 +76,12 @@ def test_a_library_run_resumes_and_a_single_file_holds_every_direction(run, libr
     assert list(load_directions(single)) == ["wind"] and wind.text == "a storm" and wind.settings["weights"]["latent"] == 0.5
 
 
-def test_apply_writes_the_edit_layout_and_renders_w_plus_s_times_the_weighted_offsets(run, library, tmp_path):
+def test_apply_writes_the_edit_layout_and_renders_w_plus_s_times_the_weighted_offsets(run, library, tmp_path, monkeypatch):
+    import sgsim.outputs
+
+    grids = []
+    write_grid_rows = sgsim.outputs.write_grid_rows
+    monkeypatch.setattr(sgsim.outputs, "write_grid_rows", lambda path, rows, *args: grids.append(rows) or write_grid_rows(path, rows, *args))
     folder, _ = library
     out = tmp_path / "applied"
     result = run("apply", "--direction", str(folder / "raining.sgdir"), "--direction", str(folder / "fire.sgdir"),
@@ -90,6 +97,9 @@ def test_apply_writes_the_edit_layout_and_renders_w_plus_s_times_the_weighted_of
     np.testing.assert_allclose(latents["offset"], offset, rtol=0, atol=1e-6)
     for strength_index, strength in enumerate((0.5, 1.0)):
         np.testing.assert_allclose(latents["applied"][:, strength_index], latents["sources"] + strength * offset, rtol=0, atol=1e-6)
+    [rows] = grids  # labelled as `edit` labels its grid: the strength under each tile, the weighted sum above the row
+    assert sorted(row.title for row in rows) == ["seed0007: raining + 0.5·fire", "seed0009: raining + 0.5·fire"]
+    assert rows[0].captions == ["source", "strength 0.5", "strength 1"]
     with Image.open(out / "comparison.png") as comparison:  # a row per seed: source, then each strength
         side = tile_size(32)
         assert comparison.width == 3 * side and 2 * side < comparison.height < 3 * side
@@ -221,6 +231,7 @@ def test_apply_to_a_photo_inverts_it_first_and_names_its_folder_by_the_stem(run,
     result = run("apply", "--direction", str(folder / "fire.sgdir"), "--image", str(photo), "--invert-steps", "3",
                  "--strength", "1", "--out", str(tmp_path / "a"))
     assert result.exit_code == 0, result.output
+    assert "inverting the photo: " in result.output and "/3 [" in result.output  # the inversion is never silent
     assert sorted(p.name for p in (tmp_path / "a" / "portrait").iterdir()) == ["fire_s1.png", "source.png"]
     latents = np.load(tmp_path / "a" / "latents.npz")
     fire = SoundDirection.load(folder / "fire.sgdir")

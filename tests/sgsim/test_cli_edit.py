@@ -59,7 +59,7 @@ def test_edit_writes_every_output_and_records_the_run(run, sounds, tmp_path, tin
     assert Image.open(out / "comparison.png").size == (3 * 128, 2 * (2 * band + 128))
     with av.open(str(out / "optimisation.mp4")) as video:
         frames = [frame.to_ndarray(format="rgb24") for frame in video.decode(video=0)]
-    assert len(frames) == int(STEPS) and frames[0].shape == (band * 2 + 128, 3 * 128, 3)  # source + one tile per sound
+    assert len(frames) == int(STEPS) + 1 and frames[0].shape == (band * 2 + 128, 3 * 128, 3)  # each step's input, then the result; source + one tile per sound
     latents = np.load(out / "latents.npz")
     assert latents["source"].shape == (8, 32) and latents["edited"].shape == (2, 8, 32)
     assert latents["swept"].shape == (2, 2, 8, 32)
@@ -266,7 +266,7 @@ def test_save_video_gif_writes_the_labelled_gif_instead(run, sounds, tmp_path):
     assert result.exit_code == 0, result.output
     assert "optimisation.gif" in json.loads((tmp_path / "g" / "run.json").read_text())["outputs"]
     with Image.open(tmp_path / "g" / "optimisation.gif") as gif:
-        assert gif.n_frames == int(STEPS) and gif.size == (2 * 128, 2 * round(font_size_for(128) * LABEL_BAND) + 128)
+        assert gif.n_frames == int(STEPS) + 1 and gif.size == (2 * 128, 2 * round(font_size_for(128) * LABEL_BAND) + 128)
     assert not (tmp_path / "g" / "optimisation.mp4").exists()
 
 
@@ -310,3 +310,14 @@ def test_a_class_the_generator_cannot_take_is_refused_before_the_encoders_load(r
     result = run("edit", "--audio", str(sounds[0]), "--seed", "1", "--class", "2", "--out", str(tmp_path / "out"))
     assert "this generator is unconditional" in one_error_line(result)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_notice_is_one_clean_note_line_not_a_python_warning(run, sounds, tmp_path, monkeypatch):
+    """The library's notices (here: no ArcFace weights, so no identity loss) reach a CLI user as one `note:` line,
+    without Python's file:line, category and source line; the API keeps them as SgsimNotice warnings."""
+    monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))
+    result = run("edit", "--audio", str(sounds[0]), "--seed", "3", "--out", str(tmp_path / "o"), "--weight", "id=0.5")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "editing without the identity loss" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: editing without the identity loss (id weight 0): ")
+    assert "Warning" not in result.output and "editor.edit(" not in result.output and ".py:" not in result.output

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sgsim.editing import EditDiverged, Target
+from sgsim.editing import EditDiverged, ImageSource, Target
 from sgsim.editing.mixing import coarse_rows
 from sgsim.audio import load_centred_window, rms_dbfs
 from sgsim.editing.targets import embed_target, loudness_scale
@@ -149,6 +149,30 @@ def test_identity_is_never_loaded_at_lambda_id_zero_and_missing_weights_warn_onc
     assert len(caught) == 1
     assert result.settings["lambda_id"] == 0.0
     assert (result.losses["id"] == 0).all()
+
+
+@pytest.mark.filterwarnings("ignore:inverting without LPIPS")
+def test_long_phases_show_a_bar_with_time_left_when_the_caller_follows_no_steps(editor, sounds, capsys):
+    """The API's edit and its inversion of a photo are never silent: a bar (steps, time left) unless a callback takes
+    the steps; README's `applier.apply(..., "me.jpg")` inverts under one."""
+    photo = editor.render(editor.source_start(3, 0, 1, None)[0][None])
+    editor.edit(ImageSource(photo), Target(sounds["fire"]), steps=2, invert_steps=3)
+    shown = capsys.readouterr().err
+    assert "inverting the photo: " in shown and "/3 [" in shown and "optimising: " in shown and "/2 [" in shown
+    assert "<00:" in shown  # tqdm's time left
+    editor.edit(0, Target(sounds["fire"]), steps=2, callback=lambda step, losses: None)
+    assert "optimising" not in capsys.readouterr().err  # the caller's callback follows the steps instead
+
+
+def test_recorded_frames_end_on_the_result_of_the_last_step(editor, sounds):
+    """A video of the optimisation shows every k-th step's input and then the final edit, never stopping a step short."""
+    from sgsim.editing.folder import optimisation_frames
+
+    result = editor.edit(0, Target(sounds["fire"]), steps=5, record_every=2)
+    assert len(result.frames) == 4  # the inputs of steps 0, 2 and 4, then the result
+    torch.testing.assert_close(result.frames[-1][0], result.images[0, 0], atol=1e-5, rtol=0)
+    assert not torch.allclose(result.frames[-2][0], result.images[0, 0], atol=1e-5, rtol=0)
+    assert len(list(optimisation_frames(result))) == 4
 
 
 def test_a_nan_loss_stops_with_the_step_and_the_last_finite_latents(editor, sounds):

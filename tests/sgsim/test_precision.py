@@ -23,7 +23,7 @@ from sgsim.editing.precision import (
     nudge_targets,
 )
 from sgsim.editing.sources import seed_latent
-from sgsim.errors import SgsimError
+from sgsim.errors import SgsimError, SgsimNotice
 from stylegan2.precision import SynthesisPrecision
 
 BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench_edit.py"
@@ -76,7 +76,7 @@ def test_cpu_default_follows_the_cpu_and_is_identical_to_asking_for_it(editor, r
 def test_bf16_on_a_cpu_without_native_bfloat16_warns_that_it_is_slower(editor, rain, monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    with pytest.warns(RuntimeWarning, match="slower than 'fp32'"):
+    with pytest.warns(SgsimNotice, match="slower than 'fp32'"):
         editor.edit(0, Target(rain), steps=1, precision="bf16")
 
 

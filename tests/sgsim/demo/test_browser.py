@@ -1,5 +1,5 @@
 """`sgsim demo` in a real headless Chromium: upload, edit, strength slider, a corrupt upload, cancelling, the video tab,
-no outside requests."""
+the gallery's layout, one message per failure, the status line, no outside requests."""
 
 from __future__ import annotations
 
@@ -74,6 +74,17 @@ def other_page(demo_server, chromium):
     page.close()
 
 
+def box(locator) -> tuple[float, float, float, float]:
+    """x, y, width and height of an element on the page."""
+    found = locator.bounding_box()
+    return found["x"], found["y"], found["width"], found["height"]
+
+
+def messages(page) -> list[str]:
+    """The texts of the messages (toasts) open on the page, each message once."""
+    return [text.inner_text() for text in page.locator("[data-testid=toast-text]").all()]
+
+
 def downloaded(page, name: str):
     """A file of the Downloads list as the browser would download it (run.json parsed)."""
     link = page.locator(f'#downloads a[download="{name}"]')
@@ -138,8 +149,12 @@ def test_edit_then_strength_then_a_corrupt_upload_then_edit_again(page, demo_ser
     page.locator("#edit").click()
     wait_for_new_image(page, "#result img", back)
     page.locator("#gallery img").nth(1).wait_for(timeout=WAIT_MS)  # both edits are in the gallery
+    thumbnails = [box(page.locator("#gallery .thumbnail-item").nth(i)) for i in range(2)]
+    for x, y, width, height in thumbnails:  # square thumbnails, side by side, far smaller than the page
+        assert abs(width - height) <= 1 and width <= 200
+    assert thumbnails[0][1] == thumbnails[1][1] and thumbnails[1][0] > thumbnails[0][0]
+    assert page.locator("#status").inner_text().startswith("done in")
     if os.environ.get("SGSIM_DEMO_SCREENSHOT"):  # how README's docs/demo.png is made
-        page.locator(".toast-close").click()
         page.screenshot(path=os.environ["SGSIM_DEMO_SCREENSHOT"], full_page=True)
     assert page.outside_requests == []
 
@@ -171,14 +186,51 @@ def test_a_second_visitor_queues_and_cancel_frees_the_device(page, other_page, d
     wait_for_new_image(page, "#result img", None)  # a preview: the optimisation is under way
     upload_sound(other_page, shared_data / "audio" / "fire.wav")
     other_page.locator("#edit").click()
-    other_page.locator("#downloads").get_by_text(re.compile("queue", re.IGNORECASE)).wait_for(timeout=WAIT_MS)
+    other_page.locator("#status").get_by_text("waiting for the device").wait_for(timeout=WAIT_MS)
+    status = page.locator("#status").inner_text()
+    assert re.fullmatch(r"editing: \d+ of 1000 steps · \d+ s elapsed · about \d+ s left", status), status
     page.locator("#cancel").click()
+    page.locator("#status").get_by_text("cancelled; no result yet").wait_for(timeout=WAIT_MS)
+    assert page.locator("#result img").count() == 0 and page.locator("#downloads a").count() == 0  # no half-finished image
     other_page.locator("#gallery img").first.wait_for(timeout=WAIT_MS)  # the waiting edit got the device
     set_steps(page, STEPS)
     page.locator("#edit").click()
     page.locator("#gallery img").first.wait_for(timeout=WAIT_MS)
     # Had the cancelled run gone on, it would have held the device to its end and left a folder of its own.
     assert len(list((workspace / "results").iterdir())) == runs_before + 2
+
+
+def test_a_failed_edit_is_one_message_that_keeps_to_its_tab_and_keeps_the_last_result(page, shared_data, tmp_path):
+    upload_sound(page, shared_data / "audio" / "raining.wav")
+    page.locator("#edit").click()
+    downloaded(page, "run.json")
+    shown = page.locator("#result img").get_attribute("src")
+    before = pixels(page, shown)
+
+    corrupt = tmp_path / "broken.wav"
+    corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(20))
+    upload_sound(page, corrupt)
+    page.locator("[data-testid=toast-text]").first.wait_for(timeout=WAIT_MS)
+    page.locator("#edit").click()  # the same file again: still one message, not "Error (2)"
+    page.locator("#status").get_by_text("the edit failed (see the message); the previous result is shown").wait_for(timeout=WAIT_MS)
+    page.wait_for_timeout(500)
+    [message] = messages(page)
+    assert message.count("broken.wav cannot be read") == 1
+    assert "(2)" not in page.locator(".toast-body").inner_text()
+    # Result and Downloads stay together: the last good edit and its files, no error badge on either.
+    np.testing.assert_array_equal(pixels(page, page.locator("#result img").get_attribute("src")), before)
+    assert downloaded(page, "run.json")["target"]["audio"] == "raining.wav"
+    assert "Error" not in page.locator("#downloads").inner_text() and "Error" not in page.locator("#result").inner_text()
+
+    page.get_by_role("tab", name="Video").click()  # the Edit tab's message does not follow the visitor
+    page.wait_for_timeout(500)
+    assert messages(page) == []
+    page.get_by_role("tab", name="Edit").click()
+    upload_sound(page, corrupt)
+    page.locator("[data-testid=toast-text]").first.wait_for(timeout=WAIT_MS)
+    page.locator("[data-testid=toast-close]").click()  # and the visitor can dismiss it
+    page.wait_for_timeout(500)
+    assert messages(page) == []
 
 
 def test_a_request_naming_a_server_file_is_refused_and_the_server_goes_on(demo_server, tmp_path):
@@ -253,6 +305,7 @@ def test_the_video_tab_shows_and_offers_an_mp4_of_the_sound(page, shared_data, t
     steps.press("Tab")
     page.locator("#make-video").click()
     page.locator("#video video").wait_for(timeout=WAIT_MS)
+    page.locator("#video-status").get_by_text("done: the video is ready").wait_for(timeout=WAIT_MS)
     link = page.locator('#video-download a[download="video.mp4"]')
     link.wait_for(timeout=WAIT_MS)
     with av.open(io.BytesIO(page.request.get(link.get_attribute("href")).body())) as container:

@@ -76,3 +76,16 @@ def test_a_file_name_is_shown_as_text_never_as_markup(page):
     with pytest.raises(gr.Error) as error:
         demo.check_sound(str(hostile))
     assert "&lt;img src=x onerror=alert(1)&gt;.wav" in error.value.message and "<img" not in error.value.message
+
+
+def test_the_status_line_counts_time_from_the_start_and_estimates_what_is_left(gradio):
+    """Elapsed time runs from the job's start (not from the last preview) and the time left follows the rate so far."""
+    from sgsim.demo.page import ProgressClock
+
+    now = [100.0]
+    clock = ProgressClock(lambda: now[0])
+    assert clock.line("editing", 0, 60) == "editing: 0 of 60 steps · 0 s elapsed"
+    now[0] = 112.0
+    assert clock.line("editing", 32, 60) == "editing: 32 of 60 steps · 12 s elapsed · about 10 s left"
+    now[0] = 122.5
+    assert clock.line("rendering frames", 60, 60, "frames") == "rendering frames: 60 of 60 frames · 22 s elapsed"

@@ -89,13 +89,14 @@ def page(gradio, engine, clip, tmp_path, monkeypatch):
 def make(page, sound, **fields):
     values = {"seed": 3, "fps": 4, "keyframe_every": 1.0, "steps": 2}
     session = SimpleNamespace(session_hash="visitor")
-    return list(page.video(sound, **{**values, **fields}, session=session, progress=lambda *args, **kwargs: None))
+    return list(page.video(sound, **{**values, **fields}, session=session))
 
 
 def test_the_page_shows_and_offers_the_engines_video(page):
     demo, _, sound = page
-    shown, files = make(demo, sound)[-1]
-    assert files == [shown] and len(decoded_frames(shown)) == round(CLIP_SECONDS * 4)
+    *during, (shown, files, status) = make(demo, sound)
+    assert files == [shown] and status == "done: the video is ready"
+    assert any(line.startswith("rendering frames: ") and " s elapsed" in line for *_, line in during) and len(decoded_frames(shown)) == round(CLIP_SECONDS * 4)
     assert demo._cancels == {}  # the finished job leaves no cancel flag behind
 
 

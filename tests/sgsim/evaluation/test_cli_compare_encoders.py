@@ -37,7 +37,7 @@ def test_compare_encoders_writes_reports_and_reuses_the_cache(small_esc50, tmp_p
     ]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
-    assert "sgsim-resnet18 on esc50-six: 6 clips evaluated, 0 left out, 6 encoded" in first.output
+    assert "sgsim-resnet18 on esc50-six: 6 clips evaluated, 0 left out, 6 encoded, none from the cache" in first.output
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["encoders.csv", "encoders.json", "encoders.md", "encoders.png"]
     rows = list(csv.DictReader((tmp_path / "report" / "encoders.csv").open()))
     ours = {(r["protocol"], r["fold"]) for r in rows if r["source"] == "ours"}
@@ -49,7 +49,7 @@ def test_compare_encoders_writes_reports_and_reuses_the_cache(small_esc50, tmp_p
 
     second = CliRunner().invoke(main, args)
     assert second.exit_code == 0, second.output
-    assert "6 clips evaluated, 0 left out, 0 encoded" in second.output
+    assert "6 clips evaluated, 0 left out, 0 encoded, 6 from the cache" in second.output
     assert json.loads((tmp_path / "report" / "encoders.json").read_text())["results"][0]["protocols"] == report["results"][0]["protocols"]
 
 

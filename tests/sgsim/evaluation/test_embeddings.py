@@ -12,6 +12,7 @@ from encoders.registry import build_audio_encoder
 from sgsim.audio import load_centred_window
 from sgsim.datasets import read_esc50
 from sgsim.evaluation.embeddings import embed_dataset, inference_copy
+from sgsim.errors import SgsimNotice
 
 
 def with_telling_batch_norms(encoder: nn.Module) -> nn.Module:
@@ -71,7 +72,7 @@ def fp32_and_bf16_embeddings(name: str, shared_data) -> tuple[torch.Tensor, torc
     torch.manual_seed(0)
     encoder = with_telling_batch_norms(build_audio_encoder(name))
     fp32 = embed_dataset(encoder, dataset, None, batch_size=5, workers=0).embeddings
-    with pytest.warns(RuntimeWarning, match="emulated"):  # tests run as on a CPU without native bf16 (tests/sgsim/conftest.py)
+    with pytest.warns(SgsimNotice, match="emulated"):  # tests run as on a CPU without native bf16 (tests/sgsim/conftest.py)
         bf16 = embed_dataset(encoder, dataset, None, batch_size=5, workers=0, precision="bf16").embeddings
     assert not torch.equal(bf16, fp32)  # it did run reduced
     return fp32, bf16

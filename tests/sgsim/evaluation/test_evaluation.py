@@ -228,3 +228,16 @@ def test_bar_chart_groups_by_method_with_the_papers_bar_beside_and_the_spread(tm
     assert [round(s[1][1] - s[0][1], 1) for s in segments] == [0.0, 100.0, 0.0]  # ± std over folds: 50 ± 50 for "mine"
     assert "full ESC-50" in panel.get_title() and "esc50-six: 4 clips, 2 held-out folds" in panel.get_title()
     pyplot.close(figure)
+
+
+def test_datasets_whose_folders_share_a_name_are_labelled_apart(tmp_path):
+    """Two `audio` folders must not give two progress bars and two report rows that read alike."""
+    from types import SimpleNamespace
+
+    from sgsim.evaluation.compare import dataset_labels
+
+    datasets = [SimpleNamespace(root=tmp_path / parent / name) for parent, name in
+                (("esc50", "audio"), ("us8k", "audio"), ("x", "vggsound"))]
+    assert dataset_labels(datasets) == ["esc50/audio", "us8k/audio", "vggsound"]
+    same = [SimpleNamespace(root=tmp_path / "a" / "audio"), SimpleNamespace(root=tmp_path / "b" / "a" / "audio")]
+    assert dataset_labels(same) == ["a/audio", "a/audio #2"]

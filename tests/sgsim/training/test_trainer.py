@@ -98,6 +98,12 @@ def test_train_encoder_command_writes_a_loadable_encoder_and_resumes(small_run, 
     assert again.exit_code == 0, again.output
     assert "resuming at step 3" in again.output and "epoch 2: validation" in again.output
     load_audio_encoder("sgsim-resnet18", checkpoint=tmp_path / "run" / FINAL_FILE)
+    written = {path.name: path.stat().st_mtime_ns for path in (tmp_path / "run").iterdir()}
+    finished = CliRunner().invoke(main, args[:-3] + ["--epochs", "2"] + args[-3:])
+    assert finished.exit_code == 0, finished.output
+    assert f"{tmp_path / 'run'} is complete: all 6 steps are trained" in finished.output
+    assert "%|" not in finished.output  # no progress bar for work that is done
+    assert {path.name: path.stat().st_mtime_ns for path in (tmp_path / "run").iterdir()} == written
 
 
 def test_a_trained_encoder_drives_sgsim_edit(full_run, small_run, tiny_generator_file, tiny_clip_space, tmp_path):
