@@ -81,17 +81,20 @@ def recorded_checksums() -> dict[str, dict]:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
         raise WeightsError(f"{path} is corrupt ({reason}); {advice}") from None
     if not (isinstance(table, dict) and all(_is_checksum_record(record) for record in table.values())):
-        raise WeightsError(f"{path} is corrupt: it should map names to {{\"sha256\": 64 hex digits, \"size\": bytes}}; {advice}")
+        raise WeightsError(f"{path} is corrupt: it should map names to {{\"sha256\": 64 hex digits, \"size\": bytes}} "
+                           f"(and \"forced\": a reason, for a file imported with --force); {advice}")
     return table
 
 
 def _is_checksum_record(record: object) -> bool:
-    """True for {"sha256": 64 lowercase hex digits, "size": a whole number of bytes >= 0}."""
-    if not isinstance(record, dict) or set(record) != {"sha256", "size"}:
+    """True for {"sha256": 64 lowercase hex digits, "size": a whole number of bytes >= 0} and, for a file imported with
+    --force, "forced": why it was kept (at most a line of text)."""
+    if not isinstance(record, dict) or not {"sha256", "size"} <= set(record) <= {"sha256", "size", "forced"}:
         return False
-    sha256, size = record["sha256"], record["size"]
+    sha256, size, forced = record["sha256"], record["size"], record.get("forced", "")
     return (isinstance(sha256, str) and len(sha256) == 64 and set(sha256) <= set("0123456789abcdef")
-            and isinstance(size, int) and not isinstance(size, bool) and size >= 0)
+            and isinstance(size, int) and not isinstance(size, bool) and size >= 0
+            and isinstance(forced, str) and len(forced) <= 1000 and "\n" not in forced)
 
 
 def record_checksum(name: str, sha256: str, size: int, forced: str | None = None) -> None:

@@ -50,7 +50,9 @@ SECTIONS = {
     "Edit images with sounds": ("edit", "batch", "video", "demo"),
     "Learn a sound's direction once, apply it instantly": ("direction", "apply"),
     "Latents to edit": ("generate", "invert"),
+    "Measure edits, reproduce the paper": ("evaluate", "reproduce", "study"),
     "Audio encoders": ("train-encoder", "compare-encoders"),
+    "Worlds trained here, for edits a judge can score": ("world",),
     "Weights": ("weights",),
 }
 
