@@ -26,7 +26,8 @@ from typing import Callable, Optional
 import torch
 
 from sgsim.editing import Editor, LatentSource, SoundDirection
-from sgsim.editing.directions import architecture, state_sha256
+from sgsim.checksums import state_sha256
+from sgsim.editing.directions import architecture
 from sgsim.editing.sources import seed_latent
 
 DEFAULT_SOUND = Path(__file__).resolve().parents[1] / "tests" / "data" / "audio" / "raining.wav"

@@ -13,8 +13,9 @@ import torch
 
 from sgsim import components
 from sgsim.devices import PrecisionChoice, choose_precision
+from sgsim.checksums import state_sha256
 from sgsim.editing.directions import (SoundDirection, architecture, check_generator, combined_offset, direction_names,
-                                      state_sha256, strength_latents)
+                                      strength_latents)
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
 from sgsim.editing.optimise import OptimisedLatents, StepCallback, optimise_latents
 from sgsim.editing.precision import edit_precision
