@@ -19,6 +19,7 @@ import numpy as np
 from sgsim import __version__
 from sgsim.atomic import atomic_output
 from sgsim.errors import ImageError, SgsimError
+from sgsim.settings import VIDEO_FORMATS  # noqa: F401  (what --save-video writes; declared with the edit settings)
 
 if TYPE_CHECKING:
     import torch
@@ -33,7 +34,6 @@ LABEL_BAND = 1.6  # a label band's height in font sizes
 LABEL_PAD = 4  # pixels between a label and its tile's edge
 TITLE_FILL = (228, 232, 240)  # background of a row's title band, so rows read apart
 VIDEO_FPS = 12.0  # optimisation video frame rate
-VIDEO_FORMATS = ("mp4", "gif")  # what --save-video writes
 MP4_CODEC = "libx264"  # H.264 in yuv420p: what every browser and phone plays
 MP4_AUDIO_CODEC = "aac"
 MP4_AUDIO_RATE = 48000
@@ -354,3 +354,15 @@ def is_run_folder(folder: Path) -> bool:
             return False
         return isinstance(data, dict) and ("sgsim" in data or "sgsim" in (data.get("versions") or {}))
     return False
+
+
+def edit_run_record(command: str, argv: Optional[list[str]], settings, resolved: Mapping, **fields) -> dict:
+    """run.json of an edit (edit, batch, video, demo): run_record's head, the networks as named, and `settings` (an
+    sgsim.settings.EditSettings, recorded whole by settings_record) with what the run `resolved` from them (the
+    Editor's settings: loss weights over the preset, precision and why, loudness scales, ...) over them."""
+    from sgsim.settings import settings_record
+
+    recorded = settings_record(settings)
+    return run_record(command, argv, generator=recorded["generator"], encoder=recorded["encoder"],
+                      encoder_checkpoint=recorded["encoder_checkpoint"], clip=recorded["clip_weights"],
+                      settings={**recorded, **resolved}, **fields)

@@ -10,7 +10,8 @@ from typing import Callable, Iterator, Optional
 
 import click
 
-from sgsim.cli.options import command_line, device_option, parse_seeds, steps_option, weight_option
+from sgsim.cli.options import command_line, device_option, edit_options, parse_seeds
+from sgsim.settings import EditSettings
 
 SOUNDS_PER_RUN = 8  # sounds learned in one batched optimisation; a library folder is saved after each such group
 
@@ -153,23 +154,12 @@ def _report(direction) -> str:
               help="Held-out seeds on which each direction is measured against per-image edits (0: skip).")
 @click.option("--sources-per-step", type=click.IntRange(min=1), default=None,
               help="Images rendered per step, in turn (default: all): fewer is faster, each step sees a part of them.")
-@click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
-@click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name.")
-@click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None, help="Audio encoder weights (default: the encoder's released weights).")
-@click.option("--clip", "clip_weights", default=None, help="CLIP weights path (default: the model the encoder's space belongs to).")
-@click.option("--preset", default=None, help="Loss weights: ffhq (faces, identity kept), landscape or wikiart (default: the generator's).")
-@steps_option(300)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
 @click.option("--layers", default=None, metavar="ROWS", help="W+ rows the direction may move, e.g. 0-6 (default: all).")
-@click.option("--lambda-latent", type=click.FloatRange(min=0), default=None, help="Weight of the offset's size ||offset||^2 (default: the preset's).")
-@click.option("--lambda-id", type=click.FloatRange(min=0), default=None, help="Identity loss weight (default: the preset's).")
-@weight_option
-@click.option("--invert-steps", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Inversion steps for --image.")
-@click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None, help="Of the optimisation, as for sgsim edit.")
 @device_option
-def direction_command(audio, audio_dir, text, seeds, latents, images, class_index, out, holdout, sources_per_step, generator, encoder,
-                      encoder_checkpoint, clip_weights, preset, steps, lr, layers, lambda_latent, lambda_id, loss_weights, invert_steps,
-                      precision, device) -> None:
+@edit_options("networks", "optimisation", names=("invert_steps",),
+              lambda_latent={"help": "Weight of the offset's size ||offset||^2 (default: the preset's)."})
+def direction_command(audio, audio_dir, text, seeds, latents, images, class_index, out, holdout, sources_per_step, layers, device,
+                      settings: EditSettings) -> None:
     """Learn a sound's direction once over many images, for instant edits with `sgsim apply`.
 
     One shared W+ offset per sound, all sounds and images in one batched optimisation (up to 8 sounds at a
@@ -179,7 +169,7 @@ def direction_command(audio, audio_dir, text, seeds, latents, images, class_inde
     from sgsim.editing.directions import SUFFIX, direction_names, save_directions
 
     layer_rows = parse_layers(layers)
-    plan = plan_direction(audio, audio_dir, text, seeds, latents, images, out, device, preset, generator)
+    plan = plan_direction(audio, audio_dir, text, seeds, latents, images, out, device, settings.preset, settings.generator)
     targets = [Target(audio=path, text=text) for path in plan.sounds] or [Target(text=text)]
     names = direction_names(targets)
     todo = [(name, target) for name, target in zip(names, targets) if name not in plan.done]
@@ -187,18 +177,18 @@ def direction_command(audio, audio_dir, text, seeds, latents, images, class_inde
         click.echo(f"{len(plan.done)} of {len(names)} directions already in {out}; learning the other {len(todo)}")
     if not todo:
         return
-    editor = Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights,
-                                    device=plan.device, preset=preset)
+    editor = Editor.from_pretrained(settings.generator, settings.encoder, encoder_checkpoint=settings.encoder_checkpoint,
+                                    clip=settings.clip_weights, device=plan.device, preset=settings.preset)
     click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
     groups = [todo] if plan.single else [todo[i:i + SOUNDS_PER_RUN] for i in range(0, len(todo), SOUNDS_PER_RUN)]
     learned = []
     for group in groups:
-        with _progress(steps, f"{len(group)} direction(s)") as on_step:
+        with _progress(settings.steps, f"{len(group)} direction(s)") as on_step:
             directions = editor.learn_directions(
-                [target for _, target in group], plan.sources, steps=steps, lr=lr, weights=loss_weights,
-                lambda_latent=lambda_latent, lambda_id=lambda_id, layers=layer_rows, holdout=holdout, sources_per_step=sources_per_step,
-                names=[name for name, _ in group], callback=on_step, precision=precision, class_index=class_index,
-                invert_steps=invert_steps,
+                [target for _, target in group], plan.sources, steps=settings.steps, lr=settings.lr, weights=settings.loss_weights,
+                lambda_latent=settings.lambda_latent, lambda_id=settings.lambda_id, layers=layer_rows, holdout=holdout,
+                sources_per_step=sources_per_step, names=[name for name, _ in group], callback=on_step,
+                precision=settings.precision, class_index=class_index, invert_steps=settings.invert_steps,
             )
         for direction in directions:
             direction.settings["command_line"] = command_line()

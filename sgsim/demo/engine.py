@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from sgsim.editing import ImageSource, LatentSource, SeedSource, Target
-from sgsim.outputs import file_stems, run_record, weights_record, write_json
+from sgsim.outputs import edit_run_record, file_stems, weights_record, write_json
 from sgsim.errors import SgsimError
+from sgsim.settings import EditSettings, default_of
 
 PREVIEWS = 20  # about this many intermediate images are shown while an edit runs
 RESULT_FILES = ("result.png", "latent.npz", "run.json")
@@ -45,8 +46,8 @@ class EditRequest:
     source_kind: str  # "seed", "photo" or "latent"
     source_name: Optional[str] = None  # the photo's or latent file's name as the visitor gave it
     text: Optional[str] = None  # mixed with the sound (equal weights)
-    steps: int = 300
-    invert_steps: int = 1000
+    steps: int = default_of("steps")
+    invert_steps: int = default_of("invert_steps")
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ class DemoEngine:
         self.results = Path(results)
         self.results.mkdir(parents=True, exist_ok=True)
         self.networks = networks  # the names or paths the demo was started with, for run.json
+        named = {"generator": networks.get("generator"), "encoder": networks.get("encoder"),
+                 "encoder_checkpoint": networks.get("encoder_checkpoint"), "clip_weights": networks.get("clip")}
+        self.settings = EditSettings(**{name: value for name, value in named.items() if value is not None})
         self._device = threading.Lock()
         self._runs = 0
         self._weights: Optional[dict] = None
@@ -110,6 +114,7 @@ class DemoEngine:
         from sgsim.outputs import to_uint8
 
         source = _typed_source(request)
+        settings = self.settings.updated(steps=request.steps, invert_steps=request.invert_steps)
         every = max(1, request.steps // PREVIEWS)
         latest: dict[str, torch.Tensor] = {}
 
@@ -129,10 +134,7 @@ class DemoEngine:
                 lambda module, inputs, output: latest.__setitem__("image", output.detach()))
             started = time.perf_counter()
             try:
-                result = self.editor.edit(
-                    source, Target(audio=request.sound, text=request.text or None), steps=request.steps,
-                    invert_steps=request.invert_steps, callback=on_step,
-                )
+                result = self.editor.edit(source, Target(audio=request.sound, text=request.text or None), settings, callback=on_step)
             finally:
                 hook.remove()
             seconds = time.perf_counter() - started
@@ -144,14 +146,12 @@ class DemoEngine:
         return EditedRun(
             folder=folder, label=label, source_latent=result.source_latent, edited_latent=result.edited_latents[0],
             noise={name: value.to(self.editor.device) for name, value in result.noise.items()},
-            record=run_record(
-                "demo",  # the head every run.json has; argv is the server's command line
+            record=edit_run_record(
+                "demo", None, settings, result.settings,  # argv: the server's command line
                 source={"kind": request.source_kind,
                         **({"seed": request.source} if request.source_kind == "seed" else {"file": request.source_name}),
                         "invert_steps": request.invert_steps if request.source_kind == "photo" else None},
                 target={"audio": request.sound_name, "text": request.text or None},
-                **self.networks,
-                settings=result.settings,
                 weights=weights,
                 final_losses={name: float(values[-1, 0]) for name, values in result.losses.items()},
                 timings_s={"edit": seconds},

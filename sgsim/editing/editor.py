@@ -20,12 +20,11 @@ from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
 from sgsim.editing.optimise import OptimisedLatents, StepCallback, optimise_latents
 from sgsim.editing.precision import edit_precision
 from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
-from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, seed_latent
+from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, invert_target, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale, loudness_strengths
 from sgsim.editing.variables import SharedOffset, free_rows
 from sgsim.errors import SgsimError
-from sgsim.settings import check_settings, check_strengths
-from sgsim.inversion import invert
+from sgsim.settings import EditSettings, check_settings, check_strengths
 from sgsim.losses import TERMS, ClipDirection, IdentityTerm, check_weights
 from stylegan2.noise import swapped_noise
 from stylegan2.precision import MIXED, SynthesisPrecision
@@ -241,9 +240,9 @@ class Editor:
 
             align, _ = alignment(self.weight_files.get("generator", ""), source.align, getattr(G, "metadata", None))
             image = read_photo(image, G.img_resolution, align)
-        lpips = self._network("lpips")  # None: invert warns and fits pixels instead
         image = image.reshape(-1, *image.shape[-3:])
-        result = invert(G, image.to(self.device), steps=invert_steps, lpips=lpips, seed=seed)
+        # The W fit alone (no W+ refinement), as Editor.edit has always inverted; `sgsim edit` inverts before it calls.
+        result, _ = invert_target(G, image.to(self.device), invert_steps, 0, seed, method=source.method, lpips=self._network("lpips"))
         return result.w_plus[0], result.noise, image[0].detach().float().cpu().clamp(-1, 1)
 
     @torch.no_grad()
@@ -260,28 +259,21 @@ class Editor:
         self,
         source: AnySource,
         targets: Union[Target, str, Path, Sequence[Union[Target, str, Path]]],
-        steps: int = 300,
-        lr: float = 0.1,
-        lambda_latent: Optional[float] = None,
-        lambda_id: Optional[float] = None,
-        layers: Optional[Iterable[int]] = None,
-        seed: int = 0,
-        callback: Optional[StepCallback] = None,
-        mix: str = "weighted",
-        strengths: Sequence[float] = (1.0,),
-        loudness_strength: bool = False,
-        record_every: int = 0,
-        invert_steps: int = 1000,
+        settings: Optional[EditSettings] = None,  # every edit setting (sgsim.settings.EditSettings); None: the defaults
+        *,
+        layers: Optional[Iterable[int]] = None,  # W+ rows the edit may move; None: all
+        seed: int = 0,  # seeds an image source's inversion
+        callback: Optional[StepCallback] = None,  # callback(step, losses): after every step
+        record_every: int = 0,  # > 0: keep a snapshot every that many steps in `frames`
         noise: Optional[dict[str, torch.Tensor]] = None,
-        precision: Optional[str] = None,
         class_index: Optional[int] = None,
-        weights: Optional[Mapping[str, float]] = None,
+        **changes,  # EditSettings fields over `settings`: steps, lr, weights, lambda_latent, lambda_id, mix, strengths, ...
     ) -> EditResult:
         """Edit `source` toward every target at once (one batch, same result as one by one).
 
         `source`: SeedSource, LatentSource or ImageSource, or the shorthands a seed (int), an image path, a W / W+
-        latent (array or tensor). An image is inverted first, seeded by `seed`; the edit itself has no randomness,
-        so equal arguments give identical results on the CPU.
+        latent (array or tensor). An image is inverted first (`invert_steps` of its W fit), seeded by `seed`; the edit
+        itself has no randomness, so equal arguments give identical results on the CPU.
         `targets`: Target objects (a bare path means Target(audio=path)). mix='weighted' aims at the
         normalised sum of sound and text embeddings; mix='layers' edits toward the sound and the
         text separately and takes the first half of W+ (paper: layers 1-9 of 18) from the sound.
@@ -291,24 +283,26 @@ class Editor:
         `loudness_strength` each strength is multiplied by the sound's loudness scale.
         `noise`: noise buffers (name -> tensor) fitted with a latent source, as sgsim invert saves them
         (LatentSource.noise says the same); an image source uses those of its own inversion.
-        `record_every` > 0 keeps snapshots in `frames`.
         `precision` of the optimisation: 'fp32'; 'mixed' (CUDA only: fp16 high-resolution generator blocks,
         CLIP under autocast); 'bf16' (generator in bfloat16, CLIP and the loss networks under bfloat16 autocast,
         any device; fast on CPUs with AVX512-BF16 or AMX).
         None: 'mixed' on CUDA, 'bf16' on a CPU with native bfloat16 (AVX512-BF16 or AMX), 'fp32' elsewhere; the
         choice and its reason are recorded in `settings`. The returned images are always rendered in fp32.
+        The settings naming networks (generator, encoder, ...) are the Editor's own and not read here.
         `class_index`: the class of a seed source, required for a conditional generator (one-hot label).
         Raises EditDiverged (an SgsimError carrying the last finite latents) on a NaN loss.
         """
+        settings = (settings if settings is not None else EditSettings()).updated(**changes)
+        steps, lr, mix, loudness_strength = settings.steps, settings.lr, settings.mix, settings.loudness_strength
         self.require_encoders("edit")
         targets = self._check_targets(targets, mix)
-        strengths = check_settings(steps, lr, mix, strengths)
-        run = self.prepare_run(precision, weights, lambda_latent, lambda_id)
+        strengths = check_settings(steps, lr, mix, settings.strengths)
+        run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)
         weights = run.weights
 
         source = as_source(source)
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
-        w_source, fitted_noise, input_image = self.source_start(source, seed, invert_steps, class_index)
+        w_source, fitted_noise, input_image = self.source_start(source, seed, settings.invert_steps, class_index)
         noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
         if mix == "weighted":
             directions = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)])

@@ -93,6 +93,15 @@ def test_same_seed_gives_identical_results(editor, sounds, rain_edit):
     assert torch.equal(again.edited_latents, rain_edit.edited_latents)
 
 
+def test_settings_carry_an_edit(editor, sounds, rain_edit):
+    from sgsim.settings import EditSettings
+
+    result = editor.edit(0, Target(sounds["raining"]), EditSettings(steps=STEPS, strengths=(0.0, 0.5, 1.0, 1.5)))
+    assert torch.equal(result.images, rain_edit.images)  # the same edit as by keyword arguments
+    with pytest.raises(TypeError, match="unknown edit setting 'step'"):
+        editor.edit(0, Target(sounds["raining"]), step=1)
+
+
 def test_layers_restricts_which_rows_move(editor, sounds):
     result = editor.edit(0, Target(sounds["raining"]), steps=STEPS, layers=[1, 4])
     moved = (result.edited_latents[0] - result.source_latent).abs().amax(dim=1)
