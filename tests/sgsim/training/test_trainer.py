@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -98,6 +100,9 @@ def test_train_encoder_command_writes_a_loadable_encoder_and_resumes(small_run, 
     assert again.exit_code == 0, again.output
     assert "resuming at step 3" in again.output and "epoch 2: validation" in again.output
     load_audio_encoder("sgsim-resnet18", checkpoint=tmp_path / "run" / FINAL_FILE)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())  # the record every command writes
+    assert record["command"] == "train-encoder" and record["argv"][1] == "train-encoder" and record["versions"]["torch"]
+    assert record["config"]["epochs"] == 2 and len(record["history"]) == 2 and set(record["outputs"]) == {FINAL_FILE, BEST_FILE}
 
 
 def test_a_trained_encoder_drives_sgsim_edit(full_run, small_run, tiny_generator_file, tiny_clip_space, tmp_path):
