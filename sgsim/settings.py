@@ -83,7 +83,8 @@ class EditSettings:
                                 "0: keep the W fit.", low=0, high=MAX_STEPS)
     align: Optional[bool] = setting(
         None, "source", "FFHQ face alignment of the photo (needs sgsim[faces]); --no-align: centre crop. Default: on for "
-        "FFHQ-aligned generators (ffhq, metfaces, stylegan2-ffhq-config-f, by name or cached file), off otherwise.",
+        "face generators (a manifest generator whose domain is faces, by name or cached file, or a file trained on FFHQ, "
+        "MetFaces or CelebA-HQ), off otherwise.",
         flag="--align/--no-align")
     steps: int = setting(300, "optimisation", "Optimisation steps.", low=1, high=MAX_STEPS)
     lr: float = setting(0.1, "optimisation", "Learning rate of the optimisation.", low=0, low_open=True)
