@@ -116,27 +116,20 @@ class DemoEngine:
         source = _typed_source(request)
         settings = self.settings.updated(steps=request.steps, invert_steps=request.invert_steps)
         every = max(1, request.steps // PREVIEWS)
-        latest: dict[str, torch.Tensor] = {}
 
-        def on_step(step: int, losses: dict[str, float]) -> None:
+        def on_step(step: int, losses: dict[str, float], images: torch.Tensor) -> None:
             if cancelled.is_set():
                 raise EditCancelled(f"edit cancelled at step {step + 1} of {request.steps}")
             done = step + 1
-            preview = to_uint8(latest["image"][:1])[0] if done % every == 0 and "image" in latest else None
-            progress(done, request.steps, preview)
+            progress(done, request.steps, to_uint8(images[:1])[0] if done % every == 0 else None)
 
         with self._device:
             if cancelled.is_set():
                 raise EditCancelled("edit cancelled before it started")
             progress(0, request.steps, None)
-            # The optimisation draws each step's image through the generator's synthesis network: keep the last one.
-            hook = self.editor.generator.synthesis.register_forward_hook(
-                lambda module, inputs, output: latest.__setitem__("image", output.detach()))
             started = time.perf_counter()
-            try:
-                result = self.editor.edit(source, Target(audio=request.sound, text=request.text or None), settings, callback=on_step)
-            finally:
-                hook.remove()
+            result = self.editor.edit(source, Target(audio=request.sound, text=request.text or None), settings,
+                                      callback=on_step, callback_values=("images",))  # each step's image, for the previews
             seconds = time.perf_counter() - started
             weights = self._weight_record()
             self._runs += 1

@@ -263,7 +263,8 @@ class Editor:
         *,
         layers: Optional[Iterable[int]] = None,  # W+ rows the edit may move; None: all
         seed: int = 0,  # seeds an image source's inversion
-        callback: Optional[StepCallback] = None,  # callback(step, losses): after every step
+        callback: Optional[StepCallback] = None,  # callback(step, losses, **values): after every step
+        callback_values: Sequence[str] = (),  # what `callback` also receives by name: "latents", "images" (STEP_VALUES)
         record_every: int = 0,  # > 0: keep a snapshot every that many steps in `frames`
         noise: Optional[dict[str, torch.Tensor]] = None,
         class_index: Optional[int] = None,
@@ -312,7 +313,7 @@ class Editor:
             guides = [f"{t.label} (sound)" for t in targets] + [f"{t.text} (text)" for t in targets]
 
         optimised = self.optimise(run, w_source.expand(len(guides), -1, -1), directions, noise=noise, steps=steps, lr=lr,
-                                  layers=layers, callback=callback, record_every=record_every)
+                                  layers=layers, callback=callback, callback_values=callback_values, record_every=record_every)
         edited = optimised.latents
         if mix == "layers":
             edited = mix_layers(edited[: len(targets)], edited[len(targets):])
