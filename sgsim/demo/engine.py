@@ -175,10 +175,11 @@ class DemoEngine:
 
     def render(self, run: EditedRun, strength: float) -> torch.Tensor:
         """The image [3, H, W] in [-1, 1] of w_src + strength (w_edit - w_src): one synthesis."""
+        from sgsim.editing.modes import generator_lock
         from stylegan2.noise import swapped_noise
 
         latent = self.latent_at(run, strength)
-        with self._device, swapped_noise(self.editor.generator, run.noise):
+        with self._device, generator_lock(self.editor.generator), swapped_noise(self.editor.generator, run.noise):
             return self.editor.render(latent[None])[0]
 
     @staticmethod

@@ -16,6 +16,7 @@ from sgsim.devices import PrecisionChoice, choose_precision
 from sgsim.checksums import state_sha256
 from sgsim.editing.directions import (SoundDirection, architecture, check_generator, combined_offset, direction_names,
                                       strength_latents)
+from sgsim.editing.modes import holding_generator
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
 from sgsim.editing.optimise import OptimisedLatents, StepCallback, optimise_latents
 from sgsim.editing.precision import edit_precision
@@ -218,6 +219,7 @@ class Editor:
         generator), a W / W+ latent, or an image (inverted, seeded by `seed`); see sources.as_source."""
         return self.source_start(source, seed, invert_steps, class_index)[0]
 
+    @holding_generator
     def source_start(self, source: AnySource, seed: int, invert_steps: int,
                class_index: Optional[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Optional[torch.Tensor]]:
         """The source's W+ latent, the noise buffers to render it with ({}: the generator's own) and, for an image
@@ -245,6 +247,7 @@ class Editor:
         result, _ = invert_target(G, image.to(self.device), invert_steps, 0, seed, method=source.method, lpips=self._network("lpips"))
         return result.w_plus[0], result.noise, image[0].detach().float().cpu().clamp(-1, 1)
 
+    @holding_generator
     @torch.no_grad()
     def render(self, latents: torch.Tensor) -> torch.Tensor:
         """Images [N, 3, H, W] on the CPU of W+ latents [N, num_ws, w_dim], a few at a time, clamped to [-1, 1]: the
@@ -255,6 +258,7 @@ class Editor:
         ]
         return torch.cat(chunks)
 
+    @holding_generator
     def edit(
         self,
         source: AnySource,
@@ -357,6 +361,7 @@ class Editor:
         """One sound's direction over `sources`: learn_directions([target], sources, **options)[0]."""
         return self.learn_directions([target], sources, **options)[0]
 
+    @holding_generator
     def learn_directions(
         self,
         targets: Sequence[Union[Target, str, Path]],
@@ -441,6 +446,7 @@ class Editor:
                 direction.holdout = measured
         return directions
 
+    @holding_generator
     def evaluate_directions(self, directions: Sequence[SoundDirection], seeds: Sequence[int], steps: int = 300, lr: float = 0.1,
                             weights: Optional[Mapping[str, float]] = None, layers: Optional[Iterable[int]] = None,
                             class_index: Optional[int] = None, precision: Optional[str] = None) -> list[dict]:
@@ -486,6 +492,7 @@ class Editor:
             })
         return results
 
+    @holding_generator
     def apply(
         self,
         directions: Union[SoundDirection, Sequence[SoundDirection]],
@@ -558,6 +565,7 @@ class Editor:
         weights = self.loss_weights(weights, lambda_latent, lambda_id)
         return PreparedRun(chosen, weights, self.networks_for(weights))
 
+    @holding_generator
     def optimise(self, run: "PreparedRun", start: torch.Tensor, aims: torch.Tensor,
                  noise: Optional[Mapping[str, torch.Tensor]] = None, **loop) -> OptimisedLatents:
         """The one optimisation path of edit, learn_directions, evaluate_directions and video: optimise_latents from

@@ -207,3 +207,19 @@ def test_results_are_clamped_to_the_documented_range_and_save_what_the_cli_write
                      "latents.npz", "run.json"]
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted(names)
 
+
+def test_calls_on_one_generator_take_turns(editor):
+    """A generator's modes (noise buffers, precision) are set for one call: a second call waits for the first."""
+    import threading
+
+    from sgsim.editing.modes import generator_lock
+
+    latents = editor.source_latent(0)[None]
+    rendered = threading.Event()
+    worker = threading.Thread(target=lambda: (editor.render(latents), rendered.set()))
+    with generator_lock(editor.generator):  # as an edit in another thread holds it
+        worker.start()
+        worker.join(timeout=1.0)
+        assert not rendered.is_set()
+    worker.join()
+    assert rendered.is_set()
