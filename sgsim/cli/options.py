@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 import click
 
 from sgsim.errors import SgsimError
-from sgsim.outputs import VIDEO_FORMATS, file_stems, fresh_folder, safe_stem, unique  # noqa: F401  (the commands import them from here too)
-from sgsim.settings import MAX_SEEDS, MAX_STEPS, SEED_MAX, SETTINGS, EditSettings, default_of, settings_in  # noqa: F401  (as above)
+from sgsim.outputs import fresh_folder, safe_stem, unique  # noqa: F401  (the commands import them from here too)
+from sgsim.settings import MAX_SEEDS, SEED_MAX, SETTINGS, EditSettings, default_of, settings_in
 
 
 def parse_seeds(text: str) -> list[int]:

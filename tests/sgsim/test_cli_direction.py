@@ -18,19 +18,6 @@ STEPS = "4"
 
 
 @pytest.fixture(scope="module")
-def run(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space):
-    """Invoke the CLI with the tiny networks; returns click's Result."""
-    def invoke(*args: str):
-        extra = []
-        if args[0] == "direction":
-            extra = ["--generator", str(tiny_generator_file), "--encoder-checkpoint", str(encoder_checkpoint_file),
-                     "--device", "cpu", "--steps", STEPS]
-        return CliRunner().invoke(main, [*args, *extra], catch_exceptions=False)
-
-    return invoke
-
-
-@pytest.fixture(scope="module")
 def sounds(shared_data):
     return {name: shared_data / "audio" / f"{name}.wav" for name in ("raining", "fire", "wind")}
 
