@@ -24,8 +24,9 @@ def _check_weights(generator: str, encoder: str, encoder_checkpoint: Optional[Pa
     resolve_all([name for name in dict.fromkeys(needed) if name is not None])
 
 
-# Seconds per optimisation step of a 256 px edit measured on a 2-core CPU (README, Performance: 13.6 s per 10 fp32
-# steps); a step's cost grows about with the pixel count, which is what the warning below scales by.
+# Seconds per fp32 optimisation step of a 256 px edit on a 2-core CPU, on the slow side of the measured pace
+# (docs/performance.md#cpu-edits: 1.07 s a step, up to 1.4 s under load); a step's cost grows about with the pixel
+# count, which is what the warning below scales by.
 CPU_SECONDS_PER_STEP_256 = 1.36
 SLOW_CPU_RESOLUTION = 1024
 

@@ -34,7 +34,7 @@ from sgsim.host_memory import freed_memory_kept
 # bf16 (the encoder's network under bfloat16 autocast, its front end in fp32) is opt-in, for CPUs with native
 # bfloat16 (AVX512-BF16, AMX) and GPUs. Its tolerance on the real test clips: every embedding within cosine 0.999 of
 # fp32's and nearer its own clip's fp32 embedding than any other clip's, the same zero-shot results
-# (tests/sgsim/evaluation/test_embeddings.py and test_cli_compare_encoders.py; README, Performance).
+# (tests/sgsim/evaluation/test_embeddings.py and test_cli_compare_encoders.py; docs/performance.md#evaluation-throughput).
 EMBEDDING_PRECISIONS = ("fp32", "bf16")
 
 

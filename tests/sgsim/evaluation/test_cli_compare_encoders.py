@@ -135,7 +135,7 @@ def test_bad_labelled_encoder_is_a_usage_error(small_esc50, value):
 def test_bf16_embeddings_are_cached_apart_from_fp32_and_give_the_same_zero_shot_results(small_esc50, tmp_path, encoder_checkpoint_file,
                                                                                         tiny_clip_space, monkeypatch):
     """--precision bf16 is opt-in (fp32 is the default), never served fp32's cached embeddings nor serves its own to fp32,
-    and on the real clips predicts what fp32 predicts (README, Performance: the tolerance of bf16 embeddings)."""
+    and on the real clips predicts what fp32 predicts (docs/performance.md#evaluation-throughput: the tolerance of bf16 embeddings)."""
     from sgsim.evaluation.embeddings import EMBEDDING_PRECISIONS
 
     option = next(p for p in main.commands["compare-encoders"].params if p.name == "precision")
