@@ -185,10 +185,8 @@ def direction_command(audio, audio_dir, text, seeds, latents, images, class_inde
     for group in groups:
         with _progress(settings.steps, f"{len(group)} direction(s)") as on_step:
             directions = editor.learn_directions(
-                [target for _, target in group], plan.sources, steps=settings.steps, lr=settings.lr, weights=settings.loss_weights,
-                lambda_latent=settings.lambda_latent, lambda_id=settings.lambda_id, layers=layer_rows, holdout=holdout,
-                sources_per_step=sources_per_step, names=[name for name, _ in group], callback=on_step,
-                precision=settings.precision, class_index=class_index, invert_steps=settings.invert_steps,
+                [target for _, target in group], plan.sources, settings, layers=layer_rows, holdout=holdout,
+                sources_per_step=sources_per_step, names=[name for name, _ in group], callback=on_step, class_index=class_index,
             )
         for direction in directions:
             direction.settings["command_line"] = command_line()

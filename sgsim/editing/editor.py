@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
@@ -20,6 +20,7 @@ from sgsim.editing.modes import holding_generator
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
 from sgsim.editing.optimise import OptimisedLatents, StepCallback, optimise_latents
 from sgsim.editing.precision import edit_precision
+from sgsim.editing.results import AppliedEdit, EditResult
 from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
 from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, invert_target, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale, loudness_strengths
@@ -41,69 +42,12 @@ AnySource = Union[SeedSource, LatentSource, ImageSource, int, str, Path, np.ndar
 
 
 @dataclass
-class AppliedEdit:
-    """Images of one source moved along learned directions, one per strength; tensors on the CPU, images in [-1, 1]."""
-
-    images: torch.Tensor  # [S, 3, H, W]
-    latents: torch.Tensor  # [S, num_ws, w_dim]: w_src + strength * sum_j weight_j * offset_j
-    source_latent: torch.Tensor  # [num_ws, w_dim]
-    strengths: list[float]
-    offset: torch.Tensor  # [num_ws, w_dim]: the combined offset applied at strength 1
-    noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise buffers the images were made with, if not G's own
-
-
-@dataclass
 class PreparedRun:
     """What an optimisation settled before it starts (Editor.prepare_run)."""
 
     precision: PrecisionChoice  # name and reason
     weights: dict[str, float]  # every loss term's weight, the preset's updated by the call's
     networks: dict[str, object]  # the helper networks the terms with weight > 0 need
-
-
-@dataclass
-class EditResult:
-    """Everything one edit produced; tensors live on the CPU, images in [-1, 1]."""
-
-    images: torch.Tensor  # [T, S, 3, H, W]: per target, per strength
-    latents: torch.Tensor  # [T, S, num_ws, w_dim]: the W+ latents of `images`
-    edited_latents: torch.Tensor  # [T, num_ws, w_dim]: the optimised (and, for mix='layers', mixed) latents, strength 1
-    source_latent: torch.Tensor  # [num_ws, w_dim]
-    source_image: torch.Tensor  # [3, H, W]
-    strengths: torch.Tensor  # [T, S]: strengths applied, after the loudness scale
-    losses: dict[str, np.ndarray]  # "total" and every loss term ("clip", "latent", "id", ...) -> [steps, len(guides)]
-    guides: list[str]  # what each optimised latent aimed at (one per target, two per target for mix='layers')
-    targets: list[Target]
-    settings: dict  # every setting of the run, with the defaults filled in
-    frames: list[torch.Tensor] = field(default_factory=list)  # [len(guides), 3, H, W] every `record_every` steps
-    noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise buffers the images were made with, if not G's own
-    input_image: Optional[torch.Tensor] = None  # [3, H, W]: the photo an image source was inverted from, as cropped
-
-    def save(self, folder: Union[str, Path], video: Optional[str] = None) -> list[str]:
-        """Write what `sgsim edit` writes (images, comparison.png, latents.npz, run.json; `video` 'mp4' or 'gif'
-        for the optimisation video) into `folder`; returns the file names."""
-        from sgsim.editing.folder import write_edit_folder
-
-        return write_edit_folder(folder, self, video=video)
-
-    def pil(self, target: Optional[int] = None, strength: int = 0):
-        """A Pillow picture: the labelled comparison grid, or with `target` that target's image at strength index `strength`."""
-        from PIL import Image
-
-        from sgsim.editing.folder import comparison_picture
-        from sgsim.outputs import to_uint8
-
-        if target is None:
-            return comparison_picture(self)
-        return Image.fromarray(to_uint8(self.images[target, strength])[0])
-
-    def __repr__(self) -> str:
-        T, S, _, H, W = self.images.shape
-        strengths = ", ".join(f"{float(s):g}" for s in self.strengths.flatten()[:8]) + (", ..." if self.strengths.numel() > 8 else "")
-        losses = ", ".join(f"{name} {float(values[-1].mean()):.4f}" for name, values in self.losses.items())
-        return (f"EditResult({T} target{'s' * (T != 1)} x {S} strength{'s' * (S != 1)} of {W}x{H} images; "
-                f"guides {self.guides}; strengths [{strengths}]; final losses {{{losses}}}; "
-                f"{self.settings.get('steps')} steps, {len(self.frames)} frames)")
 
 
 def _describe_source(source) -> dict:
@@ -366,20 +310,16 @@ class Editor:
         self,
         targets: Sequence[Union[Target, str, Path]],
         sources: Sequence[AnySource],
-        steps: int = 300,
-        lr: float = 0.1,
-        weights: Optional[Mapping[str, float]] = None,
-        lambda_latent: Optional[float] = None,
-        lambda_id: Optional[float] = None,
-        layers: Optional[Iterable[int]] = None,
-        holdout: int = 3,
+        settings: Optional[EditSettings] = None,  # steps, lr, loss weights, precision, invert_steps; None: the defaults
+        *,
+        layers: Optional[Iterable[int]] = None,  # W+ rows the offsets may move; None: all
+        holdout: int = 3,  # seeds each direction is measured on afterwards (0: none)
         sources_per_step: Optional[int] = None,
         names: Optional[Sequence[str]] = None,
         callback: Optional[StepCallback] = None,
-        precision: Optional[str] = None,
-        class_index: Optional[int] = None,
-        seed: int = 0,
-        invert_steps: int = 1000,
+        class_index: Optional[int] = None,  # the class of the seed sources (conditional generators)
+        seed: int = 0,  # seeds the inversion of image sources
+        **changes,  # EditSettings fields over `settings`, as for edit: steps, lr, weights, lambda_latent, ...
     ) -> list[SoundDirection]:
         """Learn one shared W+ offset per target over all `sources` in one batched optimisation (batch = targets x
         sources): sample (k, i) is w_src_i + offset_k and scores the preset's loss terms, so each offset minimises
@@ -395,6 +335,8 @@ class Editor:
         from checkpoints.download import sha256_file
         from sgsim import __version__
 
+        settings = (settings if settings is not None else EditSettings()).updated(**changes)
+        steps, lr = settings.steps, settings.lr
         self.require_encoders("learn a direction")
         targets = self._check_targets(targets, "weighted")
         check_settings(steps, lr, "weighted", (1.0,))
@@ -407,19 +349,19 @@ class Editor:
         sources = [as_source(source) for source in sources]
         if not sources:
             raise SgsimError("no sources: a direction is learned over one or more seeds, latents or images (16 is a good number)")
-        run = self.prepare_run(precision, weights, lambda_latent, lambda_id)
+        run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)
         weights = run.weights
 
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
         aims = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)]).to(self.device)
-        w_sources = torch.stack([self.source_start(source, seed, invert_steps, class_index)[0] for source in sources])
+        w_sources = torch.stack([self.source_start(source, seed, settings.invert_steps, class_index)[0] for source in sources])
         variables = SharedOffset(w_sources, layers, count=len(targets))
         # Sources are rendered with the generator's own noise (an image source's fitted noise is not carried).
         self.optimise(run, variables.sources(), aims.repeat_interleave(len(sources), dim=0), steps=steps, lr=lr,
                       variables=variables, batches=variables.batches(sources_per_step), callback=callback)
         offsets = variables.offsets().cpu()
 
-        settings = {
+        record = {
             "steps": steps, "lr": lr, "weights": weights, "layers": None if layers is None else sorted({int(i) for i in layers}),
             "sources": [_describe_source(source) for source in sources], "class_index": class_index,
             "sources_per_step": sources_per_step, "preset_name": self.preset_name, "device": str(self.device),
@@ -435,7 +377,7 @@ class Editor:
                 encoder={"name": getattr(self.audio_encoder, "name", type(self.audio_encoder).__name__),
                          "state_sha256": self.checksum("audio_encoder")},
                 clip={"name": getattr(self.audio_encoder, "clip_model", type(self.clip).__name__), "state_sha256": self.checksum("clip")},
-                sound=sound, text=target.text, settings={**settings, "text_weight": target.weight}, sgsim_version=__version__,
+                sound=sound, text=target.text, settings={**record, "text_weight": target.weight}, sgsim_version=__version__,
             ))
         if holdout:
             seen = {source.seed for source in sources if isinstance(source, SeedSource)}
