@@ -93,6 +93,7 @@ def _strength_option(ctx: click.Context, param: click.Parameter, value: str) -> 
 
 # What the command line adds to an edit setting's declaration (sgsim.settings.EditSettings): how a flag's text is parsed.
 _PARSERS = {
+    "encoder_checkpoint": {"type": click.Path(path_type=Path)},
     "strengths": {"callback": _strength_option},
     "loss_weights": {"multiple": True, "callback": parse_weights, "metavar": "NAME=VALUE"},
     "save_video": {"is_flag": False, "flag_value": "mp4"},
@@ -113,8 +114,6 @@ def setting_option(name: str, **overrides) -> Callable:
         kind = click.IntRange if isinstance(default, int) else click.FloatRange
         bounds = {"min_open": True} if meta["low_open"] else {}
         extra["type"] = kind(meta["low"], meta["high"], **bounds)
-    elif name in ("encoder_checkpoint",):
-        extra["type"] = click.Path(path_type=Path)
     if name == "strengths":
         default = ",".join(f"{value:g}" for value in default)
     elif name == "loss_weights":
