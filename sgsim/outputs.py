@@ -344,6 +344,15 @@ def run_record(command: str, argv: Optional[list[str]] = None, **fields) -> dict
     }
 
 
+def is_record_of(path: Path, command: str) -> bool:
+    """True when `path` is a run record (run_record's head) that `sgsim <command>` wrote, which its rerun may replace."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "sgsim" in data and data.get("command") == command
+
+
 def is_run_folder(folder: Path) -> bool:
     """True when `folder` is an earlier output of an sgsim command (its run.json names sgsim), which a rerun may replace."""
     record = folder / RUN_RECORD

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -20,14 +19,6 @@ def record_path(out: Path) -> Path:
     return out.with_suffix(".json")
 
 
-def _written_by_sgsim_video(out: Path) -> bool:
-    try:
-        data = json.loads(record_path(out).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and "sgsim" in data and data.get("command") == "video"
-
-
 def check_video_out(out: Path, overwrite: bool) -> None:
     """--out must be an .mp4 file path; an existing one (or its .json) is replaced only if an earlier `sgsim video`
     wrote it, or with --overwrite."""
@@ -36,7 +27,9 @@ def check_video_out(out: Path, overwrite: bool) -> None:
     if out.suffix.lower() != ".mp4":
         raise click.UsageError(f"--out {out}: the video is written as MP4; pass a path ending in .mp4, e.g. clip.mp4")
     taken = [path for path in (out, record_path(out)) if path.exists()]
-    if taken and not overwrite and not _written_by_sgsim_video(out):
+    from sgsim.outputs import is_record_of
+
+    if taken and not overwrite and not is_record_of(record_path(out), "video"):
         raise click.UsageError(f"--out {out}: {taken[0]} exists and sgsim video did not write it; pass another --out, or --overwrite")
 
 
