@@ -30,6 +30,7 @@ class WeightsEntry:
     # What the file must hold, checked on import (sgsim.weights_check): a generator's resolution and w_plus_rows,
     # an audio encoder's registry name and embed_dim, a CLIP's clip_model and embed_dim, a helper network's name.
     expects: Mapping[str, Any] = field(default_factory=dict)
+    domain: str | None = None  # a generator's: what it draws (one of the manifest's "domains"); None for other kinds
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,7 +38,7 @@ def _load() -> tuple[dict[str, tuple[str, ...]], tuple[str, ...], dict[str, Weig
     """Parse and validate the manifest once: (containers by format, kinds, entries by name)."""
     raw = json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))
     formats = {name: tuple(containers) for name, containers in raw["formats"].items()}
-    kinds = tuple(raw["kinds"])
+    kinds, domains = tuple(raw["kinds"]), tuple(raw["domains"])
     table: dict[str, WeightsEntry] = {}
     for item in raw["weights"]:
         item = dict(item, urls=tuple(item["urls"]))
@@ -49,6 +50,9 @@ def _load() -> tuple[dict[str, tuple[str, ...]], tuple[str, ...], dict[str, Weig
                 f"{MANIFEST_PATH}: {entry.name} has format {entry.format!r} and kind {entry.kind!r}; "
                 f"use one of {tuple(formats)} and one of {kinds}"
             )
+        if (entry.kind == "generator") != (entry.domain in domains):
+            raise WeightsError(f"{MANIFEST_PATH}: {entry.name} has domain {entry.domain!r}; a generator needs one of {domains}, "
+                               f"other kinds none")
         table[entry.name] = entry
     return formats, kinds, table
 

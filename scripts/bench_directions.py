@@ -10,7 +10,7 @@ Networks are seeded random weights built in-process (no downloads): StyleGAN2 co
 from tests/data/audio. The scene preset (no identity network) is used. Warm-up runs are not timed. On the CPU the
 times are the process's CPU seconds (stable on a shared machine), on a GPU wall seconds after synchronising.
 
-    python scripts/bench_directions.py --device cpu                                  # README Performance (CPU)
+    python scripts/bench_directions.py --device cpu                                  # docs/performance.md#instant-edits
     python scripts/bench_directions.py --device cuda --apply-resolutions 1024        # absolute apply time at 1024 px
     python scripts/bench_directions.py --device cpu --quick                          # tiny networks: a smoke run
 """
@@ -26,7 +26,8 @@ from typing import Callable, Optional
 import torch
 
 from sgsim.editing import Editor, LatentSource, SoundDirection
-from sgsim.editing.directions import architecture, state_sha256
+from sgsim.checksums import state_sha256
+from sgsim.editing.directions import architecture
 from sgsim.editing.sources import seed_latent
 
 DEFAULT_SOUND = Path(__file__).resolve().parents[1] / "tests" / "data" / "audio" / "raining.wav"

@@ -60,7 +60,7 @@ class PrecisionChoice:
 
 def native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX). Without it oneDNN emulates bf16 and
-    the 'bf16' path is slower than 'fp32' (docs: README, Performance)."""
+    the 'bf16' path is slower than 'fp32' (docs/performance.md#default-precision-on-a-cpu)."""
     import torch
 
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()

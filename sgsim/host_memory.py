@@ -5,7 +5,7 @@ By default glibc's malloc hands every block of 32 MiB or more back to the kernel
 and maps a fresh one for the next request, whose pages the kernel must fault in and zero again. An edit
 frees and re-requests such blocks in every layer of every step (a 256 px fp32 activation is exactly 32 MiB,
 a 1024 px one 128 MiB): that page-fault work took a fifth of a 256 px fp32 step and over half of a 1024 px
-one (README, Performance). Kept in the heap, freed blocks are reused instead; the price is fragmentation, a
+one (docs/performance.md#keeping-freed-memory). Kept in the heap, freed blocks are reused instead; the price is fragmentation, a
 higher peak of resident memory, so blocks larger than LARGEST_KEPT_BLOCK are left to the kernel: with them
 kept, a 1024 px fp32 edit peaked 1.3x above the published loop's peak, over the memory goal. An embedding
 run repeats one batch shape: kept, its peak grew by 3% and it ran 1.28x faster (1 thread).

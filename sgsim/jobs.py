@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 from sgsim.errors import SgsimError
-from sgsim.settings import SEED_MAX, VIDEO_FRAMES
+from sgsim.settings import SEED_MAX, VIDEO_FRAMES, EditSettings, settings_record
 
 COLUMNS = ("name", "audio", "text", "seed", "image", "latent", "strength", "class")
 SOURCE_COLUMNS = ("seed", "image", "latent")
@@ -54,6 +54,10 @@ class Job:
     def record(self) -> dict:
         """The job as run.json stores it (JSON types only): a rerun skips the job only if this is unchanged."""
         return {**asdict(self), "strengths": list(self.strengths)}
+
+    def settings(self, shared: EditSettings) -> EditSettings:
+        """This job's edit settings: those every job shares, with the row's strengths."""
+        return shared.updated(strengths=self.strengths)
 
 
 @dataclass
@@ -244,9 +248,11 @@ Echo = Callable[[str, bool], None]
 class JobRunner:
     """Runs this rank's groups of jobs with one Editor (loaded at the first job that needs it) and records each job."""
 
-    def __init__(self, out: Path, overwrite: bool, options: dict, settings: dict, rank, argv: Sequence[str] = (),
+    def __init__(self, out: Path, overwrite: bool, settings: EditSettings, device: Optional[str], rank, argv: Sequence[str] = (),
                  echo: Echo = _print):
-        self.out, self.overwrite, self.options, self.settings, self.rank = out, overwrite, options, settings, rank
+        self.out, self.overwrite, self.settings, self.device_name, self.rank = out, overwrite, settings, device, rank
+        # What decides a job's result (not where it runs, nor the row's own strengths): a rerun with other settings redoes it.
+        self.batch_settings = settings_record(settings, leave_out=("strengths",))
         self.argv, self.echo = list(argv), echo
         self.editor = None
         self.loaded_s = 0.0
@@ -263,9 +269,8 @@ class JobRunner:
         from sgsim.editing.plan import plan_edit
         from sgsim.outputs import is_run_folder
 
-        o = self.options
         plan = plan_edit((Path(job.audio),) if job.audio else (), job.text, Path(job.image) if job.image else None, job.seed, job.latent,
-                         job.class_index, o["mix"], o["precision"], str(self.device), self.out / job.name, o["preset"], o["generator"], o["align"])
+                         job.class_index, job.settings(self.settings), str(self.device), self.out / job.name)
         check_output_dir(plan.out, self.overwrite, is_run_folder)
         return plan
 
@@ -273,15 +278,15 @@ class JobRunner:
     def device(self):
         from sgsim.distributed import rank_device
 
-        return rank_device(self.rank, self.options["device"])
+        return rank_device(self.rank, self.device_name)
 
     def _editor(self):
         if self.editor is None:
             from sgsim.editing import Editor
 
-            o, started = self.options, time.perf_counter()
-            self.editor = Editor.from_pretrained(o["generator"], o["encoder"], encoder_checkpoint=o["encoder_checkpoint"], clip=o["clip_weights"],
-                                                 device=self.device, preset=o["preset"])
+            s, started = self.settings, time.perf_counter()
+            self.editor = Editor.from_pretrained(s.generator, s.encoder, encoder_checkpoint=s.encoder_checkpoint, clip=s.clip_weights,
+                                                 device=self.device, preset=s.preset)
             self.loaded_s = time.perf_counter() - started
         return self.editor
 
@@ -291,17 +296,15 @@ class JobRunner:
         from sgsim.editing import Target
         from sgsim.editing.plan import inverted_source
 
-        o, editor, plan = self.options, self._editor(), ready[0][1]
+        settings, editor, plan = self.settings, self._editor(), ready[0][1]
         jobs = [job for job, _ in ready]
-        source, photo = inverted_source(editor, plan, o["invert_steps"], o["refine_steps"], lambda line: self.echo(line, False))
+        source, photo = inverted_source(editor, plan, settings, lambda line: self.echo(line, False))
         swept = union_strengths(jobs)
         result = editor.edit(
-            source, [Target(audio=job.audio, text=job.text) for job in jobs], steps=o["steps"], lr=o["lr"],
-            lambda_latent=o["lambda_latent"], lambda_id=o["lambda_id"], weights=o["loss_weights"], mix=o["mix"], strengths=swept,
-            loudness_strength=o["loudness_strength"], record_every=max(1, o["steps"] // VIDEO_FRAMES) if o["save_video"] else 0,
-            precision=o["precision"], class_index=jobs[0].class_index,
+            source, [Target(audio=job.audio, text=job.text) for job in jobs], settings.updated(strengths=swept),
+            record_every=max(1, settings.steps // VIDEO_FRAMES) if settings.save_video else 0, class_index=jobs[0].class_index,
         )
-        return [job_result(result, index, job, swept, o["mix"]) for index, job in enumerate(jobs)], photo
+        return [job_result(result, index, job, swept, settings.mix) for index, job in enumerate(jobs)], photo
 
     def _weights_record(self) -> dict:
         """run.json's weights record of the networks loaded so far (helper networks load on first use)."""
@@ -315,27 +318,22 @@ class JobRunner:
     def _write(self, job: Job, plan, result, photo, edit_s: float) -> None:
         from sgsim.atomic import staged_output_dir
         from sgsim.editing.folder import write_edit_folder
-        from sgsim.outputs import is_run_folder, run_record
-        from sgsim.settings import INVERSION_SEED
+        from sgsim.editing.plan import source_record
+        from sgsim.outputs import edit_run_record, is_run_folder
 
-        o = self.options
+        settings = job.settings(self.settings)
         with staged_output_dir(plan.out, self.overwrite, is_run_folder) as staging:
-            image = job.image is not None
             if photo is not None:
                 result.input_image = photo[0]  # inverted here, as `sgsim edit` does: the folder shows the photo beside its reconstruction
-            settings = dict(result.settings)
-            settings.pop("seed", None)  # the Editor's seed seeds only an image source's inversion, done here (INVERSION_SEED)
-            write_edit_folder(staging, result, video=o["save_video"], run=run_record(
-                "batch", self.argv,
-                source={"seed": job.seed, "image": job.image, "latent": job.latent, "latent_key": plan.latent_key,
-                        "class": job.class_index, "invert_steps": o["invert_steps"] if image else None,
-                        "refine_steps": o["refine_steps"] if image else None, "align": plan.align,
-                        "align_reason": plan.align_reason or None, "inversion_seed": INVERSION_SEED if image else None},
+            resolved = dict(result.settings)
+            resolved.pop("seed", None)  # the Editor's seed seeds only an image source's inversion, done here (INVERSION_SEED)
+            write_edit_folder(staging, result, video=settings.save_video, run=edit_run_record(
+                "batch", self.argv, settings, resolved,
+                source=source_record(plan, settings),
                 targets=[{"audio": job.audio, "text": job.text}],
-                generator=o["generator"], encoder=o["encoder"], encoder_checkpoint=o["encoder_checkpoint"], clip=o["clip_weights"],
-                settings=settings, weights=self._weights_record(),
+                weights=self._weights_record(),
                 timings_s={"load": self.loaded_s, "edit": edit_s},
-                job=job.record(), batch_settings=self.settings,
+                job=job.record(), batch_settings=self.batch_settings,
             ))
 
     def run_group(self, group: list[Job]) -> list[Outcome]:
@@ -344,7 +342,7 @@ class JobRunner:
 
         outcomes, ready = [], []
         for job in group:
-            if is_complete(self.out / job.name, job, self.settings):
+            if is_complete(self.out / job.name, job, self.batch_settings):
                 outcomes.append(self._outcome(job, SKIPPED))
                 continue
             try:
@@ -372,23 +370,21 @@ class JobRunner:
         return outcomes
 
 
-def run_jobs(jobs_file: Path, out: Path, overwrite: bool, options: dict, argv: Sequence[str] = (), echo: Echo = _print) -> int:
+def run_jobs(jobs_file: Path, out: Path, overwrite: bool, settings: EditSettings, device: Optional[str] = None,
+             argv: Sequence[str] = (), echo: Echo = _print) -> int:
     """Run every job of `jobs_file` into OUT/<name>/ and write OUT/summary.csv; under torchrun the jobs are split over
-    the processes, each on its own device. `options` are the edit settings every job shares. Returns the exit code:
-    1 unless every job succeeded."""
+    the processes, each on its own device. `settings` are the edit settings every job shares (its strengths: those
+    of a row without any). Returns the exit code: 1 unless every job succeeded."""
     from sgsim.distributed import current_rank, gather_objects, process_group, rank_device, shard
 
-    jobs, refused = read_jobs(jobs_file, options["strengths"], options["mix"])
+    jobs, refused = read_jobs(jobs_file, settings.strengths, settings.mix)
     if out.exists() and not out.is_dir():
         raise SgsimError(f"--out {out} is a file; pass a folder for the job folders")
     rank = current_rank()
-    rank_device(rank, options["device"])  # a bad --device fails before any work
-    options = {name: value for name, value in options.items() if name != "strengths"}
-    # What decides a job's result (not where it runs): a rerun with other settings redoes the job.
-    settings = json.loads(json.dumps({k: v for k, v in options.items() if k != "device"}, default=str))
+    rank_device(rank, device)  # a bad --device fails before any work
     with process_group() as rank:  # gloo: the ranks exchange only their outcomes, on the CPU
         groups = group_jobs(jobs)
-        runner = JobRunner(out, overwrite, options, settings, rank, argv, echo)
+        runner = JobRunner(out, overwrite, settings, device, rank, argv, echo)
         mine = [outcome for group in shard(groups, rank, [len(group) for group in groups]) for outcome in runner.run_group(group)]
         outcomes = refused + [outcome for part in gather_objects(mine) for outcome in part]
         if rank.is_main:

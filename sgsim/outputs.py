@@ -19,6 +19,7 @@ import numpy as np
 from sgsim import __version__
 from sgsim.atomic import atomic_output
 from sgsim.errors import ImageError, SgsimError
+from sgsim.settings import VIDEO_FORMATS  # noqa: F401  (what --save-video writes; declared with the edit settings)
 
 if TYPE_CHECKING:
     import torch
@@ -33,7 +34,6 @@ LABEL_BAND = 1.6  # a label band's height in font sizes
 LABEL_PAD = 4  # pixels between a label and its tile's edge
 TITLE_FILL = (228, 232, 240)  # background of a row's title band, so rows read apart
 VIDEO_FPS = 12.0  # optimisation video frame rate
-VIDEO_FORMATS = ("mp4", "gif")  # what --save-video writes
 MP4_CODEC = "libx264"  # H.264 in yuv420p: what every browser and phone plays
 MP4_AUDIO_CODEC = "aac"
 MP4_AUDIO_RATE = 48000
@@ -372,17 +372,16 @@ def run_record(command: str, argv: Optional[list[str]] = None, **fields) -> dict
     }
 
 
-MAX_RECORD_BYTES = 64 << 20  # a run.json read back: far above any run's (a 10000-job batch writes a few MB)
+MAX_RECORD_BYTES = 64 << 20  # a run record read back: far above any run's (a 10000-job batch writes a few MB)
 
 
-def read_run_record(folder: Path) -> Optional[dict]:
-    """The run record sgsim wrote in `folder` as data, or None when there is none, or it is not sgsim's, not JSON,
-    too large, or nested too deeply to read (a record read back is input like any other)."""
-    record = Path(folder) / RUN_RECORD
+def read_record_file(path: Path) -> Optional[dict]:
+    """A run record sgsim wrote (run.json, a video's or a direction's record) as data, or None when the file is
+    missing, not sgsim's, not JSON, too large, or nested too deeply to read (a record read back is input like any other)."""
     try:
-        if not record.is_file() or record.stat().st_size > MAX_RECORD_BYTES:
+        if not Path(path).is_file() or Path(path).stat().st_size > MAX_RECORD_BYTES:
             return None
-        data = json.loads(record.read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):  # RecursionError: lists nested thousands deep
         return None
     if isinstance(data, dict) and ("sgsim" in data or "sgsim" in (data.get("versions") or {})):
@@ -390,6 +389,29 @@ def read_run_record(folder: Path) -> Optional[dict]:
     return None
 
 
+def read_run_record(folder: Path) -> Optional[dict]:
+    """The run.json sgsim wrote in `folder` (read_record_file), or None."""
+    return read_record_file(Path(folder) / RUN_RECORD)
+
+
+def is_record_of(path: Path, command: str) -> bool:
+    """True when `path` is a run record (run_record's head) that `sgsim <command>` wrote, which its rerun may replace."""
+    data = read_record_file(path)
+    return data is not None and data.get("command") == command
+
+
 def is_run_folder(folder: Path) -> bool:
     """True when `folder` is an earlier output of an sgsim command (its run.json names sgsim), which a rerun may replace."""
     return read_run_record(folder) is not None
+
+
+def edit_run_record(command: str, argv: Optional[list[str]], settings, resolved: Mapping, **fields) -> dict:
+    """run.json of an edit (edit, batch, video, demo): run_record's head, the networks as named, and `settings` (an
+    sgsim.settings.EditSettings, recorded whole by settings_record) with what the run `resolved` from them (the
+    Editor's settings: loss weights over the preset, precision and why, loudness scales, ...) over them."""
+    from sgsim.settings import settings_record
+
+    recorded = settings_record(settings)
+    return run_record(command, argv, generator=recorded["generator"], encoder=recorded["encoder"],
+                      encoder_checkpoint=recorded["encoder_checkpoint"], clip=recorded["clip_weights"],
+                      settings={**recorded, **resolved}, **fields)

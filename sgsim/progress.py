@@ -17,7 +17,7 @@ def phase_bar(total: int, description: str, callback: Optional[Callable] = None)
     from tqdm import tqdm
 
     with tqdm(total=total, desc=description, unit="step", leave=False) as bar:
-        yield lambda *_: bar.update(1)
+        yield lambda *_, **__: bar.update(1)
 
 
 @contextlib.contextmanager

@@ -1,9 +1,13 @@
-"""Settings every entry point shares (command line, demo, batch jobs, Python API), without torch: bounds and defaults."""
+"""Settings every entry point shares (command line, demo, batch jobs, Python API), without torch: bounds and defaults,
+and EditSettings, the one type holding every setting of an edit with its default, its bounds and its help line."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from sgsim.errors import SgsimError
 
@@ -17,6 +21,9 @@ VIDEO_FRAMES = 50  # about this many optimisation snapshots go into an edit's op
 MAX_STRENGTH = 100.0  # |strength| bound: 1 is the edit, the demo's slider stops at 2; 1e300 was inf in float32
 MAX_STRENGTHS = 256  # strengths of one run: each is a generator pass and an image written
 MIX_MODES = ("weighted", "layers")  # how a sound and a text combine (sgsim.editing.Editor.edit mix)
+PRECISIONS = ("fp32", "mixed", "bf16")  # of an optimisation (sgsim.devices.choose_precision)
+VIDEO_FORMATS = ("mp4", "gif")  # of an edit's optimisation video (sgsim.editing.folder)
+GROUPS = ("networks", "source", "optimisation", "strengths", "outputs")  # EditSettings' fields by what they set
 
 
 def parse_strengths(text: str) -> list[float]:
@@ -53,3 +60,105 @@ def check_strengths(strengths: Sequence[float]) -> list[float]:
     if not strengths or not all(math.isfinite(s) and abs(s) <= MAX_STRENGTH for s in strengths):
         raise SgsimError(f"strengths must be one or more numbers from {-MAX_STRENGTH:g} to {MAX_STRENGTH:g}, got {strengths}")
     return strengths
+
+
+def setting(default: Any, group: str, help: str, flag: Optional[str] = None, low: Optional[float] = None,
+            high: Optional[float] = None, low_open: bool = False, choices: Optional[Sequence[str]] = None):
+    """A field of EditSettings: its default, the group it belongs to, its help line, the command-line flag (default:
+    --field-name) and its bounds or choices. The command line's options are built from these (sgsim.cli.options)."""
+    metadata = {"group": group, "help": help, "flag": flag, "low": low, "high": high, "low_open": low_open, "choices": choices}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class EditSettings:
+    """Every setting of an edit, with its default: what `sgsim edit`, a row of `sgsim batch`, the demo and
+    Editor.edit read, and what run.json records (settings_record). Which images and sounds to edit are not settings."""
+
+    generator: str = setting("ffhq", "networks", "Generator: manifest name or checkpoint path.")
+    encoder: str = setting("sgsim-resnet18", "networks", "Audio encoder name.")
+    encoder_checkpoint: Optional[Union[str, Path]] = setting(
+        None, "networks", "Audio encoder weights (default: the encoder's released weights).")
+    clip_weights: Optional[Union[str, Path]] = setting(
+        None, "networks", "CLIP weights path (default: the model the encoder's space belongs to).", flag="--clip")
+    preset: Optional[str] = setting(
+        None, "networks", "Loss weights: ffhq (faces, identity kept), landscape or wikiart (default: the generator's).")
+    invert_steps: int = setting(INVERT_STEPS, "source", "Steps of the W fit of a photo (its inversion).", low=1, high=MAX_STEPS)
+    refine_steps: int = setting(REFINE_STEPS, "source", "Steps of the W+ refinement after the W fit (every layer free); "
+                                "0: keep the W fit.", low=0, high=MAX_STEPS)
+    align: Optional[bool] = setting(
+        None, "source", "FFHQ face alignment of the photo (needs sgsim[faces]); --no-align: centre crop. Default: on for "
+        "face generators (a manifest generator whose domain is faces, by name or cached file, or a file trained on FFHQ, "
+        "MetFaces or CelebA-HQ), off otherwise.",
+        flag="--align/--no-align")
+    steps: int = setting(300, "optimisation", "Optimisation steps.", low=1, high=MAX_STEPS)
+    lr: float = setting(0.1, "optimisation", "Learning rate of the optimisation.", low=0, low_open=True)
+    lambda_latent: Optional[float] = setting(None, "optimisation", "Latent distance weight (default: the generator's preset).", low=0)
+    lambda_id: Optional[float] = setting(None, "optimisation", "Identity loss weight (default: the generator's preset).", low=0)
+    loss_weights: dict = setting({}, "optimisation", "Weight of a loss term by name (clip, latent, id, perceptual, "
+                                 "smoothness, ...), over the preset's; repeat for several. 0 turns a term off.", flag="--weight")
+    precision: Optional[str] = setting(
+        None, "optimisation", "Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: the "
+        "generator in bfloat16 (its blocks in bf16 on a CPU), CLIP and the identity network under bfloat16 autocast. "
+        "Default: mixed on CUDA; bf16 on a CPU with AVX512-BF16 or AMX, fp32 on one without.", choices=PRECISIONS)
+    strengths: tuple = setting((1.0,), "strengths", "Comma-separated edit strengths, e.g. 0.5,1,1.5.", flag="--strength")
+    mix: str = setting("weighted", "strengths", "How a sound and a text combine.", choices=MIX_MODES)
+    loudness_strength: bool = setting(False, "strengths", "Scale each strength by the sound's loudness (-20 dBFS = 1).")
+    save_video: Optional[str] = setting(
+        None, "outputs", "Also write the optimisation as a video with the source, a label per target and the step: "
+        "optimisation.mp4 (H.264), or optimisation.gif with --save-video gif.", choices=VIDEO_FORMATS)
+
+    def __post_init__(self):
+        object.__setattr__(self, "strengths", tuple(check_strengths(self.strengths)))
+        object.__setattr__(self, "loss_weights", dict(self.loss_weights or {}))
+
+    def updated(self, **changes) -> "EditSettings":
+        """A copy with `changes` (field names; `weights` is loss_weights, as Editor.edit calls it); an unknown name is
+        a TypeError, as for a function's keyword."""
+        if "weights" in changes:
+            changes["loss_weights"] = changes.pop("weights")
+        unknown = sorted(set(changes) - set(SETTINGS))
+        if unknown:
+            raise TypeError(f"unknown edit setting {unknown[0]!r}; the settings are {', '.join(SETTINGS)}")
+        return dataclasses.replace(self, **{name: value for name, value in changes.items()})
+
+
+SETTINGS: dict[str, dataclasses.Field] = {item.name: item for item in dataclasses.fields(EditSettings)}
+
+
+def default_of(name: str) -> Any:
+    """The default of the edit setting `name` (the demo and the command line read it from here)."""
+    return getattr(EditSettings(), name)
+
+
+def bounds_of(name: str) -> tuple[Optional[float], Optional[float]]:
+    """The (low, high) bounds of the numeric edit setting `name`; None where it is open."""
+    return SETTINGS[name].metadata["low"], SETTINGS[name].metadata["high"]
+
+
+def settings_in(*groups: str) -> list[str]:
+    """The names of the edit settings in `groups` (GROUPS), in declaration order."""
+    unknown = [group for group in groups if group not in GROUPS]
+    if unknown:
+        raise ValueError(f"unknown settings group {unknown[0]!r}; the groups are {', '.join(GROUPS)}")
+    return [name for name, item in SETTINGS.items() if item.metadata["group"] in groups]
+
+
+def settings_record(settings: EditSettings, leave_out: Sequence[str] = ()) -> dict:
+    """An EditSettings as run.json records it (JSON types: paths as strings, strengths as a list): the one place
+    every record of an edit's settings is made (edit, batch, video, direction, the demo)."""
+    record = {}
+    for name in SETTINGS:
+        if name in leave_out:
+            continue
+        value = getattr(settings, name)
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        record[name] = value
+    return record

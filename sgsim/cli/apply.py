@@ -6,12 +6,8 @@ import time
 from pathlib import Path
 import click
 
-from sgsim.cli.options import (SEED_MAX, command_line, device_option, fresh_folder, out_option, parse_seeds, parse_strengths,
-                               safe_stem, unique)
-
-
-def _strength_option(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
-    return parse_strengths(value)
+from sgsim.cli.options import (SEED_MAX, command_line, device_option, fresh_folder, out_option, parse_seeds, safe_stem,
+                               setting_option, unique)
 
 
 def learned_generator(directions) -> str:
@@ -53,9 +49,9 @@ def _sources(seeds: list[int], latents: tuple[str, ...], images: tuple[Path, ...
 @click.option("--latent", "latents", multiple=True, metavar="FILE[:KEY]", help="Source: a W or W+ latent .npz (repeat).")
 @click.option("--image", "images", multiple=True, type=click.Path(path_type=Path), help="Source: a photo, inverted first (repeat).")
 @click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class of the seed images (conditional generators only).")
-@click.option("--strength", "strengths", default="1", callback=_strength_option, show_default=True, help="Comma-separated strengths, e.g. 0.5,1,1.5.")
-@click.option("--generator", default=None, help="Generator: manifest name or checkpoint path (default: the one the direction was learned on).")
-@click.option("--invert-steps", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Inversion steps for --image.")
+@setting_option("strengths")
+@setting_option("generator", default=None, help="Generator: manifest name or checkpoint path (default: the one the direction was learned on).")
+@setting_option("invert_steps")
 @device_option
 @out_option(required=False, default_help=" (default: a new folder out/<direction>-apply)")
 def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, latents, images, class_index, strengths, generator,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from sgsim.cli.options import command_line
+
 
 
 def encoder_choices(values: tuple[str, ...]) -> list:
@@ -79,6 +81,7 @@ def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, b
     from sgsim.evaluation.compare import compare_encoders, default_choices
     from sgsim.evaluation.report import write_reports
     from sgsim.evaluation.supervised import SupervisedConfig
+    from sgsim.outputs import RUN_RECORD, run_record, weights_record, write_json
 
     rank = current_rank()
     device = rank_device(rank, device)  # a bad --device fails before any encoder loads
@@ -128,5 +131,14 @@ def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, b
     if not comparison.results:
         raise click.ClickException("no encoder could be evaluated; see the reasons above, download weights or pass --encoder NAME=CHECKPOINT")
     paths = write_reports(comparison, out, with_paper)
+    write_json(out / RUN_RECORD, run_record(
+        "compare-encoders", command_line(), datasets=[str(path) for path in datasets],
+        encoders=[{"name": c.name, "label": c.shown, "checkpoint": c.checkpoint, "clip": c.clip} for c in choices],
+        settings={"prompts": prompts, "linear_probe": linear_probe, "baseline_resnet50": baseline_resnet50,
+                  "baseline_epochs": baseline_epochs, "precision": precision, "batch_size": batch_size},
+        weights=weights_record({c.shown: c.checkpoint for c in choices if c.checkpoint is not None}),
+        outputs=[path.name for path in paths] + [RUN_RECORD],
+    ))
+    paths.append(out / RUN_RECORD)
     click.echo((out / "encoders.md").read_text(encoding="utf-8"))
     click.echo(f"wrote {', '.join(p.name for p in paths)} to {out} in {time.perf_counter() - started:.1f} s")

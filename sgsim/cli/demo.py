@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from sgsim.cli import Terminated
-from sgsim.cli.options import device_option
+from sgsim.cli.options import device_option, setting_option
 from sgsim.errors import SgsimError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "audio"  # the checkout's example sounds, if installed from one
@@ -41,10 +41,10 @@ def start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, hos
 @click.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (0.0.0.0 opens it to the network).")
 @click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
-@click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
-@click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name.")
-@click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None, help="Audio encoder weights (default: the encoder's released weights).")
-@click.option("--clip", "clip_weights", default=None, help="CLIP weights path (default: the model the encoder's space belongs to).")
+@setting_option("generator")
+@setting_option("encoder")
+@setting_option("encoder_checkpoint")
+@setting_option("clip_weights")
 @device_option
 @click.option("--examples", type=click.Path(path_type=Path, file_okay=False), default=EXAMPLES,
               help="Folder of example .wav sounds listed on the page.  [default: the checkout's examples/audio]")

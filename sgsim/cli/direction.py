@@ -10,9 +10,12 @@ from typing import Callable, Iterator, Optional
 
 import click
 
-from sgsim.cli.options import command_line, device_option, parse_seeds, steps_option, weight_option
+from sgsim.cli.options import command_line, device_option, edit_options, parse_seeds
+from sgsim.settings import EditSettings, settings_in, settings_record
 
 SOUNDS_PER_RUN = 8  # sounds learned in one batched optimisation; a library folder is saved after each such group
+# Edit settings a direction does not use (its run record leaves them out): it optimises no strengths, mix or video.
+NOT_DIRECTION_SETTINGS = tuple(name for name in settings_in("source", "strengths", "outputs") if name != "invert_steps")
 
 
 def parse_layers(text: Optional[str]) -> Optional[list[int]]:
@@ -41,6 +44,7 @@ class DirectionPlan:
     single: Optional[Path] = None  # --out as one NAME.sgdir holding every direction
     done: list[str] = field(default_factory=list)  # sounds of a library folder already learned (resumed)
     device: object = None
+    record: Optional[Path] = None  # the run's record: run.json in a library folder, NAME.json beside a single file
 
 
 def _sound_files(audio: tuple[Path, ...], audio_dir: Optional[Path]) -> list[Path]:
@@ -64,6 +68,7 @@ def plan_direction(audio, audio_dir, text, seeds, latents, images, out, device, 
     from sgsim.editing.directions import SUFFIX, direction_names, load_directions
     from sgsim.editing.presets import choose_preset
     from sgsim.editing.targets import Target
+    from sgsim.outputs import RUN_RECORD, is_record_of
 
     sounds = _sound_files(audio, audio_dir)
     if not sounds and not text:
@@ -75,17 +80,19 @@ def plan_direction(audio, audio_dir, text, seeds, latents, images, out, device, 
             raise click.UsageError(f"--out {out} is a folder; name a file NAME{SUFFIX}, or a folder without that suffix")
         if out.exists():
             load_directions(out)  # a rerun may replace its own file, never a foreign one
-        plan.single = out
+        plan.single, plan.record = out, out.with_suffix(".json")
     else:
         if out.exists() and not out.is_dir():
             raise click.UsageError(f"--out {out} is a file; pass NAME{SUFFIX} for one file or a folder for one file per sound")
-        plan.library = out
+        plan.library, plan.record = out, out / RUN_RECORD
         names = direction_names([Target(audio=path, text=text) for path in sounds] or [Target(text=text)])
         for name in names:
             existing = out / f"{name}{SUFFIX}"
             if existing.exists():
                 load_directions(existing)  # a damaged file is reported, not silently kept
                 plan.done.append(name)
+    if plan.record.exists() and not is_record_of(plan.record, "direction"):
+        raise click.UsageError(f"--out {out}: {plan.record} exists and sgsim direction did not write it; pass another --out")
     for path in sounds:
         check_sound(path)
     plan.sources = list(parse_seeds(seeds)) if seeds else []
@@ -148,28 +155,18 @@ def _report(direction) -> str:
 @click.option("--image", "images", multiple=True, type=click.Path(path_type=Path), help="Learn over this photo too, inverted first (repeat).")
 @click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class of the seed images (conditional generators only).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="NAME.sgdir: one file holding every direction; a folder: one NAME.sgdir per sound, sounds already there skipped.")
+              help="NAME.sgdir: one file holding every direction (its run record NAME.json beside it); a folder: one NAME.sgdir "
+                   "per sound and run.json, sounds already there skipped.")
 @click.option("--holdout", type=click.IntRange(0, 1000), default=3, show_default=True,
               help="Held-out seeds on which each direction is measured against per-image edits (0: skip).")
 @click.option("--sources-per-step", type=click.IntRange(min=1), default=None,
               help="Images rendered per step, in turn (default: all): fewer is faster, each step sees a part of them.")
-@click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
-@click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name.")
-@click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None, help="Audio encoder weights (default: the encoder's released weights).")
-@click.option("--clip", "clip_weights", default=None, help="CLIP weights path (default: the model the encoder's space belongs to).")
-@click.option("--preset", default=None, help="Loss weights: ffhq (faces, identity kept), landscape or wikiart (default: the generator's).")
-@steps_option(300)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
 @click.option("--layers", default=None, metavar="ROWS", help="W+ rows the direction may move, e.g. 0-6 (default: all).")
-@click.option("--lambda-latent", type=click.FloatRange(min=0), default=None, help="Weight of the offset's size ||offset||^2 (default: the preset's).")
-@click.option("--lambda-id", type=click.FloatRange(min=0), default=None, help="Identity loss weight (default: the preset's).")
-@weight_option
-@click.option("--invert-steps", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Inversion steps for --image.")
-@click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None, help="Of the optimisation, as for sgsim edit.")
 @device_option
-def direction_command(audio, audio_dir, text, seeds, latents, images, class_index, out, holdout, sources_per_step, generator, encoder,
-                      encoder_checkpoint, clip_weights, preset, steps, lr, layers, lambda_latent, lambda_id, loss_weights, invert_steps,
-                      precision, device) -> None:
+@edit_options("networks", "optimisation", names=("invert_steps",),
+              lambda_latent={"help": "Weight of the offset's size ||offset||^2 (default: the preset's)."})
+def direction_command(audio, audio_dir, text, seeds, latents, images, class_index, out, holdout, sources_per_step, layers, device,
+                      settings: EditSettings) -> None:
     """Learn a sound's direction once over many images, for instant edits with `sgsim apply`.
 
     One shared W+ offset per sound, all sounds and images in one batched optimisation (up to 8 sounds at a
@@ -177,9 +174,10 @@ def direction_command(audio, audio_dir, text, seeds, latents, images, class_inde
     """
     from sgsim.editing import Editor, Target
     from sgsim.editing.directions import SUFFIX, direction_names, save_directions
+    from sgsim.outputs import run_record, weights_record, write_json
 
     layer_rows = parse_layers(layers)
-    plan = plan_direction(audio, audio_dir, text, seeds, latents, images, out, device, preset, generator)
+    plan = plan_direction(audio, audio_dir, text, seeds, latents, images, out, device, settings.preset, settings.generator)
     targets = [Target(audio=path, text=text) for path in plan.sounds] or [Target(text=text)]
     names = direction_names(targets)
     todo = [(name, target) for name, target in zip(names, targets) if name not in plan.done]
@@ -187,19 +185,17 @@ def direction_command(audio, audio_dir, text, seeds, latents, images, class_inde
         click.echo(f"{len(plan.done)} of {len(names)} directions already in {out}; learning the other {len(todo)}")
     if not todo:
         return
-    editor = Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights,
-                                    device=plan.device, preset=preset)
+    editor = Editor.from_pretrained(settings.generator, settings.encoder, encoder_checkpoint=settings.encoder_checkpoint,
+                                    clip=settings.clip_weights, device=plan.device, preset=settings.preset)
     click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
     click.echo("loaded " + ", ".join(f"{name} {path}" for name, path in editor.weight_files.items()))
     groups = [todo] if plan.single else [todo[i:i + SOUNDS_PER_RUN] for i in range(0, len(todo), SOUNDS_PER_RUN)]
     learned = []
     for group in groups:
-        with _progress(steps, f"{len(group)} direction(s)") as on_step:
+        with _progress(settings.steps, f"{len(group)} direction(s)") as on_step:
             directions = editor.learn_directions(
-                [target for _, target in group], plan.sources, steps=steps, lr=lr, weights=loss_weights,
-                lambda_latent=lambda_latent, lambda_id=lambda_id, layers=layer_rows, holdout=holdout, sources_per_step=sources_per_step,
-                names=[name for name, _ in group], callback=on_step, precision=precision, class_index=class_index,
-                invert_steps=invert_steps,
+                [target for _, target in group], plan.sources, settings, layers=layer_rows, holdout=holdout,
+                sources_per_step=sources_per_step, names=[name for name, _ in group], callback=on_step, class_index=class_index,
             )
         for direction in directions:
             direction.settings["command_line"] = command_line()
@@ -209,6 +205,12 @@ def direction_command(audio, audio_dir, text, seeds, latents, images, class_inde
         learned += directions
     if plan.single is not None:
         save_directions(plan.single, learned)
-        click.echo(f"wrote {len(learned)} direction(s) to {plan.single}")
-    else:
-        click.echo(f"wrote {len(learned)} direction file(s) to {plan.library}")
+    files = [plan.single.name] if plan.single is not None else [f"{direction.name}{SUFFIX}" for direction in learned]
+    write_json(plan.record, run_record(
+        "direction", command_line(), settings=settings_record(settings, leave_out=NOT_DIRECTION_SETTINGS),
+        layers=layer_rows, holdout=holdout, sources_per_step=sources_per_step, class_index=class_index,
+        directions={direction.name: {"sound": direction.sound, "text": direction.text, "holdout": direction.holdout}
+                    for direction in learned},
+        weights=weights_record(editor.weight_files), outputs=[*files, plan.record.name],
+    ))
+    click.echo(f"wrote {len(learned)} direction(s) to {plan.single or plan.library} and {plan.record.name}")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import click
 
-from sgsim.cli.options import SEED_MAX, command_line, edit_settings, out_option
-from sgsim.settings import INVERSION_SEED, VIDEO_FRAMES
+from sgsim.cli.options import SEED_MAX, command_line, device_option, edit_options, out_option
+from sgsim.settings import GROUPS, VIDEO_FRAMES, EditSettings
 
 
 def _check_weights(generator: str, encoder: str, encoder_checkpoint: Optional[Path], clip_weights: Optional[str]) -> None:
@@ -24,8 +24,9 @@ def _check_weights(generator: str, encoder: str, encoder_checkpoint: Optional[Pa
     resolve_all([name for name in dict.fromkeys(needed) if name is not None])
 
 
-# Seconds per optimisation step of a 256 px edit measured on a 2-core CPU (README, Performance: 13.6 s per 10 fp32
-# steps); a step's cost grows about with the pixel count, which is what the warning below scales by.
+# Seconds per fp32 optimisation step of a 256 px edit on a 2-core CPU, on the slow side of the measured pace
+# (docs/performance.md#cpu-edits: 1.07 s a step, up to 1.4 s under load); a step's cost grows about with the pixel
+# count, which is what the warning below scales by.
 CPU_SECONDS_PER_STEP_256 = 1.36
 SLOW_CPU_RESOLUTION = 1024
 
@@ -38,8 +39,7 @@ def warn_slow_cpu_edit(resolution: int, device, steps: int) -> None:
                    f"(estimated from the measured 256 px rate); a GPU takes minutes, and fewer --steps help", err=True)
 
 
-def run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent,
-               lambda_id, loss_weights, strengths, mix, loudness_strength, save_video, precision, class_index, invert_steps, refine_steps):
+def run_editor(plan, audio: Sequence[Path], text: Optional[str], settings: EditSettings, class_index: Optional[int]):
     """Load the networks, invert an --image (under its own progress bar) and edit: the one place this command calls
     the Editor. Returns (result, weights files, timings, the inverted photo [1, 3, R, R] or None)."""
     from sgsim.editing import Editor, Target
@@ -48,24 +48,24 @@ def run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_w
     from sgsim.progress import edit_bar
 
     started = time.perf_counter()
-    _check_weights(generator, encoder, encoder_checkpoint, clip_weights)
-    editor = Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights, device=plan.device,
-                                    preset=preset, check_generator=lambda G: class_label(G, class_index) if isinstance(plan.source, SeedSource) else None)
+    _check_weights(settings.generator, settings.encoder, settings.encoder_checkpoint, settings.clip_weights)
+    editor = Editor.from_pretrained(settings.generator, settings.encoder, encoder_checkpoint=settings.encoder_checkpoint,
+                                    clip=settings.clip_weights, device=plan.device, preset=settings.preset,
+                                    check_generator=lambda G: class_label(G, class_index) if isinstance(plan.source, SeedSource) else None)
     click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
     click.echo("loaded " + ", ".join(f"{name} {path}" for name, path in editor.weight_files.items()))
-    warn_slow_cpu_edit(editor.generator.img_resolution, editor.device, steps)
+    warn_slow_cpu_edit(editor.generator.img_resolution, editor.device, settings.steps)
     loaded = time.perf_counter()
     timings = {"load": loaded - started}
-    source, photo = inverted_source(editor, plan, invert_steps, refine_steps, click.echo)  # here rather than inside editor.edit, to show its progress
+    source, photo = inverted_source(editor, plan, settings, click.echo)  # here rather than inside editor.edit, to show its progress
     if photo is not None:
         timings["invert"] = time.perf_counter() - loaded
     inverted = time.perf_counter()
     targets = [Target(audio=path, text=text) for path in audio] if audio else [Target(text=text)]
-    with edit_bar(steps) as on_step:
+    with edit_bar(settings.steps) as on_step:
         result = editor.edit(
-            source, targets, steps=steps, lr=lr, lambda_latent=lambda_latent, lambda_id=lambda_id, weights=loss_weights,
-            callback=on_step, mix=mix, strengths=strengths, loudness_strength=loudness_strength,
-            record_every=max(1, steps // VIDEO_FRAMES) if save_video else 0, precision=precision,
+            source, targets, settings, callback=on_step,
+            record_every=max(1, settings.steps // VIDEO_FRAMES) if settings.save_video else 0,
             class_index=class_index,  # as an argument, not in SeedSource: the Editor records the argument in settings
         )
     timings["edit"] = time.perf_counter() - inverted
@@ -82,10 +82,9 @@ def run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_w
                    "An edit's latents.npz continues from its first edited latent; FILE:edited[N] picks another, FILE:source its start.")
 @click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class of the --seed image (conditional generators only).")
 @out_option(required=False, default_help=" (default: a new folder out/<sound or text>-<source>, -2, -3... if taken)")
-@edit_settings
-def edit_command(audio, text, image, seed, latent, class_index, invert_steps, refine_steps, align, generator, encoder, encoder_checkpoint, clip_weights, preset, out,
-                 overwrite, steps, lr, lambda_latent, lambda_id, loss_weights, strengths, mix, loudness_strength, device, save_video,
-                 precision) -> None:
+@device_option
+@edit_options(*GROUPS)
+def edit_command(audio, text, image, seed, latent, class_index, out, overwrite, device, settings: EditSettings) -> None:
     """Edit an image so that it shows a sound, a text or both.
 
     Writes source.png (for --image: input.png, the photo as inverted, and source.png, its reconstruction), one PNG per
@@ -94,26 +93,21 @@ def edit_command(audio, text, image, seed, latent, class_index, invert_steps, re
     """
     from sgsim.atomic import staged_output_dir
     from sgsim.editing.folder import write_edit_folder
-    from sgsim.editing.plan import plan_edit
-    from sgsim.outputs import is_run_folder, run_record, weights_record
+    from sgsim.editing.plan import plan_edit, source_record
+    from sgsim.outputs import edit_run_record, is_run_folder, weights_record
 
-    plan = plan_edit(audio, text, image, seed, latent, class_index, mix, precision, device, out, preset, generator, align)
+    plan = plan_edit(audio, text, image, seed, latent, class_index, settings, device, out)
     with staged_output_dir(plan.out, overwrite, is_run_folder) as staging:  # an unusable --out fails here, before the networks load
-        result, weights, timings, photo = run_editor(plan, audio, text, generator, encoder, encoder_checkpoint, clip_weights, preset,
-                                                    steps, lr, lambda_latent, lambda_id, loss_weights, strengths, mix, loudness_strength,
-                                                    save_video, precision, class_index, invert_steps, refine_steps)
+        result, weights, timings, photo = run_editor(plan, audio, text, settings, class_index)
         if photo is not None:
             result.input_image = photo[0]  # inverted here, not by the Editor: the folder shows the photo beside its reconstruction
-        settings = dict(result.settings)
-        settings.pop("seed", None)  # the Editor's seed seeds only an image source's inversion, done here (INVERSION_SEED)
-        outputs = write_edit_folder(staging, result, video=save_video, run=run_record(
-            "edit", command_line(),
-            source={"seed": seed, "image": image, "latent": latent, "latent_key": plan.latent_key, "class": class_index,
-                    "invert_steps": invert_steps if image else None, "refine_steps": refine_steps if image else None,
-                    "align": plan.align, "align_reason": plan.align_reason or None, "inversion_seed": INVERSION_SEED if image else None},
+        resolved = dict(result.settings)
+        resolved.pop("seed", None)  # the Editor's seed seeds only an image source's inversion, done here (INVERSION_SEED)
+        outputs = write_edit_folder(staging, result, video=settings.save_video, run=edit_run_record(
+            "edit", command_line(), settings, resolved,
+            source=source_record(plan, settings),
             targets=[{"audio": str(path), "text": text} for path in audio] or [{"audio": None, "text": text}],
-            generator=generator, encoder=encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights,
-            settings=settings, weights=weights_record(weights),
+            weights=weights_record(weights),
             timings_s=timings,
         ))
     click.echo(f"wrote {len(outputs)} files to {plan.out}")

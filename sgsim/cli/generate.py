@@ -6,14 +6,14 @@ import time
 
 import click
 
-from sgsim.cli.options import SEED_MAX, command_line, device_option, out_option, parse_seeds
+from sgsim.cli.options import SEED_MAX, command_line, device_option, out_option, parse_seeds, setting_option
 
 
 @click.command("generate")
 @click.option("--seed", "seed_list", type=click.IntRange(0, SEED_MAX), multiple=True, help="Seed to draw (repeat for several).")
 @click.option("--seeds", "seed_ranges", default=None, metavar="LIST", help="Seeds and ranges, e.g. 0-3,42 (as NVIDIA's gen_images.py).")
 @out_option(required=True)
-@click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
+@setting_option("generator")
 @click.option("--truncation", type=click.FloatRange(-10, 10), default=0.7, show_default=True,
               help="psi toward w_avg (1 = none); 0.7 matches sgsim edit --seed.")
 @click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class to draw (conditional generators only).")

@@ -8,17 +8,18 @@ from pathlib import Path
 
 import click
 
-from sgsim.cli.options import (SEED_MAX, align_option, command_line, device_option, out_option, refine_steps_option,
-                               steps_option)
+from sgsim.cli.options import SEED_MAX, command_line, device_option, out_option, setting_option
+from sgsim.settings import bounds_of, default_of
 
 
 @click.command("invert")
 @click.option("--image", type=click.Path(path_type=Path), required=True, help="Photo to invert (any size).")
 @out_option(required=True)
-@click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
-@steps_option(1000, help="Steps of the W fit (ADA projector).")
-@refine_steps_option
-@align_option
+@setting_option("generator")
+@click.option("--steps", type=click.IntRange(*bounds_of("invert_steps")), default=default_of("invert_steps"), show_default=True,
+              help="Steps of the W fit (ADA projector).")  # an edit's --invert-steps, under the name `invert` has always given it
+@setting_option("refine_steps")
+@setting_option("align")
 @device_option
 @click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True, help="Seeds the initial noise and the w exploration noise.")
 def invert_command(image, out, overwrite, generator, steps, refine_steps, align, device, seed) -> None:

@@ -1,18 +1,19 @@
-"""Options and argument parsers the commands share: output folder, device, seeds, strengths, inversion of a photo,
-names of files."""
+"""Options and argument parsers the commands share: output folder, device, seeds, and the options of every edit
+setting, built from sgsim.settings.EditSettings so that each is declared once."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Sequence
 
 import click
 
 from sgsim.errors import SgsimError
-from sgsim.outputs import VIDEO_FORMATS, file_stems, fresh_folder, safe_stem, unique  # noqa: F401  (the commands import them from here too)
-from sgsim.settings import MAX_SEEDS, MAX_STEPS, REFINE_STEPS, SEED_MAX  # noqa: F401  (as above)
+from sgsim.outputs import fresh_folder, safe_stem, unique  # noqa: F401  (the commands import them from here too)
+from sgsim.settings import MAX_SEEDS, SEED_MAX, SETTINGS, EditSettings, default_of, settings_in
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -64,10 +65,6 @@ def device_option(function: Callable) -> Callable:
     return click.option("--device", default=None, help="torch device: cpu, cuda, cuda:N (default: cuda if available, else cpu).")(function)
 
 
-def steps_option(default: int, help: Optional[str] = None) -> Callable:
-    return click.option("--steps", type=click.IntRange(1, MAX_STEPS), default=default, show_default=True, help=help)
-
-
 def parse_weights(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
     """('latent=0.01', 'perceptual=0.1') -> {'latent': 0.01, 'perceptual': 0.1}, each name one of the registered loss
     terms (sgsim.losses.TERMS, imported only when the flag is given, so --help stays light)."""
@@ -90,61 +87,55 @@ def parse_weights(ctx: click.Context, param: click.Parameter, values: tuple[str,
     return weights
 
 
-def weight_option(function: Callable) -> Callable:
-    """--weight NAME=VALUE (repeatable): the weight of any loss term by name, over the preset's."""
-    return click.option("--weight", "loss_weights", multiple=True, callback=parse_weights, metavar="NAME=VALUE",
-                        help="Weight of a loss term by name (clip, latent, id, perceptual, smoothness, ...), over the "
-                             "preset's; repeat for several. 0 turns a term off.")(function)
-
-
-def refine_steps_option(function: Callable) -> Callable:
-    """--refine-steps of an inversion, shared by `invert` and `edit --image`."""
-    return click.option("--refine-steps", type=click.IntRange(0, MAX_STEPS), default=REFINE_STEPS, show_default=True,
-                        help="Steps of the W+ refinement after the W fit (every layer free); 0: keep the W fit.")(function)
-
-
-def align_option(function: Callable) -> Callable:
-    """--align/--no-align of a photo, shared by `invert` and `edit --image`; None (not given) lets
-    sgsim.alignment.should_align decide from the generator."""
-    return click.option("--align/--no-align", default=None,
-                        help="FFHQ face alignment of the photo (needs sgsim[faces]); --no-align: centre crop. Default: on for "
-                             "FFHQ-aligned generators (ffhq, metfaces, stylegan2-ffhq-config-f, by name or cached file), "
-                             "off otherwise.")(function)
-
-
 def _strength_option(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
     return parse_strengths(value)
 
 
-def edit_settings(function: Callable) -> Callable:
-    """The flags of an edit's networks, inversion and optimisation, shared by `sgsim edit` and `sgsim batch` (every job's)."""
-    options = [
-        click.option("--invert-steps", type=click.IntRange(1, MAX_STEPS), default=1000, show_default=True, help="Steps of the W fit of an image."),
-        refine_steps_option,
-        align_option,
-        click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path."),
-        click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name."),
-        click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None,
-                     help="Audio encoder weights (default: the encoder's released weights)."),
-        click.option("--clip", "clip_weights", default=None, help="CLIP weights path (default: the model the encoder's space belongs to)."),
-        click.option("--preset", default=None, help="Loss weights: ffhq (faces, identity kept), landscape or wikiart (default: the generator's)."),
-        steps_option(300),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True),
-        click.option("--lambda-latent", type=click.FloatRange(min=0), default=None, help="Latent distance weight (default: the generator's preset)."),
-        click.option("--lambda-id", type=click.FloatRange(min=0), default=None, help="Identity loss weight (default: the generator's preset)."),
-        weight_option,
-        click.option("--strength", "strengths", default="1", callback=_strength_option, show_default=True,
-                     help="Comma-separated edit strengths, e.g. 0.5,1,1.5."),
-        click.option("--mix", type=click.Choice(["weighted", "layers"]), default="weighted", show_default=True, help="How a sound and a text combine."),
-        click.option("--loudness-strength", is_flag=True, help="Scale each strength by the sound's loudness (-20 dBFS = 1)."),
-        device_option,
-        click.option("--save-video", type=click.Choice(VIDEO_FORMATS), is_flag=False, flag_value="mp4", default=None,
-                     help="Also write the optimisation as a video with the source, a label per target and the step: "
-                          "optimisation.mp4 (H.264), or optimisation.gif with --save-video gif."),
-        click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
-                     help="Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: the generator in bfloat16 "
-                          "(its blocks in bf16 on a CPU), CLIP and the identity network under bfloat16 autocast. Default: mixed on CUDA; bf16 on a CPU with AVX512-BF16 or AMX, fp32 on one without."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+# What the command line adds to an edit setting's declaration (sgsim.settings.EditSettings): how a flag's text is parsed.
+_PARSERS = {
+    "encoder_checkpoint": {"type": click.Path(path_type=Path)},
+    "strengths": {"callback": _strength_option},
+    "loss_weights": {"multiple": True, "callback": parse_weights, "metavar": "NAME=VALUE"},
+    "save_video": {"is_flag": False, "flag_value": "mp4"},
+}
+
+
+def setting_option(name: str, **overrides) -> Callable:
+    """The option of the edit setting `name`, declared once from EditSettings' field (flag, default, bounds,
+    choices, help); `overrides` (default, low, high, help) adapt it where a command differs on purpose."""
+    meta = {**SETTINGS[name].metadata, **{key: value for key, value in overrides.items() if key in ("low", "high", "help")}}
+    default = overrides.get("default", default_of(name))
+    extra = dict(_PARSERS.get(name, {}))
+    if meta["choices"] is not None:
+        extra["type"] = click.Choice(meta["choices"])
+    elif isinstance(default, bool) and "/" not in (meta["flag"] or ""):
+        extra["is_flag"] = True
+    elif meta["low"] is not None or meta["high"] is not None:
+        kind = click.IntRange if isinstance(default, int) else click.FloatRange
+        bounds = {"min_open": True} if meta["low_open"] else {}
+        extra["type"] = kind(meta["low"], meta["high"], **bounds)
+    if name == "strengths":
+        default = ",".join(f"{value:g}" for value in default)
+    elif name == "loss_weights":
+        default = ()
+    shown = default is not None and default != () and not isinstance(default, bool)
+    flag = meta["flag"] or "--" + name.replace("_", "-")
+    return click.option(flag, name, default=default, show_default=shown, help=meta["help"], **extra)
+
+
+def edit_options(*groups: str, names: Sequence[str] = (), **overrides: dict) -> Callable:
+    """The options of every edit setting in `groups` (networks, source, optimisation, strengths, outputs) and
+    `names`, gathered into one `settings` argument (an EditSettings; settings a command lacks keep their defaults).
+    `overrides`: setting name -> setting_option overrides."""
+    chosen = [name for name in SETTINGS if name in settings_in(*groups) or name in names]
+
+    def decorate(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def gathered(**kwargs):
+            values = {name: kwargs.pop(name) for name in chosen}
+            return function(settings=EditSettings(**values), **kwargs)
+
+        for name in reversed(chosen):
+            gathered = setting_option(name, **overrides.get(name, {}))(gathered)
+        return gathered
+    return decorate

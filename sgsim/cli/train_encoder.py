@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from sgsim.cli.options import command_line
 from sgsim.training.config import TrainConfig
 
 DEFAULTS = TrainConfig()
@@ -33,7 +34,7 @@ def _front_end(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--encoder", type=click.Choice(["sgsim-resnet18", "sgsim-resnet50"]), default=DEFAULTS.encoder, show_default=True)
 @click.option("--clip-model", default=None, help="open_clip model of the target space (default: the encoder's, ViT-B-32-quickgelu).")
 @click.option("--clip", "clip_weights", default=None, help="CLIP weights path or manifest name (default: the encoder's, clip-vit-b-32).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder: last.pt, best.pth, encoder.pth, train.json; an existing last.pt is resumed.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder: last.pt, best.pth, encoder.pth, run.json; an existing last.pt is resumed.")
 @click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS.epochs, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True,
               help="Clips per process and step; under torchrun the global batch is this x the number of processes.")
@@ -93,7 +94,7 @@ def _train(rank, device, config: TrainConfig, data, val_fold, clip_weights, clip
         say(f"leaving out {problem.path}: {problem.reason}", err=True)
     train, val = train_val_split(data, val_fold)
     clip = load_clip_for(config.encoder, clip_weights, str(device), clip_model=clip_model)
-    trainer = EncoderTrainer(config, train, clip, out, val, device, rank)
+    trainer = EncoderTrainer(config, train, clip, out, val, device, rank, argv=command_line())
     resumed = trainer.resume()
     total = config.epochs * trainer.steps_per_epoch
     if resumed and trainer.step >= total and (out / FINAL_FILE).is_file():

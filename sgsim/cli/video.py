@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import click
 
-from sgsim.cli.options import MAX_STEPS, SEED_MAX, command_line, device_option, weight_option
+from sgsim.cli.options import SEED_MAX, command_line, device_option, edit_options
+from sgsim.settings import EditSettings
 from sgsim.editing.video_settings import DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS, DEFAULT_WINDOW, MAX_FPS
 
 STAGES = {"embed": ("embed", "window"), "optimise": ("optimise", "step"), "render": ("render", "frame")}  # stage -> bar label, unit
@@ -19,14 +19,6 @@ def record_path(out: Path) -> Path:
     return out.with_suffix(".json")
 
 
-def _written_by_sgsim_video(out: Path) -> bool:
-    try:
-        data = json.loads(record_path(out).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(data, dict) and "sgsim" in data and data.get("command") == "video"
-
-
 def check_video_out(out: Path, overwrite: bool) -> None:
     """--out must be an .mp4 file path; an existing one (or its .json) is replaced only if an earlier `sgsim video`
     wrote it, or with --overwrite."""
@@ -35,7 +27,9 @@ def check_video_out(out: Path, overwrite: bool) -> None:
     if out.suffix.lower() != ".mp4":
         raise click.UsageError(f"--out {out}: the video is written as MP4; pass a path ending in .mp4, e.g. clip.mp4")
     taken = [path for path in (out, record_path(out)) if path.exists()]
-    if taken and not overwrite and not _written_by_sgsim_video(out):
+    from sgsim.outputs import is_record_of
+
+    if taken and not overwrite and not is_record_of(record_path(out), "video"):
         raise click.UsageError(f"--out {out}: {taken[0]} exists and sgsim video did not write it; pass another --out, or --overwrite")
 
 
@@ -65,7 +59,6 @@ class ProgressBars:
 @click.option("--image", type=click.Path(path_type=Path), default=None, help="Source image to invert.")
 @click.option("--latent", default=None, metavar="FILE[:KEY]", help="Source: a W or W+ latent in a .npz (as for sgsim edit).")
 @click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class of the --seed image (conditional generators only).")
-@click.option("--invert-steps", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Inversion steps for --image.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The MP4 to write; its run record goes beside it as .json.")
 @click.option("--overwrite", is_flag=True, help="Replace --out (and its .json) even if sgsim video did not write them.")
 @click.option("--fps", type=click.FloatRange(0, MAX_FPS, min_open=True), default=DEFAULT_FPS, show_default=True, help="Frames per second.")
@@ -80,23 +73,11 @@ class ProgressBars:
 @click.option("--direction", "direction_spec", default=None, metavar="FILE[:NAME]",
               help="A learned direction (.sgdir from sgsim direction): each keyframe starts moved along it as far as its "
                    "window sounds like the direction's sound; with --steps 0 that is the whole edit (no optimisation).")
-@click.option("--generator", default="ffhq", show_default=True, help="Generator: manifest name or checkpoint path.")
-@click.option("--encoder", default="sgsim-resnet18", show_default=True, help="Audio encoder name.")
-@click.option("--encoder-checkpoint", type=click.Path(path_type=Path), default=None, help="Audio encoder weights (default: the encoder's released weights).")
-@click.option("--clip", "clip_weights", default=None, help="CLIP weights path (default: the model the encoder's space belongs to).")
-@click.option("--preset", default=None, help="Loss weights: ffhq, landscape or wikiart (default: the generator's).")
-@click.option("--steps", type=click.IntRange(0, MAX_STEPS), default=DEFAULT_STEPS, show_default=True,
-              help="Optimisation steps of the keyframes (0 only with --direction).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
-@click.option("--lambda-latent", type=click.FloatRange(min=0), default=None, help="Latent distance weight (default: the generator's preset).")
-@click.option("--lambda-id", type=click.FloatRange(min=0), default=None, help="Identity loss weight (default: the generator's preset).")
-@weight_option
 @device_option
-@click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
-              help="Of the optimisation (as for sgsim edit). Default: mixed on CUDA, fp32 on the CPU.")
-def video_command(audio, seed, image, latent, class_index, invert_steps, out, overwrite, fps, keyframe_every, window, strength, smoothness,
-                  loudness, direction_spec, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent, lambda_id, loss_weights,
-                  device, precision) -> None:
+@edit_options("networks", "optimisation", names=("invert_steps",),
+              steps={"default": DEFAULT_STEPS, "low": 0, "help": "Optimisation steps of the keyframes (0 only with --direction)."})
+def video_command(audio, seed, image, latent, class_index, out, overwrite, fps, keyframe_every, window, strength, smoothness,
+                  loudness, direction_spec, device, settings: EditSettings) -> None:
     """Make a video whose picture follows a sound track over time.
 
     Keyframes every --keyframe-every seconds aim at the --window seconds of the track around them; quiet windows
@@ -105,12 +86,13 @@ def video_command(audio, seed, image, latent, class_index, invert_steps, out, ov
     from sgsim.atomic import staged_output_files
     from sgsim.audio import check_long_enough
     from sgsim.editing import Editor
-    from sgsim.editing.plan import plan_edit
+    from sgsim.editing.plan import plan_edit, source_record
     from sgsim.editing.video import check_timing, keyframe_times, require_audible, window_levels, write_video
     from sgsim.losses import check_weights
-    from sgsim.outputs import run_record, weights_record, write_json
+    from sgsim.outputs import edit_run_record, weights_record, write_json
 
     check_video_out(out, overwrite)
+    steps = settings.steps
     if steps == 0 and direction_spec is None:
         raise click.UsageError("--steps 0 leaves nothing to do without --direction; pass --steps N or a --direction FILE")
     direction = None
@@ -119,34 +101,33 @@ def video_command(audio, seed, image, latent, class_index, invert_steps, out, ov
 
         direction = SoundDirection.from_spec(direction_spec)
     check_timing(fps, keyframe_every, window)
-    weights = check_weights({**loss_weights, **{name: value for name, value in (("latent", lambda_latent), ("id", lambda_id)) if value is not None}})
+    weights = check_weights({**settings.loss_weights, **{name: value for name, value in (("latent", settings.lambda_latent),
+                                                                                          ("id", settings.lambda_id)) if value is not None}})
     smoothness = weights.pop("smoothness", smoothness)  # --weight smoothness=X is --smoothness X
-    plan = plan_edit((audio,), None, image, seed, latent, class_index, "weighted", precision, device, out, preset, generator)
+    plan = plan_edit((audio,), None, image, seed, latent, class_index, settings, device, out)
     require_audible(audio, window_levels(audio, keyframe_times(check_long_enough(audio), keyframe_every), window), window)
     with staged_output_files([out, record_path(out)]) as (staged_video, staged_record):
         started = time.perf_counter()
-        editor = Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights, device=plan.device,
-                                        preset=preset)
+        editor = Editor.from_pretrained(settings.generator, settings.encoder, encoder_checkpoint=settings.encoder_checkpoint,
+                                        clip=settings.clip_weights, device=plan.device, preset=settings.preset)
         click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
         loaded = time.perf_counter()
         bars = ProgressBars()
         try:
             clip = editor.video(audio, plan.source, fps=fps, keyframe_every=keyframe_every, window=window, strength=strength,
-                                smoothness=smoothness, loudness=loudness, steps=steps, lr=lr, weights=weights, invert_steps=invert_steps,
-                                class_index=class_index, precision=precision, direction=direction,
+                                smoothness=smoothness, loudness=loudness, steps=steps, lr=settings.lr, weights=weights,
+                                invert_steps=settings.invert_steps, class_index=class_index, precision=settings.precision, direction=direction,
                                 progress=bars)
             made = time.perf_counter()
             frames = write_video(staged_video, clip, progress=bars)
         finally:
             bars.close()
         rendered = time.perf_counter()
-        write_json(staged_record, run_record(
-            "video", command_line(),
+        write_json(staged_record, edit_run_record(
+            "video", command_line(), settings, clip.settings,
             audio={"path": str(audio), "sha256": _sha256(audio), "duration_s": clip.duration},
-            source={"seed": seed, "image": image, "latent": latent, "latent_key": plan.latent_key, "class": class_index,
-                    "invert_steps": invert_steps if image else None},
-            generator=generator, encoder=encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights, direction=direction_spec,
-            settings=clip.settings,
+            source={**source_record(plan, settings), "refine_steps": 0},  # the Editor's inversion of a photo is the W fit alone
+            direction=direction_spec,
             weights=weights_record(editor.weight_files),
             video={"path": out.name, "frames": frames, "fps": clip.fps, "duration_s": frames / clip.fps, "codec": "h264", "audio_codec": "aac"},
             keyframes=[{"time_s": float(t), "audible": bool(a), "level_dbfs": float(level) if level > -1e9 else None,

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from sgsim.editing import ImageSource, LatentSource, SeedSource, Target
-from sgsim.outputs import file_stems, run_record, weights_record, write_json
+from sgsim.outputs import edit_run_record, file_stems, weights_record, write_json
 from sgsim.errors import SgsimError
+from sgsim.settings import EditSettings, default_of
 
 PREVIEWS = 20  # about this many intermediate images are shown while an edit runs
 RESULT_FILES = ("result.png", "latent.npz", "run.json")
@@ -45,8 +46,8 @@ class EditRequest:
     source_kind: str  # "seed", "photo" or "latent"
     source_name: Optional[str] = None  # the photo's or latent file's name as the visitor gave it
     text: Optional[str] = None  # mixed with the sound (equal weights)
-    steps: int = 300
-    invert_steps: int = 1000
+    steps: int = default_of("steps")
+    invert_steps: int = default_of("invert_steps")
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ class DemoEngine:
         self.results = Path(results)
         self.results.mkdir(parents=True, exist_ok=True)
         self.networks = networks  # the names or paths the demo was started with, for run.json
+        named = {"generator": networks.get("generator"), "encoder": networks.get("encoder"),
+                 "encoder_checkpoint": networks.get("encoder_checkpoint"), "clip_weights": networks.get("clip")}
+        self.settings = EditSettings(**{name: value for name, value in named.items() if value is not None})
         self._device = threading.Lock()
         self._runs = 0
         self._weights: Optional[dict] = None
@@ -110,31 +114,22 @@ class DemoEngine:
         from sgsim.outputs import to_uint8
 
         source = _typed_source(request)
+        settings = self.settings.updated(steps=request.steps, invert_steps=request.invert_steps)
         every = max(1, request.steps // PREVIEWS)
-        latest: dict[str, torch.Tensor] = {}
 
-        def on_step(step: int, losses: dict[str, float]) -> None:
+        def on_step(step: int, losses: dict[str, float], images: torch.Tensor) -> None:
             if cancelled.is_set():
                 raise EditCancelled(f"edit cancelled at step {step + 1} of {request.steps}")
             done = step + 1
-            preview = to_uint8(latest["image"][:1])[0] if done % every == 0 and "image" in latest else None
-            progress(done, request.steps, preview)
+            progress(done, request.steps, to_uint8(images[:1])[0] if done % every == 0 else None)
 
         with self._device:
             if cancelled.is_set():
                 raise EditCancelled("edit cancelled before it started")
             progress(0, request.steps, None)
-            # The optimisation draws each step's image through the generator's synthesis network: keep the last one.
-            hook = self.editor.generator.synthesis.register_forward_hook(
-                lambda module, inputs, output: latest.__setitem__("image", output.detach()))
             started = time.perf_counter()
-            try:
-                result = self.editor.edit(
-                    source, Target(audio=request.sound, text=request.text or None), steps=request.steps,
-                    invert_steps=request.invert_steps, callback=on_step,
-                )
-            finally:
-                hook.remove()
+            result = self.editor.edit(source, Target(audio=request.sound, text=request.text or None), settings,
+                                      callback=on_step, callback_values=("images",))  # each step's image, for the previews
             seconds = time.perf_counter() - started
             weights = self._weight_record()
             self._runs += 1
@@ -144,14 +139,12 @@ class DemoEngine:
         return EditedRun(
             folder=folder, label=label, source_latent=result.source_latent, edited_latent=result.edited_latents[0],
             noise={name: value.to(self.editor.device) for name, value in result.noise.items()},
-            record=run_record(
-                "demo",  # the head every run.json has; argv is the server's command line
+            record=edit_run_record(
+                "demo", None, settings, result.settings,  # argv: the server's command line
                 source={"kind": request.source_kind,
                         **({"seed": request.source} if request.source_kind == "seed" else {"file": request.source_name}),
                         "invert_steps": request.invert_steps if request.source_kind == "photo" else None},
                 target={"audio": request.sound_name, "text": request.text or None},
-                **self.networks,
-                settings=result.settings,
                 weights=weights,
                 final_losses={name: float(values[-1, 0]) for name, values in result.losses.items()},
                 timings_s={"edit": seconds},
@@ -182,10 +175,11 @@ class DemoEngine:
 
     def render(self, run: EditedRun, strength: float) -> torch.Tensor:
         """The image [3, H, W] in [-1, 1] of w_src + strength (w_edit - w_src): one synthesis."""
+        from sgsim.editing.modes import generator_lock
         from stylegan2.noise import swapped_noise
 
         latent = self.latent_at(run, strength)
-        with self._device, swapped_noise(self.editor.generator, run.noise):
+        with self._device, generator_lock(self.editor.generator), swapped_noise(self.editor.generator, run.noise):
             return self.editor.render(latent[None])[0]
 
     @staticmethod

@@ -23,14 +23,15 @@ from sgsim.demo.engine import DemoEngine, EditedRun, EditRequest, VideoRequest
 from sgsim.demo.uploads import (MB, UploadLimits, check_image, check_keyframes, check_latent, check_sound, public_message,
                                 uploaded_file)
 from sgsim.errors import user_errors
-from sgsim.settings import SEED_MAX
+from sgsim.settings import SEED_MAX, bounds_of, default_of
 
 DEVICE_QUEUE = "device"  # concurrency group of everything that uses the generator: one at a time
 RESULT_HEIGHT = 384  # pixels of the result on the page (the image keeps its shape)
 GALLERY_SIZE = 12  # most recent results kept in a visitor's gallery
 SOURCES = {"seed": "Seed", "photo": "Photo (inverted first)", "latent": "Latent file (.npz)"}
 STRENGTH_RANGE = (0.0, 2.0)  # of the slider; 0 is the source, 1 the optimised edit, beyond exaggerates
-DEFAULT_STEPS = 300  # as `sgsim edit`
+DEFAULT_STEPS = default_of("steps")  # as `sgsim edit`
+MIN_STEPS, MIN_INVERT_STEPS = bounds_of("steps")[0], bounds_of("invert_steps")[0]
 DEFAULT_INVERT_STEPS = 300  # fewer than `sgsim edit`'s 1000: a visitor waits for them
 DEFAULT_VIDEO_STEPS = 50  # fewer than `sgsim video`'s 100: a visitor waits for them
 DEFAULT_VIDEO_FPS = 8
@@ -140,8 +141,8 @@ class DemoPage:
             raise _shown_error(f"unknown source {source_kind!r:.40}; choose one of {', '.join(SOURCES)}")
         return EditRequest(sound=sound_path, sound_name=sound_name, source=source, source_kind=source_kind,
                            source_name=source_name, text=_text(text, self.limits.max_text_chars),
-                           steps=_number("steps", steps, 1, self.limits.max_steps),
-                           invert_steps=_number("inversion steps", invert_steps, 1, self.limits.max_invert_steps))
+                           steps=_number("steps", steps, MIN_STEPS, self.limits.max_steps),
+                           invert_steps=_number("inversion steps", invert_steps, MIN_INVERT_STEPS, self.limits.max_invert_steps))
 
     def edit(self, sound, source_kind, seed, photo, latent, text, steps, invert_steps, strength, gallery,
              session: gr.Request) -> Iterator[tuple]:
@@ -287,9 +288,9 @@ class DemoPage:
                                          visible=False, elem_id="latent")
                         text = gr.Textbox(label="Text to mix with the sound (optional)", placeholder="e.g. a snowy mountain")
                         with gr.Accordion("Settings", open=False):
-                            steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=self.limits.max_steps,
+                            steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=MIN_STEPS, maximum=self.limits.max_steps,
                                               label="Optimisation steps", elem_id="steps")
-                            invert_steps = gr.Number(value=DEFAULT_INVERT_STEPS, precision=0, minimum=1,
+                            invert_steps = gr.Number(value=DEFAULT_INVERT_STEPS, precision=0, minimum=MIN_INVERT_STEPS,
                                                      maximum=self.limits.max_invert_steps, label="Inversion steps (photo)")
                         with gr.Row():
                             edit = gr.Button("Edit", variant="primary", elem_id="edit")

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sgsim.editing.directions import SoundDirection, load_directions, save_directions
-    from sgsim.editing.editor import AppliedEdit, EditResult, Editor
+    from sgsim.editing.editor import Editor
+    from sgsim.editing.results import AppliedEdit, EditResult
     from sgsim.editing.optimise import EditDiverged
     from sgsim.editing.presets import PRESETS, EditPreset, PresetChoice
     from sgsim.editing.sources import ImageSource, LatentSource, SeedSource
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "SoundDirection": "directions", "load_directions": "directions", "save_directions": "directions",
-    "AppliedEdit": "editor", "EditResult": "editor", "Editor": "editor",
+    "AppliedEdit": "results", "EditResult": "results", "Editor": "editor",
     "EditDiverged": "optimise",
     "PRESETS": "presets", "EditPreset": "presets", "PresetChoice": "presets",
     "ImageSource": "sources", "LatentSource": "sources", "SeedSource": "sources",

@@ -7,7 +7,6 @@ checksum, the encoder and CLIP, the sound, the settings and the held-out measure
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -76,17 +75,6 @@ class SoundDirection:
         record = asdict(self)
         del record["offset"], record["target"]
         return record
-
-
-def state_sha256(module: torch.nn.Module) -> str:
-    """sha256 of a network's state dict (names, dtypes, shapes and values in order): the same weights give the
-    same checksum whatever file format they were read from."""
-    digest = hashlib.sha256()
-    for key, value in module.state_dict().items():
-        tensor = value.detach().to("cpu").contiguous()
-        digest.update(f"{key}:{tensor.dtype}:{list(tensor.shape)};".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def architecture(generator) -> dict:

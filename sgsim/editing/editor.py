@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
@@ -13,18 +13,20 @@ import torch
 
 from sgsim import components
 from sgsim.devices import PrecisionChoice, choose_precision
+from sgsim.checksums import state_sha256
 from sgsim.editing.directions import (SoundDirection, architecture, check_generator, combined_offset, direction_names,
-                                      state_sha256, strength_latents)
+                                      strength_latents)
+from sgsim.editing.modes import holding_generator
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
 from sgsim.editing.optimise import OptimisedLatents, StepCallback, optimise_latents
 from sgsim.editing.precision import edit_precision
+from sgsim.editing.results import AppliedEdit, EditResult
 from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
-from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, seed_latent
+from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, invert_target, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale, loudness_strengths
 from sgsim.editing.variables import SharedOffset, free_rows
 from sgsim.errors import SgsimError, SgsimNotice
-from sgsim.settings import check_settings, check_strengths
-from sgsim.inversion import invert
+from sgsim.settings import EditSettings, check_settings, check_strengths
 from sgsim.losses import TERMS, ClipDirection, IdentityTerm, check_weights
 from sgsim.progress import phase_bar
 from stylegan2.noise import swapped_noise
@@ -41,69 +43,12 @@ AnySource = Union[SeedSource, LatentSource, ImageSource, int, str, Path, np.ndar
 
 
 @dataclass
-class AppliedEdit:
-    """Images of one source moved along learned directions, one per strength; tensors on the CPU, images in [-1, 1]."""
-
-    images: torch.Tensor  # [S, 3, H, W]
-    latents: torch.Tensor  # [S, num_ws, w_dim]: w_src + strength * sum_j weight_j * offset_j
-    source_latent: torch.Tensor  # [num_ws, w_dim]
-    strengths: list[float]
-    offset: torch.Tensor  # [num_ws, w_dim]: the combined offset applied at strength 1
-    noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise buffers the images were made with, if not G's own
-
-
-@dataclass
 class PreparedRun:
     """What an optimisation settled before it starts (Editor.prepare_run)."""
 
     precision: PrecisionChoice  # name and reason
     weights: dict[str, float]  # every loss term's weight, the preset's updated by the call's
     networks: dict[str, object]  # the helper networks the terms with weight > 0 need
-
-
-@dataclass
-class EditResult:
-    """Everything one edit produced; tensors live on the CPU, images in [-1, 1]."""
-
-    images: torch.Tensor  # [T, S, 3, H, W]: per target, per strength
-    latents: torch.Tensor  # [T, S, num_ws, w_dim]: the W+ latents of `images`
-    edited_latents: torch.Tensor  # [T, num_ws, w_dim]: the optimised (and, for mix='layers', mixed) latents, strength 1
-    source_latent: torch.Tensor  # [num_ws, w_dim]
-    source_image: torch.Tensor  # [3, H, W]
-    strengths: torch.Tensor  # [T, S]: strengths applied, after the loudness scale
-    losses: dict[str, np.ndarray]  # "total" and every loss term ("clip", "latent", "id", ...) -> [steps, len(guides)]
-    guides: list[str]  # what each optimised latent aimed at (one per target, two per target for mix='layers')
-    targets: list[Target]
-    settings: dict  # every setting of the run, with the defaults filled in
-    frames: list[torch.Tensor] = field(default_factory=list)  # [len(guides), 3, H, W] every `record_every` steps
-    noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise buffers the images were made with, if not G's own
-    input_image: Optional[torch.Tensor] = None  # [3, H, W]: the photo an image source was inverted from, as cropped
-
-    def save(self, folder: Union[str, Path], video: Optional[str] = None) -> list[str]:
-        """Write what `sgsim edit` writes (images, comparison.png, latents.npz, run.json; `video` 'mp4' or 'gif'
-        for the optimisation video) into `folder`; returns the file names."""
-        from sgsim.editing.folder import write_edit_folder
-
-        return write_edit_folder(folder, self, video=video)
-
-    def pil(self, target: Optional[int] = None, strength: int = 0):
-        """A Pillow picture: the labelled comparison grid, or with `target` that target's image at strength index `strength`."""
-        from PIL import Image
-
-        from sgsim.editing.folder import comparison_picture
-        from sgsim.outputs import to_uint8
-
-        if target is None:
-            return comparison_picture(self)
-        return Image.fromarray(to_uint8(self.images[target, strength])[0])
-
-    def __repr__(self) -> str:
-        T, S, _, H, W = self.images.shape
-        strengths = ", ".join(f"{float(s):g}" for s in self.strengths.flatten()[:8]) + (", ..." if self.strengths.numel() > 8 else "")
-        losses = ", ".join(f"{name} {float(values[-1].mean()):.4f}" for name, values in self.losses.items())
-        return (f"EditResult({T} target{'s' * (T != 1)} x {S} strength{'s' * (S != 1)} of {W}x{H} images; "
-                f"guides {self.guides}; strengths [{strengths}]; final losses {{{losses}}}; "
-                f"{self.settings.get('steps')} steps, {len(self.frames)} frames)")
 
 
 def _describe_source(source) -> dict:
@@ -219,6 +164,7 @@ class Editor:
         generator), a W / W+ latent, or an image (inverted, seeded by `seed`); see sources.as_source."""
         return self.source_start(source, seed, invert_steps, class_index)[0]
 
+    @holding_generator
     def source_start(self, source: AnySource, seed: int, invert_steps: int,
                class_index: Optional[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Optional[torch.Tensor]]:
         """The source's W+ latent, the noise buffers to render it with ({}: the generator's own) and, for an image
@@ -241,12 +187,14 @@ class Editor:
 
             align, _ = alignment(self.weight_files.get("generator", ""), source.align, getattr(G, "metadata", None))
             image = read_photo(image, G.img_resolution, align)
-        lpips = self._network("lpips")  # None: invert warns and fits pixels instead
         image = image.reshape(-1, *image.shape[-3:])
+        # The W fit alone (no W+ refinement), as Editor.edit has always inverted; `sgsim edit` inverts before it calls.
         with phase_bar(invert_steps, "inverting the photo") as on_step:
-            result = invert(G, image.to(self.device), steps=invert_steps, lpips=lpips, seed=seed, callback=on_step)
+            result, _ = invert_target(G, image.to(self.device), invert_steps, 0, seed, callback=on_step, method=source.method,
+                                      lpips=self._network("lpips"))
         return result.w_plus[0], result.noise, image[0].detach().float().cpu().clamp(-1, 1)
 
+    @holding_generator
     @torch.no_grad()
     def render(self, latents: torch.Tensor) -> torch.Tensor:
         """Images [N, 3, H, W] on the CPU of W+ latents [N, num_ws, w_dim], a few at a time, clamped to [-1, 1]: the
@@ -257,32 +205,27 @@ class Editor:
         ]
         return torch.cat(chunks)
 
+    @holding_generator
     def edit(
         self,
         source: AnySource,
         targets: Union[Target, str, Path, Sequence[Union[Target, str, Path]]],
-        steps: int = 300,
-        lr: float = 0.1,
-        lambda_latent: Optional[float] = None,
-        lambda_id: Optional[float] = None,
-        layers: Optional[Iterable[int]] = None,
-        seed: int = 0,
-        callback: Optional[StepCallback] = None,
-        mix: str = "weighted",
-        strengths: Sequence[float] = (1.0,),
-        loudness_strength: bool = False,
-        record_every: int = 0,
-        invert_steps: int = 1000,
+        settings: Optional[EditSettings] = None,  # every edit setting (sgsim.settings.EditSettings); None: the defaults
+        *,
+        layers: Optional[Iterable[int]] = None,  # W+ rows the edit may move; None: all
+        seed: int = 0,  # seeds an image source's inversion
+        callback: Optional[StepCallback] = None,  # callback(step, losses, **values): after every step
+        callback_values: Sequence[str] = (),  # what `callback` also receives by name: "latents", "images" (STEP_VALUES)
+        record_every: int = 0,  # > 0: keep a snapshot every that many steps in `frames`
         noise: Optional[dict[str, torch.Tensor]] = None,
-        precision: Optional[str] = None,
         class_index: Optional[int] = None,
-        weights: Optional[Mapping[str, float]] = None,
+        **changes,  # EditSettings fields over `settings`: steps, lr, weights, lambda_latent, lambda_id, mix, strengths, ...
     ) -> EditResult:
         """Edit `source` toward every target at once (one batch, same result as one by one).
 
         `source`: SeedSource, LatentSource or ImageSource, or the shorthands a seed (int), an image path, a W / W+
-        latent (array or tensor). An image is inverted first, seeded by `seed`; the edit itself has no randomness,
-        so equal arguments give identical results on the CPU.
+        latent (array or tensor). An image is inverted first (`invert_steps` of its W fit), seeded by `seed`; the edit
+        itself has no randomness, so equal arguments give identical results on the CPU.
         `targets`: Target objects (a bare path means Target(audio=path)). mix='weighted' aims at the
         normalised sum of sound and text embeddings; mix='layers' edits toward the sound and the
         text separately and takes the first half of W+ (paper: layers 1-9 of 18) from the sound.
@@ -292,24 +235,26 @@ class Editor:
         `loudness_strength` each strength is multiplied by the sound's loudness scale.
         `noise`: noise buffers (name -> tensor) fitted with a latent source, as sgsim invert saves them
         (LatentSource.noise says the same); an image source uses those of its own inversion.
-        `record_every` > 0 keeps snapshots in `frames`.
         `precision` of the optimisation: 'fp32'; 'mixed' (CUDA only: fp16 high-resolution generator blocks,
         CLIP under autocast); 'bf16' (generator in bfloat16, CLIP and the loss networks under bfloat16 autocast,
         any device; fast on CPUs with AVX512-BF16 or AMX).
         None: 'mixed' on CUDA, 'bf16' on a CPU with native bfloat16 (AVX512-BF16 or AMX), 'fp32' elsewhere; the
         choice and its reason are recorded in `settings`. The returned images are always rendered in fp32.
+        The settings naming networks (generator, encoder, ...) are the Editor's own and not read here.
         `class_index`: the class of a seed source, required for a conditional generator (one-hot label).
         Raises EditDiverged (an SgsimError carrying the last finite latents) on a NaN loss.
         """
+        settings = (settings if settings is not None else EditSettings()).updated(**changes)
+        steps, lr, mix, loudness_strength = settings.steps, settings.lr, settings.mix, settings.loudness_strength
         self.require_encoders("edit")
         targets = self._check_targets(targets, mix)
-        strengths = check_settings(steps, lr, mix, strengths)
-        run = self.prepare_run(precision, weights, lambda_latent, lambda_id)
+        strengths = check_settings(steps, lr, mix, settings.strengths)
+        run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)
         weights = run.weights
 
         source = as_source(source)
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
-        w_source, fitted_noise, input_image = self.source_start(source, seed, invert_steps, class_index)
+        w_source, fitted_noise, input_image = self.source_start(source, seed, settings.invert_steps, class_index)
         noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
         if mix == "weighted":
             directions = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)])
@@ -319,7 +264,7 @@ class Editor:
             guides = [f"{t.label} (sound)" for t in targets] + [f"{t.text} (text)" for t in targets]
 
         optimised = self.optimise(run, w_source.expand(len(guides), -1, -1), directions, noise=noise, steps=steps, lr=lr,
-                                  layers=layers, callback=callback, record_every=record_every)
+                                  layers=layers, callback=callback, callback_values=callback_values, record_every=record_every)
         edited = optimised.latents
         if mix == "layers":
             edited = mix_layers(edited[: len(targets)], edited[len(targets):])
@@ -363,24 +308,21 @@ class Editor:
         """One sound's direction over `sources`: learn_directions([target], sources, **options)[0]."""
         return self.learn_directions([target], sources, **options)[0]
 
+    @holding_generator
     def learn_directions(
         self,
         targets: Sequence[Union[Target, str, Path]],
         sources: Sequence[AnySource],
-        steps: int = 300,
-        lr: float = 0.1,
-        weights: Optional[Mapping[str, float]] = None,
-        lambda_latent: Optional[float] = None,
-        lambda_id: Optional[float] = None,
-        layers: Optional[Iterable[int]] = None,
-        holdout: int = 3,
+        settings: Optional[EditSettings] = None,  # steps, lr, loss weights, precision, invert_steps; None: the defaults
+        *,
+        layers: Optional[Iterable[int]] = None,  # W+ rows the offsets may move; None: all
+        holdout: int = 3,  # seeds each direction is measured on afterwards (0: none)
         sources_per_step: Optional[int] = None,
         names: Optional[Sequence[str]] = None,
         callback: Optional[StepCallback] = None,
-        precision: Optional[str] = None,
-        class_index: Optional[int] = None,
-        seed: int = 0,
-        invert_steps: int = 1000,
+        class_index: Optional[int] = None,  # the class of the seed sources (conditional generators)
+        seed: int = 0,  # seeds the inversion of image sources
+        **changes,  # EditSettings fields over `settings`, as for edit: steps, lr, weights, lambda_latent, ...
     ) -> list[SoundDirection]:
         """Learn one shared W+ offset per target over all `sources` in one batched optimisation (batch = targets x
         sources): sample (k, i) is w_src_i + offset_k and scores the preset's loss terms, so each offset minimises
@@ -396,6 +338,8 @@ class Editor:
         from checkpoints.download import sha256_file
         from sgsim import __version__
 
+        settings = (settings if settings is not None else EditSettings()).updated(**changes)
+        steps, lr = settings.steps, settings.lr
         self.require_encoders("learn a direction")
         targets = self._check_targets(targets, "weighted")
         check_settings(steps, lr, "weighted", (1.0,))
@@ -408,19 +352,19 @@ class Editor:
         sources = [as_source(source) for source in sources]
         if not sources:
             raise SgsimError("no sources: a direction is learned over one or more seeds, latents or images (16 is a good number)")
-        run = self.prepare_run(precision, weights, lambda_latent, lambda_id)
+        run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)
         weights = run.weights
 
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
         aims = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)]).to(self.device)
-        w_sources = torch.stack([self.source_start(source, seed, invert_steps, class_index)[0] for source in sources])
+        w_sources = torch.stack([self.source_start(source, seed, settings.invert_steps, class_index)[0] for source in sources])
         variables = SharedOffset(w_sources, layers, count=len(targets))
         # Sources are rendered with the generator's own noise (an image source's fitted noise is not carried).
         self.optimise(run, variables.sources(), aims.repeat_interleave(len(sources), dim=0), steps=steps, lr=lr,
                       variables=variables, batches=variables.batches(sources_per_step), callback=callback)
         offsets = variables.offsets().cpu()
 
-        settings = {
+        record = {
             "steps": steps, "lr": lr, "weights": weights, "layers": None if layers is None else sorted({int(i) for i in layers}),
             "sources": [_describe_source(source) for source in sources], "class_index": class_index,
             "sources_per_step": sources_per_step, "preset_name": self.preset_name, "device": str(self.device),
@@ -436,7 +380,7 @@ class Editor:
                 encoder={"name": getattr(self.audio_encoder, "name", type(self.audio_encoder).__name__),
                          "state_sha256": self.checksum("audio_encoder")},
                 clip={"name": getattr(self.audio_encoder, "clip_model", type(self.clip).__name__), "state_sha256": self.checksum("clip")},
-                sound=sound, text=target.text, settings={**settings, "text_weight": target.weight}, sgsim_version=__version__,
+                sound=sound, text=target.text, settings={**record, "text_weight": target.weight}, sgsim_version=__version__,
             ))
         if holdout:
             seen = {source.seed for source in sources if isinstance(source, SeedSource)}
@@ -447,6 +391,7 @@ class Editor:
                 direction.holdout = measured
         return directions
 
+    @holding_generator
     def evaluate_directions(self, directions: Sequence[SoundDirection], seeds: Sequence[int], steps: int = 300, lr: float = 0.1,
                             weights: Optional[Mapping[str, float]] = None, layers: Optional[Iterable[int]] = None,
                             class_index: Optional[int] = None, precision: Optional[str] = None) -> list[dict]:
@@ -493,6 +438,7 @@ class Editor:
             })
         return results
 
+    @holding_generator
     def apply(
         self,
         directions: Union[SoundDirection, Sequence[SoundDirection]],
@@ -565,6 +511,7 @@ class Editor:
         weights = self.loss_weights(weights, lambda_latent, lambda_id)
         return PreparedRun(chosen, weights, self.networks_for(weights))
 
+    @holding_generator
     def optimise(self, run: "PreparedRun", start: torch.Tensor, aims: torch.Tensor,
                  noise: Optional[Mapping[str, torch.Tensor]] = None, **loop) -> OptimisedLatents:
         """The one optimisation path of edit, learn_directions, evaluate_directions and video: optimise_latents from

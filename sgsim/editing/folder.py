@@ -15,7 +15,7 @@ from sgsim.outputs import (RUN_RECORD, VIDEO_FORMATS, VIDEO_FPS, GridRow, grid_p
                            write_grid_rows, write_json, write_mp4, write_png)
 
 if TYPE_CHECKING:
-    from sgsim.editing.editor import EditResult
+    from sgsim.editing.results import EditResult
     from sgsim.editing.targets import Target
 
 VIDEO_TILE_PX = 256  # side of each tile of the optimisation video

@@ -23,8 +23,12 @@ from sgsim.schedule import ramped_lr
 
 TOTAL = "total"  # name of the weighted sum in the recorded losses
 
-# callback(step, losses): called after every step with the batch-mean of "total" and of every term.
-StepCallback = Callable[[int, dict[str, float]], None]
+# callback(step, losses, **values): called after every step with the batch-mean of "total" and of every term, and
+# the values the caller declared in `callback_values` (as diffusers' callback_on_step_end_tensor_inputs) by name.
+StepCallback = Callable[..., None]
+# What a step callback may ask for: "latents" [n, num_ws, w_dim] the step rendered (its samples), "images" [n, 3, H, W]
+# in the generator's range as the step drew them (before clamping); both detached, on the device, not to be kept.
+STEP_VALUES = ("latents", "images")
 
 
 class EditDiverged(SgsimError):
@@ -61,6 +65,7 @@ def optimise_latents(
     batches: Optional[Sequence[torch.Tensor]] = None,  # sample index sets, one per step in turn; None: every sample every step
     target_weights: Optional[torch.Tensor] = None,  # [N] weight of each sample's target (0: none); None: 1 each
     callback: Optional[StepCallback] = None,
+    callback_values: Sequence[str] = (),  # of STEP_VALUES: passed to `callback` by name (a preview needs no hook)
     record_every: int = 0,  # > 0: keep the images of every k-th step and of the result (for a video)
 ) -> OptimisedLatents:
     """Adam minimising the sum over samples of sum_term weight * term(G(w), w). A term off (weight 0) is not
@@ -70,6 +75,9 @@ def optimise_latents(
     With `batches`, step t renders and scores only the samples batches[t % len(batches)] (minibatches: a shared
     offset learned over many sources at the cost of a few); the losses of samples not scored at a step are NaN."""
     weights = check_weights(dict(weights))
+    unknown = [name for name in callback_values if name not in STEP_VALUES]
+    if unknown:
+        raise SgsimError(f"a step callback cannot ask for {unknown[0]!r}; it may ask for {', '.join(STEP_VALUES)}")
     source = source.detach()
     variables = variables if variables is not None else FreeRows(source, layers)
     problem = EditProblem(generator, clip, directions, source, dict(networks or {}), target_weights)
@@ -132,7 +140,9 @@ def optimise_latents(
             for name, row in zip(recorded, values):
                 history[name][step, scored] = row
             if callback is not None:
-                callback(step, {name: float(history[name][step, scored].mean()) for name in names})
+                named = {"latents": w_batch.detach(), "images": images.detach()}
+                callback(step, {name: float(history[name][step, scored].mean()) for name in names},
+                         **{name: named[name] for name in callback_values})
     with torch.no_grad():
         latents = variables.latents().detach()
     if not torch.isfinite(latents).all():

@@ -9,6 +9,7 @@ from typing import Callable, Optional, Sequence
 
 from sgsim.errors import UsageProblem
 from sgsim.outputs import file_stems, fresh_folder, safe_stem
+from sgsim.settings import INVERSION_SEED, EditSettings
 
 # Seconds around a sound's centre checked for silence before any network loads (the editor checks the
 # encoder's own window again; this catches the usual case, a silent file, in a second instead of a minute).
@@ -28,6 +29,15 @@ class EditPlan:
     stems: list[str] = field(default_factory=list)  # file stem per target (the default folder is named after the first)
     device: object = None  # torch.device
     out: Optional[Path] = None
+    given: dict = field(default_factory=dict)  # the source as named: seed, image, latent (FILE[:KEY]), class
+
+
+def source_record(plan: EditPlan, settings: EditSettings) -> dict:
+    """run.json's `source` of an edit: as named, which array of a latent file, and for a photo how it was inverted."""
+    image = plan.given.get("image") is not None
+    return {**plan.given, "latent_key": plan.latent_key,
+            "invert_steps": settings.invert_steps if image else None, "refine_steps": settings.refine_steps if image else None,
+            "align": plan.align, "align_reason": plan.align_reason or None, "inversion_seed": INVERSION_SEED if image else None}
 
 
 def check_sound(path: Path) -> None:
@@ -39,8 +49,7 @@ def check_sound(path: Path) -> None:
 
 
 def plan_edit(audio: Sequence[Path], text: Optional[str], image: Optional[Path], seed: Optional[int], latent: Optional[str],
-              class_index: Optional[int], mix: str, precision: Optional[str], device: Optional[str], out: Optional[Path],
-              preset: Optional[str], generator: str, align: Optional[bool] = None) -> EditPlan:
+              class_index: Optional[int], settings: EditSettings, device: Optional[str], out: Optional[Path]) -> EditPlan:
     """Check every flag and input that can be checked without the networks, cheapest first."""
     from sgsim.devices import choose_precision, parse_device
     from sgsim.editing.presets import choose_preset
@@ -52,15 +61,16 @@ def plan_edit(audio: Sequence[Path], text: Optional[str], image: Optional[Path],
         raise UsageProblem(f"pass exactly one source, --seed N, --image FILE or --latent FILE[:KEY]; got {len(given)} ({', '.join(given) or 'none'})")
     if not audio and not text:
         raise UsageProblem("pass at least one --audio FILE, or a --text to edit toward")
+    mix, generator = settings.mix, settings.generator
     if mix == "layers" and not (audio and text):
         raise UsageProblem("--mix layers mixes a sound-guided and a text-guided edit: every target needs both audio and text; "
                            "pass --audio and --text")
     if class_index is not None and seed is None:
         raise UsageProblem("--class picks the label of a --seed source; a latent or an image has none, leave out --class")
     plan = EditPlan(source=SeedSource(seed), device=parse_device(device))
-    choose_precision(precision, plan.device)
-    if preset is not None:
-        choose_preset(preset, generator)  # an unknown --preset fails here
+    choose_precision(settings.precision, plan.device)
+    if settings.preset is not None:
+        choose_preset(settings.preset, generator)  # an unknown --preset fails here
     for path in audio:
         check_sound(path)
     if image is not None:
@@ -69,8 +79,8 @@ def plan_edit(audio: Sequence[Path], text: Optional[str], image: Optional[Path],
 
         check_image(image)
         plan.source, tag = ImageSource(image), safe_stem(image.stem, "image")
-        plan.align_asked, plan.generator = align, str(generator)
-        plan.align, plan.align_reason = alignment(generator, align)  # by name now; the file's metadata once it is loaded
+        plan.align_asked, plan.generator = settings.align, str(generator)
+        plan.align, plan.align_reason = alignment(generator, settings.align)  # by name now; the file's metadata once it is loaded
         if plan.align:
             import_faces_extra()  # a missing 'faces' extra fails now, with its install line
     elif latent is not None:
@@ -81,12 +91,13 @@ def plan_edit(audio: Sequence[Path], text: Optional[str], image: Optional[Path],
         tag = safe_stem(split_latent_spec(latent)[0].stem, "latent")
     else:
         tag = f"seed{seed}"
+    plan.given = {"seed": seed, "image": image, "latent": latent, "class": class_index}
     plan.stems = file_stems(list(audio)) if audio else [safe_stem(text, "text")]
     plan.out = out if out is not None else fresh_folder(f"{plan.stems[0]}-{tag}")
     return plan
 
 
-def inverted_source(editor, plan: EditPlan, invert_steps: int, refine_steps: int,
+def inverted_source(editor, plan: EditPlan, settings: EditSettings,
                     echo: Callable[[str], None] = lambda line: None) -> tuple[object, Optional[object]]:
     """The plan's source ready to edit: an image is aligned or centre-cropped as the loaded generator calls for (its
     name and its file's metadata; the choice and why go to `echo` and plan.align_reason), inverted here (under its
@@ -96,16 +107,14 @@ def inverted_source(editor, plan: EditPlan, invert_steps: int, refine_steps: int
 
     from sgsim.editing.sources import ImageSource, LatentSource, invert_photo
     from sgsim.progress import inversion_bar
-    from sgsim.settings import INVERSION_SEED
-
     if not isinstance(plan.source, ImageSource):
         return plan.source, None
     plan.align, plan.align_reason = alignment(plan.generator, plan.align_asked, getattr(editor.generator, "metadata", None))
     if plan.align:
         import_faces_extra()  # a file that says it holds a face generator needs the 'faces' extra too
     echo(plan.align_reason)
-    with inversion_bar(invert_steps + refine_steps) as on_step:
-        photo, inversion, lpips_file = invert_photo(editor.generator, plan.source.image, plan.align, invert_steps, refine_steps,
+    with inversion_bar(settings.invert_steps + settings.refine_steps) as on_step:
+        photo, inversion, lpips_file = invert_photo(editor.generator, plan.source.image, plan.align, settings.invert_steps, settings.refine_steps,
                                                     INVERSION_SEED, callback=on_step)
     if lpips_file is not None:
         editor.weight_files.setdefault("lpips", lpips_file)

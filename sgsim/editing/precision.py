@@ -45,7 +45,7 @@ def nudge_targets(targets: torch.Tensor, seed: int, size: float = TARGET_NUDGE) 
 
 # On a CPU the modulated convolutions scale activations instead of running one grouped convolution per
 # layer: an edit needs style gradients, not weight gradients, and this form skips the weight-gradient
-# convolution (314 -> 224 GFLOP per step at 256 px) and oneDNN's slow grouped convolutions (README, Performance).
+# convolution (314 -> 224 GFLOP per step at 256 px) and oneDNN's slow grouped convolutions (docs/performance.md#what-bought-it).
 # Unmeasured on a GPU, so CUDA keeps NVIDIA's rule.
 CPU_SYNTHESIS = SynthesisPrecision(num_fp16_res=0, fused_modconv=False, fixed_weights=True)
 

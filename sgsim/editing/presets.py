@@ -38,13 +38,12 @@ PRESETS: dict[str, EditPreset] = {
     "wikiart": SCENES,
 }
 
-# Manifest name of a generator -> its preset. Every face generator keeps the identity.
-GENERATOR_PRESETS: dict[str, str] = {
-    "ffhq": "ffhq",
-    "stylegan2-ffhq-config-f": "ffhq",
-    "metfaces": "ffhq",
-    "landscape": "landscape",
-    "wikiart": "wikiart",
+# What a generator draws (its manifest entry's domain) -> its preset. Every face generator keeps the identity;
+# a domain without a preset (animals, cars) gets DEFAULT_PRESET, with a notice.
+DOMAIN_PRESETS: dict[str, str] = {
+    "faces": "ffhq",
+    "scenes": "landscape",
+    "art": "wikiart",
 }
 
 # A word in the training set's name a generator file records (NVIDIA's training_set_kwargs path, kept by
@@ -79,16 +78,22 @@ class GeneratorKind:
 
 def generator_kind(name: object, metadata: Optional[Mapping[str, str]] = None) -> GeneratorKind:
     """The one answer to "what is this generator", which presets and face alignment both read: by its manifest name
-    (`name`; a path or an object is not a name), else by the training set its file names (G.metadata["dataset"])."""
+    (`name`; a path or an object is not a name) and the domain its manifest entry gives, else by the training set its
+    file names (G.metadata["dataset"])."""
+    from checkpoints.manifest import entry, is_known
+
     name = str(name) if isinstance(name, (str, Path)) else None
-    if name in GENERATOR_PRESETS:
-        return GeneratorKind(GENERATOR_PRESETS[name], f"the generator is the manifest's {name!r}")
+    domain = entry(name).domain if name is not None and is_known(name) else None
+    if domain in DOMAIN_PRESETS:
+        return GeneratorKind(DOMAIN_PRESETS[domain], f"the generator is the manifest's {name!r}")
     dataset = (metadata or {}).get("dataset", "")
     for word, chosen in DATASET_PRESETS.items():
         if word in dataset.lower():
             return GeneratorKind(chosen, f"the generator's file says it was trained on {dataset!r}")
     what = f"no preset for the generator {name!r}" if name else "the generator is not recognised"
-    return GeneratorKind(None, what + (f" (trained on {dataset!r})" if dataset else " (its file names no training set)"))
+    details = [f"it draws {domain}"] if domain else []
+    details.append(f"trained on {dataset!r}" if dataset else "its file names no training set")
+    return GeneratorKind(None, f"{what} ({'; '.join(details)})")
 
 
 @dataclass(frozen=True)

@@ -121,20 +121,23 @@ def invert_photo(generator, image: Union[str, Path], align: bool, steps: int, re
 
 
 def invert_target(generator, target: torch.Tensor, steps: int, refine_steps: int, seed: int, callback=None,
-                  method: str = "optimise"):
-    """The one place a photo [1, 3, R, R] becomes a latent, by `method` (INVERSION_METHODS; 'optimise': the ADA
-    projector's W fit, then the W+ refinement, LPIPS from the cache, else pixels, warned). Returns the InversionResult
-    and the LPIPS weights file used (None: pixel loss)."""
+                  method: str = "optimise", lpips=None):
+    """The one place a photo [1, 3, R, R] becomes a latent (the command line's and the Editor's), by `method`
+    (INVERSION_METHODS; 'optimise': the ADA projector's W fit, then the W+ refinement). `lpips`: the perceptual
+    distance to fit with (an Editor's own); None: lpips-vgg16 from the cache, else pixels, warned. Returns the
+    InversionResult and the LPIPS weights file loaded here (None: given, or pixel loss)."""
     from checkpoints.errors import MissingWeightsError
     from sgsim.components import load_lpips
     from sgsim.inversion import invert
 
     if method not in INVERSION_METHODS:
         raise SgsimError(f"unknown inversion method {method!r}; choose one of {', '.join(INVERSION_METHODS)}")
-    try:
-        lpips = load_lpips()
-    except MissingWeightsError:
-        lpips = None  # invert warns and fits pixels instead
-    result = invert(generator, target, steps=steps, refine_steps=refine_steps, lpips=lpips.component if lpips else None,
-                    seed=seed, callback=callback)
-    return result, lpips.weights if lpips else None
+    lpips_file = None
+    if lpips is None:
+        try:
+            loaded = load_lpips()
+            lpips, lpips_file = loaded.component, loaded.weights
+        except MissingWeightsError:
+            pass  # invert warns and fits pixels instead
+    result = invert(generator, target, steps=steps, refine_steps=refine_steps, lpips=lpips, seed=seed, callback=callback)
+    return result, lpips_file

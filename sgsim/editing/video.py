@@ -19,6 +19,7 @@ import torch
 
 from sgsim.audio import check_long_enough, load_audio, rms_dbfs
 from sgsim.editing.mixing import move_by
+from sgsim.editing.modes import generator_lock
 from sgsim.editing.targets import loudness_strengths
 from sgsim.editing.variables import free_rows
 from sgsim.editing.video_settings import (DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS,
@@ -281,7 +282,7 @@ def make_video(
     keyframes = move_by(w_src, optimised.cpu() - w_src, torch.as_tensor(strengths, dtype=torch.float32)[:, None])[:, 0]
 
     def render(latents: torch.Tensor) -> torch.Tensor:
-        with swapped_noise(G, noise):
+        with generator_lock(G), swapped_noise(G, noise):  # rendered later, frame by frame: this call's turn too
             return editor.render(latents)
 
     return VideoEdit(

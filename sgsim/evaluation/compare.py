@@ -14,7 +14,8 @@ from checkpoints.errors import WeightsError
 from encoders import available, load_audio_encoder, load_clip_for
 from encoders.errors import EncoderError
 from sgsim.datasets import AudioDataset, Problem
-from sgsim.evaluation.embeddings import EmbeddingCache, embed_sharded, weights_sha256
+from sgsim.checksums import state_sha256
+from sgsim.evaluation.embeddings import EmbeddingCache, embed_sharded
 from sgsim.evaluation.prompts import class_embeddings, templates_for
 from sgsim.evaluation.scoring import ProtocolResult, evaluation_folds, linear_probe_scores, score_by_fold, zero_shot_scores
 from sgsim.evaluation.supervised import BASELINE_NAME, SupervisedConfig, network_inputs, supervised_scores
@@ -106,7 +107,7 @@ def evaluate_encoder(
     protocols = []
     if len(embedded.labels):
         # Keyed by the CLIP weights alone: text embeddings depend on nothing else (and a hand-built encoder has no registry entry).
-        text_cache = EmbeddingCache(cache_root, "text", weights_sha256(clip.model)) if cache_root is not None else None
+        text_cache = EmbeddingCache(cache_root, "text", state_sha256(clip.model)) if cache_root is not None else None
         text = class_embeddings(clip, dataset.classes, templates_for(prompts), text_cache)
         scores = zero_shot_scores(embedded.embeddings, text)
         protocols.append(score_by_fold("zero-shot", scores, embedded.labels, folds, dataset.classes))

@@ -8,7 +8,6 @@ served for an fp32 request. Clips whose file cannot be decoded or encoded are re
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,38 +23,19 @@ from torch.utils.data import DataLoader, Dataset
 from encoders.base import AudioEncoder
 from encoders.errors import EncoderError
 from sgsim.atomic import atomic_output
+from sgsim.checksums import sha256_file, state_sha256
 from sgsim.audio import load_centred_window
 from sgsim.datasets import AudioDataset, Problem, not_a_clip
 from sgsim.devices import choose_precision
 from sgsim.errors import AudioError
 from sgsim.host_memory import freed_memory_kept
 
-HASH_CHUNK = 1 << 20
 # The precisions an encoder can embed at. fp32 is the default because accuracy tables are compared across machines;
 # bf16 (the encoder's network under bfloat16 autocast, its front end in fp32) is opt-in, for CPUs with native
 # bfloat16 (AVX512-BF16, AMX) and GPUs. Its tolerance on the real test clips: every embedding within cosine 0.999 of
 # fp32's and nearer its own clip's fp32 embedding than any other clip's, the same zero-shot results
-# (tests/sgsim/evaluation/test_embeddings.py and test_cli_compare_encoders.py; README, Performance).
+# (tests/sgsim/evaluation/test_embeddings.py and test_cli_compare_encoders.py; docs/performance.md#evaluation-throughput).
 EMBEDDING_PRECISIONS = ("fp32", "bf16")
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def weights_sha256(encoder: torch.nn.Module) -> str:
-    """Hex sha256 of an encoder's state dict (names, shapes, dtypes and bytes): identifies the weights whatever file they came from."""
-    digest = hashlib.sha256()
-    for key, tensor in sorted(encoder.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 class EmbeddingCache:
@@ -167,12 +147,12 @@ def embed_dataset(
     """
     precision = choose_precision(precision, encoder.device, EMBEDDING_PRECISIONS).name
     advance = progress or (lambda n: None)
-    cache = EmbeddingCache(cache_root, encoder.name, weights_sha256(encoder), precision) if cache_root is not None else None
+    cache = EmbeddingCache(cache_root, encoder.name, state_sha256(encoder), precision) if cache_root is not None else None
     # Only regular files are hashed or decoded (a FIFO would block forever); datasets list no others, callers might.
     reasons = {index: not_a_clip(clip.path) for index, clip in enumerate(dataset.clips)}
     problems = [Problem(str(dataset.clips[index].path), reason) for index, reason in reasons.items() if reason]
     usable = [index for index, reason in reasons.items() if reason is None]
-    hashes = {index: file_sha256(dataset.clips[index].path) for index in usable} if cache is not None else {}
+    hashes = {index: sha256_file(dataset.clips[index].path) for index in usable} if cache is not None else {}
     found: dict[int, np.ndarray] = {}
     for index, content_hash in hashes.items():
         cached = cache.get(content_hash)

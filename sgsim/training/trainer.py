@@ -14,7 +14,6 @@ Rank 0 writes the checkpoints.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from sgsim.evaluation.embeddings import embed_sharded
 from sgsim.evaluation.prompts import class_embeddings, class_text
 from sgsim.evaluation.scoring import evaluation_folds, score_by_fold, zero_shot_scores
 from sgsim.training.contrastive import LogitScale, symmetric_info_nce
+from sgsim.outputs import RUN_RECORD, run_record
 from sgsim.training.config import TrainConfig
 from sgsim.training.ddp import ImageTower, gather_rows, synchronise_batch_norm
 from sgsim.training.spec_augment import spec_augment
@@ -42,7 +42,7 @@ from sgsim.training.text_augment import augment_text
 STATE_FILE = "last.pt"  # resumable training state
 BEST_FILE = "best.pth"  # encoder weights (official key layout) of the best validation epoch
 FINAL_FILE = "encoder.pth"  # encoder weights at the end of training
-LOG_FILE = "train.json"
+LOG_FILE = RUN_RECORD  # run.json, as every command writes: config, history, best accuracy, argv, versions, checksums
 STATE_FORMAT = "sgsim-train-state-1"
 # Settings that may change on resume: more epochs extend a run; the others never change its results.
 RESUMABLE_CHANGES = ("epochs", "checkpoint_every", "workers")
@@ -136,7 +136,8 @@ class EncoderTrainer:
     `rank`: this process's place under torchrun (its process group initialised); alone by default."""
 
     def __init__(self, config: TrainConfig, train: AudioDataset, clip, out_dir: str | Path, val: AudioDataset | None = None,
-                 device: str | torch.device = "cpu", rank: Rank = Rank()):
+                 device: str | torch.device = "cpu", rank: Rank = Rank(), argv: list[str] | None = None):
+        self.argv = argv  # the command line run.json records; None: sys.argv
         if len(train.clips) < max(2, config.batch_size):
             raise SgsimError(f"{train.root}: {len(train.clips)} training clips, fewer than one batch of {config.batch_size}; lower --batch-size")
         if config.batch_size % rank.world_size:
@@ -326,7 +327,7 @@ class EncoderTrainer:
         """Train to the configured epochs (or stop after `max_steps` steps in total, as an interruption would).
 
         Writes last.pt every `checkpoint_every` steps and at the end, best.pth whenever validation improves,
-        encoder.pth and train.json at the end.
+        encoder.pth and run.json at the end.
         """
         config = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -364,9 +365,20 @@ class EncoderTrainer:
         self.save_state()
         self.save_weights(FINAL_FILE)
         if self.rank.is_main:
-            with atomic_output(self.out_dir / LOG_FILE) as stream:
-                stream.write(json.dumps({"config": asdict(config), "history": self.history, "best_accuracy": self.best}, indent=2).encode())
+            self.write_record()
         return TrainResult(self.out_dir, self.step, self.best, self.history)
+
+    def write_record(self) -> None:
+        """run.json: run_record's head (argv, versions), the config, the history, the best accuracy and the sha256 of
+        the weights files written."""
+        from sgsim.checksums import sha256_file
+        from sgsim.outputs import write_json
+
+        written = [name for name in (FINAL_FILE, BEST_FILE) if (self.out_dir / name).is_file()]
+        write_json(self.out_dir / LOG_FILE, run_record(
+            "train-encoder", self.argv, config=asdict(self.config), history=self.history, best_accuracy=self.best,
+            outputs={name: {"sha256": sha256_file(self.out_dir / name)} for name in written},
+        ))
 
     def _end_epoch(self, epoch: int) -> None:
         """Validate, keep the best weights, record the epoch."""

@@ -38,6 +38,14 @@ def test_entry_schema(item):
     assert "/" not in item.filename and not item.filename.endswith(".part")
 
 
+def test_every_generator_says_what_it_draws():
+    # The domain is what presets and photo alignment read (sgsim.editing.presets.generator_kind); other kinds have none.
+    domains = {item.name: item.domain for item in checkpoints.entries() if item.kind == "generator"}
+    assert {name for name, domain in domains.items() if domain == "faces"} == {"ffhq", "metfaces", "stylegan2-ffhq-config-f"}
+    assert domains["wikiart"] == "art" and domains["landscape"] == domains["stylegan2-church-config-f"] == "scenes"
+    assert all(item.domain is None for item in checkpoints.entries() if item.kind != "generator")
+
+
 def test_formats_name_only_sniffable_containers():
     containers = {c for allowed in manifest.formats().values() for c in allowed}
     assert containers <= {"safetensors", "torchscript", "torch-zip", "torch-legacy", "pickle"}

@@ -168,3 +168,35 @@ def gap_track(shared_data) -> Callable[..., GapTrack]:
         return GapTrack(path, sound, gap, rate)
 
     return make
+
+
+# `run` adds the tiny networks to the commands that load a generator, and an encoder, the CPU and few steps to those
+# that optimise, each only where the test's arguments do not give it.
+# apply too: the generator a direction records is loaded only when the user names it
+GENERATOR_COMMANDS = ("edit", "batch", "video", "direction", "generate", "invert", "apply")
+OPTIMISING_COMMANDS = ("edit", "batch", "video", "direction")
+
+
+@pytest.fixture(scope="module")
+def run(request) -> Callable:
+    """Invoke `sgsim ARGS...` in this process and return click's Result (exceptions other than an exit propagate).
+    Commands that load a generator get the tiny one (`generator=` another); those that optimise also the tiny
+    encoder, --device cpu and --steps (the test module's STEPS, else 2). `networks=False` adds nothing."""
+    from click.testing import CliRunner
+
+    from sgsim.cli import main
+
+    steps = str(getattr(request.module, "STEPS", 2))
+
+    def invoke(*args: str, generator=None, networks: bool = True):
+        extra: list[str] = []
+        if networks and args and args[0] in GENERATOR_COMMANDS:
+            request.getfixturevalue("tiny_clip_space")  # the encoder's CLIP space is the tiny CLIP
+            if "--generator" not in args:
+                extra += ["--generator", str(generator or request.getfixturevalue("tiny_generator_file"))]
+            if args[0] in OPTIMISING_COMMANDS:
+                extra += ["--encoder-checkpoint", str(request.getfixturevalue("encoder_checkpoint_file"))]
+                extra += [part for flag, value in (("--device", "cpu"), ("--steps", steps)) if flag not in args for part in (flag, value)]
+        return CliRunner().invoke(main, [*args, *extra], catch_exceptions=False, prog_name="sgsim")
+
+    return invoke

@@ -8,23 +8,10 @@ import json
 import numpy as np
 import pytest
 import soundfile
-from click.testing import CliRunner
 from PIL import Image
 
-from sgsim.cli import main
 
 STEPS = "3"
-
-
-@pytest.fixture(scope="module")
-def run(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space):
-    """Invoke `sgsim <command>` with the tiny networks; returns click's Result."""
-    def invoke(command: str, *args: str):
-        extra = ["--generator", str(tiny_generator_file), "--encoder-checkpoint", str(encoder_checkpoint_file), "--device", "cpu",
-                 "--steps", STEPS]
-        return CliRunner().invoke(main, [command, *args, *extra], catch_exceptions=False)
-
-    return invoke
 
 
 def write_jobs(path, rows: list[dict]) -> None:

@@ -7,10 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from sgsim.cli import main
 from sgsim.components import load_generator
 from sgsim.editing import Editor, Target
 from sgsim.editing.sources import SEED_TRUNCATION
@@ -80,15 +78,9 @@ def test_a_missing_impossible_or_misplaced_class_is_an_error(editor, tiny_genera
 
 
 @pytest.fixture(scope="module")
-def run(conditional_generator, encoder_checkpoint_file, tiny_clip_space):
-    """Invoke the CLI on the conditional generator (or `generator`); edit runs 2 steps on the CPU."""
-    def invoke(*args: str, generator=None):
-        extra = ["--generator", str(generator or conditional_generator[1])]
-        if args[0] == "edit":
-            extra += ["--encoder-checkpoint", str(encoder_checkpoint_file), "--device", "cpu", "--steps", "2"]
-        return CliRunner().invoke(main, [*args, *extra], catch_exceptions=False)
-
-    return invoke
+def run(run, conditional_generator):
+    """The shared `run` (tests/sgsim/conftest.py) on the conditional generator, unless a test names another."""
+    return lambda *args, generator=None: run(*args, generator=generator or conditional_generator[1])
 
 
 def test_generate_and_edit_draw_the_class_asked_for(run, conditional_generator, shared_data, tmp_path):

@@ -8,29 +8,24 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
-from sgsim.cli import COMMANDS, main
-
-
-def run(*args: str):
-    return CliRunner().invoke(main, list(args), prog_name="sgsim")
+from sgsim.cli import COMMANDS
 
 
-def test_unknown_flag_is_one_line_pointing_at_help():
+def test_unknown_flag_is_one_line_pointing_at_help(run):
     result = run("edit", "--bogus")
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == ["Error: No such option '--bogus'. Did you mean '--out'? (see 'sgsim edit --help')"]
 
 
-def test_unknown_command_is_one_line():
+def test_unknown_command_is_one_line(run):
     result = run("nosuch")
     assert result.exit_code == 2
     assert [line for line in result.output.splitlines() if line.strip()] == ["Error: No such command 'nosuch'. (see 'sgsim --help')"]
 
 
-def test_user_error_from_the_library_is_one_line(tmp_path, monkeypatch):
+def test_user_error_from_the_library_is_one_line(run, tmp_path, monkeypatch):
     monkeypatch.setenv("SGSIM_HOME", str(tmp_path))
     result = run("weights", "path", "ffhq")
     assert result.exit_code == 1
@@ -38,7 +33,7 @@ def test_user_error_from_the_library_is_one_line(tmp_path, monkeypatch):
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "sgsim weights download ffhq" in lines[0]
 
 
-def test_bare_group_prints_its_help_and_succeeds():
+def test_bare_group_prints_its_help_and_succeeds(run):
     result = run("weights")
     assert result.exit_code == 0
     assert result.output.startswith("Usage: ") and "download" in result.output
@@ -63,7 +58,7 @@ def test_help_and_version_do_not_import_torch(code):
     assert "torch" not in _modules_after(code)
 
 
-def test_the_command_list_shows_each_commands_own_summary():
+def test_the_command_list_shows_each_commands_own_summary(run):
     for name, (module, attribute, summary) in COMMANDS.items():
         command = getattr(importlib.import_module(module), attribute)
         assert command.name == name and command.help.splitlines()[0] == summary, name
@@ -71,7 +66,7 @@ def test_the_command_list_shows_each_commands_own_summary():
     assert all(name in listing for name in COMMANDS)
 
 
-def test_help_groups_the_commands_in_the_order_a_user_meets_them():
+def test_help_groups_the_commands_in_the_order_a_user_meets_them(run):
     from sgsim.cli import SECTIONS
 
     listed = [name for names in SECTIONS.values() for name in names]
@@ -84,12 +79,12 @@ def test_help_groups_the_commands_in_the_order_a_user_meets_them():
     assert shown[:2] == ["edit", "batch"] and shown[-1] == "weights"
 
 
-def test_version_is_the_package_version():
+def test_version_is_the_package_version(run):
     from sgsim import __version__
 
     assert run("--version").output.strip() == f"sgsim, version {__version__}"
 
 
-def test_a_misspelt_command_gets_a_suggestion():
+def test_a_misspelt_command_gets_a_suggestion(run):
     result = run("edti")
     assert result.exit_code == 2 and "Did you mean 'edit'?" in result.output

@@ -18,21 +18,6 @@ STEPS = "4"
 
 
 @pytest.fixture(scope="module")
-def run(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space):
-    """Invoke the CLI with the tiny networks; returns click's Result."""
-    def invoke(*args: str):
-        extra = []
-        if args[0] == "direction":
-            extra = ["--generator", str(tiny_generator_file), "--encoder-checkpoint", str(encoder_checkpoint_file),
-                     "--device", "cpu", "--steps", STEPS]
-        if args[0] == "apply" and "--generator" not in args:  # the file a direction records is loaded only when named
-            extra = ["--generator", str(tiny_generator_file)]
-        return CliRunner().invoke(main, [*args, *extra], catch_exceptions=False)
-
-    return invoke
-
-
-@pytest.fixture(scope="module")
 def sounds(shared_data):
     return {name: shared_data / "audio" / f"{name}.wav" for name in ("raining", "fire", "wind")}
 
@@ -49,7 +34,11 @@ def library(run, sounds, tmp_path_factory):
 
 def test_direction_writes_one_file_per_sound_and_prints_the_held_out_numbers(library, tiny_generator_file):
     folder, output = library
-    assert sorted(p.name for p in folder.iterdir()) == ["fire.sgdir", "raining.sgdir"]
+    assert sorted(p.name for p in folder.iterdir()) == ["fire.sgdir", "raining.sgdir", "run.json"]  # run.json: as every command
+    record = json.loads((folder / "run.json").read_text())
+    assert record["command"] == "direction" and record["argv"][1] == "direction" and record["settings"]["steps"] == int(STEPS)
+    assert set(record["directions"]) == {"fire", "raining"} and record["directions"]["raining"]["holdout"]["seeds"] == [4]
+    assert record["weights"]["generator"]["sha256"] and record["outputs"] == ["raining.sgdir", "fire.sgdir", "run.json"]
     rain = SoundDirection.load(folder / "raining.sgdir")
     assert rain.settings["sources"] == [{"seed": s, "class_index": None} for s in range(4)]
     assert rain.generator["name"] == str(tiny_generator_file) and rain.holdout["seeds"] == [4]
@@ -61,17 +50,19 @@ def test_direction_writes_one_file_per_sound_and_prints_the_held_out_numbers(lib
 
 def test_a_library_run_resumes_and_a_single_file_holds_every_direction(run, library, sounds, tmp_path):
     folder, _ = library
-    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    before = {p.name: p.read_bytes() for p in folder.glob("*.sgdir")}
     result = run("direction", "--audio-dir", str(sounds["raining"].parent), "--seeds", "0-1", "--holdout", "0", "--out", str(folder),
                  "--audio", str(sounds["raining"]))
     assert result.exit_code == 0, result.output
     assert "2 of 8 directions already" in result.output  # the folder's eight sounds; raining.wav named twice is learned once
-    after = {p.name: p.read_bytes() for p in folder.iterdir()}
+    after = {p.name: p.read_bytes() for p in folder.glob("*.sgdir")}
     assert {name: after[name] for name in before} == before  # learned ones are kept as they were
     assert len(after) == 8 and "thunderstorm.sgdir" in after
+    assert len(json.loads((folder / "run.json").read_text())["directions"]) == 6  # this run's record: the six it learned
     single = tmp_path / "both.sgdir"
     assert run("direction", "--audio", str(sounds["wind"]), "--text", "a storm", "--seeds", "0-1", "--holdout", "0",
                "--weight", "latent=0.5", "--out", str(single)).exit_code == 0
+    assert json.loads((tmp_path / "both.json").read_text())["outputs"] == ["both.sgdir", "both.json"]
     wind = load_directions(single)["wind"]
     assert list(load_directions(single)) == ["wind"] and wind.text == "a storm" and wind.settings["weights"]["latent"] == 0.5
 
@@ -197,6 +188,7 @@ def test_apply_loads_only_a_manifest_name_or_a_file_the_user_names(library, tiny
     ("layers out of range", "layers must be W+ row indices"),
     ("silent", "silent"),
     ("foreign file", "not an sgsim direction file"),
+    ("foreign record", "out.json exists and sgsim direction did not write it"),
     ("unknown loss term", "unknown loss term 'bogus'"),
 ])
 def test_direction_refuses_bad_input_in_one_line_and_writes_nothing(run, sounds, tmp_path, tiny_generator_file, case, message):
@@ -204,6 +196,8 @@ def test_direction_refuses_bad_input_in_one_line_and_writes_nothing(run, sounds,
 
     soundfile.write(tmp_path / "quiet.wav", np.zeros(44100, dtype=np.float32), 44100)
     (tmp_path / "foreign.sgdir").write_bytes(tiny_generator_file.read_bytes())
+    if case == "foreign record":
+        (tmp_path / "out.json").write_text("{}")  # the record's name beside --out out.sgdir holds someone else's file
     rain = ["--audio", str(sounds["raining"])]
     out = tmp_path / "out.sgdir"
     args = {
@@ -213,6 +207,7 @@ def test_direction_refuses_bad_input_in_one_line_and_writes_nothing(run, sounds,
         "layers out of range": [*rain, "--seeds", "0", "--layers", "0-40", "--out", str(out)],
         "silent": ["--audio", str(tmp_path / "quiet.wav"), "--seeds", "0", "--out", str(out)],
         "foreign file": [*rain, "--seeds", "0", "--out", str(tmp_path / "foreign.sgdir")],
+        "foreign record": [*rain, "--seeds", "0", "--out", str(out)],
         "unknown loss term": [*rain, "--seeds", "0", "--weight", "bogus=1", "--out", str(out)],
     }[case]
     before = (tmp_path / "foreign.sgdir").read_bytes()

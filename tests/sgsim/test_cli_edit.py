@@ -25,18 +25,6 @@ STEPS = "4"
 
 
 @pytest.fixture(scope="module")
-def run(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space):
-    """Invoke the CLI with the tiny networks; returns click's Result."""
-    def invoke(*args: str, networks: bool = True):
-        extra = ["--generator", str(tiny_generator_file)] if networks else []
-        if networks and args[0] == "edit":
-            extra += ["--encoder-checkpoint", str(encoder_checkpoint_file), "--device", "cpu", "--steps", STEPS]
-        return CliRunner().invoke(main, [*args, *extra], catch_exceptions=False)
-
-    return invoke
-
-
-@pytest.fixture(scope="module")
 def sounds(shared_data):
     return shared_data / "audio" / "raining.wav", shared_data / "audio" / "fire.wav"
 

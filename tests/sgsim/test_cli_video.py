@@ -9,22 +9,8 @@ import av
 import numpy as np
 import pytest
 import soundfile
-from click.testing import CliRunner
 
-from sgsim.cli import main
 RATE = 44100
-
-
-@pytest.fixture(scope="module")
-def run(tiny_generator_file, encoder_checkpoint_file, tiny_clip_space):
-    """Invoke `sgsim video` with the tiny networks; returns click's Result."""
-    def invoke(*args: str):
-        extra = ["--generator", str(tiny_generator_file), "--encoder-checkpoint", str(encoder_checkpoint_file)]
-        for flag, default in (("--device", "cpu"), ("--steps", "2")):
-            extra += [] if flag in args else [flag, default]
-        return CliRunner().invoke(main, ["video", *args, *extra], catch_exceptions=False)
-
-    return invoke
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +30,7 @@ def decoded(path):
 
 def test_video_writes_the_clip_and_its_record_together(run, track, tmp_path, tiny_generator_file):
     out = tmp_path / "clip.mp4"
-    result = run("--audio", str(track.path), "--seed", "3", "--out", str(out), "--fps", "10", "--window", "1")
+    result = run("video", "--audio", str(track.path), "--seed", "3", "--out", str(out), "--fps", "10", "--window", "1")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.json", "clip.mp4"]  # no staging left behind
     duration = track.duration
@@ -65,7 +51,7 @@ def test_video_writes_the_clip_and_its_record_together(run, track, tmp_path, tin
 def test_same_seed_gives_identical_decoded_frames_and_a_rerun_replaces_its_own_output(run, track, tmp_path):
     first, second = tmp_path / "a.mp4", tmp_path / "b.mp4"
     for out in (first, second, second):  # the third run replaces the second's files: sgsim video wrote them
-        result = run("--audio", str(track.path), "--seed", "5", "--out", str(out), "--fps", "6", "--keyframe-every", "1")
+        result = run("video", "--audio", str(track.path), "--seed", "5", "--out", str(out), "--fps", "6", "--keyframe-every", "1")
         assert result.exit_code == 0, result.output
     a, b = decoded(first)[0], decoded(second)[0]
     assert len(a) == len(b) == 54 and all(np.array_equal(x, y) for x, y in zip(a, b))
@@ -105,7 +91,7 @@ def test_bad_input_is_one_line_and_writes_nothing(run, track, tmp_path, case, ex
              "a keyframe every microsecond": ["--keyframe-every", "0.000001"], "tiny window": ["--window", "0.01"],
              "bad device": ["--device", "gpu0"]}.get(case, [])
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = run("--audio", str(audio), *source, "--out", str(out), *extra)
+    result = run("video", "--audio", str(audio), *source, "--out", str(out), *extra)
     assert expected in one_error_line(result)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, no staging folder left
 
@@ -122,19 +108,19 @@ def test_ctrl_c_while_encoding_leaves_nothing_behind(run, track, tmp_path, monke
         return to_uint8(images)
 
     monkeypatch.setattr(sgsim.outputs, "to_uint8", interrupted)
-    result = run("--audio", str(track.path), "--seed", "1", "--out", str(tmp_path / "clip.mp4"), "--fps", "8")
+    result = run("video", "--audio", str(track.path), "--seed", "1", "--out", str(tmp_path / "clip.mp4"), "--fps", "8")
     assert result.exit_code != 0 and len(calls) == 20
     assert list(tmp_path.iterdir()) == []
 
 
 def test_loss_weights_by_name_reach_the_record(run, track, tmp_path, one_error_line):
     out = tmp_path / "clip.mp4"
-    result = run("--audio", str(track.path), "--seed", "2", "--out", str(out), "--fps", "4", "--keyframe-every", "3",
+    result = run("video", "--audio", str(track.path), "--seed", "2", "--out", str(out), "--fps", "4", "--keyframe-every", "3",
                  "--weight", "latent=0.5", "--weight", "smoothness=0.2", "--lambda-id", "0")
     assert result.exit_code == 0, result.output
     settings = json.loads((tmp_path / "clip.json").read_text())["settings"]
     assert settings["weights"]["latent"] == 0.5 and settings["smoothness"] == settings["weights"]["smoothness"] == 0.2
-    bad = run("--audio", str(track.path), "--seed", "2", "--out", str(tmp_path / "other.mp4"), "--weight", "sparkle=1")
+    bad = run("video", "--audio", str(track.path), "--seed", "2", "--out", str(tmp_path / "other.mp4"), "--weight", "sparkle=1")
     assert "unknown loss term 'sparkle'" in one_error_line(bad) and not (tmp_path / "other.mp4").exists()
 
 
@@ -148,11 +134,11 @@ def test_a_learned_direction_makes_an_instant_video(run, track, tmp_path, tiny_g
     direction = SoundDirection(name="rain", offset=torch.ones(G.num_ws, G.w_dim), target=torch.nn.functional.normalize(torch.ones(512), dim=0),
                                generator={"name": str(tiny_generator_file), "architecture": architecture(G)})
     path = direction.save(tmp_path / "rain.sgdir")
-    result = run("--audio", str(track.path), "--seed", "1", "--out", str(tmp_path / "clip.mp4"), "--fps", "4",
+    result = run("video", "--audio", str(track.path), "--seed", "1", "--out", str(tmp_path / "clip.mp4"), "--fps", "4",
                  "--direction", str(path), "--steps", "0")
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "clip.json").read_text())
     assert record["direction"] == str(path) and record["settings"]["direction"]["name"] == "rain"
     assert len(decoded(tmp_path / "clip.mp4")[0]) == round(track.duration * 4)
-    no_steps = run("--audio", str(track.path), "--seed", "1", "--out", str(tmp_path / "other.mp4"), "--steps", "0")
+    no_steps = run("video", "--audio", str(track.path), "--seed", "1", "--out", str(tmp_path / "other.mp4"), "--steps", "0")
     assert "--steps 0" in one_error_line(no_steps) and not (tmp_path / "other.mp4").exists()

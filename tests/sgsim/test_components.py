@@ -80,7 +80,8 @@ def test_the_training_set_a_file_names_picks_the_preset_and_survives_a_convert(t
 def test_asked_presets_and_unknown_generators_say_why(tmp_path):
     assert preset_choice("ffhq", tmp_path / "g.pkl").reason == "preset 'ffhq' was asked for"
     assert preset_choice(None, "stylegan2-ffhq-config-f").preset == FACES
-    assert preset_choice(None, "afhqcat").reason == ("no preset for the generator 'afhqcat' (its file names no training set): "
+    assert preset_choice(None, "stylegan2-church-config-f").name == "landscape"  # by the manifest's domain: scenes
+    assert preset_choice(None, "afhqcat").reason == ("no preset for the generator 'afhqcat' (it draws animals; its file names no training set): "
                                                      "scene weights without the identity loss; pass preset='ffhq' for a face model")
     assert preset_choice(None, object()).reason.startswith("the generator is not recognised (its file names no training set)")
     assert not preset_choice(None, object()).recognised and preset_choice(None, "metfaces").recognised

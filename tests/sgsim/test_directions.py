@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from sgsim.editing import Editor, SoundDirection, Target, load_directions, save_directions
-from sgsim.editing.directions import METADATA_KEY, state_sha256
+from sgsim.checksums import state_sha256
+from sgsim.editing.directions import METADATA_KEY
 from sgsim.editing.sources import seed_latent
 from sgsim.errors import SgsimError
 

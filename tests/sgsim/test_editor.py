@@ -93,6 +93,23 @@ def test_same_seed_gives_identical_results(editor, sounds, rain_edit):
     assert torch.equal(again.edited_latents, rain_edit.edited_latents)
 
 
+def test_settings_carry_an_edit_and_the_step_callback_gets_what_it_asks_for(editor, sounds, rain_edit):
+    from sgsim.settings import EditSettings
+
+    seen = []
+    result = editor.edit(0, Target(sounds["raining"]), EditSettings(steps=STEPS, strengths=(0.0, 0.5, 1.0, 1.5)),
+                         callback=lambda step, losses, latents, images: seen.append((step, losses["total"], latents, images)),
+                         callback_values=("latents", "images"))
+    assert torch.equal(result.images, rain_edit.images)  # the same edit as by keyword arguments
+    assert [step for step, *_ in seen] == list(range(STEPS)) and seen[-1][1] == pytest.approx(float(result.losses["total"][-1, 0]))
+    assert seen[0][2].shape == (1, *result.source_latent.shape) and torch.equal(seen[0][2].cpu(), result.source_latent[None])
+    assert seen[0][3].shape == (1, *result.source_image.shape)  # the image the step drew: a preview needs no hook
+    with pytest.raises(SgsimError, match="cannot ask for 'noise'"):
+        editor.edit(0, Target(sounds["raining"]), steps=1, callback=lambda *args: None, callback_values=("noise",))
+    with pytest.raises(TypeError, match="unknown edit setting 'step'"):
+        editor.edit(0, Target(sounds["raining"]), step=1)
+
+
 def test_layers_restricts_which_rows_move(editor, sounds):
     result = editor.edit(0, Target(sounds["raining"]), steps=STEPS, layers=[1, 4])
     moved = (result.edited_latents[0] - result.source_latent).abs().amax(dim=1)
@@ -213,3 +230,20 @@ def test_results_are_clamped_to_the_documented_range_and_save_what_the_cli_write
     assert names == ["source.png", "raining_s0.png", "raining_s0.5.png", "raining_s1.png", "raining_s1.5.png", "comparison.png",
                      "latents.npz", "run.json"]
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted(names)
+
+
+def test_calls_on_one_generator_take_turns(editor):
+    """A generator's modes (noise buffers, precision) are set for one call: a second call waits for the first."""
+    import threading
+
+    from sgsim.editing.modes import generator_lock
+
+    latents = editor.source_latent(0)[None]
+    rendered = threading.Event()
+    worker = threading.Thread(target=lambda: (editor.render(latents), rendered.set()))
+    with generator_lock(editor.generator):  # as an edit in another thread holds it
+        worker.start()
+        worker.join(timeout=1.0)
+        assert not rendered.is_set()
+    worker.join()
+    assert rendered.is_set()

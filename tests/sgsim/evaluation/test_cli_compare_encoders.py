@@ -38,7 +38,10 @@ def test_compare_encoders_writes_reports_and_reuses_the_cache(small_esc50, tmp_p
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
     assert "sgsim-resnet18 on esc50-six: 6 clips evaluated, 0 left out, 6 encoded, none from the cache" in first.output
-    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["encoders.csv", "encoders.json", "encoders.md", "encoders.png"]
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["encoders.csv", "encoders.json", "encoders.md", "encoders.png", "run.json"]
+    record = json.loads((tmp_path / "report" / "run.json").read_text())  # the record every command writes
+    assert record["command"] == "compare-encoders" and record["argv"][1] == "compare-encoders" and record["versions"]["torch"]
+    assert record["weights"]["sgsim-resnet18"]["sha256"] and "run.json" in record["outputs"]
     rows = list(csv.DictReader((tmp_path / "report" / "encoders.csv").open()))
     ours = {(r["protocol"], r["fold"]) for r in rows if r["source"] == "ours"}
     assert ours == {(p, f) for p in ("zero-shot", "linear-probe") for f in ("1", "2", "3", "5", "mean")}
@@ -132,7 +135,7 @@ def test_bad_labelled_encoder_is_a_usage_error(small_esc50, value):
 def test_bf16_embeddings_are_cached_apart_from_fp32_and_give_the_same_zero_shot_results(small_esc50, tmp_path, encoder_checkpoint_file,
                                                                                         tiny_clip_space, monkeypatch):
     """--precision bf16 is opt-in (fp32 is the default), never served fp32's cached embeddings nor serves its own to fp32,
-    and on the real clips predicts what fp32 predicts (README, Performance: the tolerance of bf16 embeddings)."""
+    and on the real clips predicts what fp32 predicts (docs/performance.md#evaluation-throughput: the tolerance of bf16 embeddings)."""
     from sgsim.evaluation.embeddings import EMBEDDING_PRECISIONS
 
     option = next(p for p in main.commands["compare-encoders"].params if p.name == "precision")

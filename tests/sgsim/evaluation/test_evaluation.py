@@ -16,7 +16,8 @@ from encoders.base import AudioEncoder
 from sgsim.audio import load_centred_window
 from sgsim.datasets import AudioDataset, read_urbansound8k
 from sgsim.evaluation.compare import Comparison, evaluate_encoder
-from sgsim.evaluation.embeddings import embed_dataset, weights_sha256
+from sgsim.checksums import state_sha256
+from sgsim.evaluation.embeddings import embed_dataset
 from sgsim.evaluation.prompts import class_embeddings, class_text
 from sgsim.evaluation.report import markdown, write_reports
 from sgsim.evaluation.scoring import linear_probe_scores, score_by_fold, top_k_hits, zero_shot_scores
@@ -132,7 +133,7 @@ def test_cache_never_serves_one_precision_for_another(tmp_path, synthetic):
     assert embed_dataset(encoder, dataset, tmp_path / "cache", batch_size=4, workers=0, precision="bf16").encoded == 0
     assert encoder.calls == 12
     # fp32 entries stay where earlier versions put them, so their caches are still used
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [f"counting-{weights_sha256(encoder)[:16]}", f"counting-{weights_sha256(encoder)[:16]}-bf16"]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [f"counting-{state_sha256(encoder)[:16]}", f"counting-{state_sha256(encoder)[:16]}-bf16"]
 
 
 def test_embeddings_match_encoding_each_file_alone_for_mixed_rates_and_channels(tmp_path, synthetic):

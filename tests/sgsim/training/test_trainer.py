@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -104,6 +106,9 @@ def test_train_encoder_command_writes_a_loadable_encoder_and_resumes(small_run, 
     assert f"{tmp_path / 'run'} is complete: all 6 steps are trained" in finished.output
     assert "%|" not in finished.output  # no progress bar for work that is done
     assert {path.name: path.stat().st_mtime_ns for path in (tmp_path / "run").iterdir()} == written
+    record = json.loads((tmp_path / "run" / "run.json").read_text())  # the record every command writes
+    assert record["command"] == "train-encoder" and record["argv"][1] == "train-encoder" and record["versions"]["torch"]
+    assert record["config"]["epochs"] == 2 and len(record["history"]) == 2 and set(record["outputs"]) == {FINAL_FILE, BEST_FILE}
 
 
 def test_a_trained_encoder_drives_sgsim_edit(full_run, small_run, tiny_generator_file, tiny_clip_space, tmp_path):
