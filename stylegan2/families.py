@@ -50,3 +50,13 @@ def num_ws_of(init_kwargs: Mapping[str, Any]) -> int:
     if family_of(init_kwargs) == "stylegan2":
         return 2 * int(math.log2(init_kwargs["img_resolution"])) - 2
     return int((init_kwargs.get("synthesis_kwargs") or {}).get("num_layers", 14)) + 2
+
+
+def largest_activation(generator: torch.nn.Module) -> int:
+    """Elements per image of the generator's largest activation: StyleGAN2's last block output, StyleGAN3's widest
+    layer at its filtered leaky ReLU's upsampled rate."""
+    synthesis = generator.synthesis
+    if isinstance(synthesis, networks.SynthesisNetwork):
+        return getattr(synthesis, f"b{synthesis.img_resolution}").out_channels * synthesis.img_resolution**2
+    layers = [getattr(synthesis, name) for name in synthesis.layer_names]
+    return max(layer.out_channels * (layer.in_size * layer.up_factor) ** 2 for layer in layers)

@@ -104,9 +104,11 @@ class SynthesisInput(torch.nn.Module):
         self.register_buffer("freqs", freqs)
         self.register_buffer("phases", torch.rand([channels]) - 0.5)
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        """w [N, w_dim] -> features [N, channels, size, size]."""
+    def forward(self, w: torch.Tensor, transforms: torch.Tensor | None = None) -> torch.Tensor:
+        """w [N, w_dim] -> features [N, channels, size, size]; `transforms` [N, 3, 3], if given, replaces the user
+        transform buffer per sample (a moving camera renders each frame with its own)."""
         batch = w.shape[0]
+        user = self.transform.unsqueeze(0) if transforms is None else transforms.to(device=w.device, dtype=torch.float32)
         t = self.affine(w)
         t = t / t[:, :2].norm(dim=1, keepdim=True)
         m_r = torch.eye(3, device=w.device).unsqueeze(0).repeat([batch, 1, 1])  # inverse rotation of the image
@@ -117,7 +119,7 @@ class SynthesisInput(torch.nn.Module):
         m_t = torch.eye(3, device=w.device).unsqueeze(0).repeat([batch, 1, 1])  # inverse translation of the image
         m_t[:, 0, 2] = -t[:, 2]
         m_t[:, 1, 2] = -t[:, 3]
-        transforms = m_r @ m_t @ self.transform.unsqueeze(0)  # rotate, then translate, then the user's transform
+        transforms = m_r @ m_t @ user  # rotate, then translate, then the user's transform
 
         freqs = self.freqs.unsqueeze(0)
         phases = self.phases.unsqueeze(0) + (freqs @ transforms[:, :2, 2:]).squeeze(2)
@@ -306,15 +308,19 @@ class SynthesisNetwork(torch.nn.Module):
         with torch.no_grad():
             self.input.transform.copy_(input_transform(translate, rotate))
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False, **_ignored: Any) -> torch.Tensor:
-        """Image in about [-1, 1] (not clamped). noise_mode and force_fp32 are accepted for StyleGAN2's signature:
-        StyleGAN3 has no noise inputs and computes in fp32."""
+    def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False,
+                transforms: torch.Tensor | None = None, **_ignored: Any) -> torch.Tensor:
+        """Image in about [-1, 1] (not clamped); `transforms` [N, 3, 3] (input_transform of each image) replaces the
+        set_transform one per image. noise_mode and force_fp32 are accepted for StyleGAN2's signature: StyleGAN3
+        has no noise inputs and computes in fp32."""
         if noise_mode not in NOISE_MODES:
             raise NetworkConfigError(f"SynthesisNetwork: noise_mode={noise_mode!r} is not one of {NOISE_MODES}")
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise NetworkConfigError(f"SynthesisNetwork: ws must have shape [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
         ws = ws.to(torch.float32).unbind(dim=1)
-        x = self.input(ws[0])
+        if transforms is not None and tuple(transforms.shape) != (len(ws[0]), 3, 3):
+            raise NetworkConfigError(f"SynthesisNetwork: transforms must have shape [{len(ws[0])}, 3, 3], got {tuple(transforms.shape)}")
+        x = self.input(ws[0], transforms)
         for name, w in zip(self.layer_names, ws[1:]):
             x = getattr(self, name)(x, w)
         if self.output_scale != 1:

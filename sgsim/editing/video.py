@@ -30,6 +30,7 @@ from sgsim.errors import AudioError, SgsimError
 from stylegan2.noise import swapped_noise
 
 if TYPE_CHECKING:
+    from sgsim.camera import Camera
     from sgsim.editing.directions import SoundDirection
     from sgsim.editing.editor import AnySource, Editor
 
@@ -181,7 +182,8 @@ class VideoEdit:
     strengths: np.ndarray  # [K] strength applied to each keyframe (strength x loudness scale; 0 where silent)
     losses: dict[str, np.ndarray]  # "total" and every term -> [steps, K]; {} when a direction ran without optimisation
     settings: dict
-    render: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, default=None)  # W+ [N, ...] -> images [N, 3, H, W]
+    render: Callable[..., torch.Tensor] = field(repr=False, default=None)  # W+ [N, ...] (, transforms) -> images [N, 3, H, W]
+    camera: Optional["Camera"] = None  # a StyleGAN3 generator's moving input transform (sgsim.camera), None = still
 
     @property
     def frame_count(self) -> int:
@@ -200,7 +202,7 @@ class VideoEdit:
         for first in range(start, stop, RENDER_BATCH):
             indices = np.arange(first, min(first + RENDER_BATCH, stop))
             latents = self.frame_latents(indices)
-            images = self.render(latents)
+            images = self.render(latents) if self.camera is None else self.render(latents, self.camera.transforms(indices / self.fps))
             for i, index in enumerate(indices):
                 yield VideoFrame(int(index), float(index / self.fps), images[i], latents[i])
             if progress is not None:
@@ -285,9 +287,9 @@ def make_video(
     w_src = w_source.cpu()
     keyframes = w_src + torch.as_tensor(strengths, dtype=torch.float32)[:, None, None] * (optimised.cpu() - w_src)
 
-    def render(latents: torch.Tensor) -> torch.Tensor:
+    def render(latents: torch.Tensor, transforms: Optional[torch.Tensor] = None) -> torch.Tensor:
         with swapped_noise(G, noise):
-            return editor.render(latents)
+            return editor.render(latents, transforms)
 
     return VideoEdit(
         audio=audio, fps=float(fps), duration=duration, keyframe_times=times, keyframe_latents=keyframes,
