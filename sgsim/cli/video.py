@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from sgsim.cli.edit import plan_edit
-from sgsim.cli.options import MAX_STEPS, SEED_MAX, command_line, device_option, weight_option
+from sgsim.cli.options import MAX_STEPS, SEED_MAX, camera_option, command_line, device_option, transform_options, weight_option
 from sgsim.editing.video_settings import DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS, DEFAULT_WINDOW, MAX_FPS
 
 STAGES = {"embed": ("embed", "window"), "optimise": ("optimise", "step"), "render": ("render", "frame")}  # stage -> bar label, unit
@@ -92,18 +92,23 @@ class ProgressBars:
 @click.option("--lambda-latent", type=click.FloatRange(min=0), default=None, help="Latent distance weight (default: the generator's preset).")
 @click.option("--lambda-id", type=click.FloatRange(min=0), default=None, help="Identity loss weight (default: the generator's preset).")
 @weight_option
+@transform_options
+@camera_option
 @device_option
 @click.option("--precision", type=click.Choice(["fp32", "mixed", "bf16"]), default=None,
               help="Of the optimisation (as for sgsim edit). Default: mixed on CUDA, fp32 on the CPU.")
 def video_command(audio, seed, image, latent, class_index, invert_steps, out, overwrite, fps, keyframe_every, window, strength, smoothness,
                   loudness, direction_spec, generator, encoder, encoder_checkpoint, clip_weights, preset, steps, lr, lambda_latent, lambda_id, loss_weights,
-                  device, precision) -> None:
+                  translate, rotate, camera, device, precision) -> None:
     """Make a video whose picture follows a sound track over time.
 
     Keyframes every --keyframe-every seconds aim at the --window seconds of the track around them; quiet windows
     keep the source. Writes --out (H.264 with the track as AAC) and its run record (.json) beside it, together.
     """
+    from dataclasses import replace
+
     from sgsim.atomic import staged_output_files
+    from sgsim.camera import Camera, require_movable
     from sgsim.audio import check_long_enough
     from sgsim.editing import Editor
     from sgsim.editing.video import check_timing, keyframe_times, require_audible, window_levels, write_video
@@ -128,6 +133,9 @@ def video_command(audio, seed, image, latent, class_index, invert_steps, out, ov
         editor = Editor.from_pretrained(generator, encoder, encoder_checkpoint=encoder_checkpoint, clip=clip_weights, device=plan.device,
                                         preset=preset)
         click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
+        motion = Camera(translate=translate or (0.0, 0.0), rotate=rotate, pan=tuple((camera or (0.0, 0.0, 0.0))[:2]),
+                        spin=(camera or (0.0, 0.0, 0.0))[2])
+        require_movable(editor.generator, motion)
         loaded = time.perf_counter()
         bars = ProgressBars()
         try:
@@ -136,6 +144,8 @@ def video_command(audio, seed, image, latent, class_index, invert_steps, out, ov
                                 class_index=class_index, precision=precision, direction=direction,
                                 progress=bars)
             made = time.perf_counter()
+            if not motion.is_identity:  # the picture moves when rendered; the edit was optimised on the still view
+                clip = replace(clip, camera=motion, settings={**clip.settings, "camera": motion.record()})
             frames = write_video(staged_video, clip, progress=bars)
         finally:
             bars.close()
