@@ -23,7 +23,8 @@ from PIL import Image
 from sgsim.errors import SgsimError
 
 # Generators trained on FFHQ-aligned faces (checkpoints-manifest names): their photos are aligned by default.
-FFHQ_ALIGNED_GENERATORS = frozenset({"ffhq", "metfaces", "stylegan2-ffhq-config-f"})
+FFHQ_ALIGNED_GENERATORS = frozenset({"ffhq", "metfaces", "stylegan2-ffhq-config-f",  # FFHQ-U and MetFaces-U are not aligned
+                                     *(f"stylegan3-{config}-{faces}-1024x1024" for config in "tr" for faces in ("ffhq", "metfaces"))})
 
 # The FFHQ recipe (NVlabs ffhq-dataset, recreate_aligned_images).
 EYE_SCALE = 2.0  # the crop's half side is at least this many eye-to-eye distances ...

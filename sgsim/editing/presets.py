@@ -45,6 +45,9 @@ GENERATOR_PRESETS: dict[str, str] = {
     "metfaces": "ffhq",
     "landscape": "landscape",
     "wikiart": "wikiart",
+    # NVIDIA's StyleGAN3 faces, aligned (ffhq, metfaces) and unaligned (ffhqu, metfacesu) alike.
+    **{f"stylegan3-{config}-{faces}": "ffhq" for config in ("t", "r") for faces in
+       ("ffhq-1024x1024", "ffhqu-1024x1024", "ffhqu-256x256", "metfaces-1024x1024", "metfacesu-1024x1024")},
 }
 
 # A word in the training set's name a generator file records (NVIDIA's training_set_kwargs path, kept by
