@@ -16,7 +16,7 @@ static torch::Tensor filtered_lrelu_up(torch::Tensor x, torch::Tensor b, torch::
     TORCH_CHECK(x.numel() < INT32_MAX && f.numel() < INT32_MAX, "filtered_lrelu: tensors too large for 32-bit indexing");
     TORCH_CHECK(up >= 1, "filtered_lrelu: up must be >= 1");
     FilteredLreluUpArgs a{(int)up, (int)pad_x0, (int)pad_x1, (int)pad_y0, (int)pad_y1, flip_filter,
-                          (float)gain, (float)slope, (float)clamp};
+                          gain, slope, clamp};
     return filtered_lrelu_up_launch(x, b, f, a);
 }
 

@@ -49,7 +49,7 @@ __global__ void filtered_lrelu_up_kernel(const scalar_t* __restrict__ x, const s
         }
         opmath_t v = acc * opmath_t(a.gain);
         v = v < opmath_t(0) ? v * opmath_t(a.slope) : v;
-        if (a.clamp >= 0.0f)
+        if (a.clamp >= 0.0)
             v = v > opmath_t(a.clamp) ? opmath_t(a.clamp) : (v < -opmath_t(a.clamp) ? -opmath_t(a.clamp) : v);
         y[i] = scalar_t(v);
     }

@@ -6,9 +6,9 @@ struct FilteredLreluUpArgs {
     int up;                      // zero-insertion factor, both axes
     int pad_x0, pad_x1, pad_y0, pad_y1;  // on the upsampled image; negative values crop
     bool flip_filter;            // false: true convolution (filter reversed), true: correlation
-    float gain;                  // applied after the filter (the caller folds up^2 in), before the leaky ReLU
-    float slope;                 // leaky ReLU slope below zero
-    float clamp;                 // clamp to [-clamp, clamp]; negative = no clamp
+    double gain;                 // applied after the filter (the caller folds up^2 in), before the leaky ReLU
+    double slope;                // leaky ReLU slope below zero
+    double clamp;                // clamp to [-clamp, clamp]; negative = no clamp (double: exact for float64 inputs)
 };
 
 // x: contiguous [N, C, H, W]; b: contiguous [C] of x's dtype (or empty); f: contiguous float32 [fh, fw].
