@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from stylegan2.errors import CudaOpsError, NetworkConfigError
 from stylegan2.ops.bias_act import bias_act_ref
@@ -52,6 +53,33 @@ def _check(x: torch.Tensor, b: torch.Tensor | None, up: int, down: int, gain: fl
         raise NetworkConfigError(f"filtered_lrelu: gain={gain} must be > 0, slope={slope} and clamp={clamp} >= 0")
 
 
+def _upsample_axis(x: torch.Tensor, f: torch.Tensor, up: int, pad0: int, pad1: int, dim: int) -> torch.Tensor:
+    """Zero insertion, padding and a 1-D FIR along `dim` (3 = x, 2 = y) as one strided transposed convolution: the
+    taps that would meet inserted zeros are never multiplied. Transposed convolution computes z[j] = sum_i x[i] f[j - i up],
+    the full convolution of the zero-inserted signal, whose sample n + taps - 1 - pad0 is output n."""
+    taps, channels, length = f.numel(), x.shape[1], x.shape[dim]
+    shape = [1, 1, 1, taps] if dim == 3 else [1, 1, taps, 1]
+    weight = f.to(x.dtype).reshape(shape).expand(channels, *shape[1:])
+    z = F.conv_transpose2d(x, weight, stride=(1, up) if dim == 3 else (up, 1), groups=channels)
+    start, size = taps - 1 - pad0, length * up + pad0 + pad1 - taps + 1
+    z = z.narrow(dim, max(start, 0), min(z.shape[dim] - max(start, 0), size + min(start, 0)))
+    missing = [max(-start, 0), size - z.shape[dim] - max(-start, 0)]
+    if missing != [0, 0]:  # padding beyond the filter's reach: zeros (negative padding was cropped above)
+        z = F.pad(z, missing + [0, 0] if dim == 3 else [0, 0] + missing)
+    return z
+
+
+def _upsample(x: torch.Tensor, f: torch.Tensor | None, up: int, padding: tuple[int, int, int, int], gain: float,
+              flip_filter: bool) -> torch.Tensor:
+    """upfirdn2d_ref(x, f, up=up, padding=padding, gain=gain): separable filters polyphase, one axis at a time."""
+    if f is None or f.ndim != 1 or up == 1:
+        return upfirdn2d_ref(x, f, up=up, padding=padding, gain=gain, flip_filter=flip_filter)
+    f = f * math.sqrt(gain)  # the same filter on each axis: each carries the square root of the gain
+    f = f.flip(0) if flip_filter else f  # a transposed convolution applies taps as an FIR does; correlation reverses them
+    px0, px1, py0, py1 = padding
+    return _upsample_axis(_upsample_axis(x, f, up, px0, px1, 3), f, up, py0, py1, 2)
+
+
 def filtered_lrelu_ref(
     x: torch.Tensor,                    # Input [batch_size, channels, in_height, in_width].
     fu: torch.Tensor | None = None,     # Upsampling FIR filter: [taps] (separable), [h, w], or None (identity).
@@ -65,7 +93,8 @@ def filtered_lrelu_ref(
     clamp: float | None = None,         # Clamp the activation to [-clamp, clamp], None = no clamp.
     flip_filter: bool = False,          # False = convolution, True = correlation.
 ) -> torch.Tensor:
-    """Reference path from upfirdn2d and bias_act's references; autograd gives every derivative."""
+    """Reference path in plain PyTorch ops (autograd gives every derivative). The upsampling is polyphase for
+    separable filters, and the gain rides on the upsampling filter (a leaky ReLU commutes with a positive scale)."""
     _check(x, b, up, down, gain, slope, clamp)
     out_w, out_h = output_size(x.shape[3], x.shape[2], fu, fd, up, down, padding)
     if out_w < 1 or out_h < 1:
@@ -73,8 +102,11 @@ def filtered_lrelu_ref(
     if b is not None:
         x = bias_act_ref(x, b.to(x.dtype))
     # Zero insertion divides the DC level by up^2; the filter's gain restores it.
-    x = upfirdn2d_ref(x, fu, up=up, padding=_quad(padding), gain=up**2, flip_filter=flip_filter)
-    x = bias_act_ref(x, act="lrelu", alpha=slope, gain=gain, clamp=clamp)
+    x = _upsample(x, fu, up, _quad(padding), up**2 * gain, flip_filter)
+    if slope != 1:
+        x = F.leaky_relu(x, slope)
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
     return upfirdn2d_ref(x, fd, down=down, flip_filter=flip_filter)
 
 

@@ -57,6 +57,9 @@ CASES = {  # name: (fu, fd, up, down, padding [x0, x1, y0, y1], gain, slope, cla
     "torgb-identity": (None, None, 1, 1, (0, 0, 0, 0), 1.0, 1.0, 256.0, False),
     "asymmetric-correlation": (lambda: torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]], dtype=torch.float64), lambda: torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64),
                                3, 2, (2, 1, 0, 3), 0.7, 0.1, None, True),
+    # Polyphase upsampling with padding beyond the filter's reach on one side and cropping on the other.
+    "separable-correlation-wide-pad": (lambda: torch.tensor([0.5, -1.0, 2.0, 0.25], dtype=torch.float64), None,
+                                       3, 1, (5, -2, 9, 2), 1.3, 0.3, 2.0, True),
 }
 
 
