@@ -99,7 +99,10 @@ class SynthesisInput(torch.nn.Module):
         radii = freqs.square().sum(dim=1, keepdim=True).sqrt()
         freqs = freqs / (radii * radii.square().exp().pow(0.25)) * bandwidth
         self.weight = torch.nn.Parameter(torch.randn([channels, channels]))
-        self.affine = FullyConnectedLayer(w_dim, 4)  # (r_c, r_s, t_x, t_y); trained from weight 0, bias (1, 0, 0, 0)
+        self.affine = FullyConnectedLayer(w_dim, 4)  # (r_c, r_s, t_x, t_y), from no rotation or translation at init
+        with torch.no_grad():
+            self.affine.weight.zero_()
+            self.affine.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
         self.register_buffer("transform", torch.eye(3, 3))  # user inverse transform of the output image (input_transform)
         self.register_buffer("freqs", freqs)
         self.register_buffer("phases", torch.rand([channels]) - 0.5)

@@ -31,6 +31,8 @@ def sg3_file(tmp_path_factory):
         G = Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3, mapping_kwargs={"num_layers": 2},
                       synthesis_kwargs={"channel_base": 512, "channel_max": 32, "num_layers": 6, "conv_kernel": 1,
                                         "use_radial_filters": True})
+        with torch.no_grad():  # as after training: the first W+ row turns and shifts the Fourier features
+            G.synthesis.input.affine.weight.normal_(0, 0.3)
     return save_generator(G, tmp_path_factory.mktemp("sg3") / "tiny-sg3r.safetensors")
 
 
