@@ -3,7 +3,6 @@ safetensors round-trip them; settings are bounded before anything is built."""
 
 from __future__ import annotations
 
-import pickle
 import pickletools
 from pathlib import Path
 
