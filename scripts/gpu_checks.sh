@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check of README "Performance" in one run, for a session that has a CUDA machine for a few minutes:
-# the CUDA tests first (the custom kernels and the mixed path against the reference), then the benchmarks, each
+# the CUDA tests first (the custom kernels, StyleGAN3's filtered_lrelu among them, and the mixed path against the
+# reference), then the benchmarks, each
 # bounded by its own timeout so one slow step cannot eat the others' time. Output: one log per step in OUT_DIR
 # and a summary line per step on stdout. The limits add up to 9.25 minutes: one call of a lent machine.
 #

@@ -192,8 +192,10 @@ def alignment(generator: str | os.PathLike, align: bool | None, metadata: dict |
     from sgsim.editing.presets import generator_kind
 
     kind = generator_kind(manifest_generator(generator) or generator, metadata)
-    if kind.face:
+    if kind.aligns_photos:
         return True, f"aligning the face ({kind.reason})"
+    if kind.face:
+        return False, f"centre crop: a generator of unaligned faces ({kind.reason})"
     return False, f"centre crop: not a face generator ({kind.reason})"
 
 

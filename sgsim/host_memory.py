@@ -110,11 +110,11 @@ def freed_memory_kept(largest_block: Optional[int], device: "torch.device") -> I
 
 
 def generator_memory_kept(generator, device: "torch.device", batch: int) -> ContextManager[bool]:
-    """freed_memory_kept for a loop that renders `batch` images with `generator` (stylegan2.Generator) on `device`:
-    its largest activation is the last block's output, at the caller's autocast dtype if any."""
+    """freed_memory_kept for a loop that renders `batch` images with `generator` (StyleGAN2 or StyleGAN3) on `device`:
+    its largest activation (stylegan2.families.largest_activation), at the caller's autocast dtype if any."""
     import torch
 
-    resolution = generator.img_resolution
-    channels = getattr(generator.synthesis, f"b{resolution}").out_channels
+    from stylegan2.families import largest_activation
+
     itemsize = 2 if torch.is_autocast_enabled("cpu") else 4
-    return freed_memory_kept(batch * channels * resolution**2 * itemsize, device)
+    return freed_memory_kept(batch * largest_activation(generator) * itemsize, device)

@@ -51,7 +51,14 @@ def laid_out(weight: torch.Tensor, layer: SynthesisLayer, block: SynthesisBlock)
 
 @contextmanager
 def synthesis_precision(synthesis: SynthesisNetwork, precision: SynthesisPrecision) -> Iterator[SynthesisNetwork]:
-    """Within the block, `synthesis` runs at `precision`; its own settings come back afterwards, even on error."""
+    """Within the block, `synthesis` runs at `precision`; its own settings come back afterwards, even on error.
+
+    A StyleGAN3 synthesis network has no reduced-precision layers here: it stays as it is (fp32, or whatever an
+    enclosing autocast region makes of its convolutions).
+    """
+    if not isinstance(synthesis, SynthesisNetwork):
+        yield synthesis
+        return
     saved: list[tuple[object, str, object]] = []
 
     def assign(module: object, name: str, value: object) -> None:

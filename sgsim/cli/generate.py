@@ -6,7 +6,7 @@ import time
 
 import click
 
-from sgsim.cli.options import SEED_MAX, command_line, device_option, out_option, parse_seeds, setting_option
+from sgsim.cli.options import SEED_MAX, command_line, device_option, out_option, parse_seeds, setting_option, transform_options
 
 
 @click.command("generate")
@@ -17,8 +17,9 @@ from sgsim.cli.options import SEED_MAX, command_line, device_option, out_option,
 @click.option("--truncation", type=click.FloatRange(-10, 10), default=0.7, show_default=True,
               help="psi toward w_avg (1 = none); 0.7 matches sgsim edit --seed.")
 @click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class to draw (conditional generators only).")
+@transform_options
 @device_option
-def generate_command(seed_list, seed_ranges, out, overwrite, generator, truncation, class_index, device) -> None:
+def generate_command(seed_list, seed_ranges, out, overwrite, generator, truncation, class_index, translate, rotate, device) -> None:
     """Draw the generator's images of some seeds, with their W+ latents for `sgsim edit --latent`.
 
     Writes seedNNNN.png and seedNNNN.npz ('w': W+ [num_ws, w_dim]) per seed, and run.json.
@@ -26,6 +27,7 @@ def generate_command(seed_list, seed_ranges, out, overwrite, generator, truncati
     import torch
 
     from checkpoints import resolve
+    from sgsim.camera import Camera, require_movable
     from sgsim.atomic import staged_output_dir
     from sgsim.devices import parse_device
     from sgsim.editing.sources import seed_latent
@@ -41,16 +43,20 @@ def generate_command(seed_list, seed_ranges, out, overwrite, generator, truncati
         started = time.perf_counter()
         weights = resolve(generator)
         G = load_generator(weights, device=device).eval()
+        camera = Camera(translate=translate or (0.0, 0.0), rotate=rotate)
+        require_movable(G, camera)
+        transforms = None if camera.is_identity else camera.transforms([0.0]).to(device)
         latents = [seed_latent(G, seed, truncation=truncation, class_index=class_index) for seed in seeds]  # a bad class fails before any output
         outputs = []
         for seed, w in zip(seeds, latents):
             with torch.no_grad():
-                image = G.synthesis(w[None], noise_mode="const")
+                image = G.synthesis(w[None], noise_mode="const", **({} if transforms is None else {"transforms": transforms}))
             write_png(staging / f"seed{seed:04d}.png", image)
             write_latent_file(staging / f"seed{seed:04d}.npz", w=w)
             outputs += [f"seed{seed:04d}.png", f"seed{seed:04d}.npz"]
         write_json(staging / "run.json", run_record(
             "generate", command_line(), seeds=seeds, generator=generator, truncation=truncation, class_index=class_index,
+            camera=None if camera.is_identity else camera.record(),
             device=str(device), weights=weights_record({"generator": weights}),
             timings_s={"total": time.perf_counter() - started}, outputs=outputs + ["run.json"],
         ))

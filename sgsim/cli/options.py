@@ -7,7 +7,7 @@ import functools
 import math
 import re
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import click
 
@@ -139,3 +139,33 @@ def edit_options(*groups: str, names: Sequence[str] = (), **overrides: dict) -> 
             gathered = setting_option(name, **overrides.get(name, {}))(gathered)
         return gathered
     return decorate
+
+
+def _numbers(count: int, example: str) -> Callable:
+    """A click callback reading `count` comma-separated finite numbers ('0.1,-0.2'), or None when not given."""
+    def parse(ctx: click.Context, param: click.Parameter, text: Optional[str]) -> Optional[tuple[float, ...]]:
+        if text is None:
+            return None
+        try:
+            values = tuple(float(part) for part in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != count or not all(math.isfinite(value) and abs(value) <= 1e4 for value in values):
+            raise click.BadParameter(f"{text!r} is not {count} comma-separated numbers such as {example}")
+        return values
+    return parse
+
+
+def transform_options(function: Callable) -> Callable:
+    """--translate X,Y and --rotate DEG: a StyleGAN3 generator's input transform (sgsim.camera.Camera)."""
+    function = click.option("--rotate", type=click.FloatRange(-3600, 3600), default=0.0, show_default=True, metavar="DEG",
+                            help="Rotate the picture by DEG degrees (StyleGAN3 generators).")(function)
+    return click.option("--translate", callback=_numbers(2, "0.1,-0.05"), default=None, metavar="X,Y",
+                        help="Move the picture by X,Y image widths (StyleGAN3 generators).")(function)
+
+
+def camera_option(function: Callable) -> Callable:
+    """--camera PAN_X,PAN_Y,SPIN: a StyleGAN3 generator's input moving while the sound plays."""
+    return click.option("--camera", callback=_numbers(3, "0.02,0,3"), default=None, metavar="PAN_X,PAN_Y,SPIN",
+                        help="Move the camera while the sound plays: image widths per second along x and y, and "
+                             "degrees per second (StyleGAN3 generators).")(function)

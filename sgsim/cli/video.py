@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sgsim.cli.options import SEED_MAX, command_line, device_option, edit_options
+from sgsim.cli.options import SEED_MAX, camera_option, command_line, device_option, edit_options, transform_options
 from sgsim.settings import EditSettings
 from sgsim.editing.video_settings import DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS, DEFAULT_WINDOW, MAX_FPS
 
@@ -73,17 +73,22 @@ class ProgressBars:
 @click.option("--direction", "direction_spec", default=None, metavar="FILE[:NAME]",
               help="A learned direction (.sgdir from sgsim direction): each keyframe starts moved along it as far as its "
                    "window sounds like the direction's sound; with --steps 0 that is the whole edit (no optimisation).")
+@transform_options
+@camera_option
 @device_option
 @edit_options("networks", "optimisation", names=("invert_steps",),
               steps={"default": DEFAULT_STEPS, "low": 0, "help": "Optimisation steps of the keyframes (0 only with --direction)."})
 def video_command(audio, seed, image, latent, class_index, out, overwrite, fps, keyframe_every, window, strength, smoothness,
-                  loudness, direction_spec, device, settings: EditSettings) -> None:
+                  loudness, direction_spec, translate, rotate, camera, device, settings: EditSettings) -> None:
     """Make a video whose picture follows a sound track over time.
 
     Keyframes every --keyframe-every seconds aim at the --window seconds of the track around them; quiet windows
     keep the source. Writes --out (H.264 with the track as AAC) and its run record (.json) beside it, together.
     """
+    from dataclasses import replace
+
     from sgsim.atomic import staged_output_files
+    from sgsim.camera import Camera, require_movable
     from sgsim.audio import check_long_enough
     from sgsim.editing import Editor
     from sgsim.editing.plan import plan_edit, source_record
@@ -111,6 +116,9 @@ def video_command(audio, seed, image, latent, class_index, out, overwrite, fps, 
         editor = Editor.from_pretrained(settings.generator, settings.encoder, encoder_checkpoint=settings.encoder_checkpoint,
                                         clip=settings.clip_weights, device=plan.device, preset=settings.preset)
         click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
+        motion = Camera(translate=translate or (0.0, 0.0), rotate=rotate, pan=tuple((camera or (0.0, 0.0, 0.0))[:2]),
+                        spin=(camera or (0.0, 0.0, 0.0))[2])
+        require_movable(editor.generator, motion)
         loaded = time.perf_counter()
         bars = ProgressBars()
         try:
@@ -119,6 +127,8 @@ def video_command(audio, seed, image, latent, class_index, out, overwrite, fps, 
                                 invert_steps=settings.invert_steps, class_index=class_index, precision=settings.precision, direction=direction,
                                 progress=bars)
             made = time.perf_counter()
+            if not motion.is_identity:  # the picture moves when rendered; the edit was optimised on the still view
+                clip = replace(clip, camera=motion, settings={**clip.settings, "camera": motion.record()})
             frames = write_video(staged_video, clip, progress=bars)
         finally:
             bars.close()

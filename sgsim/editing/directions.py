@@ -18,6 +18,8 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 
 from sgsim.errors import SgsimError, SgsimNotice
+from stylegan2.errors import NetworkConfigError
+from stylegan2.families import architecture_of, num_ws_of
 
 FORMAT_NAME = "sgsim-direction"
 FORMAT_VERSION = 1
@@ -86,9 +88,22 @@ def describe_architecture(arch: Mapping) -> str:
     """'1024 px, W+ 18x512, channel_base 32768' style summary of an architecture, for messages."""
     synthesis = arch.get("synthesis_kwargs", {}) if isinstance(arch.get("synthesis_kwargs"), dict) else {}
     resolution = arch.get("img_resolution", "?")
-    num_ws = 2 * int(math.log2(resolution)) - 2 if isinstance(resolution, int) and resolution >= 4 else "?"
+    num_ws = _num_ws(arch) or "?"
+    kind = architecture_of(arch) if num_ws != "?" else "?"
+    detail = synthesis.get("architecture", "?") if kind == "stylegan2" else kind
     return (f"{resolution} px, W+ {num_ws}x{arch.get('w_dim', '?')}, channel_base {synthesis.get('channel_base', '?')}, "
-            f"channel_max {synthesis.get('channel_max', '?')}, {synthesis.get('architecture', '?')}")
+            f"channel_max {synthesis.get('channel_max', '?')}, {detail}")
+
+
+def _num_ws(arch: Mapping) -> Optional[int]:
+    """The W+ rows of a recorded architecture (StyleGAN2 or StyleGAN3), None when the record is impossible."""
+    resolution = arch.get("img_resolution")
+    if not isinstance(resolution, int) or resolution < 4:
+        return None
+    try:
+        return num_ws_of(arch)
+    except (NetworkConfigError, TypeError, ValueError):
+        return None
 
 
 def shown(recorded: object, limit: int = 120) -> str:
@@ -243,10 +258,10 @@ def _parse_records(text: str, path: Path) -> dict[str, dict]:
 def _direction(name: str, record: dict, offset: torch.Tensor, target: torch.Tensor, path: Path) -> SoundDirection:
     """A SoundDirection from its checked record and tensors, whose dtypes, shapes and values are checked here."""
     arch = record["generator"]["architecture"]
-    resolution, w_dim = arch.get("img_resolution"), arch.get("w_dim")
-    if not isinstance(resolution, int) or not isinstance(w_dim, int) or resolution < 4:
+    num_ws, w_dim = _num_ws(arch), arch.get("w_dim")
+    if num_ws is None or not isinstance(w_dim, int):
         raise SgsimError(f"{path} is damaged: {name!r} records an impossible generator architecture")
-    shape = (2 * int(math.log2(resolution)) - 2, w_dim)
+    shape = (num_ws, w_dim)
     if offset.dtype != torch.float32 or tuple(offset.shape) != shape:
         raise SgsimError(f"{path} is damaged: the offset of {name!r} is {offset.dtype} {list(offset.shape)}, "
                          f"expected float32 {list(shape)} for its generator")

@@ -196,12 +196,14 @@ class Editor:
 
     @holding_generator
     @torch.no_grad()
-    def render(self, latents: torch.Tensor) -> torch.Tensor:
+    def render(self, latents: torch.Tensor, transforms: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Images [N, 3, H, W] on the CPU of W+ latents [N, num_ws, w_dim], a few at a time, clamped to [-1, 1]: the
-        generator overshoots it a little, and what a PNG shows (and an EditResult documents) is the clamped image."""
+        generator overshoots it a little, and what a PNG shows (and an EditResult documents) is the clamped image.
+        `transforms` [N, 3, 3]: a StyleGAN3 generator's input transform per image (sgsim.camera)."""
+        extra = [{}] * len(latents) if transforms is None else [{"transforms": t} for t in transforms.split(SYNTHESIS_BATCH)]
         chunks = [
-            self.generator.synthesis(chunk.to(self.device), noise_mode="const").clamp(-1, 1).cpu()
-            for chunk in latents.split(SYNTHESIS_BATCH)
+            self.generator.synthesis(chunk.to(self.device), noise_mode="const", **kwargs).clamp(-1, 1).cpu()
+            for chunk, kwargs in zip(latents.split(SYNTHESIS_BATCH), extra)
         ]
         return torch.cat(chunks)
 

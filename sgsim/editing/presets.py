@@ -42,6 +42,7 @@ PRESETS: dict[str, EditPreset] = {
 # a domain without a preset (animals, cars) gets DEFAULT_PRESET, with a notice.
 DOMAIN_PRESETS: dict[str, str] = {
     "faces": "ffhq",
+    "faces-unaligned": "ffhq",  # StyleGAN3's FFHQ-U and MetFaces-U: faces anywhere in the frame, at any angle
     "scenes": "landscape",
     "art": "wikiart",
 }
@@ -60,7 +61,8 @@ DEFAULT_PRESET = SCENES
 DEFAULT_PRESET_NAME = "landscape"
 
 
-FACE_PRESET = "ffhq"  # the preset of every generator of aligned human faces
+FACE_PRESET = "ffhq"  # the preset of every generator of human faces
+UNALIGNED_DOMAINS = frozenset({"faces-unaligned"})  # face domains whose photos are not FFHQ-aligned before inversion
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,17 @@ class GeneratorKind:
 
     preset: Optional[str]
     reason: str
+    aligned: bool = True  # for a face generator: trained on FFHQ-aligned faces (False: FFHQ-U, MetFaces-U)
 
     @property
     def face(self) -> bool:
-        """Trained on aligned human faces (FFHQ, MetFaces, CelebA-HQ): its photos are FFHQ-aligned before inversion."""
+        """Trained on human faces (FFHQ, MetFaces, CelebA-HQ and their unaligned kin): the identity is kept."""
         return self.preset == FACE_PRESET
+
+    @property
+    def aligns_photos(self) -> bool:
+        """Its photos are FFHQ-aligned before inversion: a face generator trained on aligned faces."""
+        return self.face and self.aligned
 
 
 def generator_kind(name: object, metadata: Optional[Mapping[str, str]] = None) -> GeneratorKind:
@@ -85,7 +93,7 @@ def generator_kind(name: object, metadata: Optional[Mapping[str, str]] = None) -
     name = str(name) if isinstance(name, (str, Path)) else None
     domain = entry(name).domain if name is not None and is_known(name) else None
     if domain in DOMAIN_PRESETS:
-        return GeneratorKind(DOMAIN_PRESETS[domain], f"the generator is the manifest's {name!r}")
+        return GeneratorKind(DOMAIN_PRESETS[domain], f"the generator is the manifest's {name!r}", domain not in UNALIGNED_DOMAINS)
     dataset = (metadata or {}).get("dataset", "")
     for word, chosen in DATASET_PRESETS.items():
         if word in dataset.lower():

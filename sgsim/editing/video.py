@@ -29,6 +29,7 @@ from sgsim.settings import check_settings, check_strengths
 from stylegan2.noise import swapped_noise
 
 if TYPE_CHECKING:
+    from sgsim.camera import Camera
     from sgsim.editing.directions import SoundDirection
     from sgsim.editing.editor import AnySource, Editor
 
@@ -184,7 +185,8 @@ class VideoEdit:
     strengths: np.ndarray  # [K] strength applied to each keyframe (strength x loudness scale; 0 where silent)
     losses: dict[str, np.ndarray]  # "total" and every term -> [steps, K]; {} when a direction ran without optimisation
     settings: dict
-    render: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, default=None)  # W+ [N, ...] -> images [N, 3, H, W]
+    render: Callable[..., torch.Tensor] = field(repr=False, default=None)  # W+ [N, ...] (, transforms) -> images [N, 3, H, W]
+    camera: Optional["Camera"] = None  # a StyleGAN3 generator's moving input transform (sgsim.camera), None = still
 
     @property
     def frame_count(self) -> int:
@@ -203,7 +205,7 @@ class VideoEdit:
         for first in range(start, stop, RENDER_BATCH):
             indices = np.arange(first, min(first + RENDER_BATCH, stop))
             latents = self.frame_latents(indices)
-            images = self.render(latents)
+            images = self.render(latents) if self.camera is None else self.render(latents, self.camera.transforms(indices / self.fps))
             for i, index in enumerate(indices):
                 yield VideoFrame(int(index), float(index / self.fps), images[i], latents[i])
             if progress is not None:
@@ -281,9 +283,9 @@ def make_video(
     w_src = w_source.cpu()
     keyframes = move_by(w_src, optimised.cpu() - w_src, torch.as_tensor(strengths, dtype=torch.float32)[:, None])[:, 0]
 
-    def render(latents: torch.Tensor) -> torch.Tensor:
+    def render(latents: torch.Tensor, transforms: Optional[torch.Tensor] = None) -> torch.Tensor:
         with generator_lock(G), swapped_noise(G, noise):  # rendered later, frame by frame: this call's turn too
-            return editor.render(latents)
+            return editor.render(latents, transforms)
 
     return VideoEdit(
         audio=audio, fps=float(fps), duration=duration, keyframe_times=times, keyframe_latents=keyframes,

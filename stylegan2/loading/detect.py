@@ -10,7 +10,7 @@ from stylegan2.errors import CheckpointError
 # The generator formats load_generator reads, named as in checkpoints/manifest.json "formats", for error messages.
 FORMATS = {
     "safetensors": "sgsim safetensors (written by save_generator or `sgsim weights convert`)",
-    "nvidia-pickle": "NVIDIA StyleGAN2-ADA / StyleGAN3 PyTorch pickle holding a StyleGAN2 generator",
+    "nvidia-pickle": "NVIDIA StyleGAN2-ADA / StyleGAN3 PyTorch pickle (StyleGAN2, StyleGAN3-T or StyleGAN3-R generator)",
     "tf-pickle": "NVIDIA StyleGAN2 TensorFlow pickle (G, D, Gs)",
     "rosinality-pt": "rosinality stylegan2-pytorch checkpoint (torch.save of g_ema)",
 }

@@ -20,6 +20,7 @@ from stylegan2.loading.nvidia import read_nvidia_pickle
 from stylegan2.loading.rosinality import read_rosinality
 from stylegan2.loading.safe_pickle import PersistentObject, TFNetworkState, safe_load
 from stylegan2.loading.tensorflow import read_tensorflow_pickle
+from stylegan2.families import make_generator
 from stylegan2.networks import Generator, NetworkConfigError
 
 # rosinality's generate.py estimates the mean W from 4096 samples when a checkpoint has no latent_avg.
@@ -32,7 +33,12 @@ SETTING_BOUNDS = {
     "z_dim": (0, 8192), "c_dim": (0, 65536), "w_dim": (1, 8192), "img_resolution": (4, 8192), "img_channels": (1, 16),
 }
 MAPPING_BOUNDS = {"num_layers": (1, 64), "embed_features": (1, 8192), "layer_features": (1, 8192)}
-SYNTHESIS_BOUNDS = {"channel_base": (1, 2**24), "channel_max": (1, 8192), "num_fp16_res": (0, 16)}
+SYNTHESIS_BOUNDS = {
+    "channel_base": (1, 2**24), "channel_max": (1, 8192), "num_fp16_res": (0, 16),
+    # StyleGAN3 only (NVIDIA's: 14 layers, 2 critical, margin 10, 6 taps, lrelu at 2x, 3x3 or 1x1 kernels).
+    "num_layers": (1, 64), "num_critical": (0, 64), "margin_size": (0, 1024), "filter_size": (1, 64),
+    "lrelu_upsampling": (1, 16), "conv_kernel": (1, 15),
+}
 
 
 def _torch_load(path: Path) -> Any:
@@ -122,19 +128,19 @@ def check_settings(init_kwargs: Any, source: str) -> None:
                               f"{resolution} px; the file is corrupt")
 
 
-def _meta_generator(init_kwargs: dict[str, Any], source: str) -> Generator:
+def _meta_generator(init_kwargs: dict[str, Any], source: str) -> torch.nn.Module:
     """The generator the settings describe, on the meta device: shapes without a byte of storage."""
     check_settings(init_kwargs, source)
     try:
         with torch.device("meta"):
-            return Generator(**init_kwargs)
+            return make_generator(init_kwargs)
     except (TypeError, ValueError, AssertionError, KeyError, ZeroDivisionError, OverflowError, NetworkConfigError) as error:
         raise CheckpointError(f"{source}: cannot build a generator from {str(init_kwargs)[:300]} ({error})") from None
 
 
-def _fitted_state(checkpoint: GeneratorCheckpoint, source: str) -> tuple[Generator, dict[str, torch.Tensor], set[str]]:
+def _fitted_state(checkpoint: GeneratorCheckpoint, source: str) -> tuple[torch.nn.Module, dict[str, torch.Tensor], set[str]]:
     """The checkpoint's state checked key by key and shape by shape against the meta generator its settings
-    describe; returns that meta generator, the state and the keys the build must supply (FIR filters, an absent w_avg)."""
+    describe (StyleGAN2 or StyleGAN3, stylegan2.families); returns that meta generator, the state and the keys the build must supply (FIR filters, an absent w_avg)."""
     meta = _meta_generator(checkpoint.init_kwargs, source)
     template = meta.state_dict()
     state = dict(checkpoint.state_dict)
@@ -169,15 +175,16 @@ def describe_generator(path: str | os.PathLike, network: str = "G_ema") -> Gener
     return GeneratorSummary(checkpoint.format, meta.img_resolution, meta.num_ws, meta.w_dim, meta.c_dim)
 
 
-def build_generator(checkpoint: GeneratorCheckpoint, source: str) -> Generator:
-    """Generator(**init_kwargs) with the checkpoint's state loaded strictly; filter buffers come from the build.
+def build_generator(checkpoint: GeneratorCheckpoint, source: str) -> torch.nn.Module:
+    """The generator init_kwargs describe (StyleGAN2 or StyleGAN3, stylegan2.families) with the checkpoint's state
+    loaded strictly; filter buffers come from the build.
 
     The settings are checked against bounds and every tensor shape against the file before any weight is
     allocated, so memory follows the file's size, never what its settings claim.
     """
     _, state, from_build = _fitted_state(checkpoint, source)
     estimate_w_avg = "mapping.w_avg" in from_build
-    G = Generator(**checkpoint.init_kwargs)
+    G = make_generator(checkpoint.init_kwargs)
     built = G.state_dict()
     state.update({key: built[key] for key in from_build})
     G.load_state_dict(state, strict=True)
@@ -188,7 +195,7 @@ def build_generator(checkpoint: GeneratorCheckpoint, source: str) -> Generator:
     return G
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", network: str = "G_ema") -> Generator:
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", network: str = "G_ema") -> torch.nn.Module:
     """The generator in any supported checkpoint, in eval mode on `device`; the format is read from the content.
 
     `network` picks 'G_ema' (default; Gs in TensorFlow pickles, g_ema in rosinality files) or 'G'.

@@ -1,8 +1,9 @@
-"""NVIDIA PyTorch pickles (StyleGAN2-ADA, StyleGAN3's networks_stylegan2) read without running their code.
+"""NVIDIA PyTorch pickles (StyleGAN2-ADA; StyleGAN3's networks_stylegan2 and networks_stylegan3) read without running their code.
 
 Each network in the pickled dict is a torch_utils.persistence object; its state is the module's __dict__.
 The state dict is collected from the nested `_parameters`, `_buffers` and `_modules`, and the architecture
 from `_init_kwargs` (nested mapping_kwargs/synthesis_kwargs in ADA, flattened synthesis kwargs in SG3).
+A StyleGAN3-T/-R generator is told by its Fourier-feature input layer (synthesis.input).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Any, Mapping
 
 import torch
 
-from stylegan2.errors import CheckpointError
-from stylegan2.loading.checkpoint import GeneratorCheckpoint, generator_kwargs
+from stylegan2 import networks_stylegan3
+from stylegan2.errors import CheckpointError, NetworkConfigError
+from stylegan2.loading.checkpoint import GeneratorCheckpoint, generator_kwargs, plain
 from stylegan2.loading.safe_pickle import PersistentObject
 
 TOP_LEVEL_KWARGS = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
@@ -77,6 +79,20 @@ def contract_kwargs(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     return generator_kwargs(source, **top, mapping=mapping, synthesis=_drop_inert(synthesis, source))
 
 
+def contract_stylegan3_kwargs(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Map networks_stylegan3.Generator's kwargs (mapping_kwargs, then flattened synthesis and layer kwargs) to ours."""
+    kwargs = dict(raw)
+    missing = [key for key in TOP_LEVEL_KWARGS if key not in kwargs]
+    if missing:
+        raise CheckpointError(f"{source}: the generator's init kwargs lack {', '.join(missing)}")
+    top = {key: plain(kwargs.pop(key)) for key in TOP_LEVEL_KWARGS}
+    mapping = plain(dict(kwargs.pop("mapping_kwargs", None) or {}))
+    try:
+        return networks_stylegan3.settings(**top, mapping_kwargs=mapping, synthesis_kwargs=plain(kwargs))
+    except NetworkConfigError as error:
+        raise CheckpointError(f"{source}: this StyleGAN3 generator has settings sgsim does not know ({error})") from None
+
+
 def read_nvidia_pickle(data: Any, network: str, source: str) -> GeneratorCheckpoint:
     """The generator `network` ('G_ema', 'G', ...) of an unpickled NVIDIA snapshot dict."""
     networks = sorted(key for key, value in data.items() if isinstance(value, PersistentObject))
@@ -88,17 +104,21 @@ def read_nvidia_pickle(data: Any, network: str, source: str) -> GeneratorCheckpo
         raise CheckpointError(f"{source}: {network!r} is a {kind}, not a generator; choose one of "
                               f"{', '.join(name for name in networks if data[name].class_name == 'Generator')}")
     state_dict = flatten_module_state(obj, source)
+    if obj.state.get("_init_args"):
+        raise CheckpointError(f"{source}: {network!r} was built with positional arguments; expected keyword arguments")
+    metadata = training_set_metadata(data)
+    if "synthesis.input.weight" in state_dict:
+        init_kwargs = contract_stylegan3_kwargs(obj.state.get("_init_kwargs") or {}, source)
+        return GeneratorCheckpoint(init_kwargs, state_dict, "nvidia-pickle", metadata)
     if "synthesis.b4.const" not in state_dict:
         synthesis = obj.state.get("_modules", {}).get("synthesis")
         layers = ", ".join(sorted(synthesis.state.get("_modules", {}))[:4]) if synthesis else "missing"
         raise CheckpointError(
-            f"{source}: {network!r} is not a StyleGAN2 generator (its synthesis layers are {layers}, ...); "
-            "StyleGAN3 generators (stylegan3-t, stylegan3-r) are not supported, use a StyleGAN2 or StyleGAN2-ADA pickle"
+            f"{source}: {network!r} is neither a StyleGAN2 nor a StyleGAN3 generator (its synthesis layers are "
+            f"{layers}, ...); use a StyleGAN2, StyleGAN2-ADA or StyleGAN3 (T or R) pickle"
         )
-    if obj.state.get("_init_args"):
-        raise CheckpointError(f"{source}: {network!r} was built with positional arguments; expected keyword arguments")
     init_kwargs = contract_kwargs(obj.state.get("_init_kwargs") or {}, source)
-    return GeneratorCheckpoint(init_kwargs, state_dict, "nvidia-pickle", training_set_metadata(data))
+    return GeneratorCheckpoint(init_kwargs, state_dict, "nvidia-pickle", metadata)
 
 
 def training_set_metadata(data: Mapping[str, Any]) -> dict[str, str]:

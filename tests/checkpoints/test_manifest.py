@@ -16,6 +16,10 @@ EXPECTED_NAMES = {
     "stylegan2-church-config-f", "stylegan2-horse-config-f", "wikiart", "landscape",
     "sgsim-resnet18", "audioclip-partial", "audioclip-full", "wav2clip",
     "lpips-vgg16", "arcface-ir-se50", "clip-vit-b-32", "clip-rn50",
+    *(f"stylegan3-{model}" for model in (
+        "t-ffhq-1024x1024", "t-ffhqu-1024x1024", "t-ffhqu-256x256", "r-ffhq-1024x1024", "r-ffhqu-1024x1024", "r-ffhqu-256x256",
+        "t-metfaces-1024x1024", "t-metfacesu-1024x1024", "r-metfaces-1024x1024", "r-metfacesu-1024x1024",
+        "t-afhqv2-512x512", "r-afhqv2-512x512")),
 }
 
 
@@ -59,6 +63,10 @@ def test_reference_facts_are_pinned():
     assert checkpoints.entry("lpips-vgg16").format == "torchscript"
     assert checkpoints.entry("sgsim-resnet18").urls[0] == "https://kr.object.ncloudstorage.com/cvpr2022/resnet18_57.pth"
     assert {checkpoints.entry(n).kind for n in ("clip-vit-b-32", "clip-rn50")} == {"clip"}
+    # NVlabs/stylegan3 README: NGC serves the StyleGAN3 pickles under the licence of that repository.
+    sg3 = checkpoints.entry("stylegan3-r-afhqv2-512x512")
+    assert list(sg3.urls) == ["https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/stylegan3-r-afhqv2-512x512.pkl"]
+    assert sg3.format == "nvidia-pickle" and "StyleGAN3" in sg3.licence and "non-commercial" in sg3.licence
 
 
 def test_unknown_name_lists_close_names():
