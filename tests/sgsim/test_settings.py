@@ -57,5 +57,5 @@ def test_changes_are_checked_by_name_and_strengths_by_value():
     assert EditSettings().updated(weights={"id": 0}).loss_weights == {"id": 0}
     with pytest.raises(TypeError, match="unknown edit setting 'stepz'"):
         EditSettings().updated(stepz=3)
-    with pytest.raises(SgsimError, match="strengths must be one or more finite numbers"):
+    with pytest.raises(SgsimError, match="strengths must be one or more numbers from -100 to 100"):
         EditSettings(strengths=[float("nan")])
