@@ -45,7 +45,10 @@ def test_entry_schema(item):
 def test_every_generator_says_what_it_draws():
     # The domain is what presets and photo alignment read (sgsim.editing.presets.generator_kind); other kinds have none.
     domains = {item.name: item.domain for item in checkpoints.entries() if item.kind == "generator"}
-    assert {name for name, domain in domains.items() if domain == "faces"} == {"ffhq", "metfaces", "stylegan2-ffhq-config-f"}
+    aligned = {f"stylegan3-{c}-{faces}-1024x1024" for c in "tr" for faces in ("ffhq", "metfaces")}
+    assert {name for name, domain in domains.items() if domain == "faces"} == {"ffhq", "metfaces", "stylegan2-ffhq-config-f", *aligned}
+    assert {name for name, domain in domains.items() if domain == "faces-unaligned"} == {  # StyleGAN3's -U models
+        f"stylegan3-{c}-{faces}" for c in "tr" for faces in ("ffhqu-1024x1024", "ffhqu-256x256", "metfacesu-1024x1024")}
     assert domains["wikiart"] == "art" and domains["landscape"] == domains["stylegan2-church-config-f"] == "scenes"
     assert all(item.domain is None for item in checkpoints.entries() if item.kind != "generator")
 
@@ -92,5 +95,7 @@ def test_every_entry_says_what_its_file_must_hold(item):
     required = {"generator": {"resolution", "w_plus_rows"}, "audio-encoder": {"encoder", "embed_dim"},
                 "clip": {"clip_model", "embed_dim"}, "lpips": {"network"}, "identity": {"network"}}[item.kind]
     assert set(item.expects) == required
-    if item.kind == "generator":  # StyleGAN2 has two W+ rows per resolution from 8 px up, plus 4 px's two
+    if item.kind == "generator" and item.name.startswith("stylegan3-"):  # NVIDIA's StyleGAN3: 14 layers + 2 rows
+        assert item.expects["w_plus_rows"] == 16
+    elif item.kind == "generator":  # StyleGAN2 has two W+ rows per resolution from 8 px up, plus 4 px's two
         assert item.expects["w_plus_rows"] == 2 * item.expects["resolution"].bit_length() - 4
