@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,8 @@ from tests.stylegan2.test_loading_formats import rosinality_state
 
 def authors_checkpoint(path: Path, G, head: str = E4E, seed: int = 5, **options) -> Path:
     """A file as encoder4editing's Coach saves it: state_dict (encoder.*, decoder.* of the rosinality generator),
-    latent_avg and opts = vars(the training options)."""
-    weights = authors_state_dict(TINY, seed)
+    latent_avg and opts = vars(the training options). The encoder is TINY with as many rows as G has."""
+    weights = authors_state_dict(replace(TINY, num_ws=G.num_ws), seed)
     latent_avg = weights.pop("latent_avg")
     decoder = {f"decoder.{key}": value for key, value in rosinality_state(G.state_dict()).items()}
     opts = {"encoder_type": HEADS[head], "stylegan_size": G.img_resolution, "start_from_latent_avg": True,
