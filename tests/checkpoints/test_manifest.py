@@ -16,6 +16,7 @@ EXPECTED_NAMES = {
     "stylegan2-church-config-f", "stylegan2-horse-config-f", "wikiart", "landscape",
     "sgsim-resnet18", "audioclip-partial", "audioclip-full", "wav2clip",
     "lpips-vgg16", "arcface-ir-se50", "clip-vit-b-32", "clip-rn50",
+    "e4e-ffhq", "e4e-cars", "e4e-horse", "e4e-church", "psp-ffhq",
 }
 
 
