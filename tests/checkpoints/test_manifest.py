@@ -83,7 +83,8 @@ def test_published_checksums_are_whole_and_pinned(item):
 @pytest.mark.parametrize("item", checkpoints.entries(), ids=lambda item: item.name)
 def test_every_entry_says_what_its_file_must_hold(item):
     required = {"generator": {"resolution", "w_plus_rows"}, "audio-encoder": {"encoder", "embed_dim"},
-                "clip": {"clip_model", "embed_dim"}, "lpips": {"network"}, "identity": {"network"}}[item.kind]
+                "clip": {"clip_model", "embed_dim"}, "lpips": {"network"}, "identity": {"network"},
+                "photo-encoder": {"resolution", "w_plus_rows"}}[item.kind]
     assert set(item.expects) == required
-    if item.kind == "generator":  # StyleGAN2 has two W+ rows per resolution from 8 px up, plus 4 px's two
+    if item.kind in ("generator", "photo-encoder"):  # StyleGAN2 has two W+ rows per resolution from 8 px up, plus 4 px's two
         assert item.expects["w_plus_rows"] == 2 * item.expects["resolution"].bit_length() - 4
