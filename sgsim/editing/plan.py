@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from sgsim.errors import UsageProblem
 from sgsim.outputs import file_stems, fresh_folder, safe_stem
