@@ -1,5 +1,7 @@
-"""Benchmark photo inversion: seconds per step of the W fit and of the W+ refinement, and what a default
-`sgsim invert` (1000 W steps + 300 W+ steps) therefore costs, plus the face alignment when sgsim[faces] is installed.
+"""Benchmark photo inversion: seconds per step of the W fit and of the W+ refinement, and what the default
+optimisation (`sgsim invert --method optimise`: 1000 W steps + 300 W+ steps) therefore costs; the time of an e4e
+inversion (FFHQ-size encoder, one forward pass and one render) and the ratio of the two, measured in the same run;
+plus the face alignment when sgsim[faces] is installed.
 
 The generator has the FFHQ config-f widths (8 mapping layers, channel_base 32768, channel_max 512) at the
 chosen resolution and LPIPS is the full VGG16, both with seeded random weights built in-process (no downloads):
@@ -26,15 +28,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from sgsim.identity import IrSeConfig  # noqa: E402
 from sgsim.images import read_image  # noqa: E402
 from sgsim.inversion import InversionProgress, invert, w_statistics  # noqa: E402
 from sgsim.lpips import LpipsDistance  # noqa: E402
+from sgsim.settings import INVERT_STEPS as DEFAULT_W_STEPS, REFINE_STEPS as DEFAULT_REFINE_STEPS  # noqa: E402
+from sgsim.style_encoder import StyleEncoder, StyleEncoderConfig  # noqa: E402
 from stylegan2 import Generator  # noqa: E402
 
 PHOTO = Path(__file__).resolve().parents[1] / "tests" / "data" / "faces" / "astronaut.jpg"
 DEFAULT_RESOLUTION = 256  # the CPU measurement quoted in the README
 QUICK_RESOLUTION = 32  # the tiny networks of the tests (channel_base 128 leaves no channels at 256 px)
-DEFAULT_W_STEPS, DEFAULT_REFINE_STEPS = 1000, 300  # what `sgsim invert` runs unless told otherwise
 
 
 def seeded(module: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -58,6 +62,25 @@ def build(resolution: int, quick: bool, device: torch.device) -> tuple[Generator
                       mapping_kwargs={"num_layers": 8}, synthesis_kwargs={"channel_base": 32768, "channel_max": 512})
         lpips = LpipsDistance()
     return seeded(G, 1).to(device), seeded(lpips, 2).to(device)
+
+
+def time_encoder(G: Generator, target: torch.Tensor, quick: bool) -> float:
+    """Seconds of an e4e inversion (resize to the encoder's input, encode, render the code), best of two after a
+    warm-up; the encoder is the FFHQ-size one (IR-SE50, 512-wide heads) with as many rows as G has."""
+    backbone = IrSeConfig(stem_channels=8, stages=((8, 1), (12, 1), (16, 1), (24, 1)), se_reduction=4) if quick else IrSeConfig()
+    config = StyleEncoderConfig(num_ws=G.num_ws, w_dim=G.w_dim, backbone=backbone, input_size=64 if quick else 256)
+    encoder = seeded(StyleEncoder(config), 3).to(target.device)
+    latent_avg = torch.zeros(G.num_ws, G.w_dim, device=target.device)
+    seconds = []
+    for _ in range(3):
+        started = time.perf_counter()
+        with torch.no_grad():
+            faces = torch.nn.functional.interpolate(target, size=(config.input_size,) * 2, mode="bilinear", antialias=True)
+            G.synthesis(encoder.codes(faces, latent_avg), noise_mode="const")
+        if target.is_cuda:
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - started)
+    return min(seconds[1:])
 
 
 def time_alignment() -> Optional[tuple[float, float]]:
@@ -128,6 +151,9 @@ def main(argv: Optional[list[str]] = None) -> None:
           f"W+ / W = {refine_step / w_step:.2f} wall, {refine_cpu / w_cpu:.2f} CPU")
     print(f"default sgsim invert ({DEFAULT_W_STEPS} W + {DEFAULT_REFINE_STEPS} W+ steps): about {total / 60:.1f} min "
           f"(W fit alone {(statistics_s + DEFAULT_W_STEPS * w_step) / 60:.1f} min)")
+    e4e_s = time_encoder(G, target, args.quick)
+    print(f"e4e inversion (encode + render): {e4e_s:.2f} s; default optimisation / e4e = {total / e4e_s:.0f}x; "
+          f"e4e+optimise ({DEFAULT_REFINE_STEPS} W+ steps) about {(e4e_s + DEFAULT_REFINE_STEPS * refine_step) / 60:.1f} min")
     alignment = time_alignment()
     if alignment is None:
         print("face alignment: not measured (pip install 'sgsim[faces]')")

@@ -1,4 +1,5 @@
-"""ArcFace IR-SE50 face embeddings and the identity-preservation loss of the edit loop.
+"""ArcFace IR-SE50 face embeddings and the identity-preservation loss of the edit loop; the IR-SE blocks are also
+the body of the e4e / pSp photo encoders (sgsim.style_encoder).
 
 Layout and state-dict key names follow TreB1eN/InsightFace_Pytorch (`model_ir_se50.pth`, also used by
 StyleCLIP), so the released file loads strictly into this module.
@@ -92,24 +93,44 @@ class BottleneckIrSe(nn.Module):
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
+def ir_se_stem(config: IrSeConfig) -> nn.Sequential:
+    """The input layer (keys input_layer.0-2): 3x3 convolution, BN, PReLU."""
+    return nn.Sequential(
+        nn.Conv2d(3, config.stem_channels, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(config.stem_channels),
+        nn.PReLU(config.stem_channels),
+    )
+
+
+def ir_se_body(config: IrSeConfig) -> nn.Sequential:
+    """The residual units of every stage in one Sequential (keys body.N), the first unit of each stage strided."""
+    units = []
+    in_channels = config.stem_channels
+    for channels, count in config.stages:
+        for index in range(count):
+            units.append(BottleneckIrSe(in_channels, channels, 2 if index == 0 else 1, config.se_reduction))
+            in_channels = channels
+    return nn.Sequential(*units)
+
+
+def stage_ends(config: IrSeConfig) -> list[int]:
+    """Index in the body of each stage's last unit (IR-SE50: 2, 6, 20, 23), where a stage's features are read."""
+    ends, total = [], 0
+    for _, count in config.stages:
+        total += count
+        ends.append(total - 1)
+    return ends
+
+
 class ArcFace(nn.Module):
     """IR-SE face-recognition backbone: a [N, 3, 112, 112] face crop in [-1, 1] to an L2-normalised embedding."""
 
     def __init__(self, config: IrSeConfig = IR_SE50):
         super().__init__()
         self.config = config
-        self.input_layer = nn.Sequential(
-            nn.Conv2d(3, config.stem_channels, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(config.stem_channels),
-            nn.PReLU(config.stem_channels),
-        )
-        units = []
-        in_channels = config.stem_channels
-        for channels, count in config.stages:
-            for index in range(count):
-                units.append(BottleneckIrSe(in_channels, channels, 2 if index == 0 else 1, config.se_reduction))
-                in_channels = channels
-        self.body = nn.Sequential(*units)
+        self.input_layer = ir_se_stem(config)
+        self.body = ir_se_body(config)
+        in_channels = config.stages[-1][0]
         final_size = config.input_size // 2 ** len(config.stages)
         self.output_layer = nn.Sequential(
             nn.BatchNorm2d(in_channels),

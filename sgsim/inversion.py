@@ -181,9 +181,11 @@ def invert(
     callback: Optional[ProgressCallback] = None,  # called with an InversionProgress after every step
     refine_steps: int = 0,                      # Adam steps of the W+ refinement after the W fit; 0: W only
     refine_lr: float = REFINE_LR,               # peak learning rate of the refinement's ramped schedule
+    start: Optional[torch.Tensor] = None,       # [1, num_ws, w_dim]: refine this W+ code (an encoder's) instead of a W fit
 ) -> InversionResult:
     """Find the W+ latent and noise whose image matches `target` (NVIDIA ADA projector, then `refine_steps` with
-    every W+ row free). Deterministic per seed on CPU.
+    every W+ row free). Deterministic per seed on CPU. With `start`, the W fit is skipped (`steps` may be 0) and
+    the refinement begins at that code with G's own noise, so step 0 renders what the encoder's code renders.
 
     G's noise buffers are swapped for optimised copies only during the run and G's parameters get no gradient,
     so G is unchanged afterwards; `lpips` is moved to G's device. Re-render with `stylegan2.noise.swapped_noise(G, result.noise)`.
@@ -192,9 +194,13 @@ def invert(
     if target.dim() != 4 or tuple(target.shape) != (1, 3, resolution, resolution):
         raise SgsimError(f"target must be one image shaped [1, 3, {resolution}, {resolution}], got {list(target.shape)}; "
                          f"read it with sgsim.images.read_image(path, {resolution})")
-    if steps < 1 or not lr > 0 or refine_steps < 0 or not refine_lr > 0:
-        raise SgsimError(f"inversion needs steps >= 1, refine_steps >= 0 and learning rates > 0, got steps={steps}, "
-                         f"lr={lr}, refine_steps={refine_steps}, refine_lr={refine_lr}")
+    if start is not None:
+        steps = 0
+        if tuple(start.shape) != (1, G.num_ws, G.w_dim):
+            raise SgsimError(f"the start code must be W+ [1, {G.num_ws}, {G.w_dim}], got {list(start.shape)}")
+    if steps < (0 if start is not None else 1) or not lr > 0 or refine_steps < 0 or not refine_lr > 0:
+        raise SgsimError(f"inversion needs steps >= 1 (or a start code), refine_steps >= 0 and learning rates > 0, got "
+                         f"steps={steps}, lr={lr}, refine_steps={refine_steps}, refine_lr={refine_lr}")
     if getattr(G, "c_dim", 0):
         raise SgsimError(f"inversion supports unconditional generators only; this one takes a {G.c_dim}-d label")
 
@@ -208,12 +214,13 @@ def invert(
         distance = _lpips_loss(lpips.to(device), target)
 
     rng = torch.Generator().manual_seed(seed)  # CPU draws, so a seed gives the same start on every device
-    w_avg, w_std = w_statistics(G)
-    w_opt = w_avg.clone().requires_grad_(True)
     noise = {
-        name: torch.randn(buffer.shape, generator=rng).to(device).requires_grad_(True)
+        name: (buffer.detach().clone() if start is not None else torch.randn(buffer.shape, generator=rng).to(device))
+        .requires_grad_(True)
         for name, buffer in G.synthesis.named_buffers() if name.endswith("noise_const")
     }
+    if start is None:
+        w_avg, w_std = w_statistics(G)
     losses: list[float] = []
     started = time.perf_counter()
 
@@ -225,8 +232,12 @@ def invert(
         return record
 
     with _frozen_parameters(G), swapped_noise(G, noise):
-        _fit(G, distance, w_opt, noise, steps, lr, w_std * INITIAL_NOISE_FACTOR, rng, recorder(W_STAGE))
-        w_plus = w_opt.detach().repeat(1, G.num_ws, 1)
+        if start is None:
+            w_opt = w_avg.clone().requires_grad_(True)
+            _fit(G, distance, w_opt, noise, steps, lr, w_std * INITIAL_NOISE_FACTOR, rng, recorder(W_STAGE))
+            w_plus = w_opt.detach().repeat(1, G.num_ws, 1)
+        else:
+            w_plus = start.detach().to(device, torch.float32).clone()
         if refine_steps:
             w_plus.requires_grad_(True)
             _fit(G, distance, w_plus, noise, refine_steps, refine_lr, 0.0, rng, recorder(W_PLUS_STAGE))

@@ -292,19 +292,19 @@ class JobRunner:
 
     def _edit(self, ready: list) -> tuple[list, object]:
         """One optimisation for jobs sharing a source (an image inverted first, as `sgsim edit` inverts it); returns each
-        job's own result and the inverted photo (None for other sources)."""
+        job's own result, and the inverted photo with its inversion's record (both None for other sources)."""
         from sgsim.editing import Target
         from sgsim.editing.plan import inverted_source
 
         settings, editor, plan = self.settings, self._editor(), ready[0][1]
         jobs = [job for job, _ in ready]
-        source, photo = inverted_source(editor, plan, settings, lambda line: self.echo(line, False))
+        source, photo, inversion = inverted_source(editor, plan, settings)
         swept = union_strengths(jobs)
         result = editor.edit(
             source, [Target(audio=job.audio, text=job.text) for job in jobs], settings.updated(strengths=swept),
             record_every=max(1, settings.steps // VIDEO_FRAMES) if settings.save_video else 0, class_index=jobs[0].class_index,
         )
-        return [job_result(result, index, job, swept, settings.mix) for index, job in enumerate(jobs)], photo
+        return [job_result(result, index, job, swept, settings.mix) for index, job in enumerate(jobs)], (photo, inversion)
 
     def _weights_record(self) -> dict:
         """run.json's weights record of the networks loaded so far (helper networks load on first use)."""
@@ -315,7 +315,7 @@ class JobRunner:
             self.weights[files] = weights_record(self.editor.weight_files)
         return self.weights[files]
 
-    def _write(self, job: Job, plan, result, photo, edit_s: float) -> None:
+    def _write(self, job: Job, plan, result, inverted: tuple, edit_s: float) -> None:
         from sgsim.atomic import staged_output_dir
         from sgsim.editing.folder import write_edit_folder
         from sgsim.editing.plan import source_record
@@ -323,13 +323,13 @@ class JobRunner:
 
         settings = job.settings(self.settings)
         with staged_output_dir(plan.out, self.overwrite, is_run_folder) as staging:
-            if photo is not None:
-                result.input_image = photo[0]  # inverted here, as `sgsim edit` does: the folder shows the photo beside its reconstruction
+            if inverted[0] is not None:
+                result.input_image = inverted[0][0]  # inverted here, as `sgsim edit` does: the folder shows the photo beside its reconstruction
             resolved = dict(result.settings)
             resolved.pop("seed", None)  # the Editor's seed seeds only an image source's inversion, done here (INVERSION_SEED)
             write_edit_folder(staging, result, video=settings.save_video, run=edit_run_record(
                 "batch", self.argv, settings, resolved,
-                source=source_record(plan, settings),
+                source=source_record(plan, inverted[1]),
                 targets=[{"audio": job.audio, "text": job.text}],
                 weights=self._weights_record(),
                 timings_s={"load": self.loaded_s, "edit": edit_s},
@@ -354,7 +354,7 @@ class JobRunner:
         self._editor()  # networks that cannot load stop the run with one line: no job could succeed
         started = time.perf_counter()
         try:
-            results, photo = self._edit(ready)
+            results, inverted = self._edit(ready)
         except Exception as error:  # any failure of a job is recorded and the others go on
             if len(ready) > 1:  # find which job it was: each alone
                 return outcomes + [outcome for item in ready for outcome in self.run_group([item[0]])]
@@ -362,7 +362,7 @@ class JobRunner:
         edit_s = (time.perf_counter() - started) / len(ready)
         for (job, plan), result in zip(ready, results):
             try:
-                self._write(job, plan, result, photo, edit_s)
+                self._write(job, plan, result, inverted, edit_s)
             except Exception as error:  # as above: recorded, the others go on
                 outcomes.append(self._outcome(job, FAILED, one_line(error)))
             else:

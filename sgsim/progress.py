@@ -21,11 +21,12 @@ def phase_bar(total: int, description: str, callback: Optional[Callable] = None)
 
 
 @contextlib.contextmanager
-def inversion_bar(total: int) -> Iterator[Callable]:
-    """A bar over an inversion's steps; yields the callback sgsim.inversion.invert calls (stage, loss, ETA)."""
+def inversion_bar(total: int, method: str = "optimise") -> Iterator[Callable]:
+    """A bar over an inversion's steps (none for an encoder's single pass); yields the callback sgsim.inversion.invert
+    calls (stage, loss, ETA)."""
     from tqdm import tqdm
 
-    with tqdm(total=total, desc="invert", unit="step", leave=False) as bar:
+    with tqdm(total=total, desc=f"invert ({method})", unit="step", leave=False, disable=total == 0) as bar:
         def on_step(progress) -> None:
             bar.set_postfix(stage=progress.stage, loss=f"{progress.loss:.4f}", refresh=False)
             bar.update(1)

@@ -22,6 +22,7 @@ MAX_STRENGTH = 100.0  # |strength| bound: 1 is the edit, the demo's slider stops
 MAX_STRENGTHS = 256  # strengths of one run: each is a generator pass and an image written
 MIX_MODES = ("weighted", "layers")  # how a sound and a text combine (sgsim.editing.Editor.edit mix)
 PRECISIONS = ("fp32", "mixed", "bf16")  # of an optimisation (sgsim.devices.choose_precision)
+INVERSION_METHODS = ("e4e", "optimise", "e4e+optimise")  # how a photo becomes a latent (sgsim.photo_inversion)
 VIDEO_FORMATS = ("mp4", "gif")  # of an edit's optimisation video (sgsim.editing.folder)
 GROUPS = ("networks", "source", "optimisation", "strengths", "outputs")  # EditSettings' fields by what they set
 
@@ -93,6 +94,14 @@ class EditSettings:
         "face generators (a manifest generator whose domain is faces, by name or cached file, or a file trained on FFHQ, "
         "MetFaces or CelebA-HQ), off otherwise.",
         flag="--align/--no-align")
+    inversion_method: Optional[str] = setting(
+        None, "source", "How a photo becomes a latent. e4e: a trained encoder, seconds; optimise: ADA projector + W+ "
+        "refinement, minutes to hours; e4e+optimise: the refinement started from the encoder's code. Default: e4e when "
+        "an encoder for the generator is at hand (--photo-encoder, or the published one in the cache), else optimise.",
+        flag="--method", choices=INVERSION_METHODS)
+    photo_encoder: Optional[Union[str, Path]] = setting(
+        None, "source", "e4e / pSp photo encoder (path or manifest name) for --method e4e; default: the published one "
+        "for the generator (e4e-ffhq for ffhq).")
     steps: int = setting(300, "optimisation", "Optimisation steps.", low=1, high=MAX_STEPS)
     lr: float = setting(0.1, "optimisation", "Learning rate of the optimisation.", low=0, low_open=True)
     lambda_latent: Optional[float] = setting(None, "optimisation", "Latent distance weight (default: the generator's preset).", low=0)
@@ -126,6 +135,8 @@ class EditSettings:
 
 
 SETTINGS: dict[str, dataclasses.Field] = {item.name: item for item in dataclasses.fields(EditSettings)}
+# How a photo source is inverted, taken by every command that inverts photos through the Editor (its W fit alone).
+PHOTO_SETTINGS = ("invert_steps", "align", "inversion_method", "photo_encoder")
 
 
 def default_of(name: str) -> Any:

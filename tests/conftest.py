@@ -20,12 +20,14 @@ BROWSER_INSTALL = "pip install -e '.[test,demo]' and apt-get install chromium"
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
-def seeded_state_dict(template: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+def seeded_state_dict(template: dict[str, torch.Tensor], seed: int, pool: int | None = None) -> dict[str, torch.Tensor]:
     """Random weights for a state dict, each tensor drawn from a generator seeded by (seed, key).
 
     The draw depends only on the key, shape and seed, never on module order or init code, so a
     reference implementation run elsewhere and our own model get bit-identical weights.
     Weights are scaled by 1/sqrt(fan_in) so deep nets stay finite; batch-norm statistics stay valid.
+    With `pool`, each tensor repeats its key's first `pool` values instead of drawing every one: the same
+    recipe, fast enough for networks of hundreds of millions of weights.
     """
     out = {}
     for key, value in template.items():
@@ -33,7 +35,8 @@ def seeded_state_dict(template: dict[str, torch.Tensor], seed: int) -> dict[str,
         if not value.is_floating_point():
             out[key] = value.clone()
             continue
-        noise = torch.randn(value.shape, generator=gen, dtype=torch.float64)
+        noise = torch.randn(value.shape if pool is None else (min(pool, max(1, value.numel())),), generator=gen,
+                            dtype=torch.float64)
         if key.endswith("running_var"):
             tensor = 1.0 + 0.1 * noise.abs()
         elif key.endswith(("running_mean", "bias")) or value.dim() <= 1:
@@ -41,7 +44,10 @@ def seeded_state_dict(template: dict[str, torch.Tensor], seed: int) -> dict[str,
         else:
             fan_in = max(1, value[0].numel())
             tensor = noise / fan_in**0.5
-        out[key] = tensor.to(value.dtype)
+        tensor = tensor.to(value.dtype)
+        if pool is not None:
+            tensor = tensor.repeat(-(-value.numel() // tensor.numel()))[: value.numel()].reshape(value.shape)
+        out[key] = tensor
     return out
 
 

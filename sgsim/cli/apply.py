@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 import click
 
-from sgsim.cli.options import (SEED_MAX, command_line, device_option, fresh_folder, out_option, parse_seeds, safe_stem,
-                               setting_option, unique)
+from sgsim.cli.options import (SEED_MAX, command_line, device_option, edit_options, fresh_folder, out_option, parse_seeds,
+                               safe_stem, setting_option, unique)
+from sgsim.settings import PHOTO_SETTINGS, EditSettings
 
 
 def learned_generator(directions) -> str:
@@ -23,9 +24,11 @@ def learned_generator(directions) -> str:
                            f"pass --generator NAME_OR_FILE (a file a direction records is loaded only when you name it)")
 
 
-def _sources(seeds: list[int], latents: tuple[str, ...], images: tuple[Path, ...]) -> list[tuple[str, object]]:
-    """(folder name, source) per source, checked: seeds as seedNNNN, files by their stem, made unique."""
-    from sgsim.editing.sources import LatentSource
+def _sources(seeds: list[int], latents: tuple[str, ...], images: tuple[Path, ...],
+             settings: EditSettings) -> list[tuple[str, object]]:
+    """(folder name, source) per source, checked: seeds as seedNNNN, files by their stem, made unique; photos
+    carry the settings' photo choices (method, encoder, alignment)."""
+    from sgsim.editing.sources import ImageSource, LatentSource
     from sgsim.images import check_image
     from sgsim.latents import read_latent_file, split_latent_spec
 
@@ -35,7 +38,7 @@ def _sources(seeds: list[int], latents: tuple[str, ...], images: tuple[Path, ...
         found.append((safe_stem(split_latent_spec(spec)[0].stem, "latent"), LatentSource(stored.latent, stored.noise)))
     for image in images:
         check_image(image)
-        found.append((safe_stem(image.stem, "image"), image))
+        found.append((safe_stem(image.stem, "image"), ImageSource(image).with_settings(settings)))
     names = unique(name for name, _ in found)
     return [(name, source) for name, (_, source) in zip(names, found)]
 
@@ -51,11 +54,11 @@ def _sources(seeds: list[int], latents: tuple[str, ...], images: tuple[Path, ...
 @click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class of the seed images (conditional generators only).")
 @setting_option("strengths")
 @setting_option("generator", default=None, help="Generator: manifest name or checkpoint path (default: the one the direction was learned on).")
-@setting_option("invert_steps")
+@edit_options(names=PHOTO_SETTINGS)
 @device_option
 @out_option(required=False, default_help=" (default: a new folder out/<direction>-apply)")
 def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, latents, images, class_index, strengths, generator,
-                  invert_steps, device, out, overwrite) -> None:
+                  settings: EditSettings, device, out, overwrite) -> None:
     """Apply learned sound directions to images instantly: one generator pass per image and strength.
 
     Writes <source>/source.png and <source>/<direction>_s<strength>.png per source (seedNNNN or the file's
@@ -72,6 +75,7 @@ def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, la
     from sgsim.outputs import GridRow, is_run_folder, run_record, tile_size, weights_record, write_grid_rows, write_json, write_png
 
     from sgsim.editing.directions import SoundDirection, check_weights
+    from sgsim.editing.sources import ImageSource
     from sgsim.settings import check_strengths
 
     directions = [SoundDirection.from_spec(spec) for spec in direction_specs]
@@ -82,7 +86,7 @@ def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, la
     seeds = list(dict.fromkeys([*(parse_seeds(seed_ranges) if seed_ranges else []), *seed_list]))
     if class_index is not None and not seeds:
         raise click.UsageError("--class picks the label of a seed source; a latent or an image has none, leave out --class")
-    sources = _sources(seeds, latents, images)
+    sources = _sources(seeds, latents, images, settings)
     if not sources:
         raise click.UsageError("pass the images to edit: --seed N, --seeds LIST, --latent FILE or --image FILE")
     generator = generator or learned_generator(directions)
@@ -98,7 +102,7 @@ def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, la
         outputs, rows, source_latents, applied_latents = [], [], [], []
         for name, source in sources:
             applied = editor.apply(directions, source, strengths=[0.0, *strengths], weights=weights, class_index=class_index,
-                                   invert_steps=invert_steps)
+                                   invert_steps=settings.invert_steps)
             write_png(staging / name / "source.png", applied.images[0])
             outputs.append(f"{name}/source.png")
             for strength, image in zip(strengths, applied.images[1:]):
@@ -117,9 +121,9 @@ def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, la
             directions=[{"spec": spec, "name": d.name, "weight": w, "learned_on": d.generator.get("name"), "sound": d.sound, "text": d.text}
                         for spec, d, w in zip(direction_specs, directions, weights)],
             sources=[{"folder": name, "seed": source if isinstance(source, int) else None,
-                      "image": str(source) if isinstance(source, Path) else None} for name, source in sources],
+                      "image": str(source.image) if isinstance(source, ImageSource) else None} for name, source in sources],
             latents=list(latents), strengths=strengths, class_index=class_index, generator=generator, device=str(device),
-            invert_steps=invert_steps if images else None, weights=weights_record({"generator": loaded.weights}),
+            inversions=editor.inversions, weights=weights_record(editor.weight_files),
             timings_s={"load": ready - started, "apply": applied_at - ready, "write": time.perf_counter() - applied_at},
             outputs=outputs + ["run.json"],
         ))

@@ -11,11 +11,11 @@ from typing import Callable, Iterator, Optional
 import click
 
 from sgsim.cli.options import command_line, device_option, edit_options, parse_seeds
-from sgsim.settings import EditSettings, settings_in, settings_record
+from sgsim.settings import PHOTO_SETTINGS, EditSettings, settings_in, settings_record
 
 SOUNDS_PER_RUN = 8  # sounds learned in one batched optimisation; a library folder is saved after each such group
 # Edit settings a direction does not use (its run record leaves them out): it optimises no strengths, mix or video.
-NOT_DIRECTION_SETTINGS = tuple(name for name in settings_in("source", "strengths", "outputs") if name != "invert_steps")
+NOT_DIRECTION_SETTINGS = tuple(name for name in settings_in("source", "strengths", "outputs") if name not in PHOTO_SETTINGS)
 
 
 def parse_layers(text: Optional[str]) -> Optional[list[int]]:
@@ -163,7 +163,7 @@ def _report(direction) -> str:
               help="Images rendered per step, in turn (default: all): fewer is faster, each step sees a part of them.")
 @click.option("--layers", default=None, metavar="ROWS", help="W+ rows the direction may move, e.g. 0-6 (default: all).")
 @device_option
-@edit_options("networks", "optimisation", names=("invert_steps",),
+@edit_options("networks", "optimisation", names=PHOTO_SETTINGS,
               lambda_latent={"help": "Weight of the offset's size ||offset||^2 (default: the preset's)."})
 def direction_command(audio, audio_dir, text, seeds, latents, images, class_index, out, holdout, sources_per_step, layers, device,
                       settings: EditSettings) -> None:
@@ -211,6 +211,6 @@ def direction_command(audio, audio_dir, text, seeds, latents, images, class_inde
         layers=layer_rows, holdout=holdout, sources_per_step=sources_per_step, class_index=class_index,
         directions={direction.name: {"sound": direction.sound, "text": direction.text, "holdout": direction.holdout}
                     for direction in learned},
-        weights=weights_record(editor.weight_files), outputs=[*files, plan.record.name],
+        inversions=editor.inversions, weights=weights_record(editor.weight_files), outputs=[*files, plan.record.name],
     ))
     click.echo(f"wrote {len(learned)} direction(s) to {plan.single or plan.library} and {plan.record.name}")

@@ -41,10 +41,12 @@ def warn_slow_cpu_edit(resolution: int, device, steps: int) -> None:
 
 def run_editor(plan, audio: Sequence[Path], text: Optional[str], settings: EditSettings, class_index: Optional[int]):
     """Load the networks, invert an --image (under its own progress bar) and edit: the one place this command calls
-    the Editor. Returns (result, weights files, timings, the inverted photo [1, 3, R, R] or None)."""
+    the Editor. Returns (result, weights files, timings, the inverted photo [1, 3, R, R] and its inversion's record,
+    both None for other sources)."""
     from sgsim.editing import Editor, Target
     from sgsim.editing.plan import inverted_source
     from sgsim.editing.sources import SeedSource, class_label
+    from sgsim.photo_inversion import describe_distances
     from sgsim.progress import edit_bar
 
     started = time.perf_counter()
@@ -57,7 +59,7 @@ def run_editor(plan, audio: Sequence[Path], text: Optional[str], settings: EditS
     warn_slow_cpu_edit(editor.generator.img_resolution, editor.device, settings.steps)
     loaded = time.perf_counter()
     timings = {"load": loaded - started}
-    source, photo = inverted_source(editor, plan, settings, click.echo)  # here rather than inside editor.edit, to show its progress
+    source, photo, inversion = inverted_source(editor, plan, settings)  # here rather than inside editor.edit, to time it
     if photo is not None:
         timings["invert"] = time.perf_counter() - loaded
     inverted = time.perf_counter()
@@ -69,7 +71,9 @@ def run_editor(plan, audio: Sequence[Path], text: Optional[str], settings: EditS
             class_index=class_index,  # as an argument, not in SeedSource: the Editor records the argument in settings
         )
     timings["edit"] = time.perf_counter() - inverted
-    return result, dict(editor.weight_files), timings, photo
+    if inversion is not None:
+        click.echo(f"reconstruction distance to the photo: {describe_distances(inversion['reconstruction'])}")
+    return result, dict(editor.weight_files), timings, photo, inversion
 
 
 @click.command("edit")
@@ -98,14 +102,14 @@ def edit_command(audio, text, image, seed, latent, class_index, out, overwrite, 
 
     plan = plan_edit(audio, text, image, seed, latent, class_index, settings, device, out)
     with staged_output_dir(plan.out, overwrite, is_run_folder) as staging:  # an unusable --out fails here, before the networks load
-        result, weights, timings, photo = run_editor(plan, audio, text, settings, class_index)
+        result, weights, timings, photo, inversion = run_editor(plan, audio, text, settings, class_index)
         if photo is not None:
             result.input_image = photo[0]  # inverted here, not by the Editor: the folder shows the photo beside its reconstruction
         resolved = dict(result.settings)
         resolved.pop("seed", None)  # the Editor's seed seeds only an image source's inversion, done here (INVERSION_SEED)
         outputs = write_edit_folder(staging, result, video=settings.save_video, run=edit_run_record(
             "edit", command_line(), settings, resolved,
-            source=source_record(plan, settings),
+            source=source_record(plan, inversion),
             targets=[{"audio": str(path), "text": text} for path in audio] or [{"audio": None, "text": text}],
             weights=weights_record(weights),
             timings_s=timings,

@@ -94,6 +94,7 @@ def _strength_option(ctx: click.Context, param: click.Parameter, value: str) -> 
 # What the command line adds to an edit setting's declaration (sgsim.settings.EditSettings): how a flag's text is parsed.
 _PARSERS = {
     "encoder_checkpoint": {"type": click.Path(path_type=Path)},
+    "photo_encoder": {"metavar": "FILE|NAME"},
     "strengths": {"callback": _strength_option},
     "loss_weights": {"multiple": True, "callback": parse_weights, "metavar": "NAME=VALUE"},
     "save_video": {"is_flag": False, "flag_value": "mp4"},

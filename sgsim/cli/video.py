@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from sgsim.cli.options import SEED_MAX, camera_option, command_line, device_option, edit_options, transform_options
-from sgsim.settings import EditSettings
+from sgsim.settings import PHOTO_SETTINGS, EditSettings
 from sgsim.editing.video_settings import DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS, DEFAULT_WINDOW, MAX_FPS
 
 STAGES = {"embed": ("embed", "window"), "optimise": ("optimise", "step"), "render": ("render", "frame")}  # stage -> bar label, unit
@@ -76,7 +76,7 @@ class ProgressBars:
 @transform_options
 @camera_option
 @device_option
-@edit_options("networks", "optimisation", names=("invert_steps",),
+@edit_options("networks", "optimisation", names=PHOTO_SETTINGS,
               steps={"default": DEFAULT_STEPS, "low": 0, "help": "Optimisation steps of the keyframes (0 only with --direction)."})
 def video_command(audio, seed, image, latent, class_index, out, overwrite, fps, keyframe_every, window, strength, smoothness,
                   loudness, direction_spec, translate, rotate, camera, device, settings: EditSettings) -> None:
@@ -136,7 +136,7 @@ def video_command(audio, seed, image, latent, class_index, out, overwrite, fps, 
         write_json(staged_record, edit_run_record(
             "video", command_line(), settings, clip.settings,
             audio={"path": str(audio), "sha256": _sha256(audio), "duration_s": clip.duration},
-            source={**source_record(plan, settings), "refine_steps": 0},  # the Editor's inversion of a photo is the W fit alone
+            source=source_record(plan, editor.inversions[-1] if editor.inversions else None),
             direction=direction_spec,
             weights=weights_record(editor.weight_files),
             video={"path": out.name, "frames": frames, "fps": clip.fps, "duration_s": frames / clip.fps, "codec": "h264", "audio_codec": "aac"},

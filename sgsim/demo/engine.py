@@ -102,7 +102,8 @@ class DemoEngine:
         self.results.mkdir(parents=True, exist_ok=True)
         self.networks = networks  # the names or paths the demo was started with, for run.json
         named = {"generator": networks.get("generator"), "encoder": networks.get("encoder"),
-                 "encoder_checkpoint": networks.get("encoder_checkpoint"), "clip_weights": networks.get("clip")}
+                 "encoder_checkpoint": networks.get("encoder_checkpoint"), "clip_weights": networks.get("clip"),
+                 "photo_encoder": networks.get("photo_encoder")}
         self.settings = EditSettings(**{name: value for name, value in named.items() if value is not None})
         self._device = threading.Lock()
         self._runs = 0
@@ -143,7 +144,7 @@ class DemoEngine:
                 "demo", None, settings, result.settings,  # argv: the server's command line
                 source={"kind": request.source_kind,
                         **({"seed": request.source} if request.source_kind == "seed" else {"file": request.source_name}),
-                        "invert_steps": request.invert_steps if request.source_kind == "photo" else None},
+                        "inversion": self.editor.inversions[-1] if request.source_kind == "photo" else None},
                 target={"audio": request.sound_name, "text": request.text or None},
                 weights=weights,
                 final_losses={name: float(values[-1, 0]) for name, values in result.losses.items()},

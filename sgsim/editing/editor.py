@@ -22,7 +22,7 @@ from sgsim.editing.optimise import OptimisedLatents, StepCallback, optimise_late
 from sgsim.editing.precision import edit_precision
 from sgsim.editing.results import AppliedEdit, EditResult
 from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
-from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, invert_target, seed_latent
+from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, seed_latent
 from sgsim.editing.targets import Target, embed_target, loudness_scale, loudness_strengths
 from sgsim.editing.variables import SharedOffset, free_rows
 from sgsim.errors import SgsimError, SgsimNotice
@@ -58,6 +58,11 @@ def _describe_source(source) -> dict:
     if isinstance(source, ImageSource):
         return {"image": str(source.image) if isinstance(source.image, (str, Path)) else "tensor"}
     return {"latent": list(np.shape(source.latent))}
+
+
+def _with_photo_settings(source, settings: EditSettings):
+    """An image source with the settings' photo choices (method, encoder, alignment) where it leaves them open."""
+    return source.with_settings(settings) if isinstance(source, ImageSource) else source
 
 
 def _default_device() -> torch.device:
@@ -105,6 +110,7 @@ class Editor:
         for network in self.networks.values():
             if network is not None:
                 network.to(self.device)
+        self.inversions: list[dict] = []  # each photo inverted: its plan, why, and the reconstruction's distances
         self._missing: dict[str, str] = {}  # default networks absent from the cache -> why (each warned about once)
         self._warned: set[str] = set()
         self._checksums: dict[str, str] = {}  # component -> state_sha256, computed on first need (the networks are frozen)
@@ -165,10 +171,11 @@ class Editor:
         return self.source_start(source, seed, invert_steps, class_index)[0]
 
     @holding_generator
-    def source_start(self, source: AnySource, seed: int, invert_steps: int,
-               class_index: Optional[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Optional[torch.Tensor]]:
+    def source_start(self, source: AnySource, seed: int, invert_steps: int, class_index: Optional[int],
+                     refine_steps: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor], Optional[torch.Tensor]]:
         """The source's W+ latent, the noise buffers to render it with ({}: the generator's own) and, for an image
-        source, the photo as inverted ([3, H, W] in [-1, 1])."""
+        source, the photo as inverted ([3, H, W] in [-1, 1]); each photo's inversion (plan, reason, distances) is
+        recorded in `inversions`."""
         G = self.generator
         source = as_source(source)
         if isinstance(source, SeedSource):
@@ -181,18 +188,18 @@ class Editor:
                              f"source only; leave out class_index / --class")
         if isinstance(source, LatentSource):
             return as_w_plus(source.latent, G.num_ws, G.w_dim).to(self.device), dict(source.noise), None
-        image = source.image
-        if isinstance(image, (str, Path)):  # aligned or centre-cropped by the rule the command line follows
-            from sgsim.alignment import alignment, read_photo
+        # The photo policy (sgsim.photo_inversion) decides alignment, method and steps; with 'optimise' the W fit
+        # alone unless `refine_steps` is given, as Editor.edit has always inverted.
+        from sgsim.photo_inversion import invert_photo, inversion_record
 
-            align, _ = alignment(self.weight_files.get("generator", ""), source.align, getattr(G, "metadata", None))
-            image = read_photo(image, G.img_resolution, align)
-        image = image.reshape(-1, *image.shape[-3:])
-        # The W fit alone (no W+ refinement), as Editor.edit has always inverted; `sgsim edit` inverts before it calls.
-        with phase_bar(invert_steps, "inverting the photo") as on_step:
-            result, _ = invert_target(G, image.to(self.device), invert_steps, 0, seed, callback=on_step, method=source.method,
-                                      lpips=self._network("lpips"))
-        return result.w_plus[0], result.noise, image[0].detach().float().cpu().clamp(-1, 1)
+        plan = source.plan(self.weight_files.get("generator", ""), invert_steps, refine_steps, getattr(G, "metadata", None))
+        identity = self._network("identity") if plan.align else None
+        photo, inversion = invert_photo(G, source.image, plan, lpips=self._network("lpips"), identity=identity, seed=seed)
+        self.inversions.append(inversion_record(source.image, inversion, seed))
+        if plan.encoder is not None:
+            self.weight_files.setdefault("photo_encoder", Path(plan.encoder))
+        result = inversion.result
+        return result.w_plus[0], result.noise, photo[0].detach().float().cpu().clamp(-1, 1)
 
     @holding_generator
     @torch.no_grad()
@@ -226,7 +233,8 @@ class Editor:
         """Edit `source` toward every target at once (one batch, same result as one by one).
 
         `source`: SeedSource, LatentSource or ImageSource, or the shorthands a seed (int), an image path, a W / W+
-        latent (array or tensor). An image is inverted first (`invert_steps` of its W fit), seeded by `seed`; the edit
+        latent (array or tensor). An image is inverted first as the photo policy decides (ImageSource.plan: the settings' inversion_method,
+        photo_encoder, align, invert_steps, refine_steps), seeded by `seed`; the edit
         itself has no randomness, so equal arguments give identical results on the CPU.
         `targets`: Target objects (a bare path means Target(audio=path)). mix='weighted' aims at the
         normalised sum of sound and text embeddings; mix='layers' edits toward the sound and the
@@ -254,9 +262,10 @@ class Editor:
         run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)
         weights = run.weights
 
-        source = as_source(source)
+        source = _with_photo_settings(as_source(source), settings)
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
-        w_source, fitted_noise, input_image = self.source_start(source, seed, settings.invert_steps, class_index)
+        w_source, fitted_noise, input_image = self.source_start(source, seed, settings.invert_steps, class_index,
+                                                                settings.refine_steps)
         noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
         if mix == "weighted":
             directions = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)])
@@ -351,7 +360,7 @@ class Editor:
         if len(names) != len(targets) or len(set(names)) != len(names):
             raise SgsimError(f"give one distinct name per target: {len(targets)} targets, names {names}")
         free_rows(layers, self.generator.num_ws)  # bad rows fail before any work
-        sources = [as_source(source) for source in sources]
+        sources = [_with_photo_settings(as_source(source), settings) for source in sources]
         if not sources:
             raise SgsimError("no sources: a direction is learned over one or more seeds, latents or images (16 is a good number)")
         run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from sgsim.errors import UsageProblem
 from sgsim.outputs import file_stems, fresh_folder, safe_stem
@@ -22,22 +22,16 @@ class EditPlan:
 
     source: object  # sgsim.editing SeedSource, ImageSource or LatentSource (with the noise stored beside the latent)
     latent_key: Optional[str] = None  # which array of the latent file
-    align: Optional[bool] = None  # an ImageSource's FFHQ face alignment (sgsim.alignment.alignment); None otherwise
-    align_asked: Optional[bool] = None  # --align / --no-align; None: decided from what the generator is
-    align_reason: str = ""  # why the photo is aligned or centre-cropped, in words (printed and recorded)
-    generator: str = ""  # the generator as named (manifest name or path)
     stems: list[str] = field(default_factory=list)  # file stem per target (the default folder is named after the first)
     device: object = None  # torch.device
     out: Optional[Path] = None
     given: dict = field(default_factory=dict)  # the source as named: seed, image, latent (FILE[:KEY]), class
 
 
-def source_record(plan: EditPlan, settings: EditSettings) -> dict:
-    """run.json's `source` of an edit: as named, which array of a latent file, and for a photo how it was inverted."""
-    image = plan.given.get("image") is not None
-    return {**plan.given, "latent_key": plan.latent_key,
-            "invert_steps": settings.invert_steps if image else None, "refine_steps": settings.refine_steps if image else None,
-            "align": plan.align, "align_reason": plan.align_reason or None, "inversion_seed": INVERSION_SEED if image else None}
+def source_record(plan: EditPlan, inversion: Optional[dict]) -> dict:
+    """run.json's `source` of an edit: as named, which array of a latent file, and for a photo how it was inverted
+    (the Editor's record of it: alignment, method, steps and why, the reconstruction's distances; None otherwise)."""
+    return {**plan.given, "latent_key": plan.latent_key, "inversion": inversion}
 
 
 def check_sound(path: Path) -> None:
@@ -74,15 +68,15 @@ def plan_edit(audio: Sequence[Path], text: Optional[str], image: Optional[Path],
     for path in audio:
         check_sound(path)
     if image is not None:
-        from sgsim.alignment import alignment, import_faces_extra
+        from sgsim.alignment import import_faces_extra
         from sgsim.images import check_image
 
         check_image(image)
-        plan.source, tag = ImageSource(image), safe_stem(image.stem, "image")
-        plan.align_asked, plan.generator = settings.align, str(generator)
-        plan.align, plan.align_reason = alignment(generator, settings.align)  # by name now; the file's metadata once it is loaded
-        if plan.align:
-            import_faces_extra()  # a missing 'faces' extra fails now, with its install line
+        plan.source, tag = ImageSource(image).with_settings(settings), safe_stem(image.stem, "image")
+        # By name now (a missing encoder asked for, or the 'faces' extra, fails before any network loads); the
+        # Editor plans again with the loaded file's metadata.
+        if plan.source.plan(generator, settings.invert_steps, settings.refine_steps).align:
+            import_faces_extra()
     elif latent is not None:
         from sgsim.latents import read_latent_file, split_latent_spec
 
@@ -97,25 +91,14 @@ def plan_edit(audio: Sequence[Path], text: Optional[str], image: Optional[Path],
     return plan
 
 
-def inverted_source(editor, plan: EditPlan, settings: EditSettings,
-                    echo: Callable[[str], None] = lambda line: None) -> tuple[object, Optional[object]]:
-    """The plan's source ready to edit: an image is aligned or centre-cropped as the loaded generator calls for (its
-    name and its file's metadata; the choice and why go to `echo` and plan.align_reason), inverted here (under its
-    own progress bar, seeded by INVERSION_SEED, its LPIPS file added to the editor's weight files) and becomes a
-    LatentSource with its noise. Returns (source, the photo as inverted [1, 3, R, R] or None)."""
-    from sgsim.alignment import alignment, import_faces_extra
+def inverted_source(editor, plan: EditPlan, settings: EditSettings) -> tuple[object, Optional[object], Optional[dict]]:
+    """The plan's source ready to edit: an image is inverted by the Editor (Editor.source_start: the photo policy
+    decides alignment, method and steps from the loaded generator and the settings; a notice says which and why;
+    seeded by INVERSION_SEED) and becomes a LatentSource with its noise. Returns (source, the photo as inverted
+    [1, 3, R, R], the inversion's record), the last two None for other sources."""
+    from sgsim.editing.sources import ImageSource, LatentSource
 
-    from sgsim.editing.sources import ImageSource, LatentSource, invert_photo
-    from sgsim.progress import inversion_bar
     if not isinstance(plan.source, ImageSource):
-        return plan.source, None
-    plan.align, plan.align_reason = alignment(plan.generator, plan.align_asked, getattr(editor.generator, "metadata", None))
-    if plan.align:
-        import_faces_extra()  # a file that says it holds a face generator needs the 'faces' extra too
-    echo(plan.align_reason)
-    with inversion_bar(settings.invert_steps + settings.refine_steps) as on_step:
-        photo, inversion, lpips_file = invert_photo(editor.generator, plan.source.image, plan.align, settings.invert_steps, settings.refine_steps,
-                                                    INVERSION_SEED, callback=on_step)
-    if lpips_file is not None:
-        editor.weight_files.setdefault("lpips", lpips_file)
-    return LatentSource(inversion.w_plus[0], inversion.noise), photo
+        return plan.source, None, None
+    w_plus, noise, photo = editor.source_start(plan.source, INVERSION_SEED, settings.invert_steps, None, settings.refine_steps)
+    return LatentSource(w_plus, noise), photo[None], editor.inversions[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from sgsim.errors import SgsimError
+from sgsim.settings import INVERSION_METHODS, INVERT_STEPS, REFINE_STEPS
 
 SEED_TRUNCATION = 0.7  # SGSIM / StyleCLIP start edits from w truncated halfway-plus toward w_avg
 
@@ -31,23 +33,38 @@ class LatentSource:
     noise: dict = field(default_factory=dict)
 
 
-INVERSION_METHODS = ("optimise",)  # how a photo becomes a latent; an encoder-based method is one more name here
-
-
 @dataclass(frozen=True)
 class ImageSource:
-    """Start from a photo: a file, or a [1, 3, H, W] tensor in [-1, 1]; it is inverted first (sgsim.inversion).
+    """Start from a photo: a file, or a [1, 3, H, W] tensor in [-1, 1]; it is inverted first (sgsim.photo_inversion).
 
-    A file is FFHQ-aligned for a face generator and centre-cropped otherwise (`align` None: decided by
-    sgsim.alignment.alignment from the generator's name and metadata, the same rule the command line follows)."""
+    `align`, `method` (sgsim.settings.INVERSION_METHODS) and `encoder` (an e4e / pSp file or manifest name) left None
+    are decided by the one photo policy (plan): a file is FFHQ-aligned for a face generator and centre-cropped
+    otherwise; e4e when an encoder for the generator is at hand, else optimisation."""
 
     image: Union[str, Path, torch.Tensor]
     align: Optional[bool] = None
-    method: str = "optimise"  # one of INVERSION_METHODS
+    method: Optional[str] = None
+    encoder: Optional[Union[str, Path]] = None
 
     def __post_init__(self):
-        if self.method not in INVERSION_METHODS:
+        if self.method is not None and self.method not in INVERSION_METHODS:
             raise SgsimError(f"unknown inversion method {self.method!r}; choose one of {', '.join(INVERSION_METHODS)}")
+
+    def plan(self, generator: Union[str, Path], steps: int = INVERT_STEPS, refine_steps: int = REFINE_STEPS,
+             metadata: Optional[dict] = None):
+        """How this photo is inverted for `generator` (its name or path, and its file's `metadata` once loaded):
+        the InversionPlan of sgsim.photo_inversion.plan_photo_inversion, the policy every entry point follows."""
+        from sgsim.photo_inversion import plan_photo_inversion
+
+        return plan_photo_inversion(generator, self.method, self.encoder, self.align, steps, refine_steps, metadata)
+
+    def with_settings(self, settings) -> "ImageSource":
+        """This source with the photo settings of an EditSettings (align, inversion_method, photo_encoder) where it
+        leaves them open."""
+        return dataclasses.replace(
+            self, align=settings.align if self.align is None else self.align,
+            method=settings.inversion_method if self.method is None else self.method,
+            encoder=settings.photo_encoder if self.encoder is None else self.encoder)
 
 
 Source = Union[SeedSource, LatentSource, ImageSource]
@@ -108,36 +125,3 @@ def as_w_plus(latent: np.ndarray | torch.Tensor, num_ws: int, w_dim: int) -> tor
         f"a latent must be W [{w_dim}] or W+ [{num_ws}, {w_dim}] for this generator, got shape {list(shape)}; "
         f"was it made with another generator?"
     )
-
-
-def invert_photo(generator, image: Union[str, Path], align: bool, steps: int, refine_steps: int, seed: int, callback=None,
-                 method: str = "optimise"):
-    """Read a photo (FFHQ-aligned or centre-cropped) and invert it (invert_target). Returns the target [1, 3, R, R],
-    the InversionResult and the LPIPS weights file used (None: pixel loss)."""
-    from sgsim.alignment import read_photo
-
-    target = read_photo(image, generator.img_resolution, align)
-    return (target, *invert_target(generator, target, steps, refine_steps, seed, callback, method))
-
-
-def invert_target(generator, target: torch.Tensor, steps: int, refine_steps: int, seed: int, callback=None,
-                  method: str = "optimise", lpips=None):
-    """The one place a photo [1, 3, R, R] becomes a latent (the command line's and the Editor's), by `method`
-    (INVERSION_METHODS; 'optimise': the ADA projector's W fit, then the W+ refinement). `lpips`: the perceptual
-    distance to fit with (an Editor's own); None: lpips-vgg16 from the cache, else pixels, warned. Returns the
-    InversionResult and the LPIPS weights file loaded here (None: given, or pixel loss)."""
-    from checkpoints.errors import MissingWeightsError
-    from sgsim.components import load_lpips
-    from sgsim.inversion import invert
-
-    if method not in INVERSION_METHODS:
-        raise SgsimError(f"unknown inversion method {method!r}; choose one of {', '.join(INVERSION_METHODS)}")
-    lpips_file = None
-    if lpips is None:
-        try:
-            loaded = load_lpips()
-            lpips, lpips_file = loaded.component, loaded.weights
-        except MissingWeightsError:
-            pass  # invert warns and fits pixels instead
-    result = invert(generator, target, steps=steps, refine_steps=refine_steps, lpips=lpips, seed=seed, callback=callback)
-    return result, lpips_file

@@ -41,8 +41,9 @@ SYNTHESIS_BOUNDS = {
 }
 
 
-def _torch_load(path: Path) -> Any:
-    """torch.load with weights_only; rosinality training checkpoints also pickle their argparse.Namespace.
+def load_torch_file(path: Path) -> Any:
+    """torch.load with weights_only (every torch.save file sgsim reads); rosinality training checkpoints also pickle
+    their argparse.Namespace.
 
     A forged view past its storage fails here too: torch.load's storages cannot be resized.
     """
@@ -80,7 +81,7 @@ def read_checkpoint(path: str | os.PathLike, network: str = "G_ema") -> Generato
         return read_native(path)
     try:
         if container in ("torch-zip", "torch-legacy"):
-            return read_rosinality(_torch_load(path), network, str(path))
+            return read_rosinality(load_torch_file(path), network, str(path))
         return _read_pickle(path, network)
     except (AttributeError, TypeError, ValueError, KeyError, IndexError, RecursionError, OverflowError) as error:
         # The readers walk untrusted nested data; a field of the wrong type must still be one line.

@@ -20,6 +20,7 @@ EXPECTED_NAMES = {
         "t-ffhq-1024x1024", "t-ffhqu-1024x1024", "t-ffhqu-256x256", "r-ffhq-1024x1024", "r-ffhqu-1024x1024", "r-ffhqu-256x256",
         "t-metfaces-1024x1024", "t-metfacesu-1024x1024", "r-metfaces-1024x1024", "r-metfacesu-1024x1024",
         "t-afhqv2-512x512", "r-afhqv2-512x512")),
+    "e4e-ffhq", "e4e-cars", "e4e-horse", "e4e-church", "psp-ffhq",
 }
 
 
@@ -93,9 +94,10 @@ def test_published_checksums_are_whole_and_pinned(item):
 @pytest.mark.parametrize("item", checkpoints.entries(), ids=lambda item: item.name)
 def test_every_entry_says_what_its_file_must_hold(item):
     required = {"generator": {"resolution", "w_plus_rows"}, "audio-encoder": {"encoder", "embed_dim"},
-                "clip": {"clip_model", "embed_dim"}, "lpips": {"network"}, "identity": {"network"}}[item.kind]
+                "clip": {"clip_model", "embed_dim"}, "lpips": {"network"}, "identity": {"network"},
+                "photo-encoder": {"resolution", "w_plus_rows"}}[item.kind]
     assert set(item.expects) == required
     if item.kind == "generator" and item.name.startswith("stylegan3-"):  # NVIDIA's StyleGAN3: 14 layers + 2 rows
         assert item.expects["w_plus_rows"] == 16
-    elif item.kind == "generator":  # StyleGAN2 has two W+ rows per resolution from 8 px up, plus 4 px's two
+    elif item.kind in ("generator", "photo-encoder"):  # StyleGAN2 has two W+ rows per resolution from 8 px up, plus 4 px's two
         assert item.expects["w_plus_rows"] == 2 * item.expects["resolution"].bit_length() - 4

@@ -129,8 +129,8 @@ def test_an_image_job_is_inverted_as_sgsim_edit_inverts_it(run, shared_data, tmp
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (tmp_path / "edit").iterdir())
     for name in ("input.png", "source.png", "fire_s1.png"):
         assert (folder / name).read_bytes() == (tmp_path / "edit" / name).read_bytes(), name
-    record = json.loads((folder / "run.json").read_text())["source"]
-    assert record["invert_steps"] == 2 and record["refine_steps"] == 1 and record["align"] is False
+    record = json.loads((folder / "run.json").read_text())["source"]["inversion"]
+    assert record["steps"] == 2 and record["refine_steps"] == 1 and record["align"] is False
 
 
 def test_a_name_written_as_a_formula_stays_text_in_the_summary(run, shared_data, tmp_path):

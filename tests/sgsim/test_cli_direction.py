@@ -226,7 +226,7 @@ def test_apply_to_a_photo_inverts_it_first_and_names_its_folder_by_the_stem(run,
     result = run("apply", "--direction", str(folder / "fire.sgdir"), "--image", str(photo), "--invert-steps", "3",
                  "--strength", "1", "--out", str(tmp_path / "a"))
     assert result.exit_code == 0, result.output
-    assert "inverting the photo: " in result.output and "/3 [" in result.output  # the inversion is never silent
+    assert "invert (optimise): " in result.output and "/3 [" in result.output  # the inversion is never silent
     assert sorted(p.name for p in (tmp_path / "a" / "portrait").iterdir()) == ["fire_s1.png", "source.png"]
     latents = np.load(tmp_path / "a" / "latents.npz")
     fire = SoundDirection.load(folder / "fire.sgdir")

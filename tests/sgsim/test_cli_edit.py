@@ -81,8 +81,9 @@ def test_generate_then_edit_its_latent_and_its_image(run, sounds, tmp_path):
                    "--invert-steps", "2", "--refine-steps", "3", "--mix", "layers", "--text", "a snowy mountain", "--out", str(tmp_path / "i"))
     assert by_image.exit_code == 0, by_image.output
     report = json.loads((tmp_path / "i" / "run.json").read_text())
-    assert report["settings"]["mix"] == "layers" and report["source"]["invert_steps"] == 2
-    assert report["source"]["refine_steps"] == 3 and report["source"]["align"] is False  # a generator file: no alignment
+    inversion = report["source"]["inversion"]
+    assert report["settings"]["mix"] == "layers" and inversion["steps"] == 2 and inversion["method"] == "optimise"
+    assert inversion["refine_steps"] == 3 and inversion["align"] is False  # a generator file: no alignment
     assert report["outputs"][:2] == ["input.png", "source.png"]  # the photo as inverted, then the reconstruction
     with Image.open(tmp_path / "i" / "input.png") as photo:
         assert np.array_equal(np.asarray(photo), to_uint8(read_image(tmp_path / "gen" / "seed0004.png", 32))[0])
@@ -212,7 +213,7 @@ def test_run_json_records_the_command_line_the_inversion_seed_and_every_guide(ru
     assert report["argv"][1:len(args) + 1] == args and report["command"] == "edit"
     # Two sounds with the same text: four optimised latents, four final losses, none hiding another.
     assert list(report["final_losses"]) == ["raining.wav (sound)", "raining.wav (sound) #2", "fire (text)", "fire (text) #2"]
-    assert report["source"]["seed"] == 4 and report["source"]["inversion_seed"] is None and "seed" not in report["settings"]
+    assert report["source"]["seed"] == 4 and report["source"]["inversion"] is None and "seed" not in report["settings"]
 
 
 def test_generate_takes_seed_ranges_and_repeated_seeds(run, tmp_path):

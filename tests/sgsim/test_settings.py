@@ -47,7 +47,7 @@ def test_the_record_is_json_and_keeps_the_keys_batch_resume_compares():
     settings = EditSettings(encoder_checkpoint=Path("enc.pth"), strengths=[0.5, 1], loss_weights={"latent": 0.01})
     record = settings_record(settings, leave_out=("strengths",))
     assert json.loads(json.dumps(record)) == record and record["encoder_checkpoint"] == "enc.pth"
-    assert set(record) == {"invert_steps", "refine_steps", "align", "generator", "encoder", "encoder_checkpoint", "clip_weights",
+    assert set(record) == {"invert_steps", "refine_steps", "align", "inversion_method", "photo_encoder", "generator", "encoder", "encoder_checkpoint", "clip_weights",
                            "preset", "steps", "lr", "lambda_latent", "lambda_id", "loss_weights", "mix", "loudness_strength",
                            "save_video", "precision"}  # what `sgsim batch` recorded as batch_settings before EditSettings
     assert settings_record(settings)["strengths"] == [0.5, 1.0]

@@ -45,7 +45,7 @@ def test_downloads_hold_the_shown_image_and_a_latent_that_starts_there(engine, r
     torch.testing.assert_close(engine.editor.render(torch.from_numpy(stored.latent)[None])[0], shown, rtol=0, atol=1e-5)
     record = json.loads(report.read_text())
     assert record["command"] == "demo" and record["versions"]["torch"] and record["sgsim"]
-    assert record["strength"] == 0.5 and record["source"] == {"kind": "seed", "seed": 7, "invert_steps": None}
+    assert record["strength"] == 0.5 and record["source"] == {"kind": "seed", "seed": 7, "inversion": None}
     assert record["target"] == {"audio": "thunderstorm.wav", "text": None} and record["settings"]["steps"] == STEPS
     assert set(record["weights"]) == {"generator", "audio_encoder", "clip"} and record["outputs"] == [p.name for p in (png, latent, report)]
 
