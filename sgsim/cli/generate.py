@@ -14,8 +14,7 @@ from sgsim.cli.options import SEED_MAX, command_line, device_option, out_option,
 @click.option("--seeds", "seed_ranges", default=None, metavar="LIST", help="Seeds and ranges, e.g. 0-3,42 (as NVIDIA's gen_images.py).")
 @out_option(required=True)
 @setting_option("generator")
-@click.option("--truncation", type=click.FloatRange(-10, 10), default=0.7, show_default=True,
-              help="psi toward w_avg (1 = none); 0.7 matches sgsim edit --seed.")
+@setting_option("truncation", help="psi toward w_avg (1 = none); the default matches sgsim edit --seed.")
 @click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class to draw (conditional generators only).")
 @device_option
 def generate_command(seed_list, seed_ranges, out, overwrite, generator, truncation, class_index, device) -> None:

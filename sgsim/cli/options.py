@@ -123,11 +123,11 @@ def setting_option(name: str, **overrides) -> Callable:
     return click.option(flag, name, default=default, show_default=shown, help=meta["help"], **extra)
 
 
-def edit_options(*groups: str, names: Sequence[str] = (), **overrides: dict) -> Callable:
+def edit_options(*groups: str, names: Sequence[str] = (), leave_out: Sequence[str] = (), **overrides: dict) -> Callable:
     """The options of every edit setting in `groups` (networks, source, optimisation, strengths, outputs) and
-    `names`, gathered into one `settings` argument (an EditSettings; settings a command lacks keep their defaults).
-    `overrides`: setting name -> setting_option overrides."""
-    chosen = [name for name in SETTINGS if name in settings_in(*groups) or name in names]
+    `names`, but those in `leave_out`, gathered into one `settings` argument (an EditSettings; settings a command
+    lacks keep their defaults). `overrides`: setting name -> setting_option overrides."""
+    chosen = [name for name in SETTINGS if (name in settings_in(*groups) or name in names) and name not in leave_out]
 
     def decorate(function: Callable) -> Callable:
         @functools.wraps(function)

@@ -22,11 +22,12 @@ from sgsim.editing.optimise import OptimisedLatents, StepCallback, optimise_late
 from sgsim.editing.precision import edit_precision
 from sgsim.editing.results import AppliedEdit, EditResult
 from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
-from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, invert_target, seed_latent
+from sgsim.editing.sources import (ImageSource, LatentSource, MeanSource, SeedSource, as_source, as_w_plus, invert_target,
+                                   mean_latent, seed_latent)
 from sgsim.editing.targets import Target, embed_target, loudness_scale, loudness_strengths
 from sgsim.editing.variables import SharedOffset, free_rows
 from sgsim.errors import SgsimError, SgsimNotice
-from sgsim.settings import EditSettings, check_settings, check_strengths
+from sgsim.settings import SEED_TRUNCATION, EditSettings, check_settings, check_strengths
 from sgsim.losses import TERMS, ClipDirection, IdentityTerm, check_weights
 from sgsim.progress import phase_bar
 from stylegan2.noise import swapped_noise
@@ -39,7 +40,7 @@ DEFAULT_NETWORKS = {"identity": components.load_identity, "lpips": components.lo
 if TYPE_CHECKING:
     from sgsim.editing.video import VideoEdit
 
-AnySource = Union[SeedSource, LatentSource, ImageSource, int, str, Path, np.ndarray, torch.Tensor]
+AnySource = Union[SeedSource, LatentSource, ImageSource, MeanSource, int, str, Path, np.ndarray, torch.Tensor]
 
 
 @dataclass
@@ -57,6 +58,8 @@ def _describe_source(source) -> dict:
         return {"seed": source.seed, "class_index": source.class_index}
     if isinstance(source, ImageSource):
         return {"image": str(source.image) if isinstance(source.image, (str, Path)) else "tensor"}
+    if isinstance(source, MeanSource):
+        return {"mean": True}
     return {"latent": list(np.shape(source.latent))}
 
 
@@ -159,14 +162,16 @@ class Editor:
             self.weight_files[name] = loaded.weights
         return self.networks.get(name)
 
-    def source_latent(self, source: AnySource, seed: int = 0, invert_steps: int = 1000, class_index: Optional[int] = None) -> torch.Tensor:
+    def source_latent(self, source: AnySource, seed: int = 0, invert_steps: int = 1000, class_index: Optional[int] = None,
+                      truncation: float = SEED_TRUNCATION) -> torch.Tensor:
         """W+ [num_ws, w_dim] on the device of a source: a seed (of class `class_index` for a conditional
-        generator), a W / W+ latent, or an image (inverted, seeded by `seed`); see sources.as_source."""
-        return self.source_start(source, seed, invert_steps, class_index)[0]
+        generator, truncated by `truncation`), a W / W+ latent, an image (inverted, seeded by `seed`) or the mean
+        latent; see sources.as_source."""
+        return self.source_start(source, seed, invert_steps, class_index, truncation)[0]
 
     @holding_generator
-    def source_start(self, source: AnySource, seed: int, invert_steps: int,
-               class_index: Optional[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor], Optional[torch.Tensor]]:
+    def source_start(self, source: AnySource, seed: int, invert_steps: int, class_index: Optional[int],
+                     truncation: float = SEED_TRUNCATION) -> tuple[torch.Tensor, dict[str, torch.Tensor], Optional[torch.Tensor]]:
         """The source's W+ latent, the noise buffers to render it with ({}: the generator's own) and, for an image
         source, the photo as inverted ([3, H, W] in [-1, 1])."""
         G = self.generator
@@ -174,13 +179,15 @@ class Editor:
         if isinstance(source, SeedSource):
             if class_index is not None and source.class_index is not None and class_index != source.class_index:
                 raise SgsimError(f"two classes given: class_index={class_index!r} and SeedSource.class_index={source.class_index!r}")
-            return seed_latent(G, source.seed, class_index=source.class_index if class_index is None else class_index), {}, None
+            return seed_latent(G, source.seed, truncation, source.class_index if class_index is None else class_index), {}, None
         if class_index is not None:
-            # The label only enters through the mapping network, which a latent or an image source skips.
-            raise SgsimError(f"class {class_index!r} given with a latent or image source: a class picks the label of a seed "
+            # The label only enters through the mapping network, which a latent, image or mean source skips.
+            raise SgsimError(f"class {class_index!r} given with a latent, image or mean source: a class picks the label of a seed "
                              f"source only; leave out class_index / --class")
         if isinstance(source, LatentSource):
             return as_w_plus(source.latent, G.num_ws, G.w_dim).to(self.device), dict(source.noise), None
+        if isinstance(source, MeanSource):
+            return mean_latent(G).to(self.device), {}, None
         image = source.image
         if isinstance(image, (str, Path)):  # aligned or centre-cropped by the rule the command line follows
             from sgsim.alignment import alignment, read_photo
@@ -249,12 +256,17 @@ class Editor:
         self.require_encoders("edit")
         targets = self._check_targets(targets, mix)
         strengths = check_settings(steps, lr, mix, settings.strengths)
-        run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)
+        source = as_source(source)
+        free = isinstance(source, MeanSource)
+        if settings.free and not free:
+            raise SgsimError(f"free=True starts from the generator's mean latent: pass MeanSource() as the source, not a "
+                             f"{type(source).__name__}")
+        run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id,
+                               free=free, adaptive_layer_masking=settings.adaptive_layer_masking)
         weights = run.weights
 
-        source = as_source(source)
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
-        w_source, fitted_noise, input_image = self.source_start(source, seed, settings.invert_steps, class_index)
+        w_source, fitted_noise, input_image = self.source_start(source, seed, settings.invert_steps, class_index, settings.truncation)
         noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
         if mix == "weighted":
             directions = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)])
@@ -291,7 +303,9 @@ class Editor:
                 "lambda_latent": weights["latent"], "lambda_id": weights["id"],
                 "layers": None if layers is None else sorted({int(i) for i in layers}), "seed": seed,
                 "class_index": None if class_index is None else int(class_index),
-                "source_type": type(source).__name__,
+                "source_type": type(source).__name__, "free": free,
+                "truncation": settings.truncation if isinstance(source, SeedSource) else None,
+                "adaptive_layer_masking": settings.adaptive_layer_masking,
                 "mix": mix, "mix_sound_rows": coarse_rows(self.generator.num_ws) if mix == "layers" else None,
                 "strengths": list(strengths), "loudness_strength": loudness_strength, "record_every": record_every,
                 "loudness_dbfs": [e.loudness_dbfs for e in embeddings], "loudness_scale": scales,
@@ -352,12 +366,14 @@ class Editor:
         sources = [as_source(source) for source in sources]
         if not sources:
             raise SgsimError("no sources: a direction is learned over one or more seeds, latents or images (16 is a good number)")
-        run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)
+        run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id,
+                               adaptive_layer_masking=settings.adaptive_layer_masking)
         weights = run.weights
 
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
         aims = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)]).to(self.device)
-        w_sources = torch.stack([self.source_start(source, seed, settings.invert_steps, class_index)[0] for source in sources])
+        w_sources = torch.stack([self.source_start(source, seed, settings.invert_steps, class_index, settings.truncation)[0]
+                                 for source in sources])
         variables = SharedOffset(w_sources, layers, count=len(targets))
         # Sources are rendered with the generator's own noise (an image source's fitted noise is not carried).
         self.optimise(run, variables.sources(), aims.repeat_interleave(len(sources), dim=0), steps=steps, lr=lr,
@@ -504,11 +520,12 @@ class Editor:
         return make_video(self, audio, source, **options)
 
     def prepare_run(self, precision: Optional[str], weights: Optional[Mapping[str, float]], lambda_latent: Optional[float] = None,
-                    lambda_id: Optional[float] = None) -> "PreparedRun":
-        """What every optimisation settles first: its precision (and why), the loss weights over the preset's, and the
-        helper networks those terms need (a term whose network is absent is turned off, with a warning)."""
+                    lambda_id: Optional[float] = None, *, free: bool = False, adaptive_layer_masking: bool = False) -> "PreparedRun":
+        """What every optimisation settles first: its precision (and why), the loss weights over the preset's (see
+        loss_weights), and the helper networks those terms need (a term whose network is absent is turned off, with a
+        warning)."""
         chosen = choose_precision(precision, self.device)
-        weights = self.loss_weights(weights, lambda_latent, lambda_id)
+        weights = self.loss_weights(weights, lambda_latent, lambda_id, free=free, adaptive_layer_masking=adaptive_layer_masking)
         return PreparedRun(chosen, weights, self.networks_for(weights))
 
     @holding_generator
@@ -524,12 +541,19 @@ class Editor:
                                         networks=run.networks, **loop)
 
     def loss_weights(self, weights: Optional[Mapping[str, float]], lambda_latent: Optional[float],
-                 lambda_id: Optional[float]) -> dict[str, float]:
-        """The preset's loss weights updated by `weights` and the lambda_* aliases, checked."""
+                     lambda_id: Optional[float], *, free: bool = False, adaptive_layer_masking: bool = False) -> dict[str, float]:
+        """The preset's loss weights updated by `weights` and the lambda_* aliases, checked. `free` (free generation):
+        the preset's terms other than CLIP weigh 0, as the official script's free mode minimises the CLIP loss alone.
+        `adaptive_layer_masking`: the latent term's weight moves to adaptive_latent (the official rule), latent 0."""
         aliases = {name: value for name, value in (("latent", lambda_latent), ("id", lambda_id)) if value is not None}
         if not all(math.isfinite(v) and v >= 0 for v in aliases.values()):
             raise SgsimError(f"lambda_latent and lambda_id must be finite numbers >= 0, got {lambda_latent} and {lambda_id}")
-        return check_weights({**self.preset.weights, **(weights or {}), **aliases})
+        preset = {name: (weight if name == "clip" else 0.0) for name, weight in self.preset.weights.items()} if free else self.preset.weights
+        chosen = check_weights({**preset, **(weights or {}), **aliases})
+        if adaptive_layer_masking:
+            chosen["adaptive_latent"] = chosen.get("adaptive_latent", 0.0) + chosen["latent"]
+            chosen["latent"] = 0.0
+        return chosen
 
     def networks_for(self, weights: dict[str, float]) -> dict[str, object]:
         """The helper networks the terms with weight > 0 need; a term whose network is absent from the cache is
