@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from sgsim.cli.options import SEED_MAX, command_line, device_option, out_option, setting_option
+from sgsim.cli.options import SEED_MAX, command_line, device_option, out_option, setting_option, world_option
 from sgsim.settings import bounds_of, default_of
 
 
@@ -16,13 +16,14 @@ from sgsim.settings import bounds_of, default_of
 @click.option("--image", type=click.Path(path_type=Path), required=True, help="Photo to invert (any size).")
 @out_option(required=True)
 @setting_option("generator")
+@world_option
 @click.option("--steps", type=click.IntRange(*bounds_of("invert_steps")), default=default_of("invert_steps"), show_default=True,
               help="Steps of the W fit (ADA projector).")  # an edit's --invert-steps, under the name `invert` has always given it
 @setting_option("refine_steps")
 @setting_option("align")
 @device_option
 @click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True, help="Seeds the initial noise and the w exploration noise.")
-def invert_command(image, out, overwrite, generator, steps, refine_steps, align, device, seed) -> None:
+def invert_command(image, out, overwrite, generator, world, steps, refine_steps, align, device, seed) -> None:
     """Find the W+ latent of a photo with the generator, for `sgsim edit --latent`.
 
     Writes input.png (the aligned or cropped photo), reconstruction.png, latent.npz ('w': W+ [1, num_ws, w_dim],
@@ -61,7 +62,7 @@ def invert_command(image, out, overwrite, generator, steps, refine_steps, align,
         write_latent_file(staging / "latent.npz", noise=result.noise, w=result.w_plus)
         files = {"generator": weights, **({"lpips": lpips_file} if lpips_file is not None else {})}
         write_json(staging / "run.json", run_record(
-            "invert", command_line(), image=image, generator=generator, align=align, align_reason=reason, steps=steps, refine_steps=refine_steps,
+            "invert", command_line(), image=image, generator=generator, world=world, align=align, align_reason=reason, steps=steps, refine_steps=refine_steps,
             inversion_seed=seed, device=str(device), loss="lpips" if result.used_lpips else "pixels",
             final_loss=float(result.losses[-1]), weights=weights_record(files), timings_s={"total": time.perf_counter() - started},
             outputs=outputs,

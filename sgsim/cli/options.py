@@ -132,10 +132,27 @@ def edit_options(*groups: str, names: Sequence[str] = (), leave_out: Sequence[st
     def decorate(function: Callable) -> Callable:
         @functools.wraps(function)
         def gathered(**kwargs):
+            from sgsim.worlds import world_networks
+
             values = {name: kwargs.pop(name) for name in chosen}
-            return function(settings=EditSettings(**values), **kwargs)
+            return function(settings=world_networks(EditSettings(**values)), **kwargs)
 
         for name in reversed(chosen):
             gathered = setting_option(name, **overrides.get(name, {}))(gathered)
         return gathered
     return decorate
+
+
+def world_option(function: Callable) -> Callable:
+    """--world NAME for a command that takes some network settings one by one (generator, encoder, encoder_checkpoint,
+    clip_weights): given, they become the world's files (sgsim.worlds.world_networks); the command also gets `world`."""
+    @functools.wraps(function)
+    def resolved(**kwargs):
+        if kwargs.get("world") is not None:
+            from sgsim.worlds import NETWORK_FLAGS, world_networks
+
+            names = [name for name in NETWORK_FLAGS if name in kwargs]
+            settings = world_networks(EditSettings(world=kwargs["world"], **{name: kwargs[name] for name in names if kwargs[name] is not None}))
+            kwargs.update({name: getattr(settings, name) for name in names})
+        return function(**kwargs)
+    return setting_option("world")(resolved)

@@ -102,7 +102,8 @@ class DemoEngine:
         self.results.mkdir(parents=True, exist_ok=True)
         self.networks = networks  # the names or paths the demo was started with, for run.json
         named = {"generator": networks.get("generator"), "encoder": networks.get("encoder"),
-                 "encoder_checkpoint": networks.get("encoder_checkpoint"), "clip_weights": networks.get("clip")}
+                 "encoder_checkpoint": networks.get("encoder_checkpoint"), "clip_weights": networks.get("clip"),
+                 "world": networks.get("world")}
         self.settings = EditSettings(**{name: value for name, value in named.items() if value is not None})
         self._device = threading.Lock()
         self._runs = 0

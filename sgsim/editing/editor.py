@@ -123,10 +123,19 @@ class Editor:
         device: Union[str, torch.device, None] = None,
         preset: Union[str, EditPreset, None] = None,  # None: recognised from what the generator is
         check_generator: Optional[Callable[[Any], None]] = None,  # called on the generator before the other networks load
+        world: Optional[str] = None,  # a built miniature world ("shapes"): its generator, encoder and CLIP files
         **options,  # further Editor arguments (mixed_synthesis)
     ) -> "Editor":
-        """An Editor with every component loaded by manifest name or file path (sgsim.components). `check_generator`
-        lets a caller refuse what the generator cannot do (a class it lacks) before the encoders and CLIP load."""
+        """An Editor with every component loaded by manifest name or file path (sgsim.components), or from `world`'s
+        files (sgsim.worlds.world_networks; naming a network as well is an error). `check_generator` lets a caller
+        refuse what the generator cannot do (a class it lacks) before the encoders and CLIP load."""
+        if world is not None:
+            from sgsim.worlds import world_networks
+
+            chosen = world_networks(EditSettings(world=world, generator=generator, encoder=encoder or EditSettings.encoder,
+                                                 encoder_checkpoint=encoder_checkpoint, clip_weights=clip))
+            generator, encoder_checkpoint, clip = chosen.generator, chosen.encoder_checkpoint, chosen.clip_weights
+            encoder = chosen.encoder if encoder is not None else None
         device = torch.device(device) if device is not None else _default_device()
         G = components.load_generator(generator, device)
         if check_generator is not None:
