@@ -125,12 +125,13 @@ def test_the_api_and_the_demo_load_the_worlds_networks(worlds, monkeypatch, tmp_
 @pytest.mark.parametrize("command", [
     ["edit", "--audio", "{raining}", "--seed", "1"], ["generate", "--seed", "1"], ["invert", "--image", "{raining}"],
     ["direction", "--audio", "{raining}", "--seeds", "0-1"], ["apply", "--direction", "{raining}", "--seed", "1"],
-    ["video", "--audio", "{raining}", "--seed", "1"], ["batch", "{raining}"],
+    ["video", "--audio", "{raining}", "--seed", "1"], ["batch", "{raining}"], ["compare-encoders", "{raining}"], ["demo"],
 ])
 def test_an_unbuilt_world_is_one_line_and_writes_nothing(command, raining, tmp_path, monkeypatch, one_error_line):
     monkeypatch.setenv(ROOT_VARIABLE, str(tmp_path / "worlds"))
-    out = tmp_path / ("out.mp4" if command[0] == "video" else "out")
-    args = [part.format(raining=raining) for part in command] + ["--out", str(out), "--world", "shapes"]
+    monkeypatch.chdir(tmp_path)
+    out = ["--out", str(tmp_path / ("out.mp4" if command[0] == "video" else "out"))] if command[0] != "demo" else []
+    args = [part.format(raining=raining) for part in command] + out + ["--world", "shapes"]
     result = CliRunner().invoke(main, args, catch_exceptions=False, prog_name="sgsim")
     line = one_error_line(result)
     assert "the shapes world is not built" in line and "sgsim world build shapes --out" in line
@@ -151,3 +152,15 @@ def test_a_network_named_with_a_world_is_one_line(world_run, raining, tmp_path, 
 def test_an_unknown_world_is_one_line(world_run, raining, tmp_path, one_error_line):
     result = world_run("generate", "--seed", "1", "--out", str(tmp_path / "out"), world="moons")
     assert "unknown world 'moons'" in one_error_line(result)
+
+
+def test_compare_encoders_scores_the_worlds_encoder_in_its_clip(world_run, worlds, shared_data, tmp_path, one_error_line):
+    out = tmp_path / "report"
+    result = world_run("compare-encoders", str(shared_data / "esc50-mini"), "--no-linear-probe", "--no-cache", "--workers", "0",
+                       "--device", "cpu", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    assert record["world"] == "shapes"
+    assert record["encoders"] == [{"name": worlds.encoder_name, "label": "shapes", "checkpoint": str(worlds.encoder), "clip": str(worlds.clip)}]
+    refused = world_run("compare-encoders", str(shared_data / "esc50-mini"), "--clip", "x.safetensors", "--out", str(tmp_path / "other"))
+    assert "leave out --clip" in one_error_line(refused) and not (tmp_path / "other").exists()
