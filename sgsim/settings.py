@@ -11,6 +11,8 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from sgsim.errors import SgsimError
 
+SEED_TRUNCATION = 0.7  # a seed's w is pulled this far toward w_avg (SGSIM / StyleCLIP start their edits there)
+TRUNCATION_BOUND = 10.0  # |psi| of a seed's truncation, as NVIDIA's generate.py accepts it; beyond, the image is noise
 SEED_MAX = 2**32 - 1  # numpy RandomState seeds, as NVIDIA's generate.py draws z
 MAX_SEEDS = 10_000  # one generate run; a typo such as 0-4000000000 fails at once
 MAX_STEPS = 100_000  # optimisation and inversion steps: far above any useful run, small enough to allocate the loss history
@@ -86,6 +88,13 @@ class EditSettings:
         None, "networks", "CLIP weights path (default: the model the encoder's space belongs to).", flag="--clip")
     preset: Optional[str] = setting(
         None, "networks", "Loss weights: ffhq (faces, identity kept), landscape or wikiart (default: the generator's).")
+    world: Optional[str] = setting(
+        None, "networks", "A miniature world built by `sgsim world build` (shapes): its generator, audio encoder and "
+        "CLIP, instead of --generator, --encoder-checkpoint and --clip.")
+    free: bool = setting(False, "source", "Free generation: start from the generator's mean latent (w_avg on every W+ "
+                         "row) instead of --seed, --image or --latent, and minimise the CLIP term alone.")
+    truncation: float = setting(SEED_TRUNCATION, "source", "Truncation psi of a --seed's latent: w_avg + psi (w - w_avg).",
+                                low=-TRUNCATION_BOUND, high=TRUNCATION_BOUND)
     invert_steps: int = setting(INVERT_STEPS, "source", "Steps of the W fit of a photo (its inversion).", low=1, high=MAX_STEPS)
     refine_steps: int = setting(REFINE_STEPS, "source", "Steps of the W+ refinement after the W fit (every layer free); "
                                 "0: keep the W fit.", low=0, high=MAX_STEPS)
@@ -108,6 +117,9 @@ class EditSettings:
     lambda_id: Optional[float] = setting(None, "optimisation", "Identity loss weight (default: the generator's preset).", low=0)
     loss_weights: dict = setting({}, "optimisation", "Weight of a loss term by name (clip, latent, id, perceptual, "
                                  "smoothness, ...), over the preset's; repeat for several. 0 turns a term off.", flag="--weight")
+    adaptive_layer_masking: bool = setting(
+        False, "optimisation", "The official script's adaptive layer masking: the latent term's weight goes to the "
+        "adaptive_latent term, whose per-row weights fall as rows must move (latent weight 0).")
     precision: Optional[str] = setting(
         None, "optimisation", "Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: the "
         "generator in bfloat16 (its blocks in bf16 on a CPU), CLIP and the identity network under bfloat16 autocast. "

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from sgsim.cli.options import (SEED_MAX, command_line, device_option, edit_options, fresh_folder, out_option, parse_seeds,
-                               safe_stem, setting_option, unique)
+                               safe_stem, setting_option, unique, world_option)
 from sgsim.settings import PHOTO_SETTINGS, EditSettings
 
 
@@ -54,11 +54,12 @@ def _sources(seeds: list[int], latents: tuple[str, ...], images: tuple[Path, ...
 @click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class of the seed images (conditional generators only).")
 @setting_option("strengths")
 @setting_option("generator", default=None, help="Generator: manifest name or checkpoint path (default: the one the direction was learned on).")
+@world_option
 @edit_options(names=PHOTO_SETTINGS)
 @device_option
 @out_option(required=False, default_help=" (default: a new folder out/<direction>-apply)")
 def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, latents, images, class_index, strengths, generator,
-                  settings: EditSettings, device, out, overwrite) -> None:
+                  world, settings: EditSettings, device, out, overwrite) -> None:
     """Apply learned sound directions to images instantly: one generator pass per image and strength.
 
     Writes <source>/source.png and <source>/<direction>_s<strength>.png per source (seedNNNN or the file's
@@ -122,7 +123,7 @@ def apply_command(direction_specs, direction_weights, seed_list, seed_ranges, la
                         for spec, d, w in zip(direction_specs, directions, weights)],
             sources=[{"folder": name, "seed": source if isinstance(source, int) else None,
                       "image": str(source.image) if isinstance(source, ImageSource) else None} for name, source in sources],
-            latents=list(latents), strengths=strengths, class_index=class_index, generator=generator, device=str(device),
+            latents=list(latents), strengths=strengths, class_index=class_index, generator=generator, world=world, device=str(device),
             inversions=editor.inversions, weights=weights_record(editor.weight_files),
             timings_s={"load": ready - started, "apply": applied_at - ready, "write": time.perf_counter() - applied_at},
             outputs=outputs + ["run.json"],

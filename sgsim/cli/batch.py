@@ -17,7 +17,7 @@ from sgsim.settings import GROUPS, EditSettings
               help="Folder of the job folders (OUT/<name>/, as `sgsim edit` writes) and summary.csv.")
 @click.option("--overwrite", is_flag=True, help="Replace a job's folder even if it holds files sgsim did not write.")
 @device_option
-@edit_options(*GROUPS)
+@edit_options(*GROUPS, leave_out=("free",))  # every job names its own source
 def batch_command(jobs_file, out, overwrite, device, settings: EditSettings) -> int:
     """Run the edits of a CSV of jobs, one folder each; resumable, and split over the processes of torchrun.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from sgsim.cli.options import command_line
+from sgsim.cli.options import command_line, setting_option
 
 
 
@@ -32,6 +32,17 @@ def encoder_choices(values: tuple[str, ...]) -> list:
     return [EncoderChoice(name, checkpoint, label=shown) for (_, name, checkpoint), shown in zip(parsed, unique(defaults, " #"))]
 
 
+def _world_encoder(world: str, encoders: tuple[str, ...], clips: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
+    """The --encoder spec and --clip of a world's audio encoder and CLIP files; --encoder or --clip as well is refused."""
+    from sgsim.worlds import WorldError, resolve_world
+
+    given = [flag for flag, values in (("--encoder", encoders), ("--clip", clips)) if values]
+    if given:
+        raise WorldError(f"--world {world} brings its own audio encoder and CLIP; leave out {', '.join(given)}")
+    files = resolve_world(world)
+    return (f"{world}:{files.encoder_name}={files.encoder}",), str(files.clip)
+
+
 def _clip_choices(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
     """`--clip PATH` (every encoder) and `--clip ENCODER=PATH` (one encoder) into a default and per-encoder table."""
     default, per_encoder = None, {}
@@ -51,6 +62,8 @@ def _clip_choices(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
                    "the label names its rows (default: NAME, with the checkpoint's stem when NAME repeats). "
                    "Default: every encoder whose weights are present.")
 @click.option("--clip", "clips", multiple=True, help="CLIP weights for every encoder (PATH) or some (NAME=PATH or LABEL=PATH); default: each encoder's own.")
+@setting_option("world", help="Compare the audio encoder of a miniature world built by `sgsim world build` (shapes), "
+                "in its own CLIP, instead of --encoder and --clip.")
 @click.option("--prompts", type=click.Choice(["bare", "sound", "ensemble"]), default="sound", show_default=True,  # PROMPT_TEMPLATES, spelt out: no torch for --help
               help="Zero-shot prompt set.")
 @click.option("--linear-probe/--no-linear-probe", default=True, show_default=True, help="Also fit a logistic regression per held-out fold.")
@@ -67,7 +80,7 @@ def _clip_choices(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
               help="Of the audio embeddings. bf16: the encoders' networks under bfloat16 autocast (front ends stay fp32), a forward "
                    "about 2x faster on a CPU with AVX512-BF16 or AMX, every embedding within cosine 0.999 of fp32's; its tables may "
                    "differ slightly from fp32 ones. Cached apart.")
-def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, baseline_resnet50, baseline_epochs, with_paper, out, cache_dir, no_cache, device,
+def compare_encoders_command(datasets, encoders, clips, world, prompts, linear_probe, baseline_resnet50, baseline_epochs, with_paper, out, cache_dir, no_cache, device,
                              batch_size, workers, precision) -> None:
     """Zero-shot and linear-probe accuracy of audio encoders, per official fold and averaged.
 
@@ -88,6 +101,8 @@ def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, b
     say = click.echo if rank.is_main else (lambda *args, **kwargs: None)  # every rank sees the same; rank 0 tells
     started = time.perf_counter()
     clip_default, clip_per_encoder = _clip_choices(clips)
+    if world is not None:
+        encoders, clip_default = _world_encoder(world, encoders, clips)
     if encoders:
         choices, skipped = encoder_choices(encoders), []
     else:
@@ -132,7 +147,7 @@ def compare_encoders_command(datasets, encoders, clips, prompts, linear_probe, b
         raise click.ClickException("no encoder could be evaluated; see the reasons above, download weights or pass --encoder NAME=CHECKPOINT")
     paths = write_reports(comparison, out, with_paper)
     write_json(out / RUN_RECORD, run_record(
-        "compare-encoders", command_line(), datasets=[str(path) for path in datasets],
+        "compare-encoders", command_line(), world=world, datasets=[str(path) for path in datasets],
         encoders=[{"name": c.name, "label": c.shown, "checkpoint": c.checkpoint, "clip": c.clip} for c in choices],
         settings={"prompts": prompts, "linear_probe": linear_probe, "baseline_resnet50": baseline_resnet50,
                   "baseline_epochs": baseline_epochs, "precision": precision, "batch_size": batch_size},

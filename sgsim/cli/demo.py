@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from sgsim.cli import Terminated
-from sgsim.cli.options import device_option, setting_option
+from sgsim.cli.options import device_option, setting_option, world_option
 from sgsim.errors import SgsimError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "audio"  # the checkout's example sounds, if installed from one
@@ -18,9 +18,10 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, host: str, port: int, examples: Path | None,
-               workspace: Path, block: bool = True):
+               workspace: Path, block: bool = True, world: str | None = None):
     """Load the networks, then serve the page, keeping uploads and results in `workspace`.
-    Returns the running server when block is False (the caller closes it)."""
+    Returns the running server when block is False (the caller closes it). `world`: the world the networks come from
+    (recorded)."""
     try:
         from sgsim.demo.page import DemoPage, serve
     except ImportError as exc:
@@ -29,7 +30,7 @@ def start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, hos
 
     editor = build_editor(generator, encoder, encoder_checkpoint, clip_weights, device)  # missing weights fail before serving
     os.environ["GRADIO_TEMP_DIR"] = str(workspace / "uploads")  # Gradio's upload folder: the only files a page may name
-    networks = {"generator": generator, "encoder": encoder, "encoder_checkpoint": encoder_checkpoint, "clip": clip_weights}
+    networks = {"generator": generator, "encoder": encoder, "encoder_checkpoint": encoder_checkpoint, "clip": clip_weights, "world": world}
     engine = DemoEngine(editor, workspace / "results", {k: None if v is None else str(v) for k, v in networks.items()})
     page = DemoPage(engine, examples=examples if examples is not None and examples.is_dir() else None)
     if host not in LOCAL_HOSTS:
@@ -45,16 +46,17 @@ def start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, hos
 @setting_option("encoder")
 @setting_option("encoder_checkpoint")
 @setting_option("clip_weights")
+@world_option
 @device_option
 @click.option("--examples", type=click.Path(path_type=Path, file_okay=False), default=EXAMPLES,
               help="Folder of example .wav sounds listed on the page.  [default: the checkout's examples/audio]")
-def demo_command(host, port, generator, encoder, encoder_checkpoint, clip_weights, device, examples) -> None:
+def demo_command(host, port, generator, encoder, encoder_checkpoint, clip_weights, world, device, examples) -> None:
     """Serve an interactive page: upload or record a sound, edit an image toward it, tune the strength."""
     with tempfile.TemporaryDirectory(prefix="sgsim-demo-") as workspace:  # uploads and results go when the server stops
         server = None
         try:
             server = start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, host, port, examples,
-                                Path(workspace), block=False)
+                                Path(workspace), block=False, world=world)
             wait_for_stop()
         except (KeyboardInterrupt, Terminated):
             pass  # Ctrl+C and SIGTERM are how a server is stopped: neither is an error

@@ -80,7 +80,7 @@ def run_editor(plan, audio: Sequence[Path], text: Optional[str], settings: EditS
 @click.option("--audio", "audio", multiple=True, type=click.Path(path_type=Path), help="Sound to edit toward (repeat for several).")
 @click.option("--text", default=None, help="Text mixed with every sound (see --mix), or the only target when no --audio is given.")
 @click.option("--image", type=click.Path(path_type=Path), default=None, help="Source image to invert and edit.")
-@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=None, help="Source: the generator's image of this seed (truncation 0.7).")
+@click.option("--seed", type=click.IntRange(0, SEED_MAX), default=None, help="Source: the generator's image of this seed (see --truncation).")
 @click.option("--latent", default=None, metavar="FILE[:KEY]",
               help="Source: a W or W+ latent in a .npz (sgsim generate/invert 'w', the ADA projector's projected_w.npz). "
                    "An edit's latents.npz continues from its first edited latent; FILE:edited[N] picks another, FILE:source its start.")

@@ -6,7 +6,8 @@ import time
 
 import click
 
-from sgsim.cli.options import SEED_MAX, command_line, device_option, out_option, parse_seeds, setting_option, transform_options
+from sgsim.cli.options import (SEED_MAX, command_line, device_option, out_option, parse_seeds, setting_option,
+                               transform_options, world_option)
 
 
 @click.command("generate")
@@ -14,12 +15,13 @@ from sgsim.cli.options import SEED_MAX, command_line, device_option, out_option,
 @click.option("--seeds", "seed_ranges", default=None, metavar="LIST", help="Seeds and ranges, e.g. 0-3,42 (as NVIDIA's gen_images.py).")
 @out_option(required=True)
 @setting_option("generator")
-@click.option("--truncation", type=click.FloatRange(-10, 10), default=0.7, show_default=True,
-              help="psi toward w_avg (1 = none); 0.7 matches sgsim edit --seed.")
+@world_option
+@setting_option("truncation", help="psi toward w_avg (1 = none); the default matches sgsim edit --seed.")
 @click.option("--class", "class_index", type=click.IntRange(min=0), default=None, help="Class to draw (conditional generators only).")
 @transform_options
 @device_option
-def generate_command(seed_list, seed_ranges, out, overwrite, generator, truncation, class_index, translate, rotate, device) -> None:
+def generate_command(seed_list, seed_ranges, out, overwrite, generator, world, truncation, class_index, translate, rotate,
+                     device) -> None:
     """Draw the generator's images of some seeds, with their W+ latents for `sgsim edit --latent`.
 
     Writes seedNNNN.png and seedNNNN.npz ('w': W+ [num_ws, w_dim]) per seed, and run.json.
@@ -55,7 +57,7 @@ def generate_command(seed_list, seed_ranges, out, overwrite, generator, truncati
             write_latent_file(staging / f"seed{seed:04d}.npz", w=w)
             outputs += [f"seed{seed:04d}.png", f"seed{seed:04d}.npz"]
         write_json(staging / "run.json", run_record(
-            "generate", command_line(), seeds=seeds, generator=generator, truncation=truncation, class_index=class_index,
+            "generate", command_line(), seeds=seeds, generator=generator, world=world, truncation=truncation, class_index=class_index,
             camera=None if camera.is_identity else camera.record(),
             device=str(device), weights=weights_record({"generator": weights}),
             timings_s={"total": time.perf_counter() - started}, outputs=outputs + ["run.json"],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from sgsim.cli.options import SEED_MAX, command_line, device_option, out_option, setting_option
+from sgsim.cli.options import SEED_MAX, command_line, device_option, out_option, setting_option, world_option
 from sgsim.settings import bounds_of, default_of
 
 
@@ -26,6 +26,7 @@ def _optional(loader):
 @click.option("--image", type=click.Path(path_type=Path), required=True, help="Photo to invert (any size).")
 @out_option(required=True)
 @setting_option("generator")
+@world_option
 @setting_option("inversion_method")
 @setting_option("photo_encoder")
 @click.option("--steps", type=click.IntRange(*bounds_of("invert_steps")), default=default_of("invert_steps"), show_default=True,
@@ -34,7 +35,8 @@ def _optional(loader):
 @setting_option("align")
 @device_option
 @click.option("--seed", type=click.IntRange(0, SEED_MAX), default=0, show_default=True, help="Seeds the initial noise and the w exploration noise.")
-def invert_command(image, out, overwrite, generator, inversion_method, photo_encoder, steps, refine_steps, align, device, seed) -> None:
+def invert_command(image, out, overwrite, generator, world, inversion_method, photo_encoder, steps, refine_steps, align, device,
+                   seed) -> None:
     """Find the W+ latent of a photo with the generator, for `sgsim edit --latent`.
 
     Writes input.png (the aligned or cropped photo), reconstruction.png, latent.npz ('w': W+ [1, num_ws, w_dim],
@@ -75,7 +77,7 @@ def invert_command(image, out, overwrite, generator, inversion_method, photo_enc
         if plan.encoder is not None:
             files["photo_encoder"] = Path(plan.encoder)
         write_json(staging / "run.json", run_record(
-            "invert", command_line(), **inversion_record(image, inversion, seed), generator=generator, device=str(device),
+            "invert", command_line(), **inversion_record(image, inversion, seed), generator=generator, world=world, device=str(device),
             loss=("lpips" if result.used_lpips else "pixels") if result.losses else None,
             final_loss=float(result.losses[-1]) if result.losses else None, weights=weights_record(files),
             timings_s={"total": time.perf_counter() - started}, outputs=outputs,

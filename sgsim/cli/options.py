@@ -124,17 +124,19 @@ def setting_option(name: str, **overrides) -> Callable:
     return click.option(flag, name, default=default, show_default=shown, help=meta["help"], **extra)
 
 
-def edit_options(*groups: str, names: Sequence[str] = (), **overrides: dict) -> Callable:
+def edit_options(*groups: str, names: Sequence[str] = (), leave_out: Sequence[str] = (), **overrides: dict) -> Callable:
     """The options of every edit setting in `groups` (networks, source, optimisation, strengths, outputs) and
-    `names`, gathered into one `settings` argument (an EditSettings; settings a command lacks keep their defaults).
-    `overrides`: setting name -> setting_option overrides."""
-    chosen = [name for name in SETTINGS if name in settings_in(*groups) or name in names]
+    `names`, but those in `leave_out`, gathered into one `settings` argument (an EditSettings; settings a command
+    lacks keep their defaults). `overrides`: setting name -> setting_option overrides."""
+    chosen = [name for name in SETTINGS if (name in settings_in(*groups) or name in names) and name not in leave_out]
 
     def decorate(function: Callable) -> Callable:
         @functools.wraps(function)
         def gathered(**kwargs):
+            from sgsim.worlds import world_networks
+
             values = {name: kwargs.pop(name) for name in chosen}
-            return function(settings=EditSettings(**values), **kwargs)
+            return function(settings=world_networks(EditSettings(**values)), **kwargs)
 
         for name in reversed(chosen):
             gathered = setting_option(name, **overrides.get(name, {}))(gathered)
@@ -170,3 +172,18 @@ def camera_option(function: Callable) -> Callable:
     return click.option("--camera", callback=_numbers(3, "0.02,0,3"), default=None, metavar="PAN_X,PAN_Y,SPIN",
                         help="Move the camera while the sound plays: image widths per second along x and y, and "
                              "degrees per second (StyleGAN3 generators).")(function)
+
+
+def world_option(function: Callable) -> Callable:
+    """--world NAME for a command that takes some network settings one by one (generator, encoder, encoder_checkpoint,
+    clip_weights): given, they become the world's files (sgsim.worlds.world_networks); the command also gets `world`."""
+    @functools.wraps(function)
+    def resolved(**kwargs):
+        if kwargs.get("world") is not None:
+            from sgsim.worlds import NETWORK_FLAGS, world_networks
+
+            names = [name for name in NETWORK_FLAGS if name in kwargs]
+            settings = world_networks(EditSettings(world=kwargs["world"], **{name: kwargs[name] for name in names if kwargs[name] is not None}))
+            kwargs.update({name: getattr(settings, name) for name in names})
+        return function(**kwargs)
+    return setting_option("world")(resolved)

@@ -124,7 +124,8 @@ def video_command(audio, seed, image, latent, class_index, out, overwrite, fps, 
         try:
             clip = editor.video(audio, plan.source, fps=fps, keyframe_every=keyframe_every, window=window, strength=strength,
                                 smoothness=smoothness, loudness=loudness, steps=steps, lr=settings.lr, weights=weights,
-                                invert_steps=settings.invert_steps, class_index=class_index, precision=settings.precision, direction=direction,
+                                invert_steps=settings.invert_steps, class_index=class_index, precision=settings.precision,
+                                adaptive_layer_masking=settings.adaptive_layer_masking, direction=direction,
                                 progress=bars)
             made = time.perf_counter()
             if not motion.is_identity:  # the picture moves when rendered; the edit was optimised on the still view

@@ -103,7 +103,7 @@ class DemoEngine:
         self.networks = networks  # the names or paths the demo was started with, for run.json
         named = {"generator": networks.get("generator"), "encoder": networks.get("encoder"),
                  "encoder_checkpoint": networks.get("encoder_checkpoint"), "clip_weights": networks.get("clip"),
-                 "photo_encoder": networks.get("photo_encoder")}
+                 "photo_encoder": networks.get("photo_encoder"), "world": networks.get("world")}
         self.settings = EditSettings(**{name: value for name, value in named.items() if value is not None})
         self._device = threading.Lock()
         self._runs = 0

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from sgsim.editing.results import AppliedEdit, EditResult
     from sgsim.editing.optimise import EditDiverged
     from sgsim.editing.presets import PRESETS, EditPreset, PresetChoice
-    from sgsim.editing.sources import ImageSource, LatentSource, SeedSource
+    from sgsim.editing.sources import ImageSource, LatentSource, MeanSource, SeedSource
     from sgsim.editing.targets import Target
 
 _HOMES = {
@@ -24,10 +24,10 @@ _HOMES = {
     "AppliedEdit": "results", "EditResult": "results", "Editor": "editor",
     "EditDiverged": "optimise",
     "PRESETS": "presets", "EditPreset": "presets", "PresetChoice": "presets",
-    "ImageSource": "sources", "LatentSource": "sources", "SeedSource": "sources",
+    "ImageSource": "sources", "LatentSource": "sources", "MeanSource": "sources", "SeedSource": "sources",
     "Target": "targets",
 }
-__all__ = ["AppliedEdit", "EditDiverged", "EditPreset", "EditResult", "Editor", "ImageSource", "LatentSource", "PRESETS", "PresetChoice",
+__all__ = ["AppliedEdit", "EditDiverged", "EditPreset", "EditResult", "Editor", "ImageSource", "LatentSource", "MeanSource", "PRESETS", "PresetChoice",
            "SeedSource", "SoundDirection", "Target", "load_directions", "save_directions"]
 
 

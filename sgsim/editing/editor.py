@@ -22,11 +22,12 @@ from sgsim.editing.optimise import OptimisedLatents, StepCallback, optimise_late
 from sgsim.editing.precision import edit_precision
 from sgsim.editing.results import AppliedEdit, EditResult
 from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
-from sgsim.editing.sources import ImageSource, LatentSource, SeedSource, as_source, as_w_plus, seed_latent
+from sgsim.editing.sources import (ImageSource, LatentSource, MeanSource, SeedSource, as_source, as_w_plus, mean_latent,
+                                   seed_latent)
 from sgsim.editing.targets import Target, embed_target, loudness_scale, loudness_strengths
 from sgsim.editing.variables import SharedOffset, free_rows
 from sgsim.errors import SgsimError, SgsimNotice
-from sgsim.settings import EditSettings, check_settings, check_strengths
+from sgsim.settings import SEED_TRUNCATION, EditSettings, check_settings, check_strengths
 from sgsim.losses import TERMS, ClipDirection, IdentityTerm, check_weights
 from sgsim.progress import phase_bar
 from stylegan2.noise import swapped_noise
@@ -39,7 +40,7 @@ DEFAULT_NETWORKS = {"identity": components.load_identity, "lpips": components.lo
 if TYPE_CHECKING:
     from sgsim.editing.video import VideoEdit
 
-AnySource = Union[SeedSource, LatentSource, ImageSource, int, str, Path, np.ndarray, torch.Tensor]
+AnySource = Union[SeedSource, LatentSource, ImageSource, MeanSource, int, str, Path, np.ndarray, torch.Tensor]
 
 
 @dataclass
@@ -57,6 +58,8 @@ def _describe_source(source) -> dict:
         return {"seed": source.seed, "class_index": source.class_index}
     if isinstance(source, ImageSource):
         return {"image": str(source.image) if isinstance(source.image, (str, Path)) else "tensor"}
+    if isinstance(source, MeanSource):
+        return {"mean": True}
     return {"latent": list(np.shape(source.latent))}
 
 
@@ -126,10 +129,19 @@ class Editor:
         device: Union[str, torch.device, None] = None,
         preset: Union[str, EditPreset, None] = None,  # None: recognised from what the generator is
         check_generator: Optional[Callable[[Any], None]] = None,  # called on the generator before the other networks load
+        world: Optional[str] = None,  # a built miniature world ("shapes"): its generator, encoder and CLIP files
         **options,  # further Editor arguments (mixed_synthesis)
     ) -> "Editor":
-        """An Editor with every component loaded by manifest name or file path (sgsim.components). `check_generator`
-        lets a caller refuse what the generator cannot do (a class it lacks) before the encoders and CLIP load."""
+        """An Editor with every component loaded by manifest name or file path (sgsim.components), or from `world`'s
+        files (sgsim.worlds.world_networks; naming a network as well is an error). `check_generator` lets a caller
+        refuse what the generator cannot do (a class it lacks) before the encoders and CLIP load."""
+        if world is not None:
+            from sgsim.worlds import world_networks
+
+            chosen = world_networks(EditSettings(world=world, generator=generator, encoder=encoder or EditSettings.encoder,
+                                                 encoder_checkpoint=encoder_checkpoint, clip_weights=clip))
+            generator, encoder_checkpoint, clip = chosen.generator, chosen.encoder_checkpoint, chosen.clip_weights
+            encoder = chosen.encoder if encoder is not None else None
         device = torch.device(device) if device is not None else _default_device()
         G = components.load_generator(generator, device)
         if check_generator is not None:
@@ -165,14 +177,17 @@ class Editor:
             self.weight_files[name] = loaded.weights
         return self.networks.get(name)
 
-    def source_latent(self, source: AnySource, seed: int = 0, invert_steps: int = 1000, class_index: Optional[int] = None) -> torch.Tensor:
+    def source_latent(self, source: AnySource, seed: int = 0, invert_steps: int = 1000, class_index: Optional[int] = None,
+                      truncation: float = SEED_TRUNCATION) -> torch.Tensor:
         """W+ [num_ws, w_dim] on the device of a source: a seed (of class `class_index` for a conditional
-        generator), a W / W+ latent, or an image (inverted, seeded by `seed`); see sources.as_source."""
-        return self.source_start(source, seed, invert_steps, class_index)[0]
+        generator, truncated by `truncation`), a W / W+ latent, an image (inverted, seeded by `seed`) or the mean
+        latent; see sources.as_source."""
+        return self.source_start(source, seed, invert_steps, class_index, truncation=truncation)[0]
 
     @holding_generator
     def source_start(self, source: AnySource, seed: int, invert_steps: int, class_index: Optional[int],
-                     refine_steps: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor], Optional[torch.Tensor]]:
+                     refine_steps: int = 0, truncation: float = SEED_TRUNCATION,
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Optional[torch.Tensor]]:
         """The source's W+ latent, the noise buffers to render it with ({}: the generator's own) and, for an image
         source, the photo as inverted ([3, H, W] in [-1, 1]); each photo's inversion (plan, reason, distances) is
         recorded in `inversions`."""
@@ -181,13 +196,15 @@ class Editor:
         if isinstance(source, SeedSource):
             if class_index is not None and source.class_index is not None and class_index != source.class_index:
                 raise SgsimError(f"two classes given: class_index={class_index!r} and SeedSource.class_index={source.class_index!r}")
-            return seed_latent(G, source.seed, class_index=source.class_index if class_index is None else class_index), {}, None
+            return seed_latent(G, source.seed, truncation, source.class_index if class_index is None else class_index), {}, None
         if class_index is not None:
-            # The label only enters through the mapping network, which a latent or an image source skips.
-            raise SgsimError(f"class {class_index!r} given with a latent or image source: a class picks the label of a seed "
+            # The label only enters through the mapping network, which a latent, image or mean source skips.
+            raise SgsimError(f"class {class_index!r} given with a latent, image or mean source: a class picks the label of a seed "
                              f"source only; leave out class_index / --class")
         if isinstance(source, LatentSource):
             return as_w_plus(source.latent, G.num_ws, G.w_dim).to(self.device), dict(source.noise), None
+        if isinstance(source, MeanSource):
+            return mean_latent(G).to(self.device), {}, None
         # The photo policy (sgsim.photo_inversion) decides alignment, method and steps; with 'optimise' the W fit
         # alone unless `refine_steps` is given, as Editor.edit has always inverted.
         from sgsim.photo_inversion import invert_photo, inversion_record
@@ -259,13 +276,19 @@ class Editor:
         self.require_encoders("edit")
         targets = self._check_targets(targets, mix)
         strengths = check_settings(steps, lr, mix, settings.strengths)
-        run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)
+        source = as_source(source)
+        free = isinstance(source, MeanSource)
+        if settings.free and not free:
+            raise SgsimError(f"free=True starts from the generator's mean latent: pass MeanSource() as the source, not a "
+                             f"{type(source).__name__}")
+        run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id,
+                               free=free, adaptive_layer_masking=settings.adaptive_layer_masking)
         weights = run.weights
 
         source = _with_photo_settings(as_source(source), settings)
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
         w_source, fitted_noise, input_image = self.source_start(source, seed, settings.invert_steps, class_index,
-                                                                settings.refine_steps)
+                                                                settings.refine_steps, settings.truncation)
         noise = {name: torch.as_tensor(value).to(self.device) for name, value in (noise or fitted_noise).items()}
         if mix == "weighted":
             directions = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)])
@@ -302,7 +325,9 @@ class Editor:
                 "lambda_latent": weights["latent"], "lambda_id": weights["id"],
                 "layers": None if layers is None else sorted({int(i) for i in layers}), "seed": seed,
                 "class_index": None if class_index is None else int(class_index),
-                "source_type": type(source).__name__,
+                "source_type": type(source).__name__, "free": free,
+                "truncation": settings.truncation if isinstance(source, SeedSource) else None,
+                "adaptive_layer_masking": settings.adaptive_layer_masking,
                 "mix": mix, "mix_sound_rows": coarse_rows(self.generator.num_ws) if mix == "layers" else None,
                 "strengths": list(strengths), "loudness_strength": loudness_strength, "record_every": record_every,
                 "loudness_dbfs": [e.loudness_dbfs for e in embeddings], "loudness_scale": scales,
@@ -363,12 +388,14 @@ class Editor:
         sources = [_with_photo_settings(as_source(source), settings) for source in sources]
         if not sources:
             raise SgsimError("no sources: a direction is learned over one or more seeds, latents or images (16 is a good number)")
-        run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)
+        run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id,
+                               adaptive_layer_masking=settings.adaptive_layer_masking)
         weights = run.weights
 
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
         aims = torch.stack([e.mixed(t.weight) for e, t in zip(embeddings, targets)]).to(self.device)
-        w_sources = torch.stack([self.source_start(source, seed, settings.invert_steps, class_index)[0] for source in sources])
+        w_sources = torch.stack([self.source_start(source, seed, settings.invert_steps, class_index, truncation=settings.truncation)[0]
+                                 for source in sources])
         variables = SharedOffset(w_sources, layers, count=len(targets))
         # Sources are rendered with the generator's own noise (an image source's fitted noise is not carried).
         self.optimise(run, variables.sources(), aims.repeat_interleave(len(sources), dim=0), steps=steps, lr=lr,
@@ -515,11 +542,12 @@ class Editor:
         return make_video(self, audio, source, **options)
 
     def prepare_run(self, precision: Optional[str], weights: Optional[Mapping[str, float]], lambda_latent: Optional[float] = None,
-                    lambda_id: Optional[float] = None) -> "PreparedRun":
-        """What every optimisation settles first: its precision (and why), the loss weights over the preset's, and the
-        helper networks those terms need (a term whose network is absent is turned off, with a warning)."""
+                    lambda_id: Optional[float] = None, *, free: bool = False, adaptive_layer_masking: bool = False) -> "PreparedRun":
+        """What every optimisation settles first: its precision (and why), the loss weights over the preset's (see
+        loss_weights), and the helper networks those terms need (a term whose network is absent is turned off, with a
+        warning)."""
         chosen = choose_precision(precision, self.device)
-        weights = self.loss_weights(weights, lambda_latent, lambda_id)
+        weights = self.loss_weights(weights, lambda_latent, lambda_id, free=free, adaptive_layer_masking=adaptive_layer_masking)
         return PreparedRun(chosen, weights, self.networks_for(weights))
 
     @holding_generator
@@ -535,12 +563,19 @@ class Editor:
                                         networks=run.networks, **loop)
 
     def loss_weights(self, weights: Optional[Mapping[str, float]], lambda_latent: Optional[float],
-                 lambda_id: Optional[float]) -> dict[str, float]:
-        """The preset's loss weights updated by `weights` and the lambda_* aliases, checked."""
+                     lambda_id: Optional[float], *, free: bool = False, adaptive_layer_masking: bool = False) -> dict[str, float]:
+        """The preset's loss weights updated by `weights` and the lambda_* aliases, checked. `free` (free generation):
+        the preset's terms other than CLIP weigh 0, as the official script's free mode minimises the CLIP loss alone.
+        `adaptive_layer_masking`: the latent term's weight moves to adaptive_latent (the official rule), latent 0."""
         aliases = {name: value for name, value in (("latent", lambda_latent), ("id", lambda_id)) if value is not None}
         if not all(math.isfinite(v) and v >= 0 for v in aliases.values()):
             raise SgsimError(f"lambda_latent and lambda_id must be finite numbers >= 0, got {lambda_latent} and {lambda_id}")
-        return check_weights({**self.preset.weights, **(weights or {}), **aliases})
+        preset = {name: (weight if name == "clip" else 0.0) for name, weight in self.preset.weights.items()} if free else self.preset.weights
+        chosen = check_weights({**preset, **(weights or {}), **aliases})
+        if adaptive_layer_masking:
+            chosen["adaptive_latent"] = chosen.get("adaptive_latent", 0.0) + chosen["latent"]
+            chosen["latent"] = 0.0
+        return chosen
 
     def networks_for(self, weights: dict[str, float]) -> dict[str, object]:
         """The helper networks the terms with weight > 0 need; a term whose network is absent from the cache is

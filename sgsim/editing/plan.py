@@ -20,12 +20,12 @@ AUDIO_CHECK_SECONDS = 10.0
 class EditPlan:
     """Everything an edit checked before loading a network: the source, the targets, where to write."""
 
-    source: object  # sgsim.editing SeedSource, ImageSource or LatentSource (with the noise stored beside the latent)
+    source: object  # sgsim.editing SeedSource, ImageSource, LatentSource (with the noise stored beside the latent) or MeanSource
     latent_key: Optional[str] = None  # which array of the latent file
     stems: list[str] = field(default_factory=list)  # file stem per target (the default folder is named after the first)
     device: object = None  # torch.device
     out: Optional[Path] = None
-    given: dict = field(default_factory=dict)  # the source as named: seed, image, latent (FILE[:KEY]), class
+    given: dict = field(default_factory=dict)  # the source as named: seed (and its truncation), image, latent (FILE[:KEY]), class, free
 
 
 def source_record(plan: EditPlan, inversion: Optional[dict]) -> dict:
@@ -47,12 +47,13 @@ def plan_edit(audio: Sequence[Path], text: Optional[str], image: Optional[Path],
     """Check every flag and input that can be checked without the networks, cheapest first."""
     from sgsim.devices import choose_precision, parse_device
     from sgsim.editing.presets import choose_preset
-    from sgsim.editing.sources import ImageSource, LatentSource, SeedSource
+    from sgsim.editing.sources import ImageSource, LatentSource, MeanSource, SeedSource
 
-    sources = {"--seed": seed, "--image": image, "--latent": latent}
+    sources = {"--seed": seed, "--image": image, "--latent": latent, "--free": True if settings.free else None}
     given = [flag for flag, value in sources.items() if value is not None]
     if len(given) != 1:
-        raise UsageProblem(f"pass exactly one source, --seed N, --image FILE or --latent FILE[:KEY]; got {len(given)} ({', '.join(given) or 'none'})")
+        raise UsageProblem(f"pass exactly one source, --seed N, --image FILE, --latent FILE[:KEY] or --free; got {len(given)} "
+                           f"({', '.join(given) or 'none'})")
     if not audio and not text:
         raise UsageProblem("pass at least one --audio FILE, or a --text to edit toward")
     mix, generator = settings.mix, settings.generator
@@ -60,7 +61,9 @@ def plan_edit(audio: Sequence[Path], text: Optional[str], image: Optional[Path],
         raise UsageProblem("--mix layers mixes a sound-guided and a text-guided edit: every target needs both audio and text; "
                            "pass --audio and --text")
     if class_index is not None and seed is None:
-        raise UsageProblem("--class picks the label of a --seed source; a latent or an image has none, leave out --class")
+        raise UsageProblem("--class picks the label of a --seed source; a latent, an image or --free has none, leave out --class")
+    if settings.free and settings.adaptive_layer_masking:
+        raise UsageProblem("--adaptive-layer-masking weighs the latent term, which --free turns off; pass one of them")
     plan = EditPlan(source=SeedSource(seed), device=parse_device(device))
     choose_precision(settings.precision, plan.device)
     if settings.preset is not None:
@@ -83,9 +86,12 @@ def plan_edit(audio: Sequence[Path], text: Optional[str], image: Optional[Path],
         stored = read_latent_file(latent)
         plan.source, plan.latent_key = LatentSource(stored.latent, stored.noise), stored.key
         tag = safe_stem(split_latent_spec(latent)[0].stem, "latent")
+    elif settings.free:
+        plan.source, tag = MeanSource(), "free"
     else:
         tag = f"seed{seed}"
-    plan.given = {"seed": seed, "image": image, "latent": latent, "class": class_index}
+    plan.given = {"seed": seed, "image": image, "latent": latent, "class": class_index, "free": settings.free,
+                  "truncation": settings.truncation if seed is not None else None}
     plan.stems = file_stems(list(audio)) if audio else [safe_stem(text, "text")]
     plan.out = out if out is not None else fresh_folder(f"{plan.stems[0]}-{tag}")
     return plan

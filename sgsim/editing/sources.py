@@ -1,4 +1,5 @@
-"""Where an edit starts: a seed, a W or W+ latent (array; files: sgsim.latents), or an image to invert."""
+"""Where an edit starts: a seed, a W or W+ latent (array; files: sgsim.latents), an image to invert, or the generator's
+mean latent (free generation)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ import numpy as np
 import torch
 
 from sgsim.errors import SgsimError
-from sgsim.settings import INVERSION_METHODS, INVERT_STEPS, REFINE_STEPS
+from sgsim.settings import INVERSION_METHODS, INVERT_STEPS, REFINE_STEPS, SEED_TRUNCATION  # noqa: F401  (SEED_TRUNCATION: sgsim.editing.sources.SEED_TRUNCATION, as before)
 
-SEED_TRUNCATION = 0.7  # SGSIM / StyleCLIP start edits from w truncated halfway-plus toward w_avg
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,12 @@ class LatentSource:
 
     latent: Union[np.ndarray, torch.Tensor]
     noise: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MeanSource:
+    """Start from the generator's mean latent w_avg on every W+ row: free generation (the official script's
+    mean_latent start), where the edit minimises the CLIP term alone, nothing to stay close to."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +73,13 @@ class ImageSource:
             encoder=settings.photo_encoder if self.encoder is None else self.encoder)
 
 
-Source = Union[SeedSource, LatentSource, ImageSource]
+Source = Union[SeedSource, LatentSource, ImageSource, MeanSource]
 
 
 def as_source(source: object) -> Source:
     """A typed source, with the shorthands that cannot be mistaken: an int is a seed, a path an image file, an
     array or tensor a latent (wrap an image tensor in ImageSource)."""
-    if isinstance(source, (SeedSource, LatentSource, ImageSource)):
+    if isinstance(source, (SeedSource, LatentSource, ImageSource, MeanSource)):
         return source
     if isinstance(source, (bool, np.bool_)):
         raise SgsimError(f"source must be a seed, a latent or an image, got {source!r}")
@@ -84,7 +90,7 @@ def as_source(source: object) -> Source:
     if isinstance(source, (np.ndarray, torch.Tensor)):
         return LatentSource(source)
     raise SgsimError(f"source must be a seed (int), an image path, a latent array or a SeedSource / LatentSource / "
-                     f"ImageSource, got {type(source).__name__}")
+                     f"ImageSource / MeanSource, got {type(source).__name__}")
 
 
 def class_label(generator, class_index: int | None) -> torch.Tensor:
@@ -111,6 +117,14 @@ def seed_latent(generator, seed: int, truncation: float = SEED_TRUNCATION, class
     z = torch.from_numpy(np.random.RandomState(seed).randn(1, generator.z_dim)).float().to(c.device)
     with torch.no_grad():
         return generator.mapping(z, c, truncation_psi=truncation)[0]
+
+
+def mean_latent(generator) -> torch.Tensor:
+    """W+ [num_ws, w_dim]: the generator's tracked mean w (mapping.w_avg) on every row, detached."""
+    w_avg = getattr(generator.mapping, "w_avg", None)
+    if w_avg is None:
+        raise SgsimError("this generator tracks no mean latent (mapping.w_avg): free generation needs one; start from a seed instead")
+    return w_avg.detach().float().reshape(1, -1).repeat(generator.num_ws, 1)
 
 
 def as_w_plus(latent: np.ndarray | torch.Tensor, num_ws: int, w_dim: int) -> torch.Tensor:

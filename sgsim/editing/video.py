@@ -243,6 +243,7 @@ def make_video(
     class_index: Optional[int] = None,
     noise: Optional[dict[str, torch.Tensor]] = None,
     precision: Optional[str] = None,
+    adaptive_layer_masking: bool = False,
     direction: Optional["SoundDirection"] = None,
     progress: Optional[Progress] = None,
 ) -> VideoEdit:
@@ -256,7 +257,7 @@ def make_video(
         from sgsim.editing.directions import check_generator
 
         check_generator(direction, editor.generator, editor.checksum("generator"))
-    run = editor.prepare_run(precision, {**(weights or {}), "smoothness": smoothness})
+    run = editor.prepare_run(precision, {**(weights or {}), "smoothness": smoothness}, adaptive_layer_masking=adaptive_layer_masking)
     weights = run.weights
     audio = Path(audio)
     duration = check_long_enough(audio)

@@ -1,19 +1,27 @@
 """Miniature worlds whose networks are trained by sgsim itself and whose edits a judge that is not CLIP can score.
 
-`resolve_world(name)` turns a world's name into its bundled files (examples/worlds/<name>/) and registers its
-CLIP config and audio encoder, so every command can load it offline; `sgsim world build` makes those files.
+`resolve_world(name)` turns a world's name into its bundled files (examples/worlds/<name>/, or $SGSIM_WORLDS/<name>/
+when that variable names another folder of worlds) and registers its CLIP config and audio encoder, so every command
+can load it offline (`--world NAME`; world_networks); `sgsim world build` makes those files.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from sgsim.errors import SgsimError
+from sgsim.settings import EditSettings, default_of
 
 WORLDS = ("shapes",)
 BUNDLE_ROOT = Path(__file__).resolve().parents[2] / "examples" / "worlds"  # in the repository beside sgsim/
+ROOT_VARIABLE = "SGSIM_WORLDS"  # a folder of built worlds (<folder>/<name>/) used instead of BUNDLE_ROOT
+# The network settings a world provides, with their flags: given together with --world, they are refused.
+NETWORK_FLAGS = {"generator": "--generator", "encoder": "--encoder", "encoder_checkpoint": "--encoder-checkpoint",
+                 "clip_weights": "--clip"}
 GENERATOR_FILE = "generator.safetensors"
 CLIP_FILE = "clip.safetensors"
 ENCODER_FILE = "encoder.pth"
@@ -46,13 +54,17 @@ def world_files(root: str | os.PathLike, name: str = "shapes") -> WorldFiles:
     return WorldFiles(name, root, root / GENERATOR_FILE, root / CLIP_FILE, root / ENCODER_FILE, CLIP_MODEL, ENCODER_NAME)
 
 
-def register_world() -> None:
-    """Make the world's CLIP config known to open_clip and its audio encoder to sgsim's registry (idempotent)."""
+def register_world(clip: Optional[Path] = None) -> None:
+    """Make the world's CLIP config known to open_clip and its audio encoder to sgsim's registry, its CLIP weights
+    `clip` (default: the bundled world's); idempotent."""
     from encoders.registry import ENCODERS, EncoderInfo
     from sgsim.worlds.clip_training import CLIP_MODEL, register_clip_config
 
     register_clip_config()
-    if ENCODER_NAME not in ENCODERS:
+    if ENCODER_NAME in ENCODERS:
+        if clip is not None:
+            ENCODERS[ENCODER_NAME] = dataclasses.replace(ENCODERS[ENCODER_NAME], clip_weights=str(clip))
+    else:
         ENCODERS[ENCODER_NAME] = EncoderInfo(
             name=ENCODER_NAME,
             description="SGSIM ResNet18 trained by `sgsim world build shapes` into the shapes world's CLIP (2.2 s window)",
@@ -60,18 +72,37 @@ def register_world() -> None:
             kwargs={"backbone": "resnet18", "front_end": ENCODER_FRONT_END},
             weights=None,
             clip_model=CLIP_MODEL,
-            clip_weights=str(BUNDLE_ROOT / "shapes" / CLIP_FILE),
+            clip_weights=str(clip or BUNDLE_ROOT / "shapes" / CLIP_FILE),
         )
 
 
 def resolve_world(name: str, root: str | os.PathLike | None = None) -> WorldFiles:
-    """A world's bundled (or `root`'s) files, registered for loading; one clear error when it is not built."""
+    """A world's bundled files (`root`'s, else those in $SGSIM_WORLDS/<name>), registered for loading; one clear
+    error when it is not built."""
     if name not in WORLDS:
         raise WorldError(f"unknown world {name!r}; choose one of {', '.join(WORLDS)}")
-    files = world_files(root or BUNDLE_ROOT / name, name)
+    files = world_files(root or worlds_root() / name, name)
     missing = [path.name for path in (files.generator, files.clip, files.encoder) if not path.is_file()]
     if missing:
         raise WorldError(f"the {name} world is not built in {files.root} (missing {', '.join(missing)}); "
                          f"run `sgsim world build {name} --out {files.root}`")
-    register_world()
+    register_world(files.clip)
     return files
+
+
+def worlds_root() -> Path:
+    """The folder of built worlds: $SGSIM_WORLDS when set, else the repository's examples/worlds."""
+    return Path(os.environ[ROOT_VARIABLE]) if os.environ.get(ROOT_VARIABLE) else BUNDLE_ROOT
+
+
+def world_networks(settings: EditSettings) -> EditSettings:
+    """`settings` with the networks of its world (settings.world: the generator, audio encoder with its weights and
+    CLIP files of resolve_world); unchanged without a world. A network setting given as well is one clear error."""
+    if settings.world is None:
+        return settings
+    given = [flag for name, flag in NETWORK_FLAGS.items() if getattr(settings, name) not in (None, default_of(name))]
+    if given:
+        raise WorldError(f"--world {settings.world} brings its own generator, audio encoder and CLIP; leave out {', '.join(given)}")
+    files = resolve_world(settings.world)
+    return settings.updated(generator=str(files.generator), encoder=files.encoder_name, encoder_checkpoint=files.encoder,
+                            clip_weights=files.clip)

@@ -49,7 +49,8 @@ def test_the_record_is_json_and_keeps_the_keys_batch_resume_compares():
     assert json.loads(json.dumps(record)) == record and record["encoder_checkpoint"] == "enc.pth"
     assert set(record) == {"invert_steps", "refine_steps", "align", "inversion_method", "photo_encoder", "generator", "encoder", "encoder_checkpoint", "clip_weights",
                            "preset", "steps", "lr", "lambda_latent", "lambda_id", "loss_weights", "mix", "loudness_strength",
-                           "save_video", "precision"}  # what `sgsim batch` recorded as batch_settings before EditSettings
+                           "save_video", "precision",  # what `sgsim batch` recorded as batch_settings before EditSettings
+                           "world", "free", "truncation", "adaptive_layer_masking"}
     assert settings_record(settings)["strengths"] == [0.5, 1.0]
 
 
