@@ -7,6 +7,14 @@ import contextlib
 from typing import Callable, Iterator, Optional
 
 
+def step_bar(total: int, description: str, disable: bool = False):
+    """A tqdm bar over `total` steps that goes when done. It redraws at every step (mininterval 0): a step takes far
+    longer than a redraw, and so the time left shows from the first step, whatever the machine's speed."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="step", leave=False, mininterval=0, disable=disable)
+
+
 @contextlib.contextmanager
 def phase_bar(total: int, description: str, callback: Optional[Callable] = None) -> Iterator[Callable]:
     """The per-step callback to hand a loop of `total` steps: the caller's own `callback` when it gave one, otherwise
@@ -14,9 +22,7 @@ def phase_bar(total: int, description: str, callback: Optional[Callable] = None)
     if callback is not None:
         yield callback
         return
-    from tqdm import tqdm
-
-    with tqdm(total=total, desc=description, unit="step", leave=False) as bar:
+    with step_bar(total, description) as bar:
         yield lambda *_, **__: bar.update(1)
 
 
@@ -24,9 +30,7 @@ def phase_bar(total: int, description: str, callback: Optional[Callable] = None)
 def inversion_bar(total: int, method: str = "optimise") -> Iterator[Callable]:
     """A bar over an inversion's steps (none for an encoder's single pass); yields the callback sgsim.inversion.invert
     calls (stage, loss, ETA)."""
-    from tqdm import tqdm
-
-    with tqdm(total=total, desc=f"invert ({method})", unit="step", leave=False, disable=total == 0) as bar:
+    with step_bar(total, f"invert ({method})", disable=total == 0) as bar:
         def on_step(progress) -> None:
             bar.set_postfix(stage=progress.stage, loss=f"{progress.loss:.4f}", refresh=False)
             bar.update(1)
@@ -38,13 +42,11 @@ def inversion_bar(total: int, method: str = "optimise") -> Iterator[Callable]:
 def edit_bar(total: int, description: str = "edit") -> Iterator[Callable]:
     """A bar over an optimisation's steps; yields its step callback (showing the total and CLIP losses). Drawn from
     the first step on, so that an error found before the optimisation starts stays the only line on stderr."""
-    from tqdm import tqdm
-
     bars: list = []
 
     def on_step(step: int, losses: dict) -> None:
         if not bars:
-            bars.append(tqdm(total=total, desc=description, unit="step", leave=False))
+            bars.append(step_bar(total, description))
         bars[0].set_postfix(loss=f"{losses['total']:.4f}", clip=f"{losses['clip']:.4f}", refresh=False)
         bars[0].update(1)
 

@@ -125,13 +125,15 @@ def file_server():
 
 @pytest.fixture
 def test_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Replace the manifest with the real formats and kinds plus the given entries; returns a function(entries)."""
+    """Replace the manifest with the real formats, kinds and domains plus the given entries; returns a function(entries)."""
     real = json.loads(manifest.MANIFEST_PATH.read_text(encoding="utf-8"))
 
     def install(weights: list[dict]) -> None:
         path = tmp_path / "manifest.json"
         defaults = {"size": None, "sha256": None, "licence": "test", "description": "test file"}
-        path.write_text(json.dumps({"formats": real["formats"], "kinds": real["kinds"], "weights": [defaults | w for w in weights]}))
+        generator = {"domain": "scenes"}  # a manifest generator says what it draws
+        entries = [defaults | (generator if w.get("kind") == "generator" else {}) | w for w in weights]
+        path.write_text(json.dumps({"formats": real["formats"], "kinds": real["kinds"], "domains": real["domains"], "weights": entries}))
         monkeypatch.setattr(manifest, "MANIFEST_PATH", path)
         manifest._load.cache_clear()
 

@@ -96,7 +96,10 @@ def test_a_photo_source_keeps_its_fitted_noise_for_the_slider(engine, run, sound
     request = EditRequest(sound=sound, sound_name="t.wav", source=photo, source_kind="photo", source_name="me.png",
                           steps=2, invert_steps=2)
     inverted = engine.edit(request, lambda *step: None, threading.Event())
-    assert inverted.noise and inverted.record["source"] == {"kind": "photo", "file": "me.png", "invert_steps": 2}
+    source = dict(inverted.record["source"])
+    inversion = source.pop("inversion")  # the photo policy's record (tests/sgsim/test_photo_policy.py)
+    assert (inversion["method"], inversion["steps"]) == ("optimise", 2)
+    assert inverted.noise and source == {"kind": "photo", "file": "me.png"}
     reference = engine.editor.edit(photo, Target(audio=sound), steps=2, invert_steps=2, strengths=(0.0, 1.0))
     torch.testing.assert_close(engine.render(inverted, 0.0), reference.images[0, 0], rtol=0, atol=1e-5)
     torch.testing.assert_close(engine.render(inverted, 1.0), reference.images[0, 1], rtol=0, atol=1e-5)
