@@ -14,6 +14,8 @@ edits. Warm-up edits are not timed; --repeats N interleaves N timings of each co
     python scripts/bench_edit.py --device cpu --memory --resolution 1024 --steps 2   # peak RSS of (a) and (b), one process each
     python scripts/bench_edit.py --device cpu --to-quality --resolution 256  # steps and seconds sgsim needs to reach (a)'s CLIP loss
     python scripts/bench_edit.py --device cpu --tolerance --resolution 256 --precision bf16  # bf16 renders and edits vs fp32
+    python scripts/bench_edit.py --device cpu --vs-full --work-resolution 256 --steps 3 --repeats 2  # time vs the full-resolution path
+    python scripts/bench_edit.py --device cpu --vs-full --tolerance --work-resolution 256 --steps 25  # its quality, by the same tolerance
 """
 
 from __future__ import annotations
@@ -259,8 +261,9 @@ def measure_published(nets: Networks, sound: Path, args: argparse.Namespace, dev
 
 
 def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, device: torch.device, key: str, name: str,
-                  count_flops: bool = True) -> Measurement:
-    """(b) / (c): sgsim's Editor at `args.precision` (default: the device's), all targets in one batch."""
+                  count_flops: bool = True, work_resolution: Optional[str] = None) -> Measurement:
+    """(b) / (c): sgsim's Editor at `args.precision` (default: the device's) and `work_resolution` (default
+    args.work_resolution), all targets in one batch."""
     from sgsim.devices import choose_precision
     from sgsim.editing import Editor
     from sgsim.identity import IdentityLoss
@@ -276,7 +279,7 @@ def measure_sgsim(nets: Networks, sounds: list[Path], args: argparse.Namespace, 
     def run(steps: int, ticks: Optional[list[float]] = None, batch: list[Target] = targets) -> None:
         callback = (lambda step, losses: ticks.append(time.perf_counter())) if ticks is not None else None
         editor.edit(0, batch, steps=steps, lr=LR, lambda_latent=LAMBDA_LATENT, lambda_id=LAMBDA_ID, precision=precision,
-                    callback=callback)
+                    callback=callback, work_resolution=work_resolution or args.work_resolution)
 
     def run_one(steps: int, ticks: Optional[list[float]] = None) -> None:
         run(steps, ticks, targets[:1])
@@ -420,9 +423,11 @@ def measure_to_quality(nets: Networks, sound: Path, args: argparse.Namespace, de
 def measure_tolerance(nets: Networks, sound: Path, args: argparse.Namespace, device: torch.device) -> None:
     """The documented tolerance of sgsim's reduced precision (sgsim/editing/precision.py) on these networks: the
     renders of the same latents, and whole edits of args.steps steps at that precision, in fp32, and in fp32
-    toward the target moved by 1 % (how far rounding-sized changes carry an edit), each scored on fp32 renders."""
+    toward the target moved by 1 % (how far rounding-sized changes carry an edit), each scored on fp32 renders.
+    With --vs-full the same test holds an edit at --work-resolution against the full-resolution edit at the same
+    precision (and the full one toward the moved target), scored on full-size fp32 renders."""
     from sgsim.devices import choose_precision
-    from sgsim.editing.optimise import optimise_latents
+    from sgsim.editing.optimise import choose_work_resolution, optimise_latents
     from sgsim.editing.precision import (EDIT_MARGIN_DB, EDIT_MAX_CLIP_LOSS_DIFF, RENDER_MIN_PSNR_DB, edit_precision,
                                          image_psnr as psnr, nudge_targets)
     from sgsim.editing.sources import seed_latent
@@ -430,33 +435,74 @@ def measure_tolerance(nets: Networks, sound: Path, args: argparse.Namespace, dev
 
     precision = choose_precision(args.precision, device).name
     G = nets.generator
-    ws = G.mapping(torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(7)).to(device), None, truncation_psi=0.7)
-    with torch.no_grad():
-        renders = {}
-        for name in ("fp32", precision):
-            with edit_precision(name, G, nets.clip):
-                renders[name] = G.synthesis(ws, noise_mode="const")
-    render_db = psnr(renders[precision], renders["fp32"])
-    print(f"renders, {precision} vs fp32: {render_db:.1f} dB (bound {RENDER_MIN_PSNR_DB:.0f} dB)", flush=True)
-
+    working = choose_work_resolution(args.work_resolution, G, device) if args.vs_full else None
     target = embed_target(Target(sound), nets.audio_encoder, nets.clip).sound[None].to(device)
     source = seed_latent(G, 0)[None]
+    if working is None:
+        ws = G.mapping(torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(7)).to(device), None, truncation_psi=0.7)
+        with torch.no_grad():
+            renders = {}
+            for name in ("fp32", precision):
+                with edit_precision(name, G, nets.clip):
+                    renders[name] = G.synthesis(ws, noise_mode="const")
+        render_db = psnr(renders[precision], renders["fp32"])
+        print(f"renders, {precision} vs fp32: {render_db:.1f} dB (bound {RENDER_MIN_PSNR_DB:.0f} dB)", flush=True)
+        candidate, reference = (precision, precision, None, target), ("fp32", "fp32", None, target)
+        floor = ("fp32, target moved 1 %", "fp32", None, nudge_targets(target, seed=8))
+    else:
+        print(f"{G.img_resolution} px generator, {precision}; work resolution {working.used or 'full'} ({working.reason})", flush=True)
+        candidate = (f"{precision} at {working.used or G.img_resolution} px", precision, working.used, target)
+        reference = (f"{precision} at full size", precision, None, target)
+        floor = (f"{precision} at full size, target moved 1 %", precision, None, nudge_targets(target, seed=8))
+
     weights, helpers = {"clip": 1.0, "latent": LAMBDA_LATENT, "id": LAMBDA_ID}, {"identity": IdentityLoss(nets.arcface)}
-    edits = {}
-    for name, run_precision, aim in ((precision, precision, target), ("fp32", "fp32", target),
-                                     ("fp32, target moved 1 %", "fp32", nudge_targets(target, seed=8))):
+    edits, terms = {}, {}
+    for name, run_precision, work_resolution, aim in (candidate, reference, floor):
+        ticks: list[float] = []
         started = time.perf_counter()
         with edit_precision(run_precision, G, nets.clip, helpers=helpers.values()) as clip:
-            out = optimise_latents(G, clip, source, aim, steps=args.steps, lr=LR, weights=weights, networks=helpers)
+            out = optimise_latents(G, clip, source, aim, steps=args.steps, lr=LR, weights=weights, networks=helpers,
+                                   work_resolution=work_resolution, callback=lambda step, losses: ticks.append(time.perf_counter()))
+        seconds = time.perf_counter() - started
         with torch.no_grad(), edit_precision("fp32", G, nets.clip):
-            edits[name] = (G.synthesis(out.latents, noise_mode="const"), out.losses)
-        print(f"{name:24s} {time.perf_counter() - started:7.1f} s  clip {out.losses['clip'][-1, 0]:.4f} (from "
-              f"{out.losses['clip'][0, 0]:.4f})  id {out.losses['id'][-1, 0]:.4f}", flush=True)
-    achieved, floor = psnr(edits[precision][0], edits["fp32"][0]), psnr(edits["fp32, target moved 1 %"][0], edits["fp32"][0])
-    clip_diff = abs(edits[precision][1]["clip"][-1, 0] - edits["fp32"][1]["clip"][-1, 0])
-    within = achieved >= min(RENDER_MIN_PSNR_DB, floor - EDIT_MARGIN_DB) and clip_diff < EDIT_MAX_CLIP_LOSS_DIFF
-    print(f"edits, {precision} vs fp32: {achieved:.1f} dB; fp32 toward the moved target vs fp32: {floor:.1f} dB; final CLIP "
-          f"losses {clip_diff:.4f} apart: {'within' if within else 'OUTSIDE'} the tolerance")
+            edits[name] = G.synthesis(out.latents, noise_mode="const")
+        terms[name] = edit_terms(nets, source, out.latents, target)
+        pace = (ticks[-1] - ticks[0]) / (len(ticks) - 1) if len(ticks) > 1 else seconds / args.steps
+        print(f"{name:40s} {seconds:7.1f} s ({pace:.3f} s/step)  full-size clip {terms[name]['clip']:.4f}  "
+              f"id {terms[name]['id']:.4f}  latent {terms[name]['latent']:.3f}", flush=True)
+    (got, _, _, _), (ref, _, _, _), (moved, _, _, _) = candidate, reference, floor
+    achieved, margin = psnr(edits[got], edits[ref]), psnr(edits[moved], edits[ref])
+    clip_diff = abs(terms[got]["clip"] - terms[ref]["clip"])
+    within = achieved >= min(RENDER_MIN_PSNR_DB, margin - EDIT_MARGIN_DB) and clip_diff < EDIT_MAX_CLIP_LOSS_DIFF
+    print(f"edits, {got} vs {ref}: {achieved:.1f} dB; {moved} vs {ref}: {margin:.1f} dB; final CLIP "
+          f"losses {clip_diff:.4f} apart (bound {EDIT_MAX_CLIP_LOSS_DIFF}): {'within' if within else 'OUTSIDE'} the tolerance")
+    # A working resolution is another path, not rounding: its images may differ as other edits do, so what it must
+    # keep are the scores. Each of the full-size CLIP loss, identity distance and latent distance may be worse than the
+    # full edit's by at most the documented CLIP bound (1 % of the latent distance) or what the 1 % moved target changes.
+    allowed = {"clip": EDIT_MAX_CLIP_LOSS_DIFF, "id": EDIT_MAX_CLIP_LOSS_DIFF, "latent": 0.01 * terms[ref]["latent"]}
+    worse = {key: terms[got][key] - terms[ref][key] for key in allowed}
+    kept = all(worse[key] <= max(allowed[key], abs(terms[moved][key] - terms[ref][key])) for key in allowed)
+    print(f"scores of {got} minus those of {ref}: " + "; ".join(
+        f"{key} {worse[key]:+.4f} (the moved target's {terms[moved][key] - terms[ref][key]:+.4f}, bound {allowed[key]:.4f})"
+        for key in allowed) + f": {'kept' if kept else 'NOT kept'}")
+
+
+def measure_vs_full(nets: Networks, sounds: list[Path], args: argparse.Namespace, device: torch.device) -> None:
+    """(b) at --work-resolution against (b) at full resolution, the default path before working resolutions, on the
+    same sound and seed, timed --repeats times interleaved; ratios per timed edit, per step and for 300-step edits."""
+    rounds = []
+    for round_ in range(args.repeats):
+        measured = [measure_sgsim(nets, sounds[:1], args, device, "a", "(b) sgsim at full size", work_resolution="full"),
+                    measure_sgsim(nets, sounds[:1], args, device, "b", f"(b) sgsim, work resolution {args.work_resolution}")]
+        print(f"round {round_ + 1}: " + ", ".join(f"{m.name} {m.seconds:.2f} s ({m.step_seconds:.3f} s/step)" for m in measured), flush=True)
+        rounds.append(measured)
+    full, working = (dataclasses.replace(row[0], seconds=statistics.median(m.seconds for m in row),
+                                         step_seconds=statistics.median(m.step_seconds for m in row)) for row in zip(*rounds))
+    for m in (full, working):
+        print(f"{m.name:48s} {m.seconds:8.2f} s/edit ({m.steps} steps)  {m.step_seconds:7.3f} s/step  "
+              f"{default_edit_seconds(m):8.1f} s for {DEFAULT_STEPS} steps  {m.flops_per_step / 1e9:7.1f} GFLOP/step")
+    print(f"work resolution / full: {full.seconds / working.seconds:.2f}x per timed edit, {full.step_seconds / working.step_seconds:.2f}x "
+          f"per step, {default_edit_seconds(full) / default_edit_seconds(working):.2f}x for {DEFAULT_STEPS}-step edits")
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -484,6 +530,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--quality-steps", type=int, nargs="*", default=[150, 75], help="--to-quality: shorter sgsim runs to try")
     parser.add_argument("--tolerance", action="store_true",
                         help="--precision's renders and whole edits against fp32's, by the documented tolerance")
+    parser.add_argument("--work-resolution", default="auto", help="sgsim's working resolution: auto, full or N px (default: auto)")
+    parser.add_argument("--vs-full", action="store_true",
+                        help="(b) at --work-resolution against (b) at full resolution: timed (--repeats), or with --tolerance by the documented tolerance")
     parser.add_argument("--only", choices=["a", "b"], default=None, help=argparse.SUPPRESS)  # one process of --memory
     parser.add_argument("--child", choices=["a", "a'"], default=None, help=argparse.SUPPRESS)  # (a) or (a') timed in its own process
     args = parser.parse_args(argv)
@@ -528,6 +577,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         return
     if args.tolerance:
         measure_tolerance(nets, sounds[0], args, device)
+        return
+    if args.vs_full:
+        measure_vs_full(nets, sounds, args, device)
         return
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {name}; torch {torch.__version__}; {args.resolution} px, {args.steps} steps, batch {args.batch}; "

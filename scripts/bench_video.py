@@ -10,6 +10,7 @@ baseline: the total follows the keyframes (x ~2) and hardly the frames.
     python scripts/bench_video.py --device cpu --resolution 256          # README "Sound-driven video" (CPU)
     python scripts/bench_video.py --device cuda --resolution 1024        # on a GPU
     python scripts/bench_video.py --stability                            # encoder agreement vs window length
+    python scripts/bench_video.py --vs-one-batch --seconds 10 --steps 100 --repeats 2  # micro-batches vs all keyframes at once
 
 --stability: for window lengths 0.5-4 s, the mean cosine between the embeddings of windows 0.5 s apart within each
 of the eight demo sounds (how steady a keyframe target is) and between windows of different sounds (how well
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from sgsim.audio import load_audio
 from sgsim.editing import Editor
 from sgsim.editing.video import embed_keyframes, write_video
+from sgsim.editing.video_settings import DEFAULT_KEYFRAME_BATCH, DEFAULT_WARM_STEPS
 
 AUDIO = Path(__file__).resolve().parents[1] / "tests" / "data" / "audio"
 WINDOWS = (0.5, 1.0, 2.0, 4.0)
@@ -51,14 +53,46 @@ def build_editor(resolution: int, device: str) -> Editor:
     return Editor(G, build_audio_encoder("sgsim-resnet18"), clip, device=device, preset="landscape")
 
 
-def timed_video(editor: Editor, track: Path, out: Path, fps: float, keyframe_every: float, steps: int) -> dict:
+def timed_video(editor: Editor, track: Path, out: Path, fps: float, keyframe_every: float, steps: int, **options) -> dict:
     started = time.perf_counter()
-    video = editor.video(track, 0, fps=fps, keyframe_every=keyframe_every, steps=steps, precision="fp32")
+    video = editor.video(track, 0, fps=fps, keyframe_every=keyframe_every, steps=steps, precision="fp32", **options)
     keyframed = time.perf_counter()
     frames = write_video(out, video)
     done = time.perf_counter()
+    final_clip = video.losses["clip"][-1][video.audible] if video.losses else np.zeros(0)
     return {"keyframes": len(video.keyframe_times), "frames": frames, "keyframe_s": keyframed - started,
-            "render_s": done - keyframed, "duration": video.duration}
+            "render_s": done - keyframed, "duration": video.duration, "clip": float(final_clip.mean())}
+
+
+def vs_one_batch(args: argparse.Namespace) -> None:
+    """The defaults (keyframes in micro-batches, warm-started, --warm-steps) against every keyframe in one batch for
+    --steps, the path before micro-batches, on the same track: seconds per video second of each stage, interleaved
+    --repeats times (medians), and the mean final CLIP loss of the audible keyframes (equal quality = equal loss)."""
+    import statistics
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    editor = build_editor(args.resolution, args.device)
+    paths = {"one batch": dict(keyframe_batch=None), "micro-batches": dict(keyframe_batch=args.keyframe_batch, warm_steps=args.warm_steps)}
+    runs: dict[str, list[dict]] = {name: [] for name in paths}
+    with tempfile.TemporaryDirectory() as folder:
+        track = Path(folder) / "track.wav"
+        waveform, rate = load_audio(AUDIO / args.sound, None, offset=1.0, duration=args.seconds)
+        soundfile.write(track, waveform, rate)
+        for _ in range(args.repeats):
+            for name, options in paths.items():
+                runs[name].append(timed_video(editor, track, Path(folder) / "v.mp4", args.fps, args.keyframe_every, args.steps, **options))
+                print(name, {key: round(value, 4) for key, value in runs[name][-1].items()}, flush=True)
+    print(f"{args.resolution} px on {args.device}, {args.seconds:g} s of {args.sound}, keyframe every {args.keyframe_every:g} s, "
+          f"{args.steps} steps (micro-batches of {args.keyframe_batch}, later ones {args.warm_steps} steps), torch threads {torch.get_num_threads()}")
+    medians = {name: {key: statistics.median(run[key] for run in rows) for key in ("keyframe_s", "render_s", "clip")} | {"duration": rows[0]["duration"]}
+               for name, rows in runs.items()}
+    for name, m in medians.items():
+        print(f"{name:<14} keyframes {m['keyframe_s'] / m['duration']:8.2f} s/s  render {m['render_s'] / m['duration']:6.2f} s/s  "
+              f"total {(m['keyframe_s'] + m['render_s']) / m['duration']:8.2f} s/s  mean final keyframe CLIP loss {m['clip']:.4f}")
+    base, new = medians["one batch"], medians["micro-batches"]
+    print(f"micro-batches vs one batch: {(base['keyframe_s'] + base['render_s']) / (new['keyframe_s'] + new['render_s']):.2f}x per video "
+          f"second ({base['keyframe_s'] / new['keyframe_s']:.2f}x the keyframe stage); CLIP loss {new['clip'] - base['clip']:+.4f}")
 
 
 def benchmark(args: argparse.Namespace) -> None:
@@ -125,8 +159,12 @@ def main() -> None:
     parser.add_argument("--sound", default="thunderstorm.wav")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--stability", action="store_true", help="measure embedding agreement vs window length instead")
+    parser.add_argument("--vs-one-batch", action="store_true", help="the default micro-batches against all keyframes in one batch")
+    parser.add_argument("--keyframe-batch", type=int, default=DEFAULT_KEYFRAME_BATCH, help="--vs-one-batch: keyframes per micro-batch")
+    parser.add_argument("--warm-steps", type=int, default=DEFAULT_WARM_STEPS, help="--vs-one-batch: steps of the later micro-batches")
+    parser.add_argument("--repeats", type=int, default=1, help="--vs-one-batch: interleaved timings of each path (medians)")
     args = parser.parse_args()
-    (stability if args.stability else benchmark)(args)
+    (stability if args.stability else vs_one_batch if args.vs_one_batch else benchmark)(args)
 
 
 if __name__ == "__main__":

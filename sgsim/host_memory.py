@@ -109,12 +109,13 @@ def freed_memory_kept(largest_block: Optional[int], device: "torch.device") -> I
                     malloc.trim(0)
 
 
-def generator_memory_kept(generator, device: "torch.device", batch: int) -> ContextManager[bool]:
-    """freed_memory_kept for a loop that renders `batch` images with `generator` (StyleGAN2 or StyleGAN3) on `device`:
-    its largest activation (stylegan2.families.largest_activation), at the caller's autocast dtype if any."""
+def generator_memory_kept(generator, device: "torch.device", batch: int, resolution: Optional[int] = None) -> ContextManager[bool]:
+    """freed_memory_kept for a loop that renders `batch` images with `generator` (StyleGAN2 or StyleGAN3) on `device`
+    up to the block `resolution` (None: all; StyleGAN2 skip generators): its largest activation
+    (stylegan2.families.largest_activation), at the caller's autocast dtype if any."""
     import torch
 
     from stylegan2.families import largest_activation
 
     itemsize = 2 if torch.is_autocast_enabled("cpu") else 4
-    return freed_memory_kept(batch * largest_activation(generator) * itemsize, device)
+    return freed_memory_kept(batch * largest_activation(generator, resolution) * itemsize, device)

@@ -26,7 +26,8 @@ MIX_MODES = ("weighted", "layers")  # how a sound and a text combine (sgsim.edit
 PRECISIONS = ("fp32", "mixed", "bf16")  # of an optimisation (sgsim.devices.choose_precision)
 INVERSION_METHODS = ("e4e", "optimise", "e4e+optimise")  # how a photo becomes a latent (sgsim.photo_inversion)
 VIDEO_FORMATS = ("mp4", "gif")  # of an edit's optimisation video (sgsim.editing.folder)
-GROUPS = ("networks", "source", "optimisation", "strengths", "outputs")  # EditSettings' fields by what they set
+GROUPS = ("networks", "source", "optimisation", "resolution", "strengths", "outputs")  # EditSettings' fields by what they set
+WORK_RESOLUTIONS = ("auto", "full")  # or a block resolution in pixels (sgsim.editing.optimise.choose_work_resolution)
 
 
 def parse_strengths(text: str) -> list[float]:
@@ -63,6 +64,15 @@ def check_strengths(strengths: Sequence[float]) -> list[float]:
     if not strengths or not all(math.isfinite(s) and abs(s) <= MAX_STRENGTH for s in strengths):
         raise SgsimError(f"strengths must be one or more numbers from {-MAX_STRENGTH:g} to {MAX_STRENGTH:g}, got {strengths}")
     return strengths
+
+
+def check_work_resolution(value: Union[str, int]) -> str:
+    """A work resolution as EditSettings keeps it: "auto", "full" or a whole number of pixels (>= 4) as text; whether
+    the generator has that block is checked once it is loaded."""
+    text = str(value).strip().lower()
+    if text in WORK_RESOLUTIONS or (text.isdigit() and int(text) >= 4):
+        return text
+    raise SgsimError(f"work resolution {value!r} is not auto, full or a number of pixels such as 256")
 
 
 def setting(default: Any, group: str, help: str, flag: Optional[str] = None, low: Optional[float] = None,
@@ -124,6 +134,10 @@ class EditSettings:
         None, "optimisation", "Of the optimisation. mixed: fp16 generator blocks and CLIP autocast (CUDA only); bf16: the "
         "generator in bfloat16 (its blocks in bf16 on a CPU), CLIP and the identity network under bfloat16 autocast. "
         "Default: mixed on CUDA; bf16 on a CPU with AVX512-BF16 or AMX, fp32 on one without.", choices=PRECISIONS)
+    work_resolution: str = setting(
+        "auto", "resolution", "Optimise at the generator's image of this block (StyleGAN2 skip generators), then render "
+        "full size: auto, full or pixels such as 256. auto: full size until the 256 px working resolution is measured "
+        "to keep quality; run.json says which and why.")
     strengths: tuple = setting((1.0,), "strengths", "Comma-separated edit strengths, e.g. 0.5,1,1.5.", flag="--strength")
     mix: str = setting("weighted", "strengths", "How a sound and a text combine.", choices=MIX_MODES)
     loudness_strength: bool = setting(False, "strengths", "Scale each strength by the sound's loudness (-20 dBFS = 1).")
@@ -134,6 +148,7 @@ class EditSettings:
     def __post_init__(self):
         object.__setattr__(self, "strengths", tuple(check_strengths(self.strengths)))
         object.__setattr__(self, "loss_weights", dict(self.loss_weights or {}))
+        object.__setattr__(self, "work_resolution", check_work_resolution(self.work_resolution))
 
     def updated(self, **changes) -> "EditSettings":
         """A copy with `changes` (field names; `weights` is loss_weights, as Editor.edit calls it); an unknown name is

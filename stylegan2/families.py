@@ -7,7 +7,7 @@ StyleGAN3's say "family": "stylegan3".
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 
@@ -52,11 +52,14 @@ def num_ws_of(init_kwargs: Mapping[str, Any]) -> int:
     return int((init_kwargs.get("synthesis_kwargs") or {}).get("num_layers", 14)) + 2
 
 
-def largest_activation(generator: torch.nn.Module) -> int:
-    """Elements per image of the generator's largest activation: StyleGAN2's last block output, StyleGAN3's widest
-    layer at its filtered leaky ReLU's upsampled rate."""
+def largest_activation(generator: torch.nn.Module, resolution: Optional[int] = None) -> int:
+    """Elements per image of the generator's largest activation: StyleGAN2's output of the block `resolution` (None:
+    the last), StyleGAN3's widest layer at its filtered leaky ReLU's upsampled rate (it has no lower stop)."""
     synthesis = generator.synthesis
     if isinstance(synthesis, networks.SynthesisNetwork):
-        return getattr(synthesis, f"b{synthesis.img_resolution}").out_channels * synthesis.img_resolution**2
+        resolution = synthesis.check_resolution(resolution)
+        return getattr(synthesis, f"b{resolution}").out_channels * resolution**2
+    if resolution is not None and resolution != synthesis.img_resolution:
+        raise NetworkConfigError(f"a {type(synthesis).__name__} has no block of {resolution} px to stop at")
     layers = [getattr(synthesis, name) for name in synthesis.layer_names]
     return max(layer.out_channels * (layer.in_size * layer.up_factor) ** 2 for layer in layers)

@@ -542,14 +542,39 @@ class SynthesisNetwork(torch.nn.Module):
                 self.num_ws += block.num_torgb
             setattr(self, f"b{res}", block)
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False, fused_modconv: bool | None = None) -> torch.Tensor:
-        """Image in about [-1, 1] (not clamped); each block's torgb shares its w with the next block's conv0."""
+    def rows_read(self, resolution: int | None = None) -> int:
+        """How many leading W+ rows the blocks up to `resolution` (None: all) read; the rows after them feed only
+        the blocks above it."""
+        resolution = self.check_resolution(resolution)
+        blocks = [getattr(self, f"b{res}") for res in self.block_resolutions if res <= resolution]
+        return sum(block.num_conv for block in blocks) + blocks[-1].num_torgb
+
+    def check_resolution(self, resolution: int | None) -> int:
+        """`resolution` (None: img_resolution) if the network can stop there: one of its block resolutions and, below
+        the top, an architecture whose every block adds to the image (skip)."""
+        if resolution is None or resolution == self.img_resolution:
+            return self.img_resolution
+        if resolution not in self.block_resolutions:
+            raise NetworkConfigError(f"SynthesisNetwork: resolution {resolution} is not one of its block resolutions {self.block_resolutions}")
+        if self.b4.architecture != "skip":
+            raise NetworkConfigError(f"SynthesisNetwork: only the skip architecture has an image below the top resolution; "
+                                     f"this one is {self.b4.architecture!r}")
+        return resolution
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False, fused_modconv: bool | None = None,
+                resolution: int | None = None) -> torch.Tensor:
+        """Image in about [-1, 1] (not clamped); each block's torgb shares its w with the next block's conv0.
+
+        `resolution` below img_resolution (skip architecture): stop after that block and return its running image,
+        the sum of the toRGB outputs so far, exactly what the full pass holds there; the blocks above it, and the
+        W+ rows only they read (rows_read), are skipped. ws still has all num_ws rows."""
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise NetworkConfigError(f"SynthesisNetwork: ws must have shape [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
+        resolution = self.check_resolution(resolution)
         ws = ws.to(torch.float32)
         x = img = None
         w_idx = 0
-        for res in self.block_resolutions:
+        for res in self.block_resolutions[: self.block_resolutions.index(resolution) + 1]:
             block = getattr(self, f"b{res}")
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv

@@ -15,7 +15,7 @@ from sgsim.settings import PHOTO_SETTINGS, EditSettings, settings_in, settings_r
 
 SOUNDS_PER_RUN = 8  # sounds learned in one batched optimisation; a library folder is saved after each such group
 # Edit settings a direction does not use (its run record leaves them out): it optimises no strengths, mix or video.
-NOT_DIRECTION_SETTINGS = tuple(name for name in settings_in("source", "strengths", "outputs") if name not in PHOTO_SETTINGS)
+NOT_DIRECTION_SETTINGS = tuple(name for name in settings_in("source", "resolution", "strengths", "outputs") if name not in PHOTO_SETTINGS)
 
 
 def parse_layers(text: Optional[str]) -> Optional[list[int]]:

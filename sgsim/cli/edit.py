@@ -32,11 +32,12 @@ SLOW_CPU_RESOLUTION = 1024
 
 
 def warn_slow_cpu_edit(resolution: int, device, steps: int) -> None:
-    """Say before it starts that a full-resolution edit on a CPU takes hours, and what to do instead."""
+    """Say before it starts that an edit optimised at `resolution` px on a CPU takes hours, and what to do instead."""
     if str(device).startswith("cpu") and resolution >= SLOW_CPU_RESOLUTION:
         hours = CPU_SECONDS_PER_STEP_256 * (resolution / 256) ** 2 * steps / 3600
         click.echo(f"note: a {resolution} px edit on the CPU takes roughly {hours:.0f} h for {steps} steps on 2 cores "
-                   f"(estimated from the measured 256 px rate); a GPU takes minutes, and fewer --steps help", err=True)
+                   f"(estimated from the measured 256 px rate); a GPU takes minutes, and --work-resolution 256 or fewer --steps "
+                   f"help", err=True)
 
 
 def run_editor(plan, audio: Sequence[Path], text: Optional[str], settings: EditSettings, class_index: Optional[int]):
@@ -44,6 +45,7 @@ def run_editor(plan, audio: Sequence[Path], text: Optional[str], settings: EditS
     the Editor. Returns (result, weights files, timings, the inverted photo [1, 3, R, R] and its inversion's record,
     both None for other sources)."""
     from sgsim.editing import Editor, Target
+    from sgsim.editing.optimise import choose_work_resolution
     from sgsim.editing.plan import inverted_source
     from sgsim.editing.sources import SeedSource, class_label
     from sgsim.photo_inversion import describe_distances
@@ -56,7 +58,9 @@ def run_editor(plan, audio: Sequence[Path], text: Optional[str], settings: EditS
                                     check_generator=lambda G: class_label(G, class_index) if isinstance(plan.source, SeedSource) else None)
     click.echo(f"preset {editor.preset_name} ({editor.preset_reason})")
     click.echo("loaded " + ", ".join(f"{name} {path}" for name, path in editor.weight_files.items()))
-    warn_slow_cpu_edit(editor.generator.img_resolution, editor.device, settings.steps)
+    working = choose_work_resolution(settings.work_resolution, editor.generator, editor.device)
+    click.echo(f"work resolution {working.used or 'full'} ({working.reason})")
+    warn_slow_cpu_edit(working.used or editor.generator.img_resolution, editor.device, settings.steps)
     loaded = time.perf_counter()
     timings = {"load": loaded - started}
     source, photo, inversion = inverted_source(editor, plan, settings)  # here rather than inside editor.edit, to time it

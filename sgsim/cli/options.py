@@ -13,7 +13,7 @@ import click
 
 from sgsim.errors import SgsimError
 from sgsim.outputs import fresh_folder, safe_stem, unique  # noqa: F401  (the commands import them from here too)
-from sgsim.settings import MAX_SEEDS, SEED_MAX, SETTINGS, EditSettings, default_of, settings_in
+from sgsim.settings import MAX_SEEDS, SEED_MAX, SETTINGS, EditSettings, check_work_resolution, default_of, settings_in
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -91,6 +91,13 @@ def _strength_option(ctx: click.Context, param: click.Parameter, value: str) -> 
     return parse_strengths(value)
 
 
+def _work_resolution_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return check_work_resolution(value)
+    except SgsimError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 # What the command line adds to an edit setting's declaration (sgsim.settings.EditSettings): how a flag's text is parsed.
 _PARSERS = {
     "encoder_checkpoint": {"type": click.Path(path_type=Path)},
@@ -98,6 +105,7 @@ _PARSERS = {
     "strengths": {"callback": _strength_option},
     "loss_weights": {"multiple": True, "callback": parse_weights, "metavar": "NAME=VALUE"},
     "save_video": {"is_flag": False, "flag_value": "mp4"},
+    "work_resolution": {"callback": _work_resolution_option, "metavar": "auto|full|N"},
 }
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from sgsim.cli.options import SEED_MAX, camera_option, command_line, device_option, edit_options, transform_options
-from sgsim.settings import PHOTO_SETTINGS, EditSettings
-from sgsim.editing.video_settings import DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS, DEFAULT_WINDOW, MAX_FPS
+from sgsim.settings import MAX_STEPS, PHOTO_SETTINGS, EditSettings
+from sgsim.editing.video_settings import (DEFAULT_FPS, DEFAULT_KEYFRAME_BATCH, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS,
+                                          DEFAULT_WARM_STEPS, DEFAULT_WINDOW, MAX_FPS)
 
 STAGES = {"embed": ("embed", "window"), "optimise": ("optimise", "step"), "render": ("render", "frame")}  # stage -> bar label, unit
 
@@ -76,10 +77,15 @@ class ProgressBars:
 @transform_options
 @camera_option
 @device_option
-@edit_options("networks", "optimisation", names=PHOTO_SETTINGS,
+@click.option("--keyframe-batch", type=click.IntRange(min=1), default=DEFAULT_KEYFRAME_BATCH, show_default=True,
+              help="Keyframes optimised together, in time order; each later batch starts from the keyframe before it.")
+@click.option("--warm-steps", type=click.IntRange(1, MAX_STEPS), default=DEFAULT_WARM_STEPS, show_default=True,
+              help="Optimisation steps of each keyframe batch after the first (warm-started; at most --steps).")
+@edit_options("networks", "optimisation", "resolution", names=PHOTO_SETTINGS,
               steps={"default": DEFAULT_STEPS, "low": 0, "help": "Optimisation steps of the keyframes (0 only with --direction)."})
 def video_command(audio, seed, image, latent, class_index, out, overwrite, fps, keyframe_every, window, strength, smoothness,
-                  loudness, direction_spec, translate, rotate, camera, device, settings: EditSettings) -> None:
+                  loudness, direction_spec, translate, rotate, camera, device, keyframe_batch, warm_steps,
+                  settings: EditSettings) -> None:
     """Make a video whose picture follows a sound track over time.
 
     Keyframes every --keyframe-every seconds aim at the --window seconds of the track around them; quiet windows
@@ -126,7 +132,8 @@ def video_command(audio, seed, image, latent, class_index, out, overwrite, fps, 
                                 smoothness=smoothness, loudness=loudness, steps=steps, lr=settings.lr, weights=weights,
                                 invert_steps=settings.invert_steps, class_index=class_index, precision=settings.precision,
                                 adaptive_layer_masking=settings.adaptive_layer_masking, direction=direction,
-                                progress=bars)
+                                progress=bars, keyframe_batch=keyframe_batch, warm_steps=warm_steps,
+                                work_resolution=settings.work_resolution)
             made = time.perf_counter()
             if not motion.is_identity:  # the picture moves when rendered; the edit was optimised on the still view
                 clip = replace(clip, camera=motion, settings={**clip.settings, "camera": motion.record()})

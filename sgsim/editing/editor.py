@@ -18,7 +18,7 @@ from sgsim.editing.directions import (SoundDirection, architecture, check_genera
                                       strength_latents)
 from sgsim.editing.modes import holding_generator
 from sgsim.editing.mixing import coarse_rows, mix_layers, sweep_strengths
-from sgsim.editing.optimise import OptimisedLatents, StepCallback, optimise_latents
+from sgsim.editing.optimise import OptimisedLatents, StepCallback, choose_work_resolution, optimise_latents
 from sgsim.editing.precision import edit_precision
 from sgsim.editing.results import AppliedEdit, EditResult
 from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
@@ -269,6 +269,10 @@ class Editor:
         choice and its reason are recorded in `settings`. The returned images are always rendered in fp32.
         The settings naming networks (generator, encoder, ...) are the Editor's own and not read here.
         `class_index`: the class of a seed source, required for a conditional generator (one-hot label).
+        `work_resolution` (a setting): optimise at the running image of this block (optimise.choose_work_resolution;
+        "auto": full size until 256 px on a CPU is measured to keep quality; "full"; or pixels); the rows only higher
+        blocks read stay at the source, the returned images are full size, the recorded losses and frames at the
+        working resolution (settings record what was asked, used and why).
         Raises EditDiverged (an SgsimError carrying the last finite latents) on a NaN loss.
         """
         settings = (settings if settings is not None else EditSettings()).updated(**changes)
@@ -284,6 +288,7 @@ class Editor:
         run = self.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id,
                                free=free, adaptive_layer_masking=settings.adaptive_layer_masking)
         weights = run.weights
+        working = choose_work_resolution(settings.work_resolution, self.generator, self.device)
 
         source = _with_photo_settings(as_source(source), settings)
         embeddings = [embed_target(t, self.audio_encoder, self.clip) for t in targets]  # bad sounds fail before inversion
@@ -298,7 +303,8 @@ class Editor:
             guides = [f"{t.label} (sound)" for t in targets] + [f"{t.text} (text)" for t in targets]
 
         optimised = self.optimise(run, w_source.expand(len(guides), -1, -1), directions, noise=noise, steps=steps, lr=lr,
-                                  layers=layers, callback=callback, callback_values=callback_values, record_every=record_every)
+                                  layers=layers, callback=callback, callback_values=callback_values, record_every=record_every,
+                                  work_resolution=working.used)
         edited = optimised.latents
         if mix == "layers":
             edited = mix_layers(edited[: len(targets)], edited[len(targets):])
@@ -334,6 +340,7 @@ class Editor:
                 "preset": asdict(self.preset), "preset_name": self.preset_name, "preset_reason": self.preset_reason,
                 "device": str(self.device), "precision": run.precision.name, "precision_reason": run.precision.reason,
                 "mixed_synthesis": asdict(self.mixed_synthesis) if run.precision.name == "mixed" else None,
+                "work_resolution": asdict(working),
             },
             frames=[frame.clamp(-1, 1) for frame in optimised.frames],
             noise={name: value.cpu() for name, value in noise.items()},
@@ -527,9 +534,10 @@ class Editor:
     def video(self, audio: Union[str, Path], source: AnySource, **options) -> "VideoEdit":
         """A video whose picture follows the track `audio` over time (sgsim.editing.video.make_video).
 
-        Keyframes every `keyframe_every` s (0.5) aim at the `window` s (2.0) of the track centred on them; all are
-        optimised in one batch (`steps` 100, `lr`, `weights`, `layers`, `precision` as in `edit`) with the temporal
-        smoothness term (weight `smoothness`, 0.01) between neighbours. A window below -60 dBFS has no target and
+        Keyframes every `keyframe_every` s (0.5) aim at the `window` s (2.0) of the track centred on them; they are
+        optimised `keyframe_batch` (8; None: all) at a time in time order (`steps` 100 for the first batch, `warm_steps`
+        (100, at most `steps`) for each later one, which starts from the keyframe before it; `lr`, `weights`, `layers`,
+        `precision`, `work_resolution` as in `edit`) with the temporal smoothness term (weight `smoothness`, 0.01) between neighbours. A window below -60 dBFS has no target and
         its keyframe stays at the source. Each keyframe's edit is scaled by `strength` and, with `loudness` (on),
         by its window's loudness scale. Returns a VideoEdit: iterate it for VideoFrame(index, time, image, latent)
         at `fps` (24), round(duration x fps) frames rendered a few at a time; sgsim.editing.video.write_video

@@ -9,17 +9,20 @@ or infinite loss stops the run instead of silently poisoning it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from sgsim.editing.variables import FreeRows, LatentVariables
+from sgsim.editing.variables import FreeRows, LatentVariables, free_rows
 from sgsim.errors import SgsimError
 from sgsim.host_memory import generator_memory_kept
 from sgsim.losses import TERMS, EditProblem, StepInputs, check_weights
 from sgsim.progress import phase_bar
 from sgsim.schedule import ramped_lr
+from sgsim.settings import check_work_resolution
+from stylegan2.errors import NetworkConfigError
+from stylegan2.networks import SynthesisNetwork
 
 TOTAL = "total"  # name of the weighted sum in the recorded losses
 
@@ -29,6 +32,88 @@ StepCallback = Callable[..., None]
 # What a step callback may ask for: "latents" [n, num_ws, w_dim] the step rendered (its samples), "images" [n, 3, H, W]
 # in the generator's range as the step drew them (before clamping); both detached, on the device, not to be kept.
 STEP_VALUES = ("latents", "images")
+
+# The working resolution of a CPU edit with work_resolution "auto": the smallest block at or above CLIP's 224 px input
+# (the identity network sees a 188 px crop of a 256 px image, pooled to 112 px).
+CPU_WORK_RESOLUTION = 256
+# Whether auto uses CPU_WORK_RESOLUTION on a CPU: only once scripts/bench_edit.py --vs-full --tolerance shows the
+# full-size scores of such edits within the documented bounds (README, Performance).
+AUTO_WORK_RESOLUTION_ON_CPU = False
+
+
+@dataclass(frozen=True)
+class WorkResolution:
+    """The resolution an edit optimises at, as asked for, as used, and why (run.json records all three)."""
+
+    requested: str  # "auto", "full" or a number of pixels, as given
+    used: Optional[int]  # the block whose running image the losses see; None: the generator's full image
+    reason: str
+
+
+def choose_work_resolution(requested: Union[str, int, None], generator, device: torch.device) -> WorkResolution:
+    """`requested` ("auto" / None, "full" or a block resolution) made concrete for `generator` on `device`. auto: the
+    CPU_WORK_RESOLUTION on a CPU with a StyleGAN2 skip generator above it where AUTO_WORK_RESOLUTION_ON_CPU; the full
+    image elsewhere. A lower block of any other generator (StyleGAN3, resnet) is refused: it has no image there."""
+    try:
+        requested = check_work_resolution("auto" if requested is None else requested)
+    except SgsimError as exc:
+        raise SgsimError(f"{exc}; use auto, full or a block resolution") from None
+    synthesis = generator.synthesis
+    top = int(synthesis.img_resolution)
+    skip = isinstance(synthesis, SynthesisNetwork) and synthesis.b4.architecture == "skip"
+    device = torch.device(device).type
+    if requested == "full":
+        return WorkResolution(requested, None, "full: asked for")
+    if requested == "auto":
+        if device != "cpu":
+            return WorkResolution(requested, None, f"auto: full resolution on {device}")
+        if not AUTO_WORK_RESOLUTION_ON_CPU:
+            return WorkResolution(requested, None, f"auto: full resolution until the {CPU_WORK_RESOLUTION} px working "
+                                  f"resolution's quality is measured; --work-resolution {CPU_WORK_RESOLUTION} asks for it")
+        if top <= CPU_WORK_RESOLUTION:
+            return WorkResolution(requested, None, f"auto: the generator's {top} px are within the {CPU_WORK_RESOLUTION} px the losses see")
+        if not skip:
+            return WorkResolution(requested, None, "auto: only a StyleGAN2 skip generator has an image below its top block")
+        return WorkResolution(requested, CPU_WORK_RESOLUTION, f"auto: CPU and a {top} px generator; the losses see "
+                              f"{CPU_WORK_RESOLUTION} px or less (CLIP 224 px, identity 112 px)")
+    pixels = int(requested)
+    if pixels >= top:
+        return WorkResolution(requested, None, f"{pixels}: at or above the generator's {top} px, so its full image")
+    if not isinstance(synthesis, SynthesisNetwork):
+        raise SgsimError(f"work resolution {pixels}: only StyleGAN2 skip generators have an image below their top "
+                         f"block, this one is {type(generator).__module__}.{type(generator).__name__}; use auto or full")
+    try:
+        synthesis.check_resolution(pixels)
+    except NetworkConfigError as exc:
+        raise SgsimError(f"work resolution {pixels}: {exc}; use auto or full") from None
+    return WorkResolution(requested, pixels, f"{pixels}: asked for")
+
+
+class WorkingGenerator:
+    """A generator whose synthesis stops at `resolution` (its running image there): what the loop and its loss terms
+    render, so that the source images the terms compare with are at that resolution too."""
+
+    def __init__(self, generator, resolution: int):
+        self.generator = generator
+        self.img_resolution = resolution
+        self.num_ws = generator.num_ws
+
+    def synthesis(self, ws: torch.Tensor, **options) -> torch.Tensor:
+        return self.generator.synthesis(ws, resolution=self.img_resolution, **options)
+
+
+def working_layers(generator, work_resolution: Optional[int], layers: Optional[Iterable[int]]) -> Optional[list[int]]:
+    """The W+ rows an edit at `work_resolution` may move: `layers` (None: all) less the rows that only the blocks above
+    it read, which receive no gradient there and stay where they start (at the source, unless a caller moved them)."""
+    if work_resolution is None:
+        return None if layers is None else list(layers)
+    read = generator.synthesis.rows_read(work_resolution)
+    rows = free_rows(layers, generator.num_ws).tolist()
+    kept = [row for row in rows if row < read]
+    if not kept:
+        raise SgsimError(f"none of the W+ rows {rows} is read at the work resolution {work_resolution} px "
+                         f"(rows 0-{read - 1} are); use --work-resolution full or other --layers")
+    return kept
 
 
 class EditDiverged(SgsimError):
@@ -67,20 +152,26 @@ def optimise_latents(
     callback: Optional[StepCallback] = None,
     callback_values: Sequence[str] = (),  # of STEP_VALUES: passed to `callback` by name (a preview needs no hook)
     record_every: int = 0,  # > 0: keep the images of every k-th step and of the result (for a video)
+    work_resolution: Optional[int] = None,  # render and score the running image of this block (WorkResolution.used); None: full
 ) -> OptimisedLatents:
     """Adam minimising the sum over samples of sum_term weight * term(G(w), w). A term off (weight 0) is not
     evaluated and records zeros. The batch loss is the sum of per-sample losses, so with terms that score each
     sample alone, each sample follows the path it would follow alone (up to float rounding).
 
     With `batches`, step t renders and scores only the samples batches[t % len(batches)] (minibatches: a shared
-    offset learned over many sources at the cost of a few); the losses of samples not scored at a step are NaN."""
+    offset learned over many sources at the cost of a few); the losses of samples not scored at a step are NaN.
+
+    With `work_resolution` the loop renders only up to that block (StyleGAN2 skip generators) and its default
+    variables move only the rows read there (working_layers; given `variables` should be built from those rows);
+    recorded losses and frames are at that resolution."""
     weights = check_weights(dict(weights))
     unknown = [name for name in callback_values if name not in STEP_VALUES]
     if unknown:
         raise SgsimError(f"a step callback cannot ask for {unknown[0]!r}; it may ask for {', '.join(STEP_VALUES)}")
     source = source.detach()
-    variables = variables if variables is not None else FreeRows(source, layers)
-    problem = EditProblem(generator, clip, directions, source, dict(networks or {}), target_weights)
+    variables = variables if variables is not None else FreeRows(source, working_layers(generator, work_resolution, layers))
+    rendered = WorkingGenerator(generator, work_resolution) if work_resolution is not None else generator
+    problem = EditProblem(rendered, clip, directions, source, dict(networks or {}), target_weights)
     active = {name: weight for name, weight in weights.items() if weight > 0}
     missing = {name: need for name in active for need in TERMS[name].needs if need not in problem.networks}
     if missing:
@@ -107,7 +198,7 @@ def optimise_latents(
         )
 
     # Every step frees and re-requests the same large blocks.
-    with generator_memory_kept(generator, source.device, max(len(b) for b in batches)), \
+    with generator_memory_kept(generator, source.device, max(len(b) for b in batches), work_resolution), \
             phase_bar(steps, "optimising", callback) as callback:  # a bar when the caller follows no steps
         for step in range(steps):
             for group in optimizer.param_groups:
@@ -115,7 +206,7 @@ def optimise_latents(
             batch = batches[step % len(batches)]
             w = variables.latents()
             w_batch = w if batch is everyone else w[batch]
-            images = generator.synthesis(w_batch, noise_mode="const")
+            images = rendered.synthesis(w_batch, noise_mode="const")
             inputs = StepInputs(latents=w_batch, images=images)
             losses = {name: term(inputs) for name, term in term_losses[step % len(batches)].items()}
             total = sum(weight * losses[name] for name, weight in active.items())
@@ -149,5 +240,5 @@ def optimise_latents(
         raise diverged(steps, "latent")
     if record_every > 0:  # the frames show each step's input; the video ends on what the last step made
         with torch.no_grad():
-            frames.append(generator.synthesis(latents, noise_mode="const").detach().cpu())
+            frames.append(rendered.synthesis(latents, noise_mode="const").detach().cpu())
     return OptimisedLatents(latents=latents, losses=history, frames=frames)

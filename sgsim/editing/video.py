@@ -1,8 +1,8 @@
 """Sound-driven video: the picture follows a track over time.
 
 Keyframes every `keyframe_every` seconds each take the window of the track centred on them as their target;
-all keyframe latents are optimised in one batch, each toward its window, held together by the temporal
-smoothness term; frames between keyframes are interpolated linearly in W+ and rendered a few at a time, so a
+the keyframe latents are optimised a micro-batch at a time in time order, each toward its window, each micro-batch
+warm-started from the keyframe before it and held together by the temporal smoothness term; frames between keyframes are interpolated linearly in W+ and rendered a few at a time, so a
 long track never holds its frames in memory. A (near-)silent window has no target: its keyframe is pinned at
 the source, so the picture returns to the source in a silent stretch and leaves it when the sound comes back.
 """
@@ -10,7 +10,7 @@ the source, so the picture returns to the source in a silent stretch and leaves 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional, Union
 
@@ -20,10 +20,11 @@ import torch
 from sgsim.audio import check_long_enough, load_audio, rms_dbfs
 from sgsim.editing.mixing import move_by
 from sgsim.editing.modes import generator_lock
+from sgsim.editing.optimise import choose_work_resolution, working_layers
 from sgsim.editing.targets import loudness_strengths
 from sgsim.editing.variables import free_rows
-from sgsim.editing.video_settings import (DEFAULT_FPS, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS, DEFAULT_STEPS,
-                                          DEFAULT_WINDOW, MAX_FPS, MAX_KEYFRAMES)
+from sgsim.editing.video_settings import (DEFAULT_FPS, DEFAULT_KEYFRAME_BATCH, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS,
+                                          DEFAULT_STEPS, DEFAULT_WARM_STEPS, DEFAULT_WINDOW, MAX_FPS, MAX_KEYFRAMES)
 from sgsim.errors import AudioError, SgsimError
 from sgsim.settings import check_settings, check_strengths
 from stylegan2.noise import swapped_noise
@@ -53,7 +54,7 @@ def keyframe_times(duration: float, every: float) -> np.ndarray:
     count = max(1, math.ceil(duration / every - 1e-9))
     if count + 1 > MAX_KEYFRAMES:
         raise SgsimError(f"keyframes every {every:g} s over the {duration:.1f} s sound make {count + 1}, over the limit of "
-                         f"{MAX_KEYFRAMES} (MAX_KEYFRAMES, all optimised at once); space them at least "
+                         f"{MAX_KEYFRAMES} (MAX_KEYFRAMES); space them at least "
                          f"{duration / (MAX_KEYFRAMES - 1):.3g} s apart or trim the sound")
     return np.minimum(np.arange(count + 1) * every, duration)
 
@@ -144,6 +145,38 @@ class PinnedKeyframes:
     def latents(self) -> torch.Tensor:
         moved = self.source[self.index].index_copy(1, self.rows, self.free)
         return self.source.index_copy(0, self.index, moved)
+
+
+def optimise_keyframes(editor: "Editor", run, start: torch.Tensor, targets: KeyframeTargets, *, steps: int, warm_steps: int,
+                       batch: Optional[int], layers=None, on_step: Optional[Callable[[], None]] = None,
+                       **loop) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """The keyframes [K, num_ws, w_dim] optimised `batch` at a time in time order (None: all at once), and their losses
+    [steps, K] (a micro-batch of fewer steps fills the last rows). The first micro-batch runs `steps` from `start`; each
+    later one runs `warm_steps`, its keyframes moved from their start as far as the keyframe before them moved (a warm
+    start: neighbouring windows sound alike), and that keyframe rides along pinned, so that the smoothness term holds
+    the seam. `loop` goes to Editor.optimise (noise, lr, work_resolution, ...)."""
+    count = len(start)
+    batch = count if batch is None else batch
+    optimised = start.clone()
+    losses: dict[str, np.ndarray] = {}
+    audible = torch.as_tensor(targets.audible, dtype=torch.float32, device=start.device)
+    for first in range(0, count, batch):
+        chunk = np.arange(max(first - 1, 0), min(first + batch, count))  # with the keyframe before it, pinned
+        own = chunk >= first
+        moving = targets.audible[chunk] & own
+        begin = start[chunk]
+        if first > 0:
+            begin = begin + torch.as_tensor(moving, device=start.device)[:, None, None] * (optimised[first - 1] - start[first - 1])
+            begin[0] = optimised[first - 1]
+        chunk_steps = steps if first == 0 else warm_steps
+        result = editor.optimise(
+            run, begin, targets.directions[chunk], steps=chunk_steps, variables=PinnedKeyframes(begin, moving, layers),
+            target_weights=audible[chunk] * torch.as_tensor(own, device=start.device),
+            callback=None if on_step is None else (lambda step, values: on_step()), **loop)
+        optimised[chunk[own]] = result.latents[own]
+        for name, values in result.losses.items():
+            losses.setdefault(name, np.full((steps, count), np.nan))[steps - chunk_steps:, chunk[own]] = values[:, own]
+    return optimised, losses
 
 
 def interpolate(times: np.ndarray, latents: torch.Tensor, at: np.ndarray) -> torch.Tensor:
@@ -246,6 +279,9 @@ def make_video(
     adaptive_layer_masking: bool = False,
     direction: Optional["SoundDirection"] = None,
     progress: Optional[Progress] = None,
+    keyframe_batch: Optional[int] = DEFAULT_KEYFRAME_BATCH,
+    warm_steps: int = DEFAULT_WARM_STEPS,
+    work_resolution: Union[str, int, None] = None,
 ) -> VideoEdit:
     """Editor.video: see its docstring."""
     editor.require_encoders("make a sound-driven video")
@@ -257,8 +293,14 @@ def make_video(
         from sgsim.editing.directions import check_generator
 
         check_generator(direction, editor.generator, editor.checksum("generator"))
+    if keyframe_batch is not None and (int(keyframe_batch) != keyframe_batch or keyframe_batch < 1):
+        raise SgsimError(f"keyframe_batch must be a whole number >= 1 (or None: all at once), got {keyframe_batch}")
+    if int(warm_steps) != warm_steps or warm_steps < 1:
+        raise SgsimError(f"warm_steps must be a whole number >= 1, got {warm_steps}")
+    warm_steps = min(int(warm_steps), steps) if steps > 0 else int(warm_steps)  # a warm start never needs more steps than a cold one
     run = editor.prepare_run(precision, {**(weights or {}), "smoothness": smoothness}, adaptive_layer_masking=adaptive_layer_masking)
     weights = run.weights
+    working = choose_work_resolution(work_resolution, editor.generator, editor.device)
     audio = Path(audio)
     duration = check_long_enough(audio)
     times = keyframe_times(duration, keyframe_every)
@@ -274,12 +316,13 @@ def make_video(
     losses: dict[str, np.ndarray] = {}
     optimised = start
     if steps > 0:
-        on_step = None if progress is None else (lambda step, _: progress("optimise", step + 1, steps))
-        result = editor.optimise(
-            run, start, targets.directions, noise=noise, steps=steps, lr=lr, variables=PinnedKeyframes(start, targets.audible, layers),
-            callback=on_step, target_weights=torch.as_tensor(targets.audible, dtype=torch.float32, device=editor.device),
-        )
-        optimised, losses = result.latents, result.losses
+        batches = math.ceil(len(times) / (keyframe_batch or len(times)))
+        total = steps + (batches - 1) * warm_steps
+        counter = iter(range(1, total + 1))
+        on_step = None if progress is None else (lambda: progress("optimise", next(counter), total))
+        optimised, losses = optimise_keyframes(
+            editor, run, start, targets, steps=steps, warm_steps=warm_steps, batch=keyframe_batch,
+            layers=working_layers(G, working.used, layers), on_step=on_step, noise=noise, lr=lr, work_resolution=working.used)
     strengths = np.where(targets.audible, loudness_strengths(targets.levels_dbfs, [strength], loudness)[:, 0].numpy(), 0.0)
     w_src = w_source.cpu()
     keyframes = move_by(w_src, optimised.cpu() - w_src, torch.as_tensor(strengths, dtype=torch.float32)[:, None])[:, 0]
@@ -296,6 +339,7 @@ def make_video(
             "fps": float(fps), "keyframe_every": float(keyframe_every), "window": float(window), "strength": float(strength),
             "smoothness": weights["smoothness"], "loudness": bool(loudness), "quiet_window_dbfs": QUIET_WINDOW_DBFS,
             "steps": steps, "lr": lr, "weights": weights, "seed": seed, "layers": None if layers is None else sorted({int(i) for i in layers}),
+            "keyframe_batch": keyframe_batch, "warm_steps": warm_steps, "work_resolution": asdict(working),
             "class_index": class_index, "precision": run.precision.name, "precision_reason": run.precision.reason, "device": str(editor.device), "preset_name": editor.preset_name,
             "interpolation": "linear in W+", "silent_keyframes": "pinned at the source",
             "direction": None if direction is None else {**direction.record(), "reach": reach.tolist()},

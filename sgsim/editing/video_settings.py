@@ -4,9 +4,15 @@ them without loading torch."""
 DEFAULT_FPS = 24.0
 MAX_FPS = 240.0
 DEFAULT_KEYFRAME_EVERY = 0.5  # seconds between keyframes: fast enough for a thunderclap, slow enough to stay cheap
-MAX_KEYFRAMES = 1024  # keyframes of one video, all optimised in one batch: over 8 minutes of sound at the default spacing
+MAX_KEYFRAMES = 1024  # keyframes of one video (embedded and held together): over 8 minutes of sound at the default spacing
 # Seconds of audio each keyframe's target is embedded from (scripts/bench_video.py --stability measures how much
 # an encoder's embedding of neighbouring windows agrees per window length; README "Sound-driven video").
 DEFAULT_WINDOW = 2.0
 DEFAULT_SMOOTHNESS = 0.01  # weight of ||w_k - w_k+1||^2, the same order as the latent term's (0.002 - 0.008)
 DEFAULT_STEPS = 100
+# Keyframes optimised together: a long track holds only this many (and the one before them) in the optimisation.
+DEFAULT_KEYFRAME_BATCH = 8
+# Steps of each micro-batch after the first: its keyframes start from their neighbour's optimised latent, whose
+# target is nearly theirs, so fewer should do; as many as the first until scripts/bench_video.py --vs-one-batch shows
+# how few keep the keyframes' CLIP loss.
+DEFAULT_WARM_STEPS = DEFAULT_STEPS

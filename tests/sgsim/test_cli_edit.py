@@ -310,3 +310,15 @@ def test_a_notice_is_one_clean_note_line_not_a_python_warning(run, sounds, tmp_p
     notes = [line for line in result.output.splitlines() if "editing without the identity loss" in line]
     assert len(notes) == 1 and notes[0].startswith("note: editing without the identity loss (id weight 0): ")
     assert "Warning" not in result.output and "editor.edit(" not in result.output and ".py:" not in result.output
+
+
+def test_work_resolution_is_a_flag_recorded_with_its_reason(run, sounds, tmp_path, one_error_line):
+    result = run("edit", "--audio", str(sounds[0]), "--seed", "1", "--work-resolution", "16", "--out", str(tmp_path / "w"))
+    assert result.exit_code == 0, result.output
+    assert "work resolution 16 (16: asked for)" in result.output
+    assert Image.open(tmp_path / "w" / "raining_s1.png").size == (32, 32)
+    recorded = json.loads((tmp_path / "w" / "run.json").read_text())["settings"]["work_resolution"]
+    assert recorded == {"requested": "16", "used": 16, "reason": "16: asked for"}
+    bad = run("edit", "--audio", str(sounds[0]), "--seed", "1", "--work-resolution", "half", "--out", str(tmp_path / "x"))
+    assert "not auto, full or a number of pixels" in one_error_line(bad)
+    assert not (tmp_path / "x").exists()

@@ -124,6 +124,16 @@ def test_loss_weights_by_name_reach_the_record(run, track, tmp_path, one_error_l
     assert "unknown loss term 'sparkle'" in one_error_line(bad) and not (tmp_path / "other.mp4").exists()
 
 
+def test_keyframe_batches_warm_steps_and_the_work_resolution_reach_the_record(run, track, tmp_path):
+    out = tmp_path / "clip.mp4"
+    result = run("video", "--audio", str(track.path), "--seed", "2", "--out", str(out), "--fps", "4", "--keyframe-every", "3",
+                 "--keyframe-batch", "2", "--warm-steps", "1", "--work-resolution", "16")
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "clip.json").read_text())["settings"]
+    assert settings["keyframe_batch"] == 2 and settings["warm_steps"] == 1
+    assert settings["work_resolution"] == {"requested": "16", "used": 16, "reason": "16: asked for"}
+
+
 def test_a_learned_direction_makes_an_instant_video(run, track, tmp_path, tiny_generator_file, one_error_line):
     import torch
 

@@ -50,8 +50,15 @@ def test_the_record_is_json_and_keeps_the_keys_batch_resume_compares():
     assert set(record) == {"invert_steps", "refine_steps", "align", "inversion_method", "photo_encoder", "generator", "encoder", "encoder_checkpoint", "clip_weights",
                            "preset", "steps", "lr", "lambda_latent", "lambda_id", "loss_weights", "mix", "loudness_strength",
                            "save_video", "precision",  # what `sgsim batch` recorded as batch_settings before EditSettings
-                           "world", "free", "truncation", "adaptive_layer_masking"}
+                           "world", "free", "truncation", "adaptive_layer_masking", "work_resolution"}
     assert settings_record(settings)["strengths"] == [0.5, 1.0]
+
+
+def test_a_work_resolution_is_kept_as_text_and_checked():
+    assert EditSettings(work_resolution=256).work_resolution == "256"
+    assert EditSettings(work_resolution=" Full ").work_resolution == "full"
+    with pytest.raises(SgsimError, match="not auto, full or a number of pixels"):
+        EditSettings(work_resolution="half")
 
 
 def test_changes_are_checked_by_name_and_strengths_by_value():

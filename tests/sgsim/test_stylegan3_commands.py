@@ -178,3 +178,9 @@ def test_weights_convert_writes_a_native_file_that_renders_nvidias_images(tmp_pa
     c = torch.eye(original.c_dim)[:2] if original.c_dim else None
     with torch.no_grad():
         assert torch.equal(converted(z, c), original(z, c))
+
+
+def test_edit_refuses_a_work_resolution_below_a_stylegan3_generators_top_in_one_line(run, sounds, tmp_path, one_error_line):
+    result = run("edit", "--audio", str(sounds["raining"]), "--seed", "1", "--work-resolution", "16", "--out", str(tmp_path / "w"))
+    assert "only StyleGAN2 skip generators" in one_error_line(result)
+    assert not (tmp_path / "w").exists()

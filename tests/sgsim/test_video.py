@@ -209,3 +209,28 @@ def test_a_learned_direction_moves_each_keyframe_as_far_as_its_window_sounds_lik
     assert optimised.losses["clip"].shape == (STEPS, len(video.keyframe_times))
     with pytest.raises(SgsimError, match="steps"):
         editor.video(track, 0, steps=0)
+def test_keyframes_in_micro_batches_start_from_their_neighbour_and_are_deterministic(editor, track):
+    options = dict(fps=12, window=WINDOW, steps=STEPS, keyframe_batch=4, loudness=False)
+    warm = editor.video(track, 0, warm_steps=2, **options)
+    again = editor.video(track, 0, warm_steps=2, **options)
+    assert torch.equal(warm.keyframe_latents, again.keyframe_latents)
+    assert all(np.array_equal(warm.losses[name], again.losses[name], equal_nan=True) for name in warm.losses)
+    # a micro-batch of fewer steps fills the last rows of the history; the final row holds every keyframe's loss
+    assert np.isnan(warm.losses["clip"][0, 4:]).all() and np.isfinite(warm.losses["clip"][-1]).all()
+    assert warm.settings["keyframe_batch"] == 4 and warm.settings["warm_steps"] == 2
+    assert warm.settings["work_resolution"]["used"] is None
+    # The ramped schedule's first step has lr 0: with one warm step each later keyframe stays where its warm start put
+    # it, at the optimised latent of the keyframe before its micro-batch (silent keyframes stay at the source).
+    still = editor.video(track, 0, warm_steps=1, **options)
+    latents, audible = still.keyframe_latents, still.audible
+    assert (latents[3] - still.source_latent).abs().amax() > 0
+    for k in range(4, len(latents)):
+        expected = latents[k // 4 * 4 - 1] if audible[k] else still.source_latent
+        torch.testing.assert_close(latents[k], expected, rtol=0, atol=1e-6)
+
+
+def test_keyframe_batch_and_warm_steps_are_checked(editor, track):
+    with pytest.raises(SgsimError, match="keyframe_batch"):
+        editor.video(track, 0, steps=1, keyframe_batch=0)
+    with pytest.raises(SgsimError, match="warm_steps"):
+        editor.video(track, 0, steps=1, warm_steps=0)

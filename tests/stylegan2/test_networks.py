@@ -294,3 +294,40 @@ def test_label_concat_is_the_original_tf_conditioning():
         x = torch.nn.functional.leaky_relu(x @ (fc.weight * 0.01 / fc.weight.shape[1] ** 0.5).T + fc.bias * 0.01, 0.2) * 2**0.5
     assert torch.allclose(G.mapping(z, c)[:, 0], x, atol=1e-5)
     assert json.loads(json.dumps(G.init_kwargs))["mapping_kwargs"]["label_concat"] is True
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_synthesis_up_to_a_resolution_is_the_full_pass_own_running_image(fused):
+    G = tiny_generator()
+    ws = G.mapping(torch.randn(2, 16, generator=torch.Generator().manual_seed(1)), None)
+    ws = ws + 0.3 * torch.randn(ws.shape, generator=torch.Generator().manual_seed(2))  # distinct rows
+    running = {}
+    hooks = [getattr(G.synthesis, f"b{res}").register_forward_hook(
+        lambda block, inputs, output: running.__setitem__(block.resolution, output[1].clone()))
+        for res in G.synthesis.block_resolutions]
+    full = G.synthesis(ws, fused_modconv=fused)
+    for hook in hooks:
+        hook.remove()
+    for res in (4, 8, 16):
+        image = G.synthesis(ws, fused_modconv=fused, resolution=res)
+        assert image.shape == (2, 3, res, res) and torch.equal(image, running[res])
+    assert torch.equal(G.synthesis(ws, fused_modconv=fused, resolution=32), full)
+
+
+def test_synthesis_up_to_a_resolution_reads_only_its_rows():
+    G = tiny_generator()
+    assert [G.synthesis.rows_read(res) for res in (4, 8, 16, 32, None)] == [2, 4, 6, 8, 8]
+    ws = G.mapping(torch.randn(1, 16), None).detach().requires_grad_(True)
+    G.synthesis(ws, resolution=16).square().sum().backward()
+    read = G.synthesis.rows_read(16)
+    assert (ws.grad[0, :read].abs().sum(dim=1) > 0).all()
+    assert torch.equal(ws.grad[0, read:], torch.zeros_like(ws.grad[0, read:]))
+
+
+def test_synthesis_stops_only_at_a_block_of_a_skip_network():
+    with pytest.raises(NetworkConfigError, match="block resolutions"):
+        tiny_generator().synthesis(torch.zeros(1, 8, 16), resolution=12)
+    resnet = tiny_generator(architecture="resnet")
+    with pytest.raises(NetworkConfigError, match="skip architecture"):
+        resnet.synthesis(torch.zeros(1, resnet.num_ws, 16), resolution=16)
+    assert resnet.synthesis(torch.zeros(1, resnet.num_ws, 16), resolution=32).shape == (1, 3, 32, 32)
