@@ -136,3 +136,9 @@ def assert_image_close(ours: torch.Tensor | np.ndarray, reference: torch.Tensor 
     """An image agrees with the reference in PSNR up to what a relative L2 error of `relative_error` allows."""
     achieved, floor = psnr(ours, reference), min_psnr(reference, relative_error)
     assert achieved >= floor, f"{what} PSNR {achieved:.1f} dB < {floor:.1f} dB (relative L2 bound {relative_error:.3g})"
+
+
+def parity_tolerance(network: torch.nn.Module) -> float:
+    """Relative L2 difference two float32 implementations of `network` may show: each errs from the exact result by
+    network_error of its reduction_profile, so they differ by at most twice that."""
+    return 2 * network_error(*reduction_profile(network))

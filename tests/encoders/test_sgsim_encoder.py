@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from encoders.errors import EncoderError
 from encoders.sgsim_encoder import LogMelFrontEnd, SgsimEncoder
 from sgsim.audio import load_audio, load_centred_window
-from tolerances import LAMBDA, U, assert_embedding_close, dot_product_error, fft_error, network_error, reduction_profile, relative_l2
+from tolerances import LAMBDA, U, assert_embedding_close, dot_product_error, fft_error, parity_tolerance
 
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "encoders" / "sgsim_resnet18_reference.npz"
 
@@ -82,10 +82,10 @@ def front_end_excess(front_end: LogMelFrontEnd, waveform: np.ndarray, expected: 
 
 def embedding_tolerance(encoder: SgsimEncoder, waveform: np.ndarray) -> float:
     """Relative L2 error of an embedding: the front end's (its bound over the input's norm, carried through a
-    well-conditioned network at gain about 1) plus the ResNet's own network_error."""
+    well-conditioned network at gain about 1) plus the ResNet's own parity_tolerance."""
     image = encoder.front_end(torch.from_numpy(waveform)[None])
     front_end = float(front_end_bound(encoder.front_end, waveform).norm() / image.norm())
-    return front_end + network_error(*reduction_profile(encoder))
+    return front_end + parity_tolerance(encoder)
 
 
 def assert_embedding_matches(ours: np.ndarray, expected: np.ndarray, tolerance: float, centre: np.ndarray) -> None:
@@ -199,16 +199,15 @@ def test_files_embed_as_the_reference_embeds_the_whole_clip(shared_data, referen
     assert_embedding_matches(embedding, expected, tolerance, reference["embeddings"].mean(axis=0))
 
 
-def test_cropping_before_the_db_step_would_not_match_the_reference(reference, seeded_encoder, twenty_second_file):
-    """Why whole clips are decoded: the centred 10 s alone have another maximum, so other dB values."""
+def test_cropping_before_the_db_step_would_not_match_the_reference(twenty_second_file):
+    """Why whole clips are decoded: the centred 10 s alone have another maximum, so other dB values. The network
+    input shows it far beyond its rounding bound; the seeded ResNet's embedding barely does (0.75 times its bound:
+    random weights map every clip near one direction), so the check is made where the error model is tight."""
     waveform, _ = load_audio(twenty_second_file(44100, True), 44100)
+    front_end = LogMelFrontEnd()
     start = (len(waveform) - 864 * 512) // 2
-    with torch.no_grad():
-        cropped = seeded_encoder(torch.from_numpy(waveform[start : start + 864 * 512])[None])[0].numpy()
-        tolerance = embedding_tolerance(seeded_encoder, waveform)
-    expected = reference["embeddings"][list(reference["names"]).index("raining+wind")]
-    with pytest.raises(AssertionError, match="relative L2 error"):
-        assert_embedding_matches(cropped, expected, tolerance, reference["embeddings"].mean(axis=0))
+    whole_clip_input = front_end(torch.from_numpy(waveform)[None])[0, 0].numpy()
+    assert front_end_excess(front_end, waveform[start : start + 864 * 512], whole_clip_input) > 1
 
 
 def test_a_file_longer_than_the_cap_is_cut_to_its_centre_with_a_warning(tmp_path, seeded_encoder):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from sgsim import identity
 from sgsim.errors import NetworkFileError
 from sgsim.identity import IR_SE50, ArcFace, IdentityLoss, IrSeConfig, read_arcface
-from tolerances import assert_embedding_close, network_error, reduction_profile
+from tolerances import assert_embedding_close, parity_tolerance
 
 # A narrow network with the IR-SE50 structure, for fast forward/backward checks.
 TINY = IrSeConfig(stem_channels=8, stages=((8, 1), (16, 2), (16, 1), (32, 1)), se_reduction=4, embedding_dim=16)
@@ -121,10 +121,10 @@ def golden_faces() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def embedding_tolerance(net: ArcFace) -> float:
-    """Relative L2 error two float32 runs of IR-SE50 may show: network_error over its widest reduction (the
+    """Relative L2 difference two float32 runs of IR-SE50 may show: parity_tolerance over its widest reduction (the
     512 x 7 x 7 output layer) and its 101 weight layers (tests/tolerances.py). The pooling and crop in front of it
     average at most a few pixels, far below that."""
-    return network_error(*reduction_profile(net))
+    return parity_tolerance(net)
 
 
 def test_embeddings_match_styleclip_arcface_on_seeded_weights(seeded_ir_se50, styleclip_golden):
