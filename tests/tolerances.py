@@ -96,6 +96,13 @@ def perturbed_db(bands_db: torch.Tensor, amplitude_error: torch.Tensor, seed: in
     return (20 * torch.log10(amplitude.abs().clamp_min(1e-9))).float()
 
 
+def as_float64(values: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Any tensor (on any device, with or without grad) or array, as float64 numpy values for a comparison."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, np.float64)
+
+
 def unit_roundoff(dtype: torch.dtype) -> float:
     """u of a floating dtype: 2^-24 for float32, 2^-53 for float64 (a float64 reference path is held to its own u)."""
     return float(torch.finfo(dtype).eps) / 2
@@ -114,13 +121,13 @@ def reduction_profile(network: torch.nn.Module) -> tuple[int, int]:
 
 def assert_relative_close(ours: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray, tolerance: float, what: str = "") -> None:
     """Relative L2 error <= `tolerance`: the unit of network_error, for features, latents and embeddings alike."""
-    error = relative_l2(np.asarray(ours), np.asarray(reference))
+    error = relative_l2(as_float64(ours), as_float64(reference))
     assert error <= tolerance, f"{what} relative L2 error {error:.3g} > {tolerance:.3g} ({error / tolerance:.3g} times the bound)"
 
 
 def psnr(ours: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> float:
     """Peak signal-to-noise ratio in dB, the peak being the reference's own range (max - min)."""
-    ours, reference = np.asarray(ours, np.float64), np.asarray(reference, np.float64)
+    ours, reference = as_float64(ours), as_float64(reference)
     mse = np.mean((ours - reference) ** 2)
     return math.inf if mse == 0 else float(10 * np.log10(np.ptp(reference) ** 2 / mse))
 
@@ -128,7 +135,7 @@ def psnr(ours: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) 
 def min_psnr(reference: torch.Tensor | np.ndarray, relative_error: float) -> float:
     """The PSNR an image keeps when it errs by `relative_error` in relative L2: its RMS error is relative_error times
     the reference's RMS, against the reference's range."""
-    reference = np.asarray(reference, np.float64)
+    reference = as_float64(reference)
     return float(20 * np.log10(np.ptp(reference) / (relative_error * np.sqrt(np.mean(reference**2)))))
 
 
