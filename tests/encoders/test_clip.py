@@ -95,6 +95,16 @@ def test_encode_image_preprocessing_matches_a_hand_computed_pipeline(clip):
     assert_relative_close(clip.encode_image(images), expected, parity_tolerance(clip.model.visual))
 
 
+def test_preprocessing_without_the_clamp_fails_the_comparison(clip):
+    """Out-of-range pixels left unclamped: a mistake the bound of the test above must see."""
+    images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2.4 - 1.2
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    unclamped = F.normalize(clip.model.encode_image(((images + 1) / 2 - mean) / std), dim=-1)
+    with pytest.raises(AssertionError, match="relative L2 error"):
+        assert_relative_close(clip.encode_image(images), unclamped, parity_tolerance(clip.model.visual))
+
+
 def test_resize_keeps_a_constant_image_constant_and_crops_the_centre():
     flat = torch.full((1, 3, 100, 100), 0.3)
     torch.testing.assert_close(resize_and_center_crop(flat, 32), torch.full((1, 3, 32, 32), 0.3))

@@ -54,6 +54,18 @@ def test_matches_closed_form_with_bias_along_dim_and_default_gain(act):
     assert torch.allclose(y.flatten(), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
 
 
+def test_a_gain_off_in_its_twelfth_digit_fails_the_closed_form_comparison(monkeypatch):
+    """The 1e-12 bound above is tight enough to see lrelu's gain sqrt(2) off by one part in 1e12."""
+    import dataclasses
+
+    from stylegan2.ops import bias_act as module
+
+    monkeypatch.setitem(module.ACTIVATIONS, "lrelu", dataclasses.replace(ACTIVATIONS["lrelu"], def_gain=math.sqrt(2) * (1 + 1e-12)))
+    x = torch.linspace(-3, 3, 24, dtype=torch.float64)
+    expected = torch.tensor([math.sqrt(2) * CLOSED_FORMS["lrelu"](v) for v in x.tolist()], dtype=torch.float64)
+    assert not torch.allclose(bias_act(x, act="lrelu"), expected, rtol=0, atol=1e-12)
+
+
 def test_alpha_gain_and_clamp():
     x = torch.tensor([[-4.0, -1.0, 0.5, 3.0]])
     y = bias_act(x, act="lrelu", alpha=0.1, gain=2.0, clamp=4.0)
