@@ -196,10 +196,6 @@ def test_a_batch_embeds_each_clip_as_alone(seeded_encoder):
         assert_embedding_close(one_of_batch.numpy(), one_alone.numpy(), parity_tolerance(seeded_encoder))
 
 
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
 def test_the_network_sees_exactly_864_frames_of_a_longer_clip():
     window = round(LogMelFrontEnd().window_seconds * 44100)
     assert window == 864 * 512
