@@ -38,12 +38,6 @@ def digest(tensor: torch.Tensor) -> list:
     return [list(tensor.shape), str(tensor.dtype).removeprefix("torch."), hashlib.sha256(raw).hexdigest()[:16]]
 
 
-def tolerance(network: torch.nn.Module) -> float:
-    """Relative L2 difference between NVIDIA's float32 run and ours (tests/tolerances.py parity_tolerance): from the
-    widest reduction (a 3x3 convolution over all input channels) and the weight-layer count, toRGB and skips included."""
-    return parity_tolerance(network)
-
-
 def expected_arrays(case: dict) -> dict[str, np.ndarray]:
     with np.load(DATA / case["outputs"]) as arrays:
         return {key: arrays[key] for key in arrays.files}
@@ -81,11 +75,13 @@ def test_ws_and_images_match_nvidias(case: dict, device: str) -> None:
             img_from_ws = G.synthesis(ws_nvidia, noise_mode="const", force_fp32=True)
             img = G(z, c, truncation_psi=psi, truncation_cutoff=cutoff, noise_mode="const", force_fp32=True)
         where = f"{case['file']} psi={psi} cutoff={cutoff}"
-        # ws in relative L2 against the mapping's bound; images in PSNR against the bound of the layers they cross
-        # (synthesis alone from NVIDIA's ws, mapping and synthesis from z).
-        assert_relative_close(ws.cpu(), ws_nvidia.cpu(), tolerance(G.mapping), f"{where}: ws")
-        assert_image_close(img_from_ws.cpu(), img_nvidia.cpu(), tolerance(G.synthesis), f"{where}: image from ws")
-        assert_image_close(img.cpu(), img_nvidia.cpu(), tolerance(G), f"{where}: image from z")
+        # NVIDIA's float32 run against ours (tests/tolerances.py parity_tolerance, from the widest reduction, a 3x3
+        # convolution over all input channels, and the weight-layer count, toRGB and skips included): ws in relative
+        # L2 against the mapping's bound, images in PSNR against the layers they cross (synthesis from NVIDIA's ws,
+        # mapping and synthesis from z).
+        assert_relative_close(ws.cpu(), ws_nvidia.cpu(), parity_tolerance(G.mapping), f"{where}: ws")
+        assert_image_close(img_from_ws.cpu(), img_nvidia.cpu(), parity_tolerance(G.synthesis), f"{where}: image from ws")
+        assert_image_close(img.cpu(), img_nvidia.cpu(), parity_tolerance(G), f"{where}: image from z")
 
 
 # Each mistake is one a port could make and that changes every image by little: the bound must still see it.
@@ -109,7 +105,7 @@ def test_a_slightly_wrong_generator_fails_the_comparison(mistake: str, monkeypat
     with torch.no_grad():
         img = G(z, c, truncation_psi=float(arrays["psi"][0]), noise_mode="const", force_fp32=True)
     with pytest.raises(AssertionError, match="PSNR"):
-        assert_image_close(img, img_nvidia, tolerance(G))
+        assert_image_close(img, img_nvidia, parity_tolerance(G))
 
 
 def test_fp16_blocks_run_in_fp32_on_the_cpu() -> None:
@@ -120,7 +116,7 @@ def test_fp16_blocks_run_in_fp32_on_the_cpu() -> None:
     with torch.no_grad():
         img = G.synthesis(torch.from_numpy(arrays["ws"][0]), noise_mode="const", force_fp32=False)
     assert img.dtype == torch.float32
-    assert_image_close(img, torch.from_numpy(arrays["img"][0]), tolerance(G.synthesis))
+    assert_image_close(img, torch.from_numpy(arrays["img"][0]), parity_tolerance(G.synthesis))
 
 
 @pytest.mark.parametrize("name", sorted({case["file"] for case in MANIFEST["cases"] if case["file"].startswith("ada_")}))
