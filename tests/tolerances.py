@@ -94,3 +94,58 @@ def perturbed_db(bands_db: torch.Tensor, amplitude_error: torch.Tensor, seed: in
     angle = 2 * math.pi * torch.rand(bands_db.shape, generator=gen, dtype=torch.float64)
     amplitude = 10 ** (bands_db.double() / 20) + 2 * amplitude_error.double() * torch.polar(radius, angle)
     return (20 * torch.log10(amplitude.abs().clamp_min(1e-9))).float()
+
+
+def as_float64(values: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Any tensor (on any device, with or without grad) or array, as float64 numpy values for a comparison."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, np.float64)
+
+
+def unit_roundoff(dtype: torch.dtype) -> float:
+    """u of a floating dtype: 2^-24 for float32, 2^-53 for float64 (a float64 reference path is held to its own u)."""
+    return float(torch.finfo(dtype).eps) / 2
+
+
+def reduction_profile(network: torch.nn.Module) -> tuple[int, int]:
+    """(widest reduction, weight layers) of a network: the `length` and `depth` network_error takes.
+
+    A weight of shape [out, in, *kernel] sums in * prod(kernel) products per output. Every weight layer counts
+    towards depth, parallel branches (toRGB, shortcuts, SE gates) too: no path crosses more layers than that, so
+    the count can only overstate the error."""
+    lengths = [math.prod(weight.shape[1:]) for name, weight in network.state_dict().items()
+               if name.endswith("weight") and weight.dim() >= 2]
+    return max(lengths), len(lengths)
+
+
+def assert_relative_close(ours: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray, tolerance: float, what: str = "") -> None:
+    """Relative L2 error <= `tolerance`: the unit of network_error, for features, latents and embeddings alike."""
+    error = relative_l2(as_float64(ours), as_float64(reference))
+    assert error <= tolerance, f"{what} relative L2 error {error:.3g} > {tolerance:.3g} ({error / tolerance:.3g} times the bound)"
+
+
+def psnr(ours: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB, the peak being the reference's own range (max - min)."""
+    ours, reference = as_float64(ours), as_float64(reference)
+    mse = np.mean((ours - reference) ** 2)
+    return math.inf if mse == 0 else float(10 * np.log10(np.ptp(reference) ** 2 / mse))
+
+
+def min_psnr(reference: torch.Tensor | np.ndarray, relative_error: float) -> float:
+    """The PSNR an image keeps when it errs by `relative_error` in relative L2: its RMS error is relative_error times
+    the reference's RMS, against the reference's range."""
+    reference = as_float64(reference)
+    return float(20 * np.log10(np.ptp(reference) / (relative_error * np.sqrt(np.mean(reference**2)))))
+
+
+def assert_image_close(ours: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray, relative_error: float, what: str = "") -> None:
+    """An image agrees with the reference in PSNR up to what a relative L2 error of `relative_error` allows."""
+    achieved, floor = psnr(ours, reference), min_psnr(reference, relative_error)
+    assert achieved >= floor, f"{what} PSNR {achieved:.1f} dB < {floor:.1f} dB (relative L2 bound {relative_error:.3g})"
+
+
+def parity_tolerance(network: torch.nn.Module) -> float:
+    """Relative L2 difference two float32 implementations of `network` may show: each errs from the exact result by
+    network_error of its reduction_profile, so they differ by at most twice that."""
+    return 2 * network_error(*reduction_profile(network))

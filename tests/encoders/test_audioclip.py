@@ -74,11 +74,14 @@ def encoder(golden, random_weights) -> AudioClipEncoder:
 def test_int16_mapping_is_audioclips_affine_map():
     samples = torch.tensor([-32768.0, 32767.0, 0.0])
     expected = torch.tensor([-1.0, 1.0, 1.0 / 65535.0])
+    # The shift and the doubling are exact for int16 values and the final subtraction is exact (Sterbenz): only the
+    # division rounds, by half an ulp of a value below 2, 6e-8.
     torch.testing.assert_close(int16_to_unit_range(samples), expected, rtol=0, atol=1e-7)
 
 
 def test_window_is_scipys_periodic_blackman_harris():
     expected = torch.from_numpy(scipy.signal.get_window("blackmanharris", 1654, fftbins=True)).float()
+    # Both round a float64 window (equal to a few u64) to float32: at most one ulp apart, 6e-8 for values below 1.
     torch.testing.assert_close(blackman_harris(1654), expected, rtol=0, atol=1e-7)
 
 

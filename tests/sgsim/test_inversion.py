@@ -14,6 +14,7 @@ from sgsim.inversion import InversionProgress, invert, noise_regularization, w_s
 from sgsim.lpips import LpipsDistance
 from stylegan2.errors import NetworkConfigError
 from stylegan2.noise import swapped_noise
+from tolerances import LAMBDA, U, parity_tolerance
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -211,7 +212,10 @@ def test_result_shapes_and_re_rendering_with_the_returned_noise(tiny_G, pixel_ru
     assert result.image.shape == (1, 3, 16, 16)
     names = {name for name, _ in tiny_G.synthesis.named_buffers() if name.endswith("noise_const")}
     assert set(result.noise) == names
-    for buffer in result.noise.values():  # renormalised after every step
+    # Renormalised after every step: the mean and the second moment are sums of at most 16 x 16 values of size ~1,
+    # so they hold to LAMBDA sqrt(256) u = 3.8e-6; 1e-4 on the second moment also covers rsqrt's few ulp, and a
+    # Bessel-corrected variance (1/255 off for the largest buffer) still fails.
+    for buffer in result.noise.values():
         assert abs(float(buffer.mean())) < 1e-5 and abs(float(buffer.square().mean()) - 1) < 1e-4
     with torch.no_grad(), swapped_noise(tiny_G, result.noise):
         torch.testing.assert_close(tiny_G.synthesis(result.w_plus, noise_mode="const"), result.image)
@@ -251,8 +255,15 @@ def test_w_statistics_follow_the_projector_recipe(tiny_G):
     with torch.no_grad():
         w = tiny_G.mapping(z, None)[:, 0]
     w_avg, w_std = w_statistics(tiny_G, samples=500)
-    torch.testing.assert_close(w_avg, w.mean(0).view(1, 1, 16))
-    assert w_std == pytest.approx(float(((w - w.mean(0)) ** 2).sum(1).mean()) ** 0.5, rel=1e-5)
+    # w_statistics maps z in chunks, so its w differ from these by the mapping's rounding; then both average 500 of
+    # them in their own order (a sum of 500 terms: LAMBDA sqrt(500) u of the magnitudes, for each side).
+    mapping_error = parity_tolerance(tiny_G.mapping) * w.abs().max()
+    assert bool(((w_avg - w.mean(0).view(1, 1, 16)).abs() <= 2 * LAMBDA * 500**0.5 * U * w.abs().mean(0) + mapping_error).all())
+    # w_std^2 sums 500 x 16 non-negative terms on each side (2 LAMBDA sqrt(8000) u, halved by the square root); the
+    # w's own difference moves the spread by at most that difference over the spread: RMS |w| / w_std times it.
+    spread_gain = float(w.square().sum(1).mean().sqrt()) / w_std
+    relative = LAMBDA * (500 * 16) ** 0.5 * U + parity_tolerance(tiny_G.mapping) * spread_gain
+    assert w_std == pytest.approx(float(((w - w.mean(0)) ** 2).sum(1).mean()) ** 0.5, rel=relative)
 
 
 def test_noise_regularization_penalises_correlated_noise_only():

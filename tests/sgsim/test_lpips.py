@@ -15,6 +15,7 @@ from torch import nn
 
 from sgsim.errors import NetworkFileError
 from sgsim.lpips import LpipsDistance, read_lpips, read_torchscript_tensors
+from tolerances import LAMBDA, U, assert_relative_close, parity_tolerance
 
 WIDTHS = (4, 8, 8, 16, 16)  # a narrow VGG16 with the real layer count and names
 STAGES = (2, 2, 3, 3, 3)
@@ -127,15 +128,48 @@ def test_classifier_layers_are_not_loaded(reference_file):
     assert not any(name.startswith("layers.fc") for name in read_lpips(path).state_dict())
 
 
+def feature_tolerance(net: LpipsDistance) -> float:
+    """Relative L2 difference two float32 runs of the VGG features may show: parity_tolerance over the widest 3x3
+    convolution and the 13 convolutions (tests/tolerances.py); the per-pixel unit normalisation sums one channel
+    vector, far shorter than the convolutions' reductions."""
+    return parity_tolerance(net.layers)
+
+
+def distance_tolerance(net: LpipsDistance, features_a: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:
+    """Relative error of d = ||fa - fb||^2 per image when each feature vector differs from the reference's by e (relative L2):
+    |dd| <= 2 ||fa - fb|| (||dfa|| + ||dfb||) <= 2 e ||fa - fb|| (||fa|| + ||fb||), plus both final sums' rounding."""
+    e = feature_tolerance(net)
+    spread = (features_a.norm(dim=1) + features_b.norm(dim=1)) / (features_a - features_b).norm(dim=1)
+    return 2 * e * spread + 2 * LAMBDA * features_a.shape[1] ** 0.5 * U
+
+
+def assert_matches_reference(net: LpipsDistance, reference: _ReferenceVgg16, a: torch.Tensor, b: torch.Tensor) -> None:
+    """Features in relative L2 and distances in relative error, each within its float32 bound."""
+    fa, fb = reference((a + 1) * 127.5), reference((b + 1) * 127.5)
+    for ours, expected in zip(net.features(a), fa):
+        assert_relative_close(ours, expected, feature_tolerance(net), "features")
+    relative_error = (net(a, b) - _published_lpips(reference, a, b)).abs() / _published_lpips(reference, a, b)
+    assert bool((relative_error <= distance_tolerance(net, fa, fb)).all()), f"distance relative error {relative_error}"
+
+
+def seeded_images() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(3, 3, 32, 32, generator=gen) * 2 - 1, torch.rand(3, 3, 32, 32, generator=gen) * 2 - 1
+
+
 def test_distance_matches_the_reference_module(reference_file):
     reference, path = reference_file
-    net = read_lpips(path)
-    gen = torch.Generator().manual_seed(0)
-    a = torch.rand(3, 3, 32, 32, generator=gen) * 2 - 1
-    b = torch.rand(3, 3, 32, 32, generator=gen) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(net(a, b), _published_lpips(reference, a, b), rtol=1e-5, atol=1e-7)
-        torch.testing.assert_close(net.features(a), reference((a + 1) * 127.5), rtol=1e-5, atol=1e-7)
+        assert_matches_reference(read_lpips(path), reference, *seeded_images())
+
+
+def test_colour_channels_in_bgr_order_fail_the_comparison(reference_file, monkeypatch):
+    """The input scaling's shift and scale taken in BGR order: a mistake a port could make, and the bound must see it."""
+    reference, path = reference_file
+    net = read_lpips(path)
+    net.shift, net.scale = net.shift.flip(1), net.scale.flip(1)
+    with torch.no_grad(), pytest.raises(AssertionError, match="relative L2 error"):
+        assert_matches_reference(net, reference, *seeded_images())
 
 
 def test_lpips_weights_stored_as_conv_kernels_are_accepted(reference_file, tmp_path):

@@ -49,7 +49,21 @@ def test_matches_closed_form_with_bias_along_dim_and_default_gain(act):
     y = bias_act(x, b, dim=2, act=act)
     gain = DEFAULT_GAINS.get(act, 1.0)
     expected = [gain * CLOSED_FORMS[act](v + b[i % 4].item()) for i, v in enumerate(x.flatten().tolist())]
-    assert torch.allclose(y.flatten(), torch.tensor(expected, dtype=torch.float64), atol=1e-12)
+    # float64 on both sides: a bias add, one libm or ATen function (within a few ulp) and a gain, on values below 6:
+    # 64 u64 of that size is 4e-14, so 1e-12 leaves room for any libm and still sees a gain off by 1e-12 relative.
+    assert torch.allclose(y.flatten(), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
+
+
+def test_a_gain_off_in_its_twelfth_digit_fails_the_closed_form_comparison(monkeypatch):
+    """The 1e-12 bound above is tight enough to see lrelu's gain sqrt(2) off by one part in 1e12."""
+    import dataclasses
+
+    from stylegan2.ops import bias_act as module
+
+    monkeypatch.setitem(module.ACTIVATIONS, "lrelu", dataclasses.replace(ACTIVATIONS["lrelu"], def_gain=math.sqrt(2) * (1 + 1e-12)))
+    x = torch.linspace(-3, 3, 24, dtype=torch.float64)
+    expected = torch.tensor([math.sqrt(2) * CLOSED_FORMS["lrelu"](v) for v in x.tolist()], dtype=torch.float64)
+    assert not torch.allclose(bias_act(x, act="lrelu"), expected, rtol=0, atol=1e-12)
 
 
 def test_alpha_gain_and_clamp():
@@ -98,6 +112,9 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"
 
 @cuda
 @pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+# Elementwise: each output is a few roundings and one transcendental function (a few ulp) per pass; the second
+# derivative chains about ten such operations. fp32: 1e-5 is about 170 u of the largest value. fp16 (u = 4.9e-4)
+# also rounds every stored intermediate: 1e-2 is 20 u.
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 1e-2)])
 def test_cuda_matches_reference_with_derivatives(act, dtype, tol):
     x = (_away_from_kinks((2, 8, 5, 5), 1) * 2).to("cuda", dtype).requires_grad_(True)
@@ -116,6 +133,7 @@ def test_cuda_matches_reference_with_derivatives(act, dtype, tol):
 def test_cuda_handles_channels_last_and_float64_gradcheck():
     x = torch.randn(2, 4, 3, 3, device="cuda").to(memory_format=torch.channels_last)
     b = torch.randn(4, device="cuda")
+    # lrelu of x + b and one gain: two roundings of values below 5, so 1e-6 (about 4 u of them) holds.
     assert torch.allclose(bias_act(x, b, act="lrelu", impl="cuda"), bias_act(x, b, act="lrelu", impl="ref"), atol=1e-6)
     xd = torch.randn(2, 3, 4, device="cuda", dtype=torch.float64, requires_grad=True)
     bd = torch.randn(3, device="cuda", dtype=torch.float64, requires_grad=True)

@@ -7,6 +7,7 @@ import torch
 
 from stylegan2.errors import CudaOpsError, NetworkConfigError
 from stylegan2.ops.upfirdn2d import Geometry, setup_filter, upfirdn2d, upsample2d
+from tolerances import LAMBDA, unit_roundoff
 
 
 def expected_upfirdn(x: np.ndarray, f: np.ndarray, up, down, pad, flip_filter=False, gain=1.0) -> np.ndarray:
@@ -26,6 +27,21 @@ def expected_upfirdn(x: np.ndarray, f: np.ndarray, up, down, pad, flip_filter=Fa
     return np.stack(out).reshape(*x.shape[:2], *out[0].shape)
 
 
+def filter_error(abs_sums: np.ndarray, taps: int, dtype: torch.dtype) -> np.ndarray:
+    """Per output, how far two computations of one FIR filter may differ: each is a sum of at most `taps`
+    products (a separable filter's two passes sum fewer), so each errs by LAMBDA sqrt(taps) u sum|x f gain|."""
+    return 2 * LAMBDA * np.sqrt(taps) * unit_roundoff(dtype) * abs_sums
+
+
+def assert_filter_close(got: torch.Tensor, expected: np.ndarray, abs_sums: np.ndarray, taps: int) -> None:
+    """Elementwise within filter_error: a relative error per output, against the sum of its terms' magnitudes (an
+    output with no nonzero term, in the padding, must be exactly zero)."""
+    difference = np.abs(got.detach().numpy() - expected)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        excess = np.where(difference == 0, 0.0, difference / filter_error(abs_sums, taps, got.dtype))
+    assert got.shape == expected.shape and excess.max() <= 1, f"{excess.max():.3g} times the rounding bound"
+
+
 ASYMMETRIC = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])  # 3 wide, 2 high, no symmetry: catches any flip or axis swap
 CASES = [
     # filter, up, down, padding [x0, x1, y0, y1], flip_filter, gain
@@ -41,14 +57,32 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("f,up,down,pad,flip,gain", CASES)
-def test_matches_independent_computation(f, up, down, pad, flip, gain):
-    x = torch.randn(2, 3, 7, 6, dtype=torch.float64)
+def run_case(x: torch.Tensor, f, up, down, pad, flip, gain) -> tuple[torch.Tensor, np.ndarray, np.ndarray, int]:
+    """(ours, the textbook result, the textbook result on |x| and |f| (the sums of the terms' magnitudes), taps)."""
     filt = setup_filter(f.tolist(), normalize=False) if f.ndim == 1 else torch.tensor(f, dtype=torch.float32)
     got = upfirdn2d(x, filt, up=up, down=down, padding=pad, flip_filter=flip, gain=gain)
-    expected = expected_upfirdn(x.numpy(), f.astype(np.float32).astype(np.float64), up, down, pad, flip, gain)
-    assert got.shape == expected.shape
-    assert np.allclose(got.numpy(), expected, atol=1e-5)
+    exact_f = f.astype(np.float32).astype(np.float64)
+    expected = expected_upfirdn(x.numpy(), exact_f, up, down, pad, flip, gain)
+    abs_sums = expected_upfirdn(np.abs(x.numpy()), np.abs(exact_f), up, down, pad, flip, abs(gain))
+    return got, expected, abs_sums, exact_f.size**2 if f.ndim == 1 else exact_f.size
+
+
+@pytest.mark.parametrize("f,up,down,pad,flip,gain", CASES)
+def test_matches_independent_computation(f, up, down, pad, flip, gain):
+    """float64 in, so both sides hold float64's rounding bound: a gain off by one part in a million shows."""
+    got, expected, abs_sums, taps = run_case(torch.randn(2, 3, 7, 6, dtype=torch.float64), f, up, down, pad, flip, gain)
+    assert_filter_close(got, expected, abs_sums, taps)
+
+
+@pytest.mark.parametrize("mistake", ["flipped filter", "gain off by 1e-6"])
+def test_a_slightly_wrong_filter_fails_the_comparison(mistake):
+    f, up, down, pad, flip, gain = CASES[1]
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64)
+    wrong = (f, up, down, pad, not flip, gain) if mistake == "flipped filter" else (f, up, down, pad, flip, gain * (1 + 1e-6))
+    got = run_case(x, *wrong)[0]
+    _, expected, abs_sums, taps = run_case(x, f, up, down, pad, flip, gain)
+    with pytest.raises(AssertionError, match="times the rounding bound"):
+        assert_filter_close(got, expected, abs_sums, taps)
 
 
 def test_setup_filter():
@@ -107,11 +141,16 @@ def test_adjoint_geometry_gives_the_gradient(f, up, down, pad, flip, gain):
     f_w, f_h = (filt.shape[-1], filt.shape[0])
     g = Geometry(up, down, pad, flip, gain).adjoint(6, 7, y.shape[3], y.shape[2], f_w, f_h)
     got = upfirdn2d(dy, filt, up=g.up, down=g.down, padding=g.padding, flip_filter=g.flip_filter, gain=g.gain)
-    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-5)
+    # Both are float64 sums of the same products in another order: filter_error bounds their difference.
+    abs_sums = upfirdn2d(dy.abs(), filt.abs(), up=g.up, down=g.down, padding=g.padding, flip_filter=g.flip_filter, gain=abs(g.gain))
+    assert_filter_close(got, expected.numpy(), abs_sums.detach().numpy(), filt.numel())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("f,up,down,pad,flip,gain", CASES)
+# fp32: the kernel and the reference sum at most 81 products in other orders, LAMBDA sqrt(81) u = 2.1e-6 relative per
+# pass, and the second derivative chains three passes: 1e-5 of the largest value. fp16 (u = 2^-11 = 4.9e-4) has
+# its outputs rounded too: 1e-2 is 20 u.
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 1e-2)])
 def test_cuda_matches_reference_with_derivatives(f, up, down, pad, flip, gain, dtype, tol):
     filt = (setup_filter(f.tolist(), normalize=False) if f.ndim == 1 else torch.tensor(f, dtype=torch.float32)).cuda()
