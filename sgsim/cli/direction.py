@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import click
 
@@ -110,27 +109,6 @@ def plan_direction(audio, audio_dir, text, seeds, latents, images, out, device, 
     return plan
 
 
-@contextlib.contextmanager
-def _progress(steps: int, description: str) -> Iterator[Callable[[int, dict], None]]:
-    """A step callback drawing a progress bar from the first step on, so that an error found before the
-    optimisation starts (a bad loss weight, a W+ row the generator lacks) stays the only line on stderr."""
-    from tqdm import tqdm
-
-    bars = []
-
-    def on_step(step: int, losses: dict) -> None:
-        if not bars:
-            bars.append(tqdm(total=steps, desc=description, unit="step", leave=False))
-        bars[0].set_postfix(clip=f"{losses['clip']:.4f}", refresh=False)
-        bars[0].update(1)
-
-    try:
-        yield on_step
-    finally:
-        for bar in bars:
-            bar.close()
-
-
 def _report(direction) -> str:
     """One line of held-out numbers for a learned direction."""
     held = direction.holdout
@@ -175,6 +153,7 @@ def direction_command(audio, audio_dir, text, seeds, latents, images, class_inde
     from sgsim.editing import Editor, Target
     from sgsim.editing.directions import SUFFIX, direction_names, save_directions
     from sgsim.outputs import run_record, weights_record, write_json
+    from sgsim.progress import edit_bar
 
     layer_rows = parse_layers(layers)
     plan = plan_direction(audio, audio_dir, text, seeds, latents, images, out, device, settings.preset, settings.generator)
@@ -192,7 +171,7 @@ def direction_command(audio, audio_dir, text, seeds, latents, images, class_inde
     groups = [todo] if plan.single else [todo[i:i + SOUNDS_PER_RUN] for i in range(0, len(todo), SOUNDS_PER_RUN)]
     learned = []
     for group in groups:
-        with _progress(settings.steps, f"{len(group)} direction(s)") as on_step:
+        with edit_bar(settings.steps, f"{len(group)} direction(s)") as on_step:
             directions = editor.learn_directions(
                 [target for _, target in group], plan.sources, settings, layers=layer_rows, holdout=holdout,
                 sources_per_step=sources_per_step, names=[name for name, _ in group], callback=on_step, class_index=class_index,
