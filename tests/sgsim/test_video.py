@@ -190,7 +190,9 @@ def test_peak_memory_does_not_grow_with_the_number_of_frames(gap_track, tmp_path
     few, many, held = measure(2, "stream"), measure(60, "stream"), measure(60, "hold")
     assert (few["frames"], many["frames"]) == (52, 1560)
     assert held["growth_kib"] - few["growth_kib"] > 12 * 1024, (few, held)  # 1560 frames of 3x32x32 floats and latents: 19 MiB
-    assert many["growth_kib"] - few["growth_kib"] < 4 * 1024, (few, many)  # 30 x the frames, no more memory
+    # 30 x the frames: what grows with the frame count (the planned W+ latents, 1560 x 8 x 32 floats, and per-frame
+    # numbers: a few MiB, allocator-dependent) stays well under what holding the frames costs in the same run.
+    assert many["growth_kib"] - few["growth_kib"] < 0.4 * (held["growth_kib"] - few["growth_kib"]), (few, many, held)
 
 
 def test_a_learned_direction_moves_each_keyframe_as_far_as_its_window_sounds_like_it(editor, track, video):
