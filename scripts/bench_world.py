@@ -1,53 +1,187 @@
-"""The shapes world's numbers, measured with its judge: `python scripts/bench_world.py [--world-dir DIR]`.
+"""The shapes world's numbers, measured with its judge: `python scripts/bench_world.py [--world-dir DIR] [--part ...]`.
 
-Prints a table of the issue's targets against what the built world reaches: generator cleanliness and balance over
-1000 seeds, CLIP zero-shot colour and shape on 1200 held-out renders, and the audio encoder's zero-shot accuracy
-over the seven words on held-out voices (the speech under DIR/speech, present after `sgsim world build`).
+Parts (default: networks, edits, video):
+- networks: generator cleanliness and balance over 1000 seeds, CLIP zero-shot colour and shape on 1200 held-out
+  renders, the audio encoder's zero-shot accuracy over the seven words on held-out voices (DIR/speech/test.csv);
+- edits: each check of sgsim.worlds.checks (sound, text, sound + text, learned direction) on 50 seeds each, with the
+  world's default settings;
+- video: sgsim video on the spoken sequence "red ... blue ... green" from a few seeds, judged frame by frame;
+- curves: success and keep rates against steps, latent weight, direction strength and video window (what chose the
+  world's defaults), written as JSON and a PNG with --out.
+Prints a table per part with the issue's targets beside what the world reaches.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 from pathlib import Path
+
+PARTS = ("networks", "edits", "video", "curves")
+CURVES = {
+    "steps": [25, 50, 100, 200, 300],
+    "lambda_latent": [0.0, 0.002, 0.008, 0.03],
+    "strength": [0.5, 1.0, 1.5, 2.0],
+    "window": [0.5, 1.0, 2.0],
+}
+
+
+def table(rows: list[tuple[str, str, str]]) -> None:
+    width = max(len(row[0]) for row in rows)
+    print(f"{'measure':<{width}}  {'target':<9}  reached")
+    for name, target, reached in rows:
+        print(f"{name:<{width}}  {target:<9}  {reached}")
+    print()
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f} %"
+
+
+def networks(files, seeds: int, renders: int) -> dict:
+    from encoders.clip import load_clip
+    from encoders.registry import load_audio_encoder
+    from sgsim.datasets import open_dataset
+    from sgsim.worlds.metrics import clip_zero_shot, encoder_zero_shot, generator_metrics
+    from stylegan2 import load_generator
+
+    clip = load_clip(files.clip_model, pretrained=files.clip)
+    generator = generator_metrics(load_generator(files.generator), seeds)
+    zero_shot = clip_zero_shot(clip, renders)
+    speech = files.root / "speech" / "test.csv"
+    words = None
+    if speech.is_file():
+        encoder = load_audio_encoder(files.encoder_name, checkpoint=files.encoder)
+        words = encoder_zero_shot(encoder, clip, open_dataset(speech))
+    table([
+        ("generator: judged clean", ">= 95 %", percent(generator["clean"])),
+        ("generator: combinations present", "12 of 12", f"{generator['combinations_present']} of 12"),
+        ("generator: largest combination share / fair", "<= 2", f"{generator['largest_share_over_fair']:.2f}"),
+        ("CLIP zero-shot colour", ">= 98 %", percent(zero_shot["colour"])),
+        ("CLIP zero-shot shape", ">= 95 %", percent(zero_shot["shape"])),
+        (f"audio encoder zero-shot, held-out voices ({words['clips'] if words else 0} clips)", ">= 90 %",
+         percent(words["top1"]) if words else f"n/a (no {speech})"),
+    ])
+    return {"generator": generator, "clip_zero_shot": zero_shot, "encoder_zero_shot": words}
+
+
+def edits(editor, audio: Path, count: int, settings) -> dict:
+    from sgsim.worlds.checks import GOALS, kept_rate, run_checks
+
+    results = run_checks(editor, audio, count, settings)
+    rows = []
+    for name, result in results.items():
+        goal = GOALS[name]
+        rows.append((f"{name}: reached ({result['count']} edits)", f">= {100 * goal.reached:.0f} %", percent(result["reached"])))
+        if goal.kept is not None:
+            rows.append((f"{name}: kept the other attribute", f">= {100 * goal.kept:.0f} %", percent(kept_rate(result))))
+        rows.append((f"{name}: kept the position (<= 3 px)", "", percent(result["kept_position"])))
+    table(rows)
+    return results
+
+
+def video(editor, audio: Path, seeds: list[int], window: float) -> dict:
+    from sgsim.worlds.checks import video_check
+
+    result = video_check(editor, audio, seeds, window)
+    table([(f"video: word frames in the word's colour ({len(seeds)} videos)", ">= 80 %", percent(result["word_frames_coloured"])),
+           ("video: pause frames at the source", "all", percent(result["pause_frames_at_source"]))])
+    return result
+
+
+def curves(editor, audio: Path, count: int, settings, seeds: list[int]) -> dict:
+    """Success and keep rates as one setting varies from the defaults (colour words by sound; strength: a learned
+    direction; window: the video)."""
+    from sgsim.worlds.checks import colour_directions, direction_check, kept_rate, run_checks, video_check
+
+    measured: dict[str, list[dict]] = {}
+    colour = ["colour word (sound)"]
+    for name in ("steps", "lambda_latent"):
+        measured[name] = []
+        for value in CURVES[name]:
+            result = run_checks(editor, audio, count, settings.updated(**{name: value}), names=colour)[colour[0]]
+            measured[name].append({"value": value, "reached": result["reached"], "kept": kept_rate(result),
+                                   "kept_position": result["kept_position"], "success": result["success"]})
+            print(f"{name} = {value}: reached {percent(result['reached'])}, kept {percent(kept_rate(result))}, "
+                  f"position {percent(result['kept_position'])}", flush=True)
+    measured["strength"] = []
+    directions = colour_directions(editor, audio, settings)
+    for value in CURVES["strength"]:
+        result = direction_check(editor, directions, count, value)
+        measured["strength"].append({"value": value, "reached": result["reached"], "kept": kept_rate(result),
+                                     "kept_position": result["kept_position"], "success": result["success"]})
+        print(f"strength = {value}: reached {percent(result['reached'])}, kept {percent(kept_rate(result))}", flush=True)
+    measured["window"] = []
+    for value in CURVES["window"]:
+        result = video_check(editor, audio, seeds, value)
+        measured["window"].append({"value": value, "word_frames_coloured": result["word_frames_coloured"],
+                                   "pause_frames_at_source": result["pause_frames_at_source"]})
+        print(f"window = {value} s: word frames coloured {percent(result['word_frames_coloured'])}, "
+              f"pauses at source {percent(result['pause_frames_at_source'])}", flush=True)
+    return measured
+
+
+def plot(measured: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(measured), figsize=(4 * len(measured), 3.2))
+    for axis, (name, points) in zip(axes, measured.items()):
+        values = [p["value"] for p in points]
+        for key in [k for k in points[0] if k != "value"]:
+            axis.plot(values, [p[key] for p in points], marker="o", label=key.replace("_", " "))
+        axis.set_xlabel(name.replace("_", " "))
+        axis.set_ylim(0, 1.02)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world-dir", type=Path, default=None, help="a built world (default: the bundled examples/worlds/shapes)")
-    parser.add_argument("--seeds", type=int, default=1000)
-    parser.add_argument("--renders", type=int, default=1200)
+    parser.add_argument("--part", action="append", choices=PARTS, help="what to measure (repeatable; default networks, edits, video)")
+    parser.add_argument("--seeds", type=int, default=1000, help="generator seeds judged")
+    parser.add_argument("--renders", type=int, default=1200, help="held-out renders for CLIP's zero-shot accuracy")
+    parser.add_argument("--edits", type=int, default=50, help="edits per check")
+    parser.add_argument("--videos", type=int, default=4, help="videos of the spoken sequence")
+    parser.add_argument("--out", type=Path, default=None, help="folder for results.json (and curves.png)")
     args = parser.parse_args()
 
-    from encoders.clip import load_clip
-    from encoders.registry import load_audio_encoder
-    from sgsim.datasets import open_dataset
-    from sgsim.worlds import resolve_world
-    from sgsim.worlds.metrics import clip_zero_shot, encoder_zero_shot, generator_metrics
-    from stylegan2 import load_generator
+    import torch
 
+    from sgsim.editing import Editor
+    from sgsim.editing.video_settings import DEFAULT_WINDOW
+    from sgsim.worlds import resolve_world, world_networks
+    from sgsim.settings import EditSettings
+
+    torch.set_grad_enabled(True)
     files = resolve_world("shapes", args.world_dir)
-    G = load_generator(files.generator)
-    clip = load_clip(files.clip_model, pretrained=files.clip)
-    generator = generator_metrics(G, args.seeds)
-    zero_shot = clip_zero_shot(clip, args.renders)
-    rows = [
-        ("generator: judged clean", ">= 95 %", f"{100 * generator['clean']:.1f} %"),
-        ("generator: combinations present", "12 of 12", f"{generator['combinations_present']} of 12"),
-        ("generator: largest combination share / fair", "<= 2", f"{generator['largest_share_over_fair']:.2f}"),
-        ("CLIP zero-shot colour", ">= 98 %", f"{100 * zero_shot['colour']:.1f} %"),
-        ("CLIP zero-shot shape", ">= 95 %", f"{100 * zero_shot['shape']:.1f} %"),
-    ]
-    speech = files.root / "speech" / "test.csv"
-    if speech.is_file():
-        encoder = load_audio_encoder(files.encoder_name, checkpoint=files.encoder)
-        words = encoder_zero_shot(encoder, clip, open_dataset(speech))
-        rows.append(("audio encoder zero-shot, held-out voices", ">= 90 %", f"{100 * words['top1']:.1f} %"))
-    else:
-        rows.append(("audio encoder zero-shot, held-out voices", ">= 90 %", f"n/a (no {speech})"))
-    width = max(len(row[0]) for row in rows)
-    print(f"{'measure':<{width}}  {'target':<9}  reached")
-    for name, target, reached in rows:
-        print(f"{name:<{width}}  {target:<9}  {reached}")
+    parts = args.part or ["networks", "edits", "video"]
+    results: dict = {}
+    if "networks" in parts:
+        results["networks"] = networks(files, args.seeds, args.renders)
+    if set(parts) - {"networks"}:
+        settings = world_networks(EditSettings(world="shapes"), files)
+        editor = Editor.from_pretrained(settings.generator, settings.encoder, encoder_checkpoint=settings.encoder_checkpoint,
+                                        clip=settings.clip_weights, device="cpu")
+        audio = files.audio
+        seeds = list(range(10_000, 10_000 + args.videos))
+        if "edits" in parts:
+            results["edits"] = edits(editor, audio, args.edits, settings)
+        if "video" in parts:
+            results["video"] = video(editor, audio, seeds, files.defaults().get("video", {}).get("window", DEFAULT_WINDOW))
+        if "curves" in parts:
+            results["curves"] = curves(editor, audio, args.edits, settings, seeds)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float))
+        if "curves" in results:
+            plot(results["curves"], args.out / "curves.png")
 
 
 if __name__ == "__main__":

@@ -30,12 +30,16 @@ class EditPreset:
 # SGSIM paper, section 4 / docs/reference.md#loss-weights: FFHQ 0.008 and 0.004; LSUN (and art) 0.002 and 0.
 FACES = EditPreset(lambda_latent=0.008, lambda_id=0.004)
 SCENES = EditPreset(lambda_latent=0.002, lambda_id=0.0)
+# The shapes world's (sgsim world build): chosen from scripts/bench_world.py --part curves, where the judge scores
+# every edit (README "The shapes world").
+SHAPES_WORLD = EditPreset(lambda_latent=0.002, lambda_id=0.0)
 
 # The presets by name (preset="ffhq", sgsim edit --preset ffhq).
 PRESETS: dict[str, EditPreset] = {
     "ffhq": FACES,
     "landscape": SCENES,
     "wikiart": SCENES,
+    "shapes": SHAPES_WORLD,
 }
 
 # What a generator draws (its manifest entry's domain) -> its preset. Every face generator keeps the identity;
@@ -53,6 +57,7 @@ DATASET_PRESETS: dict[str, str] = {
     "ffhq": "ffhq",
     "metfaces": "ffhq",
     "celeba": "ffhq",
+    "shapes world": "shapes",  # the generator of `sgsim world build shapes` (sgsim.worlds.build.DATASET)
 }
 
 # A generator that is none of the above: the scene weights, because they need no identity network and suit

@@ -25,8 +25,10 @@ NETWORK_FLAGS = {"generator": "--generator", "encoder": "--encoder", "encoder_ch
 GENERATOR_FILE = "generator.safetensors"
 CLIP_FILE = "clip.safetensors"
 ENCODER_FILE = "encoder.pth"
+AUDIO_FOLDER = "audio"
+DEFAULTS_FILE = "defaults.json"
 ENCODER_NAME = "sgsim-resnet18-shapes"  # the SGSIM ResNet18 with a front end that sees 2.2 s (the words are short)
-ENCODER_FRONT_END = {"frames": 192, "image_rows": 192}
+ENCODER_FRONT_END = {"frames": 192, "image_rows": 96}
 
 
 class WorldError(SgsimError):
@@ -44,6 +46,19 @@ class WorldFiles:
     encoder: Path  # SGSIM encoder state dict (load_audio_encoder(encoder_name, checkpoint=encoder))
     clip_model: str
     encoder_name: str
+
+    @property
+    def audio(self) -> Path:
+        """Held-out recordings shipped with the world: <word>.wav, sequence.wav and its word spans."""
+        return self.root / AUDIO_FOLDER
+
+    def defaults(self) -> dict:
+        """The world's own defaults ({} when it has none): "edit" holds EditSettings fields, "video" sgsim video's
+        options; scripts/bench_world.py --part curves measured what chose them."""
+        import json
+
+        path = self.root / DEFAULTS_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def world_files(root: str | os.PathLike, name: str = "shapes") -> WorldFiles:
@@ -95,14 +110,16 @@ def worlds_root() -> Path:
     return Path(os.environ[ROOT_VARIABLE]) if os.environ.get(ROOT_VARIABLE) else BUNDLE_ROOT
 
 
-def world_networks(settings: EditSettings) -> EditSettings:
+def world_networks(settings: EditSettings, files: Optional[WorldFiles] = None) -> EditSettings:
     """`settings` with the networks of its world (settings.world: the generator, audio encoder with its weights and
-    CLIP files of resolve_world); unchanged without a world. A network setting given as well is one clear error."""
+    CLIP files of resolve_world, or `files`) and the world's edit defaults where a setting is still the global default;
+    unchanged without a world. A network setting given as well is one clear error."""
     if settings.world is None:
         return settings
     given = [flag for name, flag in NETWORK_FLAGS.items() if getattr(settings, name) not in (None, default_of(name))]
     if given:
         raise WorldError(f"--world {settings.world} brings its own generator, audio encoder and CLIP; leave out {', '.join(given)}")
-    files = resolve_world(settings.world)
+    files = files or resolve_world(settings.world)
+    own = {name: value for name, value in files.defaults().get("edit", {}).items() if getattr(settings, name) == default_of(name)}
     return settings.updated(generator=str(files.generator), encoder=files.encoder_name, encoder_checkpoint=files.encoder,
-                            clip_weights=files.clip)
+                            clip_weights=files.clip, **own)

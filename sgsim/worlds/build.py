@@ -23,6 +23,7 @@ from sgsim.worlds.gan_training import GanConfig
 from sgsim.worlds.speech import SCALES as SPEECH_SCALES, SpeechScale
 
 RUN_FILE = "run.json"
+DATASET = "sgsim shapes world"  # the training set the generator's file names: sgsim picks the world's preset by it
 STAGES = ("speech", "generator", "clip", "encoder")
 
 
@@ -42,8 +43,8 @@ class BuildScale:
 SCALES = {
     "toy": BuildScale(SPEECH_SCALES["toy"], GanConfig(steps=2, batch_size=8, z_dim=16, w_dim=16, channel_base=256, channel_max=16, checkpoint_every=1),
                       ClipConfig(steps=2, batch_size=16, warmup=1, checkpoint_every=1), encoder_epochs=1, encoder_batch=4, metric_images=48),
-    "full": BuildScale(SPEECH_SCALES["full"], GanConfig(steps=10000, batch_size=32), ClipConfig(steps=3000, batch_size=128),
-                       encoder_epochs=12, encoder_batch=32, metric_images=1000),
+    "full": BuildScale(SPEECH_SCALES["full"], GanConfig(steps=5000, batch_size=32), ClipConfig(steps=1500, batch_size=128),
+                       encoder_epochs=10, encoder_batch=32, metric_images=1000),
 }
 
 Progress = Callable[[str, int, int, dict], None]  # stage, done, total, latest values
@@ -88,6 +89,7 @@ class WorldBuild:
                 started = time.perf_counter()
                 metrics = getattr(self, f"build_{stage}")()
                 self._finish(stage, metrics, time.perf_counter() - started)
+        store_compact(self.files)
         shutil.rmtree(self.work, ignore_errors=True)
         return self.record
 
@@ -160,3 +162,30 @@ class WorldBuild:
         held_out = open_dataset(self.out / "speech" / "test.csv")
         return {"config": asdict(config), "best_validation_top1": result.best_accuracy,
                 "held_out_voices": encoder_zero_shot(encoder, clip, held_out)}
+
+
+def store_compact(files: WorldFiles) -> None:
+    """The world as it ships: CLIP and audio encoder weights stored in float16 (half the bytes; the loaders cast them to
+    float32), the generator's file naming its training set. Idempotent, so a finished build can be rerun to apply it."""
+    from safetensors.torch import load_file, save
+    from safetensors import safe_open
+
+    from stylegan2 import load_generator, save_generator
+
+    def halved(tensors: dict) -> dict:
+        return {k: v.half().contiguous() if v.is_floating_point() else v.contiguous() for k, v in tensors.items()}
+
+    G = load_generator(files.generator)
+    if G.metadata.get("dataset") != DATASET:
+        G.metadata = {**G.metadata, "dataset": DATASET}
+        save_generator(G, files.generator)
+    with safe_open(str(files.clip), framework="pt") as stream:
+        metadata = stream.metadata()
+    tensors = load_file(files.clip)
+    if any(v.dtype == torch.float32 for v in tensors.values()):
+        with atomic_output(files.clip) as stream:
+            stream.write(save(halved(tensors), metadata=metadata))
+    state = torch.load(files.encoder, map_location="cpu", weights_only=True)
+    if any(v.dtype == torch.float32 for v in state.values()):
+        with atomic_output(files.encoder) as stream:
+            torch.save(halved(state), stream)

@@ -1,0 +1,149 @@
+"""Edits in the shapes world scored by its judge instead of CLIP: which seeds to edit, how many took what the target
+names, and how many kept what it does not (the other attribute and the position).
+
+scripts/bench_world.py (the issue's targets and the curves that chose the world's defaults), `sgsim reproduce
+world-shapes` and the tests of the shipped world all measure through this module, so they count the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from sgsim.settings import EditSettings
+from sgsim.worlds.shapes import COLOURS, SHAPES, Judgement, judge
+
+POSITION_PIXELS = 3.0  # "stays within a few pixels": the largest centroid move, in pixels, that keeps the position
+
+
+@dataclass(frozen=True)
+class Aim:
+    """What an edit should show: a colour, a shape or both (None: the edit should keep that attribute)."""
+
+    colour: Optional[str] = None
+    shape: Optional[str] = None
+
+    @classmethod
+    def of_words(cls, *texts: str) -> "Aim":
+        """The colour and shape named in `texts` ("blue", "a triangle", "a blue circle"); one of each at most."""
+        words = " ".join(texts).lower().split()
+        colours = [w for w in words if w in COLOURS]
+        shapes = [w for w in words if w in SHAPES]
+        if len(set(colours)) > 1 or len(set(shapes)) > 1 or not (colours or shapes):
+            raise ValueError(f"{' / '.join(texts)!r} should name one colour, one shape or one of each")
+        return cls(colours[0] if colours else None, shapes[0] if shapes else None)
+
+    @property
+    def label(self) -> str:
+        return " ".join(word for word in (self.colour, self.shape) if word)
+
+
+def source_seeds(G, aim: Aim, count: int, first: int = 0, truncation: float = EditSettings.truncation, batch: int = 200) -> list[int]:
+    """The first `count` seeds from `first` whose (truncated) picture the judge reads as clean and which differ from
+    `aim` in every attribute it names: the pictures an edit toward `aim` has something to change in."""
+    from sgsim.editing.sources import seed_latent
+
+    chosen: list[int] = []
+    start = first
+    while len(chosen) < count:
+        seeds = list(range(start, start + batch))
+        with torch.no_grad():
+            images = G.synthesis(torch.stack([seed_latent(G, s, truncation) for s in seeds]), noise_mode="const")
+        verdict = judge(images)
+        for index, seed in enumerate(seeds):
+            differs = ((aim.colour is None or COLOURS[verdict.colour[index]] != aim.colour)
+                       and (aim.shape is None or SHAPES[verdict.shape[index]] != aim.shape))
+            if verdict.clean[index] and differs:
+                chosen.append(seed)
+        start += batch
+        if start - first > 100 * count + 10 * batch:
+            raise RuntimeError(f"the generator gives too few clean pictures to pick {count} sources for {aim.label!r}")
+    return chosen[:count]
+
+
+def score(before: Judgement, after: Judgement, aim: Aim, resolution: int) -> dict:
+    """Per-edit booleans and their rates: `reached` (every named attribute shown), `kept_colour` / `kept_shape` (an
+    attribute the aim does not name unchanged), `kept_position` (centroid within POSITION_PIXELS) and `success`
+    (reached, the unnamed attribute kept, position kept)."""
+    reached = np.ones(len(after.colour), bool)
+    kept = np.ones(len(after.colour), bool)
+    per: dict[str, np.ndarray] = {}
+    for attribute, names in (("colour", COLOURS), ("shape", SHAPES)):
+        wanted = getattr(aim, attribute)
+        now, was = getattr(after, attribute), getattr(before, attribute)
+        if wanted is None:
+            per[f"kept_{attribute}"] = now == was
+            kept &= per[f"kept_{attribute}"]
+        else:
+            per[f"{attribute}_reached"] = now == names.index(wanted)
+            reached &= per[f"{attribute}_reached"]
+    moved = np.linalg.norm((after.centroid - before.centroid) * resolution, axis=1)
+    per["kept_position"] = np.nan_to_num(moved, nan=np.inf) <= POSITION_PIXELS
+    per["reached"] = reached
+    per["success"] = reached & kept & per["kept_position"]
+    return {"count": int(len(reached)), **{name: float(values.mean()) for name, values in per.items()},
+            "per_edit": {name: values.tolist() for name, values in per.items()}}
+
+
+def seed_latents(editor, seeds: Sequence[int], truncation: float) -> torch.Tensor:
+    """W+ [N, num_ws, w_dim] of the seeds, as `sgsim edit --seed` starts from them."""
+    from sgsim.editing.sources import SeedSource
+
+    return torch.stack([editor.source_latent(SeedSource(int(seed)), truncation=truncation) for seed in seeds])
+
+
+def edit_seeds(editor, target, seeds: Sequence[int], settings: EditSettings = EditSettings()) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source, edited) pictures [N, 3, R, R] of `sgsim edit --seed S` toward `target` (a Target) for every seed, in one
+    batched optimisation (Editor.optimise: the same as one seed at a time) at strength 1."""
+    from sgsim.editing.targets import embed_target
+
+    run = editor.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)
+    aim = embed_target(target, editor.audio_encoder, editor.clip).mixed(target.weight)
+    sources = seed_latents(editor, seeds, settings.truncation)
+    edited = editor.optimise(run, sources, aim[None].expand(len(seeds), -1), steps=settings.steps, lr=settings.lr).latents
+    return editor.render(sources), editor.render(edited)
+
+
+def judged_edit(editor, target, aim: Aim, seeds: Sequence[int], settings: EditSettings = EditSettings()) -> dict:
+    """`score` of edit_seeds: how many of the seeds' edits toward `target` show `aim` and keep the rest."""
+    before, after = edit_seeds(editor, target, seeds, settings)
+    return score(judge(before), judge(after), aim, before.shape[-1])
+
+
+def judged_direction(editor, direction, aim: Aim, seeds: Sequence[int], strength: float = 1.0) -> dict:
+    """`score` of a learned direction applied at `strength` (sgsim apply) to seeds it never saw."""
+    from sgsim.editing.sources import SeedSource
+
+    applied = [editor.apply(direction, SeedSource(int(seed)), strengths=(strength,)) for seed in seeds]
+    before = editor.render(torch.stack([result.source_latent for result in applied]))
+    after = torch.cat([result.images for result in applied])
+    return score(judge(before), judge(after), aim, before.shape[-1])
+
+
+def judged_video(frames: Sequence[tuple[float, torch.Tensor]], source: torch.Tensor, words: Sequence[dict], lag: float,
+                 window: float) -> dict:
+    """How a video follows a spoken colour sequence: for each word, the share of frames from its start + `lag` to its
+    end + `lag` whose shape has that word's colour; and the share of pause frames (farther than window / 2 + `lag`
+    from every word) whose colour and centroid stay at the source's. `frames`: (time s, picture [3, R, R])."""
+    times = np.array([time for time, _ in frames])
+    verdict = judge(torch.stack([image for _, image in frames]))
+    start = judge(source[None])
+    resolution = source.shape[-1]
+    per_word = {}
+    for word in words:
+        inside = (times >= word["start"] + lag) & (times <= word["end"] + lag)
+        hits = verdict.colour[inside] == COLOURS.index(word["word"])
+        per_word[f"{word['word']}@{word['start']:.1f}s"] = {"frames": int(inside.sum()), "coloured": float(hits.mean()) if inside.any() else None}
+    reach = window / 2 + lag
+    away = np.ones(len(times), bool)
+    for word in words:
+        away &= (times < word["start"] - reach) | (times > word["end"] + reach)
+    moved = np.linalg.norm((verdict.centroid[away] - start.centroid) * resolution, axis=1)
+    at_source = (verdict.colour[away] == start.colour[0]) & (np.nan_to_num(moved, nan=np.inf) <= POSITION_PIXELS)
+    coloured = [entry["coloured"] for entry in per_word.values() if entry["coloured"] is not None]
+    return {"words": per_word, "word_frames_coloured": float(np.mean(coloured)) if coloured else None,
+            "pause_frames": int(away.sum()), "pause_frames_at_source": float(at_source.mean()) if away.any() else None}
+

@@ -1,0 +1,70 @@
+"""sgsim.worlds.judged counts edits the way the issue words them: renders with known colour, shape and position stand
+in for edits, so every rate has an independent expectation."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from sgsim.worlds.judged import POSITION_PIXELS, Aim, judged_video, score
+from sgsim.worlds.shapes import COLOURS, SHAPES, draw_scenes, judge, render
+
+
+def scenes(colours, shapes, seed=3):
+    return draw_scenes(len(colours), seed, colour=torch.tensor(colours), shape=torch.tensor(shapes))
+
+
+def test_aim_reads_colour_and_shape_words():
+    assert Aim.of_words("blue") == Aim(colour="blue")
+    assert Aim.of_words("a triangle") == Aim(shape="triangle")
+    assert Aim.of_words("a red", "square") == Aim("red", "square")
+    for bad in ("a dog", "red blue", "circle square"):
+        with pytest.raises(ValueError, match="one colour, one shape"):
+            Aim.of_words(bad)
+
+
+def test_a_colour_edit_that_recolours_and_keeps_the_rest_succeeds():
+    before = scenes([0, 1, 3, 1], [0, 1, 2, 0])
+    blue = COLOURS.index("blue")
+    after = draw_scenes(4, 3, colour=torch.full((4,), blue), shape=before.shape)  # same seed: same size and place
+    result = score(judge(render(before)), judge(render(after)), Aim(colour="blue"), 32)
+    assert result["colour_reached"] == 1.0 and result["kept_shape"] == 1.0 and result["kept_position"] == 1.0
+    assert result["success"] == 1.0 and result["count"] == 4
+
+
+def test_a_changed_shape_or_a_moved_centroid_is_not_kept():
+    before = scenes([0, 0, 0], [0, 0, 0])
+    blue = COLOURS.index("blue")
+    moved = draw_scenes(3, 3, colour=torch.full((3,), blue), shape=before.shape)
+    inward = torch.sign(16 - moved.centre[1, 0])  # toward the middle, so the moved shape stays whole
+    shift = torch.tensor([[0.0, 0.0], [float(inward * (POSITION_PIXELS + 2)), 0.0], [0.0, 0.0]])
+    moved = dataclasses.replace(moved, centre=moved.centre + shift, shape=torch.tensor([0, 0, SHAPES.index("square")]))
+    result = score(judge(render(before)), judge(render(moved)), Aim(colour="blue"), 32)
+    assert result["per_edit"]["kept_position"] == [True, False, True]
+    assert result["per_edit"]["kept_shape"] == [True, True, False]
+    assert result["per_edit"]["success"] == [True, False, False]
+    assert result["success"] == pytest.approx(1 / 3)
+
+
+def test_an_edit_toward_the_wrong_colour_is_not_reached():
+    before = scenes([0, 0], [1, 1])
+    after = draw_scenes(2, 3, colour=torch.full((2,), COLOURS.index("green")), shape=before.shape)
+    result = score(judge(render(before)), judge(render(after)), Aim(colour="blue"), 32)
+    assert result["reached"] == 0.0 and result["success"] == 0.0
+
+
+def test_video_frames_are_scored_inside_words_and_in_pauses():
+    source_scene = scenes([SHAPES.index("circle")] * 1, [0])  # a red circle
+    red = render(source_scene)[0]
+    blue = render(draw_scenes(1, 3, colour=torch.tensor([COLOURS.index("blue")]), shape=source_scene.shape))[0]
+    words = [{"word": "blue", "start": 1.0, "end": 2.0}]
+    times = np.arange(0, 5, 0.25)
+    # Blue from the word's start + lag to its end + lag, except one frame; red elsewhere.
+    frames = [(t, blue if 1.5 <= t <= 2.5 and t != 2.0 else red) for t in times]
+    result = judged_video(frames, red, words, lag=0.5, window=1.0)
+    inside = [t for t in times if 1.5 <= t <= 2.5]
+    assert result["words"]["blue@1.0s"]["frames"] == len(inside)
+    assert result["word_frames_coloured"] == pytest.approx((len(inside) - 1) / len(inside))
+    pauses = [t for t in times if t < 1.0 - 1.0 or t > 2.0 + 1.0]  # farther than window/2 + lag from the word
+    assert result["pause_frames"] == len(pauses) and result["pause_frames_at_source"] == 1.0
