@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from sgsim.editing.video_settings import DEFAULT_KEYFRAME_EVERY, DEFAULT_WINDOW
 from sgsim.settings import EditSettings
 from sgsim.worlds.judged import Aim, judged_direction, judged_edit, judged_video, source_seeds
 from sgsim.worlds.shapes import COLOURS, SHAPES
@@ -114,7 +115,8 @@ def direction_check(editor, directions: dict, count: int, strength: float = 1.0)
     return _pool(results)
 
 
-def video_check(editor, audio: Path, seeds: Sequence[int], window: float, keyframe_every: float = 0.5, **video) -> dict:
+def video_check(editor, audio: Path, seeds: Sequence[int], window: float = DEFAULT_WINDOW, keyframe_every: float = DEFAULT_KEYFRAME_EVERY,
+                **video) -> dict:
     """sgsim video on the world's spoken colour sequence from each seed, judged frame by frame (judged_video), pooled
     over the seeds; the lag is one keyframe interval."""
     from sgsim.editing.sources import SeedSource
