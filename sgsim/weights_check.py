@@ -43,25 +43,28 @@ def _generator_facts(path: Path, expects: dict[str, Any]) -> dict[str, Any]:
 
 
 def _audio_encoder_facts(path: Path, expects: dict[str, Any]) -> dict[str, Any]:
-    from encoders.errors import EncoderError
     from encoders.registry import load_audio_encoder
 
-    try:
-        encoder = load_audio_encoder(expects["encoder"], checkpoint=path)
-    except EncoderError as exc:
-        raise WeightsMismatchError(f"it does not load as the {expects['encoder']} audio encoder ({exc})") from None
-    return {"encoder": expects["encoder"], "embed_dim": encoder.embed_dim}
+    name = expects["encoder"]
+    return _embedder_facts(lambda: load_audio_encoder(name, checkpoint=path), f"the {name} audio encoder", {"encoder": name})
 
 
 def _clip_facts(path: Path, expects: dict[str, Any]) -> dict[str, Any]:
     from encoders.clip import load_clip
+
+    name = expects["clip_model"]
+    return _embedder_facts(lambda: load_clip(name, pretrained=path), f"CLIP {name}", {"clip_model": name})
+
+
+def _embedder_facts(load: Callable[[], Any], what: str, names: dict[str, Any]) -> dict[str, Any]:
+    """`names` and the embed_dim of the model `load` builds from the file; a file it refuses is `what` it is not."""
     from encoders.errors import EncoderError
 
     try:
-        clip = load_clip(expects["clip_model"], pretrained=path)
+        model = load()
     except EncoderError as exc:
-        raise WeightsMismatchError(f"it does not load as CLIP {expects['clip_model']} ({exc})") from None
-    return {"clip_model": expects["clip_model"], "embed_dim": clip.embed_dim}
+        raise WeightsMismatchError(f"it does not load as {what} ({exc})") from None
+    return {**names, "embed_dim": model.embed_dim}
 
 
 def _network_facts(path: Path, expects: dict[str, Any]) -> dict[str, Any]:

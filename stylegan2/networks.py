@@ -585,38 +585,29 @@ class SynthesisNetwork(torch.nn.Module):
         return f"w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}, img_channels={self.img_channels}, num_fp16_res={self.num_fp16_res}"
 
 
-class Generator(torch.nn.Module):
-    """StyleGAN2-ADA generator: mapping (z, c -> ws) then synthesis (ws -> image)."""
+class MappedGenerator(torch.nn.Module):
+    """A generator as mapping (z, c -> ws) then synthesis (ws -> image): what StyleGAN2's and StyleGAN3's share.
+
+    Subclasses check and complete their settings, then hand them here with the synthesis network's class."""
 
     def __init__(
         self,
-        z_dim: int,                                     # Input latent (Z) dimensionality.
-        c_dim: int,                                     # Conditioning label (C) dimensionality, 0 = unconditional.
-        w_dim: int,                                     # Intermediate latent (W) dimensionality.
-        img_resolution: int,                            # Output resolution.
-        img_channels: int,                              # Number of output color channels.
-        mapping_kwargs: dict[str, Any] | None = None,   # Arguments for MappingNetwork.
-        synthesis_kwargs: dict[str, Any] | None = None,  # Arguments for SynthesisNetwork.
+        init_kwargs: dict[str, Any],                    # The complete settings, recorded as given (z_dim .. img_channels read).
+        synthesis_class: type[torch.nn.Module],         # SynthesisNetwork of the family; built before the mapping, as NVIDIA's.
+        synthesis_kwargs: dict[str, Any],               # Arguments for synthesis_class besides w_dim, img_resolution, img_channels.
+        mapping_kwargs: dict[str, Any],                 # Arguments for MappingNetwork besides z_dim, c_dim, w_dim, num_ws.
     ):
         super().__init__()
-        # Checked and completed before anything is built, so that a typo fails with the allowed names.
-        self.init_kwargs = {
-            "z_dim": z_dim,
-            "c_dim": c_dim,
-            "w_dim": w_dim,
-            "img_resolution": img_resolution,
-            "img_channels": img_channels,
-            "mapping_kwargs": _effective_kwargs(MappingNetwork, mapping_kwargs or {}, skip=("z_dim", "c_dim", "w_dim", "num_ws")),
-            "synthesis_kwargs": _effective_kwargs(SynthesisNetwork, synthesis_kwargs or {}, skip=("w_dim", "img_resolution", "img_channels")),
-        }
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **(synthesis_kwargs or {}))
+        self.init_kwargs = init_kwargs
+        self.z_dim = init_kwargs["z_dim"]
+        self.c_dim = init_kwargs["c_dim"]
+        self.w_dim = init_kwargs["w_dim"]
+        self.img_resolution = init_kwargs["img_resolution"]
+        self.img_channels = init_kwargs["img_channels"]
+        self.synthesis = synthesis_class(w_dim=self.w_dim, img_resolution=self.img_resolution, img_channels=self.img_channels,
+                                         **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **(mapping_kwargs or {}))
+        self.mapping = MappingNetwork(z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim, num_ws=self.num_ws, **mapping_kwargs)
 
     def forward(
         self,
@@ -634,6 +625,32 @@ class Generator(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}"
+
+
+class Generator(MappedGenerator):
+    """StyleGAN2-ADA generator: mapping (z, c -> ws) then synthesis (ws -> image)."""
+
+    def __init__(
+        self,
+        z_dim: int,                                     # Input latent (Z) dimensionality.
+        c_dim: int,                                     # Conditioning label (C) dimensionality, 0 = unconditional.
+        w_dim: int,                                     # Intermediate latent (W) dimensionality.
+        img_resolution: int,                            # Output resolution.
+        img_channels: int,                              # Number of output color channels.
+        mapping_kwargs: dict[str, Any] | None = None,   # Arguments for MappingNetwork.
+        synthesis_kwargs: dict[str, Any] | None = None,  # Arguments for SynthesisNetwork.
+    ):
+        # Checked and completed before anything is built, so that a typo fails with the allowed names.
+        init_kwargs = {
+            "z_dim": z_dim,
+            "c_dim": c_dim,
+            "w_dim": w_dim,
+            "img_resolution": img_resolution,
+            "img_channels": img_channels,
+            "mapping_kwargs": _effective_kwargs(MappingNetwork, mapping_kwargs or {}, skip=("z_dim", "c_dim", "w_dim", "num_ws")),
+            "synthesis_kwargs": _effective_kwargs(SynthesisNetwork, synthesis_kwargs or {}, skip=("w_dim", "img_resolution", "img_channels")),
+        }
+        super().__init__(init_kwargs, SynthesisNetwork, synthesis_kwargs or {}, mapping_kwargs or {})
 
 
 def _effective_kwargs(cls: type, given: dict[str, Any], skip: Sequence[str]) -> dict[str, Any]:

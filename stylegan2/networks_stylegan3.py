@@ -18,7 +18,7 @@ import torch
 import torch.utils.checkpoint
 
 from stylegan2.errors import NetworkConfigError
-from stylegan2.networks import NOISE_MODES, FullyConnectedLayer, MappingNetwork, _effective_kwargs
+from stylegan2.networks import NOISE_MODES, FullyConnectedLayer, MappedGenerator, MappingNetwork, _effective_kwargs
 from stylegan2.ops.filtered_lrelu import filtered_lrelu
 
 FAMILY = "stylegan3"
@@ -365,7 +365,7 @@ def settings(z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channe
     }
 
 
-class Generator(torch.nn.Module):
+class Generator(MappedGenerator):
     """StyleGAN3 generator: StyleGAN2's mapping (z, c -> ws) then the alias-free synthesis (ws -> image)."""
 
     def __init__(
@@ -379,33 +379,8 @@ class Generator(torch.nn.Module):
         synthesis_kwargs: dict[str, Any] | None = None,  # Arguments for SynthesisNetwork.
         family: str = FAMILY,                           # Always 'stylegan3': recorded so that saved settings say which network.
     ):
-        super().__init__()
         if family != FAMILY:
             raise NetworkConfigError(f"networks_stylegan3.Generator: family={family!r}, expected {FAMILY!r}")
         # Checked and completed before anything is built, so that a typo fails with the allowed names.
-        self.init_kwargs = settings(z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs, synthesis_kwargs)
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **(synthesis_kwargs or {}))
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **self.init_kwargs["mapping_kwargs"])
-
-    def forward(
-        self,
-        z: torch.Tensor,
-        c: torch.Tensor | None = None,
-        truncation_psi: float = 1,
-        truncation_cutoff: int | None = None,
-        noise_mode: str = "const",
-        force_fp32: bool = False,
-        update_emas: bool = False,
-    ) -> torch.Tensor:
-        """z [N, z_dim] (and c [N, c_dim]) -> image [N, img_channels, R, R] in about [-1, 1]."""
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
-        return self.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32)
-
-    def extra_repr(self) -> str:
-        return f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}"
+        init_kwargs = settings(z_dim, c_dim, w_dim, img_resolution, img_channels, mapping_kwargs, synthesis_kwargs)
+        super().__init__(init_kwargs, SynthesisNetwork, synthesis_kwargs or {}, init_kwargs["mapping_kwargs"])

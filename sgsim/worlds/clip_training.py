@@ -8,16 +8,15 @@ Identical captions in a batch count as positives of each other (sgsim.training.c
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-from sgsim.atomic import atomic_output
 from sgsim.errors import SgsimError
 from sgsim.training.contrastive import symmetric_info_nce
+from sgsim.worlds.resumable import ResumableTrainer, seeded_generator
 from sgsim.worlds.shapes import captions, render_random
 
 CLIP_MODEL = "sgsim-shapes-clip"  # the open_clip name the config below is registered under
@@ -57,21 +56,16 @@ def build_clip(seed: int) -> torch.nn.Module:
         return open_clip.create_model(CLIP_MODEL, pretrained=None)
 
 
-def _generator(*numbers: int) -> torch.Generator:
-    seed = 0
-    for number in numbers:
-        seed = (seed * 1_000_003 + number + 1) % 2**63
-    return torch.Generator().manual_seed(seed)
-
-
-class ClipTrainer:
+class ClipTrainer(ResumableTrainer):
     """Owns the CLIP model, its optimiser and tokenizer; `run` trains to config.steps and checkpoints on the way."""
+
+    state_format, state_kind = STATE_FORMAT, "CLIP training"
 
     def __init__(self, config: ClipConfig, state_path: str | Path):
         import open_clip
         from encoders.clip import CLIP_MEAN, CLIP_STD
 
-        self.config, self.state_path = config, Path(state_path)
+        super().__init__(config, state_path)
         self.model = build_clip(config.seed)
         self.tokenizer = open_clip.get_tokenizer(CLIP_MODEL)
         self.mean, self.std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
@@ -79,7 +73,9 @@ class ClipTrainer:
         rest = [p for n, p in self.model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
         self.optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}],
                                            lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
-        self.step, self.seconds, self.history = 0, 0.0, []
+
+    def state_parts(self) -> dict[str, Any]:
+        return {"model": self.model, "optimiser": self.optimiser}
 
     def _lr(self) -> float:
         config = self.config
@@ -94,8 +90,8 @@ class ClipTrainer:
 
     def train_step(self) -> dict[str, float]:
         """One contrastive step on a fresh batch of renders and captions."""
-        images, scene = render_random(self.config.batch_size, seed=int(torch.randint(2**62, (), generator=_generator(self.config.seed, self.step))))
-        texts = captions(scene, _generator(self.config.seed, self.step, 1))
+        images, scene = render_random(self.config.batch_size, seed=int(torch.randint(2**62, (), generator=seeded_generator(self.config.seed, self.step))))
+        texts = captions(scene, seeded_generator(self.config.seed, self.step, 1))
         ids = {text: number for number, text in enumerate(dict.fromkeys(texts))}
         groups = torch.tensor([ids[text] for text in texts])
         image_features = torch.nn.functional.normalize(self.model.encode_image(self.pixels(images)), dim=-1)
@@ -112,39 +108,8 @@ class ClipTrainer:
         self.step += 1
         return {"loss": float(loss.detach()), "scale": float(scale.detach())}
 
-    def save_state(self) -> None:
-        state = {"format": STATE_FORMAT, "config": asdict(self.config), "step": self.step, "seconds": self.seconds, "history": self.history,
-                 "model": self.model.state_dict(), "optimiser": self.optimiser.state_dict()}
-        with atomic_output(self.state_path) as stream:
-            torch.save(state, stream)
-
-    def resume(self) -> bool:
-        if not self.state_path.is_file():
-            return False
-        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise SgsimError(f"{self.state_path} is not a CLIP training state of this version; delete it to start afresh")
-        mine, saved = asdict(self.config), state["config"]
-        changed = sorted(key for key in mine if key not in ("steps", "checkpoint_every") and saved.get(key) != mine[key])
-        if changed:
-            raise SgsimError(f"{self.state_path} was written with other settings ({', '.join(changed)}); delete it or use the same settings")
-        self.model.load_state_dict(state["model"])
-        self.optimiser.load_state_dict(state["optimiser"])
-        self.step, self.seconds, self.history = state["step"], state["seconds"], state["history"]
-        return True
-
     def run(self, progress: Callable[[int, int, dict[str, float]], None] | None = None, max_steps: int | None = None) -> torch.nn.Module:
         """Train to config.steps (or stop after `max_steps` in total); returns the model in eval mode."""
-        stop = self.config.steps if max_steps is None else min(max_steps, self.config.steps)
         self.model.train()
-        while self.step < stop:
-            started = time.perf_counter()
-            values = self.train_step()
-            self.seconds += time.perf_counter() - started
-            if self.step % 100 == 0 or self.step == self.config.steps:
-                self.history.append({"step": self.step, **values})
-            if progress:
-                progress(self.step, self.config.steps, values)
-            if self.step % self.config.checkpoint_every == 0 or self.step == stop:
-                self.save_state()
+        self.train_to(progress, max_steps)
         return self.model.eval()

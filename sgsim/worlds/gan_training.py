@@ -8,16 +8,14 @@ state to save is the step counter beside the networks and optimisers, and a resu
 from __future__ import annotations
 
 import copy
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
-from sgsim.atomic import atomic_output
-from sgsim.errors import SgsimError
+from sgsim.worlds.resumable import ResumableTrainer, seeded_generator
 from stylegan2.discriminator import Discriminator
 from stylegan2.networks import Generator
 
@@ -44,14 +42,6 @@ class GanConfig:
     checkpoint_every: int = 500
 
 
-def _generator(*numbers: int) -> torch.Generator:
-    """A CPU generator seeded by a tuple of integers."""
-    seed = 0
-    for number in numbers:
-        seed = (seed * 1_000_003 + number + 1) % 2**63
-    return torch.Generator().manual_seed(seed)
-
-
 def build_networks(config: GanConfig, resolution: int) -> tuple[Generator, Discriminator]:
     """G and D at `resolution`, initialised from the config's seed."""
     with torch.random.fork_rng(devices=[]):
@@ -63,45 +53,26 @@ def build_networks(config: GanConfig, resolution: int) -> tuple[Generator, Discr
     return G, D
 
 
-class GanTrainer:
+class GanTrainer(ResumableTrainer):
     """Owns G, G_ema, D and their optimisers; `run` trains to config.steps and checkpoints on the way."""
 
+    state_format, state_kind = STATE_FORMAT, "generator training"
+
     def __init__(self, config: GanConfig, real_images: Callable[[int, int], torch.Tensor], resolution: int, state_path: str | Path):
-        self.config, self.real_images, self.state_path = config, real_images, Path(state_path)
+        super().__init__(config, state_path)
+        self.real_images = real_images
         self.G, self.D = build_networks(config, resolution)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         # Lazy R1: the discriminator's Adam sees its regularised steps as part of each update (StyleGAN2, C.3).
         ratio = config.r1_every / (config.r1_every + 1)
         self.G_optimiser = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=(0.0, 0.99), eps=1e-8)
         self.D_optimiser = torch.optim.Adam(self.D.parameters(), lr=config.lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
-        self.step, self.seconds, self.history = 0, 0.0, []
 
-    def save_state(self) -> None:
-        """Everything a resumed run needs, atomically."""
-        state = {"format": STATE_FORMAT, "config": asdict(self.config), "step": self.step, "seconds": self.seconds, "history": self.history,
-                 "G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "D": self.D.state_dict(),
-                 "G_optimiser": self.G_optimiser.state_dict(), "D_optimiser": self.D_optimiser.state_dict()}
-        with atomic_output(self.state_path) as stream:
-            torch.save(state, stream)
-
-    def resume(self) -> bool:
-        """Continue from the state file when there is one; False when starting afresh."""
-        if not self.state_path.is_file():
-            return False
-        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise SgsimError(f"{self.state_path} is not a generator training state of this version; delete it to start afresh")
-        mine, saved = asdict(self.config), state["config"]
-        changed = sorted(key for key in mine if key not in ("steps", "checkpoint_every") and saved.get(key) != mine[key])
-        if changed:
-            raise SgsimError(f"{self.state_path} was written with other settings ({', '.join(changed)}); delete it or use the same settings")
-        for name in ("G", "G_ema", "D", "G_optimiser", "D_optimiser"):
-            getattr(self, name).load_state_dict(state[name])
-        self.step, self.seconds, self.history = state["step"], state["seconds"], state["history"]
-        return True
+    def state_parts(self) -> dict[str, Any]:
+        return {"G": self.G, "G_ema": self.G_ema, "D": self.D, "G_optimiser": self.G_optimiser, "D_optimiser": self.D_optimiser}
 
     def _latents(self, *salt: int) -> torch.Tensor:
-        return torch.randn(self.config.batch_size, self.config.z_dim, generator=_generator(self.config.seed, self.step, *salt))
+        return torch.randn(self.config.batch_size, self.config.z_dim, generator=seeded_generator(self.config.seed, self.step, *salt))
 
     def train_step(self) -> dict[str, float]:
         """One generator update, one discriminator update and, every r1_every steps, one lazy R1 update."""
@@ -151,15 +122,5 @@ class GanTrainer:
 
     def run(self, progress: Callable[[int, int, dict[str, float]], None] | None = None, max_steps: int | None = None) -> Generator:
         """Train to config.steps (or stop after `max_steps` in total, as a kill would); returns G_ema."""
-        stop = self.config.steps if max_steps is None else min(max_steps, self.config.steps)
-        while self.step < stop:
-            started = time.perf_counter()
-            values = self.train_step()
-            self.seconds += time.perf_counter() - started
-            if self.step % 100 == 0 or self.step == self.config.steps:
-                self.history.append({"step": self.step, **values})
-            if progress:
-                progress(self.step, self.config.steps, values)
-            if self.step % self.config.checkpoint_every == 0 or self.step == stop:
-                self.save_state()
+        self.train_to(progress, max_steps)
         return self.G_ema

@@ -79,13 +79,13 @@ def _check_bias(x: torch.Tensor, b: torch.Tensor | None, dim: int) -> None:
 
 
 def bias_act_ref(
-    x: torch.Tensor,
-    b: torch.Tensor | None = None,
-    dim: int = 1,
-    act: str = "linear",
-    alpha: float | None = None,
-    gain: float | None = None,
-    clamp: float | None = None,
+    x: torch.Tensor,                    # Input of any shape.
+    b: torch.Tensor | None = None,      # Bias vector added along `dim`, or None.
+    dim: int = 1,                       # The dimension of x the bias runs along.
+    act: str = "linear",                # Activation, a name in ACTIVATIONS.
+    alpha: float | None = None,         # The activation's shape parameter (leaky ReLU slope), None = its default.
+    gain: float | None = None,          # Scale after the activation, None = the activation's default gain.
+    clamp: float | None = None,         # Clamp the output to [-clamp, clamp], None = no clamp.
 ) -> torch.Tensor:
     """Reference path in plain PyTorch ops; autograd gives every derivative."""
     spec, alpha, gain, clamp = _resolve(act, alpha, gain, clamp)
@@ -162,27 +162,6 @@ class _BiasActCudaGrad(torch.autograd.Function):
         return d_dy, d_x, _reduce_to_bias(d_x, b, args.dim), None
 
 
-def bias_act_cuda(
-    x: torch.Tensor,
-    b: torch.Tensor | None = None,
-    dim: int = 1,
-    act: str = "linear",
-    alpha: float | None = None,
-    gain: float | None = None,
-    clamp: float | None = None,
-) -> torch.Tensor:
-    """CUDA path: one elementwise kernel, with first and second derivatives as kernels too."""
-    spec, alpha, gain, clamp = _resolve(act, alpha, gain, clamp)
-    _check_bias(x, b, dim)
-    if not x.is_cuda:
-        raise CudaOpsError(f"bias_act: impl='cuda' needs a CUDA tensor, got one on {x.device}; use impl=None or 'ref'")
-    if _PLUGIN.load() is None:
-        raise CudaOpsError("bias_act: the CUDA kernel is unavailable (see the warning above); use impl='ref' or fix the CUDA toolchain")
-    if b is not None:
-        b = b.to(x.dtype).contiguous()
-    return _BiasActCuda.apply(x, b, _KernelArgs(dim if b is not None else 0, spec, alpha, gain, clamp))
-
-
 def bias_act(
     x: torch.Tensor,
     b: torch.Tensor | None = None,
@@ -193,9 +172,19 @@ def bias_act(
     clamp: float | None = None,
     impl: str | None = None,
 ) -> torch.Tensor:
-    """y = clamp(act(x + b, alpha) * gain, -clamp, clamp), with b broadcast along `dim`.
+    """y = clamp(act(x + b, alpha) * gain, -clamp, clamp), with b broadcast along `dim`; arguments as in bias_act_ref.
 
-    impl None picks the CUDA kernel for CUDA tensors when it is available, else the reference.
+    impl None picks the CUDA path for CUDA tensors when it is available, else the reference. The CUDA path is one
+    elementwise kernel, with first and second derivatives as kernels too.
     """
-    path = bias_act_ref if _PLUGIN.choose(x, impl) == "ref" else bias_act_cuda
-    return path(x, b, dim, act, alpha, gain, clamp)
+    if _PLUGIN.choose(x, impl) == "ref":
+        return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
+    spec, alpha, gain, clamp = _resolve(act, alpha, gain, clamp)
+    _check_bias(x, b, dim)
+    if not x.is_cuda:
+        raise CudaOpsError(f"bias_act: impl='cuda' needs a CUDA tensor, got one on {x.device}; use impl=None or 'ref'")
+    if _PLUGIN.load() is None:
+        raise CudaOpsError("bias_act: the CUDA kernel is unavailable (see the warning above); use impl='ref' or fix the CUDA toolchain")
+    if b is not None:
+        b = b.to(x.dtype).contiguous()
+    return _BiasActCuda.apply(x, b, _KernelArgs(dim if b is not None else 0, spec, alpha, gain, clamp))

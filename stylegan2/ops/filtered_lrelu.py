@@ -53,6 +53,13 @@ def _check(x: torch.Tensor, b: torch.Tensor | None, up: int, down: int, gain: fl
         raise NetworkConfigError(f"filtered_lrelu: gain={gain} must be > 0, slope={slope} and clamp={clamp} >= 0")
 
 
+def _check_output(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | None, up: int, down: int, padding: Padding) -> None:
+    """Refuses a call whose padding and filters leave an empty image (both paths, before any work)."""
+    out_w, out_h = output_size(x.shape[3], x.shape[2], fu, fd, up, down, padding)
+    if out_w < 1 or out_h < 1:
+        raise NetworkConfigError(f"filtered_lrelu: input {tuple(x.shape)} with padding {padding} leaves no output pixels")
+
+
 def _upsample_axis(x: torch.Tensor, f: torch.Tensor, up: int, pad0: int, pad1: int, dim: int) -> torch.Tensor:
     """Zero insertion, padding and a 1-D FIR along `dim` (3 = x, 2 = y) as one strided transposed convolution: the
     taps that would meet inserted zeros are never multiplied. Transposed convolution computes z[j] = sum_i x[i] f[j - i up],
@@ -96,9 +103,7 @@ def filtered_lrelu_ref(
     """Reference path in plain PyTorch ops (autograd gives every derivative). The upsampling is polyphase for
     separable filters, and the gain rides on the upsampling filter (a leaky ReLU commutes with a positive scale)."""
     _check(x, b, up, down, gain, slope, clamp)
-    out_w, out_h = output_size(x.shape[3], x.shape[2], fu, fd, up, down, padding)
-    if out_w < 1 or out_h < 1:
-        raise NetworkConfigError(f"filtered_lrelu: input {tuple(x.shape)} with padding {padding} leaves no output pixels")
+    _check_output(x, fu, fd, up, down, padding)
     if b is not None:
         x = bias_act_ref(x, b.to(x.dtype))
     # Zero insertion divides the DC level by up^2; the filter's gain restores it.
@@ -163,34 +168,6 @@ class _FilteredLreluCuda(torch.autograd.Function):
         return dx, db, None, None, None
 
 
-def filtered_lrelu_cuda(
-    x: torch.Tensor,
-    fu: torch.Tensor | None = None,
-    fd: torch.Tensor | None = None,
-    b: torch.Tensor | None = None,
-    up: int = 1,
-    down: int = 1,
-    padding: Padding = 0,
-    gain: float = math.sqrt(2),
-    slope: float = 0.2,
-    clamp: float | None = None,
-    flip_filter: bool = False,
-) -> torch.Tensor:
-    """CUDA path: the fused upsampling kernel, then upfirdn2d's kernel; filters get no gradient."""
-    _check(x, b, up, down, gain, slope, clamp)
-    if not x.is_cuda:
-        raise CudaOpsError(f"filtered_lrelu: impl='cuda' needs a CUDA tensor, got one on {x.device}; use impl=None or 'ref'")
-    if _PLUGIN.load() is None:
-        raise CudaOpsError("filtered_lrelu: the CUDA kernel is unavailable (see the warning above); use impl='ref' or fix the CUDA toolchain")
-    if any(f is not None and f.requires_grad for f in (fu, fd)):
-        raise NetworkConfigError("filtered_lrelu: the CUDA path gives no gradient to the filters; use impl='ref'")
-    out_w, out_h = output_size(x.shape[3], x.shape[2], fu, fd, up, down, padding)
-    if out_w < 1 or out_h < 1:
-        raise NetworkConfigError(f"filtered_lrelu: input {tuple(x.shape)} with padding {padding} leaves no output pixels")
-    args = _Args(up, down, _quad(padding), float(gain), float(slope), None if clamp is None else float(clamp), bool(flip_filter))
-    return _FilteredLreluCuda.apply(x, b, fu, fd, args)
-
-
 def filtered_lrelu(
     x: torch.Tensor,
     fu: torch.Tensor | None = None,
@@ -207,7 +184,18 @@ def filtered_lrelu(
 ) -> torch.Tensor:
     """y = down(fd * clamp(lrelu(gain * (fu * up(x + b))))); arguments as in filtered_lrelu_ref.
 
-    impl None picks the CUDA kernel for CUDA tensors when it is available, else the reference.
+    impl None picks the CUDA path for CUDA tensors when it is available, else the reference. The CUDA path is the fused
+    upsampling kernel, then upfirdn2d's kernel; its filters get no gradient.
     """
-    path = filtered_lrelu_ref if _PLUGIN.choose(x, impl) == "ref" else filtered_lrelu_cuda
-    return path(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
+    if _PLUGIN.choose(x, impl) == "ref":
+        return filtered_lrelu_ref(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
+    _check(x, b, up, down, gain, slope, clamp)
+    if not x.is_cuda:
+        raise CudaOpsError(f"filtered_lrelu: impl='cuda' needs a CUDA tensor, got one on {x.device}; use impl=None or 'ref'")
+    if _PLUGIN.load() is None:
+        raise CudaOpsError("filtered_lrelu: the CUDA kernel is unavailable (see the warning above); use impl='ref' or fix the CUDA toolchain")
+    if any(f is not None and f.requires_grad for f in (fu, fd)):
+        raise NetworkConfigError("filtered_lrelu: the CUDA path gives no gradient to the filters; use impl='ref'")
+    _check_output(x, fu, fd, up, down, padding)
+    args = _Args(up, down, _quad(padding), float(gain), float(slope), None if clamp is None else float(clamp), bool(flip_filter))
+    return _FilteredLreluCuda.apply(x, b, fu, fd, args)
