@@ -43,8 +43,8 @@ class BuildScale:
 SCALES = {
     "toy": BuildScale(SPEECH_SCALES["toy"], GanConfig(steps=2, batch_size=8, z_dim=16, w_dim=16, channel_base=256, channel_max=16, checkpoint_every=1),
                       ClipConfig(steps=2, batch_size=16, warmup=1, checkpoint_every=1), encoder_epochs=1, encoder_batch=4, metric_images=48),
-    "full": BuildScale(SPEECH_SCALES["full"], GanConfig(steps=6000, batch_size=32), ClipConfig(steps=1500, batch_size=128),
-                       encoder_epochs=10, encoder_batch=32, metric_images=1000),
+    "full": BuildScale(SPEECH_SCALES["full"], GanConfig(steps=4000, batch_size=32), ClipConfig(steps=1200, batch_size=128),
+                       encoder_epochs=8, encoder_batch=32, metric_images=1000),
 }
 
 Progress = Callable[[str, int, int, dict], None]  # stage, done, total, latest values
