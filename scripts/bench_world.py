@@ -90,35 +90,36 @@ def video(editor, audio: Path, seeds: list[int], window: float) -> dict:
     return result
 
 
-def curves(editor, audio: Path, count: int, settings, seeds: list[int]) -> dict:
-    """Success and keep rates as one setting varies from the defaults (colour words by sound; strength: a learned
-    direction; window: the video)."""
+def curves(editor, audio: Path, count: int, settings, seeds: list[int], names: list[str]) -> dict:
+    """Rates as one setting varies from the defaults: steps and latent weight on colour words by sound, strength on
+    learned colour directions, window on the video of the spoken sequence."""
     from sgsim.worlds.checks import colour_directions, direction_check, kept_rate, run_checks, video_check
 
+    colour = "colour word (sound)"
+    learned: dict = {}
+
+    def edit_point(name: str, value: float) -> dict:
+        return run_checks(editor, audio, count, settings.updated(**{name: value}), names=[colour])[colour]
+
+    def strength_point(value: float) -> dict:
+        if not learned:
+            learned.update(colour_directions(editor, audio, settings))
+        return direction_check(editor, learned, count, value)
+
+    points = {"steps": lambda v: edit_point("steps", v), "lambda_latent": lambda v: edit_point("lambda_latent", v),
+              "strength": strength_point, "window": lambda v: video_check(editor, audio, seeds, v)}
     measured: dict[str, list[dict]] = {}
-    colour = ["colour word (sound)"]
-    for name in ("steps", "lambda_latent"):
+    for name in names:
         measured[name] = []
         for value in CURVES[name]:
-            result = run_checks(editor, audio, count, settings.updated(**{name: value}), names=colour)[colour[0]]
-            measured[name].append({"value": value, "reached": result["reached"], "kept": kept_rate(result),
-                                   "kept_position": result["kept_position"], "success": result["success"]})
-            print(f"{name} = {value}: reached {percent(result['reached'])}, kept {percent(kept_rate(result))}, "
-                  f"position {percent(result['kept_position'])}", flush=True)
-    measured["strength"] = []
-    directions = colour_directions(editor, audio, settings)
-    for value in CURVES["strength"]:
-        result = direction_check(editor, directions, count, value)
-        measured["strength"].append({"value": value, "reached": result["reached"], "kept": kept_rate(result),
-                                     "kept_position": result["kept_position"], "success": result["success"]})
-        print(f"strength = {value}: reached {percent(result['reached'])}, kept {percent(kept_rate(result))}", flush=True)
-    measured["window"] = []
-    for value in CURVES["window"]:
-        result = video_check(editor, audio, seeds, value)
-        measured["window"].append({"value": value, "word_frames_coloured": result["word_frames_coloured"],
-                                   "pause_frames_at_source": result["pause_frames_at_source"]})
-        print(f"window = {value} s: word frames coloured {percent(result['word_frames_coloured'])}, "
-              f"pauses at source {percent(result['pause_frames_at_source'])}", flush=True)
+            result = points[name](value)
+            if name == "window":
+                point = {key: result[key] for key in ("word_frames_coloured", "pause_frames_at_source")}
+            else:
+                point = {"reached": result["reached"], "kept": kept_rate(result), "kept_position": result["kept_position"],
+                         "success": result["success"]}
+            measured[name].append({"value": value, **point})
+            print(f"{name} = {value}: " + ", ".join(f"{key.replace('_', ' ')} {percent(v)}" for key, v in point.items()), flush=True)
     return measured
 
 
@@ -149,6 +150,7 @@ def main() -> None:
     parser.add_argument("--renders", type=int, default=1200, help="held-out renders for CLIP's zero-shot accuracy")
     parser.add_argument("--edits", type=int, default=50, help="edits per check")
     parser.add_argument("--videos", type=int, default=4, help="videos of the spoken sequence")
+    parser.add_argument("--curve", action="append", choices=list(CURVES), help="which curves (repeatable; default all)")
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json (and curves.png)")
     args = parser.parse_args()
 
@@ -176,7 +178,7 @@ def main() -> None:
         if "video" in parts:
             results["video"] = video(editor, audio, seeds, files.defaults().get("video", {}).get("window", DEFAULT_WINDOW))
         if "curves" in parts:
-            results["curves"] = curves(editor, audio, args.edits, settings, seeds)
+            results["curves"] = curves(editor, audio, args.edits, settings, seeds, args.curve or list(CURVES))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float))
