@@ -32,6 +32,13 @@ def encoder_choices(values: tuple[str, ...]) -> list:
     return [EncoderChoice(name, checkpoint, label=shown) for (_, name, checkpoint), shown in zip(parsed, unique(defaults, " #"))]
 
 
+def _world_speech(world: str) -> Path:
+    """The held-out speech a world ships (speech/test.csv: voices its encoder never heard)."""
+    from sgsim.worlds import resolve_world
+
+    return resolve_world(world).root / "speech" / "test.csv"
+
+
 def _world_encoder(world: str, encoders: tuple[str, ...], clips: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
     """The --encoder spec and --clip of a world's audio encoder and CLIP files; --encoder or --clip as well is refused."""
     from sgsim.worlds import WorldError, resolve_world
@@ -56,7 +63,7 @@ def _clip_choices(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
 
 
 @click.command("compare-encoders")
-@click.argument("datasets", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("datasets", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--encoder", "encoders", multiple=True, metavar="[LABEL:]NAME[=CHECKPOINT]",
               help="An encoder to compare (repeat), e.g. mine:sgsim-resnet18=runs/a/encoder.pt beside sgsim-resnet18; "
                    "the label names its rows (default: NAME, with the checkpoint's stem when NAME repeats). "
@@ -82,7 +89,8 @@ def _clip_choices(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
                    "differ slightly from fp32 ones. Cached apart.")
 def compare_encoders_command(datasets, encoders, clips, world, prompts, linear_probe, baseline_resnet50, baseline_epochs, with_paper, out, cache_dir, no_cache, device,
                              batch_size, workers, precision) -> None:
-    """Zero-shot and linear-probe accuracy of audio encoders, per official fold and averaged.
+    """Zero-shot and linear-probe accuracy of audio encoders, per official fold and averaged, on DATASETS (with
+    --world and none given: the world's held-out speech).
 
     Under `torchrun --nproc_per_node N` each process embeds 1/N of the clips on its own device; rank 0 writes the report.
     """
@@ -103,6 +111,9 @@ def compare_encoders_command(datasets, encoders, clips, world, prompts, linear_p
     clip_default, clip_per_encoder = _clip_choices(clips)
     if world is not None:
         encoders, clip_default = _world_encoder(world, encoders, clips)
+        datasets = datasets or (_world_speech(world),)
+    if not datasets:
+        raise click.UsageError("give one or more dataset folders (ESC-50, UrbanSound8K, or a folder with a CSV of path,label)")
     if encoders:
         choices, skipped = encoder_choices(encoders), []
     else:
