@@ -61,7 +61,10 @@ class Networks:
         """(audio encoder, CLIP) of a guide, loaded on first use."""
         if guide not in self.guides:
             from sgsim import components
+            from sgsim.worlds import ENCODER_NAME, register_world
 
+            if guide.encoder == ENCODER_NAME:  # a world's encoder is known once its world is registered
+                register_world(Path(guide.clip) if guide.clip else None)
             encoder = components.load_audio_encoder(guide.encoder, guide.encoder_checkpoint, self.device).component
             clip = components.load_clip_for(encoder, guide.clip, self.device).component
             self.guides[guide] = (encoder, clip)
