@@ -37,7 +37,7 @@ def rendered_run(worlds, tmp_path):
     write_render(folder / "blue_s1.png", "blue", "circle", (16, 16))
     write_render(folder / "blue_s2.png", "red", "circle", (16, 16))
     write_render(folder / "blue_s0.5.png", "blue", "circle", (24, 16))
-    record = {"command": "edit", "world": "shapes", "encoder": worlds.encoder_name, "encoder_checkpoint": str(worlds.encoder),
+    record = {"sgsim": "test", "command": "edit", "world": "shapes", "encoder": worlds.encoder_name, "encoder_checkpoint": str(worlds.encoder),
               "clip": str(worlds.clip), "targets": [{"audio": str(worlds.root / "audio" / "blue.flac"), "text": None}]}
     (folder / "run.json").write_text(json.dumps(record))
     return folder
