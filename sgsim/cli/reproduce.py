@@ -29,12 +29,13 @@ def _datasets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...
 @click.option("--steps", type=click.IntRange(1, 100_000), default=None, help="Steps of every edit instead of the job's (a quick look).")
 @device_option
 def reproduce_command(job, out, overwrite, datasets, skip_tables, steps, device) -> None:
-    """Reproduce the paper's tables and figures: `paper` (examples/reproduce/paper.json) or a job file.
+    """Reproduce the paper's tables and figures: `paper` (examples/reproduce/paper.json), `world-shapes` (the same
+    measurements on the shapes world, offline, judged by its judge) or a job file.
 
     Writes OUT/<table>/ (encoders.md/.csv/.json/.png with the paper's numbers beside) and, per experiment,
     OUT/<experiment>/grid.png (a row per seed and sound: the source, then each variant), each variant's edit folders
-    and their measurements (OUT/<experiment>/<variant>/measured/), and OUT/report.md. Every missing weights file and
-    dataset is named at once, before any work.
+    and their measurements (OUT/<experiment>/<variant>/measured/), and OUT/report.md with the total seconds taken.
+    Every missing weights file and dataset is named at once, before any work.
     """
     from dataclasses import replace
 
@@ -58,8 +59,10 @@ def reproduce_command(job, out, overwrite, datasets, skip_tables, steps, device)
             tables = run_experiment(experiment, staging / experiment.name, device, click.echo, steps)
             report.append(f"## {experiment.title}\n\n![{experiment.name}]({experiment.name}/grid.png)\n\n" +
                           "\n".join(f"### {label}\n\n{text}" for label, text in tables.items()))
+        total = time.perf_counter() - started
+        report.append(f"## Cost\n\n{total:.1f} s in total on {device} (run.json: timings_s.total).\n")
         write_text(staging / "report.md", "\n".join(report))
         write_json(staging / "run.json", run_record("reproduce", command_line(), job=str(plan.path), steps=steps,
                                                     datasets={k: str(v) for k, v in datasets.items()}, device=str(device),
-                                                    timings_s={"total": time.perf_counter() - started}))
+                                                    world=plan.world, timings_s={"total": total}))
     click.echo(f"wrote {plan.name}'s tables and figures to {out} (report.md) in {time.perf_counter() - started:.0f} s")

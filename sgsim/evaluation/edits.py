@@ -8,6 +8,9 @@ Definitions (per edited image x, its source image x0, W+ latents w and w0, targe
   a neutral caption (StyleGAN-NADA's directional CLIP score, with a sound's embedding where a text's would be)
 - identity_similarity = cos(ArcFace(x), ArcFace(x0)); lpips = LPIPS-VGG16(x, x0); latent_distance = ||w - w0||^2,
   summed over W+ (the edit loss's latent term)
+- for runs on a world's generator (sgsim.worlds), the world's pixel judge reads x and x0 and sgsim.worlds.judged.score
+  counts, toward the colour and shape the target's words name: reached, kept_colour, kept_shape, kept_position, success
+  (1 or 0 per edit, a rate in the summary)
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ DEFAULT_ENCODER = "sgsim-resnet18"  # guide of runs that record none (apply: dir
 METRICS = ("target_similarity", "target_gain", "text_similarity", "text_gain", "direction_similarity",
            "identity_similarity", "lpips", "latent_distance")
 IDENTITY_MODES = ("auto", "on", "off")  # auto: for face generators only
+JUDGED = ("reached", "kept_colour", "kept_shape", "kept_position", "success")  # sgsim.worlds.judged.score's rates
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,10 @@ class Networks:
         """(audio encoder, CLIP) of a guide, loaded on first use."""
         if guide not in self.guides:
             from sgsim import components
+            from sgsim.worlds import ENCODER_NAME, register_world
 
+            if guide.encoder == ENCODER_NAME:  # a world's encoder is known once its world is registered
+                register_world(Path(guide.clip) if guide.clip else None)
             encoder = components.load_audio_encoder(guide.encoder, guide.encoder_checkpoint, self.device).component
             clip = components.load_clip_for(encoder, guide.clip, self.device).component
             self.guides[guide] = (encoder, clip)
@@ -118,6 +125,34 @@ def is_face_run(record: dict) -> bool:
     return settings.get("preset_name") == FACE_PRESET or generator_kind(record.get("generator")).face
 
 
+def is_world_run(record: dict) -> bool:
+    """Whether the run edited the shapes world's generator: its record names the world, or the generator file it loaded
+    names the world's training set (sgsim.worlds.build.DATASET) in its metadata."""
+    from sgsim.worlds.build import DATASET
+
+    settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
+    if "shapes" in (record.get("world"), settings.get("world")):
+        return True
+    files = record.get("weights") if isinstance(record.get("weights"), dict) else {}
+    entry = files.get("generator")
+    path = recorded_path(entry.get("path") if isinstance(entry, dict) else record.get("generator"))
+    return path is not None and _generator_dataset(path) == DATASET
+
+
+def _generator_dataset(path: Path) -> Optional[str]:
+    """The training set a generator file of sgsim's own format names in its header (None for any other file), read
+    without loading a tensor."""
+    from safetensors import SafetensorError, safe_open
+
+    from stylegan2.loading.native import METADATA_PREFIX
+
+    try:
+        with safe_open(str(path), framework="pt") as stream:
+            return (stream.metadata() or {}).get(f"{METADATA_PREFIX}dataset")
+    except (SafetensorError, OSError, ValueError):
+        return None
+
+
 @dataclass(frozen=True)
 class ImageTask:
     """One edited image to measure, with everything the folder says about it."""
@@ -131,6 +166,7 @@ class ImageTask:
     source_latent: Optional[np.ndarray]
     guide: Guide
     face: bool
+    world: bool  # judged by the shapes world's judge
 
 
 def _read_image(path: Path) -> torch.Tensor:
@@ -207,6 +243,7 @@ def plan(folders: Sequence[EditFolder], guide: Optional[Guide] = None, identity:
     for folder in folders:
         latents = _latents(folder)
         face = identity == "on" or (identity == "auto" and is_face_run(folder.record))
+        world = is_world_run(folder.record)
         run_guide = record_guide(folder.record, guide)
         for image in folder.images:
             try:
@@ -215,7 +252,7 @@ def plan(folders: Sequence[EditFolder], guide: Optional[Guide] = None, identity:
                 continue
             edited, source = _latent_pair(folder, image, latents)
             tasks.append(ImageTask(folder, image, strength, folder.sound_for(image.target), _target_text(folder.record, image),
-                                   edited, source, run_guide, face))
+                                   edited, source, run_guide, face, world))
     return tasks
 
 
@@ -257,9 +294,31 @@ def measure(tasks: Sequence[ImageTask], networks: Networks, neutral_text: str = 
                     row["lpips"] = float(lpips_distance[i])
                 if task.latent is not None and task.source_latent is not None and task.latent.shape == task.source_latent.shape:
                     row["latent_distance"] = float(np.square(task.latent.astype(np.float64) - task.source_latent).sum())
+                if task.world:
+                    row.update(_judged(task, source[0].cpu(), edited[i].cpu(), networks.missing))
                 rows.append(row)
         progress(len(group))
     return rows
+
+
+def _judged(task: ImageTask, source: torch.Tensor, edited: torch.Tensor, missing: list[str]) -> dict:
+    """The world judge's verdicts on one edit (1.0 or 0.0; NaN where the aim names that attribute), toward the colour
+    and shape its target's words name (the text and the sound file's stem); all NaN, noted once, when they name none."""
+    import re
+
+    from sgsim.worlds.judged import Aim, score
+    from sgsim.worlds.shapes import judge
+
+    stem = re.sub(r"[^a-z]+", " ", Path(task.sound).stem.lower()) if task.sound else ""
+    try:
+        aim = Aim.of_words(task.text or "", stem)
+    except ValueError as exc:
+        note = f"judge: {task.image.target} not judged: {exc}"
+        if note not in missing:
+            missing.append(note)
+        return {name: math.nan for name in JUDGED}
+    verdict = score(judge(source[None]), judge(edited[None]), aim, edited.shape[-1])
+    return {name: verdict.get(name, math.nan) for name in JUDGED}
 
 
 def _by_folder(tasks: Sequence[ImageTask]) -> Iterable[tuple[EditFolder, list[ImageTask]]]:
@@ -284,23 +343,28 @@ def summarise(rows: Sequence[dict]) -> list[dict]:
     summary = []
     for (guide, encoder, strength), members in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1], item[0][2])):
         entry = {"guide": guide, "encoder": encoder, "strength": strength, "edits": len(members)}
-        for metric in METRICS:
-            values = np.array([m[metric] for m in members if not math.isnan(m[metric])])
+        for metric in _measured(members):
+            values = np.array([m.get(metric, math.nan) for m in members if not math.isnan(m.get(metric, math.nan))])
             entry[metric] = float(values.mean()) if values.size else math.nan
             entry[f"{metric}_ci95"] = float(1.96 * values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else math.nan
         summary.append(entry)
     return summary
 
 
+def _measured(rows: Sequence[dict]) -> tuple[str, ...]:
+    """METRICS, then the judge's columns where some row of a world run has them."""
+    return METRICS + tuple(name for name in JUDGED if any(name in row for row in rows))
+
+
 def markdown(summary: Sequence[dict], missing: Sequence[str] = ()) -> str:
-    """The summary as a Markdown table: mean ± 95 % half-width per metric."""
-    shown = [m for m in METRICS if any(not math.isnan(row[m]) for row in summary)]
+    """The summary as a Markdown table: mean ± 95 % half-width per metric (the judge's as rates of its edits)."""
+    shown = [m for m in _measured(summary) if any(not math.isnan(row.get(m, math.nan)) for row in summary)]
     lines = ["| guide | encoder | strength | edits | " + " | ".join(shown) + " |",
              "| --- | --- | --- | --- | " + " | ".join("---" for _ in shown) + " |"]
     for row in summary:
         cells = []
         for metric in shown:
-            mean, half = row[metric], row[f"{metric}_ci95"]
+            mean, half = row.get(metric, math.nan), row.get(f"{metric}_ci95", math.nan)
             cells.append("-" if math.isnan(mean) else f"{mean:.4f}" + ("" if math.isnan(half) else f" ± {half:.4f}"))
         lines.append(f"| {row['guide']} | {row['encoder']} | {row['strength']:g} | {row['edits']} | " + " | ".join(cells) + " |")
     notes = [f"\nnote: {line}" for line in missing]
@@ -397,8 +461,11 @@ def write_edit_report(folder: Path, report: EditReport) -> list[str]:
 
     write_text(folder / "report.md", "# Edits measured\n\n" + __doc__.split("\n\n", 1)[1].strip() + "\n\n" +
                markdown(report.summary, report.missing))
-    write_csv(folder / "edits.csv", report.rows)
-    write_csv(folder / "summary.csv", report.summary)
+    def columns(rows: Sequence[dict]) -> list[str]:  # a world run's rows carry the judge's columns, other runs' do not
+        return list(dict.fromkeys(key for row in rows for key in row))
+
+    write_csv(folder / "edits.csv", report.rows, columns(report.rows))
+    write_csv(folder / "summary.csv", report.summary, columns(report.summary))
     write_json(folder / "report.json", {"summary": plain(report.summary), "edits": plain(report.rows), "missing": report.missing})
     plot(report.rows, report.summary, folder / "tradeoff.png")
     return ["report.md", "edits.csv", "summary.csv", "report.json", "tradeoff.png"]

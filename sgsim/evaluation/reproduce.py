@@ -3,6 +3,11 @@ generator, sound, seed and setting: the encoder table beside the paper's numbers
 labelled grids, the encoder comparison and the ablations as side-by-side edits measured by `sgsim evaluate`.
 
 Every weights file a job needs is checked before any work, and all missing ones are named at once.
+
+A job may name a world (`"world": "shapes"`, resolved by sgsim.worlds.resolve_world, so $SGSIM_WORLDS applies): its
+generator, audio encoder and CLIP are then every variant's networks unless a variant names others, its sounds and
+dataset paths are relative to the world's folder instead of the job file, and a table's dataset may be such a path
+(a dataset file or folder, e.g. "speech/test.csv") instead of a name given with --dataset.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class Experiment:
     sounds: tuple[Path, ...]
     seeds: tuple[int, ...]
     variants: tuple[Variant, ...]
+    world: Optional[str] = None  # the world whose networks it edits, recorded in each edit's run.json
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,10 @@ class EncoderTable:
     """Table 1: compare-encoders on named datasets, with the paper's numbers beside."""
 
     name: str
-    datasets: tuple[str, ...]  # keys the user maps to folders (--dataset esc50=PATH)
+    datasets: tuple[str, ...]  # keys the user maps to folders (--dataset esc50=PATH), or paths in `files`
     encoders: tuple[str, ...]
+    files: dict = field(default_factory=dict)  # dataset -> its file or folder, for datasets the job gives as paths
+    checkpoints: dict = field(default_factory=dict)  # encoder -> its weights file, for a world's encoder
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class ReproduceJob:
     path: Path
     experiments: tuple[Experiment, ...]
     tables: tuple[EncoderTable, ...]
+    world: Optional[str] = None
 
 
 def _field(data: dict, key: str, kind, where: str, default=None):
@@ -90,29 +99,55 @@ def read_job(path: Path) -> ReproduceJob:
                          f"examples/reproduce/paper.json") from None
     if not isinstance(data, dict):
         raise SgsimError(f"{path}: a job file is a JSON object with 'experiments' and 'tables'")
+    world = data.get("world")
+    if world is not None and not isinstance(world, str):
+        raise SgsimError(f"{path}: 'world' must be a world's name, such as \"shapes\"")
+    files = _world_files(world) if world else None
+    base_folder = files.root if files else Path(path).parent  # what sound and dataset paths are relative to
+    networks = {"generator": str(files.generator), "encoder": files.encoder_name, "encoder_checkpoint": str(files.encoder),
+                "clip": str(files.clip)} if files else {}
     experiments = []
     for n, item in enumerate(_field(data, "experiments", list, str(path), [])):
         where = f"{path}: experiment {n + 1}"
         if not isinstance(item, dict):
             raise SgsimError(f"{where} must be an object")
         name = _field(item, "name", str, where)
-        sounds = tuple(Path(path).parent / s for s in _field(item, "sounds", list, where) if isinstance(s, str))
+        sounds = tuple(base_folder / s for s in _field(item, "sounds", list, where) if isinstance(s, str))
         missing = [str(s) for s in sounds if not s.is_file()]
         if missing:
-            raise SgsimError(f"{where}: sound {missing[0]} not found")
+            raise SgsimError(f"{where}: sound {missing[0]} not found" + (f"; run `sgsim world build {world}`" if world else ""))
         seeds = _field(item, "seeds", list, where)
         if not seeds or len(seeds) > MAX_SEEDS or not all(isinstance(s, int) and 0 <= s < 2**32 for s in seeds):
             raise SgsimError(f"{where}: 'seeds' must be 1 to {MAX_SEEDS} whole numbers from 0 to 2**32-1")
-        base = {k: v for k, v in item.items() if k in ("generator", "encoder", "encoder_checkpoint", "clip", "settings")}
+        base = {**networks, **{k: v for k, v in item.items() if k in ("generator", "encoder", "encoder_checkpoint", "clip", "settings")}}
         variants = _field(item, "variants", list, where, [{"label": name}])
         if not variants or len(variants) > MAX_VARIANTS:
             raise SgsimError(f"{where}: 1 to {MAX_VARIANTS} variants")
         experiments.append(Experiment(name, _field(item, "title", str, where, name), sounds, tuple(seeds),
-                                      tuple(_variant(v, base, f"{where}, variant {i + 1}") for i, v in enumerate(variants))))
-    tables = [EncoderTable(_field(t, "name", str, f"{path}: table"), tuple(_field(t, "datasets", list, f"{path}: table")),
-                           tuple(_field(t, "encoders", list, f"{path}: table")))
-              for t in _field(data, "tables", list, str(path), []) if isinstance(t, dict)]
-    return ReproduceJob(_field(data, "name", str, str(path), Path(path).stem), Path(path), tuple(experiments), tuple(tables))
+                                      tuple(_variant(v, base, f"{where}, variant {i + 1}") for i, v in enumerate(variants)), world))
+    tables = [_table(t, base_folder, files, f"{path}: table") for t in _field(data, "tables", list, str(path), []) if isinstance(t, dict)]
+    return ReproduceJob(_field(data, "name", str, str(path), Path(path).stem), Path(path), tuple(experiments), tuple(tables), world)
+
+
+def _world_files(world: str):
+    """The named world's files (resolve_world: one line naming `sgsim world build` when it is not built)."""
+    from sgsim.worlds import resolve_world
+
+    return resolve_world(world)
+
+
+def _table(data: dict, base_folder: Path, world, where: str) -> EncoderTable:
+    """An encoder table; a dataset written as a path ("speech/test.csv") is relative to `base_folder` and must exist."""
+    datasets = tuple(_field(data, "datasets", list, where))
+    encoders = tuple(_field(data, "encoders", list, where))
+    if not all(isinstance(d, str) for d in datasets) or not all(isinstance(e, str) for e in encoders):
+        raise SgsimError(f"{where}: 'datasets' and 'encoders' must be lists of texts")
+    files = {d: base_folder / d for d in datasets if "/" in d or Path(d).suffix}
+    missing = [str(f) for f in files.values() if not f.exists()]
+    if missing:
+        raise SgsimError(f"{where}: dataset {missing[0]} not found" + (f"; run `sgsim world build {world.name}`" if world else ""))
+    checkpoints = {world.encoder_name: world.encoder} if world and world.encoder_name in encoders else {}
+    return EncoderTable(_field(data, "name", str, where), datasets, encoders, files, checkpoints)
 
 
 def job_path(name_or_path: str) -> Path:
@@ -153,7 +188,7 @@ def check_ready(job: ReproduceJob, datasets: dict[str, Path]) -> None:
     """Refuse, before any work, a job whose weights or datasets are missing: every missing one named at once."""
     from checkpoints import resolve_all
 
-    absent = sorted({d for table in job.tables for d in table.datasets} - set(datasets))
+    absent = sorted({d for table in job.tables for d in table.datasets if d not in table.files} - set(datasets))
     if absent:
         raise SgsimError(f"the job's tables need the datasets {', '.join(absent)}: pass --dataset {absent[0]}=FOLDER for each "
                          f"(ESC-50 and UrbanSound8K as downloaded), or --skip-tables")
@@ -181,7 +216,8 @@ def run_experiment(experiment: Experiment, out: Path, device, say: Callable[[str
             write_edit_folder(out / label / f"seed{seed:04d}", result,
                               run=run_record("edit", [], source={"seed": seed}, generator=variant.generator,
                                              encoder=variant.encoder, encoder_checkpoint=variant.encoder_checkpoint,
-                                             clip=variant.clip, variant=variant.label, weights=_weights(editor)))
+                                             clip=variant.clip, variant=variant.label, weights=_weights(editor),
+                                             **({"world": experiment.world} if experiment.world else {})))
             results[label].append(result)
     rows = []
     first = results[labels[0]]
@@ -210,7 +246,7 @@ def run_table(table: EncoderTable, datasets: dict[str, Path], out: Path, device)
     from sgsim.evaluation.compare import EncoderChoice, compare_encoders
     from sgsim.evaluation.report import markdown, write_reports
 
-    comparison = compare_encoders([EncoderChoice(name, None, label=name) for name in table.encoders],
-                                  [open_dataset(datasets[d]) for d in table.datasets], "sound", True, None, str(device))
+    comparison = compare_encoders([EncoderChoice(name, table.checkpoints.get(name), label=name) for name in table.encoders],
+                                  [open_dataset(table.files.get(d) or datasets[d]) for d in table.datasets], "sound", True, None, str(device))
     write_reports(comparison, out, with_paper=True)
     return markdown(comparison, with_paper=True)

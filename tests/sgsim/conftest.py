@@ -200,3 +200,40 @@ def run(request) -> Callable:
         return CliRunner().invoke(main, [*args, *extra], catch_exceptions=False, prog_name="sgsim")
 
     return invoke
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory, tiny_generator_file, random_weights):
+    """A folder of worlds holding a toy shapes world: the tiny generator, a seeded world CLIP and a seeded world
+    encoder, each in the file format `sgsim world build` writes; a tone per spoken word as audio/<word>.flac and two
+    voices of them as the held-out speech (speech/test.csv)."""
+    import shutil
+
+    import numpy as np
+    import soundfile
+    from safetensors.torch import save_file
+
+    from encoders.registry import build_audio_encoder
+    from sgsim.worlds import register_world, world_files
+    from sgsim.worlds.clip_training import build_clip
+    from sgsim.worlds.shapes import WORDS
+
+    root = tmp_path_factory.mktemp("worlds")
+    files = world_files(root / "shapes")
+    files.root.mkdir()
+    shutil.copyfile(tiny_generator_file, files.generator)
+    clip = build_clip(0)
+    save_file({key: value.detach().contiguous().clone() for key, value in clip.state_dict().items()}, files.clip)
+    register_world(files.clip)
+    torch.save(random_weights(build_audio_encoder(files.encoder_name).state_dict(), 5), files.encoder)
+    rate, rows = 16000, ["path,label,fold"]
+    for folder in ("audio", "speech/test"):
+        (files.root / folder).mkdir(parents=True)
+    for number, word in enumerate(WORDS):
+        for voice in (1, 2):  # a tone per word and voice, 1.5 s at half full scale
+            tone = 0.5 * np.sin(2 * np.pi * 150.0 * (number + voice) * np.arange(int(1.5 * rate)) / rate)
+            soundfile.write(files.root / "speech" / "test" / f"{word}_{voice}.wav", tone, rate)
+            rows.append(f"test/{word}_{voice}.wav,{word},{voice}")
+        soundfile.write(files.root / "audio" / f"{word}.flac", tone, rate)  # the second voice's
+    (files.root / "speech" / "test.csv").write_text("\n".join(rows) + "\n")
+    return files

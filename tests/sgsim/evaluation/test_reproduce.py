@@ -78,3 +78,46 @@ def test_a_reduced_job_runs_end_to_end(tiny_generator_file, encoder_checkpoint_f
     report = (out / "report.md").read_text()
     assert "## latent weight" in report and "### latent 0" in report and "### latent 1" in report
     assert json.loads((out / "run.json").read_text())["command"] == "reproduce"
+
+
+def test_the_world_job_takes_its_networks_sounds_and_speech_from_the_world(worlds, monkeypatch):
+    monkeypatch.setenv("SGSIM_WORLDS", str(worlds.root.parent))
+    job = read_job(JOBS_DIR / "world-shapes.json")
+    assert [e.name for e in job.experiments] == ["words", "latent-sweep"] and job.world == "shapes"
+    assert [s.stem for s in job.experiments[0].sounds] == ["red", "green", "blue", "yellow", "circle", "square", "triangle"]
+    assert all(s.parent == worlds.root / "audio" for e in job.experiments for s in e.sounds)
+    sweep = job.experiments[1].variants
+    assert [v.settings["weights"]["latent"] for v in sweep] == [0.0, 0.002, 0.008, 0.03]
+    assert {(v.generator, v.encoder, v.encoder_checkpoint, v.clip) for v in sweep} == {
+        (str(worlds.generator), worlds.encoder_name, str(worlds.encoder), str(worlds.clip))}
+    assert job.tables[0].files == {"speech/test.csv": worlds.root / "speech" / "test.csv"}
+
+
+def test_a_world_job_without_its_world_is_one_line_naming_the_build(tmp_path, monkeypatch, one_error_line):
+    monkeypatch.setenv("SGSIM_WORLDS", str(tmp_path / "worlds"))
+    result = CliRunner().invoke(main, ["reproduce", "world-shapes", "--out", str(tmp_path / "out")])
+    assert "sgsim world build shapes" in one_error_line(result) and not (tmp_path / "out").exists()
+
+
+def test_a_reduced_world_job_runs_end_to_end_with_the_judge(worlds, monkeypatch, tmp_path):
+    monkeypatch.setenv("SGSIM_WORLDS", str(worlds.root.parent))
+    job = json.loads((JOBS_DIR / "world-shapes.json").read_text())
+    for experiment in job["experiments"]:
+        experiment["seeds"], experiment["sounds"] = [1], experiment["sounds"][:2]
+    job["experiments"][1]["variants"] = job["experiments"][1]["variants"][::3]  # latent 0 and 0.03
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["reproduce", str(tmp_path / "job.json"), "--out", str(out), "--steps", "2", "--device", "cpu"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (out / "encoders" / "encoders.md").is_file()
+    for experiment, variants in (("words", ["words"]), ("latent-sweep", ["latent_0", "latent_0.03"])):
+        with Image.open(out / experiment / "grid.png") as grid:
+            assert grid.height > 0
+        for variant in variants:
+            measured = json.loads((out / experiment / variant / "measured" / "report.json").read_text())
+            assert len(measured["edits"]) == 2 and all(row["success"] in (0.0, 1.0) for row in measured["edits"])
+    report = (out / "report.md").read_text()
+    assert "## encoders" in report and "](words/grid.png)" in report and "### latent 0.03" in report
+    assert "success" in report and "reached" in report
+    assert "s in total" in report

@@ -6,35 +6,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import shutil
 
 import pytest
 import torch
 from click.testing import CliRunner
 
 from sgsim.cli import main
-from sgsim.worlds import ROOT_VARIABLE, world_files
-
-
-@pytest.fixture(scope="module")
-def worlds(tmp_path_factory, tiny_generator_file, random_weights):
-    """A folder of worlds holding a toy shapes world: the tiny generator, a seeded world CLIP and a seeded world
-    encoder, each in the file format `sgsim world build` writes."""
-    from safetensors.torch import save_file
-
-    from encoders.registry import build_audio_encoder
-    from sgsim.worlds import register_world
-    from sgsim.worlds.clip_training import build_clip
-
-    root = tmp_path_factory.mktemp("worlds")
-    files = world_files(root / "shapes")
-    files.root.mkdir()
-    shutil.copyfile(tiny_generator_file, files.generator)
-    clip = build_clip(0)
-    save_file({key: value.detach().contiguous().clone() for key, value in clip.state_dict().items()}, files.clip)
-    register_world(files.clip)
-    torch.save(random_weights(build_audio_encoder(files.encoder_name).state_dict(), 5), files.encoder)
-    return files
+from sgsim.worlds import ROOT_VARIABLE
 
 
 @pytest.fixture
