@@ -90,6 +90,7 @@ class WorldBuild:
                 metrics = getattr(self, f"build_{stage}")()
                 self._finish(stage, metrics, time.perf_counter() - started)
         store_compact(self.files)
+        write_examples(self.files, self.record["stages"]["speech"]["sequence"])
         shutil.rmtree(self.work, ignore_errors=True)
         return self.record
 
@@ -189,3 +190,23 @@ def store_compact(files: WorldFiles) -> None:
     if any(v.dtype == torch.float32 for v in state.values()):
         with atomic_output(files.encoder) as stream:
             torch.save(halved(state), stream)
+
+
+def write_examples(files: WorldFiles, sequence: list[dict]) -> None:
+    """The world's example sounds (files.audio, what `sgsim reproduce world-shapes`, bench_world and the tests read):
+    each word said by the first held-out voice, and the spoken sequence with its word spans, as FLAC. Idempotent."""
+    import csv
+
+    from sgsim.worlds.checks import SEQUENCE_FILE, SEQUENCE_SPANS, WORD_FILE
+    from sgsim.worlds.speech import to_flac
+
+    speech = files.root / "speech"
+    with open(speech / "test.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    voice = min(row["voice"] for row in rows)
+    for row in rows:
+        if row["voice"] == voice:
+            to_flac(speech / row["path"], files.audio / WORD_FILE.format(row["label"]))
+    to_flac(speech / "sequence.wav", files.audio / SEQUENCE_FILE)
+    with atomic_output(files.audio / SEQUENCE_SPANS) as stream:
+        stream.write((json.dumps(sequence, indent=2) + "\n").encode())

@@ -199,6 +199,18 @@ def write_sequence(path: Path, seed: int) -> list[dict]:
     return spans
 
 
+def to_flac(source: Path, target: Path) -> None:
+    """A WAV clip re-encoded as 16-bit FLAC (lossless, about half the bytes), written atomically."""
+    import soundfile
+
+    audio, rate = soundfile.read(str(source), dtype="float32")
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, rate, format="FLAC", subtype="PCM_16")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(target) as out:
+        out.write(buffer.getvalue())
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
     """A headed CSV, atomically."""
     buffer = io.StringIO()

@@ -40,6 +40,25 @@ def test_every_stage_leaves_a_loadable_network(built):
     assert not (built / "work").exists()
 
 
+def test_the_build_stores_compact_weights_and_example_sounds(built):
+    import soundfile
+    from safetensors.torch import load_file
+
+    from sgsim.worlds import resolve_world
+    from sgsim.worlds.build import DATASET
+    from sgsim.worlds.shapes import WORDS
+    from stylegan2 import load_generator
+
+    files = resolve_world("shapes", built)
+    assert {v.dtype for v in load_file(files.clip).values() if v.is_floating_point()} == {torch.float16}
+    assert {v.dtype for v in torch.load(files.encoder, weights_only=True).values() if v.is_floating_point()} == {torch.float16}
+    assert load_generator(files.generator).metadata["dataset"] == DATASET  # the world's preset is chosen by it
+    assert sorted(p.name for p in files.audio.iterdir()) == sorted([f"{w}.flac" for w in WORDS] + ["sequence.flac", "sequence.json"])
+    spans = json.loads((files.audio / "sequence.json").read_text())
+    assert [s["word"] for s in spans] == ["red", "blue", "green"]
+    assert soundfile.info(str(files.audio / "sequence.flac")).duration > spans[-1]["end"]
+
+
 def test_a_resumed_build_skips_finished_stages(built):
     from sgsim.worlds.build import WorldBuild
 
