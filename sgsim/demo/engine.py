@@ -48,6 +48,8 @@ class EditRequest:
     text: Optional[str] = None  # mixed with the sound (equal weights)
     steps: int = default_of("steps")
     invert_steps: int = default_of("invert_steps")
+    inversion_method: Optional[str] = None  # one of INVERSION_METHODS; None: the photo policy's choice
+    photo_encoder: Optional[str] = None  # a manifest name; None: the server's --photo-encoder or the policy's choice
 
 
 @dataclass(frozen=True)
@@ -110,12 +112,15 @@ class DemoEngine:
         self._weights: Optional[dict] = None
 
     def edit(self, request: EditRequest, progress: Progress, cancelled: threading.Event) -> EditedRun:
-        """Optimise toward the request's sound (and text); calls `progress` after every step, with a preview every
-        few steps. Setting `cancelled` stops the run at the next step with EditCancelled."""
+        """Optimise toward the request's sound (and text), a photo inverted first as sgsim's photo policy plans it with
+        the request's method and encoder; calls `progress` after every step, with a preview every few steps. Setting
+        `cancelled` stops the run at the next step with EditCancelled."""
         from sgsim.outputs import to_uint8
 
         source = _typed_source(request)
-        settings = self.settings.updated(steps=request.steps, invert_steps=request.invert_steps)
+        photo = {"inversion_method": request.inversion_method,
+                 **({"photo_encoder": request.photo_encoder} if request.photo_encoder is not None else {})}
+        settings = self.settings.updated(steps=request.steps, invert_steps=request.invert_steps, **photo)
         every = max(1, request.steps // PREVIEWS)
 
         def on_step(step: int, losses: dict[str, float], images: torch.Tensor) -> None:

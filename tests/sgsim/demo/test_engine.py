@@ -103,3 +103,28 @@ def test_a_photo_source_keeps_its_fitted_noise_for_the_slider(engine, run, sound
     reference = engine.editor.edit(photo, Target(audio=sound), steps=2, invert_steps=2, strengths=(0.0, 1.0))
     torch.testing.assert_close(engine.render(inverted, 0.0), reference.images[0, 0], rtol=0, atol=1e-5)
     torch.testing.assert_close(engine.render(inverted, 1.0), reference.images[0, 1], rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def encoder_file(engine, tmp_path_factory):
+    """A tiny e4e checkpoint in the authors' format, fitted to the engine's generator."""
+    from tests.sgsim.test_style_encoder_file import authors_checkpoint
+
+    return authors_checkpoint(tmp_path_factory.mktemp("encoder") / "tiny_e4e.pt", engine.editor.generator)
+
+
+@pytest.mark.filterwarnings("ignore:inverting without LPIPS")
+@pytest.mark.parametrize("method, encoder_used, steps", [("e4e", True, 0), ("e4e+optimise", True, 0), ("optimise", False, 2)])
+def test_a_photo_is_inverted_by_the_method_and_encoder_the_visitor_chose(engine, run, sound, tmp_path, encoder_file, method,
+                                                                        encoder_used, steps):
+    """The request's choice goes through the one photo policy (sgsim.photo_inversion), which run.json records."""
+    photo = tmp_path / "photo.png"
+    Image.fromarray(to_uint8(engine.render(run, 1.0))[0]).save(photo)
+    request = EditRequest(sound=sound, sound_name="t.wav", source=photo, source_kind="photo", source_name="me.png",
+                          steps=1, invert_steps=2, inversion_method=method, photo_encoder=str(encoder_file))
+    record = engine.edit(request, lambda *step: None, threading.Event()).record
+    inversion = record["source"]["inversion"]
+    assert (inversion["method"], inversion["steps"]) == (method, steps)
+    assert inversion["encoder"] == (str(encoder_file) if encoder_used else None)
+    assert "pixel_mse" in inversion["reconstruction"]
+    assert (record["settings"]["inversion_method"], record["settings"]["photo_encoder"]) == (method, str(encoder_file))

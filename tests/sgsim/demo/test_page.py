@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
+from PIL import Image
 
 from sgsim.demo.uploads import UploadLimits
 
@@ -20,7 +24,8 @@ def page(gradio, tmp_path, monkeypatch, shared_data):
 
 
 def ask(page, sound, **fields):
-    values = {"source_kind": "seed", "seed": 3, "photo": None, "latent": None, "text": "", "steps": 10, "invert_steps": 5}
+    values = {"source_kind": "seed", "seed": 3, "photo": None, "latent": None, "text": "", "steps": 10, "invert_steps": 5,
+              "inversion_method": "automatic", "photo_encoder": "automatic"}
     return page.request(sound, **{**values, **fields})
 
 
@@ -49,6 +54,9 @@ def test_a_valid_request_names_only_checked_uploads(page):
     ({"text": "x" * 1001}, "the text must be at most 1000 characters of text"),
     ({"source_kind": ["seed"] * 1000}, "unknown source"),
     ({"source_kind": "photo", "photo": {"url": "x"}}, "the photo is not an uploaded file"),
+    ({"inversion_method": "pSp"}, "unknown inversion method &#x27;pSp&#x27;; choose one of automatic, e4e, optimise, e4e+optimise"),
+    ({"photo_encoder": "/etc/passwd"}, "unknown photo encoder &#x27;/etc/passwd&#x27;; choose one of automatic, e4e-ffhq"),
+    ({"photo_encoder": None}, "unknown photo encoder None"),
 ])
 def test_bad_requests_are_page_errors(page, fields, expected):
     demo, gr, uploads = page
@@ -64,9 +72,34 @@ def test_a_strength_outside_the_slider_is_a_page_error_before_any_work(page, str
     demo, gr, uploads = page
     with pytest.raises(gr.Error, match="strength must be a number from 0 to 2"):
         demo.restrength(object(), strength)  # refused before the engine (None here) is asked for anything
-    edit = demo.edit(str(uploads / "h1" / "rain.wav"), "seed", 3, None, None, "", 10, 5, strength, [], session=None)
+    edit = demo.edit(str(uploads / "h1" / "rain.wav"), "seed", 3, None, None, "", 10, 5, strength, "automatic", "automatic",
+                     [], session=None)
     with pytest.raises(gr.Error, match="strength must be a number from 0 to 2"):
         next(edit)
+
+
+@pytest.mark.parametrize("method", ["automatic", "e4e", "optimise", "e4e+optimise"])
+def test_the_inversion_method_and_encoder_offered_reach_the_request(page, method):
+    demo, _, uploads = page
+    request = ask(demo, str(uploads / "h1" / "rain.wav"), inversion_method=method, photo_encoder="e4e-ffhq")
+    assert request.inversion_method == (None if method == "automatic" else method) and request.photo_encoder == "e4e-ffhq"
+    assert ask(demo, str(uploads / "h1" / "rain.wav")).photo_encoder is None  # automatic: the photo policy picks
+
+
+@pytest.mark.filterwarnings("ignore:inverting without LPIPS")
+def test_a_photo_edit_ends_with_its_method_and_reconstruction_distance_as_the_cli_prints_them(page, engine):
+    from sgsim.photo_inversion import describe_distances
+
+    demo, _, uploads = page
+    demo.engine = engine
+    photo = uploads / "h1" / "me.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(photo)
+    updates = list(demo.edit(str(uploads / "h1" / "rain.wav"), "photo", 3, str(photo), None, "", 1, 2, 1.0, "optimise",
+                             "automatic", [], session=SimpleNamespace(session_hash="visitor")))
+    run, status = updates[-1][1], updates[-1][-1]
+    distances = run.record["source"]["inversion"]["reconstruction"]
+    assert status.endswith(f" · inversion: optimise, reconstruction distance to the photo: {describe_distances(distances)}")
+    assert "pixel MSE" in status
 
 
 def test_a_file_name_is_shown_as_text_never_as_markup(page):
