@@ -23,13 +23,16 @@ from sgsim.demo.engine import DemoEngine, EditedRun, EditRequest, VideoRequest
 from sgsim.demo.uploads import (MB, UploadLimits, check_image, check_keyframes, check_latent, check_sound, public_message,
                                 uploaded_file)
 from sgsim.errors import user_errors
-from sgsim.settings import INVERSION_METHODS, SEED_MAX, SETTINGS, bounds_of, default_of
+from sgsim.camera import Camera
+from sgsim.settings import INVERSION_METHODS, ROTATE_HELP, SEED_MAX, SETTINGS, TRANSLATE_HELP, bounds_of, default_of
 
 DEVICE_QUEUE = "device"  # concurrency group of everything that uses the generator: one at a time
 RESULT_HEIGHT = 384  # pixels of the result on the page (the image keeps its shape)
 GALLERY_SIZE = 12  # most recent results kept in a visitor's gallery
 SOURCES = {"seed": "Seed", "photo": "Photo (inverted first)", "latent": "Latent file (.npz)"}
 AUTOMATIC = "automatic"  # of the inversion method and the photo encoder: the photo policy's choice (sgsim.photo_inversion)
+TRANSLATE_RANGE = (-1.0, 1.0)  # image widths of the translate sliders (StyleGAN3 generators): a whole width either way
+ROTATE_RANGE = (-180.0, 180.0)  # degrees of its rotate slider: one turn
 STRENGTH_RANGE = (0.0, 2.0)  # of the slider; 0 is the source, 1 the optimised edit, beyond exaggerates
 DEFAULT_STEPS = default_of("steps")  # as `sgsim edit`
 MIN_STEPS, MIN_INVERT_STEPS = bounds_of("steps")[0], bounds_of("invert_steps")[0]
@@ -163,7 +166,7 @@ class DemoPage:
             self._upload(sound, "sound")
 
     def request(self, sound, source_kind, seed, photo, latent, text, steps, invert_steps, inversion_method=AUTOMATIC,
-                photo_encoder=AUTOMATIC) -> EditRequest:
+                photo_encoder=AUTOMATIC, translate_x=0.0, translate_y=0.0, rotate=0.0) -> EditRequest:
         """The visitor's inputs as an EditRequest, every file checked, every number within the limits, every choice
         one the page offers (AUTOMATIC leaves it to the photo policy)."""
         sound_path, sound_name = self._upload(sound, "sound")
@@ -180,14 +183,17 @@ class DemoPage:
                            steps=_number("steps", steps, MIN_STEPS, self.limits.max_steps),
                            invert_steps=_number("inversion steps", invert_steps, MIN_INVERT_STEPS, self.limits.max_invert_steps),
                            inversion_method=None if method == AUTOMATIC else method,
-                           photo_encoder=None if encoder == AUTOMATIC else encoder)
+                           photo_encoder=None if encoder == AUTOMATIC else encoder,
+                           camera=Camera(translate=(_number("translate X", translate_x, *TRANSLATE_RANGE, whole=False),
+                                                    _number("translate Y", translate_y, *TRANSLATE_RANGE, whole=False)),
+                                         rotate=_number("rotate", rotate, *ROTATE_RANGE, whole=False)))
 
     def edit(self, sound, source_kind, seed, photo, latent, text, steps, invert_steps, strength, inversion_method,
-             photo_encoder, gallery, session: gr.Request) -> Iterator[tuple]:
+             photo_encoder, translate_x, translate_y, rotate, gallery, session: gr.Request) -> Iterator[tuple]:
         """Run the edit in a worker thread, yielding previews and a status line (steps, time elapsed, time left) as it
         goes; Cancel, or this generator closing (a closed page), stops the optimisation after its current step."""
         request = self.request(sound, source_kind, seed, photo, latent, text, steps, invert_steps, inversion_method,
-                               photo_encoder)
+                               photo_encoder, translate_x, translate_y, rotate)
         strength = _number("strength", strength, *STRENGTH_RANGE, whole=False)  # before the minutes of the edit
         files = {request.sound: request.sound_name}
         if isinstance(request.source, Path):
@@ -332,6 +338,13 @@ class DemoPage:
                         latent = gr.File(label="Latent (.npz from sgsim edit, generate or invert)", file_types=[".npz"],
                                          visible=False, elem_id="latent")
                         text = gr.Textbox(label="Text to mix with the sound (optional)", placeholder="e.g. a snowy mountain")
+                        with gr.Row(visible=self.engine.movable, elem_id="camera"):  # StyleGAN3 generators only
+                            translate_x = gr.Slider(*TRANSLATE_RANGE, value=0.0, step=0.01, label="Translate X",
+                                                    info=TRANSLATE_HELP, elem_id="translate-x")
+                            translate_y = gr.Slider(*TRANSLATE_RANGE, value=0.0, step=0.01, label="Translate Y",
+                                                    info=TRANSLATE_HELP, elem_id="translate-y")
+                            rotate = gr.Slider(*ROTATE_RANGE, value=0.0, step=1, label="Rotate (degrees)", info=ROTATE_HELP,
+                                               elem_id="rotate")
                         with gr.Accordion("Settings", open=False):
                             steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=MIN_STEPS, maximum=self.limits.max_steps,
                                               label="Optimisation steps", elem_id="steps")
@@ -389,7 +402,7 @@ class DemoPage:
             edit.click(self.waiting, None, status, queue=False, show_progress="hidden", js=CLOSE_MESSAGES_JS)
             running = edit.click(
                 self.edit, [sound, source_kind, seed, photo, latent, text, steps, invert_steps, strength, inversion_method,
-                            photo_encoder, history],
+                            photo_encoder, translate_x, translate_y, rotate, history],
                 [result, run, downloads, history, gallery, status], concurrency_id=DEVICE_QUEUE, concurrency_limit=1,
                 show_progress="hidden", **raw,
             )

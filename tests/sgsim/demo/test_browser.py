@@ -15,7 +15,7 @@ from PIL import Image
 
 WAIT_MS = 60_000  # longest wait for any one page change (the tiny edits take about a second)
 STEPS = "4"
-LATER_INPUTS = ["automatic", "automatic"]  # the edit's inputs after the strength, at the page's defaults
+LATER_INPUTS = ["automatic", "automatic", 0.0, 0.0, 0.0]  # the edit's inputs after the strength, at the page's defaults
 TYPING_TRIES, SETTLE_MS = 5, 300  # set_steps: how often to type the steps, and how long each value must hold
 
 

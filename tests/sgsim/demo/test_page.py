@@ -25,7 +25,7 @@ def page(gradio, tmp_path, monkeypatch, shared_data):
 
 def ask(page, sound, **fields):
     values = {"source_kind": "seed", "seed": 3, "photo": None, "latent": None, "text": "", "steps": 10, "invert_steps": 5,
-              "inversion_method": "automatic", "photo_encoder": "automatic"}
+              "inversion_method": "automatic", "photo_encoder": "automatic", "translate_x": 0.0, "translate_y": 0.0, "rotate": 0.0}
     return page.request(sound, **{**values, **fields})
 
 
@@ -57,6 +57,9 @@ def test_a_valid_request_names_only_checked_uploads(page):
     ({"inversion_method": "pSp"}, "unknown inversion method &#x27;pSp&#x27;; choose one of automatic, e4e, optimise, e4e+optimise"),
     ({"photo_encoder": "/etc/passwd"}, "unknown photo encoder &#x27;/etc/passwd&#x27;; choose one of automatic, e4e-ffhq"),
     ({"photo_encoder": None}, "unknown photo encoder None"),
+    ({"translate_x": 1.5}, "translate X must be a number from -1 to 1, got 1.5"),
+    ({"translate_y": float("nan")}, "translate Y must be a number from -1 to 1, got nan"),
+    ({"rotate": "90"}, "rotate must be a number from -180 to 180"),
 ])
 def test_bad_requests_are_page_errors(page, fields, expected):
     demo, gr, uploads = page
@@ -73,7 +76,7 @@ def test_a_strength_outside_the_slider_is_a_page_error_before_any_work(page, str
     with pytest.raises(gr.Error, match="strength must be a number from 0 to 2"):
         demo.restrength(object(), strength)  # refused before the engine (None here) is asked for anything
     edit = demo.edit(str(uploads / "h1" / "rain.wav"), "seed", 3, None, None, "", 10, 5, strength, "automatic", "automatic",
-                     [], session=None)
+                     0.0, 0.0, 0.0, [], session=None)
     with pytest.raises(gr.Error, match="strength must be a number from 0 to 2"):
         next(edit)
 
@@ -95,7 +98,7 @@ def test_a_photo_edit_ends_with_its_method_and_reconstruction_distance_as_the_cl
     photo = uploads / "h1" / "me.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(photo)
     updates = list(demo.edit(str(uploads / "h1" / "rain.wav"), "photo", 3, str(photo), None, "", 1, 2, 1.0, "optimise",
-                             "automatic", [], session=SimpleNamespace(session_hash="visitor")))
+                             "automatic", 0.0, 0.0, 0.0, [], session=SimpleNamespace(session_hash="visitor")))
     run, status = updates[-1][1], updates[-1][-1]
     distances = run.record["source"]["inversion"]["reconstruction"]
     assert status.endswith(f" · inversion: optimise, reconstruction distance to the photo: {describe_distances(distances)}")
