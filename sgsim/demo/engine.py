@@ -23,7 +23,7 @@ from sgsim.outputs import edit_run_record, file_stems, weights_record, write_jso
 from sgsim.errors import SgsimError
 from sgsim.settings import EditSettings, default_of
 
-PREVIEWS = 20  # about this many intermediate images are shown while an edit runs
+PREVIEWS = 20  # about this many intermediate images are shown while an edit runs, after the first step's
 RESULT_FILES = ("result.png", "latent.npz", "run.json")
 VIDEO_FILE = "video.mp4"
 
@@ -139,7 +139,8 @@ class DemoEngine:
             if cancelled.is_set():
                 raise EditCancelled(f"edit cancelled at step {step + 1} of {request.steps}")
             done = step + 1
-            progress(done, request.steps, to_uint8(images[:1])[0] if done % every == 0 else None)
+            shown = done == 1 or done % every == 0  # the first step's image at once, so a visitor sees the edit begin
+            progress(done, request.steps, to_uint8(images[:1])[0] if shown else None)
 
         with self._device:
             if cancelled.is_set():

@@ -56,8 +56,24 @@ def test_progress_reports_every_step_with_previews_of_the_optimisation(engine, s
     engine.edit(request, lambda done, total, preview: calls.append((done, total, preview)), threading.Event())
     assert [done for done, _, _ in calls] == list(range(41)) and {total for _, total, _ in calls} == {40}
     previews = [preview for _, _, preview in calls if preview is not None]
-    assert len(previews) == 20 and all(p.shape == (32, 32, 3) and p.dtype == np.uint8 for p in previews)
+    assert [done for done, _, preview in calls if preview is not None] == [1, *range(2, 41, 2)]  # step 1, then every 40 // 20
+    assert all(p.shape == (32, 32, 3) and p.dtype == np.uint8 for p in previews)
     assert np.abs(previews[0].astype(int) - previews[-1].astype(int)).mean() > 0  # they follow the optimisation
+
+
+def test_the_first_preview_comes_after_the_first_step_of_a_long_edit(engine, sound):
+    """A visitor sees the edit begin after one step, not after steps // 20 of them (minutes on a CPU)."""
+    cancelled, seen = threading.Event(), []
+
+    def spy(done, total, preview):
+        seen.append((done, preview is not None))
+        if preview is not None:
+            cancelled.set()  # the spy has what it needs: stop the 1000-step edit
+
+    request = EditRequest(sound=sound, sound_name="t.wav", source=7, source_kind="seed", steps=1000)
+    with pytest.raises(EditCancelled):
+        engine.edit(request, spy, cancelled)
+    assert seen == [(0, False), (1, True)]
 
 
 def test_cancelling_stops_at_the_next_step_and_frees_the_device(engine, sound, run):
