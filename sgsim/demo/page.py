@@ -152,12 +152,12 @@ class DemoPage:
         path = value if isinstance(value, str) else value.get("path") if isinstance(value, dict) else getattr(value, "path", None)
         if not isinstance(path, str):
             raise _shown_error(f"the {kind} is not an uploaded file; upload it again")
-        name = Path(path).name
+        name, checked = Path(path).name, None
         try:
             checked = uploaded_file(path, self.uploads)
             {"sound": check_sound, "photo": check_image, "latent file": check_latent}[kind](checked, self.limits, name)
-        except user_errors() as exc:
-            raise _shown_error(public_message(exc, Path(path).resolve(), name)) from None
+        except user_errors() as exc:  # a path that resolves to no file (a NUL byte) is named as it came
+            raise _shown_error(public_message(exc, checked or Path(path), name)) from None
         return checked, name
 
     def check_sound(self, sound: Optional[str]) -> None:

@@ -23,7 +23,7 @@ def page(gradio, tmp_path, monkeypatch, shared_data):
     return DemoPage(engine=None, limits=UploadLimits(max_steps=50)), gradio, uploads
 
 
-def ask(page, sound, **fields):
+def ask(page, sound=None, **fields):
     values = {"source_kind": "seed", "seed": 3, "photo": None, "latent": None, "text": "", "steps": 10, "invert_steps": 5,
               "inversion_method": "automatic", "photo_encoder": "automatic", "translate_x": 0.0, "translate_y": 0.0, "rotate": 0.0}
     return page.request(sound, **{**values, **fields})
@@ -103,6 +103,32 @@ def test_a_photo_edit_ends_with_its_method_and_reconstruction_distance_as_the_cl
     distances = run.record["source"]["inversion"]["reconstruction"]
     assert status.endswith(f" · inversion: optimise, reconstruction distance to the photo: {describe_distances(distances)}")
     assert "pixel MSE" in status
+
+
+@pytest.mark.parametrize("kind", ["sound", "photo", "latent"])
+@pytest.mark.parametrize("payload, expected", [
+    (None, "no {} given; upload one first"),
+    ({"meta": {"_type": "gradio.FileData"}}, "the {} is not an uploaded file; upload it again"),
+    ({"path": None, "meta": {"_type": "gradio.FileData"}}, "the {} is not an uploaded file; upload it again"),
+    ({"path": "{uploads}/h1/gone.wav", "meta": {"_type": "gradio.FileData"}}, "&#x27;gone.wav&#x27; is not an uploaded file"),
+    ({"path": "{uploads}/h1/a\x00.wav"}, "is not an uploaded file; upload it again"),
+    ({"path": "{uploads}/h1/" + "x" * 5000}, "is not an uploaded file; upload it again"),
+], ids=["null", "no path", "null path", "missing file", "NUL byte", "over-long name"])
+def test_a_malformed_upload_payload_is_one_clear_line(page, kind, payload, expected):
+    """A Gradio file value that is null, has no path or names no file is one line naming what to do: never "null"."""
+    demo, gr, uploads = page
+    if isinstance(payload, dict) and isinstance(payload.get("path"), str):
+        payload = {**payload, "path": payload["path"].replace("{uploads}", str(uploads))}
+    fields = {"sound": str(uploads / "h1" / "rain.wav")}
+    if kind == "sound":
+        fields["sound"] = payload
+    else:
+        fields.update(source_kind=kind, **{kind: payload})
+    with pytest.raises(gr.Error) as error:
+        ask(demo, **fields)
+    shown = error.value.message
+    what = {"latent": "latent file"}.get(kind, kind)
+    assert expected.format(what) in shown and "null" not in shown and "\n" not in shown and str(uploads) not in shown
 
 
 def test_a_file_name_is_shown_as_text_never_as_markup(page):
