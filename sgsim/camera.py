@@ -46,9 +46,14 @@ class Camera:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
 
+def is_movable(generator) -> bool:
+    """Whether the generator's picture can be moved: a StyleGAN3 one, whose input takes a transform."""
+    return architecture_of(generator.init_kwargs).startswith("stylegan3")
+
+
 def require_movable(generator, camera: Camera) -> None:
     """Refuse a camera that moves or offsets the picture of a generator without an input transform (StyleGAN2)."""
-    kind = architecture_of(generator.init_kwargs)
-    if not camera.is_identity and not kind.startswith("stylegan3"):
+    if not camera.is_identity and not is_movable(generator):
+        kind = architecture_of(generator.init_kwargs)
         raise SgsimError(f"--translate, --rotate and --camera move a StyleGAN3 generator's input; this generator is "
                          f"{kind}, whose picture cannot move: drop those options or use a StyleGAN3 generator")

@@ -28,6 +28,10 @@ INVERSION_METHODS = ("e4e", "optimise", "e4e+optimise")  # how a photo becomes a
 VIDEO_FORMATS = ("mp4", "gif")  # of an edit's optimisation video (sgsim.editing.folder)
 GROUPS = ("networks", "source", "optimisation", "resolution", "strengths", "outputs")  # EditSettings' fields by what they set
 WORK_RESOLUTIONS = ("auto", "full")  # or a block resolution in pixels (sgsim.editing.optimise.choose_work_resolution)
+MAX_ROTATE = 3600.0  # |degrees| of a StyleGAN3 generator's fixed rotation (sgsim.camera): ten turns, beyond any use
+# The input transform of a StyleGAN3 generator (sgsim.camera.Camera), as `sgsim generate` and the demo offer it.
+TRANSLATE_HELP = "Move the picture by X,Y image widths (StyleGAN3 generators)."
+ROTATE_HELP = "Rotate the picture by DEG degrees (StyleGAN3 generators)."
 
 
 def parse_strengths(text: str) -> list[float]:

@@ -18,10 +18,10 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, host: str, port: int, examples: Path | None,
-               workspace: Path, block: bool = True, world: str | None = None):
+               workspace: Path, block: bool = True, world: str | None = None, photo_encoder: str | None = None):
     """Load the networks, then serve the page, keeping uploads and results in `workspace`.
     Returns the running server when block is False (the caller closes it). `world`: the world the networks come from
-    (recorded)."""
+    (recorded); `photo_encoder`: the e4e / pSp file or name a photo's automatic inversion uses (the photo policy's)."""
     try:
         from sgsim.demo.page import DemoPage, serve
     except ImportError as exc:
@@ -30,7 +30,8 @@ def start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, hos
 
     editor = build_editor(generator, encoder, encoder_checkpoint, clip_weights, device)  # missing weights fail before serving
     os.environ["GRADIO_TEMP_DIR"] = str(workspace / "uploads")  # Gradio's upload folder: the only files a page may name
-    networks = {"generator": generator, "encoder": encoder, "encoder_checkpoint": encoder_checkpoint, "clip": clip_weights, "world": world}
+    networks = {"generator": generator, "encoder": encoder, "encoder_checkpoint": encoder_checkpoint, "clip": clip_weights,
+                "world": world, "photo_encoder": photo_encoder}
     engine = DemoEngine(editor, workspace / "results", {k: None if v is None else str(v) for k, v in networks.items()})
     page = DemoPage(engine, examples=examples if examples is not None and examples.is_dir() else None)
     if host not in LOCAL_HOSTS:
@@ -46,17 +47,20 @@ def start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, hos
 @setting_option("encoder")
 @setting_option("encoder_checkpoint")
 @setting_option("clip_weights")
+@setting_option("photo_encoder")
 @world_option
 @device_option
 @click.option("--examples", type=click.Path(path_type=Path, file_okay=False), default=EXAMPLES,
               help="Folder of example .wav sounds listed on the page.  [default: the checkout's examples/audio]")
-def demo_command(host, port, generator, encoder, encoder_checkpoint, clip_weights, world, device, examples) -> None:
+def demo_command(host, port, generator, encoder, encoder_checkpoint, clip_weights, photo_encoder, world, device,
+                 examples) -> None:
     """Serve an interactive page: upload or record a sound, edit an image toward it, tune the strength."""
     with tempfile.TemporaryDirectory(prefix="sgsim-demo-") as workspace:  # uploads and results go when the server stops
         server = None
         try:
             server = start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, host, port, examples,
-                                Path(workspace), block=False, world=world)
+                                Path(workspace), block=False, world=world,
+                                photo_encoder=photo_encoder)
             wait_for_stop()
         except (KeyboardInterrupt, Terminated):
             pass  # Ctrl+C and SIGTERM are how a server is stopped: neither is an error

@@ -13,7 +13,8 @@ import click
 
 from sgsim.errors import SgsimError
 from sgsim.outputs import fresh_folder, safe_stem, unique  # noqa: F401  (the commands import them from here too)
-from sgsim.settings import MAX_SEEDS, SEED_MAX, SETTINGS, EditSettings, check_work_resolution, default_of, settings_in
+from sgsim.settings import (MAX_ROTATE, MAX_SEEDS, ROTATE_HELP, SEED_MAX, SETTINGS, TRANSLATE_HELP, EditSettings,
+                            check_work_resolution, default_of, settings_in)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -169,10 +170,10 @@ def _numbers(count: int, example: str) -> Callable:
 
 def transform_options(function: Callable) -> Callable:
     """--translate X,Y and --rotate DEG: a StyleGAN3 generator's input transform (sgsim.camera.Camera)."""
-    function = click.option("--rotate", type=click.FloatRange(-3600, 3600), default=0.0, show_default=True, metavar="DEG",
-                            help="Rotate the picture by DEG degrees (StyleGAN3 generators).")(function)
+    function = click.option("--rotate", type=click.FloatRange(-MAX_ROTATE, MAX_ROTATE), default=0.0, show_default=True,
+                            metavar="DEG", help=ROTATE_HELP)(function)
     return click.option("--translate", callback=_numbers(2, "0.1,-0.05"), default=None, metavar="X,Y",
-                        help="Move the picture by X,Y image widths (StyleGAN3 generators).")(function)
+                        help=TRANSLATE_HELP)(function)
 
 
 def camera_option(function: Callable) -> Callable:

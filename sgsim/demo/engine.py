@@ -17,12 +17,13 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
+from sgsim.camera import Camera
 from sgsim.editing import ImageSource, LatentSource, SeedSource, Target
 from sgsim.outputs import edit_run_record, file_stems, weights_record, write_json
 from sgsim.errors import SgsimError
 from sgsim.settings import EditSettings, default_of
 
-PREVIEWS = 20  # about this many intermediate images are shown while an edit runs
+PREVIEWS = 20  # about this many intermediate images are shown while an edit runs, after the first step's
 RESULT_FILES = ("result.png", "latent.npz", "run.json")
 VIDEO_FILE = "video.mp4"
 
@@ -48,6 +49,9 @@ class EditRequest:
     text: Optional[str] = None  # mixed with the sound (equal weights)
     steps: int = default_of("steps")
     invert_steps: int = default_of("invert_steps")
+    inversion_method: Optional[str] = None  # one of INVERSION_METHODS; None: the photo policy's choice
+    photo_encoder: Optional[str] = None  # a manifest name; None: the server's --photo-encoder or the policy's choice
+    camera: Camera = Camera()  # a StyleGAN3 generator's input transform for the result (the previews are untransformed)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class EditedRun:
     source_latent: torch.Tensor  # [num_ws, w_dim]
     edited_latent: torch.Tensor  # [num_ws, w_dim], strength 1
     noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise buffers to render with (an inverted photo's)
+    camera: Camera = Camera()  # the input transform its renders go through (StyleGAN3; the identity otherwise)
     record: dict = field(default_factory=dict)  # run.json, less the strength
 
 
@@ -109,20 +114,33 @@ class DemoEngine:
         self._runs = 0
         self._weights: Optional[dict] = None
 
+    @property
+    def movable(self) -> bool:
+        """Whether the generator's picture can be translated and rotated (a StyleGAN3 generator's input transform)."""
+        from sgsim.camera import is_movable
+
+        return is_movable(self.editor.generator)
+
     def edit(self, request: EditRequest, progress: Progress, cancelled: threading.Event) -> EditedRun:
-        """Optimise toward the request's sound (and text); calls `progress` after every step, with a preview every
-        few steps. Setting `cancelled` stops the run at the next step with EditCancelled."""
+        """Optimise toward the request's sound (and text), a photo inverted first as sgsim's photo policy plans it with
+        the request's method and encoder; calls `progress` after every step, with a preview every few steps. Setting
+        `cancelled` stops the run at the next step with EditCancelled."""
+        from sgsim.camera import require_movable
         from sgsim.outputs import to_uint8
 
+        require_movable(self.editor.generator, request.camera)  # before the device is waited for
         source = _typed_source(request)
-        settings = self.settings.updated(steps=request.steps, invert_steps=request.invert_steps)
+        photo = {"inversion_method": request.inversion_method,
+                 **({"photo_encoder": request.photo_encoder} if request.photo_encoder is not None else {})}
+        settings = self.settings.updated(steps=request.steps, invert_steps=request.invert_steps, **photo)
         every = max(1, request.steps // PREVIEWS)
 
         def on_step(step: int, losses: dict[str, float], images: torch.Tensor) -> None:
             if cancelled.is_set():
                 raise EditCancelled(f"edit cancelled at step {step + 1} of {request.steps}")
             done = step + 1
-            progress(done, request.steps, to_uint8(images[:1])[0] if done % every == 0 else None)
+            shown = done == 1 or done % every == 0  # the first step's image at once, so a visitor sees the edit begin
+            progress(done, request.steps, to_uint8(images[:1])[0] if shown else None)
 
         with self._device:
             if cancelled.is_set():
@@ -139,13 +157,14 @@ class DemoEngine:
         label = request.sound_name + (f" + {request.text!r}" if request.text else "")
         return EditedRun(
             folder=folder, label=label, source_latent=result.source_latent, edited_latent=result.edited_latents[0],
-            noise={name: value.to(self.editor.device) for name, value in result.noise.items()},
+            noise={name: value.to(self.editor.device) for name, value in result.noise.items()}, camera=request.camera,
             record=edit_run_record(
                 "demo", None, settings, result.settings,  # argv: the server's command line
                 source={"kind": request.source_kind,
                         **({"seed": request.source} if request.source_kind == "seed" else {"file": request.source_name}),
                         "inversion": self.editor.inversions[-1] if request.source_kind == "photo" else None},
                 target={"audio": request.sound_name, "text": request.text or None},
+                camera=None if request.camera.is_identity else request.camera.record(),  # as `sgsim generate` records it
                 weights=weights,
                 final_losses={name: float(values[-1, 0]) for name, values in result.losses.items()},
                 timings_s={"edit": seconds},
@@ -175,13 +194,14 @@ class DemoEngine:
         return folder / VIDEO_FILE
 
     def render(self, run: EditedRun, strength: float) -> torch.Tensor:
-        """The image [3, H, W] in [-1, 1] of w_src + strength (w_edit - w_src): one synthesis."""
+        """The image [3, H, W] in [-1, 1] of w_src + strength (w_edit - w_src) through the run's camera: one synthesis."""
         from sgsim.editing.modes import generator_lock
         from stylegan2.noise import swapped_noise
 
         latent = self.latent_at(run, strength)
+        transforms = None if run.camera.is_identity else run.camera.transforms([0.0]).to(self.editor.device)
         with self._device, generator_lock(self.editor.generator), swapped_noise(self.editor.generator, run.noise):
-            return self.editor.render(latent[None])[0]
+            return self.editor.render(latent[None], transforms)[0]
 
     @staticmethod
     def latent_at(run: EditedRun, strength: float) -> torch.Tensor:

@@ -23,12 +23,16 @@ from sgsim.demo.engine import DemoEngine, EditedRun, EditRequest, VideoRequest
 from sgsim.demo.uploads import (MB, UploadLimits, check_image, check_keyframes, check_latent, check_sound, public_message,
                                 uploaded_file)
 from sgsim.errors import user_errors
-from sgsim.settings import SEED_MAX, bounds_of, default_of
+from sgsim.camera import Camera
+from sgsim.settings import INVERSION_METHODS, ROTATE_HELP, SEED_MAX, SETTINGS, TRANSLATE_HELP, bounds_of, default_of
 
 DEVICE_QUEUE = "device"  # concurrency group of everything that uses the generator: one at a time
 RESULT_HEIGHT = 384  # pixels of the result on the page (the image keeps its shape)
 GALLERY_SIZE = 12  # most recent results kept in a visitor's gallery
 SOURCES = {"seed": "Seed", "photo": "Photo (inverted first)", "latent": "Latent file (.npz)"}
+AUTOMATIC = "automatic"  # of the inversion method and the photo encoder: the photo policy's choice (sgsim.photo_inversion)
+TRANSLATE_RANGE = (-1.0, 1.0)  # image widths of the translate sliders (StyleGAN3 generators): a whole width either way
+ROTATE_RANGE = (-180.0, 180.0)  # degrees of its rotate slider: one turn
 STRENGTH_RANGE = (0.0, 2.0)  # of the slider; 0 is the source, 1 the optimised edit, beyond exaggerates
 DEFAULT_STEPS = default_of("steps")  # as `sgsim edit`
 MIN_STEPS, MIN_INVERT_STEPS = bounds_of("steps")[0], bounds_of("invert_steps")[0]
@@ -76,6 +80,30 @@ def _number(what: str, value, least: float, most: float, whole: bool = True):
     raise _shown_error(f"{what} must be {kind} from {shown(least)} to {shown(most)}, got {value!r:.40}")
 
 
+def _choice(what: str, value, choices) -> str:
+    """A choice field's raw value if it is one of `choices`, or a page error listing them."""
+    if isinstance(value, str) and value in choices:
+        return value
+    raise _shown_error(f"unknown {what} {value!r:.40}; choose one of {', '.join(choices)}")
+
+
+def _help(name: str) -> str:
+    """The help line of the edit setting `name`, as `sgsim edit --help` shows it."""
+    return SETTINGS[name].metadata["help"]
+
+
+def _inversion_note(run: EditedRun) -> str:
+    """For an edit of a photo: how it was inverted and how far the reconstruction is from the photo, as `sgsim edit`
+    prints it; empty for other sources."""
+    from sgsim.photo_inversion import describe_distances
+
+    inversion = run.record.get("source", {}).get("inversion")
+    if not inversion:
+        return ""
+    return (f" · inversion: {inversion['method']}, reconstruction distance to the photo: "
+            f"{describe_distances(inversion['reconstruction'])}")
+
+
 def _text(value, limit: int) -> Optional[str]:
     """The optional text field's raw value, stripped (None when empty), or a page error when it is not short text."""
     if value is None:
@@ -83,6 +111,13 @@ def _text(value, limit: int) -> Optional[str]:
     if not isinstance(value, str) or len(value) > limit:
         raise _shown_error(f"the text must be at most {limit} characters of text")
     return value.strip() or None
+
+
+def photo_encoder_names() -> list[str]:
+    """The published photo encoders (manifest names): a visitor picks one by name; it is read from the cache."""
+    from checkpoints import entries
+
+    return [item.name for item in entries() if item.kind == "photo-encoder"]
 
 
 class ProgressClock:
@@ -108,6 +143,7 @@ class DemoPage:
         self.limits = limits
         self._cancels: dict[str, threading.Event] = {}  # session -> the flag that stops its running edit
         self.examples = sorted(Path(examples).glob("*.wav")) if examples is not None else []
+        self.photo_encoders = (AUTOMATIC, *photo_encoder_names())  # what a visitor may pick: never a server path
 
     def _upload(self, value, kind: str) -> tuple[Path, str]:
         """A checked upload (path inside the upload folder) and the name its sender gave it, or a page error."""
@@ -116,12 +152,12 @@ class DemoPage:
         path = value if isinstance(value, str) else value.get("path") if isinstance(value, dict) else getattr(value, "path", None)
         if not isinstance(path, str):
             raise _shown_error(f"the {kind} is not an uploaded file; upload it again")
-        name = Path(path).name
+        name, checked = Path(path).name, None
         try:
             checked = uploaded_file(path, self.uploads)
             {"sound": check_sound, "photo": check_image, "latent file": check_latent}[kind](checked, self.limits, name)
-        except user_errors() as exc:
-            raise _shown_error(public_message(exc, Path(path).resolve(), name)) from None
+        except user_errors() as exc:  # a path that resolves to no file (a NUL byte) is named as it came
+            raise _shown_error(public_message(exc, checked or Path(path), name)) from None
         return checked, name
 
     def check_sound(self, sound: Optional[str]) -> None:
@@ -129,26 +165,35 @@ class DemoPage:
         if sound is not None:
             self._upload(sound, "sound")
 
-    def request(self, sound, source_kind, seed, photo, latent, text, steps, invert_steps) -> EditRequest:
-        """The visitor's inputs as an EditRequest, every file checked, every number within the limits."""
+    def request(self, sound, source_kind, seed, photo, latent, text, steps, invert_steps, inversion_method=AUTOMATIC,
+                photo_encoder=AUTOMATIC, translate_x=0.0, translate_y=0.0, rotate=0.0) -> EditRequest:
+        """The visitor's inputs as an EditRequest, every file checked, every number within the limits, every choice
+        one the page offers (AUTOMATIC leaves it to the photo policy)."""
         sound_path, sound_name = self._upload(sound, "sound")
+        source_kind = _choice("source", source_kind, SOURCES)
         if source_kind == "seed":
             source, source_name = _number("the seed", seed, 0, SEED_MAX), None
-        elif source_kind in ("photo", "latent"):
+        else:
             source, source_name = self._upload(photo if source_kind == "photo" else latent,
                                                "photo" if source_kind == "photo" else "latent file")
-        else:
-            raise _shown_error(f"unknown source {source_kind!r:.40}; choose one of {', '.join(SOURCES)}")
+        method = _choice("inversion method", inversion_method, (AUTOMATIC, *INVERSION_METHODS))
+        encoder = _choice("photo encoder", photo_encoder, self.photo_encoders)
         return EditRequest(sound=sound_path, sound_name=sound_name, source=source, source_kind=source_kind,
                            source_name=source_name, text=_text(text, self.limits.max_text_chars),
                            steps=_number("steps", steps, MIN_STEPS, self.limits.max_steps),
-                           invert_steps=_number("inversion steps", invert_steps, MIN_INVERT_STEPS, self.limits.max_invert_steps))
+                           invert_steps=_number("inversion steps", invert_steps, MIN_INVERT_STEPS, self.limits.max_invert_steps),
+                           inversion_method=None if method == AUTOMATIC else method,
+                           photo_encoder=None if encoder == AUTOMATIC else encoder,
+                           camera=Camera(translate=(_number("translate X", translate_x, *TRANSLATE_RANGE, whole=False),
+                                                    _number("translate Y", translate_y, *TRANSLATE_RANGE, whole=False)),
+                                         rotate=_number("rotate", rotate, *ROTATE_RANGE, whole=False)))
 
-    def edit(self, sound, source_kind, seed, photo, latent, text, steps, invert_steps, strength, gallery,
-             session: gr.Request) -> Iterator[tuple]:
+    def edit(self, sound, source_kind, seed, photo, latent, text, steps, invert_steps, strength, inversion_method,
+             photo_encoder, translate_x, translate_y, rotate, gallery, session: gr.Request) -> Iterator[tuple]:
         """Run the edit in a worker thread, yielding previews and a status line (steps, time elapsed, time left) as it
         goes; Cancel, or this generator closing (a closed page), stops the optimisation after its current step."""
-        request = self.request(sound, source_kind, seed, photo, latent, text, steps, invert_steps)
+        request = self.request(sound, source_kind, seed, photo, latent, text, steps, invert_steps, inversion_method,
+                               photo_encoder, translate_x, translate_y, rotate)
         strength = _number("strength", strength, *STRENGTH_RANGE, whole=False)  # before the minutes of the edit
         files = {request.sound: request.sound_name}
         if isinstance(request.source, Path):
@@ -165,7 +210,7 @@ class DemoPage:
         image, files = self._show(run, strength)
         gallery = ([(image, run.label)] + list(gallery or []))[:GALLERY_SIZE]
         took = f" in {clock.clock() - clock.started:.0f} s" if clock else ""
-        yield image, run, files, gallery, gallery, f"done{took}: {run.label}"
+        yield image, run, files, gallery, gallery, f"done{took}: {run.label}{_inversion_note(run)}"
 
     def waiting(self) -> str:
         """The status line the moment Edit is pressed, before the device is free."""
@@ -283,10 +328,23 @@ class DemoPage:
                         with gr.Row(visible=True) as seed_row:
                             seed = gr.Number(value=1, precision=0, minimum=0, maximum=SEED_MAX, label="Seed", elem_id="seed")
                             random_seed = gr.Button("Random", size="sm")
-                        photo = gr.Image(label="Photo", type="filepath", sources=["upload"], visible=False, elem_id="photo")
+                        with gr.Column(visible=False) as photo_box:
+                            photo = gr.Image(label="Photo", type="filepath", sources=["upload"], elem_id="photo")
+                            inversion_method = gr.Radio([AUTOMATIC, *INVERSION_METHODS], value=AUTOMATIC,
+                                                        label="Inversion method", info=_help("inversion_method"),
+                                                        elem_id="inversion-method")
+                            photo_encoder = gr.Dropdown(list(self.photo_encoders), value=AUTOMATIC, label="Photo encoder",
+                                                        info=_help("photo_encoder"), elem_id="photo-encoder")
                         latent = gr.File(label="Latent (.npz from sgsim edit, generate or invert)", file_types=[".npz"],
                                          visible=False, elem_id="latent")
                         text = gr.Textbox(label="Text to mix with the sound (optional)", placeholder="e.g. a snowy mountain")
+                        with gr.Row(visible=self.engine.movable, elem_id="camera"):  # StyleGAN3 generators only
+                            translate_x = gr.Slider(*TRANSLATE_RANGE, value=0.0, step=0.01, label="Translate X",
+                                                    info=TRANSLATE_HELP, elem_id="translate-x")
+                            translate_y = gr.Slider(*TRANSLATE_RANGE, value=0.0, step=0.01, label="Translate Y",
+                                                    info=TRANSLATE_HELP, elem_id="translate-y")
+                            rotate = gr.Slider(*ROTATE_RANGE, value=0.0, step=1, label="Rotate (degrees)", info=ROTATE_HELP,
+                                               elem_id="rotate")
                         with gr.Accordion("Settings", open=False):
                             steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=MIN_STEPS, maximum=self.limits.max_steps,
                                               label="Optimisation steps", elem_id="steps")
@@ -328,7 +386,7 @@ class DemoPage:
 
             source_kind.change(lambda kind: (gr.update(visible=kind == "seed"), gr.update(visible=kind == "photo"),
                                              gr.update(visible=kind == "latent")),
-                               source_kind, [seed_row, photo, latent], queue=False, show_progress="hidden")
+                               source_kind, [seed_row, photo_box, latent], queue=False, show_progress="hidden")
             random_seed.click(lambda: random.randint(0, SEED_MAX), None, seed, queue=False, show_progress="hidden")
             # preprocess=False: the handlers get the raw values and sgsim checks every one (finite, in range, typed);
             # a value Gradio's own preprocessing fails on (a photo claiming 65535x65535) reached the page as "error: null".
@@ -343,7 +401,8 @@ class DemoPage:
             # every preview, and it would mark Downloads as failed while the previous result stays).
             edit.click(self.waiting, None, status, queue=False, show_progress="hidden", js=CLOSE_MESSAGES_JS)
             running = edit.click(
-                self.edit, [sound, source_kind, seed, photo, latent, text, steps, invert_steps, strength, history],
+                self.edit, [sound, source_kind, seed, photo, latent, text, steps, invert_steps, strength, inversion_method,
+                            photo_encoder, translate_x, translate_y, rotate, history],
                 [result, run, downloads, history, gallery, status], concurrency_id=DEVICE_QUEUE, concurrency_limit=1,
                 show_progress="hidden", **raw,
             )

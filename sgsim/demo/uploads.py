@@ -32,11 +32,15 @@ class UploadLimits:
 
 def uploaded_file(path: str | os.PathLike, folder: Path) -> Path:
     """`path` resolved, if it is a file inside the upload folder; anything else a client names is refused unopened."""
-    resolved = Path(path).resolve()
-    if not resolved.is_relative_to(folder.resolve()):
+    try:
+        resolved = Path(path).resolve()
+        inside, exists = resolved.is_relative_to(folder.resolve()), resolved.is_file()
+    except (OSError, ValueError):  # a NUL byte or an over-long name: no file the page uploaded
+        inside, exists = True, False
+    if not inside:
         raise SgsimError(f"refused {Path(path).name!r}: only files uploaded through this page are read")
-    if not resolved.is_file():
-        raise SgsimError(f"{Path(path).name!r} is not an uploaded file; upload it again")
+    if not exists:
+        raise SgsimError(f"{Path(path).name!r:.80} is not an uploaded file; upload it again")
     return resolved
 
 

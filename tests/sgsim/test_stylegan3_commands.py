@@ -146,6 +146,63 @@ def test_the_demo_engine_edits_and_renders_on_a_stylegan3_generator(sg3_file, en
     assert engine.render(result, 1.0).shape == (3, 32, 32)
 
 
+@pytest.fixture(scope="module")
+def sg3_engine(sg3_file, encoder_checkpoint_file, tiny_clip_space, tmp_path_factory):
+    from sgsim.demo import DemoEngine, build_editor
+
+    editor = build_editor(str(sg3_file), "sgsim-resnet18", encoder_checkpoint_file, None, "cpu")
+    return DemoEngine(editor, tmp_path_factory.mktemp("results"), {"generator": str(sg3_file)})
+
+
+def test_the_demo_moves_a_stylegan3_result_as_generate_translate_and_rotate_do(sg3_engine, sounds):
+    from sgsim.camera import Camera
+    from sgsim.demo import EditRequest
+
+    camera = Camera(translate=(0.25, -0.1), rotate=30.0)
+    request = EditRequest(sound=sounds["fire"], sound_name="fire.wav", source=7, source_kind="seed", steps=1, camera=camera)
+    moved = sg3_engine.edit(request, lambda *step: None, threading.Event())
+    still = sg3_engine.edit(EditRequest(**{**request.__dict__, "camera": Camera()}), lambda *step: None, threading.Event())
+    for strength in (0.0, 1.0):
+        latent = sg3_engine.latent_at(moved, strength)[None]
+        expected = sg3_engine.editor.render(latent, camera.transforms([0.0]))  # as `sgsim generate --translate --rotate`
+        torch.testing.assert_close(sg3_engine.render(moved, strength), expected[0], rtol=0, atol=1e-5)
+    assert (sg3_engine.render(moved, 1.0) - sg3_engine.render(still, 1.0)).abs().mean() > 1e-2  # the picture moved
+    assert moved.record["camera"] == {"translate": [0.25, -0.1], "rotate": 30.0, "pan": [0.0, 0.0], "spin": 0.0}
+    assert still.record["camera"] is None
+
+
+def test_the_demo_page_offers_translate_and_rotate_for_stylegan3_generators_only(sg3_engine, tiny_generator_file,
+                                                                                 encoder_checkpoint_file, optional_import):
+    optional_import("gradio")
+    from sgsim.demo import DemoEngine, build_editor
+    from sgsim.demo.page import DemoPage
+
+    def camera_row_visible(engine) -> bool:
+        config = DemoPage(engine).build().config
+        (row,) = [c for c in config["components"] if c.get("props", {}).get("elem_id") == "camera"]
+        sliders = {c["props"].get("elem_id") for c in config["components"]} & {"translate-x", "translate-y", "rotate"}
+        return row["props"]["visible"] and sliders == {"translate-x", "translate-y", "rotate"}
+
+    sg2_editor = build_editor(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint_file, None, "cpu")
+    assert camera_row_visible(sg3_engine) and not camera_row_visible(DemoEngine(sg2_editor, sg3_engine.results, {}))
+
+
+def test_a_moved_picture_on_a_stylegan2_generator_is_one_line_before_any_work(tiny_generator_file, encoder_checkpoint_file,
+                                                                              tiny_clip_space, sounds, tmp_path):
+    from sgsim.camera import Camera
+    from sgsim.demo import DemoEngine, EditRequest, build_editor
+    from sgsim.errors import SgsimError
+
+    engine = DemoEngine(build_editor(str(tiny_generator_file), "sgsim-resnet18", encoder_checkpoint_file, None, "cpu"),
+                        tmp_path, {})
+    steps = []
+    request = EditRequest(sound=sounds["fire"], sound_name="fire.wav", source=7, source_kind="seed", steps=1,
+                          camera=Camera(rotate=10.0))
+    with pytest.raises(SgsimError, match="picture cannot move"):
+        engine.edit(request, lambda *step: steps.append(step), threading.Event())
+    assert steps == []
+
+
 def test_a_moving_camera_renders_each_frame_through_its_own_transform(sg3_file):
     from sgsim.camera import Camera
     from stylegan2 import load_generator

@@ -15,6 +15,7 @@ from PIL import Image
 
 WAIT_MS = 60_000  # longest wait for any one page change (the tiny edits take about a second)
 STEPS = "4"
+LATER_INPUTS = ["automatic", "automatic", 0.0, 0.0, 0.0]  # the edit's inputs after the strength, at the page's defaults
 TYPING_TRIES, SETTLE_MS = 5, 300  # set_steps: how often to type the steps, and how long each value must hold
 
 
@@ -242,7 +243,7 @@ def test_a_request_naming_a_server_file_is_refused_and_the_server_goes_on(demo_s
     runs_before = sorted((workspace / "results").iterdir())
     with httpx.Client(base_url=url, timeout=WAIT_MS / 1000) as client:
         sound = {"path": str(secret), "meta": {"_type": "gradio.FileData"}}
-        call = client.post("/gradio_api/call/edit", json={"data": [sound, "seed", 1, None, None, "", 2, 2, 1.0]})
+        call = client.post("/gradio_api/call/edit", json={"data": [sound, "seed", 1, None, None, "", 2, 2, 1.0, *LATER_INPUTS]})
         answer = client.get(f"/gradio_api/call/edit/{call.json()['event_id']}").text
         assert answer.startswith("event: error") and "not for visitors" not in answer
         assert client.get("/").status_code == 200
@@ -274,11 +275,12 @@ def test_hostile_api_values_are_one_readable_line_and_a_valid_edit_follows(demo_
 
         sound = upload(shared_data / "audio" / "raining.wav")
         cases = {
-            "NaN strength": ([sound, "seed", 1, None, None, "", 2, 2, float("nan")], "strength must be a number from 0 to 2, got nan"),
-            "text seed": ([sound, "seed", "1", None, None, "", 2, 2, 1.0], "the seed must be a whole number"),
-            "GIF claiming 65535x65535": ([sound, "photo", 1, upload(gif), None, "", 2, 2, 1.0],
+            "NaN strength": ([sound, "seed", 1, None, None, "", 2, 2, float("nan"), *LATER_INPUTS],
+                             "strength must be a number from 0 to 2, got nan"),
+            "text seed": ([sound, "seed", "1", None, None, "", 2, 2, 1.0, *LATER_INPUTS], "the seed must be a whole number"),
+            "GIF claiming 65535x65535": ([sound, "photo", 1, upload(gif), None, "", 2, 2, 1.0, *LATER_INPUTS],
                                          "photo.gif claims more pixels than the demo&#x27;s limit"),
-            "latent with text noise": ([sound, "latent", 1, None, upload(latent), "", 2, 2, 1.0],
+            "latent with text noise": ([sound, "latent", 1, None, upload(latent), "", 2, 2, 1.0, *LATER_INPUTS],
                                        "latent.npz: noise buffer b4.conv1.noise_const holds &lt;U1 values, not real numbers"),
         }
         for case, (data, expected) in cases.items():
@@ -287,7 +289,7 @@ def test_hostile_api_values_are_one_readable_line_and_a_valid_edit_follows(demo_
             shown = json.loads(answer.splitlines()[1].removeprefix("data: "))["error"]  # None is Gradio's "error: null"
             assert shown is not None and expected in shown and "\n" not in shown, (case, answer)
         assert (sorted((workspace / "results").iterdir()) if (workspace / "results").exists() else []) == runs_before
-        answer = api_call(client, [sound, "seed", 1, None, None, "", 2, 2, 1.0])
+        answer = api_call(client, [sound, "seed", 1, None, None, "", 2, 2, 1.0, *LATER_INPUTS])
         assert "event: complete" in answer, answer
 
 

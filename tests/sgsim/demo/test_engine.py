@@ -56,8 +56,24 @@ def test_progress_reports_every_step_with_previews_of_the_optimisation(engine, s
     engine.edit(request, lambda done, total, preview: calls.append((done, total, preview)), threading.Event())
     assert [done for done, _, _ in calls] == list(range(41)) and {total for _, total, _ in calls} == {40}
     previews = [preview for _, _, preview in calls if preview is not None]
-    assert len(previews) == 20 and all(p.shape == (32, 32, 3) and p.dtype == np.uint8 for p in previews)
+    assert [done for done, _, preview in calls if preview is not None] == [1, *range(2, 41, 2)]  # step 1, then every 40 // 20
+    assert all(p.shape == (32, 32, 3) and p.dtype == np.uint8 for p in previews)
     assert np.abs(previews[0].astype(int) - previews[-1].astype(int)).mean() > 0  # they follow the optimisation
+
+
+def test_the_first_preview_comes_after_the_first_step_of_a_long_edit(engine, sound):
+    """A visitor sees the edit begin after one step, not after steps // 20 of them (minutes on a CPU)."""
+    cancelled, seen = threading.Event(), []
+
+    def spy(done, total, preview):
+        seen.append((done, preview is not None))
+        if preview is not None:
+            cancelled.set()  # the spy has what it needs: stop the 1000-step edit
+
+    request = EditRequest(sound=sound, sound_name="t.wav", source=7, source_kind="seed", steps=1000)
+    with pytest.raises(EditCancelled):
+        engine.edit(request, spy, cancelled)
+    assert seen == [(0, False), (1, True)]
 
 
 def test_cancelling_stops_at_the_next_step_and_frees_the_device(engine, sound, run):
@@ -103,3 +119,28 @@ def test_a_photo_source_keeps_its_fitted_noise_for_the_slider(engine, run, sound
     reference = engine.editor.edit(photo, Target(audio=sound), steps=2, invert_steps=2, strengths=(0.0, 1.0))
     torch.testing.assert_close(engine.render(inverted, 0.0), reference.images[0, 0], rtol=0, atol=1e-5)
     torch.testing.assert_close(engine.render(inverted, 1.0), reference.images[0, 1], rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def encoder_file(engine, tmp_path_factory):
+    """A tiny e4e checkpoint in the authors' format, fitted to the engine's generator."""
+    from tests.sgsim.test_style_encoder_file import authors_checkpoint
+
+    return authors_checkpoint(tmp_path_factory.mktemp("encoder") / "tiny_e4e.pt", engine.editor.generator)
+
+
+@pytest.mark.filterwarnings("ignore:inverting without LPIPS")
+@pytest.mark.parametrize("method, encoder_used, steps", [("e4e", True, 0), ("e4e+optimise", True, 0), ("optimise", False, 2)])
+def test_a_photo_is_inverted_by_the_method_and_encoder_the_visitor_chose(engine, run, sound, tmp_path, encoder_file, method,
+                                                                        encoder_used, steps):
+    """The request's choice goes through the one photo policy (sgsim.photo_inversion), which run.json records."""
+    photo = tmp_path / "photo.png"
+    Image.fromarray(to_uint8(engine.render(run, 1.0))[0]).save(photo)
+    request = EditRequest(sound=sound, sound_name="t.wav", source=photo, source_kind="photo", source_name="me.png",
+                          steps=1, invert_steps=2, inversion_method=method, photo_encoder=str(encoder_file))
+    record = engine.edit(request, lambda *step: None, threading.Event()).record
+    inversion = record["source"]["inversion"]
+    assert (inversion["method"], inversion["steps"]) == (method, steps)
+    assert inversion["encoder"] == (str(encoder_file) if encoder_used else None)
+    assert "pixel_mse" in inversion["reconstruction"]
+    assert (record["settings"]["inversion_method"], record["settings"]["photo_encoder"]) == (method, str(encoder_file))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
+from PIL import Image
 
 from sgsim.demo.uploads import UploadLimits
 
@@ -19,8 +23,9 @@ def page(gradio, tmp_path, monkeypatch, shared_data):
     return DemoPage(engine=None, limits=UploadLimits(max_steps=50)), gradio, uploads
 
 
-def ask(page, sound, **fields):
-    values = {"source_kind": "seed", "seed": 3, "photo": None, "latent": None, "text": "", "steps": 10, "invert_steps": 5}
+def ask(page, sound=None, **fields):
+    values = {"source_kind": "seed", "seed": 3, "photo": None, "latent": None, "text": "", "steps": 10, "invert_steps": 5,
+              "inversion_method": "automatic", "photo_encoder": "automatic", "translate_x": 0.0, "translate_y": 0.0, "rotate": 0.0}
     return page.request(sound, **{**values, **fields})
 
 
@@ -49,6 +54,12 @@ def test_a_valid_request_names_only_checked_uploads(page):
     ({"text": "x" * 1001}, "the text must be at most 1000 characters of text"),
     ({"source_kind": ["seed"] * 1000}, "unknown source"),
     ({"source_kind": "photo", "photo": {"url": "x"}}, "the photo is not an uploaded file"),
+    ({"inversion_method": "pSp"}, "unknown inversion method &#x27;pSp&#x27;; choose one of automatic, e4e, optimise, e4e+optimise"),
+    ({"photo_encoder": "/etc/passwd"}, "unknown photo encoder &#x27;/etc/passwd&#x27;; choose one of automatic, e4e-ffhq"),
+    ({"photo_encoder": None}, "unknown photo encoder None"),
+    ({"translate_x": 1.5}, "translate X must be a number from -1 to 1, got 1.5"),
+    ({"translate_y": float("nan")}, "translate Y must be a number from -1 to 1, got nan"),
+    ({"rotate": "90"}, "rotate must be a number from -180 to 180"),
 ])
 def test_bad_requests_are_page_errors(page, fields, expected):
     demo, gr, uploads = page
@@ -64,9 +75,60 @@ def test_a_strength_outside_the_slider_is_a_page_error_before_any_work(page, str
     demo, gr, uploads = page
     with pytest.raises(gr.Error, match="strength must be a number from 0 to 2"):
         demo.restrength(object(), strength)  # refused before the engine (None here) is asked for anything
-    edit = demo.edit(str(uploads / "h1" / "rain.wav"), "seed", 3, None, None, "", 10, 5, strength, [], session=None)
+    edit = demo.edit(str(uploads / "h1" / "rain.wav"), "seed", 3, None, None, "", 10, 5, strength, "automatic", "automatic",
+                     0.0, 0.0, 0.0, [], session=None)
     with pytest.raises(gr.Error, match="strength must be a number from 0 to 2"):
         next(edit)
+
+
+@pytest.mark.parametrize("method", ["automatic", "e4e", "optimise", "e4e+optimise"])
+def test_the_inversion_method_and_encoder_offered_reach_the_request(page, method):
+    demo, _, uploads = page
+    request = ask(demo, str(uploads / "h1" / "rain.wav"), inversion_method=method, photo_encoder="e4e-ffhq")
+    assert request.inversion_method == (None if method == "automatic" else method) and request.photo_encoder == "e4e-ffhq"
+    assert ask(demo, str(uploads / "h1" / "rain.wav")).photo_encoder is None  # automatic: the photo policy picks
+
+
+@pytest.mark.filterwarnings("ignore:inverting without LPIPS")
+def test_a_photo_edit_ends_with_its_method_and_reconstruction_distance_as_the_cli_prints_them(page, engine):
+    from sgsim.photo_inversion import describe_distances
+
+    demo, _, uploads = page
+    demo.engine = engine
+    photo = uploads / "h1" / "me.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(photo)
+    updates = list(demo.edit(str(uploads / "h1" / "rain.wav"), "photo", 3, str(photo), None, "", 1, 2, 1.0, "optimise",
+                             "automatic", 0.0, 0.0, 0.0, [], session=SimpleNamespace(session_hash="visitor")))
+    run, status = updates[-1][1], updates[-1][-1]
+    distances = run.record["source"]["inversion"]["reconstruction"]
+    assert status.endswith(f" · inversion: optimise, reconstruction distance to the photo: {describe_distances(distances)}")
+    assert "pixel MSE" in status
+
+
+@pytest.mark.parametrize("kind", ["sound", "photo", "latent"])
+@pytest.mark.parametrize("payload, expected", [
+    (None, "no {} given; upload one first"),
+    ({"meta": {"_type": "gradio.FileData"}}, "the {} is not an uploaded file; upload it again"),
+    ({"path": None, "meta": {"_type": "gradio.FileData"}}, "the {} is not an uploaded file; upload it again"),
+    ({"path": "{uploads}/h1/gone.wav", "meta": {"_type": "gradio.FileData"}}, "&#x27;gone.wav&#x27; is not an uploaded file"),
+    ({"path": "{uploads}/h1/a\x00.wav"}, "is not an uploaded file; upload it again"),
+    ({"path": "{uploads}/h1/" + "x" * 5000}, "is not an uploaded file; upload it again"),
+], ids=["null", "no path", "null path", "missing file", "NUL byte", "over-long name"])
+def test_a_malformed_upload_payload_is_one_clear_line(page, kind, payload, expected):
+    """A Gradio file value that is null, has no path or names no file is one line naming what to do: never "null"."""
+    demo, gr, uploads = page
+    if isinstance(payload, dict) and isinstance(payload.get("path"), str):
+        payload = {**payload, "path": payload["path"].replace("{uploads}", str(uploads))}
+    fields = {"sound": str(uploads / "h1" / "rain.wav")}
+    if kind == "sound":
+        fields["sound"] = payload
+    else:
+        fields.update(source_kind=kind, **{kind: payload})
+    with pytest.raises(gr.Error) as error:
+        ask(demo, **fields)
+    shown = error.value.message
+    what = {"latent": "latent file"}.get(kind, kind)
+    assert expected.format(what) in shown and "null" not in shown and "\n" not in shown and str(uploads) not in shown
 
 
 def test_a_file_name_is_shown_as_text_never_as_markup(page):
