@@ -50,11 +50,16 @@ def start_demo(generator, encoder, encoder_checkpoint, clip_weights, device, hos
 @setting_option("photo_encoder")
 @world_option
 @device_option
-@click.option("--examples", type=click.Path(path_type=Path, file_okay=False), default=EXAMPLES,
-              help="Folder of example .wav sounds listed on the page.  [default: the checkout's examples/audio]")
+@click.option("--examples", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder of example .wav / .flac sounds listed on the page.  [default: the world's spoken words with "
+                   "--world, else the checkout's examples/audio]")
 def demo_command(host, port, generator, encoder, encoder_checkpoint, clip_weights, photo_encoder, world, device,
                  examples) -> None:
     """Serve an interactive page: upload or record a sound, edit an image toward it, tune the strength."""
+    if examples is None:
+        from sgsim.worlds import resolve_world
+
+        examples = resolve_world(world).audio if world else EXAMPLES
     with tempfile.TemporaryDirectory(prefix="sgsim-demo-") as workspace:  # uploads and results go when the server stops
         server = None
         try:

@@ -120,6 +120,9 @@ def photo_encoder_names() -> list[str]:
     return [item.name for item in entries() if item.kind == "photo-encoder"]
 
 
+EXAMPLE_SUFFIXES = (".wav", ".flac")  # the example sounds a folder offers the page
+
+
 class ProgressClock:
     """The status line of a running job: steps done, time elapsed and the time left at the rate so far (Gradio's own
     timer restarts at every preview, so the page keeps its own)."""
@@ -142,7 +145,7 @@ class DemoPage:
         self.uploads = Path(get_upload_folder()).resolve()  # Gradio's, named by GRADIO_TEMP_DIR when the page is made
         self.limits = limits
         self._cancels: dict[str, threading.Event] = {}  # session -> the flag that stops its running edit
-        self.examples = sorted(Path(examples).glob("*.wav")) if examples is not None else []
+        self.examples = sorted(p for p in Path(examples).iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES) if examples is not None else []
         self.photo_encoders = (AUTOMATIC, *photo_encoder_names())  # what a visitor may pick: never a server path
 
     def _upload(self, value, kind: str) -> tuple[Path, str]:

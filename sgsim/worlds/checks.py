@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 
 from sgsim.editing.video_settings import DEFAULT_KEYFRAME_EVERY, DEFAULT_WINDOW
 from sgsim.settings import EditSettings
-from sgsim.worlds.judged import Aim, judged_direction, judged_edit, judged_video, source_seeds
+from sgsim.worlds.judged import Aim, judged_direction, judged_edits, judged_video, source_seeds
 from sgsim.worlds.shapes import COLOURS, SHAPES
 
 EDIT_SEEDS_FROM = 10_000  # sources of the checks: seeds the direction learning (and the build's metrics) never draw
@@ -61,13 +61,10 @@ def kept_rate(result: dict) -> float:
 
 
 def _edits(editor, count: int, settings: EditSettings, pairs: Sequence[tuple[object, Aim]]) -> dict:
-    """Pooled judged_edit over `pairs` (Target, aim), `count` edits shared between them, each on its own sources."""
-    results = []
-    for (target, aim), share in zip(pairs, _split(count, len(pairs))):
-        if share:
-            seeds = source_seeds(editor.generator, aim, share, EDIT_SEEDS_FROM, settings.truncation)
-            results.append(judged_edit(editor, target, aim, seeds, settings))
-    return _pool(results)
+    """Pooled judged_edits over `pairs` (Target, aim), `count` edits shared between them, each on its own sources."""
+    jobs = [(target, aim, source_seeds(editor.generator, aim, share, EDIT_SEEDS_FROM, settings.truncation))
+            for (target, aim), share in zip(pairs, _split(count, len(pairs))) if share]
+    return _pool(judged_edits(editor, jobs, settings))
 
 
 def run_checks(editor, audio: Path, count: int = 50, settings: EditSettings = EditSettings(), learn_count: int = 16,
@@ -93,17 +90,15 @@ def run_checks(editor, audio: Path, count: int = 50, settings: EditSettings = Ed
 
 
 def colour_directions(editor, audio: Path, settings: EditSettings = EditSettings(), learn_count: int = 16) -> dict:
-    """colour -> SoundDirection toward the held-out voice saying it, learned (sgsim direction) over `learn_count` seeds
-    of other colours."""
+    """colour -> SoundDirection toward the held-out voice saying it, all four learned together (sgsim direction) over
+    the same `learn_count` clean seeds, seeds the checks never edit."""
     from sgsim.editing import Target
     from sgsim.editing.sources import SeedSource
 
-    directions = {}
-    for colour in COLOURS:
-        learn = source_seeds(editor.generator, Aim(colour=colour), learn_count, LEARN_SEEDS_FROM, settings.truncation)
-        directions[colour], = editor.learn_directions([Target(audio=audio / WORD_FILE.format(colour))],
-                                                      [SeedSource(s) for s in learn], settings, holdout=0)
-    return directions
+    learn = source_seeds(editor.generator, Aim(), learn_count, LEARN_SEEDS_FROM, settings.truncation)
+    learned = editor.learn_directions([Target(audio=audio / WORD_FILE.format(colour)) for colour in COLOURS],
+                                      [SeedSource(s) for s in learn], settings, holdout=0)
+    return dict(zip(COLOURS, learned))
 
 
 def direction_check(editor, directions: dict, count: int, strength: float = 1.0) -> dict:

@@ -95,22 +95,26 @@ def seed_latents(editor, seeds: Sequence[int], truncation: float) -> torch.Tenso
     return torch.stack([editor.source_latent(SeedSource(int(seed)), truncation=truncation) for seed in seeds])
 
 
-def edit_seeds(editor, target, seeds: Sequence[int], settings: EditSettings = EditSettings()) -> tuple[torch.Tensor, torch.Tensor]:
-    """(source, edited) pictures [N, 3, R, R] of `sgsim edit --seed S` toward `target` (a Target) for every seed, in one
-    batched optimisation (Editor.optimise: the same as one seed at a time) at strength 1."""
+def edit_seeds(editor, jobs: Sequence[tuple[object, Sequence[int]]], settings: EditSettings = EditSettings()
+               ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per (Target, seeds) job, the (source, edited) pictures [N, 3, R, R] of `sgsim edit --seed S` toward the target
+    for every seed, at strength 1; all jobs in one batched optimisation (Editor.optimise: each row as if alone)."""
     from sgsim.editing.targets import embed_target
 
     run = editor.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)
-    aim = embed_target(target, editor.audio_encoder, editor.clip).mixed(target.weight)
-    sources = seed_latents(editor, seeds, settings.truncation)
-    edited = editor.optimise(run, sources, aim[None].expand(len(seeds), -1), steps=settings.steps, lr=settings.lr).latents
-    return editor.render(sources), editor.render(edited)
+    aims = torch.cat([embed_target(target, editor.audio_encoder, editor.clip).mixed(target.weight)[None].expand(len(seeds), -1)
+                      for target, seeds in jobs])
+    sources = seed_latents(editor, [seed for _, seeds in jobs for seed in seeds], settings.truncation)
+    edited = editor.optimise(run, sources, aims, steps=settings.steps, lr=settings.lr).latents
+    sizes = [len(seeds) for _, seeds in jobs]
+    return list(zip(editor.render(sources).split(sizes), editor.render(edited).split(sizes)))
 
 
-def judged_edit(editor, target, aim: Aim, seeds: Sequence[int], settings: EditSettings = EditSettings()) -> dict:
-    """`score` of edit_seeds: how many of the seeds' edits toward `target` show `aim` and keep the rest."""
-    before, after = edit_seeds(editor, target, seeds, settings)
-    return score(judge(before), judge(after), aim, before.shape[-1])
+def judged_edits(editor, jobs: Sequence[tuple[object, Aim, Sequence[int]]], settings: EditSettings = EditSettings()) -> list[dict]:
+    """`score` per (Target, aim, seeds) job: how many of its seeds' edits toward the target show the aim and keep the
+    rest; the jobs optimised together (edit_seeds)."""
+    pictures = edit_seeds(editor, [(target, seeds) for target, _, seeds in jobs], settings)
+    return [score(judge(before), judge(after), aim, before.shape[-1]) for (before, after), (_, aim, _) in zip(pictures, jobs)]
 
 
 def judged_direction(editor, direction, aim: Aim, seeds: Sequence[int], strength: float = 1.0) -> dict:
