@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 
 from sgsim.editing.video_settings import DEFAULT_KEYFRAME_EVERY, DEFAULT_WINDOW
 from sgsim.settings import EditSettings
-from sgsim.worlds.judged import Aim, judged_direction, judged_edits, judged_video, source_seeds
+from sgsim.worlds.judged import Aim, TooFewSources, judged_direction, judged_edits, judged_video, source_seeds
 from sgsim.worlds.shapes import COLOURS, SHAPES
 
 EDIT_SEEDS_FROM = 10_000  # sources of the checks: seeds the direction learning (and the build's metrics) never draw
@@ -50,7 +50,7 @@ def _split(count: int, parts: int) -> list[int]:
 def _pool(results: Sequence[dict]) -> dict:
     """Rates of several judged_* results pooled by their counts."""
     total = sum(r["count"] for r in results)
-    names = sorted({name for r in results for name in r if name not in ("count", "per_edit")})
+    names = sorted({name for r in results for name in r if name not in ("count", "per_edit", "no_sources")})
     return {"count": total, **{name: sum(r.get(name, math.nan) * r["count"] for r in results) / total for name in names}}
 
 
@@ -61,10 +61,16 @@ def kept_rate(result: dict) -> float:
 
 
 def _edits(editor, count: int, settings: EditSettings, pairs: Sequence[tuple[object, Aim]]) -> dict:
-    """Pooled judged_edits over `pairs` (Target, aim), `count` edits shared between them, each on its own sources."""
-    jobs = [(target, aim, source_seeds(editor.generator, aim, share, EDIT_SEEDS_FROM, settings.truncation))
-            for (target, aim), share in zip(pairs, _split(count, len(pairs))) if share]
-    return _pool(judged_edits(editor, jobs, settings))
+    """Pooled judged_edits over `pairs` (Target, aim), `count` edits shared between them, each on its own sources; an
+    aim the generator has too few sources for is left out and named under "no_sources"."""
+    jobs, missing = [], []
+    for (target, aim), share in zip(pairs, _split(count, len(pairs))):
+        try:
+            jobs.append((target, aim, source_seeds(editor.generator, aim, share, EDIT_SEEDS_FROM, settings.truncation)))
+        except TooFewSources:
+            missing.append(aim.label)
+    pooled = _pool(judged_edits(editor, jobs, settings)) if jobs else {"count": 0}
+    return {**pooled, "no_sources": missing}
 
 
 def run_checks(editor, audio: Path, count: int = 50, settings: EditSettings = EditSettings(), learn_count: int = 16,

@@ -13,10 +13,15 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from sgsim.errors import SgsimError
 from sgsim.settings import EditSettings
 from sgsim.worlds.shapes import COLOURS, SHAPES, Judgement, judge
 
 POSITION_PIXELS = 3.0  # "stays within a few pixels": the largest centroid move, in pixels, that keeps the position
+
+
+class TooFewSources(SgsimError):
+    """The generator rarely draws a clean picture that differs from an aim: there is nothing to edit toward it."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ def source_seeds(G, aim: Aim, count: int, first: int = 0, truncation: float = Ed
                 chosen.append(seed)
         start += batch
         if start - first > 100 * count + 10 * batch:
-            raise RuntimeError(f"the generator gives too few clean pictures to pick {count} sources for {aim.label!r}")
+            raise TooFewSources(f"the generator gives too few clean pictures to pick {count} sources for {aim.label!r}")
     return chosen[:count]
 
 
