@@ -89,7 +89,7 @@ def test_edit_on_the_world_then_evaluate_shows_the_judge(worlds, monkeypatch, tm
     with open(tmp_path / "measured" / "edits.csv") as stream:
         rows = list(csv.DictReader(stream))
     assert len(rows) == 2 and all(row[name] in ("0.0", "1.0") for row in rows for name in ("reached", "kept_colour", "kept_position", "success"))
-    assert all(row["kept_shape"] == "" for row in rows)  # the aim (triangle) names the shape
+    assert all(row["kept_shape"] == "nan" for row in rows)  # the aim (triangle) names the shape: nothing to keep
     header = (tmp_path / "measured" / "report.md").read_text().split("| guide |", 1)[1].split("\n", 1)[0]
     assert all(name in header for name in ("reached", "kept_colour", "kept_position", "success"))
     assert np.isfinite(json.loads((tmp_path / "measured" / "report.json").read_text())["summary"][0]["success"])

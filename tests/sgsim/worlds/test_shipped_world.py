@@ -63,13 +63,14 @@ def test_the_audio_encoder_names_words_of_held_out_voices(files):
     dataset = open_dataset(files.root / "speech" / "test.csv")
     measured = encoder_zero_shot(load_audio_encoder(files.encoder_name, checkpoint=files.encoder),
                                  load_clip(files.clip_model, pretrained=files.clip), dataset)
-    assert measured["clips"] == len(dataset) == 28
+    assert measured["clips"] == 28
     assert measured["top1"] >= 3 / 7  # chance is 1/7
 
 
 def test_an_edit_toward_a_colour_reaches_it_and_one_away_from_it_does_not(editor, settings):
     """The same optimisation aimed at the colour's text embedding and at minus it (a sign flipped between target and
-    latent): the judge must see the colour in the first clearly more often."""
+    latent): the judge sees the colour after the first and never after the second. The world's edits are weak (README:
+    a colour edit reaches its colour in 15 % of seeds), so this asks for one of eight."""
     from sgsim.editing import Target
     from sgsim.editing.targets import embed_target
     from sgsim.worlds.judged import Aim, score, seed_latents, source_seeds
@@ -89,10 +90,12 @@ def test_an_edit_toward_a_colour_reaches_it_and_one_away_from_it_does_not(editor
         edited = editor.optimise(run, sources, sign * toward, steps=short.steps, lr=short.lr).latents
         after = judge(editor.render(edited))
         reached[sign] = sum(score(before, after, Aim(colour=COLOURS[i // 2]), 32)["per_edit"]["reached"][i] for i in range(len(seeds)))
-    assert reached[1] >= 2 and reached[-1] <= reached[1] - 2, reached
+    assert reached[1] >= 1 and reached[-1] == 0, reached
 
 
-def test_compare_encoders_reads_the_world_speech_by_default(tmp_path):
+def test_compare_encoders_reads_the_world_speech_by_default(files, tmp_path):
+    import json
+
     from click.testing import CliRunner
 
     from sgsim.cli import main
@@ -101,4 +104,4 @@ def test_compare_encoders_reads_the_world_speech_by_default(tmp_path):
     result = CliRunner().invoke(main, ["compare-encoders", "--world", "shapes", "--no-linear-probe", "--no-cache",
                                        "--workers", "0", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "test.csv" in (out / "run.json").read_text() or "speech" in (out / "run.json").read_text()
+    assert json.loads((out / "run.json").read_text())["datasets"] == [str(files.root / "speech" / "test.csv")]
