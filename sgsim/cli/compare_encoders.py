@@ -89,8 +89,9 @@ def _clip_choices(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:
                    "differ slightly from fp32 ones. Cached apart.")
 def compare_encoders_command(datasets, encoders, clips, world, prompts, linear_probe, baseline_resnet50, baseline_epochs, with_paper, out, cache_dir, no_cache, device,
                              batch_size, workers, precision) -> None:
-    """Zero-shot and linear-probe accuracy of audio encoders, per official fold and averaged, on DATASETS (with
-    --world and none given: the world's held-out speech).
+    """Zero-shot and linear-probe accuracy of audio encoders, per official fold and averaged.
+
+    DATASETS: folders (ESC-50, UrbanSound8K, or a CSV of path,label); with --world and none given, the world's held-out speech.
 
     Under `torchrun --nproc_per_node N` each process embeds 1/N of the clips on its own device; rank 0 writes the report.
     """

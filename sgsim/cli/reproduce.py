@@ -29,8 +29,9 @@ def _datasets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...
 @click.option("--steps", type=click.IntRange(1, 100_000), default=None, help="Steps of every edit instead of the job's (a quick look).")
 @device_option
 def reproduce_command(job, out, overwrite, datasets, skip_tables, steps, device) -> None:
-    """Reproduce the paper's tables and figures: `paper` (examples/reproduce/paper.json), `world-shapes` (the same
-    measurements on the shapes world, offline, judged by its judge) or a job file.
+    """Reproduce the paper's tables and figures: `paper` (examples/reproduce/paper.json) or a job file.
+
+    `world-shapes` runs the same measurements on the shapes world, offline, each edit judged by the world's judge.
 
     Writes OUT/<table>/ (encoders.md/.csv/.json/.png with the paper's numbers beside) and, per experiment,
     OUT/<experiment>/grid.png (a row per seed and sound: the source, then each variant), each variant's edit folders

@@ -79,7 +79,10 @@ sgsim.cli.demo.start_demo = lambda *args, **kwargs: Server()
 sgsim.cli.demo.wait_for_stop = serving
 cli.main(["demo"])
 """
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Started as a shell starts it: Ctrl+C at its default (an ignored SIGINT, which some earlier test's server may leave
+    # in this process, would be inherited and the child would never see it).
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stdout.readline().strip() == "serving"
     process.send_signal(stop)
     stdout, stderr = process.communicate(timeout=30)

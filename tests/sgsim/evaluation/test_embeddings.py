@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 
 import pytest
@@ -66,8 +67,10 @@ def test_embedded_dataset_equals_each_real_clip_encoded_alone(shared_data, tmp_p
     torch.testing.assert_close(embedded.embeddings, expected, rtol=1e-5, atol=1e-6)
 
 
+@functools.lru_cache(maxsize=None)
 def fp32_and_bf16_embeddings(name: str, shared_data) -> tuple[torch.Tensor, torch.Tensor]:
-    """The esc50-mini clips embedded by a seeded encoder `name` at fp32 and at bf16."""
+    """The esc50-mini clips embedded by a seeded encoder `name` at fp32 and at bf16 (computed once per encoder: two
+    tests read them, and AudioCLIP's take about 40 s)."""
     dataset = read_esc50(shared_data / "esc50-mini")
     torch.manual_seed(0)
     encoder = with_telling_batch_norms(build_audio_encoder(name))

@@ -76,7 +76,7 @@ def test_an_edit_toward_a_colour_reaches_it_and_one_away_from_it_does_not(editor
     from sgsim.worlds.judged import Aim, score, seed_latents, source_seeds
     from sgsim.worlds.shapes import COLOURS, judge
 
-    short = settings.updated(steps=100)
+    short = settings.updated(steps=50)
     seeds, aims = [], []
     for colour in COLOURS:
         picked = source_seeds(editor.generator, Aim(colour=colour), 2, 10_000, short.truncation)
