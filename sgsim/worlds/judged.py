@@ -69,6 +69,12 @@ def source_seeds(G, aim: Aim, count: int, first: int = 0, truncation: float = Ed
     return chosen[:count]
 
 
+def position_kept(before: np.ndarray, after: np.ndarray, resolution: int) -> np.ndarray:
+    """Whether each centroid (fractions of the picture) moved at most POSITION_PIXELS; a vanished shape did not keep it."""
+    moved = np.linalg.norm((after - before) * resolution, axis=-1)
+    return np.nan_to_num(moved, nan=np.inf) <= POSITION_PIXELS
+
+
 def score(before: Judgement, after: Judgement, aim: Aim, resolution: int) -> dict:
     """Per-edit booleans and their rates: `reached` (every named attribute shown), `kept_colour` / `kept_shape` (an
     attribute the aim does not name unchanged), `kept_position` (centroid within POSITION_PIXELS) and `success`
@@ -85,8 +91,7 @@ def score(before: Judgement, after: Judgement, aim: Aim, resolution: int) -> dic
         else:
             per[f"{attribute}_reached"] = now == names.index(wanted)
             reached &= per[f"{attribute}_reached"]
-    moved = np.linalg.norm((after.centroid - before.centroid) * resolution, axis=1)
-    per["kept_position"] = np.nan_to_num(moved, nan=np.inf) <= POSITION_PIXELS
+    per["kept_position"] = position_kept(before.centroid, after.centroid, resolution)
     per["reached"] = reached
     per["success"] = reached & kept & per["kept_position"]
     return {"count": int(len(reached)), **{name: float(values.mean()) for name, values in per.items()},
@@ -150,8 +155,7 @@ def judged_video(frames: Sequence[tuple[float, torch.Tensor]], source: torch.Ten
     away = np.ones(len(times), bool)
     for word in words:
         away &= (times < word["start"] - reach) | (times > word["end"] + reach)
-    moved = np.linalg.norm((verdict.centroid[away] - start.centroid) * resolution, axis=1)
-    at_source = (verdict.colour[away] == start.colour[0]) & (np.nan_to_num(moved, nan=np.inf) <= POSITION_PIXELS)
+    at_source = (verdict.colour[away] == start.colour[0]) & position_kept(start.centroid, verdict.centroid[away], resolution)
     coloured = [entry["coloured"] for entry in per_word.values() if entry["coloured"] is not None]
     return {"words": per_word, "word_frames_coloured": float(np.mean(coloured)) if coloured else None,
             "pause_frames": int(away.sum()), "pause_frames_at_source": float(at_source.mean()) if away.any() else None}
