@@ -27,16 +27,21 @@ class LogitScale(nn.Module):
         return self.log_scale.exp().clamp(1.0, MAX_LOGIT_SCALE)
 
 
-def symmetric_info_nce(first: torch.Tensor, second: torch.Tensor, scale: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+def symmetric_info_nce(first: torch.Tensor, second: torch.Tensor, scale: torch.Tensor, groups: torch.Tensor | None = None,
+                       positives: torch.Tensor | None = None) -> torch.Tensor:
     """Mean of the first->second and second->first cross-entropies over the scaled cosine logits.
 
     Row i of `first` pairs with row i of `second`. With `groups`, rows of equal group id are all
     positives of each other (several clips of one class share one label text), each with equal weight.
+    With `positives` ([N, N] bool, the diagonal set), row j of `second` is a positive of row i of `first`
+    where positives[i, j]: a caption true of several pictures ("something red") without being their only one.
     """
     logits = scale * F.normalize(first, dim=-1) @ F.normalize(second, dim=-1).T
-    if groups is None:
+    if groups is not None:
+        positives = groups[:, None] == groups[None, :]
+    if positives is None:
         targets = torch.arange(len(first), device=first.device)
         return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
-    positives = (groups[:, None] == groups[None, :]).float()
-    targets = positives / positives.sum(dim=1, keepdim=True)
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+    weights = positives.float()
+    return (F.cross_entropy(logits, weights / weights.sum(dim=1, keepdim=True))
+            + F.cross_entropy(logits.T, weights.T / weights.T.sum(dim=1, keepdim=True))) / 2

@@ -2,7 +2,8 @@
 audio encoders output), trained contrastively on renders and their captions.
 
 Pictures and captions are drawn afresh every step from (seed, step), so a resumed run repeats an uninterrupted one.
-Identical captions in a batch count as positives of each other (sgsim.training.contrastive's groups).
+A caption counts as a positive of every picture in the batch it is true of ("a circle" of every circle), not of its
+own picture alone: a caption that names one attribute would otherwise teach that pictures sharing it differ.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from sgsim.errors import SgsimError
 from sgsim.training.contrastive import symmetric_info_nce
 from sgsim.worlds.resumable import ResumableTrainer, seeded_generator
-from sgsim.worlds.shapes import captions, render_random
+from sgsim.worlds.shapes import caption_truth, captions, render_random
 
 CLIP_MODEL = "sgsim-shapes-clip"  # the open_clip name the config below is registered under
 CLIP_CONFIG = Path(__file__).with_name(f"{CLIP_MODEL}.json")
@@ -92,12 +93,10 @@ class ClipTrainer(ResumableTrainer):
         """One contrastive step on a fresh batch of renders and captions."""
         images, scene = render_random(self.config.batch_size, seed=int(torch.randint(2**62, (), generator=seeded_generator(self.config.seed, self.step))))
         texts = captions(scene, seeded_generator(self.config.seed, self.step, 1))
-        ids = {text: number for number, text in enumerate(dict.fromkeys(texts))}
-        groups = torch.tensor([ids[text] for text in texts])
         image_features = torch.nn.functional.normalize(self.model.encode_image(self.pixels(images)), dim=-1)
         text_features = torch.nn.functional.normalize(self.model.encode_text(self.tokenizer(texts)), dim=-1)
         scale = self.model.logit_scale.exp().clamp(max=100)
-        loss = symmetric_info_nce(image_features, text_features, scale, groups)
+        loss = symmetric_info_nce(image_features, text_features, scale, positives=caption_truth(texts, scene))
         if not torch.isfinite(loss):
             raise SgsimError(f"CLIP step {self.step}: the loss is {float(loss)}; lower the learning rate")
         for group in self.optimiser.param_groups:

@@ -146,6 +146,16 @@ def captions(scene: Scene, generator: torch.Generator) -> list[str]:
             for pick, c, s in zip(picks, scene.colour.tolist(), scene.shape.tolist())]
 
 
+def caption_truth(texts: list[str], scene: Scene) -> torch.Tensor:
+    """[N, N] bool: caption j is true of picture i (every colour and shape word it has matches picture i's), so
+    "something red" counts as a caption of every red picture in the batch, not of its own picture alone."""
+    named_colour = torch.tensor([next((COLOURS.index(w) for w in text.split() if w in COLOURS), -1) for text in texts])
+    named_shape = torch.tensor([next((SHAPES.index(w) for w in text.split() if w in SHAPES), -1) for text in texts])
+    colour_true = (named_colour[None] < 0) | (named_colour[None] == scene.colour[:, None])
+    shape_true = (named_shape[None] < 0) | (named_shape[None] == scene.shape[:, None])
+    return colour_true & shape_true
+
+
 # --- the judge -----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

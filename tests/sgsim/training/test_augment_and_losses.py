@@ -82,3 +82,15 @@ def test_info_nce_groups_treat_equal_labels_as_positives():
     # perfect alignment reaches the minimum, the entropy of the targets (log 2), instead of penalising same-label pairs
     text = b[torch.tensor([0, 0, 2, 2])]
     assert float(symmetric_info_nce(text, text, torch.tensor(100.0), groups)) == pytest.approx(math.log(2), abs=1e-4)
+
+
+def test_info_nce_positives_may_differ_by_direction():
+    a = F.normalize(torch.randn(3, 8, generator=generator(4)), dim=-1)
+    b = F.normalize(torch.randn(3, 8, generator=generator(5)), dim=-1)
+    # caption 2 ("something red") is true of pictures 0 and 2; picture 0 has captions 0 and 2, picture 2 only caption 2
+    positives = torch.tensor([[True, False, True], [False, True, False], [False, False, True]])
+    logits = 10.0 * a @ b.T
+    rows = torch.tensor([[0.5, 0, 0.5], [0, 1, 0], [0, 0, 1]])  # picture -> its true captions
+    columns = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0.5, 0, 0.5]])  # caption -> the pictures it is true of
+    expected = (-(rows * logits.log_softmax(1)).sum(1).mean() - (columns * logits.T.log_softmax(1)).sum(1).mean()) / 2
+    torch.testing.assert_close(symmetric_info_nce(a, b, torch.tensor(10.0), positives=positives), expected)
