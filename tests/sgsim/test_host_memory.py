@@ -23,7 +23,7 @@ from sgsim.host_memory import LARGEST_KEPT_BLOCK, SETTING, glibc_malloc, wants_k
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# In a fresh process, inside freed_memory_kept or without it: the page faults of ten 64 MiB blocks, each freed
+# In a fresh process, inside freed_memory_kept or without it: the page faults of forty 64 MiB blocks, each freed
 # at once (counted after five such blocks: glibc settles its free lists over the first few), then the resident
 # memory (MiB above the start) with eight such blocks freed, inside the block and after it.
 FAULTS = """
@@ -36,7 +36,7 @@ with freed_memory_kept(0, torch.device("cpu")) if sys.argv[1] == "keep" else nul
     for _ in range(5):
         torch.ones(2**24)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(10):
+    for _ in range(40):
         torch.ones(2**24)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     blocks = [torch.ones(2**24) for _ in range(8)]
@@ -59,8 +59,11 @@ def test_freed_blocks_are_reused_inside_the_block_and_given_back_after_it():
     kept, faults, held, after = in_fresh_process("keep")
     _, default_faults, default_held, _ = in_fresh_process("default")
     assert kept
-    assert default_faults >= 10  # glibc maps each 64 MiB block afresh: its pages fault in every time
-    assert faults * 4 < default_faults  # at most two of the ten, while glibc settles
+    assert default_faults >= 40 * 2**26 // os.sysconf("SC_PAGE_SIZE")  # glibc maps each block afresh: every page faults
+    # Kept, a block faults only when the heap grows past its high-water mark. How often that happens while glibc
+    # settles depends on thread timing, not on how many blocks follow (0 to 5 blocks were seen of 10 and of 40 alike,
+    # more on a loaded machine), so the test counts forty: the settling stays a small share of them.
+    assert faults * 4 < default_faults
     assert default_held < 100 < 400 < held  # freed blocks stay resident inside the block only...
     assert after < held / 2  # ...and go back to the kernel when it ends
 
