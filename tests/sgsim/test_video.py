@@ -211,6 +211,8 @@ def test_a_learned_direction_moves_each_keyframe_as_far_as_its_window_sounds_lik
     assert optimised.losses["clip"].shape == (STEPS, len(video.keyframe_times))
     with pytest.raises(SgsimError, match="steps"):
         editor.video(track, 0, steps=0)
+
+
 def test_keyframes_in_micro_batches_start_from_their_neighbour_and_are_deterministic(editor, track):
     options = dict(fps=12, window=WINDOW, steps=STEPS, keyframe_batch=4, loudness=False)
     warm = editor.video(track, 0, warm_steps=2, **options)
