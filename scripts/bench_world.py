@@ -21,7 +21,7 @@ from pathlib import Path
 PARTS = ("networks", "edits", "video", "curves")
 CURVES = {
     "steps": [25, 50, 100, 200, 300],
-    "lambda_latent": [0.0, 0.002, 0.008, 0.03],
+    "lambda_latent": [0.0, 0.0003, 0.001, 0.002, 0.008],
     "strength": [0.5, 1.0, 1.5, 2.0],
     "window": [0.5, 1.0, 2.0],
 }
@@ -131,8 +131,8 @@ def plot(measured: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(measured), figsize=(4 * len(measured), 3.2))
-    for axis, (name, points) in zip(axes, measured.items()):
+    figure, axes = plt.subplots(1, len(measured), figsize=(4 * len(measured), 3.2), squeeze=False)
+    for axis, (name, points) in zip(axes[0], measured.items()):
         values = [p["value"] for p in points]
         for key in [k for k in points[0] if k != "value"]:
             axis.plot(values, [p[key] for p in points], marker="o", label=key.replace("_", " "))

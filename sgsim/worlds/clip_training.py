@@ -18,7 +18,7 @@ import torch
 from sgsim.errors import SgsimError
 from sgsim.training.contrastive import symmetric_info_nce
 from sgsim.worlds.resumable import ResumableTrainer, seeded_generator
-from sgsim.worlds.shapes import caption_truth, captions, render_random
+from sgsim.worlds.shapes import caption_truth, captions, draw_scenes, render, with_off_colours
 
 CLIP_MODEL = "sgsim-shapes-clip"  # the open_clip name the config below is registered under
 CLIP_CONFIG = Path(__file__).with_name(f"{CLIP_MODEL}.json")
@@ -36,6 +36,7 @@ class ClipConfig:
     weight_decay: float = 0.1
     seed: int = 0
     checkpoint_every: int = 500
+    off_colour: float = 0.25  # share of pictures recoloured in none of the four colours (shapes.with_off_colours)
 
 
 def register_clip_config() -> str:
@@ -91,8 +92,10 @@ class ClipTrainer(ResumableTrainer):
 
     def train_step(self) -> dict[str, float]:
         """One contrastive step on a fresh batch of renders and captions."""
-        images, scene = render_random(self.config.batch_size, seed=int(torch.randint(2**62, (), generator=seeded_generator(self.config.seed, self.step))))
-        texts = captions(scene, seeded_generator(self.config.seed, self.step, 1))
+        draws = seeded_generator(self.config.seed, self.step, 1)
+        scene = draw_scenes(self.config.batch_size, seed=int(torch.randint(2**62, (), generator=seeded_generator(self.config.seed, self.step))))
+        scene = with_off_colours(scene, torch.rand(len(scene), generator=draws) < self.config.off_colour, draws)
+        images, texts = render(scene), captions(scene, draws)
         image_features = torch.nn.functional.normalize(self.model.encode_image(self.pixels(images)), dim=-1)
         text_features = torch.nn.functional.normalize(self.model.encode_text(self.tokenizer(texts)), dim=-1)
         scale = self.model.logit_scale.exp().clamp(max=100)

@@ -10,6 +10,7 @@ the antialiased outline to a quarter pixel. Backgrounds are achromatic, so the f
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ RESOLUTION = 32
 COLOURS = ("red", "green", "blue", "yellow")
 SHAPES = ("circle", "square", "triangle")
 COLOUR_HUES = {"red": 0.0, "green": 120.0, "blue": 240.0, "yellow": 60.0}  # HSV hue of each colour, degrees
+OFF_COLOUR = -1  # Scene.colour of a picture in none of the four colours (with_off_colours)
 # Half-planes of the unit polygons (outward normals at these angles, apothem 1) and the apothem that gives the
 # polygon the area of a circle of radius 1: square side 2a with 4a^2 = pi; triangle 3*sqrt(3)*a^2 = pi.
 POLYGON_NORMALS = {"square": (0.0, 90.0, 180.0, 270.0), "triangle": (30.0, 150.0, 270.0)}  # apex up
@@ -114,6 +116,23 @@ def render(scene: Scene) -> torch.Tensor:
     return pixels * 2 - 1
 
 
+def with_off_colours(scene: Scene, rows: torch.Tensor, generator: torch.Generator, margin: float = 25.0) -> Scene:
+    """`scene` with the pictures of `rows` (bool [N]) recoloured in none of the four colours: a hue at least `margin`
+    degrees (the judge's hue tolerance) from every colour's, colour index OFF_COLOUR. CLIP learns from them that
+    "red" does not name magenta or orange, which renders in the four colours alone never show it."""
+    hues = torch.empty(0)
+    named = torch.tensor(list(COLOUR_HUES.values()))
+    while len(hues) < int(rows.sum()):
+        drawn = 360 * torch.rand(64, generator=generator)
+        away = ((drawn[:, None] - named[None]) % 360).minimum((named[None] - drawn[:, None]) % 360).amin(dim=1)
+        hues = torch.cat([hues, drawn[away > margin]])
+    colour, rgb = scene.colour.clone(), scene.rgb.clone()
+    colour[rows] = OFF_COLOUR
+    saturation, value = rgb.amax(1) - rgb.amin(1), rgb.amax(1)  # HSV of the current colours, kept
+    rgb[rows] = _hsv_to_rgb(hues[:int(rows.sum())], (saturation / value)[rows], value[rows])
+    return dataclasses.replace(scene, colour=colour, rgb=rgb)
+
+
 def render_random(count: int, seed: int, ranges: RenderRanges = RANGES) -> tuple[torch.Tensor, Scene]:
     """`count` seeded random pictures and the scenes they show."""
     scene = draw_scenes(count, seed, ranges=ranges)
@@ -140,15 +159,18 @@ WORDS = COLOURS + SHAPES  # the seven spoken words
 
 
 def captions(scene: Scene, generator: torch.Generator) -> list[str]:
-    """One caption per scene, each from a template drawn at random; every caption is true of its picture."""
+    """One caption per scene, each from a template drawn at random; every caption is true of its picture (an
+    OFF_COLOUR picture's names its shape only)."""
+    colourless = [template for template in CAPTION_TEMPLATES if "{colour}" not in template]
     picks = torch.randint(len(CAPTION_TEMPLATES), (len(scene),), generator=generator).tolist()
-    return [CAPTION_TEMPLATES[pick].format(colour=COLOURS[c], shape=SHAPES[s])
+    return [(CAPTION_TEMPLATES[pick] if c != OFF_COLOUR else colourless[pick % len(colourless)]).format(colour=COLOURS[c], shape=SHAPES[s])
             for pick, c, s in zip(picks, scene.colour.tolist(), scene.shape.tolist())]
 
 
 def caption_truth(texts: list[str], scene: Scene) -> torch.Tensor:
     """[N, N] bool: caption j is true of picture i (every colour and shape word it has matches picture i's), so
-    "something red" counts as a caption of every red picture in the batch, not of its own picture alone."""
+    "something red" counts as a caption of every red picture in the batch, not of its own picture alone, and of no
+    OFF_COLOUR one."""
     named_colour = torch.tensor([next((COLOURS.index(w) for w in text.split() if w in COLOURS), -1) for text in texts])
     named_shape = torch.tensor([next((SHAPES.index(w) for w in text.split() if w in SHAPES), -1) for text in texts])
     colour_true = (named_colour[None] < 0) | (named_colour[None] == scene.colour[:, None])

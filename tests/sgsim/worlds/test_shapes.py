@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sgsim.worlds.shapes import COLOURS, RESOLUTION, SHAPES, captions, draw_scenes, judge, render, render_random
+from sgsim.worlds.shapes import (COLOURS, OFF_COLOUR, RESOLUTION, SHAPES, caption_truth, captions, draw_scenes, judge, render,
+                                 render_random, with_off_colours)
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +81,25 @@ def test_captions_tell_the_truth():
 def test_the_judge_refuses_a_wrong_layout():
     with pytest.raises(ValueError, match="RGB"):
         judge(torch.zeros(2, 32, 32))
+
+
+def test_off_colour_pictures_show_no_colour_the_judge_names_and_keep_their_shape():
+    scene = draw_scenes(300, seed=6)
+    rows = torch.arange(300) % 2 == 0
+    recoloured = with_off_colours(scene, rows, torch.Generator().manual_seed(1))
+    verdict, kept = judge(render(recoloured)), judge(render(scene))
+    assert (recoloured.colour[rows] == OFF_COLOUR).all() and torch.equal(recoloured.colour[~rows], scene.colour[~rows])
+    assert (verdict.colour[rows.numpy()] == -1).all()  # every new hue is outside the judge's 25 degrees of each colour
+    assert (verdict.shape == kept.shape).mean() >= 0.99 and (verdict.colour[~rows.numpy()] == kept.colour[~rows.numpy()]).all()
+    texts = captions(recoloured, torch.Generator().manual_seed(2))
+    assert not any(word in text.split() for text, off in zip(texts, rows) if off for word in COLOURS)
+
+
+def test_a_caption_is_true_of_every_picture_whose_attributes_it_names():
+    scene = draw_scenes(4, seed=0, colour=torch.tensor([0, 0, 1, OFF_COLOUR]), shape=torch.tensor([0, 1, 0, 0]))
+    truth = caption_truth(["a red circle", "something red", "a circle", "blue"], scene)
+    expected = torch.tensor([[True, True, True, False],   # a red circle
+                             [False, True, False, False],  # a red square
+                             [False, False, True, False],  # a green circle
+                             [False, False, True, False]])  # a circle in no named colour
+    assert torch.equal(truth, expected)
