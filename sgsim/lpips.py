@@ -245,6 +245,7 @@ class LpipsDistance(nn.Module):
         return torch.cat(parts, dim=1)
 
     def forward(self, images: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+        """[N] distances of images [N, 3, H, W] to others [N or 1, 3, H, W] (one image: each of images against it)."""
         return (self.features(images) - self.features(others)).square().sum(dim=1)
 
 

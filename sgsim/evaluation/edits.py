@@ -262,24 +262,29 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def measure(tasks: Sequence[ImageTask], networks: Networks, neutral_text: str = NEUTRAL_TEXT,
             progress: Callable[[int], None] = lambda done: None) -> list[dict]:
-    """One row of metrics per task (NaN where a metric does not apply), images batched per folder."""
+    """One row of metrics per task (NaN where a metric does not apply): images batched per folder against their source's
+    features computed once, each target (guide, sound, text) and the neutral caption embedded once per call."""
     from sgsim.editing.targets import Target, embed_target
 
+    targets: dict[tuple, object] = {}  # (guide, Target) -> TargetEmbedding, shared by every strength and folder of it
+    neutrals: dict[Guide, torch.Tensor] = {}
     rows: list[dict] = []
     for folder, group in _by_folder(tasks):
-        encoder, clip = networks.guide(group[0].guide)
+        guide = group[0].guide
+        encoder, clip = networks.guide(guide)
         with torch.no_grad():
             source = _read_image(folder.source)[None].to(networks.device)
             edited = torch.stack([_read_image(task.image.path) for task in group]).to(networks.device)
             source_features, features = clip.encode_image(source), clip.encode_image(edited)
-            neutral = clip.encode_text([neutral_text])[0]
+            neutral = _once(neutrals, guide, lambda: clip.encode_text([neutral_text])[0])
             identity = networks.identity() if group[0].face else None
             if identity is not None:
                 identity_sim = _cosine(identity.embed(edited), identity.embed(source))
             lpips = networks.lpips()
-            lpips_distance = lpips(edited, source.expand_as(edited)) if lpips is not None else None
+            lpips_distance = lpips(edited, source) if lpips is not None else None
             for i, task in enumerate(group):
-                embedding = embed_target(Target(audio=task.sound, text=task.text), encoder, clip) if (task.sound or task.text) else None
+                aim = Target(audio=task.sound, text=task.text) if (task.sound or task.text) else None
+                embedding = _once(targets, (guide, aim), lambda: embed_target(aim, encoder, clip)) if aim is not None else None
                 row = _row(task)
                 if embedding is not None:
                     for name, target in (("target", embedding.sound), ("text", embedding.text)):
@@ -299,6 +304,13 @@ def measure(tasks: Sequence[ImageTask], networks: Networks, neutral_text: str = 
                 rows.append(row)
         progress(len(group))
     return rows
+
+
+def _once(cache: dict, key, compute: Callable[[], object]):
+    """cache[key], computed on first use."""
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
 
 
 def _judged(task: ImageTask, source: torch.Tensor, edited: torch.Tensor, missing: list[str]) -> dict:

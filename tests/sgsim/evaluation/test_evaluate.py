@@ -108,6 +108,30 @@ def _window(encoder) -> np.ndarray:
                                encoder.sample_rate, encoder.mono, encoder.input_seconds)
 
 
+def test_each_target_is_embedded_once_for_every_strength_and_folder_of_it(runs, stand_ins, tmp_path, monkeypatch,
+                                                                          encoder_checkpoint_file, tiny_clip_space):
+    import shutil
+
+    import sgsim.editing.targets as targets
+    from sgsim import components
+    from sgsim.evaluation.edits import evaluate_edits
+
+    shutil.copytree(runs / "sound", tmp_path / "sound-again")  # a second folder of the same sound, strengths 0.5 and 1
+    embedded = []
+    real = targets.embed_target
+    monkeypatch.setattr(targets, "embed_target", lambda target, *networks: embedded.append(target) or real(target, *networks))
+    rows = evaluate_edits([runs, tmp_path / "sound-again"], identity="off", progress=False).rows
+    assert len(rows) == 5
+    assert sorted((Path(t.audio).name if t.audio else "", t.text or "") for t in embedded) == [("", "a snowy mountain"), ("raining.wav", "")]
+    encoder = components.load_audio_encoder("sgsim-resnet18", encoder_checkpoint_file).component
+    clip = components.load_clip_for(encoder).component
+    with torch.no_grad():
+        goal = encoder.encode(torch.from_numpy(_window(encoder)).float()[None], encoder.sample_rate)[0]
+        for row in (r for r in rows if r["guide"] == "sound"):
+            image = clip.encode_image(pixels(Path(row["folder"]) / row["image"]))[0]
+            assert row["target_similarity"] == pytest.approx(cosine(image, goal), abs=1e-5)
+
+
 def test_the_summary_is_the_mean_and_95_percent_half_width_per_guide_and_strength(runs, stand_ins, tmp_path):
     result = CliRunner().invoke(main, ["evaluate", str(runs / "sound"), str(runs / "text"), "--out", str(tmp_path / "r"),
                                        "--device", "cpu"], catch_exceptions=False)
