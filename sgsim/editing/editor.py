@@ -92,6 +92,8 @@ class Editor:
         preset: Union[str, EditPreset, PresetChoice, None] = None,
         mixed_synthesis: SynthesisPrecision = MIXED,  # how precision='mixed' runs the generator (fp16 blocks, clamp, layout)
         weight_files: Optional[Mapping[str, Path]] = None,  # component -> weights file it was read from (run.json)
+        encoder_name: Optional[str] = None,  # the audio encoder's registered name (run.json), when loaded by name
+        world: Optional[str] = None,  # the miniature world the networks are (run.json: evaluate judges its edits)
     ):
         named = [name for name, value in (("generator", generator), ("audio_encoder", audio_encoder), ("clip", clip))
                  if isinstance(value, (str, Path)) or (value is None and name == "generator")]
@@ -109,6 +111,7 @@ class Editor:
         self.preset, self.preset_name, self.preset_reason = choice.preset, choice.name, choice.reason
         self.mixed_synthesis = mixed_synthesis
         self.weight_files: dict[str, Path] = dict(weight_files or {})  # component -> weights file
+        self.encoder_name, self.world = encoder_name, world
         self.networks: dict[str, object] = {"identity": identity, "lpips": lpips}  # helper networks by name
         for network in self.networks.values():
             if network is not None:
@@ -157,8 +160,20 @@ class Editor:
         return cls(
             G.component, *(loaded[name].component if name in loaded else None for name in ("audio_encoder", "clip")),
             identity=loaded["identity"].component if "identity" in loaded else None, device=device, preset=choice,
-            weight_files={name: item.weights for name, item in loaded.items() if item.weights is not None}, **options,
+            weight_files={name: item.weights for name, item in loaded.items() if item.weights is not None},
+            encoder_name=encoder, world=world, **options,
         )
+
+    def recorded_networks(self) -> dict:
+        """What a saved edit's run.json says of the networks, so `sgsim evaluate` can load them again: the audio
+        encoder's registered name, every weights file read (path and sha256) and the world they are, if one; {} for
+        an Editor given networks alone."""
+        if self.encoder_name is None:
+            return {}
+        from sgsim.outputs import weights_record
+
+        world = {"world": self.world} if self.world is not None else {}
+        return {"encoder": self.encoder_name, "weights": weights_record(self.weight_files), **world}
 
     def _network(self, name: str):
         """The helper network `name`, loading the default weights on first use; None when they are not in the cache."""
@@ -317,6 +332,7 @@ class Editor:
             images = flat.reshape(*swept.shape[:2], *flat.shape[1:])
             source_image = self.render(w_source[None])[0]
         return EditResult(
+            networks=self.recorded_networks(),
             images=images,
             latents=swept,
             edited_latents=edited.cpu(),

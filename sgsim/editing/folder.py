@@ -145,7 +145,7 @@ def write_edit_folder(
         write_gif(folder / "optimisation.gif", optimisation_frames(result), round(1000 / VIDEO_FPS))
     if video is not None:
         names.append(f"optimisation.{video}")
-    record = dict(run) if run is not None else run_record("edit")
+    record = dict(run) if run is not None else run_record("edit", **result.networks)
     record.setdefault("targets", [{"audio": None if t.audio is None else str(t.audio) if isinstance(t.audio, (str, os.PathLike))
                                    else "waveform", "text": t.text} for t in result.targets])
     record.setdefault("settings", result.settings)

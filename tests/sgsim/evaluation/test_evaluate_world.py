@@ -93,3 +93,16 @@ def test_edit_on_the_world_then_evaluate_shows_the_judge(worlds, monkeypatch, tm
     header = (tmp_path / "measured" / "report.md").read_text().split("| guide |", 1)[1].split("\n", 1)[0]
     assert all(name in header for name in ("reached", "kept_colour", "kept_position", "success"))
     assert np.isfinite(json.loads((tmp_path / "measured" / "report.json").read_text())["summary"][0]["success"])
+
+
+def test_an_edit_saved_through_the_python_api_names_its_networks_for_evaluate(worlds, monkeypatch, tmp_path):
+    from sgsim.editing import Editor, Target
+
+    monkeypatch.setenv(ROOT_VARIABLE, str(worlds.root.parent))
+    editor = Editor.from_pretrained(world="shapes", device="cpu")
+    editor.edit(1, [Target(audio=worlds.root / "audio" / "red.flac")], steps=2, strengths=[1.0]).save(tmp_path / "edit")
+    record = json.loads((tmp_path / "edit" / "run.json").read_text())
+    assert record["encoder"] == worlds.encoder_name
+    assert record["weights"]["audio_encoder"]["path"] == str(worlds.encoder.resolve())
+    report = evaluate_edits([tmp_path / "edit"], device="cpu", progress=False)  # the world's encoder, not the default one
+    assert len(report.rows) == 1 and math.isfinite(report.rows[0]["target_similarity"]) and report.rows[0]["reached"] in (0.0, 1.0)
