@@ -4,7 +4,7 @@ a picture toward a colour and not away from it.
 
 Each bound sits well under the full-count measurement, so only a real fault (a lost weight, a broken normalisation,
 a misaligned encoder, a flipped sign) fails it; across CPUs a borderline edit may flip, which the margins absorb.
-The world misses several of its goals (shapes above all); these tests hold it to what it does, not to the goals.
+The world misses several of its goals (the edits above all); these tests hold it to what it does, not to the goals.
 """
 
 import pytest
@@ -46,12 +46,12 @@ def test_the_generator_draws_clean_pictures_in_every_colour(files):
     assert all(n >= 0.1 * clean for n in per_colour.values()), per_colour  # about a quarter each
 
 
-def test_clip_names_the_colour_of_held_out_renders(files):
+def test_clip_names_the_colour_and_shape_of_held_out_renders(files):
     from encoders.clip import load_clip
     from sgsim.worlds.metrics import clip_zero_shot
 
     measured = clip_zero_shot(load_clip(files.clip_model, pretrained=files.clip), 240, seed=31_337)
-    assert measured["colour"] >= 0.95  # 1.0 over 1200
+    assert measured["colour"] >= 0.95 and measured["shape"] >= 0.9, measured  # both 1.0 over 1200
 
 
 def test_the_audio_encoder_names_words_of_held_out_voices(files):
@@ -64,13 +64,13 @@ def test_the_audio_encoder_names_words_of_held_out_voices(files):
     measured = encoder_zero_shot(load_audio_encoder(files.encoder_name, checkpoint=files.encoder),
                                  load_clip(files.clip_model, pretrained=files.clip), dataset)
     assert measured["clips"] == 28
-    assert measured["top1"] >= 3 / 7  # chance is 1/7
+    assert measured["top1"] >= 0.8, measured  # 0.995 over the build's 210 held-out clips; chance is 1/7
 
 
 def test_an_edit_toward_a_colour_reaches_it_and_one_away_from_it_does_not(editor, settings):
     """The same optimisation aimed at the colour's text embedding and at minus it (a sign flipped between target and
     latent): the judge sees the colour after the first and never after the second. The world's edits are weak (README:
-    a colour edit reaches its colour in 15 % of seeds), so this asks for one of eight."""
+    a colour edit by sound reaches its colour in 20 % of seeds), so this asks for one of eight."""
     from sgsim.editing import Target
     from sgsim.editing.targets import embed_target
     from sgsim.worlds.judged import Aim, score, seed_latents, source_seeds
