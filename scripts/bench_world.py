@@ -74,8 +74,8 @@ def edits(editor, audio: Path, count: int, settings) -> dict:
     for name, result in results.items():
         goal = GOALS[name]
         unavailable = f"; no sources for {', '.join(result['no_sources'])}" if result.get("no_sources") else ""
-        rows.append((f"{name}: reached ({result['count']} edits{unavailable})", f">= {100 * goal.reached:.0f} %",
-                     percent(result.get("reached"))))
+        target = f">= {100 * goal.reached:.0f} %" if goal.reached is not None else ""
+        rows.append((f"{name}: reached ({result['count']} edits{unavailable})", target, percent(result.get("reached"))))
         if goal.kept is not None:
             rows.append((f"{name}: kept the other attribute", f">= {100 * goal.kept:.0f} %", percent(kept_rate(result))))
         rows.append((f"{name}: kept the position (<= 3 px)", "", percent(result.get("kept_position"))))

@@ -26,15 +26,16 @@ WORD_FILE, SEQUENCE_FILE, SEQUENCE_SPANS = "{}.flac", "sequence.flac", "sequence
 @dataclass(frozen=True)
 class Goal:
     """A check's targets: the least share of edits that must reach the aim, and keep the unnamed attribute and the
-    position (None: not asked)."""
+    position (None: not asked; a check without a target is measured for comparison)."""
 
-    reached: float
+    reached: Optional[float]
     kept: Optional[float] = None
 
 
 # The issue's targets per check (README "The shapes world" prints them beside what the shipped world reaches).
 GOALS = {
     "colour word (sound)": Goal(0.80, 0.90),
+    "colour word (text)": Goal(None),  # the same edits toward CLIP's text of the word: what the encoder costs
     "shape word (sound)": Goal(0.70, 0.85),
     "colour and shape (text)": Goal(0.70),
     "colour sound + shape text": Goal(0.70),
@@ -85,6 +86,7 @@ def run_checks(editor, audio: Path, count: int = 50, settings: EditSettings = Ed
     combos = [(COLOURS[i], SHAPES[i % len(SHAPES)]) for i in range(len(COLOURS))]
     plans: dict[str, Callable[[], dict]] = {
         "colour word (sound)": lambda: _edits(editor, count, settings, [(Target(audio=sound(c)), Aim(colour=c)) for c in COLOURS]),
+        "colour word (text)": lambda: _edits(editor, count, settings, [(Target(text=c), Aim(colour=c)) for c in COLOURS]),
         "shape word (sound)": lambda: _edits(editor, count, settings, [(Target(audio=sound(s)), Aim(shape=s)) for s in SHAPES]),
         "colour and shape (text)": lambda: _edits(editor, count, settings, [(Target(text=f"a {c} {s}"), Aim(c, s)) for c, s in combos]),
         "colour sound + shape text": lambda: _edits(editor, count, settings, [
