@@ -116,10 +116,11 @@ def render(scene: Scene) -> torch.Tensor:
     return pixels * 2 - 1
 
 
-def with_off_colours(scene: Scene, rows: torch.Tensor, generator: torch.Generator, margin: float = 25.0) -> Scene:
-    """`scene` with the pictures of `rows` (bool [N]) recoloured in none of the four colours: a hue at least `margin`
-    degrees (the judge's hue tolerance) from every colour's, colour index OFF_COLOUR. CLIP learns from them that
-    "red" does not name magenta or orange, which renders in the four colours alone never show it."""
+def with_off_colours(scene: Scene, rows: torch.Tensor, generator: torch.Generator) -> Scene:
+    """`scene` with the pictures of `rows` (bool [N]) recoloured in none of the four colours: a hue farther from every
+    colour's than the judge's hue tolerance, colour index OFF_COLOUR. CLIP learns from them that "red" does not name
+    magenta or orange, which renders in the four colours alone never show it."""
+    margin = JudgeSettings.hue_tolerance
     hues = torch.empty(0)
     named = torch.tensor(list(COLOUR_HUES.values()))
     while len(hues) < int(rows.sum()):
@@ -163,8 +164,9 @@ def captions(scene: Scene, generator: torch.Generator) -> list[str]:
     OFF_COLOUR picture's names its shape only)."""
     colourless = [template for template in CAPTION_TEMPLATES if "{colour}" not in template]
     picks = torch.randint(len(CAPTION_TEMPLATES), (len(scene),), generator=generator).tolist()
-    return [(CAPTION_TEMPLATES[pick] if c != OFF_COLOUR else colourless[pick % len(colourless)]).format(colour=COLOURS[c], shape=SHAPES[s])
-            for pick, c, s in zip(picks, scene.colour.tolist(), scene.shape.tolist())]
+    chosen = [CAPTION_TEMPLATES[pick] if c != OFF_COLOUR else colourless[pick % len(colourless)]
+              for pick, c in zip(picks, scene.colour.tolist())]
+    return [template.format(colour=COLOURS[c], shape=SHAPES[s]) for template, c, s in zip(chosen, scene.colour.tolist(), scene.shape.tolist())]
 
 
 def caption_truth(texts: list[str], scene: Scene) -> torch.Tensor:
