@@ -68,26 +68,27 @@ def test_the_audio_encoder_names_words_of_held_out_voices(files):
 
 
 def test_an_edit_toward_a_colour_reaches_it_and_one_away_from_it_does_not(editor, settings):
-    """The same optimisation aimed at the colour's text embedding and at minus it (a sign flipped between target and
-    latent): the judge sees the colour after the first and never after the second. The world's edits are weak (README:
-    a colour edit by sound reaches its colour in 20 % of seeds), so this asks for one of eight."""
+    """The same optimisation aimed at the colour word's text embedding and at minus it (a sign flipped between target
+    and latent), with the world's defaults: the judge sees the colour after the first and never after the second. The
+    world's edits are weak (README: a colour edit by text reaches its colour in 40 % of seeds; these eight reach 3 or 4
+    on the default, ATEN_CPU_CAPABILITY=default and MKL_CBWR=COMPATIBLE kernel paths), so this asks for one of eight.
+    At 50 steps it reached 1 or 0 depending on the kernel path: too few steps to test across CPUs."""
     from sgsim.editing import Target
     from sgsim.editing.targets import embed_target
     from sgsim.worlds.judged import Aim, score, seed_latents, source_seeds
     from sgsim.worlds.shapes import COLOURS, judge
 
-    short = settings.updated(steps=50)
     seeds, aims = [], []
     for colour in COLOURS:
-        picked = source_seeds(editor.generator, Aim(colour=colour), 2, 10_000, short.truncation)
+        picked = source_seeds(editor.generator, Aim(colour=colour), 2, 10_000, settings.truncation)
         seeds += picked
-        aims += [embed_target(Target(text=f"something {colour}"), editor.audio_encoder, editor.clip).mixed(1.0)] * len(picked)
-    sources, toward = seed_latents(editor, seeds, short.truncation), torch.stack(aims)
-    run = editor.prepare_run(short.precision, short.loss_weights, short.lambda_latent, short.lambda_id)
+        aims += [embed_target(Target(text=colour), editor.audio_encoder, editor.clip).mixed(1.0)] * len(picked)
+    sources, toward = seed_latents(editor, seeds, settings.truncation), torch.stack(aims)
+    run = editor.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)
     before = judge(editor.render(sources))
     reached = {}
     for sign in (1, -1):
-        edited = editor.optimise(run, sources, sign * toward, steps=short.steps, lr=short.lr).latents
+        edited = editor.optimise(run, sources, sign * toward, steps=settings.steps, lr=settings.lr).latents
         after = judge(editor.render(edited))
         reached[sign] = sum(score(before, after, Aim(colour=COLOURS[i // 2]), 32)["per_edit"]["reached"][i] for i in range(len(seeds)))
     assert reached[1] >= 1 and reached[-1] == 0, reached
