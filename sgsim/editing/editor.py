@@ -166,14 +166,12 @@ class Editor:
 
     def recorded_networks(self) -> dict:
         """What a saved edit's run.json says of the networks, so `sgsim evaluate` can load them again: the audio
-        encoder's registered name, every weights file read (path and sha256) and the world they are, if one; {} for
-        an Editor given networks alone."""
+        encoder's registered name, the weights files read (component -> path; write_edit_folder adds their sha256
+        when it writes the record) and the world they are, if one; {} for an Editor given networks alone."""
         if self.encoder_name is None:
             return {}
-        from sgsim.outputs import weights_record
-
         world = {"world": self.world} if self.world is not None else {}
-        return {"encoder": self.encoder_name, "weights": weights_record(self.weight_files), **world}
+        return {"encoder": self.encoder_name, "weights": dict(self.weight_files), **world}
 
     def _network(self, name: str):
         """The helper network `name`, loading the default weights on first use; None when they are not in the cache."""

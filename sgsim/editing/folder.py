@@ -145,7 +145,7 @@ def write_edit_folder(
         write_gif(folder / "optimisation.gif", optimisation_frames(result), round(1000 / VIDEO_FPS))
     if video is not None:
         names.append(f"optimisation.{video}")
-    record = dict(run) if run is not None else run_record("edit", **result.networks)
+    record = dict(run) if run is not None else run_record("edit", **_hashed(result.networks))
     record.setdefault("targets", [{"audio": None if t.audio is None else str(t.audio) if isinstance(t.audio, (str, os.PathLike))
                                    else "waveform", "text": t.text} for t in result.targets])
     record.setdefault("settings", result.settings)
@@ -154,3 +154,11 @@ def write_edit_folder(
     record["outputs"] = names + [RUN_RECORD]
     write_json(folder / RUN_RECORD, record)
     return names + [RUN_RECORD]
+
+
+def _hashed(networks: Mapping) -> dict:
+    """An EditResult's record of its networks with each weights file's path and sha256 (hashed here, once, for the
+    Python API's own run.json; a command's record brings its own)."""
+    from sgsim.outputs import weights_record
+
+    return {**networks, "weights": weights_record(networks["weights"])} if "weights" in networks else dict(networks)

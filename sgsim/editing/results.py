@@ -42,7 +42,7 @@ class EditResult:
     frames: list[torch.Tensor] = field(default_factory=list)  # [len(guides), 3, H, W] every `record_every` steps
     noise: dict[str, torch.Tensor] = field(default_factory=dict)  # noise buffers the images were made with, if not G's own
     input_image: Optional[torch.Tensor] = None  # [3, H, W]: the photo an image source was inverted from, as cropped
-    networks: dict = field(default_factory=dict)  # run.json's record of the networks (Editor.recorded_networks)
+    networks: dict = field(default_factory=dict)  # the Editor's networks for run.json (Editor.recorded_networks)
 
     def save(self, folder: Union[str, Path], video: Optional[str] = None) -> list[str]:
         """Write what `sgsim edit` writes (images, comparison.png, latents.npz, run.json; `video` 'mp4' or 'gif'
