@@ -46,6 +46,8 @@ def _front_end(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.temperature, show_default=True, help="Initial softmax temperature.")
 @click.option("--fixed-temperature", is_flag=True, help="Keep the temperature fixed instead of learning it.")
 @click.option("--self-supervision/--no-self-supervision", default=True, show_default=True, help="The audio <-> SpecAugmented audio loss.")
+@click.option("--text-cosine", type=click.FloatRange(min=0), default=DEFAULTS.text_cosine, show_default=True,
+              help="Weight of 1 - cos(clip, its label's text), which makes each embedding point at its text; 0 is the published loss.")
 @click.option("--text-augment", type=click.FloatRange(min=0, max=1), default=DEFAULTS.text_augment, show_default=True, help="Probability of augmenting a label.")
 @click.option("--prompt", default=DEFAULTS.prompt, show_default=True, help="Template a label is put in, e.g. 'the sound of {}'.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
@@ -56,7 +58,7 @@ def _front_end(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--front-end", "front_end", multiple=True, help="LogMelFrontEnd override KEY=INT (small inputs for experiments; the result then needs the same preprocessing).")
 def train_encoder_command(dataset, vggsound, audio_dir, frame_dir, val_fold, encoder, clip_model, clip_weights, out, epochs, batch_size,
                           lr, lr_min, cycle_epochs, momentum, weight_decay, temperature, fixed_temperature, self_supervision,
-                          text_augment, prompt, seed, checkpoint_every, workers, device, amp, front_end) -> None:
+                          text_cosine, text_augment, prompt, seed, checkpoint_every, workers, device, amp, front_end) -> None:
     """Train an SGSIM audio encoder on labelled audio (ESC-50, UrbanSound8K, VGGSound, a CSV or class folders).
 
     Under `torchrun --nproc_per_node N` it trains with DistributedDataParallel on N processes (one device each),
@@ -74,7 +76,7 @@ def train_encoder_command(dataset, vggsound, audio_dir, frame_dir, val_fold, enc
     config = TrainConfig(
         encoder=encoder, epochs=epochs, batch_size=batch_size * rank.world_size, lr=lr, lr_min=lr_min, cycle_epochs=cycle_epochs,
         momentum=momentum, weight_decay=weight_decay, temperature=temperature, learn_temperature=not fixed_temperature,
-        audio_weight=DEFAULTS.audio_weight if self_supervision else 0.0, text_augment=text_augment, prompt=prompt, seed=seed,
+        audio_weight=DEFAULTS.audio_weight if self_supervision else 0.0, text_cosine=text_cosine, text_augment=text_augment, prompt=prompt, seed=seed,
         checkpoint_every=checkpoint_every, workers=workers, amp=amp, front_end=_front_end(front_end),
     )
     data = read_vggsound(dataset, audio_dir, frame_dir) if vggsound else open_dataset(dataset)

@@ -21,6 +21,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from encoders.registry import build_audio_encoder
@@ -220,11 +221,11 @@ class EncoderTrainer:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise SgsimError(f"{path} is not a training state of this version; move it away to start afresh")
-        mine = asdict(self.config)
-        saved = state["config"]
-        changed = sorted(k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k])
+        mine, defaults = asdict(self.config), asdict(TrainConfig())
+        saved = {**defaults, **state["config"]}  # a setting added since the state was written had its default then
+        changed = sorted(k for k in mine if k not in RESUMABLE_CHANGES and saved[k] != mine[k])
         if changed:
-            differences = ", ".join(f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in changed)
+            differences = ", ".join(f"{k}={saved[k]!r} (now {mine[k]!r})" for k in changed)
             hint = " (batch_size is the global batch: --batch-size x processes)" if "batch_size" in changed else ""
             raise SgsimError(
                 f"{path} was written with other settings ({differences}){hint}; "
@@ -294,6 +295,8 @@ class EncoderTrainer:
             scale = self.scale()
             text = self._global(self._texts(self._mine(texts)))
             losses = {"text": symmetric_info_nce(audio, text, scale, groups) * config.text_weight}
+            if config.text_cosine:
+                losses["text_cosine"] = (1 - F.cosine_similarity(audio, text, dim=-1)).mean() * config.text_cosine
             images = self._images(batch) if config.image_weight else None
             if images is not None:
                 losses["image"] = symmetric_info_nce(audio, self._global(images), scale) * config.image_weight

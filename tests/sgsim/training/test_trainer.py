@@ -71,6 +71,39 @@ def test_resume_with_other_settings_is_refused(small_run, tmp_path):
         other.resume()
 
 
+def _mean_cosine_to_own_text(encoder_file, small_run) -> float:
+    """Mean cosine between each validation clip's embedding and its label's CLIP text embedding."""
+    from sgsim.audio import load_audio
+
+    encoder = load_audio_encoder("sgsim-resnet18", checkpoint=encoder_file)
+    encoder.front_end = type(encoder.front_end)(sample_rate=encoder.front_end.sample_rate, **small_run.front_end)
+    clips = small_run.val.clips
+    with torch.no_grad():
+        audio = torch.cat([encoder.encode(torch.from_numpy(load_audio(c.path, 44100, mono=True)[0])[None], 44100) for c in clips])
+        text = small_run.clip.encode_text([c.label for c in clips])
+    return float(torch.nn.functional.cosine_similarity(audio, text, dim=-1).mean())
+
+
+def test_the_text_cosine_term_makes_clips_point_at_their_own_text(full_run, small_run, tmp_path):
+    _, plain = full_run
+    pulled = EncoderTrainer(small_run.config(text_cosine=1.0), small_run.train, small_run.clip, tmp_path, small_run.val).run()
+    assert set(pulled.history[0]["losses"]) == {"text", "text_cosine", "audio"}
+    assert 0 < pulled.history[-1]["losses"]["text_cosine"] < pulled.history[0]["losses"]["text_cosine"] <= 2
+    with_term = _mean_cosine_to_own_text(pulled.out_dir / FINAL_FILE, small_run)
+    without = _mean_cosine_to_own_text(plain.out_dir / FINAL_FILE, small_run)
+    assert with_term > without + 0.2, (with_term, without)
+
+
+def test_a_state_written_before_a_setting_existed_resumes_with_its_default(small_run, tmp_path):
+    EncoderTrainer(small_run.config(epochs=1), small_run.train, small_run.clip, tmp_path, small_run.val).run()
+    state = weights(tmp_path / STATE_FILE)
+    del state["config"]["text_cosine"]
+    torch.save(state, tmp_path / STATE_FILE)
+    assert EncoderTrainer(small_run.config(epochs=2), small_run.train, small_run.clip, tmp_path, small_run.val).resume()
+    with pytest.raises(SgsimError, match=r"text_cosine=0.0 \(now 1.0\)"):
+        EncoderTrainer(small_run.config(epochs=2, text_cosine=1.0), small_run.train, small_run.clip, tmp_path, small_run.val).resume()
+
+
 def test_a_frame_per_clip_adds_the_audio_image_loss(small_run, tmp_path):
     from PIL import Image
 
