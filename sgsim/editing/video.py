@@ -2,9 +2,10 @@
 
 Keyframes every `keyframe_every` seconds each take the window of the track centred on them as their target;
 the keyframe latents are optimised a micro-batch at a time in time order, each toward its window, each micro-batch
-warm-started from the keyframe before it and held together by the temporal smoothness term; frames between keyframes are interpolated linearly in W+ and rendered a few at a time, so a
-long track never holds its frames in memory. A (near-)silent window has no target: its keyframe is pinned at
-the source, so the picture returns to the source in a silent stretch and leaves it when the sound comes back.
+warm-started from the keyframe before it and held together by the temporal smoothness term; frames between
+keyframes are interpolated linearly in W+ and rendered a few at a time, so a long track never holds its frames in
+memory. A quiet window (silence, or the noise floor between sounds) has no target: its keyframe is pinned at the
+source, so the picture returns to the source in a quiet stretch and leaves it when the sound comes back.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
 # A window quieter than this has no target. Far above sgsim.audio's -90 dBFS "silent file": a gap between two
 # sounds in a recording sits at its noise floor, which carries no direction worth following.
 QUIET_WINDOW_DBFS = -60.0
+# Nor has a window this far under the track's loudest: a recording's noise floor (room tone, hiss) lies 20 to 40 dB
+# under its sounds, often above any fixed level, while a piece's own quiet passages stay within about 20 dB of its
+# loudest (the loudness range of EBU R 128 s1 is 5 to 20 LU for most music).
+QUIET_BELOW_LOUDEST_DB = 25.0
 EMBED_BATCH = 16  # windows embedded at once
 RENDER_BATCH = 8  # frames rendered at once
 
@@ -87,6 +92,11 @@ def window_levels(path: Union[str, Path], times: np.ndarray, window: float) -> n
     return np.array([rms_dbfs(_read_window(path, float(t), duration, window, None, True)) for t in times])
 
 
+def audible_windows(levels: np.ndarray) -> np.ndarray:
+    """Which windows have a target: at least QUIET_WINDOW_DBFS and within QUIET_BELOW_LOUDEST_DB of the loudest."""
+    return levels >= max(QUIET_WINDOW_DBFS, float(levels.max()) - QUIET_BELOW_LOUDEST_DB)
+
+
 def require_audible(path: Union[str, Path], levels: np.ndarray, window: float) -> None:
     """An AudioError when no window reaches QUIET_WINDOW_DBFS: the picture would have nothing to follow."""
     if not (levels >= QUIET_WINDOW_DBFS).any():
@@ -101,32 +111,31 @@ class KeyframeTargets:
     times: np.ndarray  # [K] seconds
     directions: torch.Tensor  # [K, embed_dim] L2-normalised; zero rows where not audible
     levels_dbfs: np.ndarray  # [K] RMS level of each window
-    audible: np.ndarray  # [K] bool: level >= QUIET_WINDOW_DBFS
+    audible: np.ndarray  # [K] bool: audible_windows(levels_dbfs)
 
 
 @torch.no_grad()
 def embed_keyframes(path: Union[str, Path], times: np.ndarray, audio_encoder, window: float = DEFAULT_WINDOW,
                     progress: Optional[Progress] = None) -> KeyframeTargets:
     """Embed the window around each keyframe time with the audio encoder, EMBED_BATCH windows at a time; quiet
-    windows get no target. A track with no audible window is an AudioError."""
+    windows (audible_windows, judged on the whole track first) get no target. A track with no audible window is an
+    AudioError."""
     path = Path(path)
     duration = check_long_enough(path)
     rate, mono = audio_encoder.sample_rate, audio_encoder.mono
-    directions = torch.zeros(len(times), audio_encoder.embed_dim)
-    levels = np.full(len(times), -math.inf)
-    for start in range(0, len(times), EMBED_BATCH):
-        chunk = range(start, min(start + EMBED_BATCH, len(times)))
-        waves = [_read_window(path, float(times[k]), duration, window, rate, mono) for k in chunk]
-        length = min(wave.shape[-1] for wave in waves)  # equal spans; resampling may differ by a sample
-        levels[start:chunk.stop] = [rms_dbfs(wave) for wave in waves]
-        audible = [i for i, k in enumerate(chunk) if levels[k] >= QUIET_WINDOW_DBFS]
-        if audible:
-            batch = torch.from_numpy(np.stack([waves[i][..., :length] for i in audible]))
-            directions[[start + i for i in audible]] = audio_encoder.encode(batch, rate).float().cpu()
-        if progress is not None:
-            progress("embed", chunk.stop, len(times))
+    levels = np.array([rms_dbfs(_read_window(path, float(t), duration, window, rate, mono)) for t in times])
     require_audible(path, levels, window)
-    return KeyframeTargets(times, directions, levels, levels >= QUIET_WINDOW_DBFS)
+    audible = audible_windows(levels)
+    directions = torch.zeros(len(times), audio_encoder.embed_dim)
+    for start in range(0, len(times), EMBED_BATCH):
+        chunk = [k for k in range(start, min(start + EMBED_BATCH, len(times))) if audible[k]]
+        if chunk:
+            waves = [_read_window(path, float(times[k]), duration, window, rate, mono) for k in chunk]
+            length = min(wave.shape[-1] for wave in waves)  # equal spans; resampling may differ by a sample
+            directions[chunk] = audio_encoder.encode(torch.from_numpy(np.stack([wave[..., :length] for wave in waves])), rate).float().cpu()
+        if progress is not None:
+            progress("embed", min(start + EMBED_BATCH, len(times)), len(times))
+    return KeyframeTargets(times, directions, levels, audible)
 
 
 class PinnedKeyframes:

@@ -142,7 +142,7 @@ def torchrun(tiny_clip_file, free_port) -> Callable[..., subprocess.CompletedPro
 
 @dataclass(frozen=True)
 class GapTrack:
-    """A track of two real sounds with digital silence between them: raining, silence, wind (mono)."""
+    """A track of two real sounds with digital silence (or a noise floor) between them: raining, gap, wind (mono)."""
 
     path: Path
     sound_seconds: float
@@ -156,15 +156,19 @@ class GapTrack:
 
 @pytest.fixture(scope="session")
 def gap_track(shared_data) -> Callable[..., GapTrack]:
-    """make(path, gap=3.0) -> GapTrack: 3 s of raining.wav, `gap` s of silence, 3 s of wind.wav at 44.1 kHz (video tests)."""
+    """make(path, gap=3.0) -> GapTrack: 3 s of raining.wav (-24 dBFS), `gap` s of silence (or of white noise at
+    `floor_dbfs`, a recording's noise floor), 3 s of wind.wav (-25 dBFS) at 44.1 kHz (video tests)."""
     import numpy as np
     import soundfile
 
     from sgsim.audio import load_audio
 
-    def make(path: Path, gap: float = 3.0, sound: float = 3.0, rate: int = 44100) -> GapTrack:
+    def make(path: Path, gap: float = 3.0, sound: float = 3.0, rate: int = 44100, floor_dbfs: float | None = None) -> GapTrack:
         parts = [load_audio(shared_data / "audio" / f"{name}.wav", rate, offset=2.0, duration=sound)[0] for name in ("raining", "wind")]
-        soundfile.write(path, np.concatenate([parts[0], np.zeros(int(gap * rate), np.float32), parts[1]]), rate)
+        between = np.zeros(int(gap * rate), np.float32)
+        if floor_dbfs is not None:
+            between += (10 ** (floor_dbfs / 20) * np.random.default_rng(0).standard_normal(len(between))).astype(np.float32)
+        soundfile.write(path, np.concatenate([parts[0], between, parts[1]]), rate)
         return GapTrack(path, sound, gap, rate)
 
     return make

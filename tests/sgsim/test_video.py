@@ -14,8 +14,8 @@ import soundfile
 import torch
 import torch.nn.functional as F
 
-from sgsim.editing.video import (RENDER_BATCH, embed_keyframes, frame_count, interpolate, keyframe_times, window_span,
-                                 write_video)
+from sgsim.editing.video import (QUIET_WINDOW_DBFS, RENDER_BATCH, audible_windows, embed_keyframes, frame_count, interpolate,
+                                 keyframe_times, window_span, write_video)
 from sgsim.errors import AudioError, SgsimError
 
 RATE = 44100
@@ -131,6 +131,22 @@ def test_write_video_muxes_the_track_and_has_its_length(video, tmp_path):
     assert len(pictures) == len(video) and pictures[0].shape == (32, 32, 3)
     assert abs(samples / rate - video.duration) < 1 / video.fps
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+def test_quiet_means_under_the_absolute_floor_or_far_under_the_loudest_window():
+    assert audible_windows(np.array([-20.0, -44.0, -46.0, -70.0])).tolist() == [True, True, False, False]
+    assert audible_windows(np.array([-50.0, -59.0, -61.0, -np.inf])).tolist() == [True, True, False, False]
+
+
+def test_a_noise_floor_between_two_sounds_has_no_target_either(editor, gap_track, tmp_path):
+    floor = gap_track(tmp_path / "floor.wav", floor_dbfs=-52.0)  # above QUIET_WINDOW_DBFS, 28 dB under the sounds
+    times = keyframe_times(9.0, 0.5)
+    targets = embed_keyframes(floor.path, times, editor.audio_encoder, window=WINDOW)
+    gap = in_gap(times)
+    assert gap.sum() == 5 and (targets.levels_dbfs[gap] > QUIET_WINDOW_DBFS).all()
+    np.testing.assert_array_equal(targets.audible, ~gap)
+    assert (targets.directions[gap] == 0).all()
+    torch.testing.assert_close(targets.directions[~gap].norm(dim=-1), torch.ones(int((~gap).sum())))
 
 
 def test_silent_only_corrupt_and_bad_settings_are_refused(editor, tmp_path):
