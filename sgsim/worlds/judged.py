@@ -137,11 +137,20 @@ def judged_direction(editor, direction, aim: Aim, seeds: Sequence[int], strength
     return score(judge(before), judge(after), aim, before.shape[-1])
 
 
+def _hears_a_word(keyframe: float, duration: float, window: float, words: Sequence[dict]) -> bool:
+    """Whether the window sgsim video embeds for a keyframe at this time (kept inside the track) touches a word."""
+    from sgsim.editing.video import window_span
+
+    offset, length = window_span(keyframe, duration, window)
+    return any(offset <= word["end"] and word["start"] <= offset + length for word in words)
+
+
 def judged_video(frames: Sequence[tuple[float, torch.Tensor]], source: torch.Tensor, words: Sequence[dict], lag: float,
-                 window: float) -> dict:
+                 window: float, duration: float) -> dict:
     """How a video follows a spoken colour sequence: for each word, the share of frames from its start + `lag` to its
-    end + `lag` whose shape has that word's colour; and the share of pause frames (farther than window / 2 + `lag`
-    from every word) whose colour and centroid stay at the source's. `frames`: (time s, picture [3, R, R])."""
+    end + `lag` whose shape has that word's colour; and the share of pause frames (both keyframes around them, `lag`
+    apart, hear no word in their `window`) whose colour and centroid stay at the source's.
+    `frames`: (time s, picture [3, R, R]) of a `duration`-second track."""
     times = np.array([time for time, _ in frames])
     verdict = judge(torch.stack([image for _, image in frames]))
     start = judge(source[None])
@@ -151,12 +160,10 @@ def judged_video(frames: Sequence[tuple[float, torch.Tensor]], source: torch.Ten
         inside = (times >= word["start"] + lag) & (times <= word["end"] + lag)
         hits = verdict.colour[inside] == COLOURS.index(word["word"])
         per_word[f"{word['word']}@{word['start']:.1f}s"] = {"frames": int(inside.sum()), "coloured": float(hits.mean()) if inside.any() else None}
-    reach = window / 2 + lag
-    away = np.ones(len(times), bool)
-    for word in words:
-        away &= (times < word["start"] - reach) | (times > word["end"] + reach)
+    before = np.floor(times / lag + 1e-9) * lag
+    away = np.array([not (_hears_a_word(k, duration, window, words) or _hears_a_word(min(k + lag, duration), duration, window, words))
+                     for k in before], bool)
     at_source = (verdict.colour[away] == start.colour[0]) & position_kept(start.centroid, verdict.centroid[away], resolution)
     coloured = [entry["coloured"] for entry in per_word.values() if entry["coloured"] is not None]
     return {"words": per_word, "word_frames_coloured": float(np.mean(coloured)) if coloured else None,
             "pause_frames": int(away.sum()), "pause_frames_at_source": float(at_source.mean()) if away.any() else None}
-

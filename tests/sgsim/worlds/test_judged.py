@@ -62,9 +62,21 @@ def test_video_frames_are_scored_inside_words_and_in_pauses():
     times = np.arange(0, 5, 0.25)
     # Blue from the word's start + lag to its end + lag, except one frame; red elsewhere.
     frames = [(t, blue if 1.5 <= t <= 2.5 and t != 2.0 else red) for t in times]
-    result = judged_video(frames, red, words, lag=0.5, window=1.0)
+    result = judged_video(frames, red, words, lag=0.5, window=1.0, duration=5.0)
     inside = [t for t in times if 1.5 <= t <= 2.5]
     assert result["words"]["blue@1.0s"]["frames"] == len(inside)
     assert result["word_frames_coloured"] == pytest.approx((len(inside) - 1) / len(inside))
-    pauses = [t for t in times if t < 1.0 - 1.0 or t > 2.0 + 1.0]  # farther than window/2 + lag from the word
+    # A keyframe k hears the word when its window [k - 0.5, k + 0.5] touches [1, 2]: 0.5 <= k <= 2.5. A frame is in a
+    # pause when neither keyframe around it does: from 3.0 s on.
+    pauses = [t for t in times if t >= 3.0]
     assert result["pause_frames"] == len(pauses) and result["pause_frames_at_source"] == 1.0
+
+
+def test_a_frame_whose_keyframe_window_is_shifted_back_onto_a_word_is_no_pause():
+    red = render(scenes([SHAPES.index("circle")], [0]))[0]
+    words = [{"word": "blue", "start": 3.0, "end": 3.8}]
+    # A 5.5 s track: the last keyframe's 2 s window is kept inside it, [3.5, 5.5], and hears the word's end; so do all
+    # keyframes from 2.0 s on. Only frames before 1.5 s are in a pause, though 5.375 s is window / 2 + lag past the word.
+    frames = [(t, red) for t in np.arange(0, 5.5, 0.125)]
+    result = judged_video(frames, red, words, lag=0.5, window=2.0, duration=5.5)
+    assert result["pause_frames"] == len(np.arange(0, 1.5, 0.125))
