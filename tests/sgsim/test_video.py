@@ -172,7 +172,7 @@ import json, os, sys
 from dataclasses import replace
 import open_clip, torch
 torch.set_num_threads(1)
-clip_config, clip_weights, generator, encoder, track, fps, hold = sys.argv[1:]
+clip_config, clip_weights, generator, encoder, track, fps, hold, out = sys.argv[1:]
 open_clip.add_model_config(clip_config)
 from encoders.registry import ENCODERS
 ENCODERS["sgsim-resnet18"] = replace(ENCODERS["sgsim-resnet18"], clip_model="{name}", clip_weights=clip_weights)
@@ -180,13 +180,13 @@ from sgsim.editing import Editor
 from sgsim.editing.video import write_video
 editor = Editor.from_pretrained(generator, "sgsim-resnet18", encoder_checkpoint=encoder, device="cpu")
 video = editor.video(track, 0, fps=float(fps), keyframe_every=5.0, window=1.0, steps=1)
-write_video(track + ".warm.mp4", replace(video, duration=1.0))  # codecs, decoders and buffers warmed up on 1 s
+write_video(out + ".warm.mp4", replace(video, duration=1.0))  # codecs, decoders and buffers warmed up on 1 s
 page = os.sysconf("SC_PAGE_SIZE") // 1024
 resident = lambda: int(open("/proc/self/statm").read().split()[1]) * page  # KiB
 before, highest = resident(), [0]
 sample = lambda stage, done, total: highest.append(resident() - before)
 kept = list(video.frames(progress=sample)) if hold == "hold" else []
-written = write_video(track + ".mp4", video, progress=sample)
+written = write_video(out + ".mp4", video, progress=sample)
 print(json.dumps({{"frames": written, "growth_kib": max(highest)}}))
 """
 
@@ -197,13 +197,19 @@ def test_peak_memory_does_not_grow_with_the_number_of_frames(gap_track, tmp_path
     track = gap_track(tmp_path / "long.wav", gap=20.0).path  # 26 s
     probe = MEMORY_PROBE.format(name=tiny_clip_name)
 
-    def measure(fps: int, hold: str) -> dict:
+    def start(fps: int, hold: str) -> subprocess.Popen:
         args = [str(tiny_clip_file.parent / f"{tiny_clip_name}.json"), str(tiny_clip_file), str(tiny_generator_file),
                 str(encoder_checkpoint_file), str(track), str(fps), hold]
-        done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True)
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        out = tmp_path / f"{fps}-{hold}"  # each probe its own output files
+        return subprocess.Popen([sys.executable, "-c", probe, *args, str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    few, many, held = measure(2, "stream"), measure(60, "stream"), measure(60, "hold")
+    def result(probe_process: subprocess.Popen) -> dict:
+        stdout, stderr = probe_process.communicate(timeout=600)
+        assert probe_process.returncode == 0, stderr
+        return json.loads(stdout.strip().splitlines()[-1])
+
+    # The three probes run side by side: each measures its own process's memory.
+    few, many, held = [result(process) for process in [start(2, "stream"), start(60, "stream"), start(60, "hold")]]
     assert (few["frames"], many["frames"]) == (52, 1560)
     assert held["growth_kib"] - few["growth_kib"] > 12 * 1024, (few, held)  # 1560 frames of 3x32x32 floats and latents: 19 MiB
     # 30 x the frames: what grows with the frame count (the planned W+ latents, 1560 x 8 x 32 floats, and per-frame
