@@ -25,7 +25,7 @@ TINY_CONFIG = {
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
 }
-TINY_NAME = "sgsim-test-tiny-clip"
+TINY_NAME = "sgsim-test-tiny-clip-32d"  # not tests/sgsim's 512-d "sgsim-test-tiny-clip": one open_clip registry per process
 
 
 def assert_same_embedding(ours: torch.Tensor, reference: torch.Tensor) -> None:
