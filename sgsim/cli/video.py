@@ -65,8 +65,9 @@ class ProgressBars:
 @click.option("--fps", type=click.FloatRange(0, MAX_FPS, min_open=True), default=DEFAULT_FPS, show_default=True, help="Frames per second.")
 @click.option("--keyframe-every", type=click.FloatRange(0, min_open=True), default=DEFAULT_KEYFRAME_EVERY, show_default=True,
               help="Seconds between keyframes; frames between them are interpolated in W+.")
-@click.option("--window", type=click.FloatRange(0.1), default=DEFAULT_WINDOW, show_default=True,
-              help="Seconds of the track around each keyframe that its target is embedded from.")
+@click.option("--window", type=click.FloatRange(0.1), default=None,
+              help=f"Seconds of the track around each keyframe that its target is embedded from (default: {DEFAULT_WINDOW:g}, "
+                   "or the --world's own).")
 @click.option("--strength", type=click.FloatRange(-10, 10), default=1.0, show_default=True, help="Edit strength of every keyframe.")
 @click.option("--smoothness", type=click.FloatRange(min=0), default=DEFAULT_SMOOTHNESS, show_default=True,
               help="Weight of the temporal smoothness term between neighbouring keyframes.")
@@ -111,6 +112,9 @@ def video_command(audio, seed, image, latent, class_index, out, overwrite, fps, 
         from sgsim.editing.directions import SoundDirection
 
         direction = SoundDirection.from_spec(direction_spec)
+    from sgsim.worlds import video_defaults
+
+    window = window if window is not None else video_defaults(settings.world).get("window", DEFAULT_WINDOW)
     check_timing(fps, keyframe_every, window)
     weights = check_weights({**settings.loss_weights, **{name: value for name, value in (("latent", settings.lambda_latent),
                                                                                           ("id", settings.lambda_id)) if value is not None}})

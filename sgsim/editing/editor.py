@@ -548,10 +548,11 @@ class Editor:
     def video(self, audio: Union[str, Path], source: AnySource, **options) -> "VideoEdit":
         """A video whose picture follows the track `audio` over time (sgsim.editing.video.make_video).
 
-        Keyframes every `keyframe_every` s (0.5) aim at the `window` s (2.0) of the track centred on them; they are
-        optimised `keyframe_batch` (8; None: all) at a time in time order (`steps` 100 for the first batch, `warm_steps`
-        (100, at most `steps`) for each later one, which starts from the keyframe before it; `lr`, `weights`, `layers`,
-        `precision`, `work_resolution` as in `edit`) with the temporal smoothness term (weight `smoothness`, 0.01) between neighbours. A window below -60 dBFS has no target and
+        Keyframes every `keyframe_every` s (0.5) aim at the `window` s (2.0, or the world's own) of the track centred
+        on them; they are optimised `keyframe_batch` (8; None: all) at a time in time order (`steps` 100 for the first
+        batch, `warm_steps` (100, at most `steps`) for each later one, which starts from the keyframe before it; `lr`,
+        `weights`, `layers`, `precision`, `work_resolution` as in `edit`) with the temporal smoothness term (weight
+        `smoothness`, 0.01) between neighbours. A quiet window (sgsim.editing.video.audible_windows) has no target and
         its keyframe stays at the source. Each keyframe's edit is scaled by `strength` and, with `loudness` (on),
         by its window's loudness scale. Returns a VideoEdit: iterate it for VideoFrame(index, time, image, latent)
         at `fps` (24), round(duration x fps) frames rendered a few at a time; sgsim.editing.video.write_video

@@ -272,7 +272,7 @@ def make_video(
     *,
     fps: float = DEFAULT_FPS,
     keyframe_every: float = DEFAULT_KEYFRAME_EVERY,
-    window: float = DEFAULT_WINDOW,
+    window: Optional[float] = None,
     strength: float = 1.0,
     smoothness: float = DEFAULT_SMOOTHNESS,
     loudness: bool = True,
@@ -293,7 +293,10 @@ def make_video(
     work_resolution: Union[str, int, None] = None,
 ) -> VideoEdit:
     """Editor.video: see its docstring."""
+    from sgsim.worlds import video_defaults
+
     editor.require_encoders("make a sound-driven video")
+    window = window if window is not None else video_defaults(editor.world).get("window", DEFAULT_WINDOW)
     check_timing(fps, keyframe_every, window)
     if direction is None or steps != 0:  # a direction alone may skip the optimisation
         check_settings(steps, lr, "weighted", [strength])

@@ -105,6 +105,12 @@ def resolve_world(name: str, root: str | os.PathLike | None = None) -> WorldFile
     return files
 
 
+def video_defaults(world: Optional[str]) -> dict:
+    """`world`'s own sgsim video options (its defaults.json "video"; {} without a world): what a video in it uses
+    where the caller leaves an option out."""
+    return resolve_world(world).defaults().get("video", {}) if world is not None else {}
+
+
 def worlds_root() -> Path:
     """The folder of built worlds: $SGSIM_WORLDS when set, else the repository's examples/worlds."""
     return Path(os.environ[ROOT_VARIABLE]) if os.environ.get(ROOT_VARIABLE) else BUNDLE_ROOT

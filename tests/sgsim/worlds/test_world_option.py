@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from sgsim.cli import main
-from sgsim.worlds import ROOT_VARIABLE
+from sgsim.worlds import DEFAULTS_FILE, ROOT_VARIABLE
 
 
 @pytest.fixture
@@ -71,10 +71,16 @@ def test_generate_invert_direction_and_apply_load_the_worlds_generator(world_run
 
 def test_video_and_batch_load_the_worlds_networks(world_run, worlds, raining, gap_track, tmp_path):
     track = gap_track(tmp_path / "track.wav")
-    video = world_run("video", "--audio", str(track.path), "--seed", "3", "--steps", "2", "--device", "cpu", "--fps", "4",
-                      "--out", str(tmp_path / "clip.mp4"))
+    (worlds.root / DEFAULTS_FILE).write_text(json.dumps({"video": {"window": 1.5}}))  # the world's own video window
+    try:
+        video = world_run("video", "--audio", str(track.path), "--seed", "3", "--steps", "2", "--device", "cpu", "--fps", "4",
+                          "--out", str(tmp_path / "clip.mp4"))
+    finally:
+        (worlds.root / DEFAULTS_FILE).unlink()
     assert video.exit_code == 0, video.output
-    assert_world_networks(json.loads((tmp_path / "clip.json").read_text()), worlds)
+    record = json.loads((tmp_path / "clip.json").read_text())
+    assert_world_networks(record, worlds)
+    assert record["settings"]["window"] == 1.5
     jobs = tmp_path / "jobs.csv"
     with open(jobs, "w", newline="") as stream:
         writer = csv.DictWriter(stream, ["name", "audio", "seed"])
