@@ -6,8 +6,8 @@ Parts (default: networks, edits, video):
 - edits: each check of sgsim.worlds.checks (sound, text, sound + text, learned direction) on 50 seeds each, with the
   world's default settings;
 - video: sgsim video on the spoken sequence "red ... blue ... green" from a few seeds, judged frame by frame;
-- curves: success and keep rates against steps, latent weight, direction strength and video window (what chose the
-  world's defaults), written as JSON and a PNG with --out.
+- curves: success and keep rates against steps, latent weight, learning rate, adaptive layer masking (off / on),
+  direction strength and video window (what chose the world's defaults), written as JSON and a PNG with --out.
 Prints a table per part with the issue's targets beside what the world reaches.
 """
 
@@ -22,6 +22,8 @@ PARTS = ("networks", "edits", "video", "curves")
 CURVES = {
     "steps": [25, 50, 100, 200, 300],
     "lambda_latent": [0.0, 0.0003, 0.001, 0.002, 0.008],
+    "lr": [0.03, 0.1, 0.3],
+    "adaptive_layer_masking": [False, True],
     "strength": [0.5, 1.0, 1.5, 2.0],
     "window": [0.5, 1.0, 2.0],
 }
@@ -93,8 +95,8 @@ def video(editor, audio: Path, seeds: list[int], window: float) -> dict:
 
 
 def curves(editor, audio: Path, count: int, settings, seeds: list[int], names: list[str]) -> dict:
-    """Rates as one setting varies from the defaults: steps and latent weight on colour words by sound, strength on
-    learned colour directions, window on the video of the spoken sequence."""
+    """Rates as one setting varies from the defaults: steps, latent weight, learning rate and adaptive layer masking on
+    colour words by sound, strength on learned colour directions, window on the video of the spoken sequence."""
     from sgsim.worlds.checks import colour_directions, direction_check, kept_rate, run_checks, video_check
 
     colour = "colour word (sound)"
@@ -108,7 +110,7 @@ def curves(editor, audio: Path, count: int, settings, seeds: list[int], names: l
             learned.update(colour_directions(editor, audio, settings))
         return direction_check(editor, learned, count, value)
 
-    points = {"steps": lambda v: edit_point("steps", v), "lambda_latent": lambda v: edit_point("lambda_latent", v),
+    points = {**{name: (lambda v, name=name: edit_point(name, v)) for name in ("steps", "lambda_latent", "lr", "adaptive_layer_masking")},
               "strength": strength_point, "window": lambda v: video_check(editor, audio, seeds, v)}
     measured: dict[str, list[dict]] = {}
     for name in names:
