@@ -95,6 +95,29 @@ def test_an_edit_toward_a_colour_reaches_it_and_one_away_from_it_does_not(editor
     assert reached[1] >= 1 and reached[-1] == 0, reached
 
 
+def test_the_spoken_sequence_has_targets_in_its_words_and_none_in_its_pauses(editor, files):
+    """sgsim video's quiet windows on the world's own recording, with its own window: the pauses carry room noise above
+    the fixed -60 dBFS floor, which the level under the track's loudest window catches."""
+    import json
+
+    import numpy as np
+
+    from sgsim.audio import check_long_enough
+    from sgsim.editing.video import QUIET_WINDOW_DBFS, embed_keyframes, keyframe_times, window_span
+    from sgsim.worlds.checks import SEQUENCE_FILE, SEQUENCE_SPANS
+
+    track, words = files.audio / SEQUENCE_FILE, json.loads((files.audio / SEQUENCE_SPANS).read_text())
+    duration, window = check_long_enough(track), files.defaults()["video"]["window"]
+    times = keyframe_times(duration, 0.5)
+    targets = embed_keyframes(track, times, editor.audio_encoder, window)
+    spans = [window_span(t, duration, window) for t in times]
+    in_pause = np.array([all(start + length < w["start"] or start > w["end"] for w in words) for start, length in spans])
+    assert in_pause.sum() >= 3 and (targets.levels_dbfs[in_pause] > QUIET_WINDOW_DBFS).all()
+    assert not targets.audible[in_pause].any() and (targets.directions[in_pause] == 0).all()
+    centres = [int(np.abs(times - (w["start"] + w["end"]) / 2).argmin()) for w in words]
+    assert targets.audible[centres].all(), targets.levels_dbfs
+
+
 def test_compare_encoders_reads_the_world_speech_by_default(files, tmp_path):
     import json
 
