@@ -109,13 +109,16 @@ def edit_seeds(editor, jobs: Sequence[tuple[object, Sequence[int]]], settings: E
                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per (Target, seeds) job, the (source, edited) pictures [N, 3, R, R] of `sgsim edit --seed S` toward the target
     for every seed, at strength 1; all jobs in one batched optimisation (Editor.optimise: each row as if alone)."""
+    from sgsim.editing.optimise import choose_work_resolution
     from sgsim.editing.targets import embed_target
 
-    run = editor.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id)
+    run = editor.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id,
+                             adaptive_layer_masking=settings.adaptive_layer_masking)
+    working = choose_work_resolution(settings.work_resolution, editor.generator, editor.device)
     aims = torch.cat([embed_target(target, editor.audio_encoder, editor.clip).mixed(target.weight)[None].expand(len(seeds), -1)
                       for target, seeds in jobs])
     sources = seed_latents(editor, [seed for _, seeds in jobs for seed in seeds], settings.truncation)
-    edited = editor.optimise(run, sources, aims, steps=settings.steps, lr=settings.lr).latents
+    edited = editor.optimise(run, sources, aims, steps=settings.steps, lr=settings.lr, work_resolution=working.used).latents
     sizes = [len(seeds) for _, seeds in jobs]
     return list(zip(editor.render(sources).split(sizes), editor.render(edited).split(sizes)))
 

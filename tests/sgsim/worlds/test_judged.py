@@ -80,3 +80,19 @@ def test_a_frame_whose_keyframe_window_is_shifted_back_onto_a_word_is_no_pause()
     frames = [(t, red) for t in np.arange(0, 5.5, 0.125)]
     result = judged_video(frames, red, words, lag=0.5, window=2.0, duration=5.5)
     assert result["pause_frames"] == len(np.arange(0, 1.5, 0.125))
+
+
+@pytest.mark.parametrize("masking", [False, True])
+def test_judged_edits_are_the_pictures_sgsim_edit_makes_with_the_same_settings(editor, masking):
+    """edit_seeds (what every judged edit check runs) against Editor.edit one seed at a time: it once left out
+    adaptive layer masking, so its curve measured the same edits twice."""
+    from sgsim.editing import Target
+    from sgsim.editing.sources import SeedSource
+    from sgsim.settings import EditSettings
+    from sgsim.worlds.judged import edit_seeds
+
+    settings = EditSettings(steps=3, adaptive_layer_masking=masking, precision="fp32")
+    (before, after), = edit_seeds(editor, [(Target(text="rain"), [3, 4])], settings)
+    for row, seed in enumerate((3, 4)):
+        alone = editor.edit(SeedSource(seed), Target(text="rain"), settings)
+        torch.testing.assert_close(after[row], alone.images[0, 0], rtol=0, atol=1e-4)
