@@ -92,7 +92,10 @@ def test_video_and_batch_load_the_worlds_networks(world_run, worlds, raining, ga
 
 
 def test_the_api_and_the_demo_load_the_worlds_networks(worlds, monkeypatch, tmp_path):
+    import threading
+
     from sgsim.demo import DemoEngine, build_editor
+    from sgsim.demo.engine import VideoRequest
     from sgsim.editing import Editor
 
     monkeypatch.setenv(ROOT_VARIABLE, str(worlds.root.parent))
@@ -104,6 +107,23 @@ def test_the_api_and_the_demo_load_the_worlds_networks(worlds, monkeypatch, tmp_
     engine = DemoEngine(build_editor(str(worlds.generator), worlds.encoder_name, worlds.encoder, str(worlds.clip), "cpu"),
                         tmp_path, {"generator": str(worlds.generator), "world": "shapes"})
     assert engine.settings.world == "shapes"
+
+    class Asked(Exception):
+        pass
+
+    def spy(*args, **options):
+        raise Asked(options.get("window"))
+
+    monkeypatch.setattr(engine.editor, "video", spy)
+    request = VideoRequest(sound=tmp_path / "any.wav", sound_name="any.wav", seed=3, fps=4, keyframe_every=0.5, steps=1)
+    for defaults, window in (({"video": {"window": 1.5}}, 1.5), ({}, None)):  # the world's own window, else the Editor's default
+        (worlds.root / DEFAULTS_FILE).write_text(json.dumps(defaults))
+        try:
+            with pytest.raises(Asked) as asked:
+                engine.video(request, lambda *_: None, threading.Event())
+        finally:
+            (worlds.root / DEFAULTS_FILE).unlink()
+        assert asked.value.args == (window,)
 
 
 @pytest.mark.parametrize("command", [
