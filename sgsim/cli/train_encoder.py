@@ -76,8 +76,8 @@ def train_encoder_command(dataset, vggsound, audio_dir, frame_dir, val_fold, enc
     config = TrainConfig(
         encoder=encoder, epochs=epochs, batch_size=batch_size * rank.world_size, lr=lr, lr_min=lr_min, cycle_epochs=cycle_epochs,
         momentum=momentum, weight_decay=weight_decay, temperature=temperature, learn_temperature=not fixed_temperature,
-        audio_weight=DEFAULTS.audio_weight if self_supervision else 0.0, text_cosine=text_cosine, text_augment=text_augment, prompt=prompt, seed=seed,
-        checkpoint_every=checkpoint_every, workers=workers, amp=amp, front_end=_front_end(front_end),
+        audio_weight=DEFAULTS.audio_weight if self_supervision else 0.0, text_cosine=text_cosine, text_augment=text_augment,
+        prompt=prompt, seed=seed, checkpoint_every=checkpoint_every, workers=workers, amp=amp, front_end=_front_end(front_end),
     )
     data = read_vggsound(dataset, audio_dir, frame_dir) if vggsound else open_dataset(dataset)
     with process_group(device) as rank:

@@ -132,7 +132,8 @@ def embed_keyframes(path: Union[str, Path], times: np.ndarray, audio_encoder, wi
         if chunk:
             waves = [_read_window(path, float(times[k]), duration, window, rate, mono) for k in chunk]
             length = min(wave.shape[-1] for wave in waves)  # equal spans; resampling may differ by a sample
-            directions[chunk] = audio_encoder.encode(torch.from_numpy(np.stack([wave[..., :length] for wave in waves])), rate).float().cpu()
+            batch = torch.from_numpy(np.stack([wave[..., :length] for wave in waves]))
+            directions[chunk] = audio_encoder.encode(batch, rate).float().cpu()
         if progress is not None:
             progress("embed", min(start + EMBED_BATCH, len(times)), len(times))
     return KeyframeTargets(times, directions, levels, audible)

@@ -20,7 +20,7 @@ class TrainConfig:
     temperature: float = 0.07  # initial (or fixed) softmax temperature: logits * 1/0.07, not * exp(0.07)
     learn_temperature: bool = True
     text_weight: float = 1.0  # audio <-> label text
-    text_cosine: float = 0.0  # weight of 1 - cos(clip, its label text): InfoNCE ranks the texts, this makes the clip point at its own
+    text_cosine: float = 0.0  # weight of 1 - cos(clip, its label's text): InfoNCE ranks the texts; this points the clip at its own
     image_weight: float = 1.0  # audio <-> video frame, when the dataset has frames
     audio_weight: float = 1.0  # audio <-> SpecAugmented audio (self-supervision); 0 switches it off
     text_augment: float = 0.5  # probability of one EDA operation on a label

@@ -129,7 +129,8 @@ def video_check(editor, audio: Path, seeds: Sequence[int], window: float = DEFAU
     for seed in seeds:
         clip = editor.video(audio / SEQUENCE_FILE, SeedSource(int(seed)), window=window, keyframe_every=keyframe_every, **video)
         source = editor.render(clip.source_latent[None])[0]
-        results.append(judged_video([(frame.time, frame.image) for frame in clip], source, spans, keyframe_every, window, clip.duration))
+        frames = [(frame.time, frame.image) for frame in clip]
+        results.append(judged_video(frames, source, spans, keyframe_every, window, clip.duration))
     words = [r["word_frames_coloured"] for r in results if r["word_frames_coloured"] is not None]
     pauses = [r["pause_frames_at_source"] for r in results if r["pause_frames_at_source"] is not None]
     return {"videos": len(results), "word_frames_coloured": sum(words) / len(words) if words else None,

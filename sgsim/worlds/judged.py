@@ -164,8 +164,8 @@ def judged_video(frames: Sequence[tuple[float, torch.Tensor]], source: torch.Ten
         hits = verdict.colour[inside] == COLOURS.index(word["word"])
         per_word[f"{word['word']}@{word['start']:.1f}s"] = {"frames": int(inside.sum()), "coloured": float(hits.mean()) if inside.any() else None}
     before = np.floor(times / lag + 1e-9) * lag
-    away = np.array([not (_hears_a_word(k, duration, window, words) or _hears_a_word(min(k + lag, duration), duration, window, words))
-                     for k in before], bool)
+    away = np.array([not any(_hears_a_word(k, duration, window, words) for k in (first, min(first + lag, duration)))
+                     for first in before], bool)
     at_source = (verdict.colour[away] == start.colour[0]) & position_kept(start.centroid, verdict.centroid[away], resolution)
     coloured = [entry["coloured"] for entry in per_word.values() if entry["coloured"] is not None]
     return {"words": per_word, "word_frames_coloured": float(np.mean(coloured)) if coloured else None,
