@@ -7,7 +7,8 @@ Parts (default: networks, edits, video):
   world's default settings;
 - video: sgsim video on the spoken sequence "red ... blue ... green" from a few seeds, judged frame by frame;
 - curves: success and keep rates against steps, latent weight, learning rate, adaptive layer masking (off / on),
-  direction strength and video window (what chose the world's defaults), written as JSON and a PNG with --out.
+  direction strength, video window and video warm steps (what chose the world's defaults), each point timed, written
+  as JSON and a PNG with --out.
 Prints a table per part with the issue's targets beside what the world reaches.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from pathlib import Path
 
 PARTS = ("networks", "edits", "video", "curves")
@@ -26,6 +28,7 @@ CURVES = {
     "adaptive_layer_masking": [False, True],
     "strength": [0.5, 1.0, 1.5, 2.0],
     "window": [0.5, 1.0, 2.0],
+    "warm_steps": [10, 25, 100],
 }
 
 
@@ -94,9 +97,10 @@ def video(editor, audio: Path, seeds: list[int], window: float) -> dict:
     return result
 
 
-def curves(editor, audio: Path, count: int, settings, seeds: list[int], names: list[str]) -> dict:
+def curves(editor, audio: Path, count: int, settings, seeds: list[int], names: list[str], window: float) -> dict:
     """Rates as one setting varies from the defaults: steps, latent weight, learning rate and adaptive layer masking on
-    colour words by sound, strength on learned colour directions, window on the video of the spoken sequence."""
+    colour words by sound, strength on learned colour directions, window and warm steps on the video of the spoken
+    sequence (warm steps at the world's `window`); each point with its seconds."""
     from sgsim.worlds.checks import colour_directions, direction_check, kept_rate, run_checks, video_check
 
     colour = "colour word (sound)"
@@ -111,19 +115,23 @@ def curves(editor, audio: Path, count: int, settings, seeds: list[int], names: l
         return direction_check(editor, learned, count, value)
 
     points = {**{name: (lambda v, name=name: edit_point(name, v)) for name in ("steps", "lambda_latent", "lr", "adaptive_layer_masking")},
-              "strength": strength_point, "window": lambda v: video_check(editor, audio, seeds, v)}
+              "strength": strength_point, "window": lambda v: video_check(editor, audio, seeds, v),
+              "warm_steps": lambda v: video_check(editor, audio, seeds, window, warm_steps=v)}
     measured: dict[str, list[dict]] = {}
     for name in names:
         measured[name] = []
         for value in CURVES[name]:
+            started = time.perf_counter()
             result = points[name](value)
-            if name == "window":
+            seconds = time.perf_counter() - started
+            if name in ("window", "warm_steps"):
                 point = {key: result[key] for key in ("word_frames_coloured", "pause_frames_at_source")}
             else:
                 point = {"reached": result["reached"], "kept": kept_rate(result), "kept_position": result["kept_position"],
                          "success": result["success"]}
-            measured[name].append({"value": value, **point})
-            print(f"{name} = {value}: " + ", ".join(f"{key.replace('_', ' ')} {percent(v)}" for key, v in point.items()), flush=True)
+            measured[name].append({"value": value, **point, "seconds": round(seconds, 1)})
+            print(f"{name} = {value}: " + ", ".join(f"{key.replace('_', ' ')} {percent(v)}" for key, v in point.items())
+                  + f" ({seconds:.1f} s)", flush=True)
     return measured
 
 
@@ -136,7 +144,7 @@ def plot(measured: dict, path: Path) -> None:
     figure, axes = plt.subplots(1, len(measured), figsize=(4 * len(measured), 3.2), squeeze=False)
     for axis, (name, points) in zip(axes[0], measured.items()):
         values = [p["value"] for p in points]
-        for key in [k for k in points[0] if k != "value"]:
+        for key in [k for k in points[0] if k not in ("value", "seconds")]:
             axis.plot(values, [p[key] for p in points], marker="o", label=key.replace("_", " "))
         axis.set_xlabel(name.replace("_", " "))
         axis.set_ylim(0, 1.02)
@@ -177,12 +185,13 @@ def main() -> None:
                                         clip=settings.clip_weights, device="cpu")
         audio = files.audio
         seeds = list(range(10_000, 10_000 + args.videos))
+        window = files.defaults().get("video", {}).get("window", DEFAULT_WINDOW)
         if "edits" in parts:
             results["edits"] = edits(editor, audio, args.edits, settings)
         if "video" in parts:
-            results["video"] = video(editor, audio, seeds, files.defaults().get("video", {}).get("window", DEFAULT_WINDOW))
+            results["video"] = video(editor, audio, seeds, window)
         if "curves" in parts:
-            results["curves"] = curves(editor, audio, args.edits, settings, seeds, args.curve or list(CURVES))
+            results["curves"] = curves(editor, audio, args.edits, settings, seeds, args.curve or list(CURVES), window)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float))

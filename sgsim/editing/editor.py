@@ -550,7 +550,7 @@ class Editor:
 
         Keyframes every `keyframe_every` s (0.5) aim at the `window` s (2.0, or the world's own) of the track centred
         on them; they are optimised `keyframe_batch` (8; None: all) at a time in time order (`steps` 100 for the first
-        batch, `warm_steps` (100, at most `steps`) for each later one, which starts from the keyframe before it; `lr`,
+        batch, `warm_steps` (25, at most `steps`) for each later one, which starts from the keyframe before it; `lr`,
         `weights`, `layers`, `precision`, `work_resolution` as in `edit`) with the temporal smoothness term (weight
         `smoothness`, 0.01) between neighbours. A quiet window (sgsim.editing.video.audible_windows) has no target and
         its keyframe stays at the source. Each keyframe's edit is scaled by `strength` and, with `loudness` (on),

@@ -13,6 +13,7 @@ DEFAULT_STEPS = 100
 # Keyframes optimised together: a long track holds only this many (and the one before them) in the optimisation.
 DEFAULT_KEYFRAME_BATCH = 8
 # Steps of each micro-batch after the first: its keyframes start from their neighbour's optimised latent, whose
-# target is nearly theirs, so fewer should do; as many as the first until scripts/bench_video.py --vs-one-batch shows
-# how few keep the keyframes' CLIP loss.
-DEFAULT_WARM_STEPS = DEFAULT_STEPS
+# target is nearly theirs, so a quarter do. In the shapes world's spoken sequence (15 keyframes, two micro-batches)
+# 10 / 25 / 100 warm steps coloured 24.1 / 25.9 / 24.1 % of the word frames, every pause frame at the source, in
+# 14.4 / 14.6 / 21.2 s (scripts/bench_world.py --part curves --curve warm_steps --videos 2).
+DEFAULT_WARM_STEPS = 25
