@@ -169,7 +169,6 @@ def main() -> None:
     import torch
 
     from sgsim.editing import Editor
-    from sgsim.editing.video_settings import DEFAULT_WINDOW
     from sgsim.worlds import resolve_world, world_networks
     from sgsim.settings import EditSettings
 
@@ -185,7 +184,7 @@ def main() -> None:
                                         clip=settings.clip_weights, device="cpu")
         audio = files.audio
         seeds = list(range(10_000, 10_000 + args.videos))
-        window = files.defaults().get("video", {}).get("window", DEFAULT_WINDOW)
+        window = files.video_window()
         if "edits" in parts:
             results["edits"] = edits(editor, audio, args.edits, settings)
         if "video" in parts:

@@ -112,9 +112,9 @@ def video_command(audio, seed, image, latent, class_index, out, overwrite, fps, 
         from sgsim.editing.directions import SoundDirection
 
         direction = SoundDirection.from_spec(direction_spec)
-    from sgsim.worlds import video_defaults
+    from sgsim.worlds import video_window
 
-    window = window if window is not None else video_defaults(settings.world).get("window", DEFAULT_WINDOW)
+    window = video_window(window, settings.world)
     check_timing(fps, keyframe_every, window)
     weights = check_weights({**settings.loss_weights, **{name: value for name, value in (("latent", settings.lambda_latent),
                                                                                           ("id", settings.lambda_id)) if value is not None}})

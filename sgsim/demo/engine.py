@@ -22,7 +22,7 @@ from sgsim.editing import ImageSource, LatentSource, SeedSource, Target
 from sgsim.outputs import edit_run_record, file_stems, weights_record, write_json
 from sgsim.errors import SgsimError
 from sgsim.settings import EditSettings, default_of
-from sgsim.worlds import video_defaults
+from sgsim.worlds import video_window
 
 PREVIEWS = 20  # about this many intermediate images are shown while an edit runs, after the first step's
 RESULT_FILES = ("result.png", "latent.npz", "run.json")
@@ -188,7 +188,7 @@ class DemoEngine:
                 raise EditCancelled("video cancelled before it started")
             video = self.editor.video(request.sound, SeedSource(request.seed), fps=request.fps,
                                       keyframe_every=request.keyframe_every, steps=request.steps, progress=report,
-                                      window=video_defaults(self.settings.world).get("window"))
+                                      window=video_window(None, self.settings.world))
             self._runs += 1
             folder = self.results / f"{self._runs:04d}-{file_stems([Path(request.sound_name)])[0]}-video"
             with staged_output_dir(folder) as staging:  # a video cancelled while rendering leaves no folder

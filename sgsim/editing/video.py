@@ -294,10 +294,10 @@ def make_video(
     work_resolution: Union[str, int, None] = None,
 ) -> VideoEdit:
     """Editor.video: see its docstring."""
-    from sgsim.worlds import video_defaults
+    from sgsim.worlds import video_window
 
     editor.require_encoders("make a sound-driven video")
-    window = window if window is not None else video_defaults(editor.world).get("window", DEFAULT_WINDOW)
+    window = video_window(window, editor.world)
     check_timing(fps, keyframe_every, window)
     if direction is None or steps != 0:  # a direction alone may skip the optimisation
         check_settings(steps, lr, "weighted", [strength])

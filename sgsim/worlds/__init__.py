@@ -60,6 +60,12 @@ class WorldFiles:
         path = self.root / DEFAULTS_FILE
         return json.loads(path.read_text()) if path.is_file() else {}
 
+    def video_window(self) -> float:
+        """The window sgsim video embeds each keyframe's target from in this world: its own, else the global default."""
+        from sgsim.editing.video_settings import DEFAULT_WINDOW
+
+        return self.defaults().get("video", {}).get("window", DEFAULT_WINDOW)
+
 
 def world_files(root: str | os.PathLike, name: str = "shapes") -> WorldFiles:
     """The file layout of a world built into `root` (whether or not the files exist yet)."""
@@ -105,10 +111,14 @@ def resolve_world(name: str, root: str | os.PathLike | None = None) -> WorldFile
     return files
 
 
-def video_defaults(world: Optional[str]) -> dict:
-    """`world`'s own sgsim video options (its defaults.json "video"; {} without a world): what a video in it uses
-    where the caller leaves an option out."""
-    return resolve_world(world).defaults().get("video", {}) if world is not None else {}
+def video_window(window: Optional[float], world: Optional[str]) -> float:
+    """The window a video embeds each keyframe's target from: `window` when given, else `world`'s own
+    (WorldFiles.video_window), else sgsim video's default."""
+    from sgsim.editing.video_settings import DEFAULT_WINDOW
+
+    if window is not None:
+        return window
+    return resolve_world(world).video_window() if world is not None else DEFAULT_WINDOW
 
 
 def worlds_root() -> Path:

@@ -96,6 +96,7 @@ def test_the_api_and_the_demo_load_the_worlds_networks(worlds, monkeypatch, tmp_
 
     from sgsim.demo import DemoEngine, build_editor
     from sgsim.demo.engine import VideoRequest
+    from sgsim.editing.video_settings import DEFAULT_WINDOW
     from sgsim.editing import Editor
 
     monkeypatch.setenv(ROOT_VARIABLE, str(worlds.root.parent))
@@ -116,7 +117,7 @@ def test_the_api_and_the_demo_load_the_worlds_networks(worlds, monkeypatch, tmp_
 
     monkeypatch.setattr(engine.editor, "video", spy)
     request = VideoRequest(sound=tmp_path / "any.wav", sound_name="any.wav", seed=3, fps=4, keyframe_every=0.5, steps=1)
-    for defaults, window in (({"video": {"window": 1.5}}, 1.5), ({}, None)):  # the world's own window, else the Editor's default
+    for defaults, window in (({"video": {"window": 1.5}}, 1.5), ({}, DEFAULT_WINDOW)):  # the world's own window, else sgsim's
         (worlds.root / DEFAULTS_FILE).write_text(json.dumps(defaults))
         try:
             with pytest.raises(Asked) as asked:
