@@ -123,6 +123,8 @@ def embed_keyframes(path: Union[str, Path], times: np.ndarray, audio_encoder, wi
     path = Path(path)
     duration = check_long_enough(path)
     rate, mono = audio_encoder.sample_rate, audio_encoder.mono
+    # Audible windows are decoded twice: the quiet rule needs the loudest window before any is embedded, and keeping
+    # every window of a long track would cost more memory than decoding them again.
     levels = np.array([rms_dbfs(_read_window(path, float(t), duration, window, rate, mono)) for t in times])
     require_audible(path, levels, window)
     audible = audible_windows(levels)
