@@ -180,6 +180,12 @@ def _compared_keys(state: Mapping[str, torch.Tensor]) -> list[str]:
     return sorted(key for key in state if key != "mapping.w_avg" and not key.endswith("resample_filter"))
 
 
+def generator_sha256(generator) -> str:
+    """The checksum read_style_encoder compares a file's decoder with: this generator's weights (w_avg excluded)."""
+    state = generator.state_dict()
+    return weights_sha256(state, _compared_keys(state))
+
+
 def _resolution(options: dict, decoder_resolution: int, source: str) -> int:
     named = [options[name] for name in RESOLUTION_OPTIONS if isinstance(options.get(name), int)]
     resolution = named[0] if named else decoder_resolution  # pSp's output_size defaults to the 1024 px decoder
@@ -245,3 +251,23 @@ def _latent_avg(stored: Any, options: dict, generator, config: StyleEncoderConfi
         raise NetworkFileError(f"{source}: latent_avg has shape {list(getattr(stored, 'shape', []))}, expected "
                                f"[{rows[0]}, {rows[1]}]")
     return stored.detach().float().reshape(-1, config.w_dim).expand(rows).clone()
+
+
+def write_style_encoder(path: str | os.PathLike, encoder: StyleEncoder, latent_avg: torch.Tensor, generator,
+                        options: Mapping[str, Any]) -> None:
+    """Save an encoder as encoder4editing's Coach does ({'state_dict': encoder.* and the generator as the rosinality
+    decoder.*, 'latent_avg', 'opts'}), so read_style_encoder, the loader of the published files, reads it and checks
+    it against `generator`. Encoder weights are stored in float16 (the loader casts them to float32); the decoder
+    stays float32, as its checksum ties the file to the generator's exact weights."""
+    from sgsim.atomic import atomic_output
+    from stylegan2.loading.rosinality import rosinality_state_dict
+
+    weights = {f"encoder.{key}": value.detach().cpu().half() if value.is_floating_point() else value.detach().cpu()
+               for key, value in encoder.state_dict().items()}
+    decoder = {f"decoder.{key}": value.detach().cpu().float().contiguous()
+               for key, value in rosinality_state_dict(generator.state_dict()).items()}
+    opts = {"encoder_type": HEADS[encoder.config.head], "stylegan_size": generator.img_resolution,
+            "start_from_latent_avg": True, **options}
+    with atomic_output(path) as stream:
+        torch.save({"state_dict": {**weights, **decoder}, "latent_avg": latent_avg.detach().cpu().float(),
+                    "opts": _plain(opts, "opts", str(path))}, stream)

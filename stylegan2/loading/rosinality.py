@@ -2,10 +2,12 @@
 
 Files are torch.save dicts: {'g_ema', 'latent_avg'} (converted from TF) or {g, d, g_ema, g_optim, d_optim, args,
 ada_aug_p} (training); a bare generator state dict is accepted too. No flips are needed (docs/reference.md#rosinality-files).
+rosinality_state_dict maps back, for the decoder that an e4e / pSp checkpoint carries.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Callable
 
@@ -137,3 +139,42 @@ def read_rosinality(data: Any, network: str, source: str) -> GeneratorCheckpoint
     if isinstance(data.get("latent_avg"), torch.Tensor):
         state_dict["mapping.w_avg"] = data["latent_avg"].reshape(-1)
     return GeneratorCheckpoint(init_kwargs, state_dict, "rosinality-pt")
+
+
+def rosinality_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our Generator's state dict under rosinality/stylegan2-pytorch's keys: the inverse of convert_state_dict (the
+    decoder an e4e / pSp checkpoint carries). w_avg is left out (rosinality keeps it beside, as latent_avg)."""
+    blur = torch.outer(torch.tensor(BLUR_KERNEL, dtype=torch.float32), torch.tensor(BLUR_KERNEL, dtype=torch.float32))
+    blur = blur / blur.sum() * 4  # make_kernel, scaled by the up-sampling factor squared as rosinality stores it
+    out = {}
+    for key, tensor in state_dict.items():
+        parts = key.split(".")
+        if key == "mapping.w_avg" or key.endswith("resample_filter"):
+            continue
+        if parts[0] == "mapping":
+            out[f"style.{int(parts[1][2:]) + 1}.{parts[2]}"] = tensor
+        elif key == "synthesis.b4.const":
+            out["input.input"] = tensor[None]
+        else:
+            res, layer, param = int(parts[1][1:]), parts[2], ".".join(parts[3:])
+            k = int(math.log2(res))
+            prefix = {"conv0": f"convs.{2 * (k - 3)}", "conv1": f"convs.{2 * (k - 3) + 1}",
+                      "torgb": f"to_rgbs.{k - 3}"}[layer] if res > 4 else {"conv1": "conv1", "torgb": "to_rgb1"}[layer]
+            if param == "noise_const":
+                index = 0 if res == 4 else 2 * k - (5 if layer == "conv0" else 4)
+                out[f"noises.noise_{index}"] = tensor[None, None]
+                continue
+            name, value = {
+                "weight": ("conv.weight", lambda: tensor[None]),
+                "affine.weight": ("conv.modulation.weight", lambda: tensor),
+                "affine.bias": ("conv.modulation.bias", lambda: tensor),
+                "noise_strength": ("noise.weight", lambda: tensor.reshape(1)),
+                "bias": ("bias", lambda: tensor.reshape(1, -1, 1, 1)) if layer == "torgb"
+                else ("activate.bias", lambda: tensor),
+            }[param]
+            out[f"{prefix}.{name}"] = value()
+            if res > 4 and param == "weight" and layer == "conv0":
+                out[f"{prefix}.conv.blur.kernel"] = blur
+            if res > 4 and param == "weight" and layer == "torgb":
+                out[f"{prefix}.upsample.kernel"] = blur
+    return out

@@ -15,8 +15,8 @@ from sgsim.errors import NetworkFileError
 from sgsim.style_encoder import E4E, HEADS, PSP
 from sgsim.style_encoder_file import GeneratorMismatchWarning, read_style_encoder
 from stylegan2 import load_generator
+from stylegan2.loading.rosinality import rosinality_state_dict
 from tests.sgsim.test_style_encoder import TINY, authors_state_dict
-from tests.stylegan2.test_loading_formats import rosinality_state
 
 
 def authors_checkpoint(path: Path, G, head: str = E4E, seed: int = 5, **options) -> Path:
@@ -24,7 +24,7 @@ def authors_checkpoint(path: Path, G, head: str = E4E, seed: int = 5, **options)
     latent_avg and opts = vars(the training options). The encoder is TINY with as many rows as G has."""
     weights = authors_state_dict(replace(TINY, num_ws=G.num_ws), seed)
     latent_avg = weights.pop("latent_avg")
-    decoder = {f"decoder.{key}": value for key, value in rosinality_state(G.state_dict()).items()}
+    decoder = {f"decoder.{key}": value for key, value in rosinality_state_dict(G.state_dict()).items()}
     opts = {"encoder_type": HEADS[head], "stylegan_size": G.img_resolution, "start_from_latent_avg": True,
             "checkpoint_path": None, "lpips_lambda": 0.8, "progressive_steps": [0, 20000], **options}
     torch.save({"state_dict": {**weights, **decoder}, "latent_avg": latent_avg, "opts": opts}, path)

@@ -25,6 +25,7 @@ from safetensors import safe_open
 
 from stylegan2 import CheckpointError, Generator, load_generator, save_generator
 from stylegan2.loading import native, read_checkpoint
+from stylegan2.loading.rosinality import rosinality_state_dict
 from tolerances import assert_image_close, parity_tolerance
 
 KWARGS = {
@@ -351,48 +352,11 @@ def test_tensorflow_static_kwargs_are_checked(tmp_path, reference_modules, rando
 
 # --- rosinality ------------------------------------------------------------------------------------------------
 
-def rosinality_state(state_dict: dict) -> dict:
-    """rosinality/stylegan2-pytorch Generator keys, the inverse of the key map in docs/reference.md#rosinality-files."""
-    blur = torch.outer(torch.tensor([1.0, 3, 3, 1]), torch.tensor([1.0, 3, 3, 1])) / 64 * 4  # make_kernel * factor^2
-    out = {}
-    for key, tensor in state_dict.items():
-        parts = key.split(".")
-        if key == "mapping.w_avg" or key.endswith("resample_filter"):
-            continue
-        if parts[0] == "mapping":
-            out[f"style.{int(parts[1][2:]) + 1}.{parts[2]}"] = tensor
-        elif key == "synthesis.b4.const":
-            out["input.input"] = tensor[None]
-        else:
-            res, layer, param = int(parts[1][1:]), parts[2], ".".join(parts[3:])
-            k = int(math.log2(res))
-            prefix = {"conv0": f"convs.{2 * (k - 3)}", "conv1": f"convs.{2 * (k - 3) + 1}",
-                      "torgb": f"to_rgbs.{k - 3}"}[layer] if res > 4 else {"conv1": "conv1", "torgb": "to_rgb1"}[layer]
-            if param == "noise_const":
-                index = 0 if res == 4 else 2 * k - (5 if layer == "conv0" else 4)
-                out[f"noises.noise_{index}"] = tensor[None, None]
-                continue
-            name, value = {
-                "weight": ("conv.weight", lambda: tensor[None]),
-                "affine.weight": ("conv.modulation.weight", lambda: tensor),
-                "affine.bias": ("conv.modulation.bias", lambda: tensor),
-                "noise_strength": ("noise.weight", lambda: tensor.reshape(1)),
-                "bias": ("bias", lambda: tensor.reshape(1, -1, 1, 1)) if layer == "torgb"
-                else ("activate.bias", lambda: tensor),
-            }[param]
-            out[f"{prefix}.{name}"] = value()
-            if res > 4 and param == "weight" and layer == "conv0":
-                out[f"{prefix}.conv.blur.kernel"] = blur
-            if res > 4 and param == "weight" and layer == "torgb":
-                out[f"{prefix}.upsample.kernel"] = blur
-    return out
-
-
 @pytest.mark.parametrize("zip_format", [True, False])  # torch.save before 1.6 wrote the legacy non-zip format
 def test_rosinality_converted_checkpoint(tmp_path, random_weights, zip_format):
     G = make_generator(random_weights, 6)
     path = tmp_path / "landscape.pt"
-    torch.save({"g_ema": rosinality_state(G.state_dict()), "latent_avg": G.state_dict()["mapping.w_avg"]}, path,
+    torch.save({"g_ema": rosinality_state_dict(G.state_dict()), "latent_avg": G.state_dict()["mapping.w_avg"]}, path,
                _use_new_zipfile_serialization=zip_format)
     checkpoint = read_checkpoint(path)
     assert checkpoint.format == "rosinality-pt"
@@ -408,8 +372,8 @@ def test_rosinality_converted_checkpoint(tmp_path, random_weights, zip_format):
 def test_rosinality_training_checkpoint_estimates_w_avg(tmp_path, random_weights):
     G, g = make_generator(random_weights, 6), make_generator(random_weights, 7)
     path = tmp_path / "010000.pt"
-    torch.save({"g": rosinality_state(g.state_dict()), "d": {"convs.0.0.weight": torch.zeros(1)},
-                "g_ema": rosinality_state(G.state_dict()), "g_optim": {"state": {}}, "d_optim": {"state": {}},
+    torch.save({"g": rosinality_state_dict(g.state_dict()), "d": {"convs.0.0.weight": torch.zeros(1)},
+                "g_ema": rosinality_state_dict(G.state_dict()), "g_optim": {"state": {}}, "d_optim": {"state": {}},
                 "args": argparse.Namespace(size=16, lr=0.002), "ada_aug_p": 0.0}, path)
     loaded = load_generator(path)
     assert torch.equal(render(loaded, 0), render(G))  # noise_mode const and psi 1 never use w_avg
@@ -460,7 +424,7 @@ def test_format_comes_from_content_not_extension(tmp_path, random_weights):
     G = make_generator(random_weights, 8)
     native_as_pkl = save_generator(G, tmp_path / "model.pkl")
     rosinality_as_safetensors = tmp_path / "model.safetensors"
-    torch.save({"g_ema": rosinality_state(G.state_dict()), "latent_avg": G.state_dict()["mapping.w_avg"]},
+    torch.save({"g_ema": rosinality_state_dict(G.state_dict()), "latent_avg": G.state_dict()["mapping.w_avg"]},
                rosinality_as_safetensors)
     assert read_checkpoint(native_as_pkl).format == "safetensors"
     assert read_checkpoint(rosinality_as_safetensors).format == "rosinality-pt"
