@@ -1,8 +1,9 @@
 """Copy a built shapes world into the repository's bundle: `python scripts/ship_world.py BUILD_DIR [--to examples/worlds/shapes]`.
 
-Copies the three networks, run.json and the example sounds (audio/) as `sgsim world build` left them, and the held-out
-clips of SHIPPED_VOICES as FLAC with their speech/test.csv (the set `compare-encoders --world shapes` and the tests
-read); the build's full held-out set stays with the build.
+Copies the four networks (generator, its e4e photo encoder, CLIP, audio encoder), run.json and the example sounds
+(audio/) as `sgsim world build` left them, and the held-out clips of SHIPPED_VOICES as FLAC with their
+speech/test.csv (the set `compare-encoders --world shapes` and the tests read); the build's full held-out set stays
+with the build.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ def main() -> None:
 
     built, bundle = world_files(args.build), world_files(args.to)
     args.to.mkdir(parents=True, exist_ok=True)
-    for source, target in ((built.generator, bundle.generator), (built.clip, bundle.clip), (built.encoder, bundle.encoder),
-                           (args.build / "run.json", args.to / "run.json")):
+    for source, target in ((built.generator, bundle.generator), (built.style_encoder, bundle.style_encoder),
+                           (built.clip, bundle.clip), (built.encoder, bundle.encoder), (args.build / "run.json", args.to / "run.json")):
         shutil.copyfile(source, target)
     shutil.copytree(built.audio, bundle.audio, dirs_exist_ok=True)
     with open(args.build / "speech" / "test.csv", newline="") as stream:

@@ -18,10 +18,11 @@ def world_command() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--scale", type=click.Choice(["toy", "full"]), default="full", show_default=True, help="toy: seconds, for checks; full: the shipped world.")
 def build_command(name: str, out: Path, seed: int, scale: str) -> None:
-    """Build a world: speech, generator, CLIP and audio encoder, each stage skipped once complete."""
+    """Build a world: speech, generator, its e4e photo encoder, CLIP and audio encoder, each stage skipped once
+    complete (the photo encoder retrained when the generator on disk changed)."""
     from tqdm import tqdm
 
-    from sgsim.worlds.build import WorldBuild
+    from sgsim.worlds.build import STAGES, WorldBuild
 
     bars: dict[str, tqdm] = {}
 
@@ -34,7 +35,7 @@ def build_command(name: str, out: Path, seed: int, scale: str) -> None:
         bar.update(done - bar.n)
 
     build = WorldBuild(out, seed=seed, scale=scale, progress=progress)
-    skipped = [stage for stage in ("speech", "generator", "clip", "encoder") if build.done(stage)]
+    skipped = [stage for stage in STAGES if build.done(stage)]
     if skipped:
         click.echo(f"resuming: {', '.join(skipped)} already built in {out}")
     record = build.run()

@@ -25,6 +25,7 @@ NETWORK_FLAGS = {"generator": "--generator", "encoder": "--encoder", "encoder_ch
 GENERATOR_FILE = "generator.safetensors"
 CLIP_FILE = "clip.safetensors"
 ENCODER_FILE = "encoder.pth"
+STYLE_ENCODER_FILE = "style_encoder.pt"
 AUDIO_FOLDER = "audio"
 DEFAULTS_FILE = "defaults.json"
 ENCODER_NAME = "sgsim-resnet18-shapes"  # the SGSIM ResNet18 with a front end that sees 2.2 s (the words are short)
@@ -46,6 +47,7 @@ class WorldFiles:
     encoder: Path  # SGSIM encoder state dict (load_audio_encoder(encoder_name, checkpoint=encoder))
     clip_model: str
     encoder_name: str
+    style_encoder: Path  # e4e photo encoder for the generator, in the authors' format (read_style_encoder); optional
 
     @property
     def audio(self) -> Path:
@@ -72,7 +74,8 @@ def world_files(root: str | os.PathLike, name: str = "shapes") -> WorldFiles:
     from sgsim.worlds.clip_training import CLIP_MODEL
 
     root = Path(root)
-    return WorldFiles(name, root, root / GENERATOR_FILE, root / CLIP_FILE, root / ENCODER_FILE, CLIP_MODEL, ENCODER_NAME)
+    return WorldFiles(name, root, root / GENERATOR_FILE, root / CLIP_FILE, root / ENCODER_FILE, CLIP_MODEL, ENCODER_NAME,
+                      root / STYLE_ENCODER_FILE)
 
 
 def register_world(clip: Optional[Path] = None) -> None:

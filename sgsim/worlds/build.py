@@ -1,8 +1,9 @@
 """`sgsim world build shapes`: every network of the shapes world trained from nothing, in resumable stages.
 
-Stages run in order (speech, generator, clip, encoder); each writes its final file atomically and its metrics into
-run.json, and is skipped when both are there. A stage killed midway resumes from its checkpoint under work/.
-The same seed and scale give the same world.
+Stages run in order (speech, generator, style_encoder, clip, encoder); each writes its final file atomically and its
+metrics into run.json, and is skipped when both are there (the style encoder also only while it was trained against
+the generator on disk, so a replaced generator gets its encoder retrained by the same command). A stage killed midway
+resumes from its checkpoint under work/. The same seed and scale give the same world.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import torch
 from sgsim.atomic import atomic_output
 from sgsim.worlds import ENCODER_FILE, ENCODER_NAME, WorldFiles, register_world, world_files
 from sgsim.worlds.clip_training import ClipConfig
+from sgsim.worlds.e4e_training import E4eConfig
 from sgsim.worlds.gan_training import GanConfig
 from sgsim.worlds.speech import SCALES as SPEECH_SCALES, SpeechScale
 
 RUN_FILE = "run.json"
 DATASET = "sgsim shapes world"  # the training set the generator's file names: sgsim picks the world's preset by it
-STAGES = ("speech", "generator", "clip", "encoder")
+STAGES = ("speech", "generator", "style_encoder", "clip", "encoder")
 
 
 @dataclass
@@ -34,6 +36,7 @@ class BuildScale:
     speech: SpeechScale
     gan: GanConfig
     clip: ClipConfig
+    e4e: E4eConfig  # the photo encoder (style_encoder stage)
     encoder_epochs: int
     encoder_batch: int
     metric_images: int  # renders judged / classified for run.json
@@ -42,9 +45,11 @@ class BuildScale:
 
 SCALES = {
     "toy": BuildScale(SPEECH_SCALES["toy"], GanConfig(steps=2, batch_size=8, z_dim=16, w_dim=16, channel_base=256, channel_max=16, checkpoint_every=1),
-                      ClipConfig(steps=2, batch_size=16, warmup=1, checkpoint_every=1), encoder_epochs=1, encoder_batch=4, metric_images=48),
+                      ClipConfig(steps=2, batch_size=16, warmup=1, checkpoint_every=1),
+                      E4eConfig(steps=2, batch_size=2, stem_channels=8, stages=((8, 1), (12, 1), (16, 1)), checkpoint_every=1),
+                      encoder_epochs=1, encoder_batch=4, metric_images=48),
     "full": BuildScale(SPEECH_SCALES["full"], GanConfig(steps=4000, batch_size=32), ClipConfig(steps=1200, batch_size=128),
-                       encoder_epochs=8, encoder_batch=32, metric_images=1000),
+                       E4eConfig(), encoder_epochs=8, encoder_batch=32, metric_images=1000),
 }
 
 Progress = Callable[[str, int, int, dict], None]  # stage, done, total, latest values
@@ -76,21 +81,35 @@ class WorldBuild:
             stream.write(json.dumps(self.record, indent=2).encode())
 
     def done(self, stage: str) -> bool:
-        """A stage is complete when run.json has its metrics and its output is on disk."""
-        outputs = {"speech": self.out / "speech" / "test.csv", "generator": self.files.generator, "clip": self.files.clip,
-                   "encoder": self.files.encoder}
-        return stage in self.record["stages"] and outputs[stage].exists()
+        """A stage is complete when run.json has its metrics and its output is on disk; the style encoder's, when it
+        was also trained against the generator on disk."""
+        outputs = {"speech": self.out / "speech" / "test.csv", "generator": self.files.generator,
+                   "style_encoder": self.files.style_encoder, "clip": self.files.clip, "encoder": self.files.encoder}
+        if stage not in self.record["stages"] or not outputs[stage].exists():
+            return False
+        return stage != "style_encoder" or self.record["stages"][stage]["config"]["generator_sha256"] == self._generator_sha256()
+
+    def _generator_sha256(self) -> str:
+        from sgsim.style_encoder_file import generator_sha256
+        from stylegan2 import load_generator
+
+        return generator_sha256(load_generator(self.files.generator))
 
     def run(self) -> dict:
-        """Every stage not yet complete, in order; returns the run record."""
+        """Every stage not yet complete, in order; returns the run record. The example sounds are written again only
+        after a new speech stage (or when missing), so a shipped world, whose speech/ keeps only held-out FLAC clips,
+        can be rebuilt in place: `sgsim world build shapes --out examples/worlds/shapes` after its generator changed."""
+        from sgsim.worlds.checks import SEQUENCE_SPANS
+
         self.out.mkdir(parents=True, exist_ok=True)
-        for stage in STAGES:
-            if not self.done(stage):
-                started = time.perf_counter()
-                metrics = getattr(self, f"build_{stage}")()
-                self._finish(stage, metrics, time.perf_counter() - started)
+        ran = [stage for stage in STAGES if not self.done(stage)]
+        for stage in ran:
+            started = time.perf_counter()
+            metrics = getattr(self, f"build_{stage}")()
+            self._finish(stage, metrics, time.perf_counter() - started)
         store_compact(self.files)
-        write_examples(self.files, self.record["stages"]["speech"]["sequence"])
+        if "speech" in ran or not (self.files.audio / SEQUENCE_SPANS).is_file():
+            write_examples(self.files, self.record["stages"]["speech"]["sequence"])
         shutil.rmtree(self.work, ignore_errors=True)
         return self.record
 
@@ -122,6 +141,31 @@ class WorldBuild:
         save_generator(G_ema, self.files.generator)
         return {"config": asdict(config), "train_seconds": round(trainer.seconds, 1), "history": trainer.history[-5:],
                 "judge": generator_metrics(G_ema, self.scale.metric_images, seed=self.seed)}
+
+    def build_style_encoder(self) -> dict:
+        """The e4e photo encoder of the generator on disk (sgsim.worlds.e4e_training), written in the authors' format
+        and measured through their loader on held-out renders, against the mean latent's picture as a baseline."""
+        from sgsim.style_encoder_file import read_style_encoder
+        from sgsim.worlds.e4e_training import E4eTrainer
+        from sgsim.worlds.metrics import held_out_photos, photo_reconstruction
+        from sgsim.worlds.shapes import render_random
+        from stylegan2 import load_generator
+
+        G = load_generator(self.files.generator)
+        config = E4eConfig(**{**asdict(self.scale.e4e), "seed": self.seed})
+        trainer = E4eTrainer(config, G, lambda count, seed: render_random(count, seed)[0], self.work / "e4e_state.pt")
+        trainer.resume()
+        trainer.run(lambda step, total, values: self.progress("style_encoder", step, total, values))
+        trainer.write(self.files.style_encoder, {"sgsim_world": self.files.name})
+        loaded = read_style_encoder(self.files.style_encoder, G)
+        photos, scene = held_out_photos(min(self.scale.metric_images, 500))
+        with torch.no_grad():
+            codes = loaded.encoder.codes(photos, loaded.latent_avg)
+            rebuilt = G.synthesis(codes, noise_mode="const")
+            mean = G.synthesis(loaded.latent_avg.expand(len(photos), -1, -1), noise_mode="const")
+        return {"config": asdict(trainer.config), "train_seconds": round(trainer.seconds, 1), "history": trainer.history[-5:],
+                "held_out_renders": photo_reconstruction(photos, scene, rebuilt),
+                "mean_latent_baseline": photo_reconstruction(photos, scene, mean)}
 
     def build_clip(self) -> dict:
         from safetensors.torch import save

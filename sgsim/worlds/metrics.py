@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sgsim.worlds.shapes import COLOUR_PROMPT, COLOURS, SHAPE_PROMPT, SHAPES, judge, render_random
+from sgsim.worlds.shapes import COLOUR_PROMPT, COLOURS, SHAPE_PROMPT, SHAPES, Scene, judge, render_random
 
 
 @torch.no_grad()
@@ -46,3 +46,29 @@ def encoder_zero_shot(encoder, clip, dataset, workers: int = 0) -> dict:
     text = class_embeddings(clip, dataset.classes, ("{}",)).cpu()
     hits = zero_shot_scores(embedded.embeddings, text).argmax(1) == torch.as_tensor(embedded.labels)
     return {"clips": len(hits), "top1": float(hits.float().mean())}
+
+
+# Renders no training step draws: the e4e and CLIP steps draw 62-bit seeds, the generator's reals 10**9 + seed * 10**7
+# + step (below this for build seeds under 100).
+HELD_OUT_PHOTOS_SEED = 2 * 10**9
+
+
+def held_out_photos(count: int) -> tuple[torch.Tensor, Scene]:
+    """The world's held-out "photos": `count` renders from a seed no training stage draws, and their scenes."""
+    return render_random(count, HELD_OUT_PHOTOS_SEED)
+
+
+@torch.no_grad()
+def photo_reconstruction(photos: torch.Tensor, scene: Scene, reconstructions: torch.Tensor) -> dict:
+    """How well inversions reproduce renders: pixel MSE (images in [-1, 1]) and PSNR (peak-to-peak 2) per picture,
+    averaged (they stand in for LPIPS, whose VGG weights a world does not have); and the judge's colour and shape of
+    each reconstruction against the render's true ones, and its centroid within POSITION_PIXELS of the render's."""
+    from sgsim.worlds.judged import position_kept
+
+    errors = (reconstructions.float().clamp(-1, 1) - photos.float()).square().mean(dim=(1, 2, 3))
+    verdict, truth = judge(reconstructions), judge(photos)
+    kept = {"colour": verdict.colour == scene.colour.numpy(), "shape": verdict.shape == scene.shape.numpy(),
+            "position": position_kept(truth.centroid, verdict.centroid, photos.shape[-1])}
+    return {"images": len(photos), "pixel_mse": float(errors.mean()),
+            "psnr_db": float((10 * torch.log10(4 / errors.clamp_min(1e-10))).mean()),
+            **{f"kept_{name}": float(values.mean()) for name, values in kept.items()}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ def built(tmp_path_factory):
 def test_every_stage_leaves_a_loadable_network(built):
     from encoders.clip import load_clip
     from encoders.registry import load_audio_encoder
+    from sgsim.style_encoder_file import generator_sha256, read_style_encoder
     from sgsim.worlds import resolve_world
     from stylegan2 import load_generator
 
@@ -34,9 +36,16 @@ def test_every_stage_leaves_a_loadable_network(built):
     encoder = load_audio_encoder(files.encoder_name, checkpoint=files.encoder)
     assert encoder.encode(torch.randn(1, 44100), 44100).shape == (1, 512)
     assert encoder.front_end.frames == 192  # the world's short window, from the registration
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # trained against this very generator: no mismatch warning
+        photo_encoder = read_style_encoder(files.style_encoder, G)
+    assert (photo_encoder.head, photo_encoder.encoder.config.num_ws, photo_encoder.encoder.config.input_size) == ("e4e", 8, 32)
     record = json.loads((built / "run.json").read_text())
-    assert set(record["stages"]) == {"speech", "generator", "clip", "encoder"}
+    assert set(record["stages"]) == {"speech", "generator", "style_encoder", "clip", "encoder"}
     assert 0 <= record["stages"]["clip"]["zero_shot"]["colour"] <= 1
+    measured = record["stages"]["style_encoder"]
+    assert measured["config"]["generator_sha256"] == generator_sha256(G) and measured["held_out_renders"]["images"] == 48
+    assert 0 < measured["held_out_renders"]["pixel_mse"] and 0 <= measured["held_out_renders"]["kept_colour"] <= 1
     assert not (built / "work").exists()
 
 
@@ -67,6 +76,23 @@ def test_a_resumed_build_skips_finished_stages(built):
     WorldBuild(built, seed=0, scale="toy", progress=lambda stage, *rest: seen.append(stage)).run()
     assert seen == []
     assert {path.name: path.stat().st_mtime_ns for path in built.iterdir() if path.is_file()} == before
+
+
+def test_a_changed_generator_retrains_only_its_photo_encoder(built, tmp_path):
+    from sgsim.style_encoder_file import generator_sha256
+    from sgsim.worlds.build import WorldBuild
+    from stylegan2 import load_generator, save_generator
+
+    copy = tmp_path / "world"
+    shutil.copytree(built, copy)
+    G = load_generator(copy / "generator.safetensors")
+    with torch.no_grad():
+        G.synthesis.b4.const.add_(0.5)  # as a longer-trained generator would replace it
+    save_generator(G, copy / "generator.safetensors")
+    seen = set()
+    record = WorldBuild(copy, seed=0, scale="toy", progress=lambda stage, *rest: seen.add(stage)).run()
+    assert seen == {"style_encoder"}
+    assert record["stages"]["style_encoder"]["config"]["generator_sha256"] == generator_sha256(G)
 
 
 def test_another_seed_in_the_same_folder_is_refused(built):
