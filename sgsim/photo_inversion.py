@@ -3,7 +3,8 @@
 
 Methods: 'e4e' (a trained encoder, one forward pass, codes that stay editable), 'optimise' (NVIDIA's projector
 then a W+ refinement; slow, needs no encoder) and 'e4e+optimise' (the W+ refinement started from the encoder's code,
-with fewer steps). Unless asked, e4e is used when an encoder for the generator is at hand, else optimisation.
+with fewer steps). Unless asked, e4e is used when an encoder for the generator is at hand (given, a miniature world's
+own beside its generator, or the published one in the cache), else optimisation.
 """
 
 from __future__ import annotations
@@ -59,6 +60,18 @@ def encoder_for(generator: NameOrPath) -> Optional[str]:
     return ENCODER_FOR_GENERATOR.get(manifest_generator(generator) or "")
 
 
+def world_encoder_for(generator: NameOrPath) -> Optional[Path]:
+    """The e4e encoder a built world keeps beside its generator (sgsim.worlds.WorldFiles.style_encoder, trained for it
+    by `sgsim world build`), when `generator` is a world's generator file and the encoder is there."""
+    from sgsim.worlds import GENERATOR_FILE, world_files
+
+    path = Path(generator).expanduser()
+    if path.name != GENERATOR_FILE or not path.is_file():
+        return None
+    encoder = world_files(path.parent).style_encoder
+    return encoder if encoder.is_file() else None
+
+
 def _cached(name: str) -> Optional[Path]:
     from checkpoints import entry
     from checkpoints.cache import cached_path
@@ -72,17 +85,20 @@ def choose_inversion_method(generator: NameOrPath, requested: Optional[str] = No
     """(method, reason, encoder file or None) for inverting a photo with `generator`.
 
     `requested`: one of INVERSION_METHODS, or None to pick e4e when an encoder is at hand (`encoder`, a manifest name or
-    path, else the published one for this generator in the cache) and optimisation otherwise. Asking for an
-    encoder method without an encoder raises SgsimError saying how to get one."""
+    path, else a world's own for its generator, else the published one for this generator in the cache) and
+    optimisation otherwise. Asking for an encoder method without an encoder raises SgsimError saying how to get one."""
     if requested is not None and requested not in INVERSION_METHODS:
         raise SgsimError(f"unknown inversion method {requested!r}; choose one of {', '.join(INVERSION_METHODS)}")
     if requested == OPTIMISE:
         return OPTIMISE, "asked for (--method optimise)", None
-    published = encoder_for(generator) if encoder is None else None
+    own = world_encoder_for(generator) if encoder is None else None
+    published = encoder_for(generator) if encoder is None and own is None else None
     if encoder is not None:
         from checkpoints import resolve
 
         path, origin = resolve(encoder), f"the encoder given ({encoder})"
+    elif own is not None:
+        path, origin = own, f"the world's own encoder for this generator ({own})"
     elif published is not None:
         path, origin = _cached(published), f"the published encoder for this generator ({published})"
     else:

@@ -127,6 +127,33 @@ def test_the_api_and_the_demo_load_the_worlds_networks(worlds, monkeypatch, tmp_
         assert asked.value.args == (window,)
 
 
+def test_a_photo_is_inverted_by_the_worlds_own_encoder_by_default(world_run, worlds, raining, tmp_path):
+    from sgsim.outputs import write_png
+    from sgsim.worlds.shapes import render_random
+    from stylegan2 import load_generator
+    from tests.sgsim.test_style_encoder_file import authors_checkpoint
+
+    photo = tmp_path / "photo.png"
+    write_png(photo, render_random(1, 5)[0])
+    authors_checkpoint(worlds.style_encoder, load_generator(worlds.generator))  # what `sgsim world build` writes there
+    try:
+        inverted = world_run("invert", "--image", str(photo), "--device", "cpu", "--out", str(tmp_path / "inv"))
+        edited = world_run("edit", "--audio", str(raining), "--image", str(photo), "--steps", "2", "--device", "cpu",
+                           "--out", str(tmp_path / "edit"))
+    finally:
+        worlds.style_encoder.unlink()
+    records = []
+    for result, record in ((inverted, tmp_path / "inv" / "run.json"), (edited, tmp_path / "edit" / "run.json")):
+        assert result.exit_code == 0, result.output
+        assert "note: inversion: e4e (the world's own encoder for this generator" in result.output
+        records.append(json.loads(record.read_text()))
+    for inversion in (records[0], records[1]["source"]["inversion"]):
+        assert inversion["method"] == "e4e" and inversion["encoder"] == str(worlds.style_encoder)
+        assert inversion["method_reason"] == (f"the world's own encoder for this generator ({worlds.style_encoder}) is at "
+                                              "hand: one forward pass instead of an optimisation")
+        assert (inversion["steps"], inversion["refine_steps"]) == (0, 0)
+
+
 @pytest.mark.parametrize("command", [
     ["edit", "--audio", "{raining}", "--seed", "1"], ["generate", "--seed", "1"], ["invert", "--image", "{raining}"],
     ["direction", "--audio", "{raining}", "--seeds", "0-1"], ["apply", "--direction", "{raining}", "--seed", "1"],
