@@ -13,6 +13,17 @@ time from above (one thread) and below (perfect use of every thread).
     python scripts/bench_inversion.py                      # 256 px, the CPU measurement quoted in the README
     python scripts/bench_inversion.py --resolution 1024    # FFHQ size
     python scripts/bench_inversion.py --quick              # the tiny test networks: a smoke run, not a measurement
+
+World mode measures reconstruction, not just time, with a miniature world's own trained networks: its generator and
+the e4e encoder `sgsim world build` trained for it invert held-out renders (pictures the generator never made) by
+each method of the photo policy: e4e alone, the default optimisation (1000 W + 300 W+ steps), e4e+optimise (300 W+
+steps from the encoder's code) and the optimisation again AT EQUAL WALL TIME with e4e+optimise: its steps are that
+photo's e4e+optimise seconds divided by the pace the default run just measured (after its fixed start-up cost),
+split 1000:300 between W and W+ as the default's are; its own time is printed beside. The distance is pixel MSE /
+PSNR (a world has no LPIPS weights; the optimisation's loss is the pixel pyramid that stands in for them), and the
+world's judge reads colour, shape and position of each reconstruction against the render's truth.
+
+    python scripts/bench_inversion.py --world shapes --images 16
 """
 
 from __future__ import annotations
@@ -110,11 +121,83 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--refine-steps", type=int, default=8, help="timed steps of the W+ refinement")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="tiny networks (the test sizes)")
+    parser.add_argument("--world", default=None, help="measure reconstruction in this built world (shapes) instead")
+    parser.add_argument("--images", type=int, default=16, help="held-out renders inverted in --world mode")
     return parser.parse_args(argv)
+
+
+def timed_run(G, target: torch.Tensor, plan) -> tuple[torch.Tensor, float, Optional[InversionProgress]]:
+    """(reconstruction, wall seconds, the last step's progress) of one photo inverted by `plan` through the policy's
+    own run_plan (an encoder's file is read on every call, as each `sgsim invert` reads it)."""
+    from sgsim.photo_inversion import run_plan
+
+    reports: list[InversionProgress] = []
+    started = time.perf_counter()
+    result = run_plan(G, target, plan, callback=reports.append)
+    return result.image, time.perf_counter() - started, reports[-1] if reports else None
+
+
+def bench_world(name: str, count: int, device: torch.device) -> None:
+    """Invert `count` held-out renders of a world by each method and print reconstruction, judge and time per method."""
+    from dataclasses import replace
+
+    from sgsim.errors import SgsimNotice
+    from sgsim.photo_inversion import E4E_OPTIMISE, OPTIMISE, plan_photo_inversion
+    from sgsim.worlds import resolve_world
+    from sgsim.worlds.metrics import held_out_photos, photo_reconstruction
+    from stylegan2 import load_generator
+
+    files = resolve_world(name)
+    G = load_generator(files.generator, device=device).eval()
+    photos, scene = held_out_photos(count)
+    default = plan_photo_inversion(files.generator, metadata=G.metadata)
+    plans = {"e4e": default, "e4e+optimise": plan_photo_inversion(files.generator, E4E_OPTIMISE, metadata=G.metadata),
+             "optimise": plan_photo_inversion(files.generator, OPTIMISE, metadata=G.metadata)}
+    print(f"{name} world, {count} held-out renders, {device}, {torch.get_num_threads()} threads; pixel loss and "
+          f"distance (no LPIPS weights in a world)\ndefault {default.note()}")
+    images: dict[str, list[torch.Tensor]] = {key: [] for key in (*plans, "optimise, equal time")}
+    seconds: dict[str, list[float]] = {key: [] for key in images}
+    budget = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SgsimNotice)  # the pixel loss standing in for LPIPS, said above
+        for plan in (default, replace(plans["optimise"], steps=2, refine_steps=2)):  # warm-up, not timed
+            timed_run(G, photos[:1].to(device), plan)
+        for index in range(count):
+            target = photos[index:index + 1].to(device)
+            last = {}
+            for key, plan in plans.items():
+                image, took, last[key] = timed_run(G, target, plan)
+                images[key].append(image.cpu())
+                seconds[key].append(took)
+            # The default optimisation's pace per step, and its start-up (w statistics, final render), just measured.
+            pace = last["optimise"].elapsed_s / last["optimise"].step
+            start_up = seconds["optimise"][-1] - last["optimise"].elapsed_s
+            steps = max(2, int((seconds["e4e+optimise"][-1] - start_up) / pace))
+            w_steps = max(1, round(steps * DEFAULT_W_STEPS / (DEFAULT_W_STEPS + DEFAULT_REFINE_STEPS)))
+            budget.append(steps)
+            image, took, _ = timed_run(G, target, replace(plans["optimise"], steps=w_steps, refine_steps=steps - w_steps))
+            images["optimise, equal time"].append(image.cpu())
+            seconds["optimise, equal time"].append(took)
+    with torch.no_grad():
+        mean = G.synthesis(G.mapping.w_avg.reshape(1, 1, -1).expand(count, G.num_ws, -1), noise_mode="const")
+    rows = {key: photo_reconstruction(photos, scene, torch.cat(value)) for key, value in images.items()}
+    rows["mean latent (no inversion)"] = photo_reconstruction(photos, scene, mean.cpu())
+    print(f"optimise at equal time: {min(budget)}-{max(budget)} steps (W:W+ = {DEFAULT_W_STEPS}:{DEFAULT_REFINE_STEPS}), "
+          f"from the default run's pace after its start-up")
+    print(f"{'method':28} {'pixel MSE':>9} {'PSNR dB':>8} {'colour':>7} {'shape':>6} {'position':>8} {'s/photo':>8}")
+    for key, row in rows.items():
+        took = f"{sum(seconds[key]) / count:8.2f}" if key in seconds else f"{'-':>8}"
+        print(f"{key:28} {row['pixel_mse']:9.4f} {row['psnr_db']:8.2f} {row['kept_colour']:7.0%} {row['kept_shape']:6.0%} "
+              f"{row['kept_position']:8.0%} {took}")
+    e4e_s = sum(seconds["e4e"]) / count
+    print(f"e4e speed-up over the default optimisation: {sum(seconds['optimise']) / count / e4e_s:.0f}x")
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     args = parse_args(argv)
+    if args.world is not None:
+        bench_world(args.world, args.images, torch.device(args.device))
+        return
     if args.w_steps < 2 or args.refine_steps < 1:
         raise SystemExit("time at least 2 W steps and 1 W+ step")
     if args.resolution is None:
