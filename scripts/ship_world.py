@@ -27,7 +27,8 @@ def main() -> None:
     built, bundle = world_files(args.build), world_files(args.to)
     args.to.mkdir(parents=True, exist_ok=True)
     for source, target in ((built.generator, bundle.generator), (built.style_encoder, bundle.style_encoder),
-                           (built.clip, bundle.clip), (built.encoder, bundle.encoder), (args.build / "run.json", args.to / "run.json")):
+                           (built.clip, bundle.clip), (built.encoder, bundle.encoder),
+                           (args.build / "run.json", args.to / "run.json")):
         shutil.copyfile(source, target)
     shutil.copytree(built.audio, bundle.audio, dirs_exist_ok=True)
     with open(args.build / "speech" / "test.csv", newline="") as stream:

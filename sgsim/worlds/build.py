@@ -87,7 +87,8 @@ class WorldBuild:
                    "style_encoder": self.files.style_encoder, "clip": self.files.clip, "encoder": self.files.encoder}
         if stage not in self.record["stages"] or not outputs[stage].exists():
             return False
-        return stage != "style_encoder" or self.record["stages"][stage]["config"]["generator_sha256"] == self._generator_sha256()
+        trained_for = self.record["stages"][stage].get("config", {}).get("generator_sha256")
+        return stage != "style_encoder" or trained_for == self._generator_sha256()
 
     def _generator_sha256(self) -> str:
         from sgsim.style_encoder_file import generator_sha256
