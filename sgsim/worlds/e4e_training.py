@@ -29,7 +29,7 @@ STATE_FORMAT = "sgsim-e4e-state-1"
 class E4eConfig:
     """Every setting of a world encoder's training run; saved with its state and compared on resume."""
 
-    steps: int = 900  # encoder updates (about 9 minutes on one CPU thread)
+    steps: int = 900  # encoder updates (the shipped run: 788 s on one CPU thread shared with other work)
     batch_size: int = 12  # generator samples per step, and as many renders
     lr: float = 1e-3  # Adam, cosine-annealed to lr / 10 (e4e trains with Ranger at 1e-4 for 200k steps)
     latent_weight: float = 1.0  # MSE between the code and the sample's known w (e4e's pSp-style latent supervision)
