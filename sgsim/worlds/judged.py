@@ -8,7 +8,7 @@ world-shapes` and the tests of the shipped world all measure through this module
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -111,12 +111,14 @@ class EditedSeeds:
 
     pictures: list[tuple[torch.Tensor, torch.Tensor]]
     steps_used: list[list[int]]
+    losses: np.ndarray  # [steps run, edits]: every edit's total loss at every step, the jobs' edits in order
 
 
-def edit_seeds(editor, jobs: Sequence[tuple[object, Sequence[int]]], settings: EditSettings = EditSettings()) -> EditedSeeds:
+def edit_seeds(editor, jobs: Sequence[tuple[object, Sequence[int]]], settings: EditSettings = EditSettings(),
+               callback: Optional[Callable[..., None]] = None) -> EditedSeeds:
     """Per (Target, seeds) job, the (source, edited) pictures [N, 3, R, R] of `sgsim edit --seed S` toward the target
     for every seed, at strength 1; all jobs in one batched optimisation (Editor.optimise: each row as if alone, steps
-    "auto" included)."""
+    "auto" included). `callback(step, losses, latents)` sees the latents every step renders (the jobs' edits in order)."""
     from sgsim.editing.optimise import choose_work_resolution
     from sgsim.editing.stopping import steps_and_rule
     from sgsim.editing.targets import embed_target
@@ -128,11 +130,12 @@ def edit_seeds(editor, jobs: Sequence[tuple[object, Sequence[int]]], settings: E
                       for target, seeds in jobs])
     sources = seed_latents(editor, [seed for _, seeds in jobs for seed in seeds], settings.truncation)
     steps, rule = steps_and_rule(settings.steps)
-    optimised = editor.optimise(run, sources, aims, steps=steps, lr=settings.lr, work_resolution=working.used, stop=rule)
+    optimised = editor.optimise(run, sources, aims, steps=steps, lr=settings.lr, work_resolution=working.used, stop=rule,
+                                callback=callback, callback_values=("latents",) if callback is not None else ())
     sizes = [len(seeds) for _, seeds in jobs]
     used = np.split(np.asarray(optimised.steps_used), np.cumsum(sizes)[:-1])
     return EditedSeeds(list(zip(editor.render(sources).split(sizes), editor.render(optimised.latents).split(sizes))),
-                       [part.tolist() for part in used])
+                       [part.tolist() for part in used], optimised.losses["total"])
 
 
 def judged_edits(editor, jobs: Sequence[tuple[object, Aim, Sequence[int]]], settings: EditSettings = EditSettings()) -> list[dict]:
