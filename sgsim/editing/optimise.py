@@ -156,7 +156,7 @@ def optimise_latents(
     callback_values: Sequence[str] = (),  # of STEP_VALUES: passed to `callback` by name (a preview needs no hook)
     record_every: int = 0,  # > 0: keep the images of every k-th step and of the result (for a video)
     work_resolution: Optional[int] = None,  # render and score the running image of this block (WorkResolution.used); None: full
-    stop: Optional[FlatteningRule] = None,  # keep each sample as its total loss flattens; stop once all have (steps="auto")
+    stop: Optional[FlatteningRule] = None,  # keep each sample's best latents once its loss flattens; stop once all have
 ) -> OptimisedLatents:
     """Adam minimising the sum over samples of sum_term weight * term(G(w), w). A term off (weight 0) is not
     evaluated and records zeros. The batch loss is the sum of per-sample losses, so with terms that score each
@@ -169,10 +169,12 @@ def optimise_latents(
     variables move only the rows read there (working_layers; given `variables` should be built from those rows);
     recorded losses and frames are at that resolution.
 
-    With `stop` each sample's latents are kept as they are after the step at which the rule first finds its total
-    loss flattened, which is where that sample alone would stop (samples score alone); the loop ends once every
-    sample has flattened, and the losses hold the steps run. Variables that samples share (a direction's offset) are
-    as the last step left them. Samples not scored at a step (minibatches) are judged on the steps that scored them."""
+    With `stop` a sample whose total loss the rule finds flattened stops there, as it would alone (samples score
+    alone), and its result is the latents of its lowest total loss so far: at the full learning rate the loss bounces,
+    and the latest step may sit on a bounce. The loop ends once every sample has flattened (the losses hold the steps
+    run); a sample that reaches the cap ends as the fixed run does, on its last step. Variables that samples share (a
+    direction's offset) are as the last step left them. Samples not scored at a step (minibatches) are judged on the
+    steps that scored them."""
     weights = check_weights(dict(weights))
     unknown = [name for name in callback_values if name not in STEP_VALUES]
     if unknown:
@@ -200,7 +202,8 @@ def optimise_latents(
     last_finite = source.clone()
     used = 0
     stopped_at = np.zeros(source.shape[0], dtype=int)  # with `stop`: the steps after which each sample flattened, 0: not yet
-    kept = source.clone()  # the latents of the samples that have flattened
+    best_loss = np.full(source.shape[0], np.inf)  # with `stop`: each sample's lowest total loss so far
+    best = source.clone()  # ... and the latents that scored it
 
     def diverged(step: int, what: str) -> EditDiverged:
         return EditDiverged(
@@ -248,17 +251,18 @@ def optimise_latents(
                 callback(step, {name: float(history[name][step, scored].mean()) for name in names},
                          **{name: named[name] for name in callback_values})
             if stop is not None:
-                now = stop.flattened(history[TOTAL][:used]) & (stopped_at == 0)
-                if now.any():
-                    stopped_at[now] = used
-                    with torch.no_grad():
-                        kept = torch.where(torch.as_tensor(now, device=kept.device)[:, None, None], variables.latents(), kept)
+                with np.errstate(invalid="ignore"):  # NaN: a sample this step did not score
+                    better = (history[TOTAL][step] < best_loss) & (stopped_at == 0)
+                if better.any():
+                    best_loss = np.where(better, history[TOTAL][step], best_loss)
+                    best = torch.where(torch.as_tensor(better, device=best.device)[:, None, None], w.detach(), best)
+                stopped_at[stop.flattened(history[TOTAL][:used]) & (stopped_at == 0)] = used
                 if stopped_at.all():
                     break
     history = {name: values[:used] for name, values in history.items()}
     with torch.no_grad():
         latents = variables.latents().detach()
-        latents = torch.where(torch.as_tensor(stopped_at > 0, device=latents.device)[:, None, None], kept, latents)
+        latents = torch.where(torch.as_tensor(stopped_at > 0, device=latents.device)[:, None, None], best, latents)
     if not torch.isfinite(latents).all():
         raise diverged(used, "latent")
     if record_every > 0:  # the frames show each step's input; the video ends on what the last step made
