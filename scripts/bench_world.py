@@ -25,8 +25,8 @@ from pathlib import Path
 
 PARTS = ("networks", "edits", "video", "curves", "rules")
 # Candidate flattening rules of steps auto (sgsim.editing.stopping.FlatteningRule): window, min_improvement, min_steps.
-RULES = [(window, improvement, least) for window in (10, 20, 40) for improvement in (0.0005, 0.001, 0.002, 0.005)
-         for least in (60, 100, 150)]
+RULES = [(window, improvement, least) for window in (20, 40, 60, 80) for improvement in (0.0005, 0.002)
+         for least in (60, 100, 150) if window < least]
 CURVES = {
     "steps": [25, 50, 100, 200, 300],
     "lambda_latent": [0.0, 0.0003, 0.001, 0.002, 0.008],
@@ -168,29 +168,33 @@ def rules(editor, audio: Path, count: int, settings) -> list[dict]:
     jobs = [(Target(audio=audio / WORD_FILE.format(colour)), Aim(colour=colour),
              source_seeds(editor.generator, Aim(colour=colour), share, EDIT_SEEDS_FROM, settings.truncation))
             for colour, share in zip(COLOURS, shares)]
-    snapshots: list = []
+    snapshots: list = []  # the latents each step rendered: snapshots[n] is every edit after n steps
     edited = edit_seeds(editor, [(target, seeds) for target, _, seeds in jobs], settings.updated(steps=AUTO_RULE.max_steps),
                         callback=lambda step, losses, latents: snapshots.append(latents.cpu()))
-    finals = [after for _, after in edited.pictures]
+    finals = torch.cat([after for _, after in edited.pictures])
     sizes = [len(seeds) for _, _, seeds in jobs]
-    rows = np.arange(sum(sizes))
+    names = ("reached", "kept_shape", "kept_position", "success")
+
+    def judged(at: np.ndarray) -> dict[str, float]:
+        """The rates of the edits whose latents are those after `at` steps (the cap: the fixed run's pictures)."""
+        rendered = editor.render(torch.stack([snapshots[min(n, len(snapshots) - 1)][row] for row, n in enumerate(at)]))
+        after = torch.where(torch.as_tensor(at >= AUTO_RULE.max_steps)[:, None, None, None], finals, rendered).split(sizes)
+        per = [score(judge(before), judge(moved), aim, before.shape[-1])["per_edit"]
+               for (before, _), moved, (_, aim, _) in zip(edited.pictures, after, jobs)]
+        return {name: float(np.mean(np.concatenate([p[name] for p in per]))) for name in names}
+
     points = []
-    print(f"{'window':>6s} {'improve':>8s} {'min':>4s} {'steps':>6s} {'reached':>8s} {'kept':>6s} {'position':>8s} {'success':>8s}")
+    print(f"{'window':>6s} {'improve':>8s} {'min':>4s} {'steps':>6s} " + " ".join(f"{name:>13s}" for name in names)
+          + "   (auto's lowest-loss latents / the stop step's own)")
     for window, improvement, least in RULES:
         rule = replace(AUTO_RULE, window=window, min_improvement=improvement, min_steps=least)
         stops = np.array([n or rule.max_steps for n in rule.stop_steps(edited.losses)])
-        latents = torch.stack([snapshots[n][row] if n < rule.max_steps else snapshots[-1][row] for row, n in zip(rows, stops)])
-        after = list(editor.render(latents).split(sizes))
-        after = [torch.where(torch.as_tensor(capped)[:, None, None, None], final, early) for early, final, capped
-                 in zip(after, finals, np.split(stops >= rule.max_steps, np.cumsum(sizes)[:-1]))]
-        per = [score(judge(before), judge(moved), aim, before.shape[-1])["per_edit"]
-               for (before, _), moved, (_, aim, _) in zip(edited.pictures, after, jobs)]
-        rates = {name: float(np.mean(np.concatenate([p[name] for p in per])))
-                 for name in ("reached", "kept_shape", "kept_position", "success")}
-        points.append({"window": window, "min_improvement": improvement, "min_steps": least,
-                       "steps_used": float(stops.mean()), **rates})
+        best = np.array([np.argmin(edited.losses[:n, row]) if n < rule.max_steps else n for row, n in enumerate(stops)])
+        kept, own = judged(best), judged(stops)
+        points.append({"window": window, "min_improvement": improvement, "min_steps": least, "steps_used": float(stops.mean()),
+                       "batch_steps": int(stops.max()), **kept, **{f"{name}_at_stop": own[name] for name in names}})
         print(f"{window:6d} {improvement:8.4f} {least:4d} {stops.mean():6.1f} " + " ".join(
-            f"{percent(rates[name]):>8s}" for name in ("reached", "kept_shape", "kept_position", "success")), flush=True)
+            f"{percent(kept[name]):>6s}/{percent(own[name]):>6s}" for name in names), flush=True)
     return points
 
 
