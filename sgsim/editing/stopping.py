@@ -59,7 +59,7 @@ class FlatteningRule:
 # `scripts/bench_world.py --part rules`, `scripts/bench_edit.py --auto-steps`): the fastest rule whose edits lose
 # neither the world's judged success nor the 256 px edit's identity against the 300-step edit. min_steps 60 lost
 # identity at 256 px (+0.034) and, with a 0.2 % threshold, a third of the world's success; windows of 40 to 80 ran
-# 129-217 steps at 256 px with no better CLIP loss (in the world 141-199 steps an edit, success 20 % against 15 %).
+# 129-217 steps at 256 px with no better CLIP loss (in the world, with 0.05 %, 141-199 steps an edit for 20 % success).
 # No rule kept the 256 px CLIP loss within 0.01 of the 300-step edit's: that edit gains it in its learning-rate
 # ramp-down, which an early stop never reaches.
 AUTO_RULE = FlatteningRule(window=20, min_improvement=0.0005, min_steps=100, max_steps=300)
