@@ -16,6 +16,7 @@ edits. Warm-up edits are not timed; --repeats N interleaves N timings of each co
     python scripts/bench_edit.py --device cpu --tolerance --resolution 256 --precision bf16  # bf16 renders and edits vs fp32
     python scripts/bench_edit.py --device cpu --vs-full --work-resolution 256 --steps 3 --repeats 2  # time vs the full-resolution path
     python scripts/bench_edit.py --device cpu --vs-full --tolerance --work-resolution 256 --steps 25  # its quality, by the same tolerance
+    python scripts/bench_edit.py --device cpu --auto-steps --resolution 256   # steps auto vs 300 fixed steps: steps, time, scores
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,6 +59,11 @@ LAMBDA_LATENT = 0.008
 LAMBDA_ID = 0.004
 LR = 0.1  # SGSIM README
 DEFAULT_STEPS = 300  # the steps of an edit in the published loop and in sgsim
+# A 1024 px edit step at --work-resolution 256 against full resolution (README, Performance; --vs-full --resolution 1024).
+WORK_RESOLUTION_STEP_RATIO = 2.83
+# Candidate flattening rules --auto-steps scores beside AUTO_RULE: window, min_improvement, min_steps.
+AUTO_RULES = [(window, improvement, least) for window in (20, 40, 60, 80) for improvement in (0.0005, 0.002)
+              for least in (60, 100, 150) if window < least]
 
 
 @dataclass(frozen=True)
@@ -487,6 +494,85 @@ def measure_tolerance(nets: Networks, sound: Path, args: argparse.Namespace, dev
         for key in allowed) + f": {'kept' if kept else 'NOT kept'}")
 
 
+def measure_auto_steps(nets: Networks, sound: Path, args: argparse.Namespace, device: torch.device) -> None:
+    """steps="auto" against the fixed args.steps (the default 300, auto's cap) on the same sound and seed, from one
+    fixed run: auto runs the same steps under the same learning-rate ramp until its rule stops it (a test holds an
+    auto edit to the fixed run's latents at that step), so its latents are the fixed run's after that step and its
+    time the fixed run's clock there. Prints the step auto stops at, both times and full-size scores (edit_terms) by
+    the bounds --vs-full --tolerance holds a working resolution to, the composed 1024 px estimate, and where other
+    flattening rules would stop with what they keep (how AUTO_RULE's constants were chosen)."""
+    from dataclasses import replace
+
+    from sgsim.devices import choose_precision
+    from sgsim.editing import Editor
+    from sgsim.editing.precision import EDIT_MAX_CLIP_LOSS_DIFF
+    from sgsim.editing.sources import seed_latent
+    from sgsim.editing.stopping import AUTO_RULE
+    from sgsim.identity import IdentityLoss
+
+    precision = choose_precision(args.precision, device).name
+    editor = Editor(nets.generator, nets.audio_encoder, clip=nets.clip, identity=IdentityLoss(nets.arcface), device=device, preset="ffhq")
+    target = embed_target(Target(sound), nets.audio_encoder, nets.clip).sound[None].to(device)
+    w_source = seed_latent(nets.generator, 0)[None]
+    snapshots: list[torch.Tensor] = []  # the latents each step rendered: snapshots[n] is the result after n steps
+    ticks: list[float] = []
+
+    def keep(step: int, losses: dict, latents: torch.Tensor) -> None:
+        ticks.append(time.perf_counter())
+        snapshots.append(latents.cpu())
+
+    started = time.perf_counter()
+    fixed = editor.edit(0, Target(sound), steps=args.steps, lr=LR, lambda_latent=LAMBDA_LATENT, lambda_id=LAMBDA_ID,
+                        precision=precision, work_resolution=args.work_resolution, callback=keep, callback_values=("latents",))
+    history = fixed.losses["total"]
+    snapshots.append(fixed.edited_latents)
+    allowed = ("clip", "id", "latent")
+    scored: dict[int, dict[str, float]] = {}
+
+    def score(steps: int) -> dict[str, float]:
+        if steps not in scored:
+            scored[steps] = edit_terms(nets, w_source, snapshots[steps].to(device), target)
+        return scored[steps]
+
+    def row(name: str, steps: int, at: Optional[int] = None) -> str:
+        terms = score(steps if at is None else at)
+        return (f"{name:36s} {steps:5d} {ticks[steps - 1] - started:8.1f} s  full-size clip {terms['clip']:.4f}  "
+                f"id {terms['id']:.4f}  latent {terms['latent']:.3f}")
+
+    cap = len(history)
+
+    def auto_result(rule) -> tuple[int, int]:
+        """(steps run, snapshot its result is) of an auto run under `rule`: its lowest-loss step, or the cap's end."""
+        stop = rule.stop_steps(history)[0]
+        return (stop, int(np.argmin(history[:stop, 0]))) if stop else (cap, cap)
+
+    used, kept_at = auto_result(replace(AUTO_RULE, max_steps=max(cap, AUTO_RULE.min_steps)))
+    print(f"{nets.generator.img_resolution} px generator, {precision}, {torch.get_num_threads()} thread(s); one run of {cap} steps"
+          + ("" if cap == AUTO_RULE.max_steps else f" (auto's own run has {AUTO_RULE.max_steps}: its ramp differs, a smoke run)"))
+    print(row(f"fixed {cap} steps", cap))
+    print(row(f"auto (AUTO_RULE; step {kept_at} kept)", used, kept_at), flush=True)
+    fixed_terms, auto_terms = score(cap), score(kept_at)
+    bounds = {"clip": EDIT_MAX_CLIP_LOSS_DIFF, "id": EDIT_MAX_CLIP_LOSS_DIFF, "latent": 0.01 * fixed_terms["latent"]}
+    worse = {key: auto_terms[key] - fixed_terms[key] for key in allowed}
+    kept = all(worse[key] <= bounds[key] for key in allowed)
+    speedup = (ticks[cap - 1] - started) / (ticks[used - 1] - started)
+    print(f"auto / fixed {cap}: {used} steps, {speedup:.2f}x faster; scores of auto minus fixed: " + "; ".join(
+        f"{key} {worse[key]:+.4f} (bound {bounds[key]:.4f})" for key in allowed) + f": {'kept' if kept else 'NOT kept'}")
+    print(f"composed 1024 px estimate, not measured at 1024: {WORK_RESOLUTION_STEP_RATIO}x per step at --work-resolution 256 "
+          f"(README) x {cap / used:.2f}x fewer steps = {WORK_RESOLUTION_STEP_RATIO * cap / used:.1f}x")
+    print(f"\nother rules on the same history (AUTO_RULE: window {AUTO_RULE.window}, min_improvement "
+          f"{AUTO_RULE.min_improvement}, min_steps {AUTO_RULE.min_steps}); scores minus the fixed run's, of the latents "
+          f"auto keeps (its lowest-loss step) and of the stop step's own:")
+    print(f"{'window':>6s} {'improve':>8s} {'min':>4s} {'stops':>5s} {'kept':>5s} {'clip':>8s} {'id':>8s} {'latent':>8s}"
+          f"   {'clip@stop':>9s} {'id@stop':>8s} {'lat@stop':>8s}")
+    for window, improvement, least in AUTO_RULES:
+        rule = replace(AUTO_RULE, window=window, min_improvement=improvement, min_steps=least, max_steps=max(cap, least))
+        stop, best = auto_result(rule)
+        delta = {at: {key: score(at)[key] - fixed_terms[key] for key in allowed} for at in (best, stop)}
+        print(f"{window:6d} {improvement:8.4f} {least:4d} {stop:5d} {best:5d} " + " ".join(f"{delta[best][key]:+8.4f}" for key in allowed)
+              + "   " + " ".join(f"{delta[stop][key]:+8.4f}" for key in allowed), flush=True)
+
+
 def measure_vs_full(nets: Networks, sounds: list[Path], args: argparse.Namespace, device: torch.device) -> None:
     """(b) at --work-resolution against (b) at full resolution, the default path before working resolutions, on the
     same sound and seed, timed --repeats times interleaved; ratios per timed edit, per step and for 300-step edits."""
@@ -533,6 +619,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--work-resolution", default="auto", help="sgsim's working resolution: auto, full or N px (default: auto)")
     parser.add_argument("--vs-full", action="store_true",
                         help="(b) at --work-resolution against (b) at full resolution: timed (--repeats), or with --tolerance by the documented tolerance")
+    parser.add_argument("--auto-steps", action="store_true",
+                        help="steps auto against --steps fixed steps (default 300), from one fixed run: steps, time, full-size scores")
     parser.add_argument("--only", choices=["a", "b"], default=None, help=argparse.SUPPRESS)  # one process of --memory
     parser.add_argument("--child", choices=["a", "a'"], default=None, help=argparse.SUPPRESS)  # (a) or (a') timed in its own process
     args = parser.parse_args(argv)
@@ -574,6 +662,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         return
     if args.to_quality:
         measure_to_quality(nets, sounds[0], args, device)
+        return
+    if args.auto_steps:
+        measure_auto_steps(nets, sounds[0], args, device)
         return
     if args.tolerance:
         measure_tolerance(nets, sounds[0], args, device)

@@ -7,8 +7,11 @@ Parts (default: networks, edits, video):
   world's default settings;
 - video: sgsim video on the spoken sequence "red ... blue ... green" from a few seeds, judged frame by frame;
 - curves: success and keep rates against steps, latent weight, learning rate, adaptive layer masking (off / on),
-  direction strength, video window and video warm steps (what chose the world's defaults), each point timed, written
-  as JSON and a PNG with --out.
+  direction strength, video window and video warm steps (what chose the world's defaults), and steps auto against the
+  default 300 (with the mean steps the edits ran and the time ratio), each point timed, written as JSON and a PNG
+  with --out;
+- rules: colour edits by sound as each candidate flattening rule of steps auto would stop them (success, keep rates,
+  mean steps), all read from one 300-step run (what chose AUTO_RULE's constants).
 Prints a table per part with the issue's targets beside what the world reaches.
 """
 
@@ -20,7 +23,10 @@ import math
 import time
 from pathlib import Path
 
-PARTS = ("networks", "edits", "video", "curves")
+PARTS = ("networks", "edits", "video", "curves", "rules")
+# Candidate flattening rules of steps auto (sgsim.editing.stopping.FlatteningRule): window, min_improvement, min_steps.
+RULES = [(window, improvement, least) for window in (20, 40, 60, 80) for improvement in (0.0005, 0.002)
+         for least in (60, 100, 150) if window < least]
 CURVES = {
     "steps": [25, 50, 100, 200, 300],
     "lambda_latent": [0.0, 0.0003, 0.001, 0.002, 0.008],
@@ -29,6 +35,7 @@ CURVES = {
     "strength": [0.5, 1.0, 1.5, 2.0],
     "window": [0.5, 1.0, 2.0],
     "warm_steps": [10, 25, 100],
+    "auto_steps": [300, "auto"],  # steps auto (sgsim.editing.stopping.AUTO_RULE) against the default it caps at
 }
 
 
@@ -115,6 +122,7 @@ def curves(editor, audio: Path, count: int, settings, seeds: list[int], names: l
         return direction_check(editor, learned, count, value)
 
     points = {**{name: (lambda v, name=name: edit_point(name, v)) for name in ("steps", "lambda_latent", "lr", "adaptive_layer_masking")},
+              "auto_steps": lambda v: edit_point("steps", v),
               "strength": strength_point, "window": lambda v: video_check(editor, audio, seeds, v),
               "warm_steps": lambda v: video_check(editor, audio, seeds, window, warm_steps=v)}
     measured: dict[str, list[dict]] = {}
@@ -129,10 +137,65 @@ def curves(editor, audio: Path, count: int, settings, seeds: list[int], names: l
             else:
                 point = {"reached": result["reached"], "kept": kept_rate(result), "kept_position": result["kept_position"],
                          "success": result["success"]}
-            measured[name].append({"value": value, **point, "seconds": round(seconds, 1)})
+            steps = {"steps_used": round(result["steps_used"], 1)} if "steps_used" in result else {}
+            measured[name].append({"value": value, **point, **steps, "seconds": round(seconds, 1)})
             print(f"{name} = {value}: " + ", ".join(f"{key.replace('_', ' ')} {percent(v)}" for key, v in point.items())
-                  + f" ({seconds:.1f} s)", flush=True)
+                  + (f", mean steps {steps['steps_used']}" if steps else "") + f" ({seconds:.1f} s)", flush=True)
+    if "auto_steps" in measured:
+        fixed, auto = measured["auto_steps"]
+        print(f"auto / {fixed['value']} steps: {fixed['seconds'] / auto['seconds']:.2f}x faster, mean steps "
+              f"{auto['steps_used']} against {fixed['steps_used']}; success {percent(auto['success'])} against "
+              f"{percent(fixed['success'])}, kept {percent(auto['kept'])} against {percent(fixed['kept'])}")
     return measured
+
+
+def rules(editor, audio: Path, count: int, settings) -> list[dict]:
+    """Colour edits by sound (the curves' edits) run once for 300 steps, keeping every step's latents; per candidate
+    rule of RULES, each edit's latents after the step the rule stops it at (its loss history alone decides, as in an
+    auto run, whose steps are the fixed run's), judged: reached, kept shape, kept position, success and mean steps."""
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+
+    from sgsim.editing import Target
+    from sgsim.editing.stopping import AUTO_RULE
+    from sgsim.worlds.checks import EDIT_SEEDS_FROM, WORD_FILE
+    from sgsim.worlds.judged import Aim, edit_seeds, judge, score, source_seeds
+    from sgsim.worlds.shapes import COLOURS
+
+    shares = [count // len(COLOURS) + (1 if i < count % len(COLOURS) else 0) for i in range(len(COLOURS))]
+    jobs = [(Target(audio=audio / WORD_FILE.format(colour)), Aim(colour=colour),
+             source_seeds(editor.generator, Aim(colour=colour), share, EDIT_SEEDS_FROM, settings.truncation))
+            for colour, share in zip(COLOURS, shares)]
+    snapshots: list = []  # the latents each step rendered: snapshots[n] is every edit after n steps
+    edited = edit_seeds(editor, [(target, seeds) for target, _, seeds in jobs], settings.updated(steps=AUTO_RULE.max_steps),
+                        callback=lambda step, losses, latents: snapshots.append(latents.cpu()))
+    finals = torch.cat([after for _, after in edited.pictures])
+    sizes = [len(seeds) for _, _, seeds in jobs]
+    names = ("reached", "kept_shape", "kept_position", "success")
+
+    def judged(at: np.ndarray) -> dict[str, float]:
+        """The rates of the edits whose latents are those after `at` steps (the cap: the fixed run's pictures)."""
+        rendered = editor.render(torch.stack([snapshots[min(n, len(snapshots) - 1)][row] for row, n in enumerate(at)]))
+        after = torch.where(torch.as_tensor(at >= AUTO_RULE.max_steps)[:, None, None, None], finals, rendered).split(sizes)
+        per = [score(judge(before), judge(moved), aim, before.shape[-1])["per_edit"]
+               for (before, _), moved, (_, aim, _) in zip(edited.pictures, after, jobs)]
+        return {name: float(np.mean(np.concatenate([p[name] for p in per]))) for name in names}
+
+    points = []
+    print(f"{'window':>6s} {'improve':>8s} {'min':>4s} {'steps':>6s} " + " ".join(f"{name:>13s}" for name in names)
+          + "   (auto's lowest-loss latents / the stop step's own)")
+    for window, improvement, least in RULES:
+        rule = replace(AUTO_RULE, window=window, min_improvement=improvement, min_steps=least)
+        stops = np.array([n or rule.max_steps for n in rule.stop_steps(edited.losses)])
+        best = np.array([np.argmin(edited.losses[:n, row]) if n < rule.max_steps else n for row, n in enumerate(stops)])
+        kept, own = judged(best), judged(stops)
+        points.append({"window": window, "min_improvement": improvement, "min_steps": least, "steps_used": float(stops.mean()),
+                       "batch_steps": int(stops.max()), **kept, **{f"{name}_at_stop": own[name] for name in names}})
+        print(f"{window:6d} {improvement:8.4f} {least:4d} {stops.mean():6.1f} " + " ".join(
+            f"{percent(kept[name]):>6s}/{percent(own[name]):>6s}" for name in names), flush=True)
+    return points
 
 
 def plot(measured: dict, path: Path) -> None:
@@ -143,8 +206,8 @@ def plot(measured: dict, path: Path) -> None:
 
     figure, axes = plt.subplots(1, len(measured), figsize=(4 * len(measured), 3.2), squeeze=False)
     for axis, (name, points) in zip(axes[0], measured.items()):
-        values = [p["value"] for p in points]
-        for key in [k for k in points[0] if k not in ("value", "seconds")]:
+        values = [str(p["value"]) for p in points] if name == "auto_steps" else [p["value"] for p in points]
+        for key in [k for k in points[0] if k not in ("value", "seconds", "steps_used")]:
             axis.plot(values, [p[key] for p in points], marker="o", label=key.replace("_", " "))
         axis.set_xlabel(name.replace("_", " "))
         axis.set_ylim(0, 1.02)
@@ -191,6 +254,8 @@ def main() -> None:
             results["video"] = video(editor, audio, seeds, window)
         if "curves" in parts:
             results["curves"] = curves(editor, audio, args.edits, settings, seeds, args.curve or list(CURVES), window)
+        if "rules" in parts:
+            results["rules"] = rules(editor, audio, args.edits, settings)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(results, indent=2, default=float))

@@ -32,7 +32,7 @@ def main() -> None:
     settings = world_networks(EditSettings(world="shapes"), files)
     editor = Editor.from_pretrained(settings.generator, settings.encoder, encoder_checkpoint=settings.encoder_checkpoint,
                                     clip=settings.clip_weights, device="cpu")
-    pictures = edit_seeds(editor, [(Target(audio=files.audio / WORD_FILE.format(word)), args.seeds) for word in WORDS], settings)
+    pictures = edit_seeds(editor, [(Target(audio=files.audio / WORD_FILE.format(word)), args.seeds) for word in WORDS], settings).pictures
     columns = [("source", pictures[0][0])] + [(f'"{word}"', edited) for word, (_, edited) in zip(WORDS, pictures)]
     side, caption = 32 * SCALE, 28
     sheet = Image.new("RGB", (side * len(columns), caption + (side + caption) * len(args.seeds)), "white")

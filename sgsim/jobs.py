@@ -194,13 +194,15 @@ def job_result(result, index: int, job: Job, swept: list[float], mix: str):
     settings["strengths"] = list(job.strengths)
     for key in ("loudness_dbfs", "loudness_scale"):
         settings[key] = [settings[key][index]]
+    settings["steps_used"] = [settings["steps_used"][g] for g in guides]  # steps auto: each row stops as it would alone
+    ran = max(settings["steps_used"])
     return replace(
         result,
         images=result.images[index:index + 1][:, columns],
         latents=result.latents[index:index + 1][:, columns],
         edited_latents=result.edited_latents[index:index + 1],
         strengths=result.strengths[index:index + 1][:, columns],
-        losses={name: values[:, guides] for name, values in result.losses.items()},
+        losses={name: values[:ran, guides] for name, values in result.losses.items()},
         guides=[result.guides[g] for g in guides],
         targets=[result.targets[index]],
         settings=settings,
@@ -295,6 +297,7 @@ class JobRunner:
         job's own result, and the inverted photo with its inversion's record (both None for other sources)."""
         from sgsim.editing import Target
         from sgsim.editing.plan import inverted_source
+        from sgsim.editing.stopping import step_cap
 
         settings, editor, plan = self.settings, self._editor(), ready[0][1]
         jobs = [job for job, _ in ready]
@@ -302,7 +305,8 @@ class JobRunner:
         swept = union_strengths(jobs)
         result = editor.edit(
             source, [Target(audio=job.audio, text=job.text) for job in jobs], settings.updated(strengths=swept),
-            record_every=max(1, settings.steps // VIDEO_FRAMES) if settings.save_video else 0, class_index=jobs[0].class_index,
+            record_every=max(1, step_cap(settings.steps) // VIDEO_FRAMES) if settings.save_video else 0,
+            class_index=jobs[0].class_index,
         )
         return [job_result(result, index, job, swept, settings.mix) for index, job in enumerate(jobs)], (photo, inversion)
 

@@ -15,6 +15,7 @@ SEED_TRUNCATION = 0.7  # a seed's w is pulled this far toward w_avg (SGSIM / Sty
 TRUNCATION_BOUND = 10.0  # |psi| of a seed's truncation, as NVIDIA's generate.py accepts it; beyond, the image is noise
 SEED_MAX = 2**32 - 1  # numpy RandomState seeds, as NVIDIA's generate.py draws z
 MAX_SEEDS = 10_000  # one generate run; a typo such as 0-4000000000 fails at once
+AUTO_STEPS = "auto"  # steps setting: run until the loss has flattened (sgsim.editing.stopping.AUTO_RULE), at most its cap
 MAX_STEPS = 100_000  # optimisation and inversion steps: far above any useful run, small enough to allocate the loss history
 INVERT_STEPS = 1000  # steps of an inversion's W fit (sgsim.inversion.invert steps)
 REFINE_STEPS = 300  # W+ refinement steps after an inversion's W fit (sgsim.inversion.invert refine_steps)
@@ -46,12 +47,25 @@ def parse_strengths(text: str) -> list[float]:
     return values
 
 
-def check_settings(steps: int, lr: float, mix: str, strengths: Sequence[float]) -> list[float]:
+def check_steps(value: Union[int, str]) -> Union[int, str]:
+    """A steps setting as EditSettings keeps it: "auto" or a whole number (its bounds are checked where it runs); a
+    number given as text (a jobs CSV cell) becomes an int."""
+    text = str(value).strip().lower()
+    if text == AUTO_STEPS:
+        return AUTO_STEPS
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not (isinstance(value, int) or text.lstrip("-").isdigit()):
+        raise SgsimError(f"steps {value!r} is neither a whole number such as 300 nor auto")
+    return int(text)
+
+
+def check_settings(steps: Union[int, str], lr: float, mix: str, strengths: Sequence[float]) -> list[float]:
     """The optimisation's settings checked (the strengths returned as floats), each problem as one SgsimError line."""
     if mix not in MIX_MODES:
         raise SgsimError(f"unknown mix {mix!r}; choose one of {', '.join(MIX_MODES)}")
-    if int(steps) != steps or steps < 1:
-        raise SgsimError(f"steps must be a whole number >= 1, got {steps}")
+    if steps != AUTO_STEPS and (int(steps) != steps or steps < 1):
+        raise SgsimError(f"steps must be a whole number >= 1 or auto, got {steps}")
     if not (math.isfinite(lr) and lr > 0):
         raise SgsimError(f"lr must be a finite number > 0, got {lr}")
     return check_strengths(strengths)
@@ -125,7 +139,9 @@ class EditSettings:
     photo_encoder: Optional[Union[str, Path]] = setting(
         None, "source", "e4e / pSp photo encoder (path or manifest name) for --method e4e; default: the published one "
         "for the generator (e4e-ffhq for ffhq).")
-    steps: int = setting(300, "optimisation", "Optimisation steps.", low=1, high=MAX_STEPS)
+    steps: Union[int, str] = setting(
+        300, "optimisation", "Optimisation steps, or auto: stop once the loss has flattened, at most 300 (run.json says "
+        "how many ran and why).", low=1, high=MAX_STEPS)
     lr: float = setting(0.1, "optimisation", "Learning rate of the optimisation.", low=0, low_open=True)
     lambda_latent: Optional[float] = setting(None, "optimisation", "Latent distance weight (default: the generator's preset).", low=0)
     lambda_id: Optional[float] = setting(None, "optimisation", "Identity loss weight (default: the generator's preset).", low=0)
@@ -153,6 +169,7 @@ class EditSettings:
         object.__setattr__(self, "strengths", tuple(check_strengths(self.strengths)))
         object.__setattr__(self, "loss_weights", dict(self.loss_weights or {}))
         object.__setattr__(self, "work_resolution", check_work_resolution(self.work_resolution))
+        object.__setattr__(self, "steps", check_steps(self.steps))
 
     def updated(self, **changes) -> "EditSettings":
         """A copy with `changes` (field names; `weights` is loss_weights, as Editor.edit calls it); an unknown name is

@@ -10,7 +10,7 @@ from typing import Optional
 import click
 
 from sgsim.cli.options import command_line, device_option, edit_options, parse_seeds
-from sgsim.settings import PHOTO_SETTINGS, EditSettings, settings_in, settings_record
+from sgsim.settings import AUTO_STEPS, PHOTO_SETTINGS, EditSettings, settings_in, settings_record
 
 SOUNDS_PER_RUN = 8  # sounds learned in one batched optimisation; a library folder is saved after each such group
 # Edit settings a direction does not use (its run record leaves them out): it optimises no strengths, mix or video.
@@ -152,6 +152,7 @@ def direction_command(audio, audio_dir, text, seeds, latents, images, class_inde
     """
     from sgsim.editing import Editor, Target
     from sgsim.editing.directions import SUFFIX, direction_names, save_directions
+    from sgsim.editing.stopping import step_cap
     from sgsim.outputs import run_record, weights_record, write_json
     from sgsim.progress import edit_bar
 
@@ -171,11 +172,13 @@ def direction_command(audio, audio_dir, text, seeds, latents, images, class_inde
     groups = [todo] if plan.single else [todo[i:i + SOUNDS_PER_RUN] for i in range(0, len(todo), SOUNDS_PER_RUN)]
     learned = []
     for group in groups:
-        with edit_bar(settings.steps, f"{len(group)} direction(s)") as on_step:
+        with edit_bar(step_cap(settings.steps), f"{len(group)} direction(s)") as on_step:
             directions = editor.learn_directions(
                 [target for _, target in group], plan.sources, settings, layers=layer_rows, holdout=holdout,
                 sources_per_step=sources_per_step, names=[name for name, _ in group], callback=on_step, class_index=class_index,
             )
+        if settings.steps == AUTO_STEPS:
+            click.echo(f"steps auto: {directions[0].settings['steps_reason']}")
         for direction in directions:
             direction.settings["command_line"] = command_line()
             click.echo(_report(direction))

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import click
 
 from sgsim.cli.options import SEED_MAX, command_line, device_option, edit_options, out_option
-from sgsim.settings import GROUPS, VIDEO_FRAMES, EditSettings
+from sgsim.settings import AUTO_STEPS, GROUPS, VIDEO_FRAMES, EditSettings
 
 
 def _check_weights(generator: str, encoder: str, encoder_checkpoint: Optional[Path], clip_weights: Optional[str]) -> None:
@@ -48,6 +48,7 @@ def run_editor(plan, audio: Sequence[Path], text: Optional[str], settings: EditS
     from sgsim.editing.optimise import choose_work_resolution
     from sgsim.editing.plan import inverted_source
     from sgsim.editing.sources import SeedSource, class_label
+    from sgsim.editing.stopping import step_cap
     from sgsim.photo_inversion import describe_distances
     from sgsim.progress import edit_bar
 
@@ -60,7 +61,8 @@ def run_editor(plan, audio: Sequence[Path], text: Optional[str], settings: EditS
     click.echo("loaded " + ", ".join(f"{name} {path}" for name, path in editor.weight_files.items()))
     working = choose_work_resolution(settings.work_resolution, editor.generator, editor.device)
     click.echo(f"work resolution {working.used or 'full'} ({working.reason})")
-    warn_slow_cpu_edit(working.used or editor.generator.img_resolution, editor.device, settings.steps)
+    steps = step_cap(settings.steps)
+    warn_slow_cpu_edit(working.used or editor.generator.img_resolution, editor.device, steps)
     loaded = time.perf_counter()
     timings = {"load": loaded - started}
     source, photo, inversion = inverted_source(editor, plan, settings)  # here rather than inside editor.edit, to time it
@@ -68,13 +70,15 @@ def run_editor(plan, audio: Sequence[Path], text: Optional[str], settings: EditS
         timings["invert"] = time.perf_counter() - loaded
     inverted = time.perf_counter()
     targets = [Target(audio=path, text=text) for path in audio] if audio else [Target(text=text)]
-    with edit_bar(settings.steps) as on_step:
+    with edit_bar(steps) as on_step:
         result = editor.edit(
             source, targets, settings, callback=on_step,
-            record_every=max(1, settings.steps // VIDEO_FRAMES) if settings.save_video else 0,
+            record_every=max(1, steps // VIDEO_FRAMES) if settings.save_video else 0,
             class_index=class_index,  # as an argument, not in SeedSource: the Editor records the argument in settings
         )
     timings["edit"] = time.perf_counter() - inverted
+    if settings.steps == AUTO_STEPS:
+        click.echo(f"steps auto: {result.settings['steps_reason']}")
     if inversion is not None:
         click.echo(f"reconstruction distance to the photo: {describe_distances(inversion['reconstruction'])}")
     return result, dict(editor.weight_files), timings, photo, inversion

@@ -13,8 +13,8 @@ import click
 
 from sgsim.errors import SgsimError
 from sgsim.outputs import fresh_folder, safe_stem, unique  # noqa: F401  (the commands import them from here too)
-from sgsim.settings import (MAX_ROTATE, MAX_SEEDS, ROTATE_HELP, SEED_MAX, SETTINGS, TRANSLATE_HELP, EditSettings,
-                            check_work_resolution, default_of, settings_in)
+from sgsim.settings import (AUTO_STEPS, MAX_ROTATE, MAX_SEEDS, ROTATE_HELP, SEED_MAX, SETTINGS, TRANSLATE_HELP, EditSettings,
+                            check_steps, check_work_resolution, default_of, settings_in)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -99,6 +99,19 @@ def _work_resolution_option(ctx: click.Context, param: click.Parameter, value: s
         raise click.BadParameter(str(exc)) from None
 
 
+def _steps_option(low: int, high: int) -> Callable:
+    """A click callback reading --steps: a whole number from `low` to `high`, or auto."""
+    def parse(ctx: click.Context, param: click.Parameter, value: str):
+        try:
+            steps = check_steps(value)
+        except SgsimError:
+            steps = None
+        if steps is None or (steps != AUTO_STEPS and not low <= steps <= high):
+            raise click.BadParameter(f"{value!r} is not a whole number from {low} to {high}, nor auto")
+        return steps
+    return parse
+
+
 # What the command line adds to an edit setting's declaration (sgsim.settings.EditSettings): how a flag's text is parsed.
 _PARSERS = {
     "encoder_checkpoint": {"type": click.Path(path_type=Path)},
@@ -107,6 +120,7 @@ _PARSERS = {
     "loss_weights": {"multiple": True, "callback": parse_weights, "metavar": "NAME=VALUE"},
     "save_video": {"is_flag": False, "flag_value": "mp4"},
     "work_resolution": {"callback": _work_resolution_option, "metavar": "auto|full|N"},
+    "steps": {"metavar": "N|auto"},
 }
 
 
@@ -118,6 +132,8 @@ def setting_option(name: str, **overrides) -> Callable:
     extra = dict(_PARSERS.get(name, {}))
     if meta["choices"] is not None:
         extra["type"] = click.Choice(meta["choices"])
+    elif name == "steps":  # a number or auto: read as text, checked by its callback
+        extra.update(type=click.STRING, callback=_steps_option(meta["low"], meta["high"]))
     elif isinstance(default, bool) and "/" not in (meta["flag"] or ""):
         extra["is_flag"] = True
     elif meta["low"] is not None or meta["high"] is not None:

@@ -99,12 +99,14 @@ def video_command(audio, seed, image, latent, class_index, out, overwrite, fps, 
     from sgsim.audio import check_long_enough
     from sgsim.editing import Editor
     from sgsim.editing.plan import plan_edit, source_record
-    from sgsim.editing.video import check_timing, keyframe_times, require_audible, window_levels, write_video
+    from sgsim.editing.video import (check_timing, check_video_steps, keyframe_times, require_audible, window_levels,
+                                     write_video)
     from sgsim.losses import check_weights
     from sgsim.outputs import edit_run_record, weights_record, write_json
 
     check_video_out(out, overwrite)
     steps = settings.steps
+    check_video_steps(steps)
     if steps == 0 and direction_spec is None:
         raise click.UsageError("--steps 0 leaves nothing to do without --direction; pass --steps N or a --direction FILE")
     direction = None

@@ -22,6 +22,7 @@ from sgsim.editing.optimise import OptimisedLatents, StepCallback, choose_work_r
 from sgsim.editing.precision import edit_precision
 from sgsim.editing.results import AppliedEdit, EditResult
 from sgsim.editing.presets import EditPreset, PresetChoice, preset_choice
+from sgsim.editing.stopping import steps_and_rule
 from sgsim.editing.sources import (ImageSource, LatentSource, MeanSource, SeedSource, as_source, as_w_plus, mean_latent,
                                    seed_latent)
 from sgsim.editing.targets import Target, embed_target, loudness_scale, loudness_strengths
@@ -315,9 +316,10 @@ class Editor:
             directions = torch.stack([e.sound for e in embeddings] + [e.text for e in embeddings])
             guides = [f"{t.label} (sound)" for t in targets] + [f"{t.text} (text)" for t in targets]
 
-        optimised = self.optimise(run, w_source.expand(len(guides), -1, -1), directions, noise=noise, steps=steps, lr=lr,
+        cap, rule = steps_and_rule(steps)
+        optimised = self.optimise(run, w_source.expand(len(guides), -1, -1), directions, noise=noise, steps=cap, lr=lr,
                                   layers=layers, callback=callback, callback_values=callback_values, record_every=record_every,
-                                  work_resolution=working.used)
+                                  work_resolution=working.used, stop=rule)
         edited = optimised.latents
         if mix == "layers":
             edited = mix_layers(edited[: len(targets)], edited[len(targets):])
@@ -341,8 +343,8 @@ class Editor:
             guides=guides,
             targets=targets,
             settings={
-                "steps": steps, "lr": lr, "weights": weights,
-                "lambda_latent": weights["latent"], "lambda_id": weights["id"],
+                "steps": steps, "steps_used": optimised.steps_used, "steps_reason": optimised.stopped,
+                "lr": lr, "weights": weights, "lambda_latent": weights["latent"], "lambda_id": weights["id"],
                 "layers": None if layers is None else sorted({int(i) for i in layers}), "seed": seed,
                 "class_index": None if class_index is None else int(class_index),
                 "source_type": type(source).__name__, "free": free,
@@ -419,12 +421,14 @@ class Editor:
                                  for source in sources])
         variables = SharedOffset(w_sources, layers, count=len(targets))
         # Sources are rendered with the generator's own noise (an image source's fitted noise is not carried).
-        self.optimise(run, variables.sources(), aims.repeat_interleave(len(sources), dim=0), steps=steps, lr=lr,
-                      variables=variables, batches=variables.batches(sources_per_step), callback=callback)
+        cap, rule = steps_and_rule(steps)
+        optimised = self.optimise(run, variables.sources(), aims.repeat_interleave(len(sources), dim=0), steps=cap, lr=lr,
+                                  variables=variables, batches=variables.batches(sources_per_step), callback=callback, stop=rule)
         offsets = variables.offsets().cpu()
 
         record = {
-            "steps": steps, "lr": lr, "weights": weights, "layers": None if layers is None else sorted({int(i) for i in layers}),
+            "steps": steps, "steps_used": len(optimised.losses["total"]), "steps_reason": optimised.stopped, "lr": lr,
+            "weights": weights, "layers": None if layers is None else sorted({int(i) for i in layers}),
             "sources": [_describe_source(source) for source in sources], "class_index": class_index,
             "sources_per_step": sources_per_step, "preset_name": self.preset_name, "device": str(self.device),
             "precision": run.precision.name, "precision_reason": run.precision.reason,
@@ -451,8 +455,8 @@ class Editor:
         return directions
 
     @holding_generator
-    def evaluate_directions(self, directions: Sequence[SoundDirection], seeds: Sequence[int], steps: int = 300, lr: float = 0.1,
-                            weights: Optional[Mapping[str, float]] = None, layers: Optional[Iterable[int]] = None,
+    def evaluate_directions(self, directions: Sequence[SoundDirection], seeds: Sequence[int], steps: Union[int, str] = 300,
+                            lr: float = 0.1, weights: Optional[Mapping[str, float]] = None, layers: Optional[Iterable[int]] = None,
                             class_index: Optional[int] = None, precision: Optional[str] = None) -> list[dict]:
         """How well each direction generalises to `seeds`: the CLIP loss toward its target (and the identity distance
         to the source, when the identity term is on) of each seed's image as it is, moved by the direction at
@@ -472,8 +476,9 @@ class Editor:
         offsets = torch.stack([d.offset for d in directions]).to(self.device)
         sources = w_seeds.repeat(len(directions), 1, 1)  # sample (k, i) at k * len(seeds) + i, as SharedOffset lays out
         moved = sources + offsets.repeat_interleave(len(seeds), dim=0)
-        with phase_bar(steps, "held-out check") as on_step:
-            optimised = self.optimise(run, sources, aims, steps=steps, lr=lr, layers=layers, callback=on_step).latents
+        cap, rule = steps_and_rule(steps)
+        with phase_bar(cap, "held-out check") as on_step:
+            optimised = self.optimise(run, sources, aims, steps=cap, lr=lr, layers=layers, callback=on_step, stop=rule).latents
         problem = EditProblem(self.generator, self.clip, aims, sources, networks)
         measures = {"clip": ClipDirection().prepare(problem)}
         if weights.get("id", 0) > 0:

@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from sgsim.editing.stopping import FlatteningRule, stop_reason
 from sgsim.editing.variables import FreeRows, LatentVariables, free_rows
 from sgsim.errors import SgsimError
 from sgsim.host_memory import generator_memory_kept
@@ -131,8 +132,10 @@ class OptimisedLatents:
     """Latents after the last step, the per-step losses and the images recorded along the way."""
 
     latents: torch.Tensor  # [N, num_ws, w_dim]
-    losses: dict[str, np.ndarray]  # "total" and each term's name -> [steps, N]
+    losses: dict[str, np.ndarray]  # "total" and each term's name -> [steps run, N]
     frames: list[torch.Tensor] = field(default_factory=list)  # each [N, 3, H, W] in [-1, 1], on the CPU
+    steps_used: list[int] = field(default_factory=list)  # per sample: the steps its latents ran (with `stop`: its own stop)
+    stopped: str = ""  # why the loop stopped where it did (sgsim.editing.stopping.stop_reason)
 
 
 def optimise_latents(
@@ -141,7 +144,7 @@ def optimise_latents(
     source: torch.Tensor,  # [N, num_ws, w_dim] W+ latents to start from and stay near
     directions: torch.Tensor,  # [N, embed_dim] L2-normalised CLIP-space targets, one per latent
     *,
-    steps: int,  # number of Adam steps
+    steps: int,  # number of Adam steps; with `stop`, the most it runs (the learning-rate ramp runs over them)
     lr: float,  # peak learning rate of the ramped schedule
     weights: Mapping[str, float],  # loss term name (sgsim.losses.TERMS) -> weight; weight 0 turns a term off
     networks: Optional[Mapping[str, object]] = None,  # helper networks the terms need: "identity", "lpips"
@@ -153,6 +156,7 @@ def optimise_latents(
     callback_values: Sequence[str] = (),  # of STEP_VALUES: passed to `callback` by name (a preview needs no hook)
     record_every: int = 0,  # > 0: keep the images of every k-th step and of the result (for a video)
     work_resolution: Optional[int] = None,  # render and score the running image of this block (WorkResolution.used); None: full
+    stop: Optional[FlatteningRule] = None,  # keep each sample's best latents once its loss flattens; stop once all have
 ) -> OptimisedLatents:
     """Adam minimising the sum over samples of sum_term weight * term(G(w), w). A term off (weight 0) is not
     evaluated and records zeros. The batch loss is the sum of per-sample losses, so with terms that score each
@@ -163,7 +167,14 @@ def optimise_latents(
 
     With `work_resolution` the loop renders only up to that block (StyleGAN2 skip generators) and its default
     variables move only the rows read there (working_layers; given `variables` should be built from those rows);
-    recorded losses and frames are at that resolution."""
+    recorded losses and frames are at that resolution.
+
+    With `stop` a sample whose total loss the rule finds flattened stops there, as it would alone (samples score
+    alone), and its result is the latents of its lowest total loss so far: at the full learning rate the loss bounces,
+    and the latest step may sit on a bounce. The loop ends once every sample has flattened (the losses hold the steps
+    run); a sample that reaches the cap ends as the fixed run does, on its last step. Variables that samples share (a
+    direction's offset) are as the last step left them. Samples not scored at a step (minibatches) are judged on the
+    steps that scored them."""
     weights = check_weights(dict(weights))
     unknown = [name for name in callback_values if name not in STEP_VALUES]
     if unknown:
@@ -189,6 +200,10 @@ def optimise_latents(
     history = {name: np.full((steps, source.shape[0]), 0.0 if batches[0] is everyone else np.nan) for name in names}
     frames: list[torch.Tensor] = []
     last_finite = source.clone()
+    used = 0
+    stopped_at = np.zeros(source.shape[0], dtype=int)  # with `stop`: the steps after which each sample flattened, 0: not yet
+    best_loss = np.full(source.shape[0], np.inf)  # with `stop`: each sample's lowest total loss so far
+    best = source.clone()  # ... and the latents that scored it
 
     def diverged(step: int, what: str) -> EditDiverged:
         return EditDiverged(
@@ -230,15 +245,29 @@ def optimise_latents(
             scored = columns[step % len(batches)]
             for name, row in zip(recorded, values):
                 history[name][step, scored] = row
+            used = step + 1
             if callback is not None:
                 named = {"latents": w_batch.detach(), "images": images.detach()}
                 callback(step, {name: float(history[name][step, scored].mean()) for name in names},
                          **{name: named[name] for name in callback_values})
+            if stop is not None:
+                with np.errstate(invalid="ignore"):  # NaN: a sample this step did not score
+                    better = (history[TOTAL][step] < best_loss) & (stopped_at == 0)
+                if better.any():
+                    best_loss = np.where(better, history[TOTAL][step], best_loss)
+                    best = torch.where(torch.as_tensor(better, device=best.device)[:, None, None], w.detach(), best)
+                stopped_at[stop.flattened(history[TOTAL][:used]) & (stopped_at == 0)] = used
+                if stopped_at.all():
+                    break
+    history = {name: values[:used] for name, values in history.items()}
     with torch.no_grad():
         latents = variables.latents().detach()
+        latents = torch.where(torch.as_tensor(stopped_at > 0, device=latents.device)[:, None, None], best, latents)
     if not torch.isfinite(latents).all():
-        raise diverged(steps, "latent")
+        raise diverged(used, "latent")
     if record_every > 0:  # the frames show each step's input; the video ends on what the last step made
         with torch.no_grad():
             frames.append(rendered.synthesis(latents, noise_mode="const").detach().cpu())
-    return OptimisedLatents(latents=latents, losses=history, frames=frames)
+    steps_used = np.where(stopped_at > 0, stopped_at, used).tolist()
+    return OptimisedLatents(latents=latents, losses=history, frames=frames, steps_used=steps_used,
+                            stopped=stop_reason(stop, used, steps_used, int((stopped_at > 0).sum())))

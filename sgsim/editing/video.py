@@ -27,7 +27,7 @@ from sgsim.editing.variables import free_rows
 from sgsim.editing.video_settings import (DEFAULT_FPS, DEFAULT_KEYFRAME_BATCH, DEFAULT_KEYFRAME_EVERY, DEFAULT_SMOOTHNESS,
                                           DEFAULT_STEPS, DEFAULT_WARM_STEPS, DEFAULT_WINDOW, MAX_FPS, MAX_KEYFRAMES)
 from sgsim.errors import AudioError, SgsimError
-from sgsim.settings import check_settings, check_strengths
+from sgsim.settings import AUTO_STEPS, check_settings, check_strengths
 from stylegan2.noise import swapped_noise
 
 if TYPE_CHECKING:
@@ -157,6 +157,14 @@ class PinnedKeyframes:
     def latents(self) -> torch.Tensor:
         moved = self.source[self.index].index_copy(1, self.rows, self.free)
         return self.source.index_copy(0, self.index, moved)
+
+
+def check_video_steps(steps: Union[int, str]) -> None:
+    """Refuse steps auto for a video: its rule and cap are measured on single edits (300 steps), not on keyframe
+    micro-batches of DEFAULT_STEPS and DEFAULT_WARM_STEPS warm steps."""
+    if steps == AUTO_STEPS:
+        raise SgsimError(f"steps auto is for edits and directions, not videos yet (its rule is measured on 300-step edits, "
+                         f"a video runs {DEFAULT_STEPS} steps, then {DEFAULT_WARM_STEPS} per warm micro-batch); pass --steps N")
 
 
 def optimise_keyframes(editor: "Editor", run, start: torch.Tensor, targets: KeyframeTargets, *, steps: int, warm_steps: int,
@@ -301,6 +309,7 @@ def make_video(
     editor.require_encoders("make a sound-driven video")
     window = video_window(window, editor.world)
     check_timing(fps, keyframe_every, window)
+    check_video_steps(steps)
     if direction is None or steps != 0:  # a direction alone may skip the optimisation
         check_settings(steps, lr, "weighted", [strength])
     check_strengths([strength])

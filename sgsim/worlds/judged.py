@@ -8,7 +8,7 @@ world-shapes` and the tests of the shipped world all measure through this module
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -105,11 +105,22 @@ def seed_latents(editor, seeds: Sequence[int], truncation: float) -> torch.Tenso
     return torch.stack([editor.source_latent(SeedSource(int(seed)), truncation=truncation) for seed in seeds])
 
 
-def edit_seeds(editor, jobs: Sequence[tuple[object, Sequence[int]]], settings: EditSettings = EditSettings()
-               ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+@dataclass
+class EditedSeeds:
+    """What edit_seeds made: per job its (source, edited) pictures [N, 3, R, R], and the steps each edit ran."""
+
+    pictures: list[tuple[torch.Tensor, torch.Tensor]]
+    steps_used: list[list[int]]
+    losses: np.ndarray  # [steps run, edits]: every edit's total loss at every step, the jobs' edits in order
+
+
+def edit_seeds(editor, jobs: Sequence[tuple[object, Sequence[int]]], settings: EditSettings = EditSettings(),
+               callback: Optional[Callable[..., None]] = None) -> EditedSeeds:
     """Per (Target, seeds) job, the (source, edited) pictures [N, 3, R, R] of `sgsim edit --seed S` toward the target
-    for every seed, at strength 1; all jobs in one batched optimisation (Editor.optimise: each row as if alone)."""
+    for every seed, at strength 1; all jobs in one batched optimisation (Editor.optimise: each row as if alone, steps
+    "auto" included). `callback(step, losses, latents)` sees the latents every step renders (the jobs' edits in order)."""
     from sgsim.editing.optimise import choose_work_resolution
+    from sgsim.editing.stopping import steps_and_rule
     from sgsim.editing.targets import embed_target
 
     run = editor.prepare_run(settings.precision, settings.loss_weights, settings.lambda_latent, settings.lambda_id,
@@ -118,16 +129,21 @@ def edit_seeds(editor, jobs: Sequence[tuple[object, Sequence[int]]], settings: E
     aims = torch.cat([embed_target(target, editor.audio_encoder, editor.clip).mixed(target.weight)[None].expand(len(seeds), -1)
                       for target, seeds in jobs])
     sources = seed_latents(editor, [seed for _, seeds in jobs for seed in seeds], settings.truncation)
-    edited = editor.optimise(run, sources, aims, steps=settings.steps, lr=settings.lr, work_resolution=working.used).latents
+    steps, rule = steps_and_rule(settings.steps)
+    optimised = editor.optimise(run, sources, aims, steps=steps, lr=settings.lr, work_resolution=working.used, stop=rule,
+                                callback=callback, callback_values=("latents",) if callback is not None else ())
     sizes = [len(seeds) for _, seeds in jobs]
-    return list(zip(editor.render(sources).split(sizes), editor.render(edited).split(sizes)))
+    used = np.split(np.asarray(optimised.steps_used), np.cumsum(sizes)[:-1])
+    return EditedSeeds(list(zip(editor.render(sources).split(sizes), editor.render(optimised.latents).split(sizes))),
+                       [part.tolist() for part in used], optimised.losses["total"])
 
 
 def judged_edits(editor, jobs: Sequence[tuple[object, Aim, Sequence[int]]], settings: EditSettings = EditSettings()) -> list[dict]:
-    """`score` per (Target, aim, seeds) job: how many of its seeds' edits toward the target show the aim and keep the
-    rest; the jobs optimised together (edit_seeds)."""
-    pictures = edit_seeds(editor, [(target, seeds) for target, _, seeds in jobs], settings)
-    return [score(judge(before), judge(after), aim, before.shape[-1]) for (before, after), (_, aim, _) in zip(pictures, jobs)]
+    """`score` per (Target, aim, seeds) job, with the mean steps its edits ran: how many of its seeds' edits toward the
+    target show the aim and keep the rest; the jobs optimised together (edit_seeds)."""
+    edited = edit_seeds(editor, [(target, seeds) for target, _, seeds in jobs], settings)
+    return [{**score(judge(before), judge(after), aim, before.shape[-1]), "steps_used": float(np.mean(steps))}
+            for (before, after), steps, (_, aim, _) in zip(edited.pictures, edited.steps_used, jobs)]
 
 
 def judged_direction(editor, direction, aim: Aim, seeds: Sequence[int], strength: float = 1.0) -> dict:

@@ -171,3 +171,21 @@ def test_a_run_record_read_back_is_data_never_trusted_about_other_files(tmp_path
                                                                    "outputs": outputs})
     (folder / "run.json").write_text(record)
     assert is_complete(folder, job, settings) is complete
+
+
+def test_with_steps_auto_each_job_records_the_steps_its_own_row_ran(run, shared_data, tmp_path):
+    audio = shared_data / "audio"
+    jobs = tmp_path / "jobs.csv"
+    write_jobs(jobs, [{"name": "rain3", "audio": str(audio / "raining.wav"), "seed": "3"},
+                      {"name": "fire3", "audio": str(audio / "fire.wav"), "seed": "3"}])
+    batch = run("batch", str(jobs), "--out", str(tmp_path / "batch"), "--steps", "auto")
+    assert batch.exit_code == 0, batch.output
+    edit = run("edit", "--audio", str(audio / "raining.wav"), "--audio", str(audio / "fire.wav"), "--seed", "3",
+               "--steps", "auto", "--out", str(tmp_path / "edit"))
+    assert edit.exit_code == 0, edit.output
+    both = json.loads((tmp_path / "edit" / "run.json").read_text())["settings"]["steps_used"]
+    edited = np.load(tmp_path / "edit" / "latents.npz")["edited"]
+    for row, name in enumerate(("rain3", "fire3")):
+        settings = json.loads((tmp_path / "batch" / name / "run.json").read_text())["settings"]
+        assert settings["steps"] == "auto" and settings["steps_used"] == [both[row]]
+        np.testing.assert_allclose(np.load(tmp_path / "batch" / name / "latents.npz")["edited"], edited[row:row + 1], atol=1e-5)

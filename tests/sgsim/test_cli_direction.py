@@ -231,3 +231,17 @@ def test_apply_to_a_photo_inverts_it_first_and_names_its_folder_by_the_stem(run,
     latents = np.load(tmp_path / "a" / "latents.npz")
     fire = SoundDirection.load(folder / "fire.sgdir")
     np.testing.assert_allclose(latents["applied"][0, 0], latents["sources"][0] + fire.offset.numpy(), rtol=0, atol=1e-6)
+
+
+def test_direction_with_steps_auto_says_and_records_how_many_steps_ran(run, sounds, tmp_path):
+    from sgsim.editing.stopping import AUTO_RULE
+
+    out = tmp_path / "rain.sgdir"
+    result = run("direction", "--audio", str(sounds["raining"]), "--seeds", "0-1", "--holdout", "0", "--steps", "auto",
+                 "--sources-per-step", "1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    (direction,) = load_directions(out).values()
+    used = direction.settings["steps_used"]
+    assert direction.settings["steps"] == "auto" and AUTO_RULE.min_steps <= used <= AUTO_RULE.max_steps
+    assert f"steps auto: {direction.settings['steps_reason']}\n" in result.output
+    assert json.loads((tmp_path / "rain.json").read_text())["settings"]["steps"] == "auto"

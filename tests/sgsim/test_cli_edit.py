@@ -322,3 +322,22 @@ def test_work_resolution_is_a_flag_recorded_with_its_reason(run, sounds, tmp_pat
     bad = run("edit", "--audio", str(sounds[0]), "--seed", "1", "--work-resolution", "half", "--out", str(tmp_path / "x"))
     assert "not auto, full or a number of pixels" in one_error_line(bad)
     assert not (tmp_path / "x").exists()
+
+
+def test_steps_auto_says_and_records_how_many_steps_ran_and_why(run, sounds, tmp_path):
+    from sgsim.editing.stopping import AUTO_RULE
+
+    result = run("edit", "--audio", str(sounds[0]), "--seed", "1", "--steps", "auto", "--out", str(tmp_path / "a"))
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "a" / "run.json").read_text())["settings"]
+    (used,) = settings["steps_used"]
+    assert settings["steps"] == "auto" and AUTO_RULE.min_steps <= used <= AUTO_RULE.max_steps
+    assert f"steps auto: {settings['steps_reason']}\n" in result.output
+    assert settings["steps_reason"].startswith((f"flattened at step {used}:", "reached the cap"))
+
+
+@pytest.mark.parametrize("steps", ["0", "abc", "1.5"])
+def test_bad_steps_are_one_line(run, sounds, tmp_path, steps, one_error_line):
+    result = run("edit", "--audio", str(sounds[0]), "--seed", "1", "--steps", steps, "--out", str(tmp_path / "s"))
+    assert f"{steps!r} is not a whole number from 1 to 100000, nor auto" in one_error_line(result)
+    assert not (tmp_path / "s").exists()

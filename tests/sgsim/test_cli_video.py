@@ -152,3 +152,9 @@ def test_a_learned_direction_makes_an_instant_video(run, track, tmp_path, tiny_g
     assert len(decoded(tmp_path / "clip.mp4")[0]) == round(track.duration * 4)
     no_steps = run("video", "--audio", str(track.path), "--seed", "1", "--out", str(tmp_path / "other.mp4"), "--steps", "0")
     assert "--steps 0" in one_error_line(no_steps) and not (tmp_path / "other.mp4").exists()
+
+
+def test_steps_auto_is_refused_for_a_video_in_one_line(run, track, tmp_path, one_error_line):
+    result = run("video", "--audio", str(track.path), "--seed", "1", "--out", str(tmp_path / "clip.mp4"), "--steps", "auto")
+    assert "steps auto is for edits and directions, not videos yet" in one_error_line(result)
+    assert not (tmp_path / "clip.mp4").exists()

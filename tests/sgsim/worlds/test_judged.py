@@ -82,17 +82,20 @@ def test_a_frame_whose_keyframe_window_is_shifted_back_onto_a_word_is_no_pause()
     assert result["pause_frames"] == len(np.arange(0, 1.5, 0.125))
 
 
-@pytest.mark.parametrize("masking", [False, True])
-def test_judged_edits_are_the_pictures_sgsim_edit_makes_with_the_same_settings(editor, masking):
+@pytest.mark.parametrize("masking, steps", [(False, 3), (True, 3), (False, "auto")])
+def test_judged_edits_are_the_pictures_sgsim_edit_makes_with_the_same_settings(editor, masking, steps):
     """edit_seeds (what every judged edit check runs) against Editor.edit one seed at a time: it once left out
-    adaptive layer masking, so its curve measured the same edits twice."""
+    adaptive layer masking, so its curve measured the same edits twice. With steps auto each seed stops where it
+    would alone."""
     from sgsim.editing import Target
     from sgsim.editing.sources import SeedSource
     from sgsim.settings import EditSettings
     from sgsim.worlds.judged import edit_seeds
 
-    settings = EditSettings(steps=3, adaptive_layer_masking=masking, precision="fp32")
-    (before, after), = edit_seeds(editor, [(Target(text="rain"), [3, 4])], settings)
+    settings = EditSettings(steps=steps, adaptive_layer_masking=masking, precision="fp32")
+    edited = edit_seeds(editor, [(Target(text="rain"), [3, 4])], settings)
+    (before, after), = edited.pictures
     for row, seed in enumerate((3, 4)):
         alone = editor.edit(SeedSource(seed), Target(text="rain"), settings)
         torch.testing.assert_close(after[row], alone.images[0, 0], rtol=0, atol=1e-4)
+        assert edited.steps_used[0][row] == alone.settings["steps_used"][0]
