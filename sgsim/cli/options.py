@@ -126,10 +126,10 @@ _PARSERS = {
 
 def setting_option(name: str, **overrides) -> Callable:
     """The option of the edit setting `name`, declared once from EditSettings' field (flag, default, bounds,
-    choices, help); `overrides` (default, low, high, help) adapt it where a command differs on purpose."""
+    choices, help); `overrides` (default, low, high, help, metavar) adapt it where a command differs on purpose."""
     meta = {**SETTINGS[name].metadata, **{key: value for key, value in overrides.items() if key in ("low", "high", "help")}}
     default = overrides.get("default", default_of(name))
-    extra = dict(_PARSERS.get(name, {}))
+    extra = dict(_PARSERS.get(name, {}), **{key: value for key, value in overrides.items() if key == "metavar"})
     if meta["choices"] is not None:
         extra["type"] = click.Choice(meta["choices"])
     elif name == "steps":  # a number or auto: read as text, checked by its callback

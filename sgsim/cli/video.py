@@ -83,7 +83,8 @@ class ProgressBars:
 @click.option("--warm-steps", type=click.IntRange(1, MAX_STEPS), default=DEFAULT_WARM_STEPS, show_default=True,
               help="Optimisation steps of each keyframe batch after the first (warm-started; at most --steps).")
 @edit_options("networks", "optimisation", "resolution", names=PHOTO_SETTINGS,
-              steps={"default": DEFAULT_STEPS, "low": 0, "help": "Optimisation steps of the keyframes (0 only with --direction)."})
+              steps={"default": DEFAULT_STEPS, "low": 0, "help": "Optimisation steps of the keyframes (0 only with --direction).",
+                     "metavar": "N"})
 def video_command(audio, seed, image, latent, class_index, out, overwrite, fps, keyframe_every, window, strength, smoothness,
                   loudness, direction_spec, translate, rotate, camera, device, keyframe_batch, warm_steps,
                   settings: EditSettings) -> None:
