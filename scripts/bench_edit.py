@@ -60,7 +60,7 @@ LAMBDA_ID = 0.004
 LR = 0.1  # SGSIM README
 DEFAULT_STEPS = 300  # the steps of an edit in the published loop and in sgsim
 # A 1024 px edit step at --work-resolution 256 against full resolution (README, Performance; --vs-full --resolution 1024).
-WORK_RESOLUTION_STEP_RATIO = 2.83
+WORK_RESOLUTION_STEP_RATIO = 3.45
 # Candidate flattening rules --auto-steps scores beside AUTO_RULE: window, min_improvement, min_steps.
 AUTO_RULES = [(window, improvement, least) for window in (20, 40, 60, 80) for improvement in (0.0005, 0.002)
               for least in (60, 100, 150) if window < least]
@@ -498,13 +498,15 @@ def measure_auto_steps(nets: Networks, sound: Path, args: argparse.Namespace, de
     """steps="auto" against the fixed args.steps (the default 300, auto's cap) on the same sound and seed, from one
     fixed run: auto runs the same steps under the same learning-rate ramp until its rule stops it (a test holds an
     auto edit to the fixed run's latents at that step), so its latents are the fixed run's after that step and its
-    time the fixed run's clock there. Prints the step auto stops at, both times and full-size scores (edit_terms) by
-    the bounds --vs-full --tolerance holds a working resolution to, the composed 1024 px estimate, and where other
-    flattening rules would stop with what they keep (how AUTO_RULE's constants were chosen)."""
+    time the fixed run's clock there; a rule with a cooldown (AUTO_RULE's, and each of args.cooldowns) leaves the fixed
+    run's steps once a row flattens, so it gets a run of its own. Prints the steps auto runs, both times and full-size
+    scores (edit_terms) by the bounds --vs-full --tolerance holds a working resolution to, the composed 1024 px
+    estimate, and where other flattening rules would stop with what they keep (how AUTO_RULE's constants were chosen)."""
     from dataclasses import replace
 
     from sgsim.devices import choose_precision
     from sgsim.editing import Editor
+    from sgsim.editing.optimise import choose_work_resolution
     from sgsim.editing.precision import EDIT_MAX_CLIP_LOSS_DIFF
     from sgsim.editing.sources import seed_latent
     from sgsim.editing.stopping import AUTO_RULE
@@ -521,11 +523,17 @@ def measure_auto_steps(nets: Networks, sound: Path, args: argparse.Namespace, de
         ticks.append(time.perf_counter())
         snapshots.append(latents.cpu())
 
+    run = editor.prepare_run(precision, None, LAMBDA_LATENT, LAMBDA_ID)
+    working = choose_work_resolution(args.work_resolution, nets.generator, device)
+
+    def optimise(steps: int, **loop):
+        """The edit loop on this sound and seed (what Editor.edit runs), every run with the same inputs."""
+        return editor.optimise(run, w_source, target, steps=steps, lr=LR, work_resolution=working.used, **loop)
+
     started = time.perf_counter()
-    fixed = editor.edit(0, Target(sound), steps=args.steps, lr=LR, lambda_latent=LAMBDA_LATENT, lambda_id=LAMBDA_ID,
-                        precision=precision, work_resolution=args.work_resolution, callback=keep, callback_values=("latents",))
+    fixed = optimise(args.steps, callback=keep, callback_values=("latents",))
     history = fixed.losses["total"]
-    snapshots.append(fixed.edited_latents)
+    snapshots.append(fixed.latents)
     allowed = ("clip", "id", "latent")
     scored: dict[int, dict[str, float]] = {}
 
@@ -546,21 +554,37 @@ def measure_auto_steps(nets: Networks, sound: Path, args: argparse.Namespace, de
         stop = rule.stop_steps(history)[0]
         return (stop, int(np.argmin(history[:stop, 0]))) if stop else (cap, cap)
 
-    used, kept_at = auto_result(replace(AUTO_RULE, max_steps=max(cap, AUTO_RULE.min_steps)))
+    def cooled_run(rule) -> tuple[int, float, dict[str, float]]:
+        """(steps, seconds, full-size scores) of an auto edit under a rule with a cooldown: its own run, since after a
+        row flattens its steps are no longer the fixed run's."""
+        began = time.perf_counter()
+        out = optimise(rule.max_steps, stop=rule, callback=lambda step, losses: None)
+        return out.steps_used[0], time.perf_counter() - began, edit_terms(nets, w_source, out.latents.to(device), target)
+
     print(f"{nets.generator.img_resolution} px generator, {precision}, {torch.get_num_threads()} thread(s); one run of {cap} steps"
           + ("" if cap == AUTO_RULE.max_steps else f" (auto's own run has {AUTO_RULE.max_steps}: its ramp differs, a smoke run)"))
-    print(row(f"fixed {cap} steps", cap))
-    print(row(f"auto (AUTO_RULE; step {kept_at} kept)", used, kept_at), flush=True)
-    fixed_terms, auto_terms = score(cap), score(kept_at)
+    print(row(f"fixed {cap} steps", cap), flush=True)
+    fixed_terms, fixed_seconds = score(cap), ticks[cap - 1] - started
     bounds = {"clip": EDIT_MAX_CLIP_LOSS_DIFF, "id": EDIT_MAX_CLIP_LOSS_DIFF, "latent": 0.01 * fixed_terms["latent"]}
-    worse = {key: auto_terms[key] - fixed_terms[key] for key in allowed}
-    kept = all(worse[key] <= bounds[key] for key in allowed)
-    speedup = (ticks[cap - 1] - started) / (ticks[used - 1] - started)
-    print(f"auto / fixed {cap}: {used} steps, {speedup:.2f}x faster; scores of auto minus fixed: " + "; ".join(
-        f"{key} {worse[key]:+.4f} (bound {bounds[key]:.4f})" for key in allowed) + f": {'kept' if kept else 'NOT kept'}")
-    print(f"composed 1024 px estimate, not measured at 1024: {WORK_RESOLUTION_STEP_RATIO}x per step at --work-resolution 256 "
-          f"(README) x {cap / used:.2f}x fewer steps = {WORK_RESOLUTION_STEP_RATIO * cap / used:.1f}x")
-    print(f"\nother rules on the same history (AUTO_RULE: window {AUTO_RULE.window}, min_improvement "
+
+    def versus(name: str, used: int, seconds: float, terms: dict[str, float]) -> None:
+        worse = {key: terms[key] - fixed_terms[key] for key in allowed}
+        kept = all(worse[key] <= bounds[key] for key in allowed)
+        print(f"{name} / fixed {cap}: {used} steps, {seconds:.1f} s, {fixed_seconds / seconds:.2f}x faster; scores minus "
+              "fixed: " + "; ".join(f"{key} {worse[key]:+.4f} (bound {bounds[key]:.4f})" for key in allowed)
+              + f": {'kept' if kept else 'NOT kept'}; composed 1024 px estimate, not measured at 1024: "
+              f"{WORK_RESOLUTION_STEP_RATIO}x per step at --work-resolution 256 (README) x {cap / used:.2f}x fewer steps "
+              f"= {WORK_RESOLUTION_STEP_RATIO * cap / used:.1f}x", flush=True)
+
+    if AUTO_RULE.cooldown:
+        versus("auto (AUTO_RULE)", *cooled_run(replace(AUTO_RULE, max_steps=max(cap, AUTO_RULE.min_steps))))
+    else:
+        used, kept_at = auto_result(replace(AUTO_RULE, max_steps=max(cap, AUTO_RULE.min_steps)))
+        print(row(f"auto (AUTO_RULE; step {kept_at} kept)", used, kept_at), flush=True)
+        versus("auto (AUTO_RULE)", used, ticks[used - 1] - started, score(kept_at))
+    for cooldown in args.cooldowns:
+        versus(f"auto with a {cooldown}-step cooldown", *cooled_run(replace(AUTO_RULE, cooldown=cooldown, max_steps=max(cap, AUTO_RULE.min_steps))))
+    print(f"\nother rules without a cooldown on the same history (AUTO_RULE: window {AUTO_RULE.window}, min_improvement "
           f"{AUTO_RULE.min_improvement}, min_steps {AUTO_RULE.min_steps}); scores minus the fixed run's, of the latents "
           f"auto keeps (its lowest-loss step) and of the stop step's own:")
     print(f"{'window':>6s} {'improve':>8s} {'min':>4s} {'stops':>5s} {'kept':>5s} {'clip':>8s} {'id':>8s} {'latent':>8s}"
@@ -621,6 +645,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="(b) at --work-resolution against (b) at full resolution: timed (--repeats), or with --tolerance by the documented tolerance")
     parser.add_argument("--auto-steps", action="store_true",
                         help="steps auto against --steps fixed steps (default 300), from one fixed run: steps, time, full-size scores")
+    parser.add_argument("--cooldowns", type=int, nargs="*", default=[],
+                        help="--auto-steps: also auto runs with these cooldowns (steps cooling a flattened edit's learning rate)")
     parser.add_argument("--only", choices=["a", "b"], default=None, help=argparse.SUPPRESS)  # one process of --memory
     parser.add_argument("--child", choices=["a", "a'"], default=None, help=argparse.SUPPRESS)  # (a) or (a') timed in its own process
     args = parser.parse_args(argv)

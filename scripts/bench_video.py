@@ -73,7 +73,8 @@ def vs_one_batch(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     editor = build_editor(args.resolution, args.device)
-    paths = {"one batch": dict(keyframe_batch=None), "micro-batches": dict(keyframe_batch=args.keyframe_batch, warm_steps=args.warm_steps)}
+    paths = {"one batch": dict(keyframe_batch=None),
+             **{f"micro-batches, {warm} warm steps": dict(keyframe_batch=args.keyframe_batch, warm_steps=warm) for warm in args.warm_steps}}
     runs: dict[str, list[dict]] = {name: [] for name in paths}
     with tempfile.TemporaryDirectory() as folder:
         track = Path(folder) / "track.wav"
@@ -84,15 +85,16 @@ def vs_one_batch(args: argparse.Namespace) -> None:
                 runs[name].append(timed_video(editor, track, Path(folder) / "v.mp4", args.fps, args.keyframe_every, args.steps, **options))
                 print(name, {key: round(value, 4) for key, value in runs[name][-1].items()}, flush=True)
     print(f"{args.resolution} px on {args.device}, {args.seconds:g} s of {args.sound}, keyframe every {args.keyframe_every:g} s, "
-          f"{args.steps} steps (micro-batches of {args.keyframe_batch}, later ones {args.warm_steps} steps), torch threads {torch.get_num_threads()}")
+          f"{args.steps} steps (micro-batches of {args.keyframe_batch}), torch threads {torch.get_num_threads()}")
     medians = {name: {key: statistics.median(run[key] for run in rows) for key in ("keyframe_s", "render_s", "clip")} | {"duration": rows[0]["duration"]}
                for name, rows in runs.items()}
     for name, m in medians.items():
-        print(f"{name:<14} keyframes {m['keyframe_s'] / m['duration']:8.2f} s/s  render {m['render_s'] / m['duration']:6.2f} s/s  "
+        print(f"{name:<32} keyframes {m['keyframe_s'] / m['duration']:8.2f} s/s  render {m['render_s'] / m['duration']:6.2f} s/s  "
               f"total {(m['keyframe_s'] + m['render_s']) / m['duration']:8.2f} s/s  mean final keyframe CLIP loss {m['clip']:.4f}")
-    base, new = medians["one batch"], medians["micro-batches"]
-    print(f"micro-batches vs one batch: {(base['keyframe_s'] + base['render_s']) / (new['keyframe_s'] + new['render_s']):.2f}x per video "
-          f"second ({base['keyframe_s'] / new['keyframe_s']:.2f}x the keyframe stage); CLIP loss {new['clip'] - base['clip']:+.4f}")
+    base = medians.pop("one batch")
+    for name, new in medians.items():
+        print(f"{name} vs one batch: {(base['keyframe_s'] + base['render_s']) / (new['keyframe_s'] + new['render_s']):.2f}x per "
+              f"video second ({base['keyframe_s'] / new['keyframe_s']:.2f}x the keyframe stage); CLIP loss {new['clip'] - base['clip']:+.4f}")
 
 
 def benchmark(args: argparse.Namespace) -> None:
@@ -161,7 +163,8 @@ def main() -> None:
     parser.add_argument("--stability", action="store_true", help="measure embedding agreement vs window length instead")
     parser.add_argument("--vs-one-batch", action="store_true", help="the default micro-batches against all keyframes in one batch")
     parser.add_argument("--keyframe-batch", type=int, default=DEFAULT_KEYFRAME_BATCH, help="--vs-one-batch: keyframes per micro-batch")
-    parser.add_argument("--warm-steps", type=int, default=DEFAULT_WARM_STEPS, help="--vs-one-batch: steps of the later micro-batches")
+    parser.add_argument("--warm-steps", type=int, nargs="+", default=[DEFAULT_WARM_STEPS],
+                        help="--vs-one-batch: steps of the later micro-batches (several: one micro-batched run each)")
     parser.add_argument("--repeats", type=int, default=1, help="--vs-one-batch: interleaved timings of each path (medians)")
     args = parser.parse_args()
     (stability if args.stability else vs_one_batch if args.vs_one_batch else benchmark)(args)

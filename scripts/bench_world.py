@@ -7,11 +7,12 @@ Parts (default: networks, edits, video):
   world's default settings;
 - video: sgsim video on the spoken sequence "red ... blue ... green" from a few seeds, judged frame by frame;
 - curves: success and keep rates against steps, latent weight, learning rate, adaptive layer masking (off / on),
-  direction strength, video window and video warm steps (what chose the world's defaults), and steps auto against the
-  default 300 (with the mean steps the edits ran and the time ratio), each point timed, written as JSON and a PNG
-  with --out;
+  direction strength, video window and video warm steps (what chose the world's defaults), steps auto against the
+  default 300 (with the mean steps the edits ran and the time ratio) and the 16 px work resolution against full size,
+  each point timed, written as JSON and a PNG with --out;
 - rules: colour edits by sound as each candidate flattening rule of steps auto would stop them (success, keep rates,
-  mean steps), all read from one 300-step run (what chose AUTO_RULE's constants).
+  mean steps), all read from one 300-step run (what chose AUTO_RULE's constants); then AUTO_RULE with each cooldown of
+  COOLDOWNS, each its own timed run.
 Prints a table per part with the issue's targets beside what the world reaches.
 """
 
@@ -36,7 +37,11 @@ CURVES = {
     "window": [0.5, 1.0, 2.0],
     "warm_steps": [10, 25, 100],
     "auto_steps": [300, "auto"],  # steps auto (sgsim.editing.stopping.AUTO_RULE) against the default it caps at
+    "work_resolution": ["full", 16],  # optimising at the 16 px block's image (CLIP sees it upsampled) against full size
 }
+CATEGORICAL = ("auto_steps", "work_resolution")  # curves whose values are labels, not a scale
+# Cooldowns (steps cooling a flattened edit's learning rate to zero) the rules part tries with AUTO_RULE's other constants.
+COOLDOWNS = (25, 50, 75)
 
 
 def table(rows: list[tuple[str, str, str]]) -> None:
@@ -122,7 +127,7 @@ def curves(editor, audio: Path, count: int, settings, seeds: list[int], names: l
         return direction_check(editor, learned, count, value)
 
     points = {**{name: (lambda v, name=name: edit_point(name, v)) for name in ("steps", "lambda_latent", "lr", "adaptive_layer_masking")},
-              "auto_steps": lambda v: edit_point("steps", v),
+              "auto_steps": lambda v: edit_point("steps", v), "work_resolution": lambda v: edit_point("work_resolution", v),
               "strength": strength_point, "window": lambda v: video_check(editor, audio, seeds, v),
               "warm_steps": lambda v: video_check(editor, audio, seeds, window, warm_steps=v)}
     measured: dict[str, list[dict]] = {}
@@ -195,6 +200,21 @@ def rules(editor, audio: Path, count: int, settings) -> list[dict]:
                        "batch_steps": int(stops.max()), **kept, **{f"{name}_at_stop": own[name] for name in names}})
         print(f"{window:6d} {improvement:8.4f} {least:4d} {stops.mean():6.1f} " + " ".join(
             f"{percent(kept[name]):>6s}/{percent(own[name]):>6s}" for name in names), flush=True)
+    print(f"\nAUTO_RULE with a cooldown (its own run: a cooled edit leaves the fixed run's steps once it flattens); the "
+          f"300-step run: " + ", ".join(f"{name.replace('_', ' ')} {percent(value)}" for name, value in judged(np.full(len(finals), AUTO_RULE.max_steps)).items()))
+    for cooldown in COOLDOWNS:
+        started = time.perf_counter()
+        cooled = edit_seeds(editor, [(target, seeds) for target, _, seeds in jobs], settings, stop=replace(AUTO_RULE, cooldown=cooldown),
+                            callback=lambda step, losses, latents: None)  # no progress bar
+        seconds = time.perf_counter() - started
+        per = [score(judge(before), judge(after), aim, before.shape[-1])["per_edit"]
+               for (before, after), (_, aim, _) in zip(cooled.pictures, jobs)]
+        rates = {name: float(np.mean(np.concatenate([p[name] for p in per]))) for name in names}
+        steps = np.concatenate(cooled.steps_used)
+        points.append({**{key: getattr(AUTO_RULE, key) for key in ("window", "min_improvement", "min_steps")}, "cooldown": cooldown,
+                       "steps_used": float(steps.mean()), "batch_steps": int(steps.max()), "seconds": round(seconds, 1), **rates})
+        print(f"cooldown {cooldown}: mean steps {steps.mean():.1f} (batch {steps.max()}), {seconds:.1f} s; "
+              + ", ".join(f"{name.replace('_', ' ')} {percent(rates[name])}" for name in names), flush=True)
     return points
 
 
@@ -206,7 +226,7 @@ def plot(measured: dict, path: Path) -> None:
 
     figure, axes = plt.subplots(1, len(measured), figsize=(4 * len(measured), 3.2), squeeze=False)
     for axis, (name, points) in zip(axes[0], measured.items()):
-        values = [str(p["value"]) for p in points] if name == "auto_steps" else [p["value"] for p in points]
+        values = [str(p["value"]) for p in points] if name in CATEGORICAL else [p["value"] for p in points]
         for key in [k for k in points[0] if k not in ("value", "seconds", "steps_used")]:
             axis.plot(values, [p[key] for p in points], marker="o", label=key.replace("_", " "))
         axis.set_xlabel(name.replace("_", " "))

@@ -140,8 +140,8 @@ class EditSettings:
         None, "source", "e4e / pSp photo encoder (path or manifest name) for --method e4e; default: the published one "
         "for the generator (e4e-ffhq for ffhq).")
     steps: Union[int, str] = setting(
-        300, "optimisation", "Optimisation steps, or auto: stop once the loss has flattened, at most 300 (run.json says "
-        "how many ran and why).", low=1, high=MAX_STEPS)
+        300, "optimisation", "Optimisation steps, or auto: once the loss has flattened, cool the learning rate over 50 steps "
+        "and stop, at most 300 (run.json says how many ran and why).", low=1, high=MAX_STEPS)
     lr: float = setting(0.1, "optimisation", "Learning rate of the optimisation.", low=0, low_open=True)
     lambda_latent: Optional[float] = setting(None, "optimisation", "Latent distance weight (default: the generator's preset).", low=0)
     lambda_id: Optional[float] = setting(None, "optimisation", "Identity loss weight (default: the generator's preset).", low=0)

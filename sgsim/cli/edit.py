@@ -24,20 +24,21 @@ def _check_weights(generator: str, encoder: str, encoder_checkpoint: Optional[Pa
     resolve_all([name for name in dict.fromkeys(needed) if name is not None])
 
 
-# Seconds per fp32 optimisation step of a 256 px edit on a 2-core CPU, on the slow side of the measured pace
-# (docs/performance.md#cpu-edits: 1.07 s a step, up to 1.4 s under load); a step's cost grows about with the pixel
-# count, which is what the warning below scales by.
-CPU_SECONDS_PER_STEP_256 = 1.36
+# Seconds per fp32 optimisation step of a 1024 px edit (FFHQ config-f widths, with the identity term) on a 2-core
+# CPU, on the slow side of the measured 6.7 s (README, Performance: bench_edit.py --vs-full --resolution 1024); the
+# blocks above 1024 px would add about their pixel count, which is what the note below scales by.
+CPU_SECONDS_PER_STEP_1024 = 7.5
 SLOW_CPU_RESOLUTION = 1024
 
 
 def warn_slow_cpu_edit(resolution: int, device, steps: int) -> None:
-    """Say before it starts that an edit optimised at `resolution` px on a CPU takes hours, and what to do instead."""
+    """Say before it starts that an edit optimised at `resolution` px on a CPU takes the better part of an hour, and
+    what to do instead."""
     if str(device).startswith("cpu") and resolution >= SLOW_CPU_RESOLUTION:
-        hours = CPU_SECONDS_PER_STEP_256 * (resolution / 256) ** 2 * steps / 3600
-        click.echo(f"note: a {resolution} px edit on the CPU takes roughly {hours:.0f} h for {steps} steps on 2 cores "
-                   f"(estimated from the measured 256 px rate); a GPU takes minutes, and --work-resolution 256 or fewer --steps "
-                   f"help", err=True)
+        minutes = CPU_SECONDS_PER_STEP_1024 * (resolution / SLOW_CPU_RESOLUTION) ** 2 * steps / 60
+        click.echo(f"note: a {resolution} px edit on the CPU takes roughly {minutes:.0f} min for {steps} steps on 2 cores "
+                   f"(from the measured 1024 px rate); a GPU takes a minute or two, and fewer --steps or --steps auto help",
+                   err=True)
 
 
 def run_editor(plan, audio: Sequence[Path], text: Optional[str], settings: EditSettings, class_index: Optional[int]):

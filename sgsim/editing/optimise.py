@@ -8,8 +8,9 @@ or infinite loss stops the run instead of silently poisoning it.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -38,7 +39,8 @@ STEP_VALUES = ("latents", "images")
 # (the identity network sees a 188 px crop of a 256 px image, pooled to 112 px).
 CPU_WORK_RESOLUTION = 256
 # Whether auto uses CPU_WORK_RESOLUTION on a CPU: only once scripts/bench_edit.py --vs-full --tolerance shows the
-# full-size scores of such edits within the documented bounds (README, Performance).
+# full-size scores of such edits within the documented bounds (README, Performance). They held for a 512 px generator
+# but not for a 1024 px one (identity distance +0.050 at 256 px, +0.129 at 512 px; bound 0.01), on random weights.
 AUTO_WORK_RESOLUTION_ON_CPU = False
 
 
@@ -117,6 +119,22 @@ def working_layers(generator, work_resolution: Optional[int], layers: Optional[I
     return kept
 
 
+@contextmanager
+def cooled_rows(variables: LatentVariables, factors: np.ndarray) -> Iterator[None]:
+    """Scale the optimiser step taken inside by `factors` [N] per sample (a learning rate per row: Adam's step is
+    linear in it). A parameter whose rows are samples (`variables.samples`: the sample of each leading row) is scaled
+    row by row; one that samples share (a direction's offset) by the largest factor, so it cools once all have."""
+    parameters = variables.parameters()
+    before = [p.detach().clone() for p in parameters]
+    yield
+    factors = torch.as_tensor(factors, dtype=torch.float32)
+    owners = getattr(variables, "samples", None)
+    with torch.no_grad():
+        for parameter, start in zip(parameters, before):
+            factor = factors.max() if owners is None else factors[owners.cpu()].view(-1, *[1] * (parameter.dim() - 1))
+            parameter.copy_(start + (parameter - start) * factor.to(parameter.device, parameter.dtype))
+
+
 class EditDiverged(SgsimError):
     """The loss became NaN or infinite; the last latents whose loss was finite ride along."""
 
@@ -156,7 +174,7 @@ def optimise_latents(
     callback_values: Sequence[str] = (),  # of STEP_VALUES: passed to `callback` by name (a preview needs no hook)
     record_every: int = 0,  # > 0: keep the images of every k-th step and of the result (for a video)
     work_resolution: Optional[int] = None,  # render and score the running image of this block (WorkResolution.used); None: full
-    stop: Optional[FlatteningRule] = None,  # keep each sample's best latents once its loss flattens; stop once all have
+    stop: Optional[FlatteningRule] = None,  # end each sample once its loss flattens (and cools); stop once all have
 ) -> OptimisedLatents:
     """Adam minimising the sum over samples of sum_term weight * term(G(w), w). A term off (weight 0) is not
     evaluated and records zeros. The batch loss is the sum of per-sample losses, so with terms that score each
@@ -169,12 +187,13 @@ def optimise_latents(
     variables move only the rows read there (working_layers; given `variables` should be built from those rows);
     recorded losses and frames are at that resolution.
 
-    With `stop` a sample whose total loss the rule finds flattened stops there, as it would alone (samples score
-    alone), and its result is the latents of its lowest total loss so far: at the full learning rate the loss bounces,
-    and the latest step may sit on a bounce. The loop ends once every sample has flattened (the losses hold the steps
-    run); a sample that reaches the cap ends as the fixed run does, on its last step. Variables that samples share (a
-    direction's offset) are as the last step left them. Samples not scored at a step (minibatches) are judged on the
-    steps that scored them."""
+    With `stop` a sample whose total loss the rule finds flattened ends as it would alone (samples score alone): with
+    the rule's cooldown its learning rate alone cools to zero over that many steps (cooled_rows) and its result is
+    where that leaves it; without one it stops there with the latents of its lowest total loss so far (at the full
+    learning rate the loss bounces, and the latest step may sit on a bounce). The loop ends once every sample has
+    ended (the losses hold the steps run); a sample that reaches the cap ends as the fixed run does, on its last step.
+    Variables that samples share (a direction's offset) cool once every sample has flattened, and are as the last step
+    left them. Samples not scored at a step (minibatches) are judged on the steps that scored them."""
     weights = check_weights(dict(weights))
     unknown = [name for name in callback_values if name not in STEP_VALUES]
     if unknown:
@@ -233,7 +252,11 @@ def optimise_latents(
             # runs in this thread, and autocast would recast its matmuls (PyTorch advises against backward under it).
             with torch.autocast(device_type=source.device.type, enabled=False):
                 total.sum().backward()
-            optimizer.step()
+            if stop is not None and stop.cooldown and stopped_at.any():
+                with cooled_rows(variables, stop.cooling(np.where(stopped_at > 0, step - stopped_at, -1))):
+                    optimizer.step()
+            else:
+                optimizer.step()
             # One device-to-host copy per step, once the whole step is queued: the device need not idle while the
             # host queues the backward pass. A non-finite loss still stops the run at this step, with the latents
             # of the previous one (this step's update is discarded with the error).
@@ -251,23 +274,25 @@ def optimise_latents(
                 callback(step, {name: float(history[name][step, scored].mean()) for name in names},
                          **{name: named[name] for name in callback_values})
             if stop is not None:
-                with np.errstate(invalid="ignore"):  # NaN: a sample this step did not score
-                    better = (history[TOTAL][step] < best_loss) & (stopped_at == 0)
-                if better.any():
-                    best_loss = np.where(better, history[TOTAL][step], best_loss)
-                    best = torch.where(torch.as_tensor(better, device=best.device)[:, None, None], w.detach(), best)
+                if not stop.cooldown:  # a row stops at once: keep its lowest-loss latents
+                    with np.errstate(invalid="ignore"):  # NaN: a sample this step did not score
+                        better = (history[TOTAL][step] < best_loss) & (stopped_at == 0)
+                    if better.any():
+                        best_loss = np.where(better, history[TOTAL][step], best_loss)
+                        best = torch.where(torch.as_tensor(better, device=best.device)[:, None, None], w.detach(), best)
                 stopped_at[stop.flattened(history[TOTAL][:used]) & (stopped_at == 0)] = used
-                if stopped_at.all():
+                if stopped_at.all() and (used - stopped_at >= stop.cooldown).all():
                     break
     history = {name: values[:used] for name, values in history.items()}
     with torch.no_grad():
         latents = variables.latents().detach()
-        latents = torch.where(torch.as_tensor(stopped_at > 0, device=latents.device)[:, None, None], best, latents)
+        if stop is not None and not stop.cooldown:
+            latents = torch.where(torch.as_tensor(stopped_at > 0, device=latents.device)[:, None, None], best, latents)
     if not torch.isfinite(latents).all():
         raise diverged(used, "latent")
     if record_every > 0:  # the frames show each step's input; the video ends on what the last step made
         with torch.no_grad():
             frames.append(rendered.synthesis(latents, noise_mode="const").detach().cpu())
-    steps_used = np.where(stopped_at > 0, stopped_at, used).tolist()
+    steps_used = np.where(stopped_at > 0, np.minimum(stopped_at + (stop.cooldown if stop else 0), used), used).tolist()
     return OptimisedLatents(latents=latents, losses=history, frames=frames, steps_used=steps_used,
                             stopped=stop_reason(stop, used, steps_used, int((stopped_at > 0).sum())))

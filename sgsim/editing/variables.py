@@ -14,7 +14,9 @@ from sgsim.errors import SgsimError
 
 
 class LatentVariables(Protocol):
-    """The optimised parameters and the W+ latents [N, num_ws, w_dim] they currently stand for."""
+    """The optimised parameters and the W+ latents [N, num_ws, w_dim] they currently stand for. Variables whose
+    parameters' leading rows each belong to one sample say which in an attribute `samples` (a step then scales row by
+    row; without it the parameters count as shared by all samples)."""
 
     def parameters(self) -> list[torch.Tensor]: ...
 
@@ -38,6 +40,7 @@ class FreeRows:
         self.source = source.detach()  # [N, num_ws, w_dim]
         self.rows = free_rows(layers, source.shape[1]).to(source.device)
         self.free = self.source[:, self.rows].clone().requires_grad_(True)
+        self.samples = torch.arange(len(source))  # the sample of each row of `free` (a learning rate per sample)
 
     def parameters(self) -> list[torch.Tensor]:
         return [self.free]

@@ -8,7 +8,7 @@ world-shapes` and the tests of the shipped world all measure through this module
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ import torch
 from sgsim.errors import SgsimError
 from sgsim.settings import EditSettings
 from sgsim.worlds.shapes import COLOURS, SHAPES, Judgement, judge
+
+if TYPE_CHECKING:
+    from sgsim.editing.stopping import FlatteningRule
 
 POSITION_PIXELS = 3.0  # "stays within a few pixels": the largest centroid move, in pixels, that keeps the position
 
@@ -115,10 +118,11 @@ class EditedSeeds:
 
 
 def edit_seeds(editor, jobs: Sequence[tuple[object, Sequence[int]]], settings: EditSettings = EditSettings(),
-               callback: Optional[Callable[..., None]] = None) -> EditedSeeds:
+               callback: Optional[Callable[..., None]] = None, stop: Optional[FlatteningRule] = None) -> EditedSeeds:
     """Per (Target, seeds) job, the (source, edited) pictures [N, 3, R, R] of `sgsim edit --seed S` toward the target
     for every seed, at strength 1; all jobs in one batched optimisation (Editor.optimise: each row as if alone, steps
-    "auto" included). `callback(step, losses, latents)` sees the latents every step renders (the jobs' edits in order)."""
+    "auto" included). `callback(step, losses, latents)` sees the latents every step renders (the jobs' edits in order).
+    `stop`: a flattening rule in place of the one settings.steps names (benchmarks of candidate rules)."""
     from sgsim.editing.optimise import choose_work_resolution
     from sgsim.editing.stopping import steps_and_rule
     from sgsim.editing.targets import embed_target
@@ -129,7 +133,7 @@ def edit_seeds(editor, jobs: Sequence[tuple[object, Sequence[int]]], settings: E
     aims = torch.cat([embed_target(target, editor.audio_encoder, editor.clip).mixed(target.weight)[None].expand(len(seeds), -1)
                       for target, seeds in jobs])
     sources = seed_latents(editor, [seed for _, seeds in jobs for seed in seeds], settings.truncation)
-    steps, rule = steps_and_rule(settings.steps)
+    steps, rule = (stop.max_steps, stop) if stop is not None else steps_and_rule(settings.steps)
     optimised = editor.optimise(run, sources, aims, steps=steps, lr=settings.lr, work_resolution=working.used, stop=rule,
                                 callback=callback, callback_values=("latents",) if callback is not None else ())
     sizes = [len(seeds) for _, seeds in jobs]

@@ -278,15 +278,16 @@ def test_a_bad_weight_is_one_line_before_any_work(run, sounds, tmp_path, flag, o
 
 
 def test_a_full_resolution_cpu_edit_is_announced_with_its_rough_cost(capsys):
-    from sgsim.cli.edit import CPU_SECONDS_PER_STEP_256, warn_slow_cpu_edit
+    from sgsim.cli.edit import CPU_SECONDS_PER_STEP_1024, warn_slow_cpu_edit
 
     warn_slow_cpu_edit(256, "cpu", 300)
     warn_slow_cpu_edit(1024, "cuda:0", 300)
     assert capsys.readouterr().err == ""
     warn_slow_cpu_edit(1024, "cpu", 300)
     note = capsys.readouterr().err
-    hours = CPU_SECONDS_PER_STEP_256 * 16 * 300 / 3600  # 16x the pixels of a 256 px image
-    assert note.count("\n") == 1 and f"roughly {hours:.0f} h for 300 steps" in note
+    assert note.count("\n") == 1 and f"roughly {CPU_SECONDS_PER_STEP_1024 * 300 / 60:.0f} min for 300 steps" in note
+    warn_slow_cpu_edit(2048, "cpu", 100)  # 4x the pixels of a 1024 px image
+    assert f"roughly {CPU_SECONDS_PER_STEP_1024 * 4 * 100 / 60:.0f} min for 100 steps" in capsys.readouterr().err
 
 
 def test_a_class_the_generator_cannot_take_is_refused_before_the_encoders_load(run, sounds, tmp_path, monkeypatch, one_error_line):
@@ -325,7 +326,7 @@ def test_work_resolution_is_a_flag_recorded_with_its_reason(run, sounds, tmp_pat
 
 
 def test_steps_auto_says_and_records_how_many_steps_ran_and_why(run, sounds, tmp_path):
-    from sgsim.editing.stopping import AUTO_RULE
+    from sgsim.editing.stopping import AUTO_RULE, stop_reason
 
     result = run("edit", "--audio", str(sounds[0]), "--seed", "1", "--steps", "auto", "--out", str(tmp_path / "a"))
     assert result.exit_code == 0, result.output
@@ -333,7 +334,7 @@ def test_steps_auto_says_and_records_how_many_steps_ran_and_why(run, sounds, tmp
     (used,) = settings["steps_used"]
     assert settings["steps"] == "auto" and AUTO_RULE.min_steps <= used <= AUTO_RULE.max_steps
     assert f"steps auto: {settings['steps_reason']}\n" in result.output
-    assert settings["steps_reason"].startswith((f"flattened at step {used}:", "reached the cap"))
+    assert settings["steps_reason"] in (stop_reason(AUTO_RULE, used, [used], 1), stop_reason(AUTO_RULE, used, [used], 0))
 
 
 @pytest.mark.parametrize("steps", ["0", "abc", "1.5"])

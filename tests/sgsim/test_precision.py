@@ -23,6 +23,7 @@ from sgsim.editing.precision import (
     nudge_targets,
 )
 from sgsim.editing.sources import seed_latent
+from sgsim.editing.stopping import AUTO_RULE
 from sgsim.errors import SgsimError, SgsimNotice
 from stylegan2.precision import SynthesisPrecision
 
@@ -224,6 +225,21 @@ def test_bench_tolerance_smoke_run(shared_data):
     assert lines[0].startswith("renders, bf16 vs fp32: ") and float(lines[0].split()[4]) >= RENDER_MIN_PSNR_DB
     assert [line.split()[0] for line in lines[1:4]] == ["bf16", "fp32", "fp32,"]
     assert lines[4].startswith("edits, bf16 vs fp32: ") and lines[4].endswith("the tolerance")
+
+
+def test_bench_auto_steps_smoke_run(shared_data):
+    """--auto-steps prints the fixed run, auto by AUTO_RULE and each asked-for cooldown's own run against it, each judged
+    by the working resolution's bounds, then the table of other rules."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH.parents[1]), os.environ.get("PYTHONPATH")]))}
+    run = subprocess.run([sys.executable, str(BENCH), "--device", "cpu", "--quick", "--threads", "1", "--auto-steps", "--steps", "110",
+                          "--cooldowns", "5", "--audio", str(shared_data / "audio")], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    verdicts = [line for line in run.stdout.splitlines() if " / fixed 110: " in line]
+    assert [line.split(" / ")[0] for line in verdicts] == ["auto (AUTO_RULE)", "auto with a 5-step cooldown"]
+    for line in verdicts:
+        steps = int(line.split(" / fixed 110: ")[1].split()[0])
+        assert AUTO_RULE.min_steps <= steps <= 110 and (": kept;" in line or ": NOT kept;" in line)
+    assert "other rules without a cooldown" in run.stdout
 
 
 @pytest.fixture(scope="module")

@@ -81,9 +81,10 @@ def test_an_auto_edit_is_deterministic_and_records_its_steps_and_why(editor):
     assert first.settings["steps"] == "auto" and used == second.settings["steps_used"]
     assert all(AUTO_RULE.min_steps <= n <= AUTO_RULE.max_steps for n in used)
     assert len(first.losses["total"]) == max(used)
-    assert [n or AUTO_RULE.max_steps for n in AUTO_RULE.stop_steps(first.losses["total"])] == used
-    reason = first.settings["steps_reason"]
-    assert reason.startswith(f"flattened at step {max(used)}") or reason.startswith("reached the cap")
+    # The steps before a row flattens are the fixed run's, so its history says where it flattened; then it cools.
+    flattened = AUTO_RULE.stop_steps(first.losses["total"])
+    assert [min(n + AUTO_RULE.cooldown, AUTO_RULE.max_steps) if n else AUTO_RULE.max_steps for n in flattened] == used
+    assert first.settings["steps_reason"] == stop_reason(AUTO_RULE, max(used), used, sum(map(bool, flattened)))
 
 
 def test_a_stopped_row_is_the_fixed_runs_lowest_loss_latents_before_its_stop(editor):
@@ -108,3 +109,38 @@ def test_a_stopped_row_is_the_fixed_runs_lowest_loss_latents_before_its_stop(edi
         kept = int(np.argmin(fixed.losses["total"][:stop, row])) if stop else rule.max_steps
         torch.testing.assert_close(auto.latents[row].cpu(), seen[kept][row], rtol=0, atol=0)
     np.testing.assert_array_equal(auto.losses["total"], fixed.losses["total"][: max(auto.steps_used)])
+
+
+def test_the_cooldown_falls_from_one_to_zero_in_its_steps_and_rows_not_flattened_keep_the_full_rate():
+    rule = FlatteningRule(window=5, min_improvement=0.01, min_steps=10, max_steps=50, cooldown=4)
+    factors = rule.cooling(np.array([-1, 0, 1, 2, 3, 4, 9]))
+    assert factors[0] == 1 and np.all(np.diff(factors[1:5]) < 0) and 0 < factors[4 - 1] < factors[1] < 1
+    np.testing.assert_allclose(factors[1:5], 0.5 + 0.5 * np.cos(np.pi * np.arange(1, 5) / 5))
+    assert factors[5] == pytest.approx(0, abs=1e-12) and factors[6] == pytest.approx(0, abs=1e-12)
+    with pytest.raises(SgsimError, match="cooldown >= 0"):
+        FlatteningRule(window=5, min_improvement=0.01, min_steps=10, max_steps=50, cooldown=-1)
+
+
+def test_a_cooled_row_runs_the_fixed_steps_to_its_flattening_then_its_cooldown_as_it_would_alone(editor):
+    """With a cooldown a row runs the fixed run's steps until it flattens, then `cooldown` steps at a falling rate, and
+    ends there (its latents move no more while the batch runs on): each row's result is the one it gets alone."""
+    from sgsim.editing.sources import SeedSource
+    from sgsim.editing.targets import Target, embed_target
+
+    rule = FlatteningRule(window=3, min_improvement=0.01, min_steps=6, max_steps=60, cooldown=5)
+    run = editor.prepare_run("fp32", None, None, None)
+    aims = torch.stack([embed_target(Target(text=text), editor.audio_encoder, editor.clip).mixed(1.0) for text in ("rain", "fire")])
+    start = torch.stack([editor.source_latent(SeedSource(seed)) for seed in (3, 4)])
+    fixed = editor.optimise(run, start, aims, steps=rule.max_steps, lr=0.1)
+    together = editor.optimise(run, start, aims, steps=rule.max_steps, lr=0.1, stop=rule)
+    flattened = rule.stop_steps(fixed.losses["total"])
+    assert all(flattened) and len(set(flattened)) == 2, "the rows must flatten at different steps for this test to say anything"
+    assert together.steps_used == [n + rule.cooldown for n in flattened]
+    assert together.stopped.startswith(f"flattened and cooled (the learning rate to zero over 5 steps) by step {max(together.steps_used)}")
+    first = min(flattened)
+    np.testing.assert_array_equal(together.losses["total"][:first], fixed.losses["total"][:first])
+    for row in range(2):
+        alone = editor.optimise(run, start[row:row + 1], aims[row:row + 1], steps=rule.max_steps, lr=0.1, stop=rule)
+        assert alone.steps_used == [together.steps_used[row]]
+        torch.testing.assert_close(together.latents[row], alone.latents[0], rtol=1e-5, atol=1e-5)
+        assert not torch.equal(together.latents[row], fixed.latents[row])
