@@ -590,7 +590,7 @@ def measure_auto_steps(nets: Networks, sound: Path, args: argparse.Namespace, de
     print(f"{'window':>6s} {'improve':>8s} {'min':>4s} {'stops':>5s} {'kept':>5s} {'clip':>8s} {'id':>8s} {'latent':>8s}"
           f"   {'clip@stop':>9s} {'id@stop':>8s} {'lat@stop':>8s}")
     for window, improvement, least in AUTO_RULES:
-        rule = replace(AUTO_RULE, window=window, min_improvement=improvement, min_steps=least, max_steps=max(cap, least))
+        rule = replace(AUTO_RULE, window=window, min_improvement=improvement, min_steps=least, max_steps=max(cap, least), cooldown=0)
         stop, best = auto_result(rule)
         delta = {at: {key: score(at)[key] - fixed_terms[key] for key in allowed} for at in (best, stop)}
         print(f"{window:6d} {improvement:8.4f} {least:4d} {stop:5d} {best:5d} " + " ".join(f"{delta[best][key]:+8.4f}" for key in allowed)

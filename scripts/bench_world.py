@@ -192,7 +192,7 @@ def rules(editor, audio: Path, count: int, settings) -> list[dict]:
     print(f"{'window':>6s} {'improve':>8s} {'min':>4s} {'steps':>6s} " + " ".join(f"{name:>13s}" for name in names)
           + "   (auto's lowest-loss latents / the stop step's own)")
     for window, improvement, least in RULES:
-        rule = replace(AUTO_RULE, window=window, min_improvement=improvement, min_steps=least)
+        rule = replace(AUTO_RULE, window=window, min_improvement=improvement, min_steps=least, cooldown=0)  # a plain stop
         stops = np.array([n or rule.max_steps for n in rule.stop_steps(edited.losses)])
         best = np.array([np.argmin(edited.losses[:n, row]) if n < rule.max_steps else n for row, n in enumerate(stops)])
         kept, own = judged(best), judged(stops)
