@@ -75,7 +75,8 @@ class FlatteningRule:
 # Stopped at once, no rule kept the 256 px CLIP loss within 0.01 of the 300-step edit's (+0.0154): that edit gains it
 # in its learning-rate ramp-down. A cooldown gives a flattened edit its own ramp-down: 25 steps kept the CLIP loss
 # (+0.0036) but not the latent distance (+0.037, bound 0.023); 50 kept all three (CLIP loss -0.0007, identity 0.0000,
-# latent distance -0.014) in 159 steps, 1.83x faster than 300 (`--auto-steps --cooldowns 25 50 75`).
+# latent distance -0.014) in 159 steps, 1.83x faster than 300 (`--auto-steps --cooldowns 25 50 75`). On fire.wav and
+# giggling.wav it kept the CLIP loss but not the latent distance (+0.082) or the identity (+0.022): not yet a default.
 AUTO_RULE = FlatteningRule(window=20, min_improvement=0.0005, min_steps=100, max_steps=300, cooldown=50)
 
 
