@@ -59,8 +59,6 @@ LAMBDA_LATENT = 0.008
 LAMBDA_ID = 0.004
 LR = 0.1  # SGSIM README
 DEFAULT_STEPS = 300  # the steps of an edit in the published loop and in sgsim
-# A 1024 px edit step at --work-resolution 256 against full resolution (README, Performance; --vs-full --resolution 1024).
-WORK_RESOLUTION_STEP_RATIO = 3.45
 # Candidate flattening rules --auto-steps scores beside AUTO_RULE: window, min_improvement, min_steps.
 AUTO_RULES = [(window, improvement, least) for window in (20, 40, 60, 80) for improvement in (0.0005, 0.002)
               for least in (60, 100, 150) if window < least]
@@ -500,8 +498,8 @@ def measure_auto_steps(nets: Networks, sound: Path, args: argparse.Namespace, de
     auto edit to the fixed run's latents at that step), so its latents are the fixed run's after that step and its
     time the fixed run's clock there; a rule with a cooldown (AUTO_RULE's, and each of args.cooldowns) leaves the fixed
     run's steps once a row flattens, so it gets a run of its own. Prints the steps auto runs, both times and full-size
-    scores (edit_terms) by the bounds --vs-full --tolerance holds a working resolution to, the composed 1024 px
-    estimate, and where other flattening rules would stop with what they keep (how AUTO_RULE's constants were chosen)."""
+    scores (edit_terms) by the bounds --vs-full --tolerance holds a working resolution to, and where other flattening
+    rules would stop with what they keep (how AUTO_RULE's constants were chosen)."""
     from dataclasses import replace
 
     from sgsim.devices import choose_precision
@@ -572,18 +570,17 @@ def measure_auto_steps(nets: Networks, sound: Path, args: argparse.Namespace, de
         kept = all(worse[key] <= bounds[key] for key in allowed)
         print(f"{name} / fixed {cap}: {used} steps, {seconds:.1f} s, {fixed_seconds / seconds:.2f}x faster; scores minus "
               "fixed: " + "; ".join(f"{key} {worse[key]:+.4f} (bound {bounds[key]:.4f})" for key in allowed)
-              + f": {'kept' if kept else 'NOT kept'}; composed 1024 px estimate, not measured at 1024: "
-              f"{WORK_RESOLUTION_STEP_RATIO}x per step at --work-resolution 256 (README) x {cap / used:.2f}x fewer steps "
-              f"= {WORK_RESOLUTION_STEP_RATIO * cap / used:.1f}x", flush=True)
+              + f": {'kept' if kept else 'NOT kept'}; {cap / used:.2f}x fewer steps", flush=True)
 
-    if AUTO_RULE.cooldown:
-        versus("auto (AUTO_RULE)", *cooled_run(replace(AUTO_RULE, max_steps=max(cap, AUTO_RULE.min_steps))))
+    auto_rule = replace(AUTO_RULE, max_steps=max(cap, AUTO_RULE.min_steps))  # a smoke run's short cap still fits the rule
+    if auto_rule.cooldown:
+        versus("auto (AUTO_RULE)", *cooled_run(auto_rule))
     else:
-        used, kept_at = auto_result(replace(AUTO_RULE, max_steps=max(cap, AUTO_RULE.min_steps)))
+        used, kept_at = auto_result(auto_rule)
         print(row(f"auto (AUTO_RULE; step {kept_at} kept)", used, kept_at), flush=True)
         versus("auto (AUTO_RULE)", used, ticks[used - 1] - started, score(kept_at))
     for cooldown in args.cooldowns:
-        versus(f"auto with a {cooldown}-step cooldown", *cooled_run(replace(AUTO_RULE, cooldown=cooldown, max_steps=max(cap, AUTO_RULE.min_steps))))
+        versus(f"auto with a {cooldown}-step cooldown", *cooled_run(replace(auto_rule, cooldown=cooldown)))
     print(f"\nother rules without a cooldown on the same history (AUTO_RULE: window {AUTO_RULE.window}, min_improvement "
           f"{AUTO_RULE.min_improvement}, min_steps {AUTO_RULE.min_steps}); scores minus the fixed run's, of the latents "
           f"auto keeps (its lowest-loss step) and of the stop step's own:")

@@ -180,13 +180,17 @@ def rules(editor, audio: Path, count: int, settings) -> list[dict]:
     sizes = [len(seeds) for _, _, seeds in jobs]
     names = ("reached", "kept_shape", "kept_position", "success")
 
+    def rates(pictures) -> dict[str, float]:
+        """The rates over all jobs' edits, given each job's (source, edited) pictures."""
+        per = [score(judge(before), judge(after), aim, before.shape[-1])["per_edit"]
+               for (before, after), (_, aim, _) in zip(pictures, jobs)]
+        return {name: float(np.mean(np.concatenate([p[name] for p in per]))) for name in names}
+
     def judged(at: np.ndarray) -> dict[str, float]:
         """The rates of the edits whose latents are those after `at` steps (the cap: the fixed run's pictures)."""
         rendered = editor.render(torch.stack([snapshots[min(n, len(snapshots) - 1)][row] for row, n in enumerate(at)]))
         after = torch.where(torch.as_tensor(at >= AUTO_RULE.max_steps)[:, None, None, None], finals, rendered).split(sizes)
-        per = [score(judge(before), judge(moved), aim, before.shape[-1])["per_edit"]
-               for (before, _), moved, (_, aim, _) in zip(edited.pictures, after, jobs)]
-        return {name: float(np.mean(np.concatenate([p[name] for p in per]))) for name in names}
+        return rates([(before, moved) for (before, _), moved in zip(edited.pictures, after)])
 
     points = []
     print(f"{'window':>6s} {'improve':>8s} {'min':>4s} {'steps':>6s} " + " ".join(f"{name:>13s}" for name in names)
@@ -200,21 +204,18 @@ def rules(editor, audio: Path, count: int, settings) -> list[dict]:
                        "batch_steps": int(stops.max()), **kept, **{f"{name}_at_stop": own[name] for name in names}})
         print(f"{window:6d} {improvement:8.4f} {least:4d} {stops.mean():6.1f} " + " ".join(
             f"{percent(kept[name]):>6s}/{percent(own[name]):>6s}" for name in names), flush=True)
-    print(f"\nAUTO_RULE with a cooldown (its own run: a cooled edit leaves the fixed run's steps once it flattens); the "
-          f"300-step run: " + ", ".join(f"{name.replace('_', ' ')} {percent(value)}" for name, value in judged(np.full(len(finals), AUTO_RULE.max_steps)).items()))
+    print("\nAUTO_RULE with a cooldown (its own run: a cooled edit leaves the fixed run's steps once it flattens); the "
+          "300-step run: " + ", ".join(f"{name.replace('_', ' ')} {percent(value)}" for name, value in rates(edited.pictures).items()))
     for cooldown in COOLDOWNS:
         started = time.perf_counter()
         cooled = edit_seeds(editor, [(target, seeds) for target, _, seeds in jobs], settings, stop=replace(AUTO_RULE, cooldown=cooldown),
                             callback=lambda step, losses, latents: None)  # no progress bar
         seconds = time.perf_counter() - started
-        per = [score(judge(before), judge(after), aim, before.shape[-1])["per_edit"]
-               for (before, after), (_, aim, _) in zip(cooled.pictures, jobs)]
-        rates = {name: float(np.mean(np.concatenate([p[name] for p in per]))) for name in names}
-        steps = np.concatenate(cooled.steps_used)
+        cooled_rates, steps = rates(cooled.pictures), np.concatenate(cooled.steps_used)
         points.append({**{key: getattr(AUTO_RULE, key) for key in ("window", "min_improvement", "min_steps")}, "cooldown": cooldown,
-                       "steps_used": float(steps.mean()), "batch_steps": int(steps.max()), "seconds": round(seconds, 1), **rates})
+                       "steps_used": float(steps.mean()), "batch_steps": int(steps.max()), "seconds": round(seconds, 1), **cooled_rates})
         print(f"cooldown {cooldown}: mean steps {steps.mean():.1f} (batch {steps.max()}), {seconds:.1f} s; "
-              + ", ".join(f"{name.replace('_', ' ')} {percent(rates[name])}" for name in names), flush=True)
+              + ", ".join(f"{name.replace('_', ' ')} {percent(cooled_rates[name])}" for name in names), flush=True)
     return points
 
 
