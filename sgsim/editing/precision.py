@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylegan2.networks import SynthesisNetwork
 from stylegan2.precision import FP32, MIXED, SynthesisPrecision, synthesis_precision
 
 # The documented tolerance of the reduced precisions (docs/reference.md#performance-targets): the generator's
@@ -53,7 +54,10 @@ CPU_SYNTHESIS = SynthesisPrecision(num_fp16_res=0, fused_modconv=False, fixed_we
 def cpu_bf16_synthesis(synthesis) -> SynthesisPrecision:
     """A bf16 edit's generator on a CPU: every block above 4 px computes in bfloat16 itself, so that the
     elementwise work between its convolutions runs on half the bytes (autocast would round only each
-    convolution's input and leave that work in fp32), with the modulated convolutions unfused as in CPU_SYNTHESIS."""
+    convolution's input and leave that work in fp32), with the modulated convolutions unfused as in CPU_SYNTHESIS.
+    A StyleGAN3 network has no such blocks: it stays in fp32, its convolutions under the edit's autocast."""
+    if not isinstance(synthesis, SynthesisNetwork):
+        return CPU_SYNTHESIS
     return SynthesisPrecision(num_fp16_res=synthesis.img_resolution_log2 - 2, channels_last=True, fused_modconv=False,
                               dtype=torch.bfloat16, fixed_weights=True)
 

@@ -91,6 +91,17 @@ def test_edit_moves_the_w_plus_rows_of_the_network(run, sounds, tmp_path):
     assert record["settings"]["mix_sound_rows"] == NUM_WS // 2
 
 
+def test_edit_runs_in_bf16_on_a_stylegan3_generator(run, sounds, tmp_path):
+    """bf16 is the CPU default where the CPU has native bfloat16: a StyleGAN3 network runs it under autocast (its
+    convolutions in bf16), and the written image is rendered in fp32 from latents that moved."""
+    out = tmp_path / "bf16"
+    result = run("edit", "--audio", str(sounds["raining"]), "--seed", "3", "--precision", "bf16", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    latents = np.load(out / "latents.npz")
+    assert np.isfinite(latents["edited"]).all() and np.abs(latents["edited"][0] - latents["source"]).max() > 0
+    assert json.loads((out / "run.json").read_text())["settings"]["precision"] == "bf16"
+
+
 def test_invert_fits_a_latent_of_the_networks_rows(run, tmp_path, monkeypatch):
     assert run("generate", "--seeds", "5", "--out", str(tmp_path / "gen")).exit_code == 0
     monkeypatch.setenv("SGSIM_HOME", str(tmp_path / "empty-cache"))  # no LPIPS weights: the pixel loss, with a notice
