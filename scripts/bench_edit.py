@@ -513,7 +513,7 @@ def measure_auto_steps(nets: Networks, sound: Path, args: argparse.Namespace, de
     precision = choose_precision(args.precision, device).name
     editor = Editor(nets.generator, nets.audio_encoder, clip=nets.clip, identity=IdentityLoss(nets.arcface), device=device, preset="ffhq")
     target = embed_target(Target(sound), nets.audio_encoder, nets.clip).sound[None].to(device)
-    w_source = seed_latent(nets.generator, 0)[None]
+    w_source = seed_latent(nets.generator, args.seed)[None]
     snapshots: list[torch.Tensor] = []  # the latents each step rendered: snapshots[n] is the result after n steps
     ticks: list[float] = []
 
@@ -581,6 +581,8 @@ def measure_auto_steps(nets: Networks, sound: Path, args: argparse.Namespace, de
         versus("auto (AUTO_RULE)", used, ticks[used - 1] - started, score(kept_at))
     for cooldown in args.cooldowns:
         versus(f"auto with a {cooldown}-step cooldown", *cooled_run(replace(auto_rule, cooldown=cooldown)))
+    for least in args.min_steps:
+        versus(f"auto flattening from step {least}", *cooled_run(replace(auto_rule, min_steps=least, max_steps=max(auto_rule.max_steps, least))))
     print(f"\nother rules without a cooldown on the same history (AUTO_RULE: window {AUTO_RULE.window}, min_improvement "
           f"{AUTO_RULE.min_improvement}, min_steps {AUTO_RULE.min_steps}); scores minus the fixed run's, of the latents "
           f"auto keeps (its lowest-loss step) and of the stop step's own:")
@@ -644,6 +646,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="steps auto against --steps fixed steps (default 300), from one fixed run: steps, time, full-size scores")
     parser.add_argument("--cooldowns", type=int, nargs="*", default=[],
                         help="--auto-steps: also auto runs with these cooldowns (steps cooling a flattened edit's learning rate)")
+    parser.add_argument("--min-steps", type=int, nargs="*", default=[],
+                        help="--auto-steps: also auto runs that may flatten no earlier than these steps (AUTO_RULE's cooldown)")
+    parser.add_argument("--seed", type=int, default=0, help="--auto-steps: the generator seed whose image is edited")
     parser.add_argument("--only", choices=["a", "b"], default=None, help=argparse.SUPPRESS)  # one process of --memory
     parser.add_argument("--child", choices=["a", "a'"], default=None, help=argparse.SUPPRESS)  # (a) or (a') timed in its own process
     args = parser.parse_args(argv)

@@ -11,8 +11,8 @@ Parts (default: networks, edits, video):
   default 300 (with the mean steps the edits ran and the time ratio) and the 16 px work resolution against full size,
   each point timed, written as JSON and a PNG with --out;
 - rules: colour edits by sound as each candidate flattening rule of steps auto would stop them (success, keep rates,
-  mean steps), all read from one 300-step run (what chose AUTO_RULE's constants); then AUTO_RULE with each cooldown of
-  COOLDOWNS, each its own timed run.
+  mean steps), all read from one 300-step run (what chose AUTO_RULE's constants); then AUTO_RULE and each change of
+  COOLED_RULES (another cooldown, an earlier earliest stop), each its own timed run.
 Prints a table per part with the issue's targets beside what the world reaches.
 """
 
@@ -40,8 +40,9 @@ CURVES = {
     "work_resolution": ["full", 16],  # optimising at the 16 px block's image (CLIP sees it upsampled) against full size
 }
 CATEGORICAL = ("auto_steps", "work_resolution")  # curves whose values are labels, not a scale
-# Cooldowns (steps cooling a flattened edit's learning rate to zero) the rules part tries with AUTO_RULE's other constants.
-COOLDOWNS = (25, 50, 75)
+# AUTO_RULE and changes to it the rules part runs: other cooldowns (steps cooling a flattened edit's learning rate to
+# zero) and an earlier earliest stop (min_steps), each with AUTO_RULE's other constants.
+COOLED_RULES = ({}, {"cooldown": 25}, {"cooldown": 75}, {"min_steps": 100})
 
 
 def table(rows: list[tuple[str, str, str]]) -> None:
@@ -204,17 +205,18 @@ def rules(editor, audio: Path, count: int, settings) -> list[dict]:
                        "batch_steps": int(stops.max()), **kept, **{f"{name}_at_stop": own[name] for name in names}})
         print(f"{window:6d} {improvement:8.4f} {least:4d} {stops.mean():6.1f} " + " ".join(
             f"{percent(kept[name]):>6s}/{percent(own[name]):>6s}" for name in names), flush=True)
-    print("\nAUTO_RULE with a cooldown (its own run: a cooled edit leaves the fixed run's steps once it flattens); the "
+    print("\nAUTO_RULE and changes to it (each its own run: a cooled edit leaves the fixed run's steps once it flattens); the "
           "300-step run: " + ", ".join(f"{name.replace('_', ' ')} {percent(value)}" for name, value in rates(edited.pictures).items()))
-    for cooldown in COOLDOWNS:
+    for change in COOLED_RULES:
+        rule = replace(AUTO_RULE, **change)
         started = time.perf_counter()
-        cooled = edit_seeds(editor, [(target, seeds) for target, _, seeds in jobs], settings, stop=replace(AUTO_RULE, cooldown=cooldown),
+        cooled = edit_seeds(editor, [(target, seeds) for target, _, seeds in jobs], settings, stop=rule,
                             callback=lambda step, losses, latents: None)  # no progress bar
         seconds = time.perf_counter() - started
         cooled_rates, steps = rates(cooled.pictures), np.concatenate(cooled.steps_used)
-        points.append({**{key: getattr(AUTO_RULE, key) for key in ("window", "min_improvement", "min_steps")}, "cooldown": cooldown,
+        points.append({**{key: getattr(rule, key) for key in ("window", "min_improvement", "min_steps", "cooldown")},
                        "steps_used": float(steps.mean()), "batch_steps": int(steps.max()), "seconds": round(seconds, 1), **cooled_rates})
-        print(f"cooldown {cooldown}: mean steps {steps.mean():.1f} (batch {steps.max()}), {seconds:.1f} s; "
+        print(f"min_steps {rule.min_steps}, cooldown {rule.cooldown}: mean steps {steps.mean():.1f} (batch {steps.max()}), {seconds:.1f} s; "
               + ", ".join(f"{name.replace('_', ' ')} {percent(cooled_rates[name])}" for name in names), flush=True)
     return points
 

@@ -67,17 +67,14 @@ class FlatteningRule:
 
 
 # The rule of steps="auto", chosen from one 300-step run each of the shapes world's colour edits by sound (20) and of
-# a 256 px random FFHQ-size network, every candidate rule read from its history (README, Performance:
-# `scripts/bench_world.py --part rules`, `scripts/bench_edit.py --auto-steps`): the fastest rule whose edits lose
-# neither the world's judged success nor the 256 px edit's identity against the 300-step edit. min_steps 60 lost
-# identity at 256 px (+0.034) and, with a 0.2 % threshold, a third of the world's success; windows of 40 to 80 ran
-# 129-217 steps at 256 px with no better CLIP loss (in the world, with 0.05 %, 141-199 steps an edit for 20 % success).
-# Stopped at once, no rule kept the 256 px CLIP loss within 0.01 of the 300-step edit's (+0.0154): that edit gains it
-# in its learning-rate ramp-down. A cooldown gives a flattened edit its own ramp-down: 25 steps kept the CLIP loss
-# (+0.0036) but not the latent distance (+0.037, bound 0.023); 50 kept all three (CLIP loss -0.0007, identity 0.0000,
-# latent distance -0.014) in 159 steps, 1.83x faster than 300 (`--auto-steps --cooldowns 25 50 75`). On fire.wav and
-# giggling.wav it kept the CLIP loss but not the latent distance (+0.082) or the identity (+0.022): not yet a default.
-AUTO_RULE = FlatteningRule(window=20, min_improvement=0.0005, min_steps=100, max_steps=300, cooldown=50)
+# a 256 px random FFHQ-size network, every candidate rule read from its history, then the candidates with a cooldown
+# each run on their own (docs/performance.md#steps-auto: `scripts/bench_world.py --part rules`, `scripts/bench_edit.py
+# --auto-steps`). Stopped at once, no rule kept the 256 px CLIP loss within 0.01 of the 300-step edit's (+0.0154): that
+# edit gains it in its learning-rate ramp-down, so a flattened edit gets a 50-step ramp-down of its own (25 and 75
+# missed the latent distance). Flattening from step 100, it lost one world edit of 20 and missed the identity or
+# latent bound in 3 of 5 256 px edits by up to ten times; from step 150 it kept the world's success (15 %) in 202 steps
+# an edit and missed in 3 of 5 by up to four times. Not a default: stopping early moves a face more than CLIP sees.
+AUTO_RULE = FlatteningRule(window=20, min_improvement=0.0005, min_steps=150, max_steps=300, cooldown=50)
 
 
 def steps_and_rule(steps: Union[int, str]) -> tuple[int, Optional[FlatteningRule]]:

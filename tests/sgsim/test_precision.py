@@ -228,17 +228,18 @@ def test_bench_tolerance_smoke_run(shared_data):
 
 
 def test_bench_auto_steps_smoke_run(shared_data):
-    """--auto-steps prints the fixed run, auto by AUTO_RULE and each asked-for cooldown's own run against it, each judged
-    by the working resolution's bounds, then the table of other rules."""
+    """--auto-steps prints the fixed run, auto by AUTO_RULE and each asked-for cooldown's and minimum's own run against
+    it, each judged by the working resolution's bounds, then the table of other rules."""
     env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH.parents[1]), os.environ.get("PYTHONPATH")]))}
-    run = subprocess.run([sys.executable, str(BENCH), "--device", "cpu", "--quick", "--threads", "1", "--auto-steps", "--steps", "110",
-                          "--cooldowns", "5", "--audio", str(shared_data / "audio")], capture_output=True, text=True, env=env, timeout=600)
+    run = subprocess.run([sys.executable, str(BENCH), "--device", "cpu", "--quick", "--threads", "1", "--auto-steps", "--steps", "160",
+                          "--cooldowns", "5", "--min-steps", "155", "--seed", "3", "--audio", str(shared_data / "audio")],
+                         capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr
-    verdicts = [line for line in run.stdout.splitlines() if " / fixed 110: " in line]
-    assert [line.split(" / ")[0] for line in verdicts] == ["auto (AUTO_RULE)", "auto with a 5-step cooldown"]
+    verdicts = [line for line in run.stdout.splitlines() if " / fixed 160: " in line]
+    assert [line.split(" / ")[0] for line in verdicts] == ["auto (AUTO_RULE)", "auto with a 5-step cooldown", "auto flattening from step 155"]
     for line in verdicts:
-        steps = int(line.split(" / fixed 110: ")[1].split()[0])
-        assert AUTO_RULE.min_steps <= steps <= 110 and (": kept;" in line or ": NOT kept;" in line)
+        steps = int(line.split(" / fixed 160: ")[1].split()[0])
+        assert AUTO_RULE.min_steps <= steps <= 160 and (": kept;" in line or ": NOT kept;" in line)
     assert "other rules without a cooldown" in run.stdout
 
 
