@@ -13,9 +13,7 @@ channel_max 512, doubled for R) against StyleGAN2 of the same resolution, forwar
 same settings, each sgsim row's ratio then being against NVIDIA's row of that network:
 
   python scripts/bench_generator.py --stylegan3 --reference ~/src/stylegan3 --resolution 256
-  python scripts/bench_generator.py --stylegan3 --reference ~/src/stylegan3 --resolution 1024 --iters 1 --warmup 0 --forward-only
-
---forward-only skips the forward+backward pass (at 1024 px on a CPU it alone takes hours).
+  python scripts/bench_generator.py --stylegan3 --reference ~/src/stylegan3 --resolution 1024 --iters 1 --warmup 0
 """
 
 from __future__ import annotations
@@ -139,7 +137,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--stylegan3", action="store_true", help="StyleGAN3-T and -R against StyleGAN2 (and --reference)")
     parser.add_argument("--reference", default=None, metavar="PATH", help="a checkout of NVlabs/stylegan3 to time too")
-    parser.add_argument("--forward-only", action="store_true", help="measure synthesis only, not forward+backward")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one configuration as JSON
     args = parser.parse_args()
     cpu = args.device == "cpu"
@@ -156,7 +153,6 @@ def main() -> None:
     baseline = None
     nvidia: dict[tuple[str, bool], dict] = {}  # NVIDIA's result per (network, backward): the baseline of sgsim's row
     configs = stylegan3_configs(args.device, args.reference is not None) if args.stylegan3 else configs_for(args.device)
-    configs = [config for config in configs if not (args.forward_only and config.backward)]
     for config in configs:
         run = subprocess.run(
             [sys.executable, __file__, *passthrough, "--worker", json.dumps(asdict(config))], capture_output=True, text=True
