@@ -19,7 +19,7 @@ from stylegan2.networks import FixedWeight, SynthesisBlock, SynthesisLayer, Synt
 class SynthesisPrecision:
     """How the synthesis blocks run: which of them in fp16, with which clamp, memory format and modulated convolution."""
 
-    num_fp16_res: int  # fp16 for this many highest resolutions (on CUDA), 0 = every block in fp32
+    num_fp16_res: int | None  # fp16 for this many highest resolutions (on CUDA), 0 = every block in fp32, None = every block above 4 px
     conv_clamp: float | None = None  # clamp for layers the network built without one, None = leave them unclamped
     channels_last: bool = False  # channels_last activations in the fp16 blocks
     fp16_on_cpu: bool = False  # fp16 on the CPU too: slow, only to check fp16 numerics without a GPU
@@ -66,8 +66,9 @@ def synthesis_precision(synthesis: SynthesisNetwork, precision: SynthesisPrecisi
         setattr(module, name, value)
 
     try:
-        lowest = lowest_fp16_resolution(synthesis.img_resolution, precision.num_fp16_res)
-        assign(synthesis, "num_fp16_res", precision.num_fp16_res)
+        count = synthesis.img_resolution_log2 - 2 if precision.num_fp16_res is None else precision.num_fp16_res
+        lowest = lowest_fp16_resolution(synthesis.img_resolution, count)
+        assign(synthesis, "num_fp16_res", count)
         for res in synthesis.block_resolutions:
             block = getattr(synthesis, f"b{res}")
             half = res >= lowest

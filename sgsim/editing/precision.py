@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylegan2.networks import SynthesisNetwork
 from stylegan2.precision import FP32, MIXED, SynthesisPrecision, synthesis_precision
 
 # The documented tolerance of the reduced precisions (docs/reference.md#performance-targets): the generator's
@@ -51,15 +50,12 @@ def nudge_targets(targets: torch.Tensor, seed: int, size: float = TARGET_NUDGE) 
 CPU_SYNTHESIS = SynthesisPrecision(num_fp16_res=0, fused_modconv=False, fixed_weights=True)
 
 
-def cpu_bf16_synthesis(synthesis) -> SynthesisPrecision:
-    """A bf16 edit's generator on a CPU: every block above 4 px computes in bfloat16 itself, so that the
-    elementwise work between its convolutions runs on half the bytes (autocast would round only each
-    convolution's input and leave that work in fp32), with the modulated convolutions unfused as in CPU_SYNTHESIS.
-    A StyleGAN3 network has no such blocks: it stays in fp32, its convolutions under the edit's autocast."""
-    if not isinstance(synthesis, SynthesisNetwork):
-        return CPU_SYNTHESIS
-    return SynthesisPrecision(num_fp16_res=synthesis.img_resolution_log2 - 2, channels_last=True, fused_modconv=False,
-                              dtype=torch.bfloat16, fixed_weights=True)
+# A bf16 edit's generator on a CPU: every block above 4 px computes in bfloat16 itself, so that the elementwise work
+# between its convolutions runs on half the bytes (autocast would round only each convolution's input and leave that
+# work in fp32), with the modulated convolutions unfused as in CPU_SYNTHESIS. A StyleGAN3 network has no such blocks
+# (synthesis_precision leaves it as it is): it stays in fp32, its convolutions under the edit's autocast.
+CPU_BF16_SYNTHESIS = SynthesisPrecision(num_fp16_res=None, channels_last=True, fused_modconv=False, dtype=torch.bfloat16,
+                                        fixed_weights=True)
 
 
 # The layers whose weights autocast casts at every call: matrices and kernels of linear layers, convolutions and
@@ -127,7 +123,7 @@ def edit_precision(precision: str, generator, clip, synthesis: SynthesisPrecisio
         with synthesis_precision(generator.synthesis, synthesis):
             yield AutocastImageEncoder(clip)
     elif precision == "bf16":
-        blocks = cpu_bf16_synthesis(generator.synthesis) if device_type == "cpu" else full
+        blocks = CPU_BF16_SYNTHESIS if device_type == "cpu" else full
         cast = [clip.model.visual, *(helper for helper in helpers if isinstance(helper, nn.Module))]
         with ExitStack() as stack:
             stack.enter_context(synthesis_precision(generator.synthesis, blocks))
