@@ -507,7 +507,7 @@ def measure_auto_steps(nets: Networks, sound: Path, args: argparse.Namespace, de
     from sgsim.editing.optimise import choose_work_resolution
     from sgsim.editing.precision import EDIT_MAX_CLIP_LOSS_DIFF
     from sgsim.editing.sources import seed_latent
-    from sgsim.editing.stopping import AUTO_RULE
+    from sgsim.editing.stopping import AUTO_RULE, FlatteningRule
     from sgsim.identity import IdentityLoss
 
     precision = choose_precision(args.precision, device).name
@@ -572,7 +572,12 @@ def measure_auto_steps(nets: Networks, sound: Path, args: argparse.Namespace, de
               "fixed: " + "; ".join(f"{key} {worse[key]:+.4f} (bound {bounds[key]:.4f})" for key in allowed)
               + f": {'kept' if kept else 'NOT kept'}; {cap / used:.2f}x fewer steps", flush=True)
 
-    auto_rule = replace(AUTO_RULE, max_steps=max(cap, AUTO_RULE.min_steps))  # a smoke run's short cap still fits the rule
+    def variant(**change) -> FlatteningRule:
+        """AUTO_RULE with `change`, capped at the fixed run's steps, or at its min_steps when a smoke run's cap is shorter."""
+        rule = replace(AUTO_RULE, **change)
+        return replace(rule, max_steps=max(cap, rule.min_steps))
+
+    auto_rule = variant()
     if auto_rule.cooldown:
         versus("auto (AUTO_RULE)", *cooled_run(auto_rule))
     else:
@@ -580,16 +585,16 @@ def measure_auto_steps(nets: Networks, sound: Path, args: argparse.Namespace, de
         print(row(f"auto (AUTO_RULE; step {kept_at} kept)", used, kept_at), flush=True)
         versus("auto (AUTO_RULE)", used, ticks[used - 1] - started, score(kept_at))
     for cooldown in args.cooldowns:
-        versus(f"auto with a {cooldown}-step cooldown", *cooled_run(replace(auto_rule, cooldown=cooldown)))
+        versus(f"auto with a {cooldown}-step cooldown", *cooled_run(variant(cooldown=cooldown)))
     for least in args.min_steps:
-        versus(f"auto flattening from step {least}", *cooled_run(replace(auto_rule, min_steps=least, max_steps=max(auto_rule.max_steps, least))))
+        versus(f"auto flattening from step {least}", *cooled_run(variant(min_steps=least)))
     print(f"\nother rules without a cooldown on the same history (AUTO_RULE: window {AUTO_RULE.window}, min_improvement "
           f"{AUTO_RULE.min_improvement}, min_steps {AUTO_RULE.min_steps}); scores minus the fixed run's, of the latents "
           f"auto keeps (its lowest-loss step) and of the stop step's own:")
     print(f"{'window':>6s} {'improve':>8s} {'min':>4s} {'stops':>5s} {'kept':>5s} {'clip':>8s} {'id':>8s} {'latent':>8s}"
           f"   {'clip@stop':>9s} {'id@stop':>8s} {'lat@stop':>8s}")
     for window, improvement, least in AUTO_RULES:
-        rule = replace(AUTO_RULE, window=window, min_improvement=improvement, min_steps=least, max_steps=max(cap, least), cooldown=0)
+        rule = variant(window=window, min_improvement=improvement, min_steps=least, cooldown=0)
         stop, best = auto_result(rule)
         delta = {at: {key: score(at)[key] - fixed_terms[key] for key in allowed} for at in (best, stop)}
         print(f"{window:6d} {improvement:8.4f} {least:4d} {stop:5d} {best:5d} " + " ".join(f"{delta[best][key]:+8.4f}" for key in allowed)
