@@ -7,9 +7,10 @@ Parts (default: networks, edits, video):
   world's default settings;
 - video: sgsim video on the spoken sequence "red ... blue ... green" from a few seeds, judged frame by frame;
 - curves: success and keep rates against steps, latent weight, learning rate, adaptive layer masking (off / on),
-  direction strength, video window and video warm steps (what chose the world's defaults), steps auto against the
-  default 300 (with the mean steps the edits ran and the time ratio) and the 16 px work resolution against full size,
-  each point timed, written as JSON and a PNG with --out;
+  the truncation of the source seeds (each value its own sources), direction strength, video window and video warm
+  steps (what chose the world's defaults), steps auto against the default 300 (with the mean steps the edits ran and
+  the time ratio) and the 16 px work resolution against full size, each point timed, written as JSON and a PNG with
+  --out;
 - rules: colour edits by sound as each candidate flattening rule of steps auto would stop them (success, keep rates,
   mean steps), all read from one 300-step run (what chose AUTO_RULE's constants); then AUTO_RULE and each change of
   COOLED_RULES (another cooldown, an earlier earliest stop), each its own timed run.
@@ -33,6 +34,7 @@ CURVES = {
     "lambda_latent": [0.0, 0.0003, 0.001, 0.002, 0.008],
     "lr": [0.03, 0.1, 0.3],
     "adaptive_layer_masking": [False, True],
+    "truncation": [0.5, 0.7, 1.0],  # of the source seeds' latents (sgsim edit --seed's psi); each value its own sources
     "strength": [0.5, 1.0, 1.5, 2.0],
     "window": [0.5, 1.0, 2.0],
     "warm_steps": [10, 25, 100],
@@ -127,7 +129,7 @@ def curves(editor, audio: Path, count: int, settings, seeds: list[int], names: l
             learned.update(colour_directions(editor, audio, settings))
         return direction_check(editor, learned, count, value)
 
-    points = {**{name: (lambda v, name=name: edit_point(name, v)) for name in ("steps", "lambda_latent", "lr", "adaptive_layer_masking")},
+    points = {**{name: (lambda v, name=name: edit_point(name, v)) for name in ("steps", "lambda_latent", "lr", "adaptive_layer_masking", "truncation")},
               "auto_steps": lambda v: edit_point("steps", v), "work_resolution": lambda v: edit_point("work_resolution", v),
               "strength": strength_point, "window": lambda v: video_check(editor, audio, seeds, v),
               "warm_steps": lambda v: video_check(editor, audio, seeds, window, warm_steps=v)}
