@@ -4,7 +4,7 @@ Parts (default: networks, edits, video):
 - networks: generator cleanliness and balance over 1000 seeds, CLIP zero-shot colour and shape on 1200 held-out
   renders, the audio encoder's zero-shot accuracy over the seven words on held-out voices (DIR/speech/test.csv);
 - edits: each check of sgsim.worlds.checks (sound, text, sound + text, learned direction) on 50 seeds each, with the
-  world's default settings;
+  world's default settings, and how many edits the world's CLIP reads zero-shot as reaching the aim;
 - video: sgsim video on the spoken sequence "red ... blue ... green" from a few seeds, judged frame by frame;
 - curves: success and keep rates against steps, latent weight, learning rate, adaptive layer masking (off / on),
   the truncation of the source seeds (each value its own sources), direction strength, video window and video warm
@@ -96,6 +96,8 @@ def edits(editor, audio: Path, count: int, settings) -> dict:
         unavailable = f"; no sources for {', '.join(result['no_sources'])}" if result.get("no_sources") else ""
         target = f">= {100 * goal.reached:.0f} %" if goal.reached is not None else ""
         rows.append((f"{name}: reached ({result['count']} edits{unavailable})", target, percent(result.get("reached"))))
+        if "clip_reached" in result:
+            rows.append((f"{name}: reached in the edit's own CLIP's eyes", "", percent(result["clip_reached"])))
         if goal.kept is not None:
             rows.append((f"{name}: kept the other attribute", f">= {100 * goal.kept:.0f} %", percent(kept_rate(result))))
         rows.append((f"{name}: kept the position (<= 3 px)", "", percent(result.get("kept_position"))))

@@ -142,22 +142,37 @@ def edit_seeds(editor, jobs: Sequence[tuple[object, Sequence[int]]], settings: E
                        [part.tolist() for part in used], optimised.losses["total"])
 
 
+def clip_reached(clip, pictures: torch.Tensor, aim: Aim) -> float:
+    """The share of `pictures` in which the edit's own CLIP, read zero-shot, sees every attribute the aim names: what
+    the optimisation was steered by, beside what the judge sees."""
+    from sgsim.worlds.metrics import clip_reads
+
+    colour, shape = clip_reads(clip, pictures)
+    hit = torch.ones(len(pictures), dtype=torch.bool)
+    if aim.colour is not None:
+        hit &= colour == COLOURS.index(aim.colour)
+    if aim.shape is not None:
+        hit &= shape == SHAPES.index(aim.shape)
+    return float(hit.float().mean())
+
+
 def judged_edits(editor, jobs: Sequence[tuple[object, Aim, Sequence[int]]], settings: EditSettings = EditSettings()) -> list[dict]:
-    """`score` per (Target, aim, seeds) job, with the mean steps its edits ran: how many of its seeds' edits toward the
-    target show the aim and keep the rest; the jobs optimised together (edit_seeds)."""
+    """`score` per (Target, aim, seeds) job, with the mean steps its edits ran and `clip_reached`: how many of its
+    seeds' edits toward the target show the aim and keep the rest; the jobs optimised together (edit_seeds)."""
     edited = edit_seeds(editor, [(target, seeds) for target, _, seeds in jobs], settings)
-    return [{**score(judge(before), judge(after), aim, before.shape[-1]), "steps_used": float(np.mean(steps))}
+    return [{**score(judge(before), judge(after), aim, before.shape[-1]), "steps_used": float(np.mean(steps)),
+             "clip_reached": clip_reached(editor.clip, after, aim)}
             for (before, after), steps, (_, aim, _) in zip(edited.pictures, edited.steps_used, jobs)]
 
 
 def judged_direction(editor, direction, aim: Aim, seeds: Sequence[int], strength: float = 1.0) -> dict:
-    """`score` of a learned direction applied at `strength` (sgsim apply) to seeds it never saw."""
+    """`score` of a learned direction applied at `strength` (sgsim apply) to seeds it never saw, and `clip_reached`."""
     from sgsim.editing.sources import SeedSource
 
     applied = [editor.apply(direction, SeedSource(int(seed)), strengths=(strength,)) for seed in seeds]
     before = editor.render(torch.stack([result.source_latent for result in applied]))
     after = torch.cat([result.images for result in applied])
-    return score(judge(before), judge(after), aim, before.shape[-1])
+    return {**score(judge(before), judge(after), aim, before.shape[-1]), "clip_reached": clip_reached(editor.clip, after, aim)}
 
 
 def _hears_a_word(keyframe: float, duration: float, window: float, words: Sequence[dict]) -> bool:

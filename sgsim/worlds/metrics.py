@@ -24,15 +24,21 @@ def generator_metrics(G, count: int = 1000, seed: int = 0, batch: int = 250) -> 
 
 
 @torch.no_grad()
+def clip_reads(clip, images: torch.Tensor, batch: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    """What an sgsim ClipModel calls [N, 3, R, R] pictures zero-shot: [N] indices into COLOURS and into SHAPES (the
+    prompt of each it ranks first)."""
+    features = torch.cat([clip.encode_image(images[i:i + batch]) for i in range(0, len(images), batch)])
+    colours = clip.encode_text([COLOUR_PROMPT.format(c) for c in COLOURS])
+    shapes = clip.encode_text([SHAPE_PROMPT.format(s) for s in SHAPES])
+    return (features @ colours.T).argmax(1).cpu(), (features @ shapes.T).argmax(1).cpu()
+
+
 def clip_zero_shot(clip, count: int = 1200, seed: int = 10**6) -> dict:
     """Zero-shot colour and shape accuracy of an sgsim ClipModel on held-out renders (a seed the training never draws)."""
     images, scene = render_random(count, seed)
-    features = torch.cat([clip.encode_image(images[i:i + 200]) for i in range(0, count, 200)])
-    colours = clip.encode_text([COLOUR_PROMPT.format(c) for c in COLOURS])
-    shapes = clip.encode_text([SHAPE_PROMPT.format(s) for s in SHAPES])
-    colour_hit = (features @ colours.T).argmax(1) == scene.colour
-    shape_hit = (features @ shapes.T).argmax(1) == scene.shape
-    return {"images": count, "colour": float(colour_hit.float().mean()), "shape": float(shape_hit.float().mean())}
+    colour, shape = clip_reads(clip, images)
+    return {"images": count, "colour": float((colour == scene.colour).float().mean()),
+            "shape": float((shape == scene.shape).float().mean())}
 
 
 @torch.no_grad()

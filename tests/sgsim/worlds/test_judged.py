@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sgsim.editing.stopping import FlatteningRule
-from sgsim.worlds.judged import POSITION_PIXELS, Aim, judged_video, score
+from sgsim.worlds.judged import POSITION_PIXELS, Aim, clip_reached, judged_video, score
 from sgsim.worlds.shapes import COLOURS, SHAPES, draw_scenes, judge, render
 
 
@@ -53,6 +53,30 @@ def test_an_edit_toward_the_wrong_colour_is_not_reached():
     after = draw_scenes(2, 3, colour=torch.full((2,), COLOURS.index("green")), shape=before.shape)
     result = score(judge(render(before)), judge(render(after)), Aim(colour="blue"), 32)
     assert result["reached"] == 0.0 and result["success"] == 0.0
+
+
+class ReadsScenes:
+    """A stand-in CLIP that embeds a picture as the one-hot of its scene's colour and shape (the pictures it is given
+    are looked up by position), and each zero-shot prompt as the one-hot of the word it names."""
+
+    def __init__(self, scene):
+        self.features = torch.cat([torch.eye(len(COLOURS))[scene.colour], torch.eye(len(SHAPES))[scene.shape]], dim=1)
+
+    def encode_image(self, images):
+        return self.features[: len(images)]
+
+    def encode_text(self, texts):
+        words = COLOURS + SHAPES
+        return torch.stack([torch.eye(len(words))[words.index(text.split()[-1])] for text in texts])
+
+
+def test_clip_reached_counts_the_pictures_whose_zero_shot_reading_shows_every_named_attribute():
+    scene = draw_scenes(4, seed=0, colour=torch.tensor([0, 0, 1, 0]), shape=torch.tensor([0, 1, 0, 0]))
+    clip, pictures = ReadsScenes(scene), render(scene)
+    assert clip_reached(clip, pictures, Aim(colour=COLOURS[0])) == 0.75
+    assert clip_reached(clip, pictures, Aim(shape=SHAPES[0])) == 0.75
+    assert clip_reached(clip, pictures, Aim(COLOURS[0], SHAPES[0])) == 0.5
+    assert clip_reached(clip, pictures, Aim(colour=COLOURS[2])) == 0.0
 
 
 def test_video_frames_are_scored_inside_words_and_in_pauses():
