@@ -15,7 +15,7 @@ import torch
 
 from sgsim.errors import SgsimError
 from sgsim.settings import EditSettings
-from sgsim.worlds.shapes import COLOURS, SHAPES, Judgement, judge
+from sgsim.worlds.shapes import COLOURS, SHAPES, Judgement, clip_reads, judge
 
 if TYPE_CHECKING:
     from sgsim.editing.stopping import FlatteningRule
@@ -145,8 +145,6 @@ def edit_seeds(editor, jobs: Sequence[tuple[object, Sequence[int]]], settings: E
 def clip_reached(clip, pictures: torch.Tensor, aim: Aim) -> float:
     """The share of `pictures` in which the edit's own CLIP, read zero-shot, sees every attribute the aim names: what
     the optimisation was steered by, beside what the judge sees."""
-    from sgsim.worlds.metrics import clip_reads
-
     colour, shape = clip_reads(clip, pictures)
     hit = torch.ones(len(pictures), dtype=torch.bool)
     if aim.colour is not None:

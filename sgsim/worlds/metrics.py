@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sgsim.worlds.shapes import COLOUR_PROMPT, COLOURS, SHAPE_PROMPT, SHAPES, Scene, judge, render_random
+from sgsim.worlds.shapes import COLOURS, SHAPES, Scene, clip_reads, judge, render_random
 
 
 @torch.no_grad()
@@ -21,16 +21,6 @@ def generator_metrics(G, count: int = 1000, seed: int = 0, batch: int = 250) -> 
     return {"images": count, "clean": float(verdict.clean.mean()), "combinations_present": int((counts > 0).sum()),
             "largest_share_over_fair": float(counts.max() / fair),
             "counts": {f"{COLOURS[i // len(SHAPES)]} {SHAPES[i % len(SHAPES)]}": int(n) for i, n in enumerate(counts)}}
-
-
-@torch.no_grad()
-def clip_reads(clip, images: torch.Tensor, batch: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
-    """What an sgsim ClipModel calls [N, 3, R, R] pictures zero-shot: [N] indices into COLOURS and into SHAPES (the
-    prompt of each it ranks first)."""
-    features = torch.cat([clip.encode_image(images[i:i + batch]) for i in range(0, len(images), batch)])
-    colours = clip.encode_text([COLOUR_PROMPT.format(c) for c in COLOURS])
-    shapes = clip.encode_text([SHAPE_PROMPT.format(s) for s in SHAPES])
-    return (features @ colours.T).argmax(1).cpu(), (features @ shapes.T).argmax(1).cpu()
 
 
 def clip_zero_shot(clip, count: int = 1200, seed: int = 10**6) -> dict:

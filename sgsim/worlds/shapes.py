@@ -180,6 +180,16 @@ def caption_truth(texts: list[str], scene: Scene) -> torch.Tensor:
     return colour_true & shape_true
 
 
+@torch.no_grad()
+def clip_reads(clip, images: torch.Tensor, batch: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    """What an sgsim ClipModel calls [N, 3, R, R] pictures zero-shot: [N] indices into COLOURS and into SHAPES (the
+    prompt of each it ranks first)."""
+    features = torch.cat([clip.encode_image(images[i:i + batch]) for i in range(0, len(images), batch)])
+    colours = clip.encode_text([COLOUR_PROMPT.format(c) for c in COLOURS])
+    shapes = clip.encode_text([SHAPE_PROMPT.format(s) for s in SHAPES])
+    return (features @ colours.T).argmax(1).cpu(), (features @ shapes.T).argmax(1).cpu()
+
+
 # --- the judge -----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
