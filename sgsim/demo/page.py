@@ -230,7 +230,7 @@ class DemoPage:
     def _running(self, session: gr.Request, job, files: dict[Path, str]) -> Iterator[tuple[str, object]]:
         """Run job(report, cancelled) in a worker thread: yields ("step", what it reported) as it goes, then ("done", its
         result). Its user errors become page errors naming `files` (server path -> the visitor's name); Cancel, or this
-        generator closing (a closed page), sets `cancelled`."""
+        generator closing (a closed page), sets `cancelled`, after which no step is reported."""
         updates: queue.Queue = queue.Queue()
         cancelled = self._cancels[session.session_hash] = threading.Event()
 
@@ -251,6 +251,8 @@ class DemoPage:
                     for path, name in files.items():
                         message = public_message(message, path, name)
                     raise _shown_error(message)
+                if kind == "step" and cancelled.is_set():
+                    continue  # the step under way when Cancel was pressed: its report would overwrite "cancelled"
                 yield kind, value
                 if kind == "done":
                     return

@@ -151,3 +151,21 @@ def test_the_status_line_counts_time_from_the_start_and_estimates_what_is_left(g
     assert clock.line("editing", 32, 60) == "editing: 32 of 60 steps · 12 s elapsed · about 10 s left"
     now[0] = 122.5
     assert clock.line("rendering frames", 60, 60, "frames") == "rendering frames: 60 of 60 frames · 22 s elapsed"
+
+
+def test_after_cancel_no_step_report_overwrites_the_cancelled_status(page):
+    """The step under way when Cancel is pressed still reports; the page must not show it over "cancelled"."""
+    demo = page[0]
+    session = SimpleNamespace(session_hash="visitor")
+
+    def job(report, cancelled):
+        report(1, 1000, None)
+        assert cancelled.wait(10)
+        report(2, 1000, None)  # the step that was under way when Cancel was pressed
+        return "stopped"
+
+    updates = demo._running(session, job, {})
+    assert next(updates) == ("step", (1, 1000, None))
+    assert demo.cancel(session)
+    assert list(updates) == [("done", "stopped")]
+    assert not demo.cancel(session)  # the finished job left nothing to cancel
