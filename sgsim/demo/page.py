@@ -252,7 +252,7 @@ class DemoPage:
                         message = public_message(message, path, name)
                     raise _shown_error(message)
                 if kind == "step" and cancelled.is_set():
-                    continue  # the step under way when Cancel was pressed: its report would overwrite "cancelled"
+                    continue  # queued before Cancel, or from the step then under way: it would overwrite "cancelled"
                 yield kind, value
                 if kind == "done":
                     return
