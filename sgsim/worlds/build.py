@@ -22,6 +22,7 @@ from sgsim.worlds import ENCODER_FILE, ENCODER_NAME, WorldFiles, register_world,
 from sgsim.worlds.clip_training import ClipConfig
 from sgsim.worlds.e4e_training import E4eConfig
 from sgsim.worlds.gan_training import GanConfig
+from sgsim.worlds.shapes import RANGES, RenderRanges, render_random
 from sgsim.worlds.speech import SCALES as SPEECH_SCALES, SpeechScale
 
 RUN_FILE = "run.json"
@@ -127,16 +128,11 @@ class WorldBuild:
     def build_generator(self) -> dict:
         from sgsim.worlds.gan_training import GanTrainer
         from sgsim.worlds.metrics import generator_metrics
-        from sgsim.worlds.shapes import RESOLUTION, render_random
+        from sgsim.worlds.shapes import RESOLUTION
         from stylegan2 import save_generator
 
         config = GanConfig(**{**asdict(self.scale.gan), "seed": self.seed})
-        real_seed = 10**9 + self.seed * 10**7  # reals from seeds the CLIP and the metrics never draw
-
-        def reals(count: int, step: int) -> torch.Tensor:
-            return render_random(count, real_seed + step)[0]
-
-        trainer = GanTrainer(config, reals, RESOLUTION, self.work / "gan_state.pt")
+        trainer = GanTrainer(config, generator_reals(self.seed), RESOLUTION, self.work / "gan_state.pt")
         trainer.resume()
         G_ema = trainer.run(lambda step, total, values: self.progress("generator", step, total, values))
         save_generator(G_ema, self.files.generator)
@@ -208,6 +204,16 @@ class WorldBuild:
         held_out = open_dataset(self.out / "speech" / "test.csv")
         return {"config": asdict(config), "best_validation_top1": result.best_accuracy,
                 "held_out_voices": encoder_zero_shot(encoder, clip, held_out)}
+
+
+def generator_reals(seed: int, ranges: RenderRanges = RANGES) -> Callable[[int, int], torch.Tensor]:
+    """The generator stage's real pictures: (count, step) -> renders from seeds the CLIP and the metrics never draw."""
+    first = 10**9 + seed * 10**7
+
+    def reals(count: int, step: int) -> torch.Tensor:
+        return render_random(count, first + step, ranges)[0]
+
+    return reals
 
 
 def store_compact(files: WorldFiles) -> None:
