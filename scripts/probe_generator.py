@@ -34,8 +34,13 @@ def parse_settings(pairs: list[str]) -> dict:
     return changes
 
 
+def report_line(line: str) -> None:
+    """Print a row at once, so a long run's progress shows in a log file too."""
+    print(line, flush=True)
+
+
 def probe(changes: dict, every: int, images: int, seed: int = 0, scale: str = "full", radius: tuple[float, float] | None = None,
-          report=print) -> list[dict]:
+          report=report_line) -> list[dict]:
     """Train the build's generator stage with `changes` to its steps, judging `images` seeds of G_ema every `every`
     steps; returns (and reports) one row per checkpoint."""
     from sgsim.worlds.build import SCALES, generator_reals
