@@ -19,7 +19,7 @@ cat "$out/gpu.txt"
 
 # name | seconds allowed | command
 steps=(
-  "cuda-tests|180|env SGSIM_CUDA_OPS=1 $python -m pytest -q -p no:cacheprovider tests/stylegan2 tests/sgsim/test_precision.py"
+  "cuda-tests|180|env SGSIM_CUDA_OPS=1 $python -m pytest -q -p no:cacheprovider tests/stylegan2 tests/sgsim/test_precision.py tests/sgsim/worlds/test_resumable.py"
   "bench-generator|60|$python scripts/bench_generator.py --device cuda"
   "bench-edit|150|$python scripts/bench_edit.py --device cuda --steps 100"
   "bench-directions|45|$python scripts/bench_directions.py --device cuda --apply-resolutions 1024 --skip-learning"

@@ -1,5 +1,5 @@
 """The shapes world's generator stage with some settings changed, judged as the build judges it every few hundred
-steps: `python scripts/probe_generator.py --set r1_gamma=2 --steps 2000 [--every 500] [--radius 6.5,9]`.
+steps: `python scripts/probe_generator.py --set r1_gamma=2 --steps 2000 [--every 500] [--radius 6.5,9] [--device cuda]`.
 
 It runs the build's stage for its seed (the same real pictures, latents and initialisation; sgsim.worlds.build) with
 GanConfig fields changed by --set and, with --radius, the renders' size range changed, and prints one row per
@@ -40,9 +40,9 @@ def report_line(line: str) -> None:
 
 
 def probe(changes: dict, every: int, images: int, seed: int = 0, scale: str = "full", radius: tuple[float, float] | None = None,
-          report=report_line) -> list[dict]:
-    """Train the build's generator stage with `changes` to its steps, judging `images` seeds of G_ema every `every`
-    steps; returns (and reports) one row per checkpoint."""
+          device: str = "cpu", report=report_line) -> list[dict]:
+    """Train the build's generator stage with `changes` to its steps (on `device`; the build itself trains on the CPU),
+    judging `images` seeds of G_ema every `every` steps; returns (and reports) one row per checkpoint."""
     from sgsim.worlds.build import SCALES, generator_reals
     from sgsim.worlds.gan_training import GanConfig, GanTrainer
     from sgsim.worlds.metrics import generator_metrics
@@ -52,7 +52,7 @@ def probe(changes: dict, every: int, images: int, seed: int = 0, scale: str = "f
     ranges = RANGES if radius is None else dataclasses.replace(RANGES, radius=radius)
     rows = []
     with tempfile.TemporaryDirectory() as work:
-        trainer = GanTrainer(config, generator_reals(seed, ranges), RESOLUTION, Path(work) / "gan_state.pt")
+        trainer = GanTrainer(config, generator_reals(seed, ranges), RESOLUTION, Path(work) / "gan_state.pt", device)
         started = time.perf_counter()
         while trainer.step < config.steps:
             trainer.train_to(max_steps=min(trainer.step + every, config.steps))
@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--scale", choices=("toy", "full"), default="full")
     parser.add_argument("--radius", help="LOW,HIGH: the renders' equal-area radius range in pixels (default 4.5,8.5)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: a GPU trains on far more pictures in the same time")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     changes = parse_settings(args.set + ([f"steps={args.steps}"] if args.steps else []))
@@ -101,7 +102,14 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    rows = probe(changes, args.every, args.images, args.seed, args.scale, radius)
+    from sgsim.devices import parse_device
+    from sgsim.errors import SgsimError
+
+    try:
+        device = parse_device(args.device)
+    except SgsimError as error:
+        raise SystemExit(str(error)) from None
+    rows = probe(changes, args.every, args.images, args.seed, args.scale, radius, device)
     if args.json:
         from sgsim.atomic import atomic_output
 

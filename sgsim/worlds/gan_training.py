@@ -60,10 +60,11 @@ class GanTrainer(ResumableTrainer):
 
     state_format, state_kind = STATE_FORMAT, "generator training"
 
-    def __init__(self, config: GanConfig, real_images: Callable[[int, int], torch.Tensor], resolution: int, state_path: str | Path):
+    def __init__(self, config: GanConfig, real_images: Callable[[int, int], torch.Tensor], resolution: int, state_path: str | Path,
+                 device: str | torch.device = "cpu"):
         super().__init__(config, state_path)
-        self.real_images = real_images
-        self.G, self.D = build_networks(config, resolution)
+        self.real_images, self.device = real_images, torch.device(device)
+        self.G, self.D = (network.to(self.device) for network in build_networks(config, resolution))
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         # Lazy R1: the discriminator's Adam sees its regularised steps as part of each update (StyleGAN2, C.3).
         ratio = config.r1_every / (config.r1_every + 1)
@@ -74,12 +75,14 @@ class GanTrainer(ResumableTrainer):
         return {"G": self.G, "G_ema": self.G_ema, "D": self.D, "G_optimiser": self.G_optimiser, "D_optimiser": self.D_optimiser}
 
     def _latents(self, *salt: int) -> torch.Tensor:
-        return torch.randn(self.config.batch_size, self.config.z_dim, generator=seeded_generator(self.config.seed, self.step, *salt))
+        draws = seeded_generator(self.config.seed, self.step, *salt)
+        return torch.randn(self.config.batch_size, self.config.z_dim, generator=draws).to(self.device)
 
     def train_step(self) -> dict[str, float]:
         """One generator update, one discriminator update and, every r1_every steps, one lazy R1 update; the
-        generator's per-pixel noise is drawn from (seed, step) too, so a resumed run repeats an uninterrupted one."""
-        with torch.random.fork_rng(devices=[]):
+        generator's per-pixel noise is drawn from (seed, step) too, so a resumed run repeats an uninterrupted one (on a
+        GPU, one on the same device; latents and pictures are drawn on the CPU either way)."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seeded_generator(self.config.seed, self.step, 2).initial_seed())
             return self._train_step()
 
@@ -98,7 +101,7 @@ class GanTrainer(ResumableTrainer):
         self.D.requires_grad_(True)
         with torch.no_grad():
             fake = self.G(self._latents(1), noise_mode="random")
-        real = self.real_images(config.batch_size, self.step)
+        real = self.real_images(config.batch_size, self.step).to(self.device)
         real_logits = self.D(real)
         d_loss = F.softplus(self.D(fake)).mean() + F.softplus(-real_logits).mean()
         self.D_optimiser.zero_grad(set_to_none=True)

@@ -64,6 +64,7 @@ def test_settings_parse_to_their_fields_types(probe_module):
     (["--set", "steps=many"], "steps takes a int"),
     (["--radius", "9,4"], "expected LOW,HIGH"),
     (["--radius", "6,12"], "does not fit the 32 px picture; the largest that does is 9.65"),
+    (["--device", "gpu"], "'gpu' is not a device name; use cpu, cuda or cuda:N"),
 ])
 def test_bad_settings_are_one_clear_line(arguments, message):
     run = subprocess.run([sys.executable, str(SCRIPT), "--scale", "toy", *arguments], capture_output=True, text=True, timeout=120)
