@@ -12,7 +12,7 @@ from sgsim.worlds.shapes import COLOURS, SHAPES, Scene, clip_reads, judge, rende
 def generator_metrics(G, count: int = 1000, seed: int = 0, batch: int = 250) -> dict:
     """Judge `count` random seeds of G: clean rate, and each of the 12 combinations' share against its fair one."""
     generator = torch.Generator().manual_seed(seed)
-    device = next(G.parameters()).device  # seeds are drawn on the CPU, so a GPU copy of G draws the same pictures
+    device = next(G.parameters()).device  # seeds are drawn on the CPU, so a GPU copy of G is judged on the same latents
     images = torch.cat([G(torch.randn(min(batch, count - i), G.z_dim, generator=generator).to(device), noise_mode="const").cpu()
                         for i in range(0, count, batch)])
     verdict = judge(images)
