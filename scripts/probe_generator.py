@@ -16,6 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from sgsim.worlds.shapes import RANGES, RenderRanges
+
 
 def parse_settings(pairs: list[str]) -> dict:
     """`field=value` pairs -> GanConfig changes, each value of its field's type; a clear error for anything else."""
@@ -39,17 +43,17 @@ def report_line(line: str) -> None:
     print(line, flush=True)
 
 
-def probe(changes: dict, every: int, images: int, seed: int = 0, scale: str = "full", radius: tuple[float, float] | None = None,
-          device: str = "cpu", report=report_line) -> list[dict]:
-    """Train the build's generator stage with `changes` to its steps (on `device`; the build itself trains on the CPU),
-    judging `images` seeds of G_ema every `every` steps; returns (and reports) one row per checkpoint."""
+def probe(changes: dict, every: int, images: int, seed: int = 0, scale: str = "full", ranges: RenderRanges = RANGES,
+          device: str | torch.device = "cpu", report=report_line) -> list[dict]:
+    """Train the build's generator stage with `changes` on renders drawn from `ranges` to its steps (on `device`; the
+    build itself trains on the CPU), judging `images` seeds of G_ema every `every` steps; returns (and reports) one row
+    per checkpoint."""
     from sgsim.worlds.build import SCALES, generator_reals
     from sgsim.worlds.gan_training import GanConfig, GanTrainer
     from sgsim.worlds.metrics import generator_metrics
-    from sgsim.worlds.shapes import RANGES, RESOLUTION, SHAPES
+    from sgsim.worlds.shapes import RESOLUTION, SHAPES
 
     config = GanConfig(**{**dataclasses.asdict(SCALES[scale].gan), **changes, "seed": seed})
-    ranges = RANGES if radius is None else dataclasses.replace(RANGES, radius=radius)
     rows = []
     with tempfile.TemporaryDirectory() as work:
         trainer = GanTrainer(config, generator_reals(seed, ranges), RESOLUTION, Path(work) / "gan_state.pt", device)
@@ -81,26 +85,20 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: a GPU trains on far more pictures in the same time")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
-    changes = parse_settings(args.set + ([f"steps={args.steps}"] if args.steps else []))
-    radius = None
+    changes = parse_settings(args.set + ([f"steps={args.steps}"] if args.steps is not None else []))
+    ranges = RANGES
     if args.radius:
         try:
-            radius = tuple(float(value) for value in args.radius.split(","))
+            low, high = (float(value) for value in args.radius.split(","))
         except ValueError:
-            radius = ()
-        if len(radius) != 2 or not 0 < radius[0] <= radius[1]:
-            raise SystemExit(f"--radius {args.radius}: expected LOW,HIGH in pixels, 0 < LOW <= HIGH")
-        from sgsim.worlds.shapes import FARTHEST_POINT, RANGES, RESOLUTION
-
-        largest = (RESOLUTION / 2 - RANGES.margin) / max(FARTHEST_POINT.values())
-        if radius[1] > largest:
-            raise SystemExit(f"--radius {args.radius}: a triangle of radius {radius[1]:g} does not fit the {RESOLUTION} px "
-                             f"picture; the largest that does is {largest:.2f}")
-    if args.every < 1 or args.images < 1:
-        raise SystemExit("--every and --images must be at least 1")
+            raise SystemExit(f"--radius {args.radius}: expected LOW,HIGH in pixels") from None
+        try:
+            ranges = dataclasses.replace(RANGES, radius=(low, high))
+        except ValueError as error:  # RenderRanges refuses an empty range or one whose shapes do not fit
+            raise SystemExit(f"--radius {args.radius}: {error}") from None
+    if min(args.every, args.images, changes.get("steps", 1)) < 1:
+        raise SystemExit("--steps, --every and --images must be at least 1")
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     from sgsim.devices import parse_device
     from sgsim.errors import SgsimError
@@ -109,12 +107,12 @@ def main() -> None:
         device = parse_device(args.device)
     except SgsimError as error:
         raise SystemExit(str(error)) from None
-    rows = probe(changes, args.every, args.images, args.seed, args.scale, radius, device)
+    rows = probe(changes, args.every, args.images, args.seed, args.scale, ranges, device)
     if args.json:
         from sgsim.atomic import atomic_output
 
         with atomic_output(args.json) as stream:
-            stream.write(json.dumps({"changes": changes, "radius": radius, "rows": rows}, indent=2).encode())
+            stream.write(json.dumps({"changes": changes, "radius": ranges.radius, "rows": rows}, indent=2).encode())
 
 
 if __name__ == "__main__":

@@ -41,6 +41,16 @@ class RenderRanges:
     background: tuple[float, float] = (0.08, 0.92)  # grey level of the plain background
     margin: float = 1.0  # pixels kept free between the shape's farthest point and the border
 
+    def __post_init__(self) -> None:
+        """Refuse a size range whose largest shape would not fit the picture (draw_scenes would push it over the border)."""
+        low, high = self.radius
+        if not 0 < low <= high:
+            raise ValueError(f"radius range {low:g} to {high:g} px: expected LOW,HIGH in pixels, 0 < LOW <= HIGH")
+        largest = (RESOLUTION / 2 - self.margin) / max(FARTHEST_POINT.values())
+        if high > largest:
+            raise ValueError(f"a triangle of radius {high:g} does not fit the {RESOLUTION} px picture; the largest that does "
+                             f"is {largest:.2f}")
+
 
 RANGES = RenderRanges()
 

@@ -47,7 +47,8 @@ def test_changes_reach_the_trainer_and_the_reals(probe_module, monkeypatch):
         original(self, config, real_images, *args, **kwargs)
 
     monkeypatch.setattr(gan_training.GanTrainer, "__init__", recording)
-    probe_module.probe({"steps": 1, "r1_gamma": 7.0}, every=1, images=8, scale="toy", radius=(8.0, 8.0), report=lambda line: None)
+    probe_module.probe({"steps": 1, "r1_gamma": 7.0}, every=1, images=8, scale="toy",
+                       ranges=dataclasses.replace(RANGES, radius=(8.0, 8.0)), report=lambda line: None)
     assert (seen["config"].steps, seen["config"].r1_gamma, seen["config"].batch_size) == (1, 7.0, 8)
     # The same draws at an equal-area radius of 4.5 px: areas (8 / 4.5)^2 = 3.16 times smaller, a little less for the
     # antialiased rim the judge counts (a band along the outline, so proportional to the radius, not its square).

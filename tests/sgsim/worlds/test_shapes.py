@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from sgsim.worlds.shapes import (COLOURS, OFF_COLOUR, RESOLUTION, SHAPES, caption_truth, captions, draw_scenes, judge, render,
+from sgsim.worlds.shapes import (COLOURS, OFF_COLOUR, RANGES, RESOLUTION, SHAPES, caption_truth, captions, draw_scenes, judge, render,
                                  render_random, with_off_colours)
 
 
@@ -103,3 +105,18 @@ def test_a_caption_is_true_of_every_picture_whose_attributes_it_names():
                              [False, False, True, False],  # a green circle
                              [False, False, True, False]])  # a circle in no named colour
     assert torch.equal(truth, expected)
+
+
+@pytest.mark.parametrize("radius, message", [((9.0, 4.0), "expected LOW,HIGH"), ((0.0, 4.0), "expected LOW,HIGH"),
+                                             ((6.0, 9.7), "a triangle of radius 9.7 does not fit the 32 px picture")])
+def test_render_ranges_refuse_sizes_that_are_empty_or_do_not_fit(radius, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(RANGES, radius=radius)
+
+
+def test_the_largest_radius_that_fits_is_where_a_triangle_meets_the_margin():
+    # The bound: a triangle's farthest point (radius x 2 x its equal-area apothem) one margin inside the border, 15 px
+    # from the centre of a 32 px picture: radius 15 / 1.555 = 9.645.
+    assert dataclasses.replace(RANGES, radius=(9.64, 9.64)).radius == (9.64, 9.64)
+    with pytest.raises(ValueError, match="the largest that does is 9.65"):
+        dataclasses.replace(RANGES, radius=(9.65, 9.65))
